@@ -1,0 +1,1 @@
+//! iron_telemetry

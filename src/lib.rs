@@ -1,0 +1,1 @@
+//! Node-API binding: converts JS types and forwards to `iron_runtime`.

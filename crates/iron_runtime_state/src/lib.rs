@@ -1,1 +1,24 @@
-//! iron_runtime_state
+//! iron_runtime_state: a SQLite (WAL) store for agents, the request ledger and audit events.
+//!
+//! Writes never touch the disk on the caller's thread: `record_*` / `upsert_agent` hand the row to one
+//! writer thread, which commits everything received within `flush_interval_ms` in one transaction.
+//! Reads use a separate connection on the caller's thread.
+//!
+//! The `audit` table holds summaries only (PII types, counts and SHA-256 digests, budget and breaker
+//! changes, key fetch outcomes). Callers must never put key material or prompt/answer text in a row:
+//! this crate stores what it is given and does not inspect it.
+
+mod config;
+mod error;
+mod read;
+mod rows;
+mod schema;
+mod sql_int;
+mod store;
+mod writer;
+
+pub use config::StoreConfig;
+pub use error::StateError;
+pub use rows::{AgentRow, AuditRow, RequestRow};
+pub use schema::SCHEMA_VERSION;
+pub use store::{now_ms, FlushAck, Store, StoreStats};

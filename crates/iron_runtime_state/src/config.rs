@@ -1,0 +1,42 @@
+//! Store configuration.
+
+use std::path::PathBuf;
+
+/// How and where the state store keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Database file; `None` keeps everything in memory for the life of the store.
+    pub path: Option<PathBuf>,
+    /// How long the writer collects rows before committing them in one transaction.
+    pub flush_interval_ms: u64,
+    /// When true the router waits for the commit ack (see `Store::strict_ack`) before completing a response.
+    pub strict: bool,
+    /// Rows accepted but not yet committed, at most; further rows are dropped and counted.
+    pub max_queue: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            flush_interval_ms: 100,
+            strict: false,
+            max_queue: 100_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// An in-memory store with default settings.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// A file-backed store at `path` with default settings.
+    pub fn at_path(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: Some(path.into()),
+            ..Self::default()
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Versioned schema migrations, tracked with `PRAGMA user_version`.
+//!
+//! Migration `i` (0-based) takes a database from version `i` to `i + 1`. Append new migrations; never
+//! edit a released one, files in the field were created by it.
+
+use rusqlite::Connection;
+
+use crate::StateError;
+
+/// Ordered migrations; the index + 1 is the version a migration produces.
+const MIGRATIONS: &[&str] = &[
+    // v1: the three tables.
+    "CREATE TABLE agents (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT '',
+        started_at_ms INTEGER NOT NULL DEFAULT 0,
+        ended_at_ms INTEGER,
+        budget_micros INTEGER,
+        spent_micros INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        exit_signal TEXT,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        reason TEXT
+    );
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        agent_id TEXT NOT NULL DEFAULT '',
+        request_id TEXT NOT NULL DEFAULT '',
+        provider TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        api TEXT NOT NULL DEFAULT '',
+        status INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_micros INTEGER NOT NULL DEFAULT 0,
+        estimated INTEGER NOT NULL DEFAULT 0,
+        latency_ms INTEGER NOT NULL DEFAULT 0,
+        ttft_ms INTEGER
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        agent_id TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        detail_json TEXT NOT NULL DEFAULT '{}'
+    );",
+    // v2: refusal/error columns, and indexes for per-agent and time-ordered reads.
+    "ALTER TABLE requests ADD COLUMN blocked_reason TEXT;
+    ALTER TABLE requests ADD COLUMN error_code TEXT;
+    CREATE INDEX idx_requests_agent_ts ON requests(agent_id, ts_ms);
+    CREATE INDEX idx_requests_ts ON requests(ts_ms);
+    CREATE INDEX idx_audit_agent_ts ON audit(agent_id, ts_ms);
+    CREATE INDEX idx_audit_ts ON audit(ts_ms);",
+];
+
+/// The schema version this build creates and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings `conn` up to [`SCHEMA_VERSION`], one transaction per migration so a crash leaves a valid version.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StateError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StateError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    // A negative user_version can only come from a hand-edited file; treat it as empty.
+    let start = usize::try_from(found).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        // PRAGMA cannot take a bound parameter; the value is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_reaches_latest_version() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, 2);
+        // Running again is a no-op, not an error.
+        migrate(&mut conn).expect("migrate twice");
+    }
+
+    #[test]
+    fn newer_file_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("PRAGMA user_version = 99").expect("set");
+        match migrate(&mut conn) {
+            Err(StateError::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (99, 2));
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    }
+}

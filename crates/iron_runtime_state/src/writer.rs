@@ -1,0 +1,174 @@
+//! The writer thread: collects rows for `flush_interval` and commits each batch in one transaction.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::rows::PendingRow;
+
+/// Upper bound on rows in one transaction, so a burst cannot build one huge commit.
+const MAX_BATCH: usize = 10_000;
+
+/// Outcome sent to flush waiters: `Err` carries SQLite's message (errors are not `Clone`).
+pub(crate) type Ack = Result<(), String>;
+
+/// Messages to the writer thread.
+pub(crate) enum Command {
+    /// A row to write in the next batch (boxed: rows are far larger than the other messages).
+    Row(Box<PendingRow>),
+    /// Commit now and report the outcome of everything received so far.
+    Flush(Sender<Ack>),
+    /// Commit, report, and stop the thread.
+    Shutdown(Sender<Ack>),
+}
+
+// Rows may be large; the store's Debug output only needs to know a channel is there.
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+/// Counters shared by the store handle and the writer thread.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Rows accepted and not yet committed (or failed); bounded by `max_queue`.
+    pub pending: AtomicUsize,
+    pub queued: AtomicU64,
+    pub committed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub failed: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// Locks a mutex even if a panicking thread poisoned it: a connection stays usable after a panic elsewhere.
+pub(crate) fn lock(conn: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Rows and waiters collected for one transaction.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<PendingRow>,
+    acks: Vec<Sender<Ack>>,
+}
+
+#[derive(PartialEq, Eq)]
+enum Next {
+    Collect,
+    CommitNow,
+    Stop,
+}
+
+impl Batch {
+    fn push(&mut self, cmd: Command) -> Next {
+        match cmd {
+            Command::Row(row) => {
+                self.rows.push(*row);
+                if self.rows.len() >= MAX_BATCH {
+                    Next::CommitNow
+                } else {
+                    Next::Collect
+                }
+            }
+            Command::Flush(ack) => {
+                self.acks.push(ack);
+                Next::CommitNow
+            }
+            Command::Shutdown(ack) => {
+                self.acks.push(ack);
+                Next::Stop
+            }
+        }
+    }
+}
+
+/// Body of the writer thread; returns when told to shut down or when every sender is gone.
+pub(crate) fn run(
+    conn: Arc<Mutex<Connection>>,
+    rx: Receiver<Command>,
+    interval: Duration,
+    counters: Arc<Counters>,
+) {
+    let mut batch = Batch::default();
+    loop {
+        let Ok(first) = rx.recv() else { return };
+        let mut next = batch.push(first);
+        // An absurd interval would overflow Instant; then we simply wait for the next message.
+        let deadline = Instant::now().checked_add(interval);
+        while next == Next::Collect {
+            let received = match deadline {
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match received {
+                Ok(cmd) => next = batch.push(cmd),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => next = Next::Stop,
+            }
+        }
+        commit(&conn, &mut batch, &counters);
+        if next == Next::Stop {
+            return;
+        }
+    }
+}
+
+fn commit(conn: &Mutex<Connection>, batch: &mut Batch, counters: &Counters) {
+    let total = batch.rows.len();
+    let outcome = if total == 0 {
+        Ok(())
+    } else {
+        let (written, result) = write_rows(conn, &batch.rows);
+        counters.committed.fetch_add(written, Ordering::Relaxed);
+        counters
+            .failed
+            .fetch_add(total as u64 - written, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        result
+    };
+    counters.pending.fetch_sub(total, Ordering::AcqRel);
+    batch.rows.clear();
+    for ack in batch.acks.drain(..) {
+        // A waiter that gave up is not an error.
+        let _ = ack.send(outcome.clone());
+    }
+}
+
+/// Writes all rows in one transaction; returns how many were committed and the first error, if any.
+///
+/// A row SQLite rejects is skipped so it cannot take the rest of the batch with it.
+fn write_rows(conn: &Mutex<Connection>, rows: &[PendingRow]) -> (u64, Ack) {
+    let mut guard = lock(conn);
+    let tx = match guard.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return (0, Err(e.to_string())),
+    };
+    let mut written = 0u64;
+    let mut first_error = None;
+    for row in rows {
+        match row.insert(&tx) {
+            Ok(()) => written += 1,
+            Err(e) => {
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    if let Err(e) = tx.commit() {
+        return (0, Err(e.to_string()));
+    }
+    match first_error {
+        None => (written, Ok(())),
+        Some(e) => (
+            written,
+            Err(format!(
+                "{} of {} rows rejected: {e}",
+                rows.len() as u64 - written,
+                rows.len()
+            )),
+        ),
+    }
+}

@@ -1,1 +1,38 @@
-//! iron_cost
+//! iron_cost: model prices, cost from provider usage, and the budget ledger.
+//!
+//! Money is integer: rates in pico-USD per token, costs and budgets in micro-USD.
+//! Flow per call: [`ApiKind::from_path`] → [`Catalog::price`] → [`worst_case_micros`] →
+//! [`BudgetLedger::reserve`] → forward → [`usage_from_response`] or [`StreamUsage`] →
+//! [`cost_micros`] → [`Reservation::commit`].
+
+mod api_kind;
+mod budget;
+mod catalog;
+mod corrections;
+mod cost;
+mod estimate;
+mod model_name;
+mod price;
+mod provider;
+pub mod usage;
+
+pub use api_kind::ApiKind;
+pub use budget::{
+    format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,
+    DEFAULT_WARNING_PERCENT,
+};
+pub use catalog::{Catalog, PriceOverride, PRICES_JSON};
+pub use corrections::{Correction, RateField, CORRECTIONS};
+pub use cost::{cost_micros, cost_pico, max_cost_micros, pico_to_micros_ceil};
+pub use estimate::{
+    estimate_input_tokens, max_output_tokens, worst_case_micros, DEFAULT_MAX_OUTPUT_TOKENS,
+    MEDIA_BLOB_TOKENS,
+};
+pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
+pub use price::{
+    usd_per_mtok_to_pico, InvalidPrice, LongContextTier, ModelPrice, PartialRates, PicoUsd,
+    TokenRates, MAX_RATE_PICO,
+};
+pub use provider::Provider;
+pub use usage::stream::StreamUsage;
+pub use usage::{usage_from_bytes, usage_from_response, Usage};

@@ -1,0 +1,268 @@
+//! The budget ledger: reserve a worst-case cost before a call, settle to the real cost after.
+//!
+//! One process is the source of truth, so a tiny `Mutex` suffices; it is only held for a few
+//! integer operations and never across an await (this is sync code).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Default percentage of the limit at which a `Warning` is raised.
+pub const DEFAULT_WARNING_PERCENT: u8 = 80;
+
+/// A snapshot of the ledger, all amounts in micro-USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetStatus {
+    /// Settled spend.
+    pub spent: u64,
+    /// Held by reservations of calls in flight.
+    pub reserved: u64,
+    /// The limit, or `None` for unlimited.
+    pub limit: Option<u64>,
+}
+
+/// A threshold crossed by settled spend; each is reported once per crossing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetThreshold {
+    /// Spend reached the warning percentage of the limit.
+    Warning {
+        /// Spend after the crossing, micro-USD.
+        spent: u64,
+        /// The limit, micro-USD.
+        limit: u64,
+    },
+    /// Spend reached the limit (the budget is exhausted).
+    Exceeded {
+        /// Spend after the crossing, micro-USD.
+        spent: u64,
+        /// The limit, micro-USD.
+        limit: u64,
+    },
+}
+
+/// A reservation was refused because it would not fit in the remaining budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetDenied {
+    /// Settled spend, micro-USD.
+    pub spent: u64,
+    /// Held by calls in flight, micro-USD.
+    pub reserved: u64,
+    /// The limit, micro-USD.
+    pub limit: u64,
+    /// The worst-case cost of the refused call, micro-USD.
+    pub requested: u64,
+}
+
+impl fmt::Display for BudgetDenied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let left = self
+            .limit
+            .saturating_sub(self.spent.saturating_add(self.reserved));
+        write!(
+            f,
+            "budget {} would be exceeded: {} spent, {} reserved by requests in flight, {} left, \
+             this request may cost up to {}; raise budgetUsd or lower max_tokens",
+            format_usd(self.limit),
+            format_usd(self.spent),
+            format_usd(self.reserved),
+            format_usd(left),
+            format_usd(self.requested)
+        )
+    }
+}
+
+impl std::error::Error for BudgetDenied {}
+
+/// Formats micro-USD as dollars with at least 2 and at most 6 decimals (`$4.98`, `$0.000160`).
+pub fn format_usd(micros: u64) -> String {
+    let frac = format!("{:06}", micros % 1_000_000);
+    let trimmed = frac.trim_end_matches('0');
+    let decimals = if trimmed.len() < 2 {
+        &frac[..2]
+    } else {
+        trimmed
+    };
+    format!("${}.{}", micros / 1_000_000, decimals)
+}
+
+#[derive(Debug)]
+struct LedgerState {
+    spent: u64,
+    reserved: u64,
+    limit: Option<u64>,
+    warning_percent: u8,
+    warned: bool,
+    exhausted: bool,
+}
+
+impl LedgerState {
+    fn warn_reached(&self, limit: u64) -> bool {
+        u128::from(self.spent) * 100 >= u128::from(limit) * u128::from(self.warning_percent)
+    }
+
+    /// Thresholds newly reached by the current spend; marks them reported.
+    fn crossings(&mut self) -> Vec<BudgetThreshold> {
+        let mut out = Vec::new();
+        let Some(limit) = self.limit else { return out };
+        if !self.warned && self.warn_reached(limit) {
+            self.warned = true;
+            out.push(BudgetThreshold::Warning {
+                spent: self.spent,
+                limit,
+            });
+        }
+        if !self.exhausted && self.spent >= limit {
+            self.exhausted = true;
+            out.push(BudgetThreshold::Exceeded {
+                spent: self.spent,
+                limit,
+            });
+        }
+        out
+    }
+}
+
+/// Thread-safe spend ledger with atomic reserve-then-settle; clones share one ledger.
+#[derive(Debug, Clone)]
+pub struct BudgetLedger {
+    state: Arc<Mutex<LedgerState>>,
+}
+
+impl BudgetLedger {
+    /// A ledger with nothing spent and `limit` micro-USD (`None`: unlimited, still tracked).
+    pub fn new(limit: Option<u64>) -> BudgetLedger {
+        let state = LedgerState {
+            spent: 0,
+            reserved: 0,
+            limit,
+            warning_percent: DEFAULT_WARNING_PERCENT,
+            warned: false,
+            exhausted: false,
+        };
+        BudgetLedger {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// Sets the warning percentage (clamped to 1..=100).
+    pub fn set_warning_percent(&self, percent: u8) {
+        self.lock().warning_percent = percent.clamp(1, 100);
+    }
+
+    /// Holds `amount` micro-USD if `spent + reserved + amount <= limit`, checked and applied in
+    /// one critical section so concurrent calls can never overshoot together.
+    pub fn reserve(&self, amount: u64) -> Result<Reservation, BudgetDenied> {
+        let mut s = self.lock();
+        if let Some(limit) = s.limit {
+            let committed = u128::from(s.spent) + u128::from(s.reserved);
+            if committed + u128::from(amount) > u128::from(limit) {
+                return Err(BudgetDenied {
+                    spent: s.spent,
+                    reserved: s.reserved,
+                    limit,
+                    requested: amount,
+                });
+            }
+        }
+        s.reserved = s.reserved.saturating_add(amount);
+        drop(s);
+        Ok(Reservation {
+            state: Arc::clone(&self.state),
+            amount,
+            settled: false,
+        })
+    }
+
+    /// Current spent / reserved / limit, read atomically.
+    pub fn status(&self) -> BudgetStatus {
+        let s = self.lock();
+        BudgetStatus {
+            spent: s.spent,
+            reserved: s.reserved,
+            limit: s.limit,
+        }
+    }
+
+    /// Changes the limit. Thresholds no longer reached are re-armed; those the current spend
+    /// already reaches under the new limit are returned (once).
+    pub fn set_limit(&self, limit: Option<u64>) -> Vec<BudgetThreshold> {
+        let mut s = self.lock();
+        s.limit = limit;
+        if let Some(l) = limit {
+            s.warned = s.warned && s.warn_reached(l);
+            s.exhausted = s.exhausted && s.spent >= l;
+        } else {
+            s.warned = false;
+            s.exhausted = false;
+        }
+        s.crossings()
+    }
+
+    /// Adds spend settled outside a reservation (e.g. restored after a restart).
+    pub fn add_spent(&self, amount: u64) -> Vec<BudgetThreshold> {
+        let mut s = self.lock();
+        s.spent = s.spent.saturating_add(amount);
+        s.crossings()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LedgerState> {
+        lock(&self.state)
+    }
+}
+
+/// Budget held for one call in flight; dropping it unsettled releases it (an aborted request
+/// can never leak a reservation).
+#[derive(Debug)]
+#[must_use = "a reservation is released as soon as it is dropped"]
+pub struct Reservation {
+    state: Arc<Mutex<LedgerState>>,
+    amount: u64,
+    settled: bool,
+}
+
+impl Reservation {
+    /// The micro-USD held.
+    pub fn amount(&self) -> u64 {
+        self.amount
+    }
+
+    /// Releases the hold and records `actual` micro-USD as spent (it may exceed the hold when an
+    /// estimate was low). Returns thresholds this spend crossed.
+    pub fn commit(mut self, actual: u64) -> Vec<BudgetThreshold> {
+        self.settled = true;
+        let mut s = lock(&self.state);
+        s.reserved = s.reserved.saturating_sub(self.amount);
+        s.spent = s.spent.saturating_add(actual);
+        s.crossings()
+    }
+
+    /// Releases the hold without spending anything.
+    pub fn cancel(mut self) {
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if !self.settled {
+            self.settled = true;
+            let mut s = lock(&self.state);
+            s.reserved = s.reserved.saturating_sub(self.amount);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The state is plain integers updated without panicking code, so a poisoned lock still holds
+/// consistent values and is safe to reuse.
+fn lock(state: &Mutex<LedgerState>) -> MutexGuard<'_, LedgerState> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+#[path = "budget_tests.rs"]
+mod tests;

@@ -1,0 +1,147 @@
+//! Worst-case token estimates for a request body, made before it is sent (for reservations).
+
+use crate::api_kind::ApiKind;
+use crate::cost::max_cost_micros;
+use crate::price::ModelPrice;
+use serde_json::Value;
+
+/// Output allowance when neither the request nor the catalog gives a limit.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 32_768;
+/// Tokens charged for one inline media blob (base64 image, audio or file), whatever its size:
+/// counting base64 characters as text would over-reserve by orders of magnitude.
+pub const MEDIA_BLOB_TOKENS: u64 = 4_096;
+/// Extra tokens per 400 base64 characters of a media blob beyond the flat allowance (long PDFs).
+const MEDIA_CHARS_PER_TOKEN: u64 = 400;
+/// Strings at least this long under a media key are treated as blobs, not text.
+const MEDIA_MIN_CHARS: usize = 1_024;
+/// Nesting depth beyond which the walk stops (bodies from serde_json are at most 128 deep).
+const MAX_DEPTH: usize = 256;
+
+/// Conservative upper bound on the input tokens of `body`: characters of all text fields
+/// (messages and their content parts, system, tools JSON, input, prompt, instructions) / 3,
+/// rounded up, + 8 per message + 16. Token-id arrays count one token per id.
+pub fn estimate_input_tokens(body: &Value, kind: ApiKind) -> u64 {
+    let fields: &[&str] = match kind {
+        ApiKind::OpenAiChat => &["messages", "tools", "functions", "response_format"],
+        ApiKind::OpenAiCompletions => &["prompt", "suffix"],
+        ApiKind::OpenAiResponses => &["input", "instructions", "tools", "text"],
+        ApiKind::OpenAiEmbeddings => &["input"],
+        ApiKind::AnthropicMessages | ApiKind::AnthropicCountTokens => {
+            &["messages", "system", "tools"]
+        }
+        ApiKind::Other => &[],
+    };
+    let mut size = Size::default();
+    if kind == ApiKind::Other {
+        size.walk(body, None, 0);
+    }
+    for field in fields {
+        let Some(v) = body.get(field) else { continue };
+        if *field == "tools" || *field == "functions" {
+            // Tool schemas are sent to the model as JSON text.
+            size.chars = size.chars.saturating_add(json_chars(v));
+        } else {
+            size.walk(v, Some(field), 0);
+        }
+    }
+    let messages = ["messages", "input"]
+        .iter()
+        .filter_map(|f| body.get(f).and_then(Value::as_array))
+        .map(|a| a.len() as u64)
+        .sum::<u64>();
+    size.chars
+        .div_ceil(3)
+        .saturating_add(size.tokens)
+        .saturating_add(messages.saturating_mul(8))
+        .saturating_add(16)
+}
+
+/// The output allowance to reserve for: the request's `max_tokens` / `max_completion_tokens` /
+/// `max_output_tokens`, else the model's maximum, else 32768, capped at the model's maximum and
+/// multiplied by `n` (OpenAI chat / completions, at most 128). Embeddings and count_tokens: 0.
+pub fn max_output_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> u64 {
+    if matches!(
+        kind,
+        ApiKind::OpenAiEmbeddings | ApiKind::AnthropicCountTokens
+    ) {
+        return 0;
+    }
+    let model_max = price.and_then(|p| p.max_output_tokens);
+    let requested = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| body.get(k).and_then(Value::as_u64));
+    let mut out = requested.or(model_max).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+    if let Some(cap) = model_max {
+        out = out.min(cap);
+    }
+    let choices = match kind {
+        ApiKind::OpenAiChat | ApiKind::OpenAiCompletions => ["n", "best_of"]
+            .iter()
+            .filter_map(|k| body.get(k).and_then(Value::as_u64))
+            .max()
+            .unwrap_or(1)
+            .clamp(1, 128),
+        _ => 1,
+    };
+    out.saturating_mul(choices)
+}
+
+/// Worst-case cost of sending `body` to the model `price` describes, in micro-USD.
+pub fn worst_case_micros(body: &Value, kind: ApiKind, price: &ModelPrice) -> u64 {
+    let input = estimate_input_tokens(body, kind);
+    max_cost_micros(
+        price,
+        price.provider,
+        input,
+        max_output_tokens(body, kind, Some(price)),
+    )
+}
+
+#[derive(Default)]
+struct Size {
+    chars: u64,
+    tokens: u64,
+}
+
+impl Size {
+    fn walk(&mut self, v: &Value, key: Option<&str>, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        match v {
+            Value::String(s) if is_media_blob(key, s) => {
+                let extra = (s.len() as u64) / MEDIA_CHARS_PER_TOKEN;
+                self.tokens = self.tokens.saturating_add(MEDIA_BLOB_TOKENS.max(extra));
+            }
+            Value::String(s) => self.chars = self.chars.saturating_add(s.chars().count() as u64),
+            // Token ids in `prompt` / `input` arrays: one token each.
+            Value::Number(_) if matches!(key, Some("prompt" | "input")) => {
+                self.tokens = self.tokens.saturating_add(1)
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.walk(i, key, depth + 1)),
+            Value::Object(map) => map
+                .iter()
+                .for_each(|(k, v)| self.walk(v, Some(k), depth + 1)),
+            _ => {}
+        }
+    }
+}
+
+fn is_media_blob(key: Option<&str>, s: &str) -> bool {
+    s.len() >= MEDIA_MIN_CHARS
+        && match key {
+            Some("data" | "file_data") => true,
+            Some("url" | "image_url") => s.starts_with("data:"),
+            _ => false,
+        }
+}
+
+fn json_chars(v: &Value) -> u64 {
+    serde_json::to_string(v)
+        .map(|s| s.chars().count() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[path = "estimate_tests.rs"]
+mod tests;

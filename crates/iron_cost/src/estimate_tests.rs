@@ -1,0 +1,97 @@
+use super::*;
+use crate::catalog::Catalog;
+use serde_json::json;
+
+#[test]
+fn chat_messages_count_text_plus_per_message_overhead() {
+    let body = json!({"model":"gpt-4o","temperature":0.2,"messages":[
+        {"role":"system","content":"You are terse."},{"role":"user","content":"Hello!"}]});
+    // "system" + "You are terse." + "user" + "Hello!" = 30 chars -> 10, + 2 × 8 + 16
+    assert_eq!(estimate_input_tokens(&body, ApiKind::OpenAiChat), 42);
+}
+
+#[test]
+fn anthropic_counts_system_content_parts_and_tools_json() {
+    let body = json!({"model":"claude-sonnet-4-5","max_tokens":1024,
+        "system":[{"type":"text","text":"Be nice"}],
+        "tools":[{"name":"t"}],
+        "messages":[{"role":"user","content":[{"type":"text","text":"abc"}]}]});
+    // system: "text"(4)+"Be nice"(7); tools JSON `[{"name":"t"}]` (14);
+    // message: "user"(4)+"text"(4)+"abc"(3) => 36 chars -> 12, + 8 + 16
+    assert_eq!(estimate_input_tokens(&body, ApiKind::AnthropicMessages), 36);
+}
+
+#[test]
+fn responses_string_input_and_instructions() {
+    let body = json!({"model":"o3","instructions":"Be brief","input":"What is 2+2?"});
+    // 8 + 12 = 20 chars -> 7, no message array, + 16
+    assert_eq!(estimate_input_tokens(&body, ApiKind::OpenAiResponses), 23);
+}
+
+#[test]
+fn embedding_token_ids_count_one_each() {
+    let body = json!({"model":"text-embedding-3-small","input":[[1,2,3],[4,5]]});
+    // 5 ids, 2 array items × 8, + 16
+    assert_eq!(estimate_input_tokens(&body, ApiKind::OpenAiEmbeddings), 37);
+}
+
+#[test]
+fn base64_images_get_a_flat_allowance_not_their_length() {
+    let blob = format!("data:image/png;base64,{}", "A".repeat(200_000));
+    let body = json!({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":blob}}]}]});
+    // "user" + "image_url" = 13 chars -> 5; image: max(4096, 200022 / 400 = 500) = 4096; + 8 + 16
+    assert_eq!(estimate_input_tokens(&body, ApiKind::OpenAiChat), 4125);
+}
+
+#[test]
+fn output_allowance_prefers_request_then_model_then_default() {
+    let gpt4o = Catalog::builtin().price("gpt-4o");
+    let kind = ApiKind::OpenAiChat;
+    assert_eq!(
+        max_output_tokens(&json!({"max_tokens":500}), kind, gpt4o),
+        500
+    );
+    assert_eq!(
+        max_output_tokens(&json!({"max_completion_tokens":1_000_000_000}), kind, gpt4o),
+        16_384
+    );
+    assert_eq!(max_output_tokens(&json!({}), kind, gpt4o), 16_384);
+    assert_eq!(max_output_tokens(&json!({}), kind, None), 32_768);
+    assert_eq!(
+        max_output_tokens(&json!({"max_tokens":100,"n":3}), kind, gpt4o),
+        300
+    );
+    assert_eq!(
+        max_output_tokens(
+            &json!({"max_output_tokens":77}),
+            ApiKind::OpenAiResponses,
+            None
+        ),
+        77
+    );
+    assert_eq!(
+        max_output_tokens(&json!({"max_tokens":100}), ApiKind::OpenAiEmbeddings, None),
+        0
+    );
+}
+
+#[test]
+fn worst_case_combines_estimate_and_allowance() {
+    let price = Catalog::builtin().price("gpt-4o").expect("priced");
+    let body = json!({"messages":[{"role":"user","content":"Hello!"}],"max_tokens":100});
+    // input: 10 chars -> 4 + 8 + 16 = 28 tokens × $2.50/M = 70 µ$; output 100 × $10/M = 1000 µ$
+    assert_eq!(worst_case_micros(&body, ApiKind::OpenAiChat, price), 1_070);
+}
+
+#[test]
+fn odd_bodies_do_not_panic() {
+    for body in [
+        json!(null),
+        json!([1, 2]),
+        json!("x"),
+        json!({"messages":"str","max_tokens":-1}),
+    ] {
+        assert!(estimate_input_tokens(&body, ApiKind::OpenAiChat) >= 16);
+        assert!(max_output_tokens(&body, ApiKind::OpenAiChat, None) >= 1);
+    }
+}

@@ -1,0 +1,199 @@
+//! Per-token prices in integer pico-USD, and the rules that fill rates a source leaves out.
+
+use crate::provider::Provider;
+use std::fmt;
+
+/// Pico-USD (1e-12 USD) per token; equals USD per 1M tokens × 1e6.
+pub type PicoUsd = u64;
+
+/// Largest accepted rate: $1,000,000 per 1M tokens, far above any real model, small enough that
+/// `tokens × rate` cannot overflow u128 for any u64 token count.
+pub const MAX_RATE_PICO: PicoUsd = 1_000_000_000_000;
+
+/// The five per-token rates of one pricing tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenRates {
+    /// Uncached input tokens.
+    pub input: PicoUsd,
+    /// Cache reads (OpenAI "cached input", Anthropic cache hits).
+    pub cached_input: PicoUsd,
+    /// Cache writes with the default 5-minute lifetime.
+    pub cache_write_5m: PicoUsd,
+    /// Cache writes with a 1-hour lifetime.
+    pub cache_write_1h: PicoUsd,
+    /// Output tokens (reasoning / thinking tokens included).
+    pub output: PicoUsd,
+}
+
+/// Rates as a data source gives them: any cache rate may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartialRates {
+    /// Uncached input rate (required).
+    pub input: PicoUsd,
+    /// Cache read rate, if the source has one.
+    pub cached_input: Option<PicoUsd>,
+    /// 5-minute cache write rate, if the source has one.
+    pub cache_write_5m: Option<PicoUsd>,
+    /// 1-hour cache write rate, if the source has one.
+    pub cache_write_1h: Option<PicoUsd>,
+    /// Output rate (missing means free, as for embeddings).
+    pub output: Option<PicoUsd>,
+}
+
+impl PartialRates {
+    /// Fills missing rates with the provider's published multipliers of the input rate.
+    ///
+    /// Anthropic: 5m write 1.25×, 1h write 2×, cache read 0.1× (pricing page). OpenAI has no
+    /// cache-write surcharge and no discount unless the source lists one, so writes and reads
+    /// default to the input rate (never under-charging); a 1h write defaults to 2× for both.
+    pub fn resolve(self, provider: Provider) -> TokenRates {
+        let input = self.input;
+        let (write_5m, read) = match provider {
+            Provider::Anthropic => (input.saturating_mul(5) / 4, input / 10),
+            Provider::OpenAi => (input, input),
+        };
+        TokenRates {
+            input,
+            cached_input: self.cached_input.unwrap_or(read),
+            cache_write_5m: self.cache_write_5m.unwrap_or(write_5m),
+            cache_write_1h: self.cache_write_1h.unwrap_or(input.saturating_mul(2)),
+            output: self.output.unwrap_or(0),
+        }
+    }
+}
+
+/// Rates that replace the base rates for a whole request once its input is large enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongContextTier {
+    /// The tier applies when total input tokens (all kinds) are strictly above this.
+    pub above_input_tokens: u64,
+    /// The tier's rates.
+    pub rates: TokenRates,
+}
+
+/// Everything needed to price one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPrice {
+    /// Canonical catalog id (e.g. `claude-sonnet-4-5`).
+    pub id: String,
+    /// Which provider serves the model.
+    pub provider: Provider,
+    /// Base rates.
+    pub rates: TokenRates,
+    /// Optional long-context tier.
+    pub long_context: Option<LongContextTier>,
+    /// Largest `max_tokens` the model accepts, if known.
+    pub max_output_tokens: Option<u64>,
+    /// Context window in tokens, if known.
+    pub context_window: Option<u64>,
+}
+
+impl ModelPrice {
+    /// The rates that apply to a request with `total_input_tokens` input tokens of all kinds.
+    pub fn rates_for(&self, total_input_tokens: u64) -> &TokenRates {
+        match &self.long_context {
+            Some(tier) if total_input_tokens > tier.above_input_tokens => &tier.rates,
+            _ => &self.rates,
+        }
+    }
+}
+
+/// A price given in USD per 1M tokens could not be accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidPrice {
+    /// Which model and field the value was for.
+    pub what: String,
+    /// The rejected value.
+    pub value: f64,
+}
+
+impl fmt::Display for InvalidPrice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid price {} for {}: expected a finite USD-per-1M-tokens value between 0 and 1000000",
+            self.value, self.what
+        )
+    }
+}
+
+impl std::error::Error for InvalidPrice {}
+
+/// Converts USD per 1M tokens to pico-USD per token, once, at the API boundary.
+pub fn usd_per_mtok_to_pico(usd_per_mtok: f64, what: &str) -> Result<PicoUsd, InvalidPrice> {
+    let pico = usd_per_mtok * 1e6;
+    if !pico.is_finite() || pico < 0.0 || pico > MAX_RATE_PICO as f64 {
+        return Err(InvalidPrice {
+            what: what.to_string(),
+            value: usd_per_mtok,
+        });
+    }
+    // Rounded to the nearest pico-USD: every published price is a whole number of them.
+    Ok(pico.round() as PicoUsd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_defaults_follow_published_multipliers() {
+        let r = PartialRates {
+            input: 3_000_000,
+            output: Some(15_000_000),
+            ..Default::default()
+        }
+        .resolve(Provider::Anthropic);
+        assert_eq!(r.cache_write_5m, 3_750_000);
+        assert_eq!(r.cache_write_1h, 6_000_000);
+        assert_eq!(r.cached_input, 300_000);
+        assert_eq!(r.output, 15_000_000);
+    }
+
+    #[test]
+    fn openai_defaults_never_discount_and_missing_output_is_free() {
+        let r = PartialRates {
+            input: 20_000,
+            ..Default::default()
+        }
+        .resolve(Provider::OpenAi);
+        assert_eq!(
+            (r.cached_input, r.cache_write_5m, r.cache_write_1h, r.output),
+            (20_000, 20_000, 40_000, 0)
+        );
+    }
+
+    #[test]
+    fn usd_conversion_is_exact_and_rejects_nonsense() {
+        assert_eq!(usd_per_mtok_to_pico(2.5, "x"), Ok(2_500_000));
+        assert_eq!(usd_per_mtok_to_pico(0.075, "x"), Ok(75_000));
+        assert_eq!(usd_per_mtok_to_pico(0.0, "x"), Ok(0));
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 2e6] {
+            assert!(usd_per_mtok_to_pico(bad, "m.input").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_context_tier_applies_strictly_above_threshold() {
+        let tier_rates = TokenRates {
+            input: 2,
+            ..Default::default()
+        };
+        let p = ModelPrice {
+            id: "m".into(),
+            provider: Provider::Anthropic,
+            rates: TokenRates {
+                input: 1,
+                ..Default::default()
+            },
+            long_context: Some(LongContextTier {
+                above_input_tokens: 200_000,
+                rates: tier_rates,
+            }),
+            max_output_tokens: None,
+            context_window: None,
+        };
+        assert_eq!(p.rates_for(200_000).input, 1);
+        assert_eq!(p.rates_for(200_001).input, 2);
+    }
+}

@@ -1,0 +1,134 @@
+//! Anthropic Messages usage: `input_tokens` EXCLUDES cache reads and writes.
+
+use super::{count, Usage};
+use serde_json::Value;
+
+/// Raw Anthropic counters; stream events overwrite the fields they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct AnthropicCounters {
+    input: u64,
+    cache_read: u64,
+    cache_creation: u64,
+    ephemeral_5m: Option<u64>,
+    ephemeral_1h: Option<u64>,
+    output: u64,
+    thinking: u64,
+}
+
+impl AnthropicCounters {
+    /// Overwrites every field present (and numeric) in `usage`; absent or null fields keep
+    /// their value. Values are cumulative, so later reports replace, never add.
+    pub(crate) fn merge(&mut self, usage: &Value) {
+        let set = |slot: &mut u64, path: &[&str]| {
+            if let Some(v) = count(usage, path) {
+                *slot = v;
+            }
+        };
+        set(&mut self.input, &["input_tokens"]);
+        set(&mut self.cache_read, &["cache_read_input_tokens"]);
+        set(&mut self.cache_creation, &["cache_creation_input_tokens"]);
+        set(&mut self.output, &["output_tokens"]);
+        set(
+            &mut self.thinking,
+            &["output_tokens_details", "thinking_tokens"],
+        );
+        if let Some(v) = count(usage, &["cache_creation", "ephemeral_5m_input_tokens"]) {
+            self.ephemeral_5m = Some(v);
+        }
+        if let Some(v) = count(usage, &["cache_creation", "ephemeral_1h_input_tokens"]) {
+            self.ephemeral_1h = Some(v);
+        }
+    }
+
+    /// Normalised usage. Without a 5m/1h breakdown every cache write is billed at the 5m rate;
+    /// with one, creation tokens the breakdown does not account for are billed at 5m too.
+    pub(crate) fn to_usage(self) -> Usage {
+        let (w5m, w1h) = match (self.ephemeral_5m, self.ephemeral_1h) {
+            (None, None) => (self.cache_creation, 0),
+            (e5m, e1h) => {
+                let w1h = e1h.unwrap_or(0);
+                (
+                    e5m.unwrap_or(0)
+                        .max(self.cache_creation.saturating_sub(w1h)),
+                    w1h,
+                )
+            }
+        };
+        Usage {
+            input_tokens: self.input,
+            cache_read_tokens: self.cache_read,
+            cache_write_5m_tokens: w5m,
+            cache_write_1h_tokens: w1h,
+            output_tokens: self.output,
+            reasoning_tokens: self.thinking.min(self.output),
+        }
+    }
+}
+
+/// The `usage` object of a Messages response.
+pub fn messages_usage(usage: &Value) -> Option<Usage> {
+    usage.as_object()?;
+    let mut c = AnthropicCounters::default();
+    c.merge(usage);
+    Some(c.to_usage())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api_kind::ApiKind;
+    use crate::usage::usage_from_response;
+    use serde_json::json;
+
+    #[test]
+    fn cache_fields_are_separate_from_input_tokens() {
+        let body = json!({"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",
+            "content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{
+            "input_tokens":120,"cache_creation_input_tokens":2000,"cache_read_input_tokens":10000,
+            "cache_creation":{"ephemeral_5m_input_tokens":1500,"ephemeral_1h_input_tokens":500},
+            "output_tokens":350,"service_tier":"standard"}});
+        let u = usage_from_response(ApiKind::AnthropicMessages, &body).expect("usage");
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 120,
+                cache_read_tokens: 10000,
+                cache_write_5m_tokens: 1500,
+                cache_write_1h_tokens: 500,
+                output_tokens: 350,
+                reasoning_tokens: 0
+            }
+        );
+    }
+
+    #[test]
+    fn without_breakdown_all_cache_writes_are_5m() {
+        let u = messages_usage(&json!({"input_tokens":10,"cache_creation_input_tokens":700,
+            "cache_read_input_tokens":null,"output_tokens":5}))
+        .expect("usage");
+        assert_eq!(
+            (
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens,
+                u.cache_read_tokens
+            ),
+            (700, 0, 0)
+        );
+    }
+
+    #[test]
+    fn partial_breakdown_never_loses_creation_tokens() {
+        let u = messages_usage(&json!({"cache_creation_input_tokens":1000,
+            "cache_creation":{"ephemeral_1h_input_tokens":400}}))
+        .expect("usage");
+        assert_eq!(
+            (u.cache_write_5m_tokens, u.cache_write_1h_tokens),
+            (600, 400)
+        );
+    }
+
+    #[test]
+    fn non_object_usage_is_none() {
+        assert_eq!(messages_usage(&json!("12")), None);
+    }
+}

@@ -1,0 +1,136 @@
+//! OpenAI usage objects: chat/completions, Responses and embeddings.
+
+use super::{count, Usage};
+use serde_json::Value;
+
+/// Chat/completions `usage`: `cached_tokens` (and `cache_write_tokens`) are a SUBSET of
+/// `prompt_tokens`; `reasoning_tokens` are INSIDE `completion_tokens`.
+pub fn chat_usage(usage: &Value) -> Option<Usage> {
+    usage.as_object()?;
+    Some(split_input(
+        count(usage, &["prompt_tokens"]).unwrap_or(0),
+        count(usage, &["prompt_tokens_details", "cached_tokens"]).unwrap_or(0),
+        count(usage, &["prompt_tokens_details", "cache_write_tokens"]).unwrap_or(0),
+        count(usage, &["completion_tokens"]).unwrap_or(0),
+        count(usage, &["completion_tokens_details", "reasoning_tokens"]).unwrap_or(0),
+    ))
+}
+
+/// Responses API `usage`: same subset rules under the names `input_tokens` / `output_tokens`.
+pub fn responses_usage(usage: &Value) -> Option<Usage> {
+    usage.as_object()?;
+    Some(split_input(
+        count(usage, &["input_tokens"]).unwrap_or(0),
+        count(usage, &["input_tokens_details", "cached_tokens"]).unwrap_or(0),
+        count(usage, &["input_tokens_details", "cache_write_tokens"]).unwrap_or(0),
+        count(usage, &["output_tokens"]).unwrap_or(0),
+        count(usage, &["output_tokens_details", "reasoning_tokens"]).unwrap_or(0),
+    ))
+}
+
+/// Embeddings `usage`: only `prompt_tokens`.
+pub fn embeddings_usage(usage: &Value) -> Option<Usage> {
+    usage.as_object()?;
+    Some(Usage {
+        input_tokens: count(usage, &["prompt_tokens"]).unwrap_or(0),
+        ..Usage::default()
+    })
+}
+
+/// Splits OpenAI's inclusive prompt count into uncached / cache-read / cache-write parts.
+fn split_input(prompt: u64, cached: u64, written: u64, output: u64, reasoning: u64) -> Usage {
+    // Clamped so an inconsistent report can never make the parts exceed the whole.
+    let cached = cached.min(prompt);
+    let written = written.min(prompt - cached);
+    Usage {
+        input_tokens: prompt - cached - written,
+        cache_read_tokens: cached,
+        cache_write_5m_tokens: written,
+        cache_write_1h_tokens: 0,
+        output_tokens: output,
+        reasoning_tokens: reasoning.min(output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api_kind::ApiKind;
+    use crate::usage::usage_from_response;
+    use serde_json::json;
+
+    #[test]
+    fn chat_cached_tokens_are_taken_out_of_prompt_tokens() {
+        let body = json!({"id":"chatcmpl-1","object":"chat.completion","usage":{
+            "prompt_tokens":2006,"completion_tokens":300,"total_tokens":2306,
+            "prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0},
+            "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,
+              "accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}});
+        let u = usage_from_response(ApiKind::OpenAiChat, &body).expect("usage");
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 86,
+                cache_read_tokens: 1920,
+                output_tokens: 300,
+                ..Usage::default()
+            }
+        );
+    }
+
+    #[test]
+    fn chat_reasoning_stays_inside_completion_tokens() {
+        let body = json!({"usage":{"prompt_tokens":50,"completion_tokens":1200,
+            "completion_tokens_details":{"reasoning_tokens":1024}}});
+        let u = usage_from_response(ApiKind::OpenAiChat, &body).expect("usage");
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.reasoning_tokens),
+            (50, 1200, 1024)
+        );
+    }
+
+    #[test]
+    fn responses_usage_uses_input_and_output_names() {
+        let body = json!({"object":"response","usage":{"input_tokens":5000,
+            "input_tokens_details":{"cached_tokens":4000,"cache_write_tokens":500},
+            "output_tokens":900,"output_tokens_details":{"reasoning_tokens":600},"total_tokens":5900}});
+        let u = usage_from_response(ApiKind::OpenAiResponses, &body).expect("usage");
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 500,
+                cache_read_tokens: 4000,
+                cache_write_5m_tokens: 500,
+                cache_write_1h_tokens: 0,
+                output_tokens: 900,
+                reasoning_tokens: 600
+            }
+        );
+    }
+
+    #[test]
+    fn embeddings_usage_is_prompt_tokens_only() {
+        let body = json!({"object":"list","data":[],"usage":{"prompt_tokens":8,"total_tokens":8}});
+        let u = usage_from_response(ApiKind::OpenAiEmbeddings, &body).expect("usage");
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 8,
+                ..Usage::default()
+            }
+        );
+    }
+
+    #[test]
+    fn inconsistent_counts_are_clamped_not_underflowed() {
+        let u = chat_usage(
+            &json!({"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":50},
+            "completion_tokens":-3}),
+        )
+        .expect("usage");
+        assert_eq!(
+            (u.input_tokens, u.cache_read_tokens, u.output_tokens),
+            (0, 10, 0)
+        );
+    }
+}

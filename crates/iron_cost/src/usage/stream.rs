@@ -1,0 +1,160 @@
+//! Usage from a server-sent-event stream, one event at a time, with an estimate when the
+//! stream ends before the provider reported usage.
+
+use super::anthropic::AnthropicCounters;
+use super::{openai, Usage};
+use serde_json::Value;
+
+/// Accumulates usage over the SSE events of one streamed response (any supported shape).
+#[derive(Debug, Clone, Default)]
+pub struct StreamUsage {
+    /// Final usage from an OpenAI usage chunk or a terminal Responses event.
+    final_usage: Option<Usage>,
+    /// Anthropic counters from `message_start`, overwritten by each `message_delta`.
+    anthropic: Option<AnthropicCounters>,
+    /// Whether an Anthropic `message_delta` (which carries the final output count) arrived.
+    anthropic_final: bool,
+    /// Characters of generated text, tool arguments and thinking seen in deltas.
+    output_chars: u64,
+}
+
+impl StreamUsage {
+    /// A fresh accumulator.
+    pub fn new() -> StreamUsage {
+        StreamUsage::default()
+    }
+
+    /// Feeds one SSE event: its `event:` name (if any) and its `data:` payload.
+    /// Unknown, malformed and `[DONE]` events are ignored.
+    pub fn observe(&mut self, event: Option<&str>, data: &str) {
+        let data = data.trim();
+        if data.is_empty() || data == "[DONE]" {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if !v.is_object() {
+            return;
+        }
+        // The data's own `type` is authoritative; the SSE name is a fallback (`message` is the
+        // SSE default and says nothing).
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event.filter(|e| !e.is_empty() && *e != "message"))
+            .unwrap_or("");
+        match kind {
+            "message_start" => {
+                let counters = self
+                    .anthropic
+                    .get_or_insert_with(AnthropicCounters::default);
+                if let Some(usage) = v.get("message").and_then(|m| m.get("usage")) {
+                    counters.merge(usage);
+                }
+            }
+            "message_delta" => {
+                if let Some(usage) = v.get("usage").filter(|u| u.is_object()) {
+                    self.anthropic
+                        .get_or_insert_with(AnthropicCounters::default)
+                        .merge(usage);
+                    self.anthropic_final = true;
+                }
+            }
+            "content_block_delta" => {
+                if let Some(delta) = v.get("delta") {
+                    for key in ["text", "thinking", "partial_json"] {
+                        self.add_chars(delta.get(key));
+                    }
+                }
+            }
+            "response.output_text.delta"
+            | "response.refusal.delta"
+            | "response.function_call_arguments.delta"
+            | "response.reasoning_text.delta"
+            | "response.reasoning_summary_text.delta" => self.add_chars(v.get("delta")),
+            "response.completed" | "response.incomplete" | "response.failed" => {
+                if let Some(u) = v
+                    .get("response")
+                    .and_then(|r| r.get("usage"))
+                    .and_then(openai::responses_usage)
+                {
+                    self.final_usage = Some(u);
+                }
+            }
+            _ => self.observe_chat_chunk(&v),
+        }
+    }
+
+    /// Characters of output seen so far.
+    pub fn output_chars(&self) -> u64 {
+        self.output_chars
+    }
+
+    /// Whether the provider's own final usage has arrived.
+    pub fn has_final_usage(&self) -> bool {
+        self.final_usage.is_some() || self.anthropic_final
+    }
+
+    /// The usage, and whether it is an estimate. Without a final report, missing input comes
+    /// from `estimated_input_tokens` and output is the larger of any reported count and
+    /// output characters / 4, rounded up.
+    pub fn finish(self, estimated_input_tokens: u64) -> (Usage, bool) {
+        if let Some(u) = self.final_usage {
+            return (u, false);
+        }
+        let from_text = self.output_chars.div_ceil(4);
+        match self.anthropic {
+            Some(c) if self.anthropic_final => (c.to_usage(), false),
+            Some(c) => {
+                let mut u = c.to_usage();
+                u.output_tokens = u.output_tokens.max(from_text);
+                (u, true)
+            }
+            None => {
+                let u = Usage {
+                    input_tokens: estimated_input_tokens,
+                    output_tokens: from_text,
+                    ..Usage::default()
+                };
+                (u, true)
+            }
+        }
+    }
+
+    /// OpenAI chat / legacy completions chunk: text in `choices[]`, usage on the last chunk.
+    fn observe_chat_chunk(&mut self, v: &Value) {
+        if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+            for choice in choices {
+                self.add_chars(choice.get("text"));
+                let Some(delta) = choice.get("delta") else {
+                    continue;
+                };
+                for key in ["content", "refusal", "reasoning_content"] {
+                    self.add_chars(delta.get(key));
+                }
+                for call in delta
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    self.add_chars(call.get("function").and_then(|f| f.get("arguments")));
+                }
+            }
+        }
+        if let Some(u) = v.get("usage").and_then(openai::chat_usage) {
+            self.final_usage = Some(u);
+        }
+    }
+
+    fn add_chars(&mut self, text: Option<&Value>) {
+        if let Some(s) = text.and_then(Value::as_str) {
+            self.output_chars = self.output_chars.saturating_add(s.chars().count() as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

@@ -1,0 +1,207 @@
+use super::*;
+
+/// Feeds a raw SSE transcript (`event:` / `data:` lines, blank-line separated).
+fn feed(acc: &mut StreamUsage, transcript: &str) {
+    for block in transcript.split("\n\n") {
+        let mut event = None;
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = Some(e);
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data.push_str(d);
+            }
+        }
+        if !data.is_empty() {
+            acc.observe(event, &data);
+        }
+    }
+}
+
+const ANTHROPIC_STREAM: &str = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_01XFD","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5-20250929","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_creation_input_tokens":1200,"cache_read_input_tokens":9000,"cache_creation":{"ephemeral_5m_input_tokens":1200,"ephemeral_1h_input_tokens":0},"output_tokens":2,"service_tier":"standard"}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+
+event: ping
+data: {"type": "ping"}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}
+
+event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":", world!"}}
+
+event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},"usage":{"output_tokens":15}}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":472,"cache_creation_input_tokens":1200,"cache_read_input_tokens":9000,"output_tokens":17}}
+
+event: message_stop
+data: {"type":"message_stop"}
+"#;
+
+#[test]
+fn anthropic_message_delta_usage_is_cumulative_last_wins() {
+    let mut acc = StreamUsage::new();
+    feed(&mut acc, ANTHROPIC_STREAM);
+    assert!(acc.has_final_usage());
+    assert_eq!(acc.output_chars(), 13);
+    let (u, estimated) = acc.finish(999);
+    assert!(!estimated);
+    // 17, not 2 + 15 + 17.
+    assert_eq!(
+        u,
+        Usage {
+            input_tokens: 472,
+            cache_read_tokens: 9000,
+            cache_write_5m_tokens: 1200,
+            cache_write_1h_tokens: 0,
+            output_tokens: 17,
+            reasoning_tokens: 0
+        }
+    );
+}
+
+#[test]
+fn anthropic_message_delta_input_fields_override_message_start() {
+    let mut acc = StreamUsage::new();
+    acc.observe(
+        Some("message_start"),
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":0,"output_tokens":1}}}"#,
+    );
+    acc.observe(
+        Some("message_delta"),
+        r#"{"type":"message_delta","usage":{"input_tokens":800,"output_tokens":40}}"#,
+    );
+    let (u, estimated) = acc.finish(0);
+    assert!(!estimated);
+    assert_eq!((u.input_tokens, u.output_tokens), (800, 40));
+}
+
+#[test]
+fn anthropic_cut_stream_estimates_output_from_text_and_thinking() {
+    let mut acc = StreamUsage::new();
+    acc.observe(
+        Some("message_start"),
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":300,"output_tokens":1}}}"#,
+    );
+    acc.observe(Some("content_block_delta"), r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me think."}}"#);
+    acc.observe(Some("content_block_delta"), r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Par"}}"#);
+    // 13 + 14 = 27 characters -> ceil(27 / 4) = 7 tokens; input comes from message_start.
+    let (u, estimated) = acc.finish(5000);
+    assert!(estimated);
+    assert_eq!((u.input_tokens, u.output_tokens), (300, 7));
+}
+
+const OPENAI_CHAT_STREAM: &str = r#"data: {"id":"chatcmpl-B9","object":"chat.completion.chunk","created":1727000000,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"a1b2"}
+
+data: {"id":"chatcmpl-B9","object":"chat.completion.chunk","created":1727000000,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"content":"Hello there"},"logprobs":null,"finish_reason":null}],"usage":null}
+
+data: {"id":"chatcmpl-B9","object":"chat.completion.chunk","created":1727000000,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}
+
+data: {"id":"chatcmpl-B9","object":"chat.completion.chunk","created":1727000000,"model":"gpt-4o-2024-08-06","choices":[],"usage":{"prompt_tokens":1300,"completion_tokens":3,"total_tokens":1303,"prompt_tokens_details":{"cached_tokens":1024,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}
+
+data: [DONE]
+"#;
+
+#[test]
+fn openai_chat_stream_takes_usage_chunk() {
+    let mut acc = StreamUsage::new();
+    feed(&mut acc, OPENAI_CHAT_STREAM);
+    assert_eq!(acc.output_chars(), 11);
+    let (u, estimated) = acc.finish(0);
+    assert!(!estimated);
+    assert_eq!(
+        u,
+        Usage {
+            input_tokens: 276,
+            cache_read_tokens: 1024,
+            output_tokens: 3,
+            ..Usage::default()
+        }
+    );
+}
+
+#[test]
+fn openai_chat_stream_cut_before_usage_is_estimated() {
+    let mut acc = StreamUsage::new();
+    let cut = OPENAI_CHAT_STREAM
+        .split("\n\n")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    feed(&mut acc, &cut);
+    acc.observe(None, r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":1}"}}]}}]}"#);
+    // "Hello there" (11) + {"a":1} (7) = 18 chars -> 5 tokens.
+    assert_eq!(
+        acc.clone().finish(420),
+        (
+            Usage {
+                input_tokens: 420,
+                output_tokens: 5,
+                ..Usage::default()
+            },
+            true
+        )
+    );
+    assert!(!acc.has_final_usage());
+}
+
+#[test]
+fn responses_stream_takes_usage_from_terminal_event() {
+    let mut acc = StreamUsage::new();
+    acc.observe(Some("response.created"), r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress","usage":null}}"#);
+    acc.observe(Some("response.output_text.delta"), r#"{"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi!"}"#);
+    acc.observe(Some("response.incomplete"), r#"{"type":"response.incomplete","sequence_number":9,"response":{"id":"resp_1","status":"incomplete","usage":{"input_tokens":900,"input_tokens_details":{"cached_tokens":0},"output_tokens":4000,"output_tokens_details":{"reasoning_tokens":3990},"total_tokens":4900}}}"#);
+    assert_eq!(acc.output_chars(), 3);
+    let (u, estimated) = acc.finish(0);
+    assert!(!estimated);
+    assert_eq!(
+        (u.input_tokens, u.output_tokens, u.reasoning_tokens),
+        (900, 4000, 3990)
+    );
+}
+
+#[test]
+fn garbage_events_are_ignored() {
+    let mut acc = StreamUsage::new();
+    for data in [
+        "",
+        "[DONE]",
+        "{",
+        "null",
+        "42",
+        "\"x\"",
+        r#"{"type":"error","error":{"type":"overloaded_error"}}"#,
+    ] {
+        acc.observe(Some("error"), data);
+    }
+    acc.observe(None, r#"{"choices":"nope","usage":[1]}"#);
+    acc.observe(
+        Some("message_delta"),
+        r#"{"type":"message_delta","usage":null}"#,
+    );
+    assert_eq!(
+        acc.finish(12),
+        (
+            Usage {
+                input_tokens: 12,
+                ..Usage::default()
+            },
+            true
+        )
+    );
+}
+
+#[test]
+fn multibyte_text_counts_characters_not_bytes() {
+    let mut acc = StreamUsage::new();
+    acc.observe(None, r#"{"choices":[{"delta":{"content":"héllo 日本"}}]}"#);
+    assert_eq!(acc.output_chars(), 8);
+}

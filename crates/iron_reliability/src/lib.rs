@@ -2,9 +2,26 @@
 //!
 //! Everything here is synchronous and non-blocking: locks are held only for a few
 //! field updates, so the async router can call it directly from its tasks.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use iron_reliability::{classify_status, BreakerRegistry, ConfigError, ManualClock, ReliabilityConfig};
+//!
+//! let config = ReliabilityConfig::from_json(r#"{"breaker":{"consecutiveFailures":2}}"#)?;
+//! let clock = ManualClock::new(0);
+//! let breakers = BreakerRegistry::new(config.breaker.clone(), Arc::new(clock.clone()))?;
+//! for _ in 0..2 {
+//!     let permit = breakers.try_acquire("anthropic", "api.anthropic.com").expect("closed");
+//!     permit.record(classify_status(529)); // overloaded counts as a failure
+//! }
+//! let rejected = breakers.try_acquire("anthropic", "api.anthropic.com").unwrap_err();
+//! assert_eq!(rejected.retry_after_secs(), 30); // for the `retry-after` header of the 503/529
+//! # Ok::<(), ConfigError>(())
+//! ```
 
 mod breaker;
 mod breaker_config;
+mod breaker_machine;
 mod clock;
 mod config;
 mod error;

@@ -129,6 +129,12 @@ impl Catalog {
             .and_then(|i| self.models.get(i))
     }
 
+    /// Like [`Catalog::price`], but only if the model is served by `provider` (a model name sent
+    /// to the other provider's endpoint is not priced).
+    pub fn price_for(&self, provider: Provider, model: &str) -> Option<&ModelPrice> {
+        self.price(model).filter(|p| p.provider == provider)
+    }
+
     /// Every priced model (base data, then overrides).
     pub fn models(&self) -> &[ModelPrice] {
         &self.models

@@ -167,3 +167,14 @@ fn long_context_tier_is_loaded_with_base_fallbacks() {
         (2_500_000, 5_000_000)
     );
 }
+
+#[test]
+fn price_for_checks_the_provider() {
+    let c = Catalog::builtin();
+    assert_eq!(
+        c.price_for(Provider::Anthropic, "claude-haiku-4-5")
+            .map(|p| p.rates.input),
+        Some(1_000_000)
+    );
+    assert!(c.price_for(Provider::OpenAi, "claude-haiku-4-5").is_none());
+}

@@ -84,7 +84,15 @@ function parseArgs() {
 async function loadSource() {
   const dir = process.env.GENAI_PRICES_DIR;
   const req = createRequire(join(ROOT, 'package.json'));
-  const pkgJson = dir ? join(dir, 'package.json') : req.resolve('@pydantic/genai-prices/package.json');
+  let pkgJson;
+  try {
+    pkgJson = dir ? join(dir, 'package.json') : req.resolve('@pydantic/genai-prices/package.json');
+  } catch {
+    throw new Error(
+      '@pydantic/genai-prices is not installed: run `npm install --save-dev @pydantic/genai-prices@0.1.8`, ' +
+        'or point GENAI_PRICES_DIR at an unpacked copy of the package',
+    );
+  }
   const pkg = JSON.parse(readFileSync(pkgJson, 'utf8'));
   const mod = await import(pathToFileURL(join(dirname(pkgJson), 'dist/index.js')).href);
   return { version: `${pkg.name}@${pkg.version}`, mod };

@@ -1,0 +1,203 @@
+//! Walks the text fields of provider request and response bodies, scanning and redacting in place.
+//! Only the fields that carry prompt or answer text are touched; everything else stays as it was.
+
+use crate::audit::{Detection, Tally};
+use crate::guard::TextGuard;
+use serde_json::Value;
+
+/// The API a JSON body belongs to, which decides where its text lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiShape {
+    /// `POST /v1/chat/completions`.
+    OpenAiChat,
+    /// `POST /v1/responses`.
+    OpenAiResponses,
+    /// `POST /v1/completions` (legacy).
+    OpenAiCompletions,
+    /// `POST /v1/embeddings`.
+    OpenAiEmbeddings,
+    /// `POST /v1/messages`.
+    AnthropicMessages,
+    /// Anything else: not inspected.
+    Other,
+}
+
+/// The outcome of inspecting a request or a non-streamed response.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdict {
+    /// One entry per kind found.
+    pub detections: Vec<Detection>,
+    /// True when redaction rewrote the body.
+    pub modified: bool,
+    /// True when a block-action type was found.
+    pub blocked: bool,
+    /// For a blocked body: the message to return, naming types and counts, never values.
+    pub message: Option<String>,
+}
+
+/// The verdict on a request body.
+pub type RequestVerdict = Verdict;
+/// The verdict on a non-streamed response body.
+pub type ResponseVerdict = Verdict;
+
+/// Scans one string value and replaces it when redaction changed it.
+struct Walker<'a> {
+    guard: &'a TextGuard,
+    tally: Tally,
+    modified: bool,
+}
+
+impl Walker<'_> {
+    fn text(&mut self, v: Option<&mut Value>) {
+        if let Some(Value::String(s)) = v {
+            if let Some(new) = self.guard.process(s, &mut self.tally) {
+                *s = new;
+                self.modified = true;
+            }
+        }
+    }
+
+    /// A string, or an array of strings / `{type:"text"|"input_text"|"output_text", text}` parts.
+    fn content(&mut self, v: Option<&mut Value>) {
+        match v {
+            Some(Value::String(_)) => self.text(v),
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    match part {
+                        Value::String(_) => self.text(Some(part)),
+                        Value::Object(_) => self.text(part.get_mut("text")),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every string inside a JSON value (tool inputs are arbitrary objects).
+    fn all_strings(&mut self, v: &mut Value) {
+        match v {
+            Value::String(_) => self.text(Some(v)),
+            Value::Array(a) => a.iter_mut().for_each(|x| self.all_strings(x)),
+            Value::Object(o) => o.values_mut().for_each(|x| self.all_strings(x)),
+            _ => {}
+        }
+    }
+
+    /// Tool-call arguments: a JSON document in a string; walked as JSON when it parses.
+    fn json_string(&mut self, v: Option<&mut Value>) {
+        let Some(Value::String(s)) = v else {
+            return;
+        };
+        if let Ok(mut parsed) = serde_json::from_str::<Value>(s) {
+            let before = self.modified;
+            self.modified = false;
+            self.all_strings(&mut parsed);
+            if self.modified {
+                *s = parsed.to_string();
+            }
+            self.modified |= before;
+        } else if let Some(new) = self.guard.process(s, &mut self.tally) {
+            *s = new;
+            self.modified = true;
+        }
+    }
+
+    fn tool_calls(&mut self, msg: &mut Value) {
+        if let Some(Value::Array(calls)) = msg.get_mut("tool_calls") {
+            for call in calls {
+                self.json_string(call.get_mut("function").and_then(|f| f.get_mut("arguments")));
+            }
+        }
+        self.json_string(msg.get_mut("function_call").and_then(|f| f.get_mut("arguments")));
+    }
+
+    fn anthropic_blocks(&mut self, v: Option<&mut Value>) {
+        let Some(Value::Array(blocks)) = v else {
+            return self.content(v);
+        };
+        for block in blocks {
+            match block.get("type").and_then(Value::as_str) {
+                Some("text") => self.text(block.get_mut("text")),
+                Some("tool_use") => {
+                    if let Some(input) = block.get_mut("input") {
+                        self.all_strings(input);
+                    }
+                }
+                Some("tool_result") => self.anthropic_blocks(block.get_mut("content")),
+                _ => {}
+            }
+        }
+    }
+
+    fn responses_items(&mut self, v: Option<&mut Value>) {
+        let Some(Value::Array(items)) = v else {
+            return self.text(v);
+        };
+        for item in items {
+            match item.get("type").and_then(Value::as_str) {
+                Some("function_call") => self.json_string(item.get_mut("arguments")),
+                Some("function_call_output") => self.content(item.get_mut("output")),
+                _ => self.content(item.get_mut("content")),
+            }
+        }
+    }
+
+    fn finish(self) -> Verdict {
+        let direction = self.guard.direction();
+        Verdict {
+            detections: self.tally.detections(direction),
+            modified: self.modified,
+            blocked: self.tally.is_blocked(),
+            message: self.tally.block_message(direction),
+        }
+    }
+}
+
+fn each_in(v: Option<&mut Value>, mut f: impl FnMut(&mut Value)) {
+    if let Some(Value::Array(items)) = v {
+        items.iter_mut().for_each(&mut f);
+    }
+}
+
+/// Scans and redacts the prompt text of a request body.
+pub fn inspect_request(guard: &TextGuard, api: ApiShape, body: &mut Value) -> RequestVerdict {
+    let mut w = Walker { guard, tally: Tally::default(), modified: false };
+    match api {
+        ApiShape::OpenAiChat => each_in(body.get_mut("messages"), |m| {
+            w.content(m.get_mut("content"));
+            w.tool_calls(m);
+        }),
+        ApiShape::OpenAiResponses => {
+            w.text(body.get_mut("instructions"));
+            w.responses_items(body.get_mut("input"));
+        }
+        ApiShape::OpenAiCompletions => w.content(body.get_mut("prompt")),
+        ApiShape::OpenAiEmbeddings => w.content(body.get_mut("input")),
+        ApiShape::AnthropicMessages => {
+            w.anthropic_blocks(body.get_mut("system"));
+            each_in(body.get_mut("messages"), |m| w.anthropic_blocks(m.get_mut("content")));
+        }
+        ApiShape::Other => {}
+    }
+    w.finish()
+}
+
+/// Scans and redacts the answer text of a non-streamed response body.
+pub fn inspect_response(guard: &TextGuard, api: ApiShape, body: &mut Value) -> ResponseVerdict {
+    let mut w = Walker { guard, tally: Tally::default(), modified: false };
+    match api {
+        ApiShape::OpenAiChat => each_in(body.get_mut("choices"), |c| {
+            if let Some(msg) = c.get_mut("message") {
+                w.content(msg.get_mut("content"));
+                w.text(msg.get_mut("refusal"));
+                w.tool_calls(msg);
+            }
+        }),
+        ApiShape::OpenAiCompletions => each_in(body.get_mut("choices"), |c| w.text(c.get_mut("text"))),
+        ApiShape::OpenAiResponses => w.responses_items(body.get_mut("output")),
+        ApiShape::AnthropicMessages => w.anthropic_blocks(body.get_mut("content")),
+        ApiShape::OpenAiEmbeddings | ApiShape::Other => {}
+    }
+    w.finish()
+}

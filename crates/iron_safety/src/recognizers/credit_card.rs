@@ -1,0 +1,127 @@
+//! Payment card numbers: 12–19 digits, optional space or dash groups, Luhn checksum and a known
+//! issuer prefix whose length rules fit.
+
+use crate::kind::PiiKind;
+use crate::recognizer::{continues_number_run, digits_of, Confirmed, Recognizer};
+use std::ops::Range;
+
+/// Finds card numbers such as `4111 1111 1111 1111` or `3782-822463-10005`.
+pub struct CreditCardRecognizer;
+
+impl Recognizer for CreditCardRecognizer {
+    fn kind(&self) -> PiiKind {
+        PiiKind::CreditCard
+    }
+
+    fn pattern(&self) -> &str {
+        r"(?-u:\b)[1-9](?:[ \-]?[0-9]){11,18}(?-u:\b)"
+    }
+
+    fn validate(&self, candidate: &str) -> bool {
+        let digits = digits_of(candidate);
+        if !(12..=19).contains(&digits.len()) || !grouping_ok(candidate) {
+            return false;
+        }
+        if digits.windows(2).all(|w| w[0] == w[1]) {
+            return false;
+        }
+        luhn_ok(&digits) && issuer(&digits).is_some()
+    }
+
+    fn label(&self, candidate: &str) -> &'static str {
+        issuer(&digits_of(candidate)).unwrap_or("")
+    }
+
+    fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
+        if continues_number_run(text, &span, &[' ', '-', '.', '/']) {
+            return None;
+        }
+        let candidate = text.get(span.clone())?;
+        self.validate(candidate).then(|| Confirmed { label: self.label(candidate), span })
+    }
+}
+
+/// Separators, when present, are all the same and split the number into groups of 3–6 digits
+/// (4-4-4-4, 4-6-5, 4-4-4-4-3), the first being 4.
+fn grouping_ok(candidate: &str) -> bool {
+    let seps: Vec<char> = candidate.chars().filter(|c| !c.is_ascii_digit()).collect();
+    if seps.is_empty() {
+        return true;
+    }
+    if seps.windows(2).any(|w| w[0] != w[1]) {
+        return false;
+    }
+    let groups: Vec<&str> = candidate.split(seps[0]).collect();
+    groups[0].len() == 4 && groups.iter().all(|g| (3..=6).contains(&g.len()))
+}
+
+/// The Luhn (mod 10) checksum over all digits.
+pub(crate) fn luhn_ok(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(*d);
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+/// The card network for a known issuer prefix whose allowed lengths include this number's.
+fn issuer(digits: &[u8]) -> Option<&'static str> {
+    let len = digits.len();
+    let prefix = |n: usize| -> u32 { digits.iter().take(n).fold(0, |acc, d| acc * 10 + u32::from(*d)) };
+    let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
+    let in_len = |lens: &[usize]| lens.contains(&len);
+    if p1 == 4 && in_len(&[13, 16, 19]) {
+        return Some("Visa");
+    }
+    if ((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && len == 16 {
+        return Some("Mastercard");
+    }
+    if (p2 == 34 || p2 == 37) && len == 15 {
+        return Some("American Express");
+    }
+    if (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || (622126..=622925).contains(&p6))
+        && (16..=19).contains(&len)
+    {
+        return Some("Discover");
+    }
+    if (3528..=3589).contains(&p4) && (16..=19).contains(&len) {
+        return Some("JCB");
+    }
+    if ((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39) && (14..=19).contains(&len) {
+        return Some("Diners Club");
+    }
+    if p2 == 62 && (16..=19).contains(&len) {
+        return Some("UnionPay");
+    }
+    if (2200..=2204).contains(&p4) && (16..=19).contains(&len) {
+        return Some("Mir");
+    }
+    if (p2 == 50 || (56..=69).contains(&p2)) && (12..=19).contains(&len) {
+        return Some("Maestro");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_and_issuer_rules() {
+        let r = CreditCardRecognizer;
+        assert!(r.validate("4111 1111 1111 1111"));
+        assert!(r.validate("378282246310005"));
+        assert!(r.validate("5555-5555-5555-4444"));
+        assert!(!r.validate("4111 1111 1111 1112"));
+        assert!(!r.validate("4111-1111 1111-1111"));
+        assert!(!r.validate("1234567812345670"));
+        assert_eq!(r.label("4111111111111111"), "Visa");
+    }
+}

@@ -1,0 +1,71 @@
+//! E-mail addresses: a sane local part and a domain ending in a letters-only TLD that is not a file extension.
+
+use crate::kind::PiiKind;
+use crate::recognizer::Recognizer;
+
+/// Finds e-mail addresses such as `jane.doe+tag@example.co.uk`.
+pub struct EmailRecognizer;
+
+// Suffixes that look like TLDs but are file names such as `logo@2x.png` or `pkg@1.0.js`.
+const FILE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "js", "mjs", "cjs", "ts", "tsx", "jsx",
+    "css", "scss", "map", "json", "yaml", "yml", "txt", "md", "py", "rs", "go", "java", "rb", "php",
+    "html", "htm", "xml", "lock", "toml", "tgz", "zip", "gz",
+];
+
+impl Recognizer for EmailRecognizer {
+    fn kind(&self) -> PiiKind {
+        PiiKind::Email
+    }
+
+    fn pattern(&self) -> &str {
+        r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}(?-u:\b)"
+    }
+
+    fn validate(&self, candidate: &str) -> bool {
+        let Some((local, domain)) = candidate.rsplit_once('@') else {
+            return false;
+        };
+        if local.is_empty() || local.len() > 64 || domain.len() > 253 {
+            return false;
+        }
+        if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+            return false;
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        if labels.len() < 2 {
+            return false;
+        }
+        for label in &labels {
+            if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
+                return false;
+            }
+        }
+        let tld = labels[labels.len() - 1];
+        let tld_lower = tld.to_ascii_lowercase();
+        tld.len() >= 2
+            && tld.bytes().all(|b| b.is_ascii_alphabetic())
+            && !FILE_EXTENSIONS.contains(&tld_lower.as_str())
+    }
+
+    fn short_candidates(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_common_addresses_and_rejects_file_names() {
+        let r = EmailRecognizer;
+        assert!(r.validate("jane.doe+tag@example.co.uk"));
+        assert!(r.validate("a@b.io"));
+        assert!(!r.validate("logo@2x.png"));
+        assert!(!r.validate("user@host.c"));
+        assert!(!r.validate("a..b@example.com"));
+        assert!(!r.validate("x@-bad.com"));
+        assert!(!r.validate("x@1.2"));
+    }
+}

@@ -1,0 +1,144 @@
+//! Credentials: OpenAI and Anthropic API keys, AWS access key ids, GitHub tokens, JWTs and PEM
+//! private keys. Placeholder-looking keys (`sk-your-key-here`) lack the randomness of real ones.
+
+use crate::kind::PiiKind;
+use crate::recognizer::Recognizer;
+
+/// Finds API keys, tokens and private keys.
+pub struct SecretRecognizer;
+
+/// Longest PEM private key the scanner looks for (a 16384-bit RSA key is about 12 KB).
+pub const PEM_MAX_BYTES: usize = 16 * 1024;
+
+impl Recognizer for SecretRecognizer {
+    fn kind(&self) -> PiiKind {
+        PiiKind::Secret
+    }
+
+    fn pattern(&self) -> &str {
+        concat!(
+            r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:(?s:.)*?-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\r\n]*)",
+            r"|(?-u:\b)sk-[A-Za-z0-9_\-]{20,}",
+            r"|(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
+            r"|(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+            r"|(?-u:\b)eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
+        )
+    }
+
+    fn validate(&self, candidate: &str) -> bool {
+        match self.label(candidate) {
+            "private key" => true,
+            "Anthropic key" => random_looking(&candidate["sk-ant-".len()..]),
+            "OpenAI key" => random_looking(candidate.trim_start_matches("sk-")),
+            "AWS access key id" => {
+                let body = &candidate[4..];
+                body.len() == 16 && distinct(body) >= 6
+            }
+            "GitHub token" => {
+                let body = candidate.split_once('_').map_or("", |(_, b)| b);
+                body.len() >= 30 && body.bytes().any(|b| b.is_ascii_digit())
+            }
+            "JWT" => jwt_header_ok(candidate),
+            _ => false,
+        }
+    }
+
+    fn label(&self, candidate: &str) -> &'static str {
+        if candidate.starts_with("-----BEGIN") {
+            "private key"
+        } else if candidate.starts_with("sk-ant-") {
+            "Anthropic key"
+        } else if candidate.starts_with("sk-") {
+            "OpenAI key"
+        } else if candidate.starts_with("AKIA") || candidate.starts_with("ASIA") {
+            "AWS access key id"
+        } else if candidate.starts_with("gh") || candidate.starts_with("github_pat_") {
+            "GitHub token"
+        } else if candidate.starts_with("eyJ") {
+            "JWT"
+        } else {
+            ""
+        }
+    }
+
+    fn short_candidates(&self) -> bool {
+        false
+    }
+}
+
+/// Real keys are long random base62/base64url strings: at least 20 characters with upper case,
+/// lower case and digits, and many distinct symbols.
+fn random_looking(body: &str) -> bool {
+    let body = body
+        .trim_start_matches("proj-")
+        .trim_start_matches("svcacct-")
+        .trim_start_matches("admin-")
+        .trim_start_matches("api03-");
+    body.len() >= 20
+        && body.bytes().any(|b| b.is_ascii_uppercase())
+        && body.bytes().any(|b| b.is_ascii_lowercase())
+        && body.bytes().any(|b| b.is_ascii_digit())
+        && distinct(body) >= 12
+}
+
+fn distinct(s: &str) -> usize {
+    let mut seen = [false; 256];
+    s.bytes().for_each(|b| seen[b as usize] = true);
+    seen.iter().filter(|x| **x).count()
+}
+
+/// The first JWT segment must be base64url JSON with an `alg` member.
+fn jwt_header_ok(candidate: &str) -> bool {
+    let Some(header) = candidate.split('.').next() else {
+        return false;
+    };
+    let Some(bytes) = base64url_decode(header) else {
+        return false;
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(map)) => map.contains_key("alg"),
+        _ => false,
+    }
+}
+
+/// Decodes unpadded base64url; `None` on any character outside the alphabet.
+pub(crate) fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in s.trim_end_matches('=').bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_looking_keys_pass_and_placeholders_fail() {
+        let r = SecretRecognizer;
+        assert!(r.validate("sk-proj-Xa9dK2LmQ7vB3nR8tY1wZ5cF6gH0jP4sU"));
+        assert!(!r.validate("sk-your-openai-api-key-here"));
+        assert!(r.validate("AKIAIOSFODNN7EXAMPLE"));
+        assert!(!r.validate("AKIAAAAAAAAAAAAAAAAA"));
+        assert!(r.validate("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWJ5dGVz"));
+        assert!(!r.validate("eyJub3RhIjoiand0In0.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWJ5dGVz"));
+        assert_eq!(base64url_decode("eyJhIjoxfQ"), Some(br#"{"a":1}"#.to_vec()));
+    }
+}

@@ -1,0 +1,150 @@
+//! One combined regex (a named alternation group per recognizer) finds every kind of candidate in a
+//! single left-to-right pass; each candidate is then confirmed by its recognizer's validator.
+
+use crate::kind::PiiKind;
+use crate::recognizer::Recognizer;
+use crate::recognizers::{self, CustomRecognizer};
+use regex::{Regex, RegexBuilder};
+use std::ops::Range;
+
+/// A confirmed value in scanned text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What the value is.
+    pub kind: PiiKind,
+    /// Byte range of the value in the scanned text.
+    pub span: Range<usize>,
+    /// Sub-type such as "OpenAI key" or "Visa" (may be empty).
+    pub label: &'static str,
+}
+
+/// Finds all enabled kinds in one pass over the text.
+pub struct Scanner {
+    recognizers: Vec<Box<dyn Recognizer>>,
+    combined: Option<Regex>,
+    /// Capture-group index of each recognizer's alternative in `combined`.
+    group_of: Vec<usize>,
+    /// Each recognizer alone, used only to retry a rejected short candidate's start position.
+    singles: Vec<Regex>,
+}
+
+// How far past a rejected candidate's start the per-kind retry looks; longer than any short value.
+const RETRY_WINDOW: usize = 128;
+
+impl Scanner {
+    /// A scanner for the given built-in kinds (in that priority order) plus custom `(name, regex)` patterns.
+    pub fn new(kinds: &[PiiKind], custom: &[(String, String)]) -> Result<Scanner, regex::Error> {
+        let mut recs: Vec<Box<dyn Recognizer>> = kinds.iter().filter_map(recognizers::built_in).collect();
+        for (name, pattern) in custom {
+            recs.push(Box::new(CustomRecognizer::new(name.clone(), pattern.clone())));
+        }
+        Scanner::from_recognizers(recs)
+    }
+
+    /// A scanner over arbitrary recognizers; earlier ones win when candidates start at the same place.
+    pub fn from_recognizers(recognizers: Vec<Box<dyn Recognizer>>) -> Result<Scanner, regex::Error> {
+        let singles = recognizers
+            .iter()
+            .map(|r| build(r.pattern()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if recognizers.is_empty() {
+            return Ok(Scanner { recognizers, combined: None, group_of: Vec::new(), singles });
+        }
+        let alternation = recognizers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("(?P<ic_{i}>{})", r.pattern()))
+            .collect::<Vec<_>>()
+            .join("|");
+        let combined = build(&alternation)?;
+        let group_of = (0..recognizers.len())
+            .map(|i| {
+                let name = format!("ic_{i}");
+                combined.capture_names().position(|n| n == Some(name.as_str())).unwrap_or(0)
+            })
+            .collect();
+        Ok(Scanner { recognizers, combined: Some(combined), group_of, singles })
+    }
+
+    /// The kinds this scanner looks for, in priority order.
+    pub fn kinds(&self) -> Vec<PiiKind> {
+        self.recognizers.iter().map(|r| r.kind()).collect()
+    }
+
+    /// All confirmed values in `text`, in order, never overlapping.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let Some(combined) = &self.combined else {
+            return out;
+        };
+        let mut pos = 0;
+        while pos <= text.len() {
+            let Some(caps) = combined.captures_at(text, pos) else {
+                break;
+            };
+            let Some(whole) = caps.get(0) else {
+                break;
+            };
+            let span = whole.range();
+            let idx = self.group_of.iter().position(|g| caps.get(*g).is_some()).unwrap_or(0);
+            let rec = &self.recognizers[idx];
+            if let Some(c) = rec.confirm(text, span.clone()).filter(|c| !c.span.is_empty()) {
+                pos = c.span.end;
+                out.push(Finding { kind: rec.kind(), span: c.span, label: c.label });
+                continue;
+            }
+            if let Some(f) = self.retry_at(text, span.start, idx) {
+                pos = f.span.end;
+                out.push(f);
+                continue;
+            }
+            pos = if rec.short_candidates() || span.is_empty() {
+                next_boundary(text, span.start)
+            } else {
+                span.end
+            };
+        }
+        out
+    }
+
+    /// Another short kind may match at the same start where the winning alternative was rejected
+    /// (a Luhn-failing "card" that is a valid phone number, say).
+    fn retry_at(&self, text: &str, start: usize, rejected: usize) -> Option<Finding> {
+        let mut limit = (start + RETRY_WINDOW).min(text.len());
+        while !text.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let window = &text[..limit];
+        for (i, rec) in self.recognizers.iter().enumerate() {
+            if i == rejected || !rec.short_candidates() {
+                continue;
+            }
+            let Some(m) = self.singles[i].find_at(window, start) else {
+                continue;
+            };
+            if m.start() != start || (m.end() == limit && limit < text.len()) {
+                continue;
+            }
+            if let Some(c) = rec.confirm(text, m.range()).filter(|c| !c.span.is_empty()) {
+                return Some(Finding { kind: rec.kind(), span: c.span, label: c.label });
+            }
+        }
+        None
+    }
+}
+
+/// Compiles a scanner regex with room for the large lazy DFA a combined alternation needs.
+pub(crate) fn build(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .size_limit(64 * 1024 * 1024)
+        .dfa_size_limit(64 * 1024 * 1024)
+        .build()
+}
+
+fn next_boundary(text: &str, at: usize) -> usize {
+    let mut next = at + 1;
+    while next < text.len() && !text.is_char_boundary(next) {
+        next += 1;
+    }
+    next
+}

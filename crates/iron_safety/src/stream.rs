@@ -1,0 +1,200 @@
+//! Redaction of one text stream that arrives in pieces: text is released as soon as no value can
+//! still be forming across it, holding back only a short tail (and an unfinished private key).
+
+use crate::audit::Tally;
+use crate::guard::TextGuard;
+use crate::kind::{Action, PiiKind};
+use crate::recognizers::PEM_MAX_BYTES;
+use std::sync::Arc;
+
+/// Tail held back so a value split across chunks is seen whole: longer than any spaced value
+/// (a grouped IBAN is 42 bytes, a card 23, a phone number about 20).
+pub const WINDOW_BYTES: usize = 64;
+/// A run without whitespace (key, e-mail, JWT) is held whole up to this size.
+pub const RUN_CAP_BYTES: usize = 8 * 1024;
+// Already released text kept as left context (word boundaries, "SSN:" before a number).
+const CONTEXT_BYTES: usize = 64;
+const PEM_BEGIN: &str = "-----BEGIN";
+const PEM_END_TAIL: &str = "PRIVATE KEY-----";
+
+/// Incremental redactor for a single text stream (one choice, one content block).
+pub struct StreamRedactor {
+    guard: Arc<TextGuard>,
+    pending: String,
+    context: String,
+    tally: Tally,
+    /// After an oversized private key: drop text until its END line.
+    swallowing: bool,
+}
+
+impl StreamRedactor {
+    /// A redactor applying `guard`'s policy.
+    pub fn new(guard: Arc<TextGuard>) -> StreamRedactor {
+        StreamRedactor { guard, pending: String::new(), context: String::new(), tally: Tally::default(), swallowing: false }
+    }
+
+    /// Adds `text` and returns the text that is safe to emit now (possibly empty).
+    pub fn push(&mut self, text: &str) -> String {
+        let mut text = text;
+        if self.swallowing {
+            self.pending.push_str(text);
+            match self.pending.find(PEM_END_TAIL) {
+                Some(i) => {
+                    let rest = self.pending.split_off(i + PEM_END_TAIL.len());
+                    self.pending = rest;
+                    self.swallowing = false;
+                    text = "";
+                }
+                None => {
+                    keep_tail(&mut self.pending, PEM_END_TAIL.len());
+                    return String::new();
+                }
+            }
+        }
+        self.pending.push_str(text);
+        self.release(false)
+    }
+
+    /// Flushes everything still held, redacted.
+    pub fn finish(&mut self) -> String {
+        if self.swallowing {
+            self.pending.clear();
+            return String::new();
+        }
+        self.release(true)
+    }
+
+    /// Detections so far.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// True once a block-action value has been seen.
+    pub fn is_blocked(&self) -> bool {
+        self.tally.is_blocked()
+    }
+
+    fn release(&mut self, all: bool) -> String {
+        let ctx_len = self.context.len();
+        let mut joined = String::with_capacity(ctx_len + self.pending.len());
+        joined.push_str(&self.context);
+        joined.push_str(&self.pending);
+        let findings: Vec<_> = self.guard.scan(&joined);
+        let len = joined.len();
+        let mut cut = if all { len } else { self.safe_cut(&joined, ctx_len) };
+        if !all {
+            for f in &findings {
+                if f.span.start < cut && f.span.end > cut {
+                    cut = f.span.start.max(ctx_len);
+                }
+            }
+            if let Some(out) = self.pem_overflow(&joined, ctx_len, cut) {
+                return out;
+            }
+        }
+        // Values straddling the released context are redacted from where the new text starts.
+        let mut own: Vec<_> = findings
+            .into_iter()
+            .filter(|f| f.span.end > ctx_len && f.span.end <= cut)
+            .collect();
+        for f in &mut own {
+            f.span.start = f.span.start.max(ctx_len);
+        }
+        let released = &joined[ctx_len..cut];
+        let shifted: Vec<_> = own
+            .into_iter()
+            .map(|mut f| {
+                f.span = f.span.start - ctx_len..f.span.end - ctx_len;
+                f
+            })
+            .collect();
+        let out = self
+            .guard
+            .apply(released, &shifted, &mut self.tally)
+            .unwrap_or_else(|| released.to_string());
+        self.context = joined[..cut].to_string();
+        keep_tail(&mut self.context, CONTEXT_BYTES);
+        self.pending = joined[cut..].to_string();
+        out
+    }
+
+    /// The furthest point that can be released: before the tail window, not inside a
+    /// whitespace-free run, and not after the start of an unfinished private key.
+    fn safe_cut(&self, joined: &str, ctx_len: usize) -> usize {
+        let len = joined.len();
+        let mut cut = floor_boundary(joined, len.saturating_sub(WINDOW_BYTES)).max(ctx_len);
+        if cut < len {
+            let run_start = joined[..cut]
+                .rfind(|c: char| c.is_whitespace())
+                .map_or(0, |i| i + joined[i..].chars().next().map_or(1, char::len_utf8));
+            if cut - run_start <= RUN_CAP_BYTES {
+                cut = run_start.max(ctx_len);
+            }
+        }
+        if let Some(start) = self.open_private_key(joined, ctx_len) {
+            cut = cut.min(start);
+        }
+        cut
+    }
+
+    /// Start of a `-----BEGIN` whose header is unfinished or names a private key with no END yet.
+    fn open_private_key(&self, joined: &str, ctx_len: usize) -> Option<usize> {
+        // Only worth holding when the key would be replaced; `log` lets it through anyway.
+        if !matches!(self.guard.action(&PiiKind::Secret), Action::Redact | Action::Block) {
+            return None;
+        }
+        let mut from = ctx_len;
+        while let Some(rel) = joined[from..].find(PEM_BEGIN) {
+            let start = from + rel;
+            let after = &joined[start + PEM_BEGIN.len()..];
+            match after.find("-----") {
+                None => return Some(start),
+                Some(h) if after[..h].contains("PRIVATE KEY") => {
+                    if !after[h + 5..].contains("-----END") || !after[h + 5..].contains(PEM_END_TAIL) {
+                        return Some(start);
+                    }
+                }
+                Some(_) => {}
+            }
+            from = start + PEM_BEGIN.len();
+        }
+        None
+    }
+
+    /// When an unfinished private key has grown past the cap, releases what precedes it, replaces
+    /// the key with its placeholder and drops text until its END line: never leak a partial key.
+    fn pem_overflow(&mut self, joined: &str, ctx_len: usize, cut: usize) -> Option<String> {
+        let start = self.open_private_key(joined, ctx_len)?;
+        if joined.len() - start <= PEM_MAX_BYTES || cut > start {
+            return None;
+        }
+        let before = &joined[ctx_len..start];
+        let findings = self.guard.scan(before);
+        let mut out = self.guard.apply(before, &findings, &mut self.tally).unwrap_or_else(|| before.to_string());
+        let action = self.guard.action(&PiiKind::Secret);
+        self.tally.record(&PiiKind::Secret, action, &joined[start..], "private key");
+        out.push_str(&PiiKind::Secret.placeholder());
+        self.context.clear();
+        self.pending.clear();
+        self.swallowing = true;
+        Some(out)
+    }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Keeps only the last `max` bytes (at a char boundary) of `s`.
+fn keep_tail(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut from = s.len() - max;
+        while !s.is_char_boundary(from) {
+            from += 1;
+        }
+        s.drain(..from);
+    }
+}

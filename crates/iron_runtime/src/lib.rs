@@ -1,1 +1,25 @@
-//! iron_runtime
+//! Iron Cage runtime: the LlmRouter (a local governance proxy for LLM calls) and, later, AgentRuntime.
+
+pub mod auth;
+mod auth_token;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod exchange;
+pub mod forward;
+pub mod inspect;
+mod internal;
+pub mod keys;
+pub mod pipeline;
+pub mod policies;
+pub mod provider;
+pub mod relay;
+pub mod server;
+pub mod sse;
+pub mod stats;
+
+pub use config::{ConfigError, RouterConfig};
+pub use error::RouterError;
+pub use events::{EventBus, RouterEvent};
+pub use provider::Provider;
+pub use server::{Router, StartError};

@@ -1,0 +1,263 @@
+//! Router options: parsed from the JSON the TS facade passes, validated with errors that name the field.
+
+use crate::provider::{provider_from_key, Provider};
+use serde::Deserialize;
+
+/// Where the real provider key comes from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// `GET {server_url}/api/keys`, cached for `ttl_secs`.
+    Server { server_url: String, ttl_secs: u64, stale_grace_secs: u64 },
+    /// A key given directly (`providerKey`), no key server.
+    Static { key: String, base_url: Option<String>, provider: Provider },
+}
+
+/// Options as the JS side spells them.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouterOptions {
+    pub api_key: Option<String>,
+    pub server_url: Option<String>,
+    pub cache_ttl_seconds: Option<f64>,
+    pub key_stale_grace_seconds: Option<f64>,
+    pub provider_key: Option<String>,
+    pub provider_base_url: Option<String>,
+    pub provider: Option<String>,
+    pub max_body_bytes: Option<f64>,
+    pub budget_usd: Option<f64>,
+    pub budget_warning_percent: Option<f64>,
+    pub pricing: Option<serde_json::Value>,
+    pub unknown_model: Option<serde_json::Value>,
+    pub safety: Option<serde_json::Value>,
+    pub reliability: Option<serde_json::Value>,
+    pub state_path: Option<String>,
+    pub agent_id: Option<String>,
+    pub flush_interval_ms: Option<f64>,
+    pub strict_persistence: Option<bool>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_connections: Option<f64>,
+    pub header_read_timeout_ms: Option<f64>,
+}
+
+/// Validated router configuration.
+#[derive(Clone)]
+pub struct RouterConfig {
+    pub ic_token: String,
+    pub key_source: KeySource,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub header_read_timeout_ms: u64,
+    pub allowed_origins: Vec<String>,
+    pub raw: std::sync::Arc<RouterOptionsRaw>,
+}
+
+/// The policy sections, kept as JSON for the crate that owns each schema.
+#[derive(Default)]
+pub struct RouterOptionsRaw {
+    pub budget_usd: Option<f64>,
+    pub budget_warning_percent: Option<f64>,
+    pub pricing: Option<serde_json::Value>,
+    pub unknown_model: Option<serde_json::Value>,
+    pub safety: Option<serde_json::Value>,
+    pub reliability: Option<serde_json::Value>,
+    pub state_path: Option<String>,
+    pub agent_id: Option<String>,
+    pub flush_interval_ms: Option<f64>,
+    pub strict_persistence: Option<bool>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    pub dashboard_url: Option<String>,
+}
+
+/// An invalid option: `field` names it as the user wrote it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid option {field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.to_string(), message: message.into() }
+}
+
+/// Accept `https://…` anywhere, `http://…` only for loopback hosts (tests and local servers).
+pub fn validate_upstream_url(field: &str, url: &str) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| err(field, format!("'{url}' is not a valid URL ({e})")))?;
+    let host = parsed.host_str().unwrap_or("");
+    let loopback = is_loopback_host(host);
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(err(
+                field,
+                format!("must use https (plain http is only allowed for loopback hosts such as 127.0.0.1), got '{url}'"),
+            ))
+        }
+        s => return Err(err(field, format!("unsupported scheme '{s}'; use https"))),
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(err(field, "must not contain credentials"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `localhost`, `127.x.x.x` and `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+fn positive(field: &str, v: Option<f64>, default: f64, min: f64, max: f64) -> Result<f64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(x) if x.is_finite() && x >= min && x <= max => Ok(x),
+        Some(x) => Err(err(field, format!("must be a number between {min} and {max}, got {x}"))),
+    }
+}
+
+impl RouterConfig {
+    /// Parse and validate the options JSON.
+    pub fn from_json(json: &str) -> Result<RouterConfig, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let opts: RouterOptions = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "options".to_string() } else { path };
+            err(&field, e.into_inner().to_string())
+        })?;
+        RouterConfig::from_options(opts)
+    }
+
+    /// Validate typed options.
+    pub fn from_options(o: RouterOptions) -> Result<RouterConfig, ConfigError> {
+        let ic_token = o.api_key.clone().unwrap_or_default();
+        let key_source = match (&o.provider_key, &o.server_url) {
+            (Some(_), Some(_)) => return Err(err("providerKey", "give either providerKey or serverUrl, not both")),
+            (Some(key), None) => {
+                if key.trim().is_empty() {
+                    return Err(err("providerKey", "must not be empty"));
+                }
+                let base_url = match &o.provider_base_url {
+                    Some(u) => Some(validate_upstream_url("providerBaseUrl", u)?),
+                    None => None,
+                };
+                let provider = match &o.provider {
+                    Some(p) => Provider::parse(p).ok_or_else(|| err("provider", format!("must be 'openai' or 'anthropic', got '{p}'")))?,
+                    None => provider_from_key(key),
+                };
+                KeySource::Static { key: key.clone(), base_url, provider }
+            }
+            (None, Some(url)) => {
+                if ic_token.is_empty() {
+                    return Err(err("apiKey", "the Iron Cage token (ic_…) is required with serverUrl"));
+                }
+                if o.provider_base_url.is_some() {
+                    return Err(err("providerBaseUrl", "only used with providerKey; with serverUrl the key server gives base_url"));
+                }
+                KeySource::Server {
+                    server_url: validate_upstream_url("serverUrl", url)?,
+                    ttl_secs: positive("cacheTtlSeconds", o.cache_ttl_seconds, 300.0, 0.0, 86_400.0)? as u64,
+                    stale_grace_secs: positive("keyStaleGraceSeconds", o.key_stale_grace_seconds, 600.0, 0.0, 604_800.0)? as u64,
+                }
+            }
+            (None, None) => {
+                return Err(err(
+                    "serverUrl",
+                    "give serverUrl (with apiKey, your Iron Cage token) or providerKey (a provider key used directly)",
+                ))
+            }
+        };
+        // In static mode without an IC token the router mints one so the local port is never open.
+        let ic_token = if ic_token.is_empty() { crate::auth_token::mint() } else { ic_token };
+        if ic_token.len() > 4096 {
+            return Err(err("apiKey", "is longer than 4096 characters"));
+        }
+        let max_body_bytes = positive("maxBodyBytes", o.max_body_bytes, 32.0 * 1024.0 * 1024.0, 1024.0, 256.0 * 1024.0 * 1024.0)? as usize;
+        let max_connections = positive("maxConnections", o.max_connections, 1024.0, 1.0, 65_536.0)? as usize;
+        let header_read_timeout_ms = positive("headerReadTimeoutMs", o.header_read_timeout_ms, 10_000.0, 100.0, 600_000.0)? as u64;
+        if let Some(b) = o.budget_usd {
+            if !(b.is_finite() && b >= 0.0) {
+                return Err(err("budgetUsd", format!("must be a non-negative number of USD, got {b}")));
+            }
+        }
+        if let Some(u) = &o.dashboard_url {
+            let parsed = reqwest::Url::parse(u).map_err(|e| err("dashboardUrl", format!("'{u}' is not a valid URL ({e})")))?;
+            let loop_ok = is_loopback_host(parsed.host_str().unwrap_or(""));
+            if !(parsed.scheme() == "wss" || (parsed.scheme() == "ws" && loop_ok)) {
+                return Err(err("dashboardUrl", "must use wss:// (ws:// only for loopback hosts)"));
+            }
+        }
+        Ok(RouterConfig {
+            ic_token,
+            key_source,
+            max_body_bytes,
+            max_connections,
+            header_read_timeout_ms,
+            allowed_origins: o.allowed_origins.clone().unwrap_or_default(),
+            raw: std::sync::Arc::new(RouterOptionsRaw {
+                budget_usd: o.budget_usd,
+                budget_warning_percent: o.budget_warning_percent,
+                pricing: o.pricing,
+                unknown_model: o.unknown_model,
+                safety: o.safety,
+                reliability: o.reliability,
+                state_path: o.state_path,
+                agent_id: o.agent_id,
+                flush_interval_ms: o.flush_interval_ms,
+                strict_persistence: o.strict_persistence,
+                log_level: o.log_level,
+                log_format: o.log_format,
+                dashboard_url: o.dashboard_url,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_field() {
+        let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"http://example.com"}"#).err().unwrap();
+        assert_eq!(e.field, "serverUrl");
+        assert!(e.message.contains("https"), "{}", e.message);
+        let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"https://x","cacheTtlSeconds":-1}"#).err().unwrap();
+        assert_eq!(e.field, "cacheTtlSeconds");
+        let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"https://x","bogus":1}"#).err().unwrap();
+        assert!(e.message.contains("bogus"), "{}", e.message);
+        let e = RouterConfig::from_json(r#"{"apiKey":5}"#).err().unwrap();
+        assert_eq!(e.field, "apiKey");
+        let e = RouterConfig::from_json(r#"{"apiKey":"ic"}"#).err().unwrap();
+        assert_eq!(e.field, "serverUrl");
+    }
+
+    #[test]
+    fn loopback_http_is_allowed() {
+        let c = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"http://127.0.0.1:9/"}"#).unwrap();
+        match c.key_source {
+            KeySource::Server { server_url, ttl_secs, .. } => {
+                assert_eq!(server_url, "http://127.0.0.1:9");
+                assert_eq!(ttl_secs, 300);
+            }
+            _ => panic!("expected server source"),
+        }
+        assert!(is_loopback_host("[::1]"));
+        assert!(is_loopback_host("localhost"));
+        assert!(!is_loopback_host("127.0.0.1.evil.com"));
+    }
+
+    #[test]
+    fn static_key_mints_a_token() {
+        let c = RouterConfig::from_json(r#"{"providerKey":"sk-ant-x"}"#).unwrap();
+        assert!(c.ic_token.starts_with("ic_"));
+        assert!(matches!(c.key_source, KeySource::Static { provider: Provider::Anthropic, .. }));
+    }
+}

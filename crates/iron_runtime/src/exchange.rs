@@ -1,0 +1,65 @@
+//! What the router knows about one request as it moves through the pipeline.
+
+use crate::provider::Provider;
+use std::time::Instant;
+
+/// Which API a request calls, from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    OpenAiChat,
+    OpenAiCompletions,
+    OpenAiResponses,
+    OpenAiEmbeddings,
+    AnthropicMessages,
+    AnthropicCountTokens,
+    Other,
+}
+
+impl Api {
+    /// Classify a normalised path.
+    pub fn from_path(path: &str) -> Api {
+        let p = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+        match p {
+            "/v1/chat/completions" => Api::OpenAiChat,
+            "/v1/completions" => Api::OpenAiCompletions,
+            "/v1/responses" => Api::OpenAiResponses,
+            "/v1/embeddings" => Api::OpenAiEmbeddings,
+            "/v1/messages" => Api::AnthropicMessages,
+            "/v1/messages/count_tokens" => Api::AnthropicCountTokens,
+            _ => Api::Other,
+        }
+    }
+
+    /// Lowercase name for events and the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::OpenAiChat => "chat.completions",
+            Api::OpenAiCompletions => "completions",
+            Api::OpenAiResponses => "responses",
+            Api::OpenAiEmbeddings => "embeddings",
+            Api::AnthropicMessages => "messages",
+            Api::AnthropicCountTokens => "messages.count_tokens",
+            Api::Other => "other",
+        }
+    }
+
+    /// True when the call is billed by tokens.
+    pub fn is_billable(self) -> bool {
+        !matches!(self, Api::Other | Api::AnthropicCountTokens)
+    }
+}
+
+/// One request in flight.
+pub struct Exchange {
+    pub id: u64,
+    pub started: Instant,
+    pub provider: Provider,
+    pub shape: Provider,
+    pub model: Option<String>,
+    pub api: Api,
+    pub stream: bool,
+    /// The router asked for usage on an OpenAI chat stream; the usage-only chunk is removed.
+    pub strip_usage_chunk: bool,
+    pub host: String,
+    pub estimated_input_tokens: u64,
+}

@@ -1,0 +1,167 @@
+//! Build and send the upstream request: the real key, an allowlist of client headers, no redirects.
+
+use crate::keys::{describe_reqwest, ProviderKey};
+use crate::policies::Policies;
+use crate::provider::Provider;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use bytes::Bytes;
+
+/// One pooled client per router: rustls, no redirects (a redirect could carry the key elsewhere), no
+/// proxy environment variables (the key must go only to the configured host).
+pub fn build_client(p: &Policies) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(p.timeouts.connect)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .expect("reqwest client with static settings")
+}
+
+/// Client headers worth passing on. Everything else (auth, cookies, hop-by-hop, host, length,
+/// accept-encoding so that bodies arrive uncompressed for parsing) is dropped.
+const FORWARDED: [&str; 12] = [
+    "content-type",
+    "accept",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "user-agent",
+    "idempotency-key",
+    "x-stainless-retry-count",
+    "x-stainless-timeout",
+    "x-request-id",
+];
+
+/// Headers for the upstream request.
+pub fn upstream_headers(client: &HeaderMap, key: &ProviderKey) -> Result<HeaderMap, String> {
+    let mut h = HeaderMap::with_capacity(FORWARDED.len() + 2);
+    for name in FORWARDED {
+        for v in client.get_all(name) {
+            h.append(HeaderName::from_static(name), v.clone());
+        }
+    }
+    if !h.contains_key("content-type") {
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+    }
+    let mut secret = match key.provider {
+        Provider::OpenAi => HeaderValue::from_str(&format!("Bearer {}", key.expose())),
+        Provider::Anthropic => HeaderValue::from_str(key.expose()),
+    }
+    .map_err(|_| "the provider key is not a valid header value".to_string())?;
+    secret.set_sensitive(true);
+    match key.provider {
+        Provider::OpenAi => {
+            h.insert("authorization", secret);
+        }
+        Provider::Anthropic => {
+            h.insert("x-api-key", secret);
+            if !h.contains_key("anthropic-version") {
+                h.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// `base_url` joined with the client's path and query; a base ending in `/v1` does not double it.
+pub fn upstream_url(base_url: &str, path: &str, query: Option<&str>) -> String {
+    let base = base_url.trim_end_matches('/');
+    let path = if base.ends_with("/v1") && (path == "/v1" || path.starts_with("/v1/")) { &path[3..] } else { path };
+    match query {
+        Some(q) if !q.is_empty() => format!("{base}{path}?{q}"),
+        _ => format!("{base}{path}"),
+    }
+}
+
+/// How a send failed before any response header arrived.
+pub enum SendError {
+    Connect(String),
+    Timeout(&'static str),
+    Other(String),
+}
+
+/// Send and wait for the response head within the first-byte timeout.
+pub async fn send(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    first_byte: std::time::Duration,
+) -> Result<reqwest::Response, SendError> {
+    let req = client.request(method, url).headers(headers).body(body);
+    match tokio::time::timeout(first_byte, req.send()).await {
+        Err(_) => Err(SendError::Timeout("no response headers within the first-byte timeout")),
+        Ok(Err(e)) if e.is_timeout() => Err(SendError::Timeout("connect timeout")),
+        Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(describe_reqwest(&e))),
+        Ok(Err(e)) => Err(SendError::Other(describe_reqwest(&e))),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// Response headers the client may see: hop-by-hop and length/encoding headers are recomputed.
+pub fn client_response_headers(upstream: &reqwest::header::HeaderMap, keep_length: bool) -> HeaderMap {
+    const DROP: [&str; 11] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authenticate",
+        "set-cookie",
+        "alt-svc",
+        "content-encoding",
+    ];
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (k, v) in upstream {
+        let n = k.as_str();
+        if DROP.contains(&n) || (!keep_length && n == "content-length") {
+            continue;
+        }
+        out.append(k.clone(), v.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::parse_key_response;
+
+    #[test]
+    fn joins_urls() {
+        assert_eq!(upstream_url("https://api.openai.com", "/v1/chat/completions", None), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(upstream_url("https://h/v1/", "/v1/chat/completions", Some("a=1")), "https://h/v1/chat/completions?a=1");
+        assert_eq!(upstream_url("https://h/base", "/v1/messages", Some("")), "https://h/base/v1/messages");
+    }
+
+    #[test]
+    fn headers_allowlist_and_auth() {
+        let key = parse_key_response(br#"{"api_key":"sk-ant-real"}"#).unwrap();
+        let mut client = HeaderMap::new();
+        client.insert("x-api-key", "ic_token".parse().unwrap());
+        client.insert("authorization", "Bearer ic_token".parse().unwrap());
+        client.insert("cookie", "a=b".parse().unwrap());
+        client.insert("anthropic-beta", "tools-2024".parse().unwrap());
+        client.insert("connection", "keep-alive".parse().unwrap());
+        let h = upstream_headers(&client, &key).unwrap();
+        assert_eq!(h.get("x-api-key").unwrap(), "sk-ant-real");
+        assert!(h.get("authorization").is_none());
+        assert!(h.get("cookie").is_none());
+        assert!(h.get("connection").is_none());
+        assert_eq!(h.get("anthropic-version").unwrap(), "2023-06-01");
+        assert_eq!(h.get("anthropic-beta").unwrap(), "tools-2024");
+        let okey = parse_key_response(br#"{"api_key":"sk-real"}"#).unwrap();
+        let h = upstream_headers(&client, &okey).unwrap();
+        assert_eq!(h.get("authorization").unwrap(), "Bearer sk-real");
+        assert!(h.get("x-api-key").is_none());
+        assert!(h.get("anthropic-version").is_none());
+    }
+}

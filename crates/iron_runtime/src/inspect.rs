@@ -1,0 +1,104 @@
+//! Read what policy needs from a JSON request body without building a full tree when nothing changes it.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+/// Fields the pipeline reads from a request body.
+#[derive(Debug, Default, Clone)]
+pub struct RequestInfo {
+    pub is_json: bool,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub max_output_tokens: Option<u64>,
+    /// `stream_options` is present at all.
+    pub has_stream_options: bool,
+    pub include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct Light {
+    model: Option<serde_json::Value>,
+    stream: Option<serde_json::Value>,
+    max_tokens: Option<serde_json::Value>,
+    max_completion_tokens: Option<serde_json::Value>,
+    max_output_tokens: Option<serde_json::Value>,
+    stream_options: Option<serde_json::Value>,
+}
+
+/// Inspect a body; non-JSON bodies give a default `RequestInfo` with `is_json == false`.
+pub fn inspect(body: &[u8]) -> RequestInfo {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return RequestInfo::default();
+    }
+    let Ok(l) = serde_json::from_slice::<Light>(body) else {
+        return RequestInfo::default();
+    };
+    let num = |v: &Option<serde_json::Value>| v.as_ref().and_then(|x| x.as_u64());
+    RequestInfo {
+        is_json: true,
+        model: l.model.as_ref().and_then(|m| m.as_str()).map(|s| s.chars().take(256).collect()),
+        stream: l.stream.as_ref().and_then(|s| s.as_bool()).unwrap_or(false),
+        max_output_tokens: num(&l.max_completion_tokens).or(num(&l.max_tokens)).or(num(&l.max_output_tokens)),
+        has_stream_options: l.stream_options.is_some(),
+        include_usage: l.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(|v| v.as_bool()),
+    }
+}
+
+/// Ask an OpenAI chat stream for its usage chunk. Without `stream_options` the key is inserted as
+/// bytes (no re-serialisation); otherwise the object is edited.
+pub fn inject_include_usage(body: &Bytes, info: &RequestInfo) -> Option<Bytes> {
+    if !info.has_stream_options {
+        let pos = body.iter().position(|b| *b == b'{')?;
+        let rest = &body[pos + 1..];
+        let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+        let mut out = Vec::with_capacity(body.len() + 48);
+        out.extend_from_slice(&body[..=pos]);
+        out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+        if !empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(rest);
+        return Some(Bytes::from(out));
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let opts = v.get_mut("stream_options")?;
+    if !opts.is_object() {
+        *opts = serde_json::json!({});
+    }
+    opts.as_object_mut()?.insert("include_usage".into(), serde_json::Value::Bool(true));
+    serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fields() {
+        let i = inspect(br#"{"model":"gpt-4o","stream":true,"max_completion_tokens":50,"messages":[]}"#);
+        assert!(i.is_json && i.stream);
+        assert_eq!(i.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(i.max_output_tokens, Some(50));
+        assert!(!i.has_stream_options);
+        assert!(!inspect(b"--boundary").is_json);
+        assert!(!inspect(b"{not json").is_json);
+    }
+
+    #[test]
+    fn injects_usage() {
+        let b = Bytes::from_static(br#" {"model":"gpt-4o","stream":true}"#);
+        let i = inspect(&b);
+        let out = inject_include_usage(&b, &i).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["model"], "gpt-4o");
+        let b = Bytes::from_static(br#"{"stream":true,"stream_options":{"include_usage":false}}"#);
+        let out = inject_include_usage(&b, &inspect(&b)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        let b = Bytes::from_static(b"{}");
+        let out = inject_include_usage(&b, &inspect(&b)).unwrap();
+        assert!(serde_json::from_slice::<serde_json::Value>(&out).is_ok());
+    }
+}

@@ -1,0 +1,243 @@
+//! The request pipeline as named phases, top to bottom:
+//! accept → auth → route → read body → key → mismatch → (input safety → budget → breaker) → forward → relay.
+//! Relay and settle live in `relay.rs`.
+
+use crate::error::RouterError;
+use crate::events::{now_ms, RouterEvent};
+use crate::exchange::{Api, Exchange};
+use crate::forward;
+use crate::inspect::{inject_include_usage, inspect, RequestInfo};
+use crate::provider::{normalise_path, provider_from_model, provider_from_path, strip_provider_prefix, Provider};
+use crate::relay;
+use crate::server::Shared;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, Response, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A request the router refuses itself, with the reason category used in events and stats.
+pub struct Denial {
+    pub error: RouterError,
+    pub shape: Provider,
+    pub reason: &'static str,
+}
+
+impl Denial {
+    fn new(error: RouterError, shape: Provider, reason: &'static str) -> Self {
+        Denial { error, shape, reason }
+    }
+}
+
+/// Entry point for every HTTP request.
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    if let Err(d) = accept_filter(&shared, &req) {
+        shared.stats.on_blocked(d.reason);
+        return d.error.into_response(d.shape);
+    }
+    let path = req.uri().path();
+    if path == "/" {
+        return text(StatusCode::OK, "LlmRouter OK");
+    }
+    if path.starts_with("/_iron/") {
+        return crate::internal::handle(shared, req, peer).await;
+    }
+    let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+    match proxy(&shared, req, id).await {
+        Ok(resp) => resp,
+        Err(d) => deny(&shared, id, d),
+    }
+}
+
+/// Answer a denial in the provider's shape and tell the world.
+pub fn deny(shared: &Shared, id: u64, d: Denial) -> Response<Body> {
+    shared.stats.on_blocked(d.reason);
+    if shared.events.has_subscribers() {
+        shared.events.emit(RouterEvent::Blocked {
+            request_id: id,
+            ts_ms: now_ms(),
+            reason: d.reason.to_string(),
+            code: d.error.code().to_string(),
+            message: d.error.to_string(),
+        });
+    }
+    d.error.into_response(d.shape)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// Phase 1: only loopback `Host` names for this port (DNS rebinding) and no browser requests unless
+/// their origin is allowed.
+fn accept_filter(shared: &Shared, req: &Request<Incoming>) -> Result<(), Denial> {
+    let shape = Provider::OpenAi;
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !host_is_local(host, shared.port) {
+        return Err(Denial::new(
+            RouterError::Forbidden { message: format!("Host '{}' is not this router (expected 127.0.0.1:{}, localhost:{} or [::1]:{}); requests through other host names are refused to stop DNS rebinding", crate::keys::sanitize(host), shared.port, shared.port, shared.port) },
+            shape,
+            "host",
+        ));
+    }
+    let origin = req.headers().get("origin").and_then(|h| h.to_str().ok());
+    let browser_flag = req.headers().contains_key("anthropic-dangerous-direct-browser-access");
+    let cross_site = req.headers().get("sec-fetch-site").and_then(|h| h.to_str().ok()).is_some_and(|v| v != "same-origin" && v != "none");
+    let allowed = origin.is_some_and(|o| shared.cfg.allowed_origins.iter().any(|a| a == o));
+    if (origin.is_some() || browser_flag || cross_site || req.method() == axum::http::Method::OPTIONS) && !allowed {
+        return Err(Denial::new(
+            RouterError::Forbidden { message: "Browser requests are refused by the Iron Cage router; list the page's origin in the allowedOrigins option to allow it".into() },
+            shape,
+            "origin",
+        ));
+    }
+    Ok(())
+}
+
+/// `127.0.0.1:<port>`, `localhost:<port>` or `[::1]:<port>`.
+pub fn host_is_local(host: &str, port: u16) -> bool {
+    let Some((name, p)) = host.rsplit_once(':') else { return false };
+    if p.parse::<u16>().ok() != Some(port) {
+        return false;
+    }
+    matches!(name.to_ascii_lowercase().as_str(), "127.0.0.1" | "localhost" | "[::1]")
+}
+
+async fn proxy(shared: &Arc<Shared>, req: Request<Incoming>, id: u64) -> Result<Response<Body>, Denial> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+
+    // Route.
+    let (stripped, prefix_provider) = strip_provider_prefix(parts.uri.path());
+    let path = normalise_path(stripped);
+    let api = Api::from_path(&path);
+    let path_provider = prefix_provider.or_else(|| provider_from_path(&path));
+    let mut shape = path_provider.unwrap_or(Provider::OpenAi);
+
+    // Auth.
+    if !shared.token.check_headers(&parts.headers) {
+        return Err(Denial::new(RouterError::InvalidApiKey, shape, "auth"));
+    }
+    shared.stats.on_request();
+
+    // Body.
+    let body = read_body(&parts.headers, body, shared.cfg.max_body_bytes).await.map_err(|e| Denial::new(e, shape, "limit"))?;
+    let info = inspect(&body);
+    let model_provider = info.model.as_deref().and_then(provider_from_model);
+    let requested = path_provider.or(model_provider);
+    if let Some(p) = requested {
+        shape = p;
+    }
+    if shared.events.has_subscribers() {
+        shared.events.emit(RouterEvent::Request {
+            request_id: id,
+            ts_ms: now_ms(),
+            method: parts.method.to_string(),
+            path: path.clone(),
+            provider: requested.map(|p| p.as_str().to_string()),
+            model: info.model.clone(),
+            stream: info.stream,
+        });
+    }
+
+    // Key.
+    let key = shared.keys.get().await.map_err(|e| Denial::new(RouterError::KeyServer(e.0), shape, "key"))?;
+    if requested.is_none() {
+        shape = key.provider;
+    }
+    if let Some(req_p) = requested {
+        if req_p != key.provider {
+            return Err(Denial::new(RouterError::ProviderMismatch { requested: req_p, configured: key.provider }, shape, "mismatch"));
+        }
+    }
+
+    // Usage on OpenAI chat streams: ask for it when the client did not.
+    let (body, strip_usage_chunk) = maybe_inject_usage(body, &info, api, key.provider);
+
+    let url = forward::upstream_url(&key.base_url, &path, parts.uri.query());
+    let host = reqwest::Url::parse(&key.base_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    let headers = forward::upstream_headers(&parts.headers, &key).map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
+    let ex = Exchange {
+        id,
+        started,
+        provider: key.provider,
+        shape,
+        model: info.model.clone(),
+        api,
+        stream: info.stream,
+        strip_usage_chunk,
+        host: host.clone(),
+        estimated_input_tokens: 0,
+    };
+
+    // Forward.
+    let timeouts = shared.policies.timeouts;
+    let resp = forward::send(&shared.http, parts.method.clone(), &url, headers, body, timeouts.first_byte).await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(forward::SendError::Timeout(what)) => {
+            return Err(Denial::new(RouterError::UpstreamTimeout { host, what: what.into() }, shape, "upstream"));
+        }
+        Err(forward::SendError::Connect(reason)) | Err(forward::SendError::Other(reason)) => {
+            return Err(Denial::new(RouterError::UpstreamUnreachable { host, reason }, shape, "upstream"));
+        }
+    };
+
+    // Relay.
+    Ok(relay::relay(shared.clone(), ex, resp))
+}
+
+fn maybe_inject_usage(body: Bytes, info: &RequestInfo, api: Api, provider: Provider) -> (Bytes, bool) {
+    if provider != Provider::OpenAi || !info.stream || info.include_usage == Some(true) {
+        return (body, false);
+    }
+    if !matches!(api, Api::OpenAiChat | Api::OpenAiCompletions) {
+        return (body, false);
+    }
+    match inject_include_usage(&body, info) {
+        Some(b) => (b, true),
+        None => (body, false),
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, RouterError> {
+    if let Some(len) = headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > limit as u64 {
+            return Err(RouterError::BodyTooLarge { limit });
+        }
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(RouterError::BodyTooLarge { limit })
+            } else {
+                Err(RouterError::BadRequestBody(e.to_string()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts() {
+        assert!(host_is_local("127.0.0.1:8080", 8080));
+        assert!(host_is_local("localhost:8080", 8080));
+        assert!(host_is_local("[::1]:8080", 8080));
+        assert!(!host_is_local("127.0.0.1:8081", 8080));
+        assert!(!host_is_local("evil.com:8080", 8080));
+        assert!(!host_is_local("127.0.0.1", 8080));
+        assert!(!host_is_local("", 8080));
+    }
+}

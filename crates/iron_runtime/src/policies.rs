@@ -1,0 +1,41 @@
+//! The policy objects one router holds, built once from its options.
+
+use crate::config::RouterConfig;
+use crate::events::EventBus;
+use crate::server::StartError;
+use std::time::Duration;
+
+/// Upstream timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(120),
+            idle: Duration::from_secs(120),
+            total: Duration::from_secs(900),
+        }
+    }
+}
+
+/// Everything policy-related for one router.
+pub struct Policies {
+    pub timeouts: Timeouts,
+}
+
+impl Policies {
+    /// Build from the validated config.
+    pub fn from_config(_cfg: &RouterConfig, _events: &EventBus) -> Result<Policies, StartError> {
+        Ok(Policies { timeouts: Timeouts::default() })
+    }
+
+    /// Flush and release what the policies hold (state writer, dashboard link).
+    pub async fn shutdown(&self) {}
+}

@@ -1,0 +1,215 @@
+//! Relay: bytes go to the client as they arrive; a side parser reads SSE events (usage, the injected
+//! usage chunk) without holding back more than one partial event. Settle runs when the relay ends,
+//! whatever the reason (complete, client abort, upstream break, timeout).
+
+use crate::error::RouterError;
+use crate::events::{now_ms, RouterEvent, Tokens};
+use crate::exchange::Exchange;
+use crate::forward::client_response_headers;
+use crate::keys::describe_reqwest;
+use crate::server::Shared;
+use crate::sse::{parse_event, SseSplitter};
+use crate::stats::ModelStats;
+use axum::body::Body;
+use axum::http::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+const MAX_SSE_EVENT: usize = 8 * 1024 * 1024;
+const MAX_JSON_COPY: usize = 64 * 1024 * 1024;
+
+/// How a relayed response ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    ClientAborted,
+    UpstreamBroken(String),
+    Timeout(&'static str),
+    StreamTooLarge,
+}
+
+impl Ending {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Ending::Complete => "complete",
+            Ending::ClientAborted => "client_aborted",
+            Ending::UpstreamBroken(_) => "upstream_error",
+            Ending::Timeout(_) => "timeout",
+            Ending::StreamTooLarge => "upstream_error",
+        }
+    }
+}
+
+/// Start relaying `upstream` to the client; returns the response whose body streams from a task.
+pub fn relay(shared: Arc<Shared>, ex: Exchange, upstream: reqwest::Response) -> Response<Body> {
+    let status = upstream.status();
+    let is_sse = upstream
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let headers = client_response_headers(upstream.headers(), false);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(run(shared, ex, upstream, tx, is_sse, status.as_u16()));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+struct SideParser {
+    splitter: SseSplitter,
+    saw_error_event: bool,
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    ex: Exchange,
+    upstream: reqwest::Response,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    is_sse: bool,
+    status: u16,
+) {
+    let timeouts = shared.policies.timeouts;
+    let deadline = ex.started + timeouts.total;
+    let mut body = upstream.bytes_stream();
+    let mut ttft: Option<u64> = None;
+    let mut sse = is_sse.then(|| SideParser { splitter: SseSplitter::new(MAX_SSE_EVENT), saw_error_event: false });
+    let mut json_copy: Option<Vec<u8>> = (!is_sse && (200..300).contains(&status) && ex.api.is_billable()).then(Vec::new);
+
+    let ending = loop {
+        let wait = timeouts.idle.min(deadline.saturating_duration_since(Instant::now()));
+        let next = tokio::select! {
+            biased;
+            _ = tx.closed() => break Ending::ClientAborted,
+            n = tokio::time::timeout(wait, body.next()) => n,
+        };
+        let chunk = match next {
+            Err(_) => break Ending::Timeout(if Instant::now() >= deadline { "total" } else { "idle" }),
+            Ok(None) => break Ending::Complete,
+            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
+            Ok(Some(Ok(c))) => c,
+        };
+        if ttft.is_none() {
+            ttft = Some(ex.started.elapsed().as_millis() as u64);
+        }
+        let out = match sse.as_mut() {
+            Some(p) => match process_sse(p, &ex, &chunk) {
+                Ok(out) => out,
+                Err(()) => break Ending::StreamTooLarge,
+            },
+            None => {
+                if let Some(copy) = json_copy.as_mut() {
+                    if copy.len() + chunk.len() <= MAX_JSON_COPY {
+                        copy.extend_from_slice(&chunk);
+                    } else {
+                        json_copy = None;
+                    }
+                }
+                chunk
+            }
+        };
+        if !out.is_empty() && tx.send(Ok(out)).await.is_err() {
+            break Ending::ClientAborted;
+        }
+    };
+    drop(body);
+
+    // End the client's stream cleanly: a provider-shaped SSE error event, or a broken body for JSON.
+    match (&ending, sse.as_mut()) {
+        (Ending::Complete, Some(p)) => {
+            let rest = p.splitter.take_rest();
+            if !rest.is_empty() {
+                let _ = tx.send(Ok(rest)).await;
+            }
+        }
+        (Ending::Timeout(what), Some(_)) => {
+            let e = RouterError::UpstreamTimeout { host: ex.host.clone(), what: format!("no data for the {what} timeout in the middle of the stream") };
+            let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+        }
+        (Ending::UpstreamBroken(reason), Some(_)) => {
+            let e = RouterError::UpstreamUnreachable { host: ex.host.clone(), reason: format!("stream broke: {reason}") };
+            let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+        }
+        (Ending::StreamTooLarge, Some(_)) => {
+            let e = RouterError::UpstreamUnreachable { host: ex.host.clone(), reason: format!("an SSE event exceeded {MAX_SSE_EVENT} bytes") };
+            let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+        }
+        (Ending::Timeout(_) | Ending::UpstreamBroken(_), None) => {
+            let _ = tx.send(Err(std::io::Error::other("upstream body ended early"))).await;
+        }
+        _ => {}
+    }
+    drop(tx);
+    settle(&shared, &ex, status, &ending, ttft, sse.as_ref().is_some_and(|p| p.saw_error_event));
+}
+
+/// Process every complete event in the buffer; returns the bytes to send now.
+fn process_sse(p: &mut SideParser, ex: &Exchange, chunk: &Bytes) -> Result<Bytes, ()> {
+    p.splitter.push(chunk);
+    let mut out = BytesMut::new();
+    loop {
+        let raw = match p.splitter.next_event() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break,
+            Err(_) => return Err(()),
+        };
+        let ev = parse_event(&raw);
+        if ev.event == Some("error") {
+            p.saw_error_event = true;
+        }
+        if ex.strip_usage_chunk && is_usage_only_chunk(&ev.data) {
+            continue;
+        }
+        out.extend_from_slice(&raw);
+    }
+    Ok(out.freeze())
+}
+
+/// The extra chunk OpenAI sends when asked for usage: empty `choices` and a `usage` object.
+fn is_usage_only_chunk(data: &str) -> bool {
+    if !data.contains("\"usage\"") {
+        return false;
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else { return false };
+    v.get("usage").is_some_and(|u| u.is_object()) && v.get("choices").and_then(|c| c.as_array()).is_some_and(|c| c.is_empty())
+}
+
+fn settle(shared: &Shared, ex: &Exchange, status: u16, ending: &Ending, ttft: Option<u64>, saw_error_event: bool) {
+    let ok = (200..300).contains(&status) && *ending == Ending::Complete && !saw_error_event;
+    let tokens = Tokens::default();
+    shared.stats.on_settled(ex.model.as_deref(), ok, &ModelStats { requests: 1, ..Default::default() });
+    if shared.events.has_subscribers() {
+        shared.events.emit(RouterEvent::Response {
+            request_id: ex.id,
+            ts_ms: now_ms(),
+            provider: ex.provider.as_str().to_string(),
+            model: ex.model.clone(),
+            status,
+            tokens,
+            cost_usd: 0.0,
+            cost_micros: 0,
+            estimated: false,
+            latency_ms: ex.started.elapsed().as_millis() as u64,
+            ttft_ms: ttft,
+            outcome: ending.as_str().to_string(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_chunk_detection() {
+        assert!(is_usage_only_chunk(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1}}"#));
+        assert!(!is_usage_only_chunk(r#"{"id":"x","choices":[{"delta":{}}],"usage":null}"#));
+        assert!(!is_usage_only_chunk(r#"{"choices":[{"delta":{"content":"usage"}}]}"#));
+        assert!(!is_usage_only_chunk("[DONE]"));
+    }
+}

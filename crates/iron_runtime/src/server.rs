@@ -1,0 +1,245 @@
+//! The router's lifecycle: bind 127.0.0.1:0 directly, serve HTTP/1.1 connections with limits, stop
+//! gracefully. `Router::start` is synchronous (no network), so the JS constructor never blocks.
+
+use crate::config::{ConfigError, KeySource, RouterConfig};
+use crate::events::EventBus;
+use crate::keys::KeyCache;
+use crate::pipeline;
+use crate::provider::Provider;
+use crate::stats::Stats;
+use crate::auth::TokenCheck;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// State shared by every request of one router.
+pub struct Shared {
+    pub cfg: RouterConfig,
+    pub token: TokenCheck,
+    pub keys: KeyCache,
+    pub http: reqwest::Client,
+    pub events: EventBus,
+    pub port: u16,
+    pub next_request_id: AtomicU64,
+    pub stats: Stats,
+    pub policies: crate::policies::Policies,
+}
+
+/// Why a router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("could not listen on 127.0.0.1: {0}")]
+    Bind(std::io::Error),
+}
+
+impl StartError {
+    /// Stable code for JS.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StartError::Config(_) => "INVALID_OPTIONS",
+            StartError::Bind(_) => "BIND_FAILED",
+        }
+    }
+}
+
+/// A running router. Dropping it stops the server (best effort); `stop()` is the orderly way.
+pub struct Router {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    running: Arc<AtomicBool>,
+    provider: watch::Receiver<Option<Result<Provider, String>>>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+const STOP_GRACE: Duration = Duration::from_millis(1500);
+
+impl Router {
+    /// Bind and start serving. Must be called inside a tokio runtime. Does no network I/O itself: the
+    /// first key fetch runs in the background and `ready()` reports its outcome.
+    pub fn start(cfg: RouterConfig) -> Result<Router, StartError> {
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(StartError::Bind)?;
+        std_listener.set_nonblocking(true).map_err(StartError::Bind)?;
+        let port = std_listener.local_addr().map_err(StartError::Bind)?.port();
+        let listener = tokio::net::TcpListener::from_std(std_listener).map_err(StartError::Bind)?;
+        let events = EventBus::new(4096);
+        let policies = crate::policies::Policies::from_config(&cfg, &events)?;
+        let http = crate::forward::build_client(&policies);
+        let shared = Arc::new(Shared {
+            token: TokenCheck::new(&cfg.ic_token),
+            keys: KeyCache::new(cfg.key_source.clone(), cfg.ic_token.clone(), events.clone()),
+            http,
+            events,
+            port,
+            next_request_id: AtomicU64::new(1),
+            stats: Stats::default(),
+            policies,
+            cfg,
+        });
+        let cancel = CancellationToken::new();
+        let running = Arc::new(AtomicBool::new(true));
+        let server = tokio::spawn(serve(listener, shared.clone(), cancel.clone()));
+        let (tx, rx) = watch::channel(None);
+        let warm = shared.clone();
+        tokio::spawn(async move {
+            let outcome = match &warm.cfg.key_source {
+                KeySource::Static { provider, .. } => Ok(*provider),
+                KeySource::Server { .. } => warm.keys.get().await.map(|k| k.provider).map_err(|e| e.0),
+            };
+            let _ = tx.send(Some(outcome));
+        });
+        Ok(Router { shared, cancel, running, provider: rx, server: Mutex::new(Some(server)) })
+    }
+
+    /// Parse options JSON and start.
+    pub fn start_json(options: &str) -> Result<Router, StartError> {
+        Router::start(RouterConfig::from_json(options)?)
+    }
+
+    /// The port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.shared.port
+    }
+
+    /// `http://127.0.0.1:<port>/v1`, for OpenAI SDKs.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.shared.port)
+    }
+
+    /// `http://127.0.0.1:<port>`, for the Anthropic SDK (it appends `/v1/messages`).
+    pub fn anthropic_base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.shared.port)
+    }
+
+    /// The token clients must present (the IC token, or a minted local one in static-key mode).
+    pub fn api_key(&self) -> &str {
+        &self.shared.cfg.ic_token
+    }
+
+    /// True until `stop()`.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// The provider once known: `None` while the first key fetch runs.
+    pub fn provider_now(&self) -> Option<Result<Provider, String>> {
+        self.provider.borrow().clone()
+    }
+
+    /// Wait for the first key fetch: the provider, or why it is unknown.
+    pub async fn ready(&self) -> Result<Provider, String> {
+        let mut rx = self.provider.clone();
+        loop {
+            if let Some(v) = rx.borrow().clone() {
+                return v;
+            }
+            if rx.changed().await.is_err() {
+                return Err("router stopped before the key was fetched".into());
+            }
+        }
+    }
+
+    /// The event bus (subscribe for events).
+    pub fn events(&self) -> &EventBus {
+        &self.shared.events
+    }
+
+    /// Shared state, for the binding and tests.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stop accepting, let in-flight requests finish for a short grace, then close. Idempotent.
+    pub async fn stop(&self) {
+        self.running.store(false, Ordering::SeqCst);
+        self.cancel.cancel();
+        let handle = self.server.lock().ok().and_then(|mut g| g.take());
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        self.shared.policies.shutdown().await;
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(shared.cfg.max_connections));
+    let conn_cancel = CancellationToken::new();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(_) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            conns.spawn(reject_over_limit(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let header_timeout = Duration::from_millis(shared.cfg.header_read_timeout_ms);
+        let stop = conn_cancel.clone();
+        conns.spawn(async move {
+            let svc = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(pipeline::handle(shared, req, peer).await) }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_headers(128)
+                .max_buf_size(64 * 1024);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    conn_cancel.cancel();
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+}
+
+async fn reject_over_limit(stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":{"message":"Iron Cage router is at its connection limit (maxConnections); retry shortly or raise maxConnections","type":"server_error","param":null,"code":"too_many_connections"}}"#;
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{}",
+        body.len(),
+        body
+    );
+    let mut s = stream;
+    let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(resp.as_bytes())).await;
+}

@@ -1,0 +1,140 @@
+//! Incremental SSE framing: split a byte stream into complete events without copying more than the
+//! one partial event at the tail.
+
+use bytes::{Bytes, BytesMut};
+
+/// Splits upstream bytes into complete SSE events (each ending with its blank line).
+pub struct SseSplitter {
+    buf: BytesMut,
+    scanned: usize,
+    max_event: usize,
+}
+
+/// An upstream event larger than the limit: the stream is treated as broken.
+#[derive(Debug)]
+pub struct EventTooLarge(pub usize);
+
+impl SseSplitter {
+    /// A splitter that refuses events over `max_event` bytes.
+    pub fn new(max_event: usize) -> Self {
+        SseSplitter { buf: BytesMut::new(), scanned: 0, max_event }
+    }
+
+    /// Add bytes from upstream.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event (raw bytes including its terminating blank line).
+    pub fn next_event(&mut self) -> Result<Option<Bytes>, EventTooLarge> {
+        let start = self.scanned.saturating_sub(2);
+        let hay = &self.buf[start..];
+        let mut end = None;
+        let mut i = 0;
+        while i < hay.len() {
+            if hay[i] == b'\n' {
+                if hay.get(i + 1) == Some(&b'\n') {
+                    end = Some(start + i + 2);
+                    break;
+                }
+                if hay.get(i + 1) == Some(&b'\r') && hay.get(i + 2) == Some(&b'\n') {
+                    end = Some(start + i + 3);
+                    break;
+                }
+            }
+            i += 1;
+        }
+        match end {
+            Some(e) => {
+                self.scanned = 0;
+                Ok(Some(self.buf.split_to(e).freeze()))
+            }
+            None => {
+                self.scanned = self.buf.len();
+                if self.buf.len() > self.max_event {
+                    return Err(EventTooLarge(self.buf.len()));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Bytes of an unfinished event left at the end of the stream.
+    pub fn take_rest(&mut self) -> Bytes {
+        self.scanned = 0;
+        self.buf.split().freeze()
+    }
+}
+
+/// The `event:` name and joined `data:` lines of one raw event.
+pub struct ParsedEvent<'a> {
+    pub event: Option<&'a str>,
+    pub data: std::borrow::Cow<'a, str>,
+}
+
+/// Parse one raw event; invalid UTF-8 lines are skipped (they cannot be JSON anyway).
+pub fn parse_event(raw: &[u8]) -> ParsedEvent<'_> {
+    let mut event = None;
+    let mut data: Option<std::borrow::Cow<'_, str>> = None;
+    for line in raw.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(line) = std::str::from_utf8(line) else { continue };
+        if let Some(v) = line.strip_prefix("event:") {
+            event = Some(v.trim_start());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            let v = v.strip_prefix(' ').unwrap_or(v);
+            data = Some(match data {
+                None => std::borrow::Cow::Borrowed(v),
+                Some(prev) => std::borrow::Cow::Owned(format!("{prev}\n{v}")),
+            });
+        }
+    }
+    ParsedEvent { event, data: data.unwrap_or(std::borrow::Cow::Borrowed("")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_across_chunks() {
+        let mut s = SseSplitter::new(1024);
+        s.push(b"event: a\ndata: {\"x\"");
+        assert!(s.next_event().unwrap().is_none());
+        s.push(b":1}\n");
+        assert!(s.next_event().unwrap().is_none());
+        s.push(b"\ndata: two\r\n\r\ndata: thr");
+        let e = s.next_event().unwrap().unwrap();
+        assert_eq!(&e[..], b"event: a\ndata: {\"x\":1}\n\n");
+        let p = parse_event(&e);
+        assert_eq!(p.event, Some("a"));
+        assert_eq!(p.data, "{\"x\":1}");
+        let e2 = s.next_event().unwrap().unwrap();
+        assert_eq!(parse_event(&e2).data, "two");
+        assert!(s.next_event().unwrap().is_none());
+        assert_eq!(&s.take_rest()[..], b"data: thr");
+    }
+
+    #[test]
+    fn multi_line_data_and_limits() {
+        let p = parse_event(b"data: a\ndata: b\n\n");
+        assert_eq!(p.data, "a\nb");
+        let mut s = SseSplitter::new(8);
+        s.push(b"data: 0123456789");
+        assert!(s.next_event().is_err());
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let input = b"data: 1\n\ndata: 2\n\n";
+        let mut s = SseSplitter::new(100);
+        let mut got = vec![];
+        for b in input {
+            s.push(&[*b]);
+            while let Some(e) = s.next_event().unwrap() {
+                got.push(e);
+            }
+        }
+        assert_eq!(got.len(), 2);
+    }
+}

@@ -1,0 +1,94 @@
+//! Counters behind `router.stats()` and `/_iron/stats`. Updated once per request at settle time.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Per-model totals.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStats {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_micros: u64,
+}
+
+/// A snapshot of the router's counters.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsSnapshot {
+    pub requests: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub blocked: u64,
+    pub blocked_by_reason: BTreeMap<String, u64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_micros: u64,
+    pub by_model: BTreeMap<String, ModelStats>,
+    pub last_model: Option<String>,
+    pub events_dropped: u64,
+}
+
+/// Thread-safe counters; the lock is held only for a few additions.
+#[derive(Default)]
+pub struct Stats {
+    inner: Mutex<StatsSnapshot>,
+}
+
+impl Stats {
+    /// A request arrived.
+    pub fn on_request(&self) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.requests += 1;
+        }
+    }
+
+    /// The router refused a request itself.
+    pub fn on_blocked(&self, reason: &str) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.blocked += 1;
+            *s.blocked_by_reason.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+
+    /// A forwarded request finished.
+    pub fn on_settled(&self, model: Option<&str>, ok: bool, m: &ModelStats) {
+        if let Ok(mut s) = self.inner.lock() {
+            if ok {
+                s.completed += 1;
+            } else {
+                s.failed += 1;
+            }
+            s.input_tokens += m.input_tokens;
+            s.output_tokens += m.output_tokens;
+            s.cache_read_tokens += m.cache_read_tokens;
+            s.cache_write_tokens += m.cache_write_tokens;
+            s.reasoning_tokens += m.reasoning_tokens;
+            s.cost_micros += m.cost_micros;
+            if let Some(model) = model {
+                let e = s.by_model.entry(model.to_string()).or_default();
+                e.requests += 1;
+                e.input_tokens += m.input_tokens;
+                e.output_tokens += m.output_tokens;
+                e.cache_read_tokens += m.cache_read_tokens;
+                e.cache_write_tokens += m.cache_write_tokens;
+                e.reasoning_tokens += m.reasoning_tokens;
+                e.cost_micros += m.cost_micros;
+                s.last_model = Some(model.to_string());
+            }
+        }
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.inner.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}

@@ -79,7 +79,7 @@ impl SseOutputFilter {
             }
         };
         let mut all = self.tally.clone();
-        self.streams.values().for_each(|s| all.merge(s.tally()));
+        self.streams.values().for_each(|s| all.merge(&s.tally()));
         if let Some(message) = all.block_message(Direction::Response) {
             self.blocked = Some(message.clone());
             return FilterOutcome::Block { message };
@@ -90,7 +90,7 @@ impl SseOutputFilter {
     /// Everything detected so far, for the audit summary.
     pub fn detections(&self) -> Vec<Detection> {
         let mut all = self.tally.clone();
-        self.streams.values().for_each(|s| all.merge(s.tally()));
+        self.streams.values().for_each(|s| all.merge(&s.tally()));
         all.detections(Direction::Response)
     }
 
@@ -103,7 +103,7 @@ impl SseOutputFilter {
         match self.streams.remove(&key) {
             Some(mut s) => {
                 let out = s.finish();
-                self.tally.merge(s.tally());
+                self.tally.merge(&s.tally());
                 out
             }
             None => String::new(),

@@ -23,6 +23,8 @@ pub struct StreamRedactor {
     pending: String,
     context: String,
     tally: Tally,
+    /// Block-action values seen in the held tail: the stream must stop before they are released.
+    held_blocks: Tally,
     /// After an oversized private key: drop text until its END line.
     swallowing: bool,
 }
@@ -30,7 +32,7 @@ pub struct StreamRedactor {
 impl StreamRedactor {
     /// A redactor applying `guard`'s policy.
     pub fn new(guard: Arc<TextGuard>) -> StreamRedactor {
-        StreamRedactor { guard, pending: String::new(), context: String::new(), tally: Tally::default(), swallowing: false }
+        StreamRedactor { guard, pending: String::new(), context: String::new(), tally: Tally::default(), held_blocks: Tally::default(), swallowing: false }
     }
 
     /// Adds `text` and returns the text that is safe to emit now (possibly empty).
@@ -64,14 +66,16 @@ impl StreamRedactor {
         self.release(true)
     }
 
-    /// Detections so far.
-    pub fn tally(&self) -> &Tally {
-        &self.tally
+    /// Detections so far, including block-action values still held back.
+    pub fn tally(&self) -> Tally {
+        let mut all = self.tally.clone();
+        all.merge(&self.held_blocks);
+        all
     }
 
-    /// True once a block-action value has been seen.
+    /// True once a block-action value has been seen, released or not.
     pub fn is_blocked(&self) -> bool {
-        self.tally.is_blocked()
+        self.tally.is_blocked() || self.held_blocks.is_blocked()
     }
 
     fn release(&mut self, all: bool) -> String {
@@ -90,6 +94,13 @@ impl StreamRedactor {
             }
             if let Some(out) = self.pem_overflow(&joined, ctx_len, cut) {
                 return out;
+            }
+        }
+        self.held_blocks = Tally::default();
+        for f in findings.iter().filter(|f| f.span.start >= cut) {
+            if self.guard.action(&f.kind) == Action::Block {
+                let value = joined.get(f.span.clone()).unwrap_or("");
+                self.held_blocks.record(&f.kind, Action::Block, value, f.label);
             }
         }
         // Values straddling the released context are redacted from where the new text starts.

@@ -1,0 +1,139 @@
+//! SseOutputFilter over each provider's stream shape.
+
+use iron_safety::{Action, ApiShape, FilterOutcome, PiiKind, SafetyEngine, SafetyPolicy, SseEvent, SseOutputFilter};
+use serde_json::{json, Value};
+
+fn filter(api: ApiShape, policy: &str) -> SseOutputFilter {
+    let policy = SafetyPolicy::from_json_str(policy).expect("policy");
+    SafetyEngine::new(&policy).expect("engine").sse_filter(api)
+}
+
+fn emitted(o: FilterOutcome) -> Vec<SseEvent> {
+    match o {
+        FilterOutcome::Emit(e) => e,
+        FilterOutcome::Block { message } => panic!("unexpected block: {message}"),
+    }
+}
+
+fn chat_chunk(content: Option<&str>, finish: Option<&str>) -> String {
+    let delta = match content {
+        Some(c) => json!({"content": c}),
+        None => json!({}),
+    };
+    json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o",
+           "choices":[{"index":0,"delta":delta,"finish_reason":finish}]})
+    .to_string()
+}
+
+fn chat_text(events: &[SseEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect()
+}
+
+const REDACT: &str = r#"{"response":{"default":"redact"}}"#;
+
+#[test]
+fn openai_chat_redacts_across_chunks_and_flushes_before_finish() {
+    let mut f = filter(ApiShape::OpenAiChat, REDACT);
+    let mut out = Vec::new();
+    for piece in ["Sure. Write to jane.", "doe@example.com", " today"] {
+        out.extend(emitted(f.on_event(None, &chat_chunk(Some(piece), None))));
+    }
+    let finish = chat_chunk(None, Some("stop"));
+    let last = emitted(f.on_event(None, &finish));
+    // the synthesized chunk carries the held text and comes before the untouched finishing chunk
+    assert_eq!(last.len(), 2);
+    assert_eq!(last[1].1, finish);
+    let synth: Value = serde_json::from_str(&last[0].1).expect("json");
+    assert_eq!(synth["id"], "c1");
+    assert_eq!(synth["model"], "gpt-4o");
+    assert_eq!(synth["object"], "chat.completion.chunk");
+    out.extend(last);
+    out.extend(emitted(f.on_event(None, "[DONE]")));
+    assert_eq!(out.last().map(|e| e.1.as_str()), Some("[DONE]"));
+    assert_eq!(chat_text(&out), "Sure. Write to [EMAIL] today");
+    let d = f.detections();
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].kind.clone(), d[0].count, d[0].action), (PiiKind::Email, 1, Action::Redact));
+}
+
+#[test]
+fn unchanged_and_unknown_events_pass_through_byte_for_byte() {
+    let mut f = filter(ApiShape::OpenAiChat, REDACT);
+    let usage = r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":3}}"#;
+    assert_eq!(emitted(f.on_event(None, usage)), vec![(None, usage.to_string())]);
+    let mut a = filter(ApiShape::AnthropicMessages, REDACT);
+    let ping = r#"{"type": "ping"}"#;
+    assert_eq!(emitted(a.on_event(Some("ping"), ping)), vec![(Some("ping".to_string()), ping.to_string())]);
+}
+
+#[test]
+fn anthropic_text_deltas_are_redacted_and_flushed_at_block_stop() {
+    let mut f = filter(ApiShape::AnthropicMessages, REDACT);
+    let delta = |t: &str| json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}}).to_string();
+    let mut out = Vec::new();
+    for piece in ["Call +44 20 79", "46 0958 now"] {
+        out.extend(emitted(f.on_event(Some("content_block_delta"), &delta(piece))));
+    }
+    let stop = r#"{"type":"content_block_stop","index":0}"#;
+    let tail = emitted(f.on_event(Some("content_block_stop"), stop));
+    assert_eq!(tail.last(), Some(&(Some("content_block_stop".to_string()), stop.to_string())));
+    out.extend(tail);
+    let text: String = out
+        .iter()
+        .filter(|(e, _)| e.as_deref() == Some("content_block_delta"))
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(text, "Call [PHONE] now");
+}
+
+#[test]
+fn responses_deltas_done_text_and_completed_output_are_redacted() {
+    let mut f = filter(ApiShape::OpenAiResponses, REDACT);
+    let delta = |t: &str| json!({"type":"response.output_text.delta","item_id":"m1","output_index":0,"content_index":0,"delta":t,"sequence_number":4}).to_string();
+    let mut out = Vec::new();
+    out.extend(emitted(f.on_event(Some("response.output_text.delta"), &delta("IBAN DE89 3704 0044 "))));
+    out.extend(emitted(f.on_event(Some("response.output_text.delta"), &delta("0532 0130 00 ok"))));
+    let done = json!({"type":"response.output_text.done","item_id":"m1","output_index":0,"content_index":0,
+        "text":"IBAN DE89 3704 0044 0532 0130 00 ok","sequence_number":5}).to_string();
+    let done_out = emitted(f.on_event(Some("response.output_text.done"), &done));
+    let done_v: Value = serde_json::from_str(&done_out.last().expect("done").1).expect("json");
+    assert_eq!(done_v["text"], "IBAN [IBAN] ok");
+    out.extend(done_out);
+    let text: String = out
+        .iter()
+        .filter(|(e, _)| e.as_deref() == Some("response.output_text.delta"))
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["delta"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(text, "IBAN [IBAN] ok");
+    let completed = json!({"type":"response.completed","response":{"output":[{"type":"message","content":[
+        {"type":"output_text","text":"IBAN DE89 3704 0044 0532 0130 00 ok"}]}]}})
+    .to_string();
+    let c = emitted(f.on_event(Some("response.completed"), &completed));
+    let v: Value = serde_json::from_str(&c[0].1).expect("json");
+    assert_eq!(v["response"]["output"][0]["content"][0]["text"], "IBAN [IBAN] ok");
+    assert_eq!(f.detections()[0].count, 1, "the done/completed copies are not counted twice");
+}
+
+#[test]
+fn block_action_stops_the_stream_without_naming_the_value() {
+    let mut f = filter(ApiShape::OpenAiChat, r#"{"response":{"creditCard":"block"}}"#);
+    let o = f.on_event(None, &chat_chunk(Some("card 4111 1111 1111 1111 is yours, enjoy the rest"), None));
+    let FilterOutcome::Block { message } = o else { panic!("expected block") };
+    assert!(message.contains("creditCard ×1"), "{message}");
+    assert!(!message.contains("4111"));
+    assert!(matches!(f.on_event(None, "[DONE]"), FilterOutcome::Block { .. }));
+}
+
+#[test]
+fn unparseable_event_fails_closed() {
+    let mut f = filter(ApiShape::AnthropicMessages, REDACT);
+    let o = f.on_event(Some("content_block_delta"), "{not json");
+    let FilterOutcome::Block { message } = o else { panic!("expected block") };
+    assert!(message.contains("failed closed"), "{message}");
+}

@@ -1,0 +1,101 @@
+//! StreamRedactor: values split across chunks are still redacted, and text before them is
+//! released early instead of waiting for the end of the stream.
+
+use iron_safety::{Direction, SafetyEngine, SafetyPolicy, StreamRedactor};
+
+fn redactor() -> StreamRedactor {
+    let policy = SafetyPolicy::from_json_str(
+        r#"{"response":{"default":"redact"}}"#,
+    )
+    .expect("policy");
+    let engine = SafetyEngine::new(&policy).expect("engine");
+    StreamRedactor::new(engine.response_guard())
+}
+
+fn run(chunks: &[&str]) -> (Vec<String>, String) {
+    let mut r = redactor();
+    let mut outs: Vec<String> = chunks.iter().map(|c| r.push(c)).collect();
+    outs.push(r.finish());
+    let all = outs.concat();
+    (outs, all)
+}
+
+const LEAD: &str = "Hello there, this is a fairly long introduction so that some text can flow early. ";
+
+#[test]
+fn card_split_in_two_three_and_one_char_chunks_is_redacted() {
+    let text = format!("{LEAD}Card 4111 1111 1111 1111 ok.");
+    let expected = format!("{LEAD}Card [CREDIT_CARD] ok.");
+    let cut = LEAD.len() + 12;
+    let (_, two) = run(&[&text[..cut], &text[cut..]]);
+    assert_eq!(two, expected);
+    let (_, three) = run(&[&text[..cut - 3], &text[cut - 3..cut + 4], &text[cut + 4..]]);
+    assert_eq!(three, expected);
+    let singles: Vec<String> = text.chars().map(String::from).collect();
+    let refs: Vec<&str> = singles.iter().map(String::as_str).collect();
+    let (outs, all) = run(&refs);
+    assert_eq!(all, expected);
+    // the first word of the lead is released long before the stream ends
+    let first_release = outs.iter().position(|o| !o.is_empty()).expect("some output");
+    assert!(first_release < LEAD.len(), "released at chunk {first_release}");
+    assert!(outs.iter().all(|o| !o.contains("4111")));
+}
+
+#[test]
+fn earlier_text_is_released_before_the_end() {
+    let mut r = redactor();
+    let first = r.push(LEAD);
+    // Everything except the held tail window (cut back to a word start) flows at once.
+    assert!(!first.is_empty());
+    assert!(LEAD.starts_with(&first));
+    assert!(LEAD.len() - first.len() <= iron_safety::WINDOW_BYTES + 16);
+    let second = r.push("my mail is jane.doe@exa");
+    assert!(!second.contains("jane"));
+    let third = r.push("mple.com and more text follows here");
+    let rest = r.finish();
+    let all = format!("{first}{second}{third}{rest}");
+    assert_eq!(all, format!("{LEAD}my mail is [EMAIL] and more text follows here"));
+}
+
+#[test]
+fn long_key_split_in_many_chunks_is_redacted() {
+    let key = "sk-proj-Ab3dEf9hIjK1mNoP2rStU7wXyZ0aBcD4eFgH5iJkL6mNoP8qRsT";
+    let text = format!("{LEAD}key={key} end");
+    let chunks: Vec<&str> = text.as_bytes().chunks(5).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
+    let (outs, all) = run(&chunks);
+    assert_eq!(all, format!("{LEAD}key=[SECRET] end"));
+    assert!(outs.iter().all(|o| !o.contains("Ab3dEf9")));
+}
+
+#[test]
+fn private_key_is_held_until_end_marker_and_redacted() {
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx1Yz\nQk9sb2Zmb0Jhcg==\n-----END RSA PRIVATE KEY-----";
+    let text = format!("{LEAD}here:\n{pem}\nthanks");
+    let chunks: Vec<String> = text.chars().collect::<Vec<_>>().chunks(7).map(|c| c.iter().collect()).collect();
+    let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+    let (outs, all) = run(&refs);
+    assert_eq!(all, format!("{LEAD}here:\n[SECRET]\nthanks"));
+    assert!(outs.iter().all(|o| !o.contains("MIIE")));
+}
+
+#[test]
+fn oversized_private_key_is_replaced_not_leaked() {
+    let mut r = redactor();
+    let mut out = r.push("start -----BEGIN PRIVATE KEY-----\n");
+    let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0MTIzNDU2Nzg5MGFiY2RlZmdo\n";
+    for _ in 0..400 {
+        out.push_str(&r.push(line));
+    }
+    out.push_str(&r.push("-----END PRIVATE KEY-----\nafter"));
+    out.push_str(&r.finish());
+    assert_eq!(out, "start [SECRET]\nafter");
+    assert_eq!(r.tally().detections(Direction::Response)[0].count, 1);
+}
+
+#[test]
+fn ssn_context_before_a_chunk_boundary_still_counts() {
+    let text = format!("{LEAD}My SSN is 536 22 1234 thanks");
+    let cut = text.find("536").unwrap_or(0);
+    let (_, all) = run(&[&text[..cut], &text[cut..]]);
+    assert_eq!(all, format!("{LEAD}My SSN is [US_SSN] thanks"));
+}

@@ -1,0 +1,156 @@
+//! Well-known credential and PII shapes, replaced wherever they appear in a log line.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexSet};
+
+use crate::REDACTED;
+
+/// (pattern, replacement). `${1}` keeps a harmless prefix such as `Bearer ` so the line stays readable.
+/// Order matters: the Anthropic key shape runs before the generic `sk-` shape.
+const SOURCES: &[(&str, &str)] = &[
+    // Anthropic and OpenAI keys (sk-ant-…, sk-proj-…, sk-…).
+    (r"sk-ant-[A-Za-z0-9_\-]{8,}", REDACTED),
+    (r"\bsk-[A-Za-z0-9_\-]{16,}", REDACTED),
+    // Iron Cage tokens.
+    (r"\bic_[A-Za-z0-9_\-]{12,}", REDACTED),
+    // HTTP auth schemes.
+    (r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*", "${1}[REDACTED]"),
+    (r"(?i)\b(basic\s+)[A-Za-z0-9+/]{8,}=*", "${1}[REDACTED]"),
+    // AWS access key ids, and secret keys when labelled as such.
+    (
+        r"\b(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[0-9A-Z]{16}\b",
+        REDACTED,
+    ),
+    (
+        r#"(?i)(aws_secret_access_key(?:\\?["'])?\s*[=:]\s*(?:\\?["'])?)[A-Za-z0-9/+=]{40}"#,
+        "${1}[REDACTED]",
+    ),
+    // GitHub tokens.
+    (r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}", REDACTED),
+    (r"\bgithub_pat_[A-Za-z0-9_]{22,}", REDACTED),
+    // JWTs (header and payload are base64url JSON, so both start with eyJ).
+    (
+        r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+        REDACTED,
+    ),
+    // Labelled credentials in headers, JSON, query strings or Debug output.
+    (
+        r#"(?i)((?:api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|client[_-]?secret|secret[_-]?key|password|passwd)(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)[^\s"'\\,;&}]{4,}"#,
+        "${1}[REDACTED]",
+    ),
+    (
+        r"(?i)([?&](?:key|token|sig|signature)=)[^&\s\x22'\\]+",
+        "${1}[REDACTED]",
+    ),
+    // Email addresses.
+    (
+        r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+        REDACTED,
+    ),
+];
+
+struct Compiled {
+    set: RegexSet,
+    each: Vec<(Regex, &'static str)>,
+}
+
+static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
+    // Sources are constants checked by a unit test; skipping a bad one beats panicking in a logger.
+    let each: Vec<(Regex, &'static str)> = SOURCES
+        .iter()
+        .filter_map(|(src, rep)| Regex::new(src).ok().map(|re| (re, *rep)))
+        .collect();
+    let set =
+        RegexSet::new(each.iter().map(|(re, _)| re.as_str())).unwrap_or_else(|_| RegexSet::empty());
+    Compiled { set, each }
+});
+
+/// Replaces every known credential or email shape in `text`.
+pub(crate) fn redact_patterns(text: &str) -> Cow<'_, str> {
+    let compiled = &*COMPILED;
+    let hits = compiled.set.matches(text);
+    if !hits.matched_any() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = Cow::Borrowed(text);
+    for index in hits.iter() {
+        if let Some((re, replacement)) = compiled.each.get(index) {
+            if let Cow::Owned(replaced) = re.replace_all(&out, *replacement) {
+                out = Cow::Owned(replaced);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert_eq!(COMPILED.each.len(), SOURCES.len());
+        assert_eq!(COMPILED.set.len(), SOURCES.len());
+    }
+
+    #[test]
+    fn known_shapes_are_replaced() {
+        let cases = [
+            (
+                "key sk-ant-api03-AbCdEf123456_xyz end",
+                "key [REDACTED] end",
+            ),
+            ("key sk-proj-ABCDEFGHIJKLMNOP1234 end", "key [REDACTED] end"),
+            ("tok ic_local_0123456789abcdef0123", "tok [REDACTED]"),
+            (
+                "Authorization: Bearer abc.def-ghi",
+                "Authorization: Bearer [REDACTED]",
+            ),
+            ("id AKIAIOSFODNN7EXAMPLE here", "id [REDACTED] here"),
+            (
+                "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "aws_secret_access_key=[REDACTED]",
+            ),
+            (
+                "gh ghp_0123456789abcdefghijABCDEFGHIJ012345",
+                "gh [REDACTED]",
+            ),
+            (
+                "pat github_pat_11ABCDEFG0123456789_abcdefghijkl",
+                "pat [REDACTED]",
+            ),
+            (
+                "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_part-1",
+                "jwt [REDACTED]",
+            ),
+            ("mail jane.doe+x@mail.example.com!", "mail [REDACTED]!"),
+            (r#"{"api_key":"abcd1234"}"#, r#"{"api_key":"[REDACTED]"}"#),
+            (
+                r#"{\"api_key\":\"abcd1234\"}"#,
+                r#"{\"api_key\":\"[REDACTED]\"}"#,
+            ),
+            ("x-api-key: zzzz9999", "x-api-key: [REDACTED]"),
+            (
+                "GET /v1/m?key=AIzaSy123&alt=sse",
+                "GET /v1/m?key=[REDACTED]&alt=sse",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_patterns(input), expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_untouched() {
+        for text in [
+            "task-runner started",
+            "basic_auth disabled",
+            "model gpt-4o, 12 tokens",
+            "sk-short",
+        ] {
+            assert!(matches!(redact_patterns(text), Cow::Borrowed(_)), "{text}");
+        }
+    }
+}

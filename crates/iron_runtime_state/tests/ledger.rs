@@ -235,3 +235,27 @@ fn huge_values_saturate_instead_of_failing() {
     assert_eq!(back[0].request_id.len(), 1 << 20);
     assert_eq!(back[0].agent_id, "nul\0inside");
 }
+
+#[test]
+fn a_path_that_is_a_directory_fails_to_open_without_panicking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err =
+        Store::open(StoreConfig::at_path(dir.path())).expect_err("a directory is no database");
+    assert!(matches!(err, StateError::Sqlite(_)), "{err:?}");
+}
+
+#[test]
+fn store_and_ack_can_be_shared_with_async_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<Store>();
+    send::<iron_runtime_state::FlushAck>();
+    let store = std::sync::Arc::new(Store::open(StoreConfig::in_memory()).expect("open"));
+    let worker = {
+        let store = store.clone();
+        std::thread::spawn(move || store.record_request(request("t", 1, 3)))
+    };
+    worker.join().expect("join").expect("queue");
+    store.flush().expect("flush");
+    assert_eq!(store.spent_for_agent("t").expect("spent"), 3);
+}

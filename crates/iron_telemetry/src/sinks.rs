@@ -93,7 +93,7 @@ fn update(change: impl FnOnce(&mut Vec<Arc<Entry>>)) {
         *guard = Arc::new(list);
     }
     // Outside the lock: this calls back into every subscriber's callsite registration.
-    tracing_core::callsite::rebuild_interest_cache();
+    tracing::callsite::rebuild_interest_cache();
 }
 
 /// Adds a sink and returns its id.

@@ -78,7 +78,9 @@ impl Tally {
 
     /// True when any recorded kind's action is `Block`.
     pub fn is_blocked(&self) -> bool {
-        self.entries.values().any(|e| e.action == Some(Action::Block))
+        self.entries
+            .values()
+            .any(|e| e.action == Some(Action::Block))
     }
 
     /// The detections, one per kind.
@@ -97,8 +99,11 @@ impl Tally {
 
     /// The message for a blocked request or response, naming types and counts, never values.
     pub fn block_message(&self, direction: Direction) -> Option<String> {
-        let blocked: Vec<(&PiiKind, &Entry)> =
-            self.entries.iter().filter(|(_, e)| e.action == Some(Action::Block)).collect();
+        let blocked: Vec<(&PiiKind, &Entry)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.action == Some(Action::Block))
+            .collect();
         if blocked.is_empty() {
             return None;
         }
@@ -113,17 +118,34 @@ impl Tally {
                 }
             })
             .collect();
-        let settings: Vec<String> =
-            blocked.iter().map(|(kind, _)| format!("safety.{}.{kind}", direction.as_str())).collect();
+        let settings: Vec<String> = blocked
+            .iter()
+            .map(|(kind, _)| format!("safety.{}.{kind}", direction.as_str()))
+            .collect();
         let (what, it) = match direction {
-            Direction::Request => ("Request", if blocked.len() == 1 && blocked[0].1.count == 1 { "it" } else { "them" }),
+            Direction::Request => (
+                "Request",
+                if blocked.len() == 1 && blocked[0].1.count == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+            ),
             Direction::Response => ("Response", "it"),
         };
         let fix = match direction {
-            Direction::Request => format!("Remove {it} or set {} to 'redact'.", settings.join(" and ")),
-            Direction::Response => format!("Set {} to 'redact' to let such responses through redacted.", settings.join(" and ")),
+            Direction::Request => {
+                format!("Remove {it} or set {} to 'redact'.", settings.join(" and "))
+            }
+            Direction::Response => format!(
+                "Set {} to 'redact' to let such responses through redacted.",
+                settings.join(" and ")
+            ),
         };
-        Some(format!("{what} blocked by Iron Cage PII policy: {}. {fix}", parts.join(", ")))
+        Some(format!(
+            "{what} blocked by Iron Cage PII policy: {}. {fix}",
+            parts.join(", ")
+        ))
     }
 }
 

@@ -45,7 +45,11 @@ impl TextGuard {
             let a = dp.action(&kind, direction);
             actions.push((kind, a));
         }
-        Ok(TextGuard { direction, scanner, actions })
+        Ok(TextGuard {
+            direction,
+            scanner,
+            actions,
+        })
     }
 
     /// Request or response.
@@ -55,7 +59,10 @@ impl TextGuard {
 
     /// The action for `kind` (`Off` when the kind is not scanned).
     pub fn action(&self, kind: &PiiKind) -> Action {
-        self.actions.iter().find(|(k, _)| k == kind).map_or(Action::Off, |(_, a)| *a)
+        self.actions
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(Action::Off, |(_, a)| *a)
     }
 
     /// The confirmed values in `text`.

@@ -106,10 +106,16 @@ impl Walker<'_> {
     fn tool_calls(&mut self, msg: &mut Value) {
         if let Some(Value::Array(calls)) = msg.get_mut("tool_calls") {
             for call in calls {
-                self.json_string(call.get_mut("function").and_then(|f| f.get_mut("arguments")));
+                self.json_string(
+                    call.get_mut("function")
+                        .and_then(|f| f.get_mut("arguments")),
+                );
             }
         }
-        self.json_string(msg.get_mut("function_call").and_then(|f| f.get_mut("arguments")));
+        self.json_string(
+            msg.get_mut("function_call")
+                .and_then(|f| f.get_mut("arguments")),
+        );
     }
 
     fn anthropic_blocks(&mut self, v: Option<&mut Value>) {
@@ -162,7 +168,11 @@ fn each_in(v: Option<&mut Value>, mut f: impl FnMut(&mut Value)) {
 
 /// Scans and redacts the prompt text of a request body.
 pub fn inspect_request(guard: &TextGuard, api: ApiShape, body: &mut Value) -> RequestVerdict {
-    let mut w = Walker { guard, tally: Tally::default(), modified: false };
+    let mut w = Walker {
+        guard,
+        tally: Tally::default(),
+        modified: false,
+    };
     match api {
         ApiShape::OpenAiChat => each_in(body.get_mut("messages"), |m| {
             w.content(m.get_mut("content"));
@@ -176,7 +186,9 @@ pub fn inspect_request(guard: &TextGuard, api: ApiShape, body: &mut Value) -> Re
         ApiShape::OpenAiEmbeddings => w.content(body.get_mut("input")),
         ApiShape::AnthropicMessages => {
             w.anthropic_blocks(body.get_mut("system"));
-            each_in(body.get_mut("messages"), |m| w.anthropic_blocks(m.get_mut("content")));
+            each_in(body.get_mut("messages"), |m| {
+                w.anthropic_blocks(m.get_mut("content"))
+            });
         }
         ApiShape::Other => {}
     }
@@ -185,7 +197,11 @@ pub fn inspect_request(guard: &TextGuard, api: ApiShape, body: &mut Value) -> Re
 
 /// Scans and redacts the answer text of a non-streamed response body.
 pub fn inspect_response(guard: &TextGuard, api: ApiShape, body: &mut Value) -> ResponseVerdict {
-    let mut w = Walker { guard, tally: Tally::default(), modified: false };
+    let mut w = Walker {
+        guard,
+        tally: Tally::default(),
+        modified: false,
+    };
     match api {
         ApiShape::OpenAiChat => each_in(body.get_mut("choices"), |c| {
             if let Some(msg) = c.get_mut("message") {
@@ -194,7 +210,9 @@ pub fn inspect_response(guard: &TextGuard, api: ApiShape, body: &mut Value) -> R
                 w.tool_calls(msg);
             }
         }),
-        ApiShape::OpenAiCompletions => each_in(body.get_mut("choices"), |c| w.text(c.get_mut("text"))),
+        ApiShape::OpenAiCompletions => {
+            each_in(body.get_mut("choices"), |c| w.text(c.get_mut("text")))
+        }
         ApiShape::OpenAiResponses => w.responses_items(body.get_mut("output")),
         ApiShape::AnthropicMessages => w.anthropic_blocks(body.get_mut("content")),
         ApiShape::OpenAiEmbeddings | ApiShape::Other => {}

@@ -40,12 +40,17 @@ impl SafetyEngine {
     /// Compiles `policy`; fails only on a custom regex the combined scanner cannot hold.
     pub fn new(policy: &SafetyPolicy) -> Result<SafetyEngine, PolicyError> {
         let compile = |d: Direction| {
-            TextGuard::new(policy, d).map(Arc::new).map_err(|e| PolicyError {
-                field: "safety.custom".to_string(),
-                message: format!("patterns cannot be combined: {e}"),
-            })
+            TextGuard::new(policy, d)
+                .map(Arc::new)
+                .map_err(|e| PolicyError {
+                    field: "safety.custom".to_string(),
+                    message: format!("patterns cannot be combined: {e}"),
+                })
         };
-        Ok(SafetyEngine { request: compile(Direction::Request)?, response: compile(Direction::Response)? })
+        Ok(SafetyEngine {
+            request: compile(Direction::Request)?,
+            response: compile(Direction::Response)?,
+        })
     }
 
     /// Scans and redacts the prompt text of a request body in place.

@@ -29,7 +29,15 @@ impl NaiveScanner {
         for (priority, (rec, re)) in self.passes.iter().enumerate() {
             for m in re.find_iter(text) {
                 if let Some(c) = rec.confirm(text, m.range()) {
-                    all.push((c.span.start, priority, Finding { kind: rec.kind(), span: c.span, label: c.label }));
+                    all.push((
+                        c.span.start,
+                        priority,
+                        Finding {
+                            kind: rec.kind(),
+                            span: c.span,
+                            label: c.label,
+                        },
+                    ));
                 }
             }
         }

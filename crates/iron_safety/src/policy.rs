@@ -70,11 +70,22 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
-    PolicyError { field: field.into(), message: message.into() }
+    PolicyError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
-const DIRECTION_KEYS: [&str; 8] =
-    ["default", "email", "phone", "creditCard", "usSsn", "iban", "ipAddress", "secret"];
+const DIRECTION_KEYS: [&str; 8] = [
+    "default",
+    "email",
+    "phone",
+    "creditCard",
+    "usSsn",
+    "iban",
+    "ipAddress",
+    "secret",
+];
 
 impl SafetyPolicy {
     /// The policy for `direction`.
@@ -90,7 +101,12 @@ impl SafetyPolicy {
         let obj = match value {
             Value::Null => return Ok(SafetyPolicy::default()),
             Value::Object(o) => o,
-            other => return Err(err("safety", format!("expected an object, got {}", type_name(other)))),
+            other => {
+                return Err(err(
+                    "safety",
+                    format!("expected an object, got {}", type_name(other)),
+                ))
+            }
         };
         for key in obj.keys() {
             if !matches!(key.as_str(), "request" | "response" | "custom") {
@@ -104,7 +120,11 @@ impl SafetyPolicy {
         let names: Vec<&str> = custom.iter().map(|c| c.name.as_str()).collect();
         let request = parse_direction("safety.request", obj.get("request"), &names)?;
         let response = parse_direction("safety.response", obj.get("response"), &names)?;
-        Ok(SafetyPolicy { request, response, custom })
+        Ok(SafetyPolicy {
+            request,
+            response,
+            custom,
+        })
     }
 
     /// Parses a JSON document holding the `safety` object.
@@ -122,11 +142,20 @@ impl<'de> Deserialize<'de> for SafetyPolicy {
     }
 }
 
-fn parse_direction(path: &str, value: Option<&Value>, custom: &[&str]) -> Result<DirectionPolicy, PolicyError> {
+fn parse_direction(
+    path: &str,
+    value: Option<&Value>,
+    custom: &[&str],
+) -> Result<DirectionPolicy, PolicyError> {
     let obj = match value {
         None | Some(Value::Null) => return Ok(DirectionPolicy::default()),
         Some(Value::Object(o)) => o,
-        Some(other) => return Err(err(path, format!("expected an object, got {}", type_name(other)))),
+        Some(other) => {
+            return Err(err(
+                path,
+                format!("expected an object, got {}", type_name(other)),
+            ))
+        }
     };
     let mut policy = DirectionPolicy::default();
     for (key, v) in obj {
@@ -134,7 +163,10 @@ fn parse_direction(path: &str, value: Option<&Value>, custom: &[&str]) -> Result
         if !DIRECTION_KEYS.contains(&key.as_str()) && !custom.contains(&key.as_str()) {
             let mut allowed: Vec<&str> = DIRECTION_KEYS.to_vec();
             allowed.extend_from_slice(custom);
-            return Err(err(field, format!("unknown type; expected one of {}", allowed.join(", "))));
+            return Err(err(
+                field,
+                format!("unknown type; expected one of {}", allowed.join(", ")),
+            ));
         }
         let action = match v {
             Value::Null => continue,
@@ -142,7 +174,10 @@ fn parse_direction(path: &str, value: Option<&Value>, custom: &[&str]) -> Result
             _ => None,
         };
         let Some(action) = action else {
-            return Err(err(field, format!("expected one of off|log|redact|block, got {v}")));
+            return Err(err(
+                field,
+                format!("expected one of off|log|redact|block, got {v}"),
+            ));
         };
         if key == "default" {
             policy.default = Some(action);
@@ -157,7 +192,12 @@ fn parse_custom(value: &Value) -> Result<Vec<CustomPattern>, PolicyError> {
     let items = match value {
         Value::Null => return Ok(Vec::new()),
         Value::Array(a) => a,
-        other => return Err(err("safety.custom", format!("expected an array, got {}", type_name(other)))),
+        other => {
+            return Err(err(
+                "safety.custom",
+                format!("expected an array, got {}", type_name(other)),
+            ))
+        }
     };
     let mut out: Vec<CustomPattern> = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -173,17 +213,26 @@ fn parse_custom(value: &Value) -> Result<Vec<CustomPattern>, PolicyError> {
             && name.len() <= 64
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
-            return Err(err(format!("{path}.name"), format!("expected letters, digits or _ starting with a letter, got {name:?}")));
+            return Err(err(
+                format!("{path}.name"),
+                format!("expected letters, digits or _ starting with a letter, got {name:?}"),
+            ));
         }
         if DIRECTION_KEYS.contains(&name.as_str()) || out.iter().any(|c| c.name == name) {
-            return Err(err(format!("{path}.name"), format!("{name:?} is already used; pick another name")));
+            return Err(err(
+                format!("{path}.name"),
+                format!("{name:?} is already used; pick another name"),
+            ));
         }
         let pattern = match obj.get("pattern") {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(err(format!("{path}.pattern"), "expected a string")),
         };
         if let Err(e) = crate::scanner::build(&pattern) {
-            return Err(err(format!("{path}.pattern"), format!("invalid regex: {}", first_line(&e.to_string()))));
+            return Err(err(
+                format!("{path}.pattern"),
+                format!("invalid regex: {}", first_line(&e.to_string())),
+            ));
         }
         out.push(CustomPattern { name, pattern });
     }
@@ -191,7 +240,12 @@ fn parse_custom(value: &Value) -> Result<Vec<CustomPattern>, PolicyError> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }
 
 fn type_name(v: &Value) -> &'static str {

@@ -28,7 +28,10 @@ pub trait Recognizer: Send + Sync {
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
         let candidate = text.get(span.clone())?;
         if self.validate(candidate) {
-            Some(Confirmed { label: self.label(candidate), span })
+            Some(Confirmed {
+                label: self.label(candidate),
+                span,
+            })
         } else {
             None
         }
@@ -92,5 +95,8 @@ fn neighbour_continues(sep: char, c: char) -> bool {
 
 /// The ASCII digits of `s`, in order.
 pub(crate) fn digits_of(s: &str) -> Vec<u8> {
-    s.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect()
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect()
 }

@@ -1,10 +1,13 @@
-//! One combined regex (a named alternation group per recognizer) finds every kind of candidate in a
-//! single left-to-right pass; each candidate is then confirmed by its recognizer's validator.
+//! One multi-pattern regex (one pattern per recognizer, leftmost-first, reporting which pattern
+//! matched) finds every kind of candidate in a single left-to-right pass; each candidate is then
+//! confirmed by its recognizer's validator.
 
 use crate::kind::PiiKind;
 use crate::recognizer::Recognizer;
 use crate::recognizers::{self, CustomRecognizer};
 use regex::{Regex, RegexBuilder};
+use regex_automata::meta;
+use regex_automata::Input;
 use std::ops::Range;
 
 /// A confirmed value in scanned text.
@@ -21,9 +24,8 @@ pub struct Finding {
 /// Finds all enabled kinds in one pass over the text.
 pub struct Scanner {
     recognizers: Vec<Box<dyn Recognizer>>,
-    combined: Option<Regex>,
-    /// Capture-group index of each recognizer's alternative in `combined`.
-    group_of: Vec<usize>,
+    /// All recognizer patterns in one lazy DFA; pattern i belongs to recognizer i.
+    combined: Option<meta::Regex>,
     /// Each recognizer alone, used only to retry a rejected short candidate's start position.
     singles: Vec<Regex>,
 }
@@ -34,36 +36,46 @@ const RETRY_WINDOW: usize = 128;
 impl Scanner {
     /// A scanner for the given built-in kinds (in that priority order) plus custom `(name, regex)` patterns.
     pub fn new(kinds: &[PiiKind], custom: &[(String, String)]) -> Result<Scanner, regex::Error> {
-        let mut recs: Vec<Box<dyn Recognizer>> = kinds.iter().filter_map(recognizers::built_in).collect();
+        let mut recs: Vec<Box<dyn Recognizer>> =
+            kinds.iter().filter_map(recognizers::built_in).collect();
         for (name, pattern) in custom {
-            recs.push(Box::new(CustomRecognizer::new(name.clone(), pattern.clone())));
+            recs.push(Box::new(CustomRecognizer::new(
+                name.clone(),
+                pattern.clone(),
+            )));
         }
         Scanner::from_recognizers(recs)
     }
 
     /// A scanner over arbitrary recognizers; earlier ones win when candidates start at the same place.
-    pub fn from_recognizers(recognizers: Vec<Box<dyn Recognizer>>) -> Result<Scanner, regex::Error> {
+    pub fn from_recognizers(
+        recognizers: Vec<Box<dyn Recognizer>>,
+    ) -> Result<Scanner, regex::Error> {
         let singles = recognizers
             .iter()
             .map(|r| build(r.pattern()))
             .collect::<Result<Vec<_>, _>>()?;
         if recognizers.is_empty() {
-            return Ok(Scanner { recognizers, combined: None, group_of: Vec::new(), singles });
+            return Ok(Scanner {
+                recognizers,
+                combined: None,
+                singles,
+            });
         }
-        let alternation = recognizers
-            .iter()
-            .enumerate()
-            .map(|(i, r)| format!("(?P<ic_{i}>{})", r.pattern()))
-            .collect::<Vec<_>>()
-            .join("|");
-        let combined = build(&alternation)?;
-        let group_of = (0..recognizers.len())
-            .map(|i| {
-                let name = format!("ic_{i}");
-                combined.capture_names().position(|n| n == Some(name.as_str())).unwrap_or(0)
-            })
-            .collect();
-        Ok(Scanner { recognizers, combined: Some(combined), group_of, singles })
+        let patterns: Vec<&str> = recognizers.iter().map(|r| r.pattern()).collect();
+        let config = meta::Config::new()
+            .nfa_size_limit(Some(64 * 1024 * 1024))
+            .hybrid_cache_capacity(16 * 1024 * 1024);
+        // The patterns already compiled one by one above, so a failure here is a size limit.
+        let combined = meta::Regex::builder()
+            .configure(config)
+            .build_many(&patterns)
+            .map_err(|e| regex::Error::CompiledTooBig(e.size_limit().unwrap_or(0)))?;
+        Ok(Scanner {
+            recognizers,
+            combined: Some(combined),
+            singles,
+        })
     }
 
     /// The kinds this scanner looks for, in priority order.
@@ -79,18 +91,24 @@ impl Scanner {
         };
         let mut pos = 0;
         while pos <= text.len() {
-            let Some(caps) = combined.captures_at(text, pos) else {
+            let Some(m) = combined.search(&Input::new(text).span(pos..text.len())) else {
                 break;
             };
-            let Some(whole) = caps.get(0) else {
+            let span = m.range();
+            let idx = m.pattern().as_usize();
+            let Some(rec) = self.recognizers.get(idx) else {
                 break;
             };
-            let span = whole.range();
-            let idx = self.group_of.iter().position(|g| caps.get(*g).is_some()).unwrap_or(0);
-            let rec = &self.recognizers[idx];
-            if let Some(c) = rec.confirm(text, span.clone()).filter(|c| !c.span.is_empty()) {
+            if let Some(c) = rec
+                .confirm(text, span.clone())
+                .filter(|c| !c.span.is_empty())
+            {
                 pos = c.span.end;
-                out.push(Finding { kind: rec.kind(), span: c.span, label: c.label });
+                out.push(Finding {
+                    kind: rec.kind(),
+                    span: c.span,
+                    label: c.label,
+                });
                 continue;
             }
             if let Some(f) = self.retry_at(text, span.start, idx) {
@@ -126,7 +144,11 @@ impl Scanner {
                 continue;
             }
             if let Some(c) = rec.confirm(text, m.range()).filter(|c| !c.span.is_empty()) {
-                return Some(Finding { kind: rec.kind(), span: c.span, label: c.label });
+                return Some(Finding {
+                    kind: rec.kind(),
+                    span: c.span,
+                    label: c.label,
+                });
             }
         }
         None

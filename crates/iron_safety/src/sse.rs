@@ -60,7 +60,9 @@ impl SseOutputFilter {
     /// Processes one upstream event and says what to send instead.
     pub fn on_event(&mut self, event: Option<&str>, data: &str) -> FilterOutcome {
         if let Some(message) = &self.blocked {
-            return FilterOutcome::Block { message: message.clone() };
+            return FilterOutcome::Block {
+                message: message.clone(),
+            };
         }
         let result = match self.api {
             ApiShape::OpenAiChat | ApiShape::OpenAiCompletions => self.openai_chunk(event, data),
@@ -96,7 +98,10 @@ impl SseOutputFilter {
 
     fn push(&mut self, key: StreamKey, text: &str) -> String {
         let guard = &self.guard;
-        self.streams.entry(key).or_insert_with(|| StreamRedactor::new(guard.clone())).push(text)
+        self.streams
+            .entry(key)
+            .or_insert_with(|| StreamRedactor::new(guard.clone()))
+            .push(text)
     }
 
     fn flush(&mut self, key: StreamKey) -> String {
@@ -125,7 +130,11 @@ impl SseOutputFilter {
     }
 
     fn openai_chunk(&mut self, event: Option<&str>, data: &str) -> Result<Vec<SseEvent>, String> {
-        let text_field = if self.api == ApiShape::OpenAiChat { "content" } else { "text" };
+        let text_field = if self.api == ApiShape::OpenAiChat {
+            "content"
+        } else {
+            "text"
+        };
         if data.trim() == "[DONE]" {
             let mut out = Vec::new();
             for key in self.streams.keys().copied().collect::<Vec<_>>() {
@@ -152,7 +161,11 @@ impl SseOutputFilter {
             for choice in choices.iter_mut() {
                 let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let finishing = choice.get("finish_reason").is_some_and(|f| !f.is_null());
-                let holder = if text_field == "content" { choice.get_mut("delta") } else { Some(choice) };
+                let holder = if text_field == "content" {
+                    choice.get_mut("delta")
+                } else {
+                    Some(choice)
+                };
                 let Some(holder) = holder else { continue };
                 let mut released = String::new();
                 let had_text = if let Some(Value::String(s)) = holder.get(text_field) {
@@ -169,7 +182,11 @@ impl SseOutputFilter {
                     // Held text must reach the client before the chunk that ends the choice.
                     let flushed = self.flush((index, 0));
                     if !flushed.is_empty() {
-                        let text = if had_text { format!("{released}{flushed}") } else { flushed };
+                        let text = if had_text {
+                            format!("{released}{flushed}")
+                        } else {
+                            flushed
+                        };
                         if had_text {
                             holder[text_field] = Value::String(String::new());
                             changed = true;
@@ -179,7 +196,11 @@ impl SseOutputFilter {
                 }
             }
         }
-        let this = if changed { (event.map(str::to_string), v.to_string()) } else { pass(event, data) };
+        let this = if changed {
+            (event.map(str::to_string), v.to_string())
+        } else {
+            pass(event, data)
+        };
         before.push(this);
         Ok(before)
     }
@@ -195,9 +216,15 @@ impl SseOutputFilter {
         Value::Object(chunk).to_string()
     }
 
-    fn responses_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<SseEvent>, String> {
+    fn responses_event(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<Vec<SseEvent>, String> {
         let mut v: Value = parse(data)?;
-        let kind = event.map(str::to_string).or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
+        let kind = event
+            .map(str::to_string)
+            .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
         let key = (
             v.get("output_index").and_then(Value::as_u64).unwrap_or(0),
             v.get("content_index").and_then(Value::as_u64).unwrap_or(0),
@@ -230,11 +257,17 @@ impl SseOutputFilter {
             }
             Some("response.content_part.done") => {
                 self.redact_whole(v.get_mut("part").and_then(|p| p.get_mut("text")));
-                Ok(vec![(event.map(str::to_string), reserialize_if_changed(data, &v))])
+                Ok(vec![(
+                    event.map(str::to_string),
+                    reserialize_if_changed(data, &v),
+                )])
             }
             Some("response.output_item.done") => {
                 self.redact_output_item(v.get_mut("item"));
-                Ok(vec![(event.map(str::to_string), reserialize_if_changed(data, &v))])
+                Ok(vec![(
+                    event.map(str::to_string),
+                    reserialize_if_changed(data, &v),
+                )])
             }
             Some("response.completed" | "response.incomplete" | "response.failed") => {
                 let mut out = Vec::new();
@@ -244,7 +277,9 @@ impl SseOutputFilter {
                         out.push(self.synth_responses_delta(k, &v, flushed));
                     }
                 }
-                if let Some(Value::Array(items)) = v.get_mut("response").and_then(|r| r.get_mut("output")) {
+                if let Some(Value::Array(items)) =
+                    v.get_mut("response").and_then(|r| r.get_mut("output"))
+                {
                     for item in items.iter_mut() {
                         self.redact_output_item(Some(item));
                     }
@@ -277,16 +312,29 @@ impl SseOutputFilter {
         if let Some(seq) = current.get("sequence_number") {
             delta["sequence_number"] = seq.clone();
         }
-        (Some("response.output_text.delta".to_string()), delta.to_string())
+        (
+            Some("response.output_text.delta".to_string()),
+            delta.to_string(),
+        )
     }
 
-    fn anthropic_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<SseEvent>, String> {
+    fn anthropic_event(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<Vec<SseEvent>, String> {
         let mut v: Value = parse(data)?;
-        let kind = event.map(str::to_string).or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
+        let kind = event
+            .map(str::to_string)
+            .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind.as_deref() {
             Some("content_block_delta") => {
-                let is_text = v.get("delta").and_then(|d| d.get("type")).and_then(Value::as_str) == Some("text_delta");
+                let is_text = v
+                    .get("delta")
+                    .and_then(|d| d.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("text_delta");
                 let Some(Value::String(s)) = v.get("delta").and_then(|d| d.get("text")) else {
                     return Ok(vec![pass(event, data)]);
                 };

@@ -32,7 +32,14 @@ pub struct StreamRedactor {
 impl StreamRedactor {
     /// A redactor applying `guard`'s policy.
     pub fn new(guard: Arc<TextGuard>) -> StreamRedactor {
-        StreamRedactor { guard, pending: String::new(), context: String::new(), tally: Tally::default(), held_blocks: Tally::default(), swallowing: false }
+        StreamRedactor {
+            guard,
+            pending: String::new(),
+            context: String::new(),
+            tally: Tally::default(),
+            held_blocks: Tally::default(),
+            swallowing: false,
+        }
     }
 
     /// Adds `text` and returns the text that is safe to emit now (possibly empty).
@@ -85,7 +92,11 @@ impl StreamRedactor {
         joined.push_str(&self.pending);
         let findings: Vec<_> = self.guard.scan(&joined);
         let len = joined.len();
-        let mut cut = if all { len } else { self.safe_cut(&joined, ctx_len) };
+        let mut cut = if all {
+            len
+        } else {
+            self.safe_cut(&joined, ctx_len)
+        };
         if !all {
             for f in &findings {
                 if f.span.start < cut && f.span.end > cut {
@@ -100,7 +111,8 @@ impl StreamRedactor {
         for f in findings.iter().filter(|f| f.span.start >= cut) {
             if self.guard.action(&f.kind) == Action::Block {
                 let value = joined.get(f.span.clone()).unwrap_or("");
-                self.held_blocks.record(&f.kind, Action::Block, value, f.label);
+                self.held_blocks
+                    .record(&f.kind, Action::Block, value, f.label);
             }
         }
         // Values straddling the released context are redacted from where the new text starts.
@@ -137,7 +149,9 @@ impl StreamRedactor {
         if cut < len {
             let run_start = joined[..cut]
                 .rfind(|c: char| c.is_whitespace())
-                .map_or(0, |i| i + joined[i..].chars().next().map_or(1, char::len_utf8));
+                .map_or(0, |i| {
+                    i + joined[i..].chars().next().map_or(1, char::len_utf8)
+                });
             if cut - run_start <= RUN_CAP_BYTES {
                 cut = run_start.max(ctx_len);
             }
@@ -151,7 +165,10 @@ impl StreamRedactor {
     /// Start of a `-----BEGIN` whose header is unfinished or names a private key with no END yet.
     fn open_private_key(&self, joined: &str, ctx_len: usize) -> Option<usize> {
         // Only worth holding when the key would be replaced; `log` lets it through anyway.
-        if !matches!(self.guard.action(&PiiKind::Secret), Action::Redact | Action::Block) {
+        if !matches!(
+            self.guard.action(&PiiKind::Secret),
+            Action::Redact | Action::Block
+        ) {
             return None;
         }
         let mut from = ctx_len;
@@ -161,7 +178,9 @@ impl StreamRedactor {
             match after.find("-----") {
                 None => return Some(start),
                 Some(h) if after[..h].contains("PRIVATE KEY") => {
-                    if !after[h + 5..].contains("-----END") || !after[h + 5..].contains(PEM_END_TAIL) {
+                    if !after[h + 5..].contains("-----END")
+                        || !after[h + 5..].contains(PEM_END_TAIL)
+                    {
                         return Some(start);
                     }
                 }
@@ -181,9 +200,13 @@ impl StreamRedactor {
         }
         let before = &joined[ctx_len..start];
         let findings = self.guard.scan(before);
-        let mut out = self.guard.apply(before, &findings, &mut self.tally).unwrap_or_else(|| before.to_string());
+        let mut out = self
+            .guard
+            .apply(before, &findings, &mut self.tally)
+            .unwrap_or_else(|| before.to_string());
         let action = self.guard.action(&PiiKind::Secret);
-        self.tally.record(&PiiKind::Secret, action, &joined[start..], "private key");
+        self.tally
+            .record(&PiiKind::Secret, action, &joined[start..], "private key");
         out.push_str(&PiiKind::Secret.placeholder());
         self.context.clear();
         self.pending.clear();

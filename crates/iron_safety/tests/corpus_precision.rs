@@ -33,7 +33,13 @@ fn unmark(line: &str) -> (String, Vec<Range<usize>>) {
 fn evaluate(file: &str, kind: PiiKind, scanner: &Scanner) -> Counts {
     let path = format!("{}/tests/corpus/{file}", env!("CARGO_MANIFEST_DIR"));
     let body = std::fs::read_to_string(&path).expect("corpus file");
-    let mut c = Counts { tp: 0, fp: 0, fn_: 0, positives: 0, negatives: 0 };
+    let mut c = Counts {
+        tp: 0,
+        fp: 0,
+        fn_: 0,
+        positives: 0,
+        negatives: 0,
+    };
     for raw in body.lines() {
         let raw = raw.replace("\\n", "\n");
         let (positive, line) = if let Some(l) = raw.strip_prefix("+ ") {
@@ -44,8 +50,12 @@ fn evaluate(file: &str, kind: PiiKind, scanner: &Scanner) -> Counts {
             continue;
         };
         let (text, expected) = unmark(line);
-        let found: Vec<Range<usize>> =
-            scanner.scan(&text).into_iter().filter(|f| f.kind == kind).map(|f| f.span).collect();
+        let found: Vec<Range<usize>> = scanner
+            .scan(&text)
+            .into_iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.span)
+            .collect();
         if positive {
             c.positives += expected.len();
             for e in &expected {
@@ -53,7 +63,11 @@ fn evaluate(file: &str, kind: PiiKind, scanner: &Scanner) -> Counts {
                     c.tp += 1;
                 } else {
                     c.fn_ += 1;
-                    eprintln!("  missed {kind}: {text:?} expected {:?} found {:?}", &text[e.clone()], found);
+                    eprintln!(
+                        "  missed {kind}: {text:?} expected {:?} found {:?}",
+                        &text[e.clone()],
+                        found
+                    );
                 }
             }
             for f in &found {
@@ -66,7 +80,10 @@ fn evaluate(file: &str, kind: PiiKind, scanner: &Scanner) -> Counts {
             c.negatives += 1;
             for f in &found {
                 c.fp += 1;
-                eprintln!("  false positive {kind}: {text:?} found {:?}", &text[f.clone()]);
+                eprintln!(
+                    "  false positive {kind}: {text:?} found {:?}",
+                    &text[f.clone()]
+                );
             }
         }
     }
@@ -94,9 +111,14 @@ fn every_kind_has_precision_and_recall_of_at_least_95_percent() {
             "{kind:>10}: precision {precision:.3} recall {recall:.3} ({} positives, {} negative lines, tp {} fp {} fn {})",
             c.positives, c.negatives, c.tp, c.fp, c.fn_
         );
-        assert!(c.positives >= 25 && c.negatives >= 25, "{file}: corpus too small");
+        assert!(
+            c.positives >= 25 && c.negatives >= 25,
+            "{file}: corpus too small"
+        );
         if precision < 0.95 || recall < 0.95 {
-            failures.push(format!("{kind}: precision {precision:.3} recall {recall:.3}"));
+            failures.push(format!(
+                "{kind}: precision {precision:.3} recall {recall:.3}"
+            ));
         }
     }
     assert!(failures.is_empty(), "below 0.95: {failures:?}");

@@ -1,6 +1,8 @@
 //! SseOutputFilter over each provider's stream shape.
 
-use iron_safety::{Action, ApiShape, FilterOutcome, PiiKind, SafetyEngine, SafetyPolicy, SseEvent, SseOutputFilter};
+use iron_safety::{
+    Action, ApiShape, FilterOutcome, PiiKind, SafetyEngine, SafetyPolicy, SseEvent, SseOutputFilter,
+};
 use serde_json::{json, Value};
 
 fn filter(api: ApiShape, policy: &str) -> SseOutputFilter {
@@ -29,7 +31,11 @@ fn chat_text(events: &[SseEvent]) -> String {
     events
         .iter()
         .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect()
 }
 
@@ -57,30 +63,47 @@ fn openai_chat_redacts_across_chunks_and_flushes_before_finish() {
     assert_eq!(chat_text(&out), "Sure. Write to [EMAIL] today");
     let d = f.detections();
     assert_eq!(d.len(), 1);
-    assert_eq!((d[0].kind.clone(), d[0].count, d[0].action), (PiiKind::Email, 1, Action::Redact));
+    assert_eq!(
+        (d[0].kind.clone(), d[0].count, d[0].action),
+        (PiiKind::Email, 1, Action::Redact)
+    );
 }
 
 #[test]
 fn unchanged_and_unknown_events_pass_through_byte_for_byte() {
     let mut f = filter(ApiShape::OpenAiChat, REDACT);
     let usage = r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":3}}"#;
-    assert_eq!(emitted(f.on_event(None, usage)), vec![(None, usage.to_string())]);
+    assert_eq!(
+        emitted(f.on_event(None, usage)),
+        vec![(None, usage.to_string())]
+    );
     let mut a = filter(ApiShape::AnthropicMessages, REDACT);
     let ping = r#"{"type": "ping"}"#;
-    assert_eq!(emitted(a.on_event(Some("ping"), ping)), vec![(Some("ping".to_string()), ping.to_string())]);
+    assert_eq!(
+        emitted(a.on_event(Some("ping"), ping)),
+        vec![(Some("ping".to_string()), ping.to_string())]
+    );
 }
 
 #[test]
 fn anthropic_text_deltas_are_redacted_and_flushed_at_block_stop() {
     let mut f = filter(ApiShape::AnthropicMessages, REDACT);
-    let delta = |t: &str| json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}}).to_string();
+    let delta = |t: &str| {
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}})
+            .to_string()
+    };
     let mut out = Vec::new();
     for piece in ["Call +44 20 79", "46 0958 now"] {
-        out.extend(emitted(f.on_event(Some("content_block_delta"), &delta(piece))));
+        out.extend(emitted(
+            f.on_event(Some("content_block_delta"), &delta(piece)),
+        ));
     }
     let stop = r#"{"type":"content_block_stop","index":0}"#;
     let tail = emitted(f.on_event(Some("content_block_stop"), stop));
-    assert_eq!(tail.last(), Some(&(Some("content_block_stop".to_string()), stop.to_string())));
+    assert_eq!(
+        tail.last(),
+        Some(&(Some("content_block_stop".to_string()), stop.to_string()))
+    );
     out.extend(tail);
     let text: String = out
         .iter()
@@ -94,10 +117,18 @@ fn anthropic_text_deltas_are_redacted_and_flushed_at_block_stop() {
 #[test]
 fn responses_deltas_done_text_and_completed_output_are_redacted() {
     let mut f = filter(ApiShape::OpenAiResponses, REDACT);
-    let delta = |t: &str| json!({"type":"response.output_text.delta","item_id":"m1","output_index":0,"content_index":0,"delta":t,"sequence_number":4}).to_string();
+    let delta = |t: &str| {
+        json!({"type":"response.output_text.delta","item_id":"m1","output_index":0,"content_index":0,"delta":t,"sequence_number":4}).to_string()
+    };
     let mut out = Vec::new();
-    out.extend(emitted(f.on_event(Some("response.output_text.delta"), &delta("IBAN DE89 3704 0044 "))));
-    out.extend(emitted(f.on_event(Some("response.output_text.delta"), &delta("0532 0130 00 ok"))));
+    out.extend(emitted(f.on_event(
+        Some("response.output_text.delta"),
+        &delta("IBAN DE89 3704 0044 "),
+    )));
+    out.extend(emitted(f.on_event(
+        Some("response.output_text.delta"),
+        &delta("0532 0130 00 ok"),
+    )));
     let done = json!({"type":"response.output_text.done","item_id":"m1","output_index":0,"content_index":0,
         "text":"IBAN DE89 3704 0044 0532 0130 00 ok","sequence_number":5}).to_string();
     let done_out = emitted(f.on_event(Some("response.output_text.done"), &done));
@@ -111,29 +142,53 @@ fn responses_deltas_done_text_and_completed_output_are_redacted() {
         .filter_map(|v| v["delta"].as_str().map(str::to_string))
         .collect();
     assert_eq!(text, "IBAN [IBAN] ok");
-    let completed = json!({"type":"response.completed","response":{"output":[{"type":"message","content":[
+    let completed =
+        json!({"type":"response.completed","response":{"output":[{"type":"message","content":[
         {"type":"output_text","text":"IBAN DE89 3704 0044 0532 0130 00 ok"}]}]}})
-    .to_string();
+        .to_string();
     let c = emitted(f.on_event(Some("response.completed"), &completed));
     let v: Value = serde_json::from_str(&c[0].1).expect("json");
-    assert_eq!(v["response"]["output"][0]["content"][0]["text"], "IBAN [IBAN] ok");
-    assert_eq!(f.detections()[0].count, 1, "the done/completed copies are not counted twice");
+    assert_eq!(
+        v["response"]["output"][0]["content"][0]["text"],
+        "IBAN [IBAN] ok"
+    );
+    assert_eq!(
+        f.detections()[0].count,
+        1,
+        "the done/completed copies are not counted twice"
+    );
 }
 
 #[test]
 fn block_action_stops_the_stream_without_naming_the_value() {
-    let mut f = filter(ApiShape::OpenAiChat, r#"{"response":{"creditCard":"block"}}"#);
-    let o = f.on_event(None, &chat_chunk(Some("card 4111 1111 1111 1111 is yours, enjoy the rest"), None));
-    let FilterOutcome::Block { message } = o else { panic!("expected block") };
+    let mut f = filter(
+        ApiShape::OpenAiChat,
+        r#"{"response":{"creditCard":"block"}}"#,
+    );
+    let o = f.on_event(
+        None,
+        &chat_chunk(
+            Some("card 4111 1111 1111 1111 is yours, enjoy the rest"),
+            None,
+        ),
+    );
+    let FilterOutcome::Block { message } = o else {
+        panic!("expected block")
+    };
     assert!(message.contains("creditCard ×1"), "{message}");
     assert!(!message.contains("4111"));
-    assert!(matches!(f.on_event(None, "[DONE]"), FilterOutcome::Block { .. }));
+    assert!(matches!(
+        f.on_event(None, "[DONE]"),
+        FilterOutcome::Block { .. }
+    ));
 }
 
 #[test]
 fn unparseable_event_fails_closed() {
     let mut f = filter(ApiShape::AnthropicMessages, REDACT);
     let o = f.on_event(Some("content_block_delta"), "{not json");
-    let FilterOutcome::Block { message } = o else { panic!("expected block") };
+    let FilterOutcome::Block { message } = o else {
+        panic!("expected block")
+    };
     assert!(message.contains("failed closed"), "{message}");
 }

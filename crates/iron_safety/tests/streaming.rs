@@ -4,10 +4,8 @@
 use iron_safety::{Direction, SafetyEngine, SafetyPolicy, StreamRedactor};
 
 fn redactor() -> StreamRedactor {
-    let policy = SafetyPolicy::from_json_str(
-        r#"{"response":{"default":"redact"}}"#,
-    )
-    .expect("policy");
+    let policy =
+        SafetyPolicy::from_json_str(r#"{"response":{"default":"redact"}}"#).expect("policy");
     let engine = SafetyEngine::new(&policy).expect("engine");
     StreamRedactor::new(engine.response_guard())
 }
@@ -20,7 +18,8 @@ fn run(chunks: &[&str]) -> (Vec<String>, String) {
     (outs, all)
 }
 
-const LEAD: &str = "Hello there, this is a fairly long introduction so that some text can flow early. ";
+const LEAD: &str =
+    "Hello there, this is a fairly long introduction so that some text can flow early. ";
 
 #[test]
 fn card_split_in_two_three_and_one_char_chunks_is_redacted() {
@@ -36,8 +35,14 @@ fn card_split_in_two_three_and_one_char_chunks_is_redacted() {
     let (outs, all) = run(&refs);
     assert_eq!(all, expected);
     // the first word of the lead is released long before the stream ends
-    let first_release = outs.iter().position(|o| !o.is_empty()).expect("some output");
-    assert!(first_release < LEAD.len(), "released at chunk {first_release}");
+    let first_release = outs
+        .iter()
+        .position(|o| !o.is_empty())
+        .expect("some output");
+    assert!(
+        first_release < LEAD.len(),
+        "released at chunk {first_release}"
+    );
     assert!(outs.iter().all(|o| !o.contains("4111")));
 }
 
@@ -54,14 +59,21 @@ fn earlier_text_is_released_before_the_end() {
     let third = r.push("mple.com and more text follows here");
     let rest = r.finish();
     let all = format!("{first}{second}{third}{rest}");
-    assert_eq!(all, format!("{LEAD}my mail is [EMAIL] and more text follows here"));
+    assert_eq!(
+        all,
+        format!("{LEAD}my mail is [EMAIL] and more text follows here")
+    );
 }
 
 #[test]
 fn long_key_split_in_many_chunks_is_redacted() {
     let key = "sk-proj-Ab3dEf9hIjK1mNoP2rStU7wXyZ0aBcD4eFgH5iJkL6mNoP8qRsT";
     let text = format!("{LEAD}key={key} end");
-    let chunks: Vec<&str> = text.as_bytes().chunks(5).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
+    let chunks: Vec<&str> = text
+        .as_bytes()
+        .chunks(5)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect();
     let (outs, all) = run(&chunks);
     assert_eq!(all, format!("{LEAD}key=[SECRET] end"));
     assert!(outs.iter().all(|o| !o.contains("Ab3dEf9")));
@@ -71,7 +83,12 @@ fn long_key_split_in_many_chunks_is_redacted() {
 fn private_key_is_held_until_end_marker_and_redacted() {
     let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx1Yz\nQk9sb2Zmb0Jhcg==\n-----END RSA PRIVATE KEY-----";
     let text = format!("{LEAD}here:\n{pem}\nthanks");
-    let chunks: Vec<String> = text.chars().collect::<Vec<_>>().chunks(7).map(|c| c.iter().collect()).collect();
+    let chunks: Vec<String> = text
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(7)
+        .map(|c| c.iter().collect())
+        .collect();
     let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
     let (outs, all) = run(&refs);
     assert_eq!(all, format!("{LEAD}here:\n[SECRET]\nthanks"));

@@ -37,7 +37,10 @@ impl Recognizer for CreditCardRecognizer {
             return None;
         }
         let candidate = text.get(span.clone())?;
-        self.validate(candidate).then(|| Confirmed { label: self.label(candidate), span })
+        self.validate(candidate).then(|| Confirmed {
+            label: self.label(candidate),
+            span,
+        })
     }
 }
 
@@ -68,13 +71,18 @@ pub(crate) fn luhn_ok(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The card network for a known issuer prefix whose allowed lengths include this number's.
 fn issuer(digits: &[u8]) -> Option<&'static str> {
     let len = digits.len();
-    let prefix = |n: usize| -> u32 { digits.iter().take(n).fold(0, |acc, d| acc * 10 + u32::from(*d)) };
+    let prefix = |n: usize| -> u32 {
+        digits
+            .iter()
+            .take(n)
+            .fold(0, |acc, d| acc * 10 + u32::from(*d))
+    };
     let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
     let in_len = |lens: &[usize]| lens.contains(&len);
     if p1 == 4 && in_len(&[13, 16, 19]) {

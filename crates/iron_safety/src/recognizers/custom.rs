@@ -12,7 +12,10 @@ pub struct CustomRecognizer {
 impl CustomRecognizer {
     /// A recognizer for an already validated name and regex.
     pub fn new(name: impl Into<String>, pattern: impl Into<String>) -> Self {
-        CustomRecognizer { name: name.into(), pattern: pattern.into() }
+        CustomRecognizer {
+            name: name.into(),
+            pattern: pattern.into(),
+        }
     }
 }
 

@@ -8,9 +8,9 @@ pub struct EmailRecognizer;
 
 // Suffixes that look like TLDs but are file names such as `logo@2x.png` or `pkg@1.0.js`.
 const FILE_EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "js", "mjs", "cjs", "ts", "tsx", "jsx",
-    "css", "scss", "map", "json", "yaml", "yml", "txt", "md", "py", "rs", "go", "java", "rb", "php",
-    "html", "htm", "xml", "lock", "toml", "tgz", "zip", "gz",
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "js", "mjs", "cjs", "ts", "tsx",
+    "jsx", "css", "scss", "map", "json", "yaml", "yml", "txt", "md", "py", "rs", "go", "java",
+    "rb", "php", "html", "htm", "xml", "lock", "toml", "tgz", "zip", "gz",
 ];
 
 impl Recognizer for EmailRecognizer {
@@ -37,7 +37,11 @@ impl Recognizer for EmailRecognizer {
             return false;
         }
         for label in &labels {
-            if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
+            if label.is_empty()
+                || label.len() > 63
+                || label.starts_with('-')
+                || label.ends_with('-')
+            {
                 return false;
             }
         }

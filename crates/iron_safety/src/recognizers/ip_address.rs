@@ -2,7 +2,9 @@
 //! part of a longer dotted run or follow "version" are version strings, not addresses.
 
 use crate::kind::PiiKind;
-use crate::recognizer::{char_at, char_before, continues_number_run, lower_context_before, Confirmed, Recognizer};
+use crate::recognizer::{
+    char_at, char_before, continues_number_run, lower_context_before, Confirmed, Recognizer,
+};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
@@ -43,7 +45,9 @@ impl Recognizer for IpAddressRecognizer {
         let candidate = text.get(span.clone())?;
         if candidate.contains(':') {
             // `Foo::bar`, `a::b`, MAC-like or longer colon runs are code, not addresses.
-            let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            let glued = |c: Option<char>| {
+                c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            };
             if glued(char_before(text, span.start)) || glued(char_at(text, span.end)) {
                 return None;
             }
@@ -57,7 +61,10 @@ impl Recognizer for IpAddressRecognizer {
                 return None;
             }
         }
-        self.validate(candidate).then(|| Confirmed { label: self.label(candidate), span })
+        self.validate(candidate).then(|| Confirmed {
+            label: self.label(candidate),
+            span,
+        })
     }
 }
 

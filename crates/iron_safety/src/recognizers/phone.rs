@@ -21,8 +21,10 @@ impl Recognizer for PhoneRecognizer {
             r"\+[1-9][0-9]{0,3}(?:[ .\-]?\(?[0-9]{1,5}\)?){1,6}",
             // US / NANP: optional leading 1, (415) 555-2671, 415-555-2671, 415.555.2671, 415 555 2671
             r"|(?:(?-u:\b)1[ .\-]?)?(?:\([2-9][0-9]{2}\) ?|(?-u:\b)[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}(?-u:\b)",
-            // national with trunk 0: UK 020 7946 0958, DE 030/1234567, FR 01 23 45 67 89
-            r"|(?-u:\b)0[1-9][0-9]{0,4}(?:[ ./\-][0-9]{2,8}){1,4}(?-u:\b)"
+            // national with trunk 0 and an area code of 3+ digits: UK 020 7946 0958, DE 030/1234567
+            r"|(?-u:\b)0[1-9][0-9]{1,4}[ /\-][0-9]{3,8}(?:[ \-][0-9]{3,5})?(?-u:\b)",
+            // FR pairs: 01 23 45 67 89, 06.12.34.56.78
+            r"|(?-u:\b)0[1-9](?:[ .\-][0-9]{2}){4}(?-u:\b)"
         )
     }
 
@@ -65,7 +67,11 @@ fn validate_international(candidate: &str, digits: usize) -> bool {
     if !(7..=15).contains(&digits) {
         return false;
     }
-    let national: Vec<u8> = candidate.bytes().filter(u8::is_ascii_digit).skip(1).collect();
+    let national: Vec<u8> = candidate
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .skip(1)
+        .collect();
     if national.windows(2).all(|w| w[0] == w[1]) {
         return false;
     }
@@ -98,7 +104,11 @@ fn validate_national(candidate: &str, digits: usize) -> bool {
     let groups: Vec<&str> = candidate.split(|c: char| !c.is_ascii_digit()).collect();
     let seps: Vec<char> = candidate.chars().filter(|c| !c.is_ascii_digit()).collect();
     // One separator style throughout, except a DE area-code slash: 030/123 4567.
-    let rest = if seps.first() == Some(&'/') { &seps[1..] } else { &seps[..] };
+    let rest = if seps.first() == Some(&'/') {
+        &seps[1..]
+    } else {
+        &seps[..]
+    };
     if rest.windows(2).any(|w| w[0] != w[1]) || rest.contains(&'/') {
         return false;
     }

@@ -3,13 +3,22 @@
 //! mixed delimiters and well-known sample numbers are rejected.
 
 use crate::kind::PiiKind;
-use crate::recognizer::{continues_number_run, digits_of, lower_context_before, Confirmed, Recognizer};
+use crate::recognizer::{
+    continues_number_run, digits_of, lower_context_before, Confirmed, Recognizer,
+};
 use std::ops::Range;
 
 /// Finds SSNs such as `536-22-1234`, or `536 22 1234` after "SSN:".
 pub struct UsSsnRecognizer;
 
-const CONTEXT_WORDS: &[&str] = &["ssn", "social security", "social sec", "ss#", "ss #", "ssns"];
+const CONTEXT_WORDS: &[&str] = &[
+    "ssn",
+    "social security",
+    "social sec",
+    "ss#",
+    "ss #",
+    "ssns",
+];
 
 impl Recognizer for UsSsnRecognizer {
     fn kind(&self) -> PiiKind {
@@ -38,7 +47,10 @@ impl Recognizer for UsSsnRecognizer {
             return false;
         }
         let all = num(0..9);
-        !matches!(all, 123_456_789 | 78_051_120 | 219_099_999 | 987_654_320..=987_654_329)
+        !matches!(
+            all,
+            123_456_789 | 78_051_120 | 219_099_999 | 987_654_320..=987_654_329
+        )
     }
 
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {

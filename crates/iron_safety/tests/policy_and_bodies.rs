@@ -1,0 +1,198 @@
+//! Policy parsing (defaults, errors naming the field) and request/response body inspection.
+
+use iron_safety::{sha256_hex, Action, ApiShape, Direction, PiiKind, SafetyEngine, SafetyPolicy};
+use serde_json::json;
+
+const KEY: &str = "sk-proj-Ab3dEf9hIjK1mNoP2rStU7wXyZ0aBcD4eFgH5iJkL6mNoP8qRsT";
+
+#[test]
+fn defaults_block_secrets_in_requests_and_redact_them_in_responses() {
+    let p = SafetyPolicy::default();
+    assert_eq!(
+        p.request.action(&PiiKind::Secret, Direction::Request),
+        Action::Block
+    );
+    assert_eq!(
+        p.request.action(&PiiKind::Email, Direction::Request),
+        Action::Log
+    );
+    assert_eq!(
+        p.response.action(&PiiKind::Secret, Direction::Response),
+        Action::Redact
+    );
+    assert_eq!(
+        p.response.action(&PiiKind::Phone, Direction::Response),
+        Action::Log
+    );
+}
+
+#[test]
+fn policy_parses_camel_case_keys_custom_patterns_and_serde() {
+    let p: SafetyPolicy = serde_json::from_value(json!({
+        "request": {"default": "redact", "creditCard": "block", "employeeId": "redact"},
+        "response": {"ipAddress": "off"},
+        "custom": [{"name": "employeeId", "pattern": "EMP-[0-9]{6}"}]
+    }))
+    .expect("valid policy");
+    assert_eq!(
+        p.request.action(&PiiKind::CreditCard, Direction::Request),
+        Action::Block
+    );
+    assert_eq!(
+        p.request.action(&PiiKind::Email, Direction::Request),
+        Action::Redact
+    );
+    assert_eq!(
+        p.request.action(&PiiKind::Secret, Direction::Request),
+        Action::Block
+    );
+    assert_eq!(
+        p.response.action(&PiiKind::IpAddress, Direction::Response),
+        Action::Off
+    );
+    assert_eq!(p.custom[0].name, "employeeId");
+    let engine = SafetyEngine::new(&p).expect("engine");
+    let mut body =
+        json!({"messages":[{"role":"user","content":"I am EMP-123456, card 4111111111111111"}]});
+    let v = engine.inspect_request(ApiShape::OpenAiChat, &mut body);
+    assert!(v.blocked);
+    assert_eq!(
+        body["messages"][0]["content"],
+        "I am [EMPLOYEEID], card [CREDIT_CARD]"
+    );
+}
+
+#[test]
+fn invalid_values_and_regexes_name_the_field() {
+    let e = SafetyPolicy::from_value(&json!({"request": {"email": "x"}})).expect_err("bad");
+    assert_eq!(
+        e.to_string(),
+        r#"safety.request.email: expected one of off|log|redact|block, got "x""#
+    );
+    let e = SafetyPolicy::from_value(&json!({"response": {"phnoe": "log"}})).expect_err("bad");
+    assert!(
+        e.to_string()
+            .starts_with("safety.response.phnoe: unknown type"),
+        "{e}"
+    );
+    let e = SafetyPolicy::from_value(&json!({"custom": [{"name": "x", "pattern": "(unclosed"}]}))
+        .expect_err("bad");
+    assert!(
+        e.to_string()
+            .starts_with("safety.custom[0].pattern: invalid regex"),
+        "{e}"
+    );
+    let e =
+        serde_json::from_value::<SafetyPolicy>(json!({"request": {"secret": 3}})).expect_err("bad");
+    assert!(e.to_string().contains("safety.request.secret"), "{e}");
+}
+
+#[test]
+fn openai_chat_request_with_key_is_blocked_with_types_not_values() {
+    let engine = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    let mut body = json!({"model":"gpt-4o","messages":[
+        {"role":"system","content":"be nice"},
+        {"role":"user","content":[{"type":"text","text":format!("my key {KEY}")}]}]});
+    let v = engine.inspect_request(ApiShape::OpenAiChat, &mut body);
+    assert!(v.blocked);
+    assert_eq!(
+        v.message.as_deref(),
+        Some("Request blocked by Iron Cage PII policy: secret ×1 (OpenAI key). Remove it or set safety.request.secret to 'redact'.")
+    );
+    assert_eq!(v.detections[0].value_sha256, vec![sha256_hex(KEY)]);
+    assert_eq!(body["model"], "gpt-4o");
+}
+
+#[test]
+fn every_request_shape_redacts_only_its_text_fields() {
+    let p =
+        SafetyPolicy::from_value(&json!({"request": {"default": "redact", "secret": "redact"}}))
+            .expect("policy");
+    let engine = SafetyEngine::new(&p).expect("engine");
+    let mail = "jane@example.com";
+    let cases = vec![
+        (
+            ApiShape::OpenAiChat,
+            json!({"user": mail, "messages":[{"role":"assistant","content":null,
+            "tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{\"to\":\"jane@example.com\"}"}}]},
+            {"role":"tool","tool_call_id":"t","content":mail}]}),
+            json!({"user": mail, "messages":[{"role":"assistant","content":null,
+            "tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{\"to\":\"[EMAIL]\"}"}}]},
+            {"role":"tool","tool_call_id":"t","content":"[EMAIL]"}]}),
+        ),
+        (
+            ApiShape::OpenAiResponses,
+            json!({"instructions": mail, "input":[{"role":"user","content":[{"type":"input_text","text":mail}]}]}),
+            json!({"instructions": "[EMAIL]", "input":[{"role":"user","content":[{"type":"input_text","text":"[EMAIL]"}]}]}),
+        ),
+        (
+            ApiShape::OpenAiResponses,
+            json!({"input": mail}),
+            json!({"input": "[EMAIL]"}),
+        ),
+        (
+            ApiShape::OpenAiCompletions,
+            json!({"prompt": [mail, "x"]}),
+            json!({"prompt": ["[EMAIL]", "x"]}),
+        ),
+        (
+            ApiShape::OpenAiEmbeddings,
+            json!({"input": mail}),
+            json!({"input": "[EMAIL]"}),
+        ),
+        (
+            ApiShape::AnthropicMessages,
+            json!({"system":[{"type":"text","text":mail}], "metadata":{"user_id":mail}, "messages":[
+            {"role":"assistant","content":[{"type":"tool_use","id":"u","name":"send","input":{"to":mail,"n":1}}]},
+            {"role":"user","content":[{"type":"tool_result","tool_use_id":"u","content":[{"type":"text","text":mail}]}, {"type":"text","text":mail}]}]}),
+            json!({"system":[{"type":"text","text":"[EMAIL]"}], "metadata":{"user_id":mail}, "messages":[
+            {"role":"assistant","content":[{"type":"tool_use","id":"u","name":"send","input":{"to":"[EMAIL]","n":1}}]},
+            {"role":"user","content":[{"type":"tool_result","tool_use_id":"u","content":[{"type":"text","text":"[EMAIL]"}]}, {"type":"text","text":"[EMAIL]"}]}]}),
+        ),
+    ];
+    for (api, mut body, expected) in cases {
+        let v = engine.inspect_request(api, &mut body);
+        assert_eq!(body, expected, "{api:?}");
+        assert!(v.modified && !v.blocked, "{api:?}");
+    }
+}
+
+#[test]
+fn responses_are_redacted_per_shape() {
+    let engine = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    let mut chat =
+        json!({"choices":[{"message":{"role":"assistant","content":format!("use {KEY}")}}]});
+    let v = engine.inspect_response(ApiShape::OpenAiChat, &mut chat);
+    assert_eq!(chat["choices"][0]["message"]["content"], "use [SECRET]");
+    assert!(v.modified && !v.blocked);
+    let mut anth = json!({"content":[{"type":"text","text":format!("key {KEY}")}]});
+    engine.inspect_response(ApiShape::AnthropicMessages, &mut anth);
+    assert_eq!(anth["content"][0]["text"], "key [SECRET]");
+    let mut resp =
+        json!({"output":[{"type":"message","content":[{"type":"output_text","text":KEY}]}]});
+    engine.inspect_response(ApiShape::OpenAiResponses, &mut resp);
+    assert_eq!(resp["output"][0]["content"][0]["text"], "[SECRET]");
+    let mut clean = json!({"content":[{"type":"text","text":"nothing here"}]});
+    let v = engine.inspect_response(ApiShape::AnthropicMessages, &mut clean);
+    assert!(!v.modified && v.detections.is_empty());
+}
+
+#[test]
+fn malformed_bodies_do_not_panic() {
+    let engine = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    for mut body in [
+        json!(null),
+        json!([1, 2]),
+        json!({"messages": "x"}),
+        json!({"messages": [null, 3, {"content": 5}]}),
+    ] {
+        for api in [
+            ApiShape::OpenAiChat,
+            ApiShape::AnthropicMessages,
+            ApiShape::OpenAiResponses,
+        ] {
+            let v = engine.inspect_request(api, &mut body);
+            assert!(!v.blocked);
+        }
+    }
+}

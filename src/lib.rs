@@ -1,1 +1,20 @@
-//! Node-API binding: converts JS types and forwards to `iron_runtime`.
+//! Node-API binding: converts JS values and forwards to `iron_runtime`. No policy lives here.
+
+mod errors;
+mod router;
+
+pub use router::NativeRouter;
+
+/// Size the shared tokio runtime once: two workers are plenty for a local proxy and keep the host
+/// process from gaining a thread per core.
+#[napi_derive::module_init]
+fn init() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("iron-cage")
+        .enable_all()
+        .build();
+    if let Ok(rt) = rt {
+        napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+    }
+}

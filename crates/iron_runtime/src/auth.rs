@@ -13,7 +13,9 @@ pub struct TokenCheck {
 impl TokenCheck {
     /// Remember the digest of the expected token.
     pub fn new(token: &str) -> Self {
-        TokenCheck { digest: Sha256::digest(token.as_bytes()).into() }
+        TokenCheck {
+            digest: Sha256::digest(token.as_bytes()).into(),
+        }
     }
 
     /// True when `presented` is the expected token, in constant time.
@@ -26,7 +28,10 @@ impl TokenCheck {
     pub fn check_headers(&self, headers: &HeaderMap) -> bool {
         let mut ok = false;
         if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-            if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            if let Some(t) = v
+                .strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+            {
                 ok |= self.matches(t.trim());
             }
         }

@@ -13,7 +13,10 @@ pub fn mint() -> String {
         s.write_u64(0x1c);
         h.update(s.finish().to_le_bytes());
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     h.update(now.to_le_bytes());
     h.update(std::process::id().to_le_bytes());
     let local = 0u8;

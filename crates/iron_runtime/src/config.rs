@@ -7,9 +7,17 @@ use serde::Deserialize;
 #[derive(Clone)]
 pub enum KeySource {
     /// `GET {server_url}/api/keys`, cached for `ttl_secs`.
-    Server { server_url: String, ttl_secs: u64, stale_grace_secs: u64 },
+    Server {
+        server_url: String,
+        ttl_secs: u64,
+        stale_grace_secs: u64,
+    },
     /// A key given directly (`providerKey`), no key server.
-    Static { key: String, base_url: Option<String>, provider: Provider },
+    Static {
+        key: String,
+        base_url: Option<String>,
+        provider: Provider,
+    },
 }
 
 /// Options as the JS side spells them.
@@ -81,12 +89,16 @@ pub struct ConfigError {
 }
 
 fn err(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.to_string(), message: message.into() }
+    ConfigError {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Accept `https://…` anywhere, `http://…` only for loopback hosts (tests and local servers).
 pub fn validate_upstream_url(field: &str, url: &str) -> Result<String, ConfigError> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| err(field, format!("'{url}' is not a valid URL ({e})")))?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| err(field, format!("'{url}' is not a valid URL ({e})")))?;
     let host = parsed.host_str().unwrap_or("");
     let loopback = is_loopback_host(host);
     match parsed.scheme() {
@@ -112,14 +124,25 @@ pub fn is_loopback_host(host: &str) -> bool {
     if h.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    h.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
 }
 
-fn positive(field: &str, v: Option<f64>, default: f64, min: f64, max: f64) -> Result<f64, ConfigError> {
+fn positive(
+    field: &str,
+    v: Option<f64>,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Result<f64, ConfigError> {
     match v {
         None => Ok(default),
         Some(x) if x.is_finite() && x >= min && x <= max => Ok(x),
-        Some(x) => Err(err(field, format!("must be a number between {min} and {max}, got {x}"))),
+        Some(x) => Err(err(
+            field,
+            format!("must be a number between {min} and {max}, got {x}"),
+        )),
     }
 }
 
@@ -129,7 +152,11 @@ impl RouterConfig {
         let de = &mut serde_json::Deserializer::from_str(json);
         let opts: RouterOptions = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { "options".to_string() } else { path };
+            let field = if path == "." {
+                "options".to_string()
+            } else {
+                path
+            };
             err(&field, e.into_inner().to_string())
         })?;
         RouterConfig::from_options(opts)
@@ -175,23 +202,47 @@ impl RouterConfig {
             }
         };
         // In static mode without an IC token the router mints one so the local port is never open.
-        let ic_token = if ic_token.is_empty() { crate::auth_token::mint() } else { ic_token };
+        let ic_token = if ic_token.is_empty() {
+            crate::auth_token::mint()
+        } else {
+            ic_token
+        };
         if ic_token.len() > 4096 {
             return Err(err("apiKey", "is longer than 4096 characters"));
         }
-        let max_body_bytes = positive("maxBodyBytes", o.max_body_bytes, 32.0 * 1024.0 * 1024.0, 1024.0, 256.0 * 1024.0 * 1024.0)? as usize;
-        let max_connections = positive("maxConnections", o.max_connections, 1024.0, 1.0, 65_536.0)? as usize;
-        let header_read_timeout_ms = positive("headerReadTimeoutMs", o.header_read_timeout_ms, 10_000.0, 100.0, 600_000.0)? as u64;
+        let max_body_bytes = positive(
+            "maxBodyBytes",
+            o.max_body_bytes,
+            32.0 * 1024.0 * 1024.0,
+            1024.0,
+            256.0 * 1024.0 * 1024.0,
+        )? as usize;
+        let max_connections =
+            positive("maxConnections", o.max_connections, 1024.0, 1.0, 65_536.0)? as usize;
+        let header_read_timeout_ms = positive(
+            "headerReadTimeoutMs",
+            o.header_read_timeout_ms,
+            10_000.0,
+            100.0,
+            600_000.0,
+        )? as u64;
         if let Some(b) = o.budget_usd {
             if !(b.is_finite() && b >= 0.0) {
-                return Err(err("budgetUsd", format!("must be a non-negative number of USD, got {b}")));
+                return Err(err(
+                    "budgetUsd",
+                    format!("must be a non-negative number of USD, got {b}"),
+                ));
             }
         }
         if let Some(u) = &o.dashboard_url {
-            let parsed = reqwest::Url::parse(u).map_err(|e| err("dashboardUrl", format!("'{u}' is not a valid URL ({e})")))?;
+            let parsed = reqwest::Url::parse(u)
+                .map_err(|e| err("dashboardUrl", format!("'{u}' is not a valid URL ({e})")))?;
             let loop_ok = is_loopback_host(parsed.host_str().unwrap_or(""));
             if !(parsed.scheme() == "wss" || (parsed.scheme() == "ws" && loop_ok)) {
-                return Err(err("dashboardUrl", "must use wss:// (ws:// only for loopback hosts)"));
+                return Err(err(
+                    "dashboardUrl",
+                    "must use wss:// (ws:// only for loopback hosts)",
+                ));
             }
         }
         Ok(RouterConfig {
@@ -226,12 +277,20 @@ mod tests {
 
     #[test]
     fn names_the_field() {
-        let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"http://example.com"}"#).err().unwrap();
+        let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"http://example.com"}"#)
+            .err()
+            .unwrap();
         assert_eq!(e.field, "serverUrl");
         assert!(e.message.contains("https"), "{}", e.message);
-        let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"https://x","cacheTtlSeconds":-1}"#).err().unwrap();
+        let e = RouterConfig::from_json(
+            r#"{"apiKey":"ic_x","serverUrl":"https://x","cacheTtlSeconds":-1}"#,
+        )
+        .err()
+        .unwrap();
         assert_eq!(e.field, "cacheTtlSeconds");
-        let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"https://x","bogus":1}"#).err().unwrap();
+        let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"https://x","bogus":1}"#)
+            .err()
+            .unwrap();
         assert!(e.message.contains("bogus"), "{}", e.message);
         let e = RouterConfig::from_json(r#"{"apiKey":5}"#).err().unwrap();
         assert_eq!(e.field, "apiKey");
@@ -241,9 +300,14 @@ mod tests {
 
     #[test]
     fn loopback_http_is_allowed() {
-        let c = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"http://127.0.0.1:9/"}"#).unwrap();
+        let c = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"http://127.0.0.1:9/"}"#)
+            .unwrap();
         match c.key_source {
-            KeySource::Server { server_url, ttl_secs, .. } => {
+            KeySource::Server {
+                server_url,
+                ttl_secs,
+                ..
+            } => {
                 assert_eq!(server_url, "http://127.0.0.1:9");
                 assert_eq!(ttl_secs, 300);
             }
@@ -258,6 +322,12 @@ mod tests {
     fn static_key_mints_a_token() {
         let c = RouterConfig::from_json(r#"{"providerKey":"sk-ant-x"}"#).unwrap();
         assert!(c.ic_token.starts_with("ic_"));
-        assert!(matches!(c.key_source, KeySource::Static { provider: Provider::Anthropic, .. }));
+        assert!(matches!(
+            c.key_source,
+            KeySource::Static {
+                provider: Provider::Anthropic,
+                ..
+            }
+        ));
     }
 }

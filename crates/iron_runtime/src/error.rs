@@ -11,8 +11,13 @@ pub enum RouterError {
     #[error("Invalid API key")]
     InvalidApiKey,
     #[error("Provider mismatch: you requested '{requested}' but your Iron Cage token has '{configured}' key configured. Please configure a '{requested}' provider key in your Iron Cage dashboard.")]
-    ProviderMismatch { requested: Provider, configured: Provider },
-    #[error("Request body is larger than the router's limit of {limit} bytes; send a smaller request")]
+    ProviderMismatch {
+        requested: Provider,
+        configured: Provider,
+    },
+    #[error(
+        "Request body is larger than the router's limit of {limit} bytes; send a smaller request"
+    )]
     BodyTooLarge { limit: usize },
     #[error("Could not read the request body: {0}")]
     BadRequestBody(String),
@@ -29,11 +34,17 @@ pub enum RouterError {
     #[error("{message}")]
     PiiBlocked { message: String },
     #[error("{message}")]
-    CircuitOpen { message: String, retry_after_secs: u64 },
+    CircuitOpen {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{message}")]
     Forbidden { message: String },
     #[error("{message}")]
-    TooManyRequests { message: String, retry_after_secs: u64 },
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("Iron Cage router internal error: {0}")]
     Internal(String),
 }
@@ -63,16 +74,20 @@ impl RouterError {
     pub fn status(&self, shape: Provider) -> StatusCode {
         match self {
             RouterError::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            RouterError::ProviderMismatch { .. } | RouterError::BadRequestBody(_) | RouterError::PiiBlocked { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            RouterError::ProviderMismatch { .. }
+            | RouterError::BadRequestBody(_)
+            | RouterError::PiiBlocked { .. } => StatusCode::BAD_REQUEST,
             RouterError::UnknownModelPrice { .. } => StatusCode::BAD_REQUEST,
             RouterError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RouterError::KeyServer(_) | RouterError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            RouterError::KeyServer(_) | RouterError::UpstreamUnreachable { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             RouterError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             RouterError::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             RouterError::CircuitOpen { .. } => match shape {
-                Provider::Anthropic => StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                Provider::Anthropic => {
+                    StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+                }
                 Provider::OpenAi => StatusCode::SERVICE_UNAVAILABLE,
             },
             RouterError::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -94,8 +109,19 @@ impl RouterError {
             (RouterError::BodyTooLarge { .. }, Provider::Anthropic) => "request_too_large",
             (RouterError::Forbidden { .. }, Provider::Anthropic) => "permission_error",
             (RouterError::TooManyRequests { .. }, Provider::Anthropic) => "rate_limit_error",
-            (RouterError::KeyServer(_) | RouterError::UpstreamUnreachable { .. } | RouterError::Internal(_), Provider::Anthropic) => "api_error",
-            (RouterError::KeyServer(_) | RouterError::UpstreamUnreachable { .. } | RouterError::Internal(_) | RouterError::UpstreamTimeout { .. }, Provider::OpenAi) => "server_error",
+            (
+                RouterError::KeyServer(_)
+                | RouterError::UpstreamUnreachable { .. }
+                | RouterError::Internal(_),
+                Provider::Anthropic,
+            ) => "api_error",
+            (
+                RouterError::KeyServer(_)
+                | RouterError::UpstreamUnreachable { .. }
+                | RouterError::Internal(_)
+                | RouterError::UpstreamTimeout { .. },
+                Provider::OpenAi,
+            ) => "server_error",
             (_, Provider::Anthropic) => "invalid_request_error",
             (_, Provider::OpenAi) => "invalid_request_error",
         }
@@ -152,9 +178,18 @@ impl RouterError {
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert("x-iron-cage-error", HeaderValue::from_static(self.code()));
         if let Some(retry) = self.should_retry() {
-            h.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+            h.insert(
+                "x-should-retry",
+                HeaderValue::from_static(if retry { "true" } else { "false" }),
+            );
         }
-        if let RouterError::CircuitOpen { retry_after_secs, .. } | RouterError::TooManyRequests { retry_after_secs, .. } = &self {
+        if let RouterError::CircuitOpen {
+            retry_after_secs, ..
+        }
+        | RouterError::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.clamp(&1, &60).to_string()) {
                 h.insert("retry-after", v);
             }
@@ -178,7 +213,10 @@ mod tests {
 
     #[test]
     fn mismatch_message_is_exact() {
-        let e = RouterError::ProviderMismatch { requested: Provider::Anthropic, configured: Provider::OpenAi };
+        let e = RouterError::ProviderMismatch {
+            requested: Provider::Anthropic,
+            configured: Provider::OpenAi,
+        };
         assert_eq!(
             e.to_string(),
             "Provider mismatch: you requested 'anthropic' but your Iron Cage token has 'openai' key configured. Please configure a 'anthropic' provider key in your Iron Cage dashboard."
@@ -195,7 +233,10 @@ mod tests {
         let a = e.body(Provider::Anthropic);
         assert_eq!(a["type"], "error");
         assert_eq!(a["error"]["type"], "authentication_error");
-        let c = RouterError::CircuitOpen { message: "x".into(), retry_after_secs: 5 };
+        let c = RouterError::CircuitOpen {
+            message: "x".into(),
+            retry_after_secs: 5,
+        };
         assert_eq!(c.status(Provider::Anthropic).as_u16(), 529);
         assert_eq!(c.status(Provider::OpenAi).as_u16(), 503);
     }

@@ -32,7 +32,15 @@ pub struct PiiSummary {
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum RouterEvent {
     #[serde(rename_all = "camelCase")]
-    Request { request_id: u64, ts_ms: u64, method: String, path: String, provider: Option<String>, model: Option<String>, stream: bool },
+    Request {
+        request_id: u64,
+        ts_ms: u64,
+        method: String,
+        path: String,
+        provider: Option<String>,
+        model: Option<String>,
+        stream: bool,
+    },
     #[serde(rename_all = "camelCase")]
     Response {
         request_id: u64,
@@ -49,19 +57,59 @@ pub enum RouterEvent {
         outcome: String,
     },
     #[serde(rename_all = "camelCase")]
-    Blocked { request_id: u64, ts_ms: u64, reason: String, code: String, message: String },
+    Blocked {
+        request_id: u64,
+        ts_ms: u64,
+        reason: String,
+        code: String,
+        message: String,
+    },
     #[serde(rename_all = "camelCase")]
-    Budget { ts_ms: u64, level: String, spent_usd: f64, limit_usd: f64, percent: f64 },
+    Budget {
+        ts_ms: u64,
+        level: String,
+        spent_usd: f64,
+        limit_usd: f64,
+        percent: f64,
+    },
     #[serde(rename_all = "camelCase")]
-    Pii { request_id: u64, ts_ms: u64, direction: String, detections: Vec<PiiSummary> },
+    Pii {
+        request_id: u64,
+        ts_ms: u64,
+        direction: String,
+        detections: Vec<PiiSummary>,
+    },
     #[serde(rename_all = "camelCase")]
-    Circuit { ts_ms: u64, provider: String, host: String, state: String, reason: String },
+    Circuit {
+        ts_ms: u64,
+        provider: String,
+        host: String,
+        state: String,
+        reason: String,
+    },
     #[serde(rename_all = "camelCase")]
-    Key { action: String, provider: Option<String>, message: Option<String> },
+    Key {
+        action: String,
+        provider: Option<String>,
+        message: Option<String>,
+    },
     #[serde(rename_all = "camelCase")]
-    Error { ts_ms: u64, code: String, message: String },
+    Error {
+        ts_ms: u64,
+        code: String,
+        message: String,
+    },
     #[serde(rename_all = "camelCase")]
-    Agent { ts_ms: u64, agent_id: String, name: String, action: String, pid: Option<u32>, exit_code: Option<i32>, signal: Option<String>, reason: Option<String> },
+    Agent {
+        ts_ms: u64,
+        agent_id: String,
+        name: String,
+        action: String,
+        pid: Option<u32>,
+        exit_code: Option<i32>,
+        signal: Option<String>,
+        reason: Option<String>,
+    },
 }
 
 impl RouterEvent {
@@ -83,7 +131,10 @@ impl RouterEvent {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Cheap to clone; every clone publishes to the same bus.
@@ -98,7 +149,11 @@ impl EventBus {
     /// A bus holding at most `capacity` undelivered events per subscriber.
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
-        EventBus { tx, dropped: Arc::new(AtomicU64::new(0)), published: Arc::new(AtomicU64::new(0)) }
+        EventBus {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+            published: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Publish without waiting; with no subscriber the event is simply not kept.
@@ -114,7 +169,10 @@ impl EventBus {
 
     /// A new subscription starting at the next event.
     pub fn subscribe(&self) -> Subscription {
-        Subscription { rx: self.tx.subscribe(), dropped: self.dropped.clone() }
+        Subscription {
+            rx: self.tx.subscribe(),
+            dropped: self.dropped.clone(),
+        }
     }
 
     /// Events lost by slow subscribers, in total.
@@ -171,7 +229,11 @@ mod tests {
         let bus = EventBus::new(16);
         let mut sub = bus.subscribe();
         for i in 0..40u64 {
-            bus.emit(RouterEvent::Error { ts_ms: i, code: "X".into(), message: String::new() });
+            bus.emit(RouterEvent::Error {
+                ts_ms: i,
+                code: "X".into(),
+                message: String::new(),
+            });
         }
         let first = sub.recv().await.unwrap();
         match &*first {

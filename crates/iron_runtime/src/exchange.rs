@@ -62,4 +62,10 @@ pub struct Exchange {
     pub strip_usage_chunk: bool,
     pub host: String,
     pub estimated_input_tokens: u64,
+    /// Price of the model, when the catalog knows it.
+    pub price: Option<iron_cost::ModelPrice>,
+    /// Budget held for this call; committed or released at settle.
+    pub reservation: Option<iron_cost::Reservation>,
+    /// Flat charge for an unpriced model allowed by the `unknownModel` option.
+    pub flat_cost_micros: Option<u64>,
 }

@@ -71,7 +71,11 @@ pub fn upstream_headers(client: &HeaderMap, key: &ProviderKey) -> Result<HeaderM
 /// `base_url` joined with the client's path and query; a base ending in `/v1` does not double it.
 pub fn upstream_url(base_url: &str, path: &str, query: Option<&str>) -> String {
     let base = base_url.trim_end_matches('/');
-    let path = if base.ends_with("/v1") && (path == "/v1" || path.starts_with("/v1/")) { &path[3..] } else { path };
+    let path = if base.ends_with("/v1") && (path == "/v1" || path.starts_with("/v1/")) {
+        &path[3..]
+    } else {
+        path
+    };
     match query {
         Some(q) if !q.is_empty() => format!("{base}{path}?{q}"),
         _ => format!("{base}{path}"),
@@ -96,7 +100,9 @@ pub async fn send(
 ) -> Result<reqwest::Response, SendError> {
     let req = client.request(method, url).headers(headers).body(body);
     match tokio::time::timeout(first_byte, req.send()).await {
-        Err(_) => Err(SendError::Timeout("no response headers within the first-byte timeout")),
+        Err(_) => Err(SendError::Timeout(
+            "no response headers within the first-byte timeout",
+        )),
         Ok(Err(e)) if e.is_timeout() => Err(SendError::Timeout("connect timeout")),
         Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(describe_reqwest(&e))),
         Ok(Err(e)) => Err(SendError::Other(describe_reqwest(&e))),
@@ -105,7 +111,10 @@ pub async fn send(
 }
 
 /// Response headers the client may see: hop-by-hop and length/encoding headers are recomputed.
-pub fn client_response_headers(upstream: &reqwest::header::HeaderMap, keep_length: bool) -> HeaderMap {
+pub fn client_response_headers(
+    upstream: &reqwest::header::HeaderMap,
+    keep_length: bool,
+) -> HeaderMap {
     const DROP: [&str; 11] = [
         "connection",
         "keep-alive",
@@ -137,9 +146,18 @@ mod tests {
 
     #[test]
     fn joins_urls() {
-        assert_eq!(upstream_url("https://api.openai.com", "/v1/chat/completions", None), "https://api.openai.com/v1/chat/completions");
-        assert_eq!(upstream_url("https://h/v1/", "/v1/chat/completions", Some("a=1")), "https://h/v1/chat/completions?a=1");
-        assert_eq!(upstream_url("https://h/base", "/v1/messages", Some("")), "https://h/base/v1/messages");
+        assert_eq!(
+            upstream_url("https://api.openai.com", "/v1/chat/completions", None),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            upstream_url("https://h/v1/", "/v1/chat/completions", Some("a=1")),
+            "https://h/v1/chat/completions?a=1"
+        );
+        assert_eq!(
+            upstream_url("https://h/base", "/v1/messages", Some("")),
+            "https://h/base/v1/messages"
+        );
     }
 
     #[test]

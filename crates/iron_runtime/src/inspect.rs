@@ -37,11 +37,21 @@ pub fn inspect(body: &[u8]) -> RequestInfo {
     let num = |v: &Option<serde_json::Value>| v.as_ref().and_then(|x| x.as_u64());
     RequestInfo {
         is_json: true,
-        model: l.model.as_ref().and_then(|m| m.as_str()).map(|s| s.chars().take(256).collect()),
+        model: l
+            .model
+            .as_ref()
+            .and_then(|m| m.as_str())
+            .map(|s| s.chars().take(256).collect()),
         stream: l.stream.as_ref().and_then(|s| s.as_bool()).unwrap_or(false),
-        max_output_tokens: num(&l.max_completion_tokens).or(num(&l.max_tokens)).or(num(&l.max_output_tokens)),
+        max_output_tokens: num(&l.max_completion_tokens)
+            .or(num(&l.max_tokens))
+            .or(num(&l.max_output_tokens)),
         has_stream_options: l.stream_options.is_some(),
-        include_usage: l.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(|v| v.as_bool()),
+        include_usage: l
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.get("include_usage"))
+            .and_then(|v| v.as_bool()),
     }
 }
 
@@ -66,7 +76,8 @@ pub fn inject_include_usage(body: &Bytes, info: &RequestInfo) -> Option<Bytes> {
     if !opts.is_object() {
         *opts = serde_json::json!({});
     }
-    opts.as_object_mut()?.insert("include_usage".into(), serde_json::Value::Bool(true));
+    opts.as_object_mut()?
+        .insert("include_usage".into(), serde_json::Value::Bool(true));
     serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
@@ -76,7 +87,9 @@ mod tests {
 
     #[test]
     fn reads_fields() {
-        let i = inspect(br#"{"model":"gpt-4o","stream":true,"max_completion_tokens":50,"messages":[]}"#);
+        let i = inspect(
+            br#"{"model":"gpt-4o","stream":true,"max_completion_tokens":50,"messages":[]}"#,
+        );
         assert!(i.is_json && i.stream);
         assert_eq!(i.model.as_deref(), Some("gpt-4o"));
         assert_eq!(i.max_output_tokens, Some(50));

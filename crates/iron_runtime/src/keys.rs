@@ -24,7 +24,11 @@ impl ProviderKey {
 
 impl std::fmt::Debug for ProviderKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderKey").field("provider", &self.provider).field("base_url", &self.base_url).field("secret", &"[REDACTED]").finish()
+        f.debug_struct("ProviderKey")
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .field("secret", &"[REDACTED]")
+            .finish()
     }
 }
 
@@ -79,14 +83,27 @@ impl KeyCache {
     /// The key, from cache when fresh; otherwise one caller refreshes while the others wait for it.
     pub async fn get(&self) -> Result<ProviderKey, KeyError> {
         let (ttl, grace) = match &self.source {
-            KeySource::Static { key, base_url, provider } => {
+            KeySource::Static {
+                key,
+                base_url,
+                provider,
+            } => {
                 return Ok(ProviderKey {
                     provider: *provider,
                     secret: Arc::from(key.as_str()),
-                    base_url: base_url.clone().unwrap_or_else(|| provider.default_base_url().to_string()),
+                    base_url: base_url
+                        .clone()
+                        .unwrap_or_else(|| provider.default_base_url().to_string()),
                 })
             }
-            KeySource::Server { ttl_secs, stale_grace_secs, .. } => (Duration::from_secs(*ttl_secs), Duration::from_secs(*stale_grace_secs)),
+            KeySource::Server {
+                ttl_secs,
+                stale_grace_secs,
+                ..
+            } => (
+                Duration::from_secs(*ttl_secs),
+                Duration::from_secs(*stale_grace_secs),
+            ),
         };
         if let Some(c) = self.current() {
             if c.fetched_at.elapsed() < ttl {
@@ -102,7 +119,8 @@ impl KeyCache {
             }
             // A refresh failed moments ago: serve the stale key rather than hammering the server.
             if let Some(at) = *last_failure {
-                if at.elapsed() < RETRY_FAILED_REFRESH_AFTER && c.fetched_at.elapsed() < ttl + grace {
+                if at.elapsed() < RETRY_FAILED_REFRESH_AFTER && c.fetched_at.elapsed() < ttl + grace
+                {
                     return Ok(c.key.clone());
                 }
             }
@@ -111,7 +129,10 @@ impl KeyCache {
             Ok(key) => {
                 let refreshed = stale.is_some();
                 if let Ok(mut w) = self.cached.write() {
-                    *w = Some(Arc::new(Cached { key: key.clone(), fetched_at: Instant::now() }));
+                    *w = Some(Arc::new(Cached {
+                        key: key.clone(),
+                        fetched_at: Instant::now(),
+                    }));
                 }
                 *last_failure = None;
                 self.events.emit(RouterEvent::Key {
@@ -128,12 +149,19 @@ impl KeyCache {
                         self.events.emit(RouterEvent::Key {
                             action: "stale".into(),
                             provider: Some(c.key.provider.as_str().into()),
-                            message: Some(format!("key refresh failed, serving the cached key: {}", e.0)),
+                            message: Some(format!(
+                                "key refresh failed, serving the cached key: {}",
+                                e.0
+                            )),
                         });
                         return Ok(c.key.clone());
                     }
                 }
-                self.events.emit(RouterEvent::Key { action: "failed".into(), provider: None, message: Some(e.0.clone()) });
+                self.events.emit(RouterEvent::Key {
+                    action: "failed".into(),
+                    provider: None,
+                    message: Some(e.0.clone()),
+                });
                 Err(e)
             }
         }
@@ -143,7 +171,8 @@ impl KeyCache {
         let KeySource::Server { server_url, .. } = &self.source else {
             return Err(KeyError("no key server configured".into()));
         };
-        self.fetch_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fetch_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let url = format!("{server_url}/api/keys");
         let resp = self
             .http
@@ -152,13 +181,28 @@ impl KeyCache {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| KeyError(format!("could not reach the key server at {server_url}: {}", describe_reqwest(&e))))?;
+            .map_err(|e| {
+                KeyError(format!(
+                    "could not reach the key server at {server_url}: {}",
+                    describe_reqwest(&e)
+                ))
+            })?;
         let status = resp.status();
-        let body = read_limited(resp, MAX_KEY_RESPONSE_BYTES).await.map_err(|e| KeyError(format!("key server at {server_url}: {e}")))?;
+        let body = read_limited(resp, MAX_KEY_RESPONSE_BYTES)
+            .await
+            .map_err(|e| KeyError(format!("key server at {server_url}: {e}")))?;
         if !status.is_success() {
             let server_msg = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_string).or_else(|| e.get("message").and_then(|m| m.as_str()).map(str::to_string))))
+                .and_then(|v| {
+                    v.get("error").and_then(|e| {
+                        e.as_str().map(str::to_string).or_else(|| {
+                            e.get("message")
+                                .and_then(|m| m.as_str())
+                                .map(str::to_string)
+                        })
+                    })
+                })
                 .map(|m| sanitize(&m))
                 .unwrap_or_else(|| "no error message".into());
             let hint = match status.as_u16() {
@@ -169,7 +213,10 @@ impl KeyCache {
                 429 => " (the key server is rate limiting; retry later)",
                 _ => "",
             };
-            return Err(KeyError(format!("key server answered {}: {server_msg}{hint}", status.as_u16())));
+            return Err(KeyError(format!(
+                "key server answered {}: {server_msg}{hint}",
+                status.as_u16()
+            )));
         }
         parse_key_response(&body)
     }
@@ -184,19 +231,38 @@ pub fn parse_key_response(body: &[u8]) -> Result<ProviderKey, KeyError> {
         base_url: Option<String>,
     }
     let r: KeyResponse = serde_json::from_slice(body).map_err(|_| KeyError("key server sent a response that is not the expected JSON {provider?, api_key, base_url?}".into()))?;
-    let key = r.api_key.filter(|k| !k.trim().is_empty()).ok_or_else(|| KeyError("key server response has no api_key".into()))?;
+    let key = r
+        .api_key
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| KeyError("key server response has no api_key".into()))?;
     if key.len() > 8192 || key.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(KeyError("key server sent an api_key that is not a valid header value".into()));
+        return Err(KeyError(
+            "key server sent an api_key that is not a valid header value".into(),
+        ));
     }
     let provider = match r.provider.as_deref() {
-        Some(p) => Provider::parse(p).ok_or_else(|| KeyError(format!("key server named an unsupported provider '{}'", sanitize(p))))?,
+        Some(p) => Provider::parse(p).ok_or_else(|| {
+            KeyError(format!(
+                "key server named an unsupported provider '{}'",
+                sanitize(p)
+            ))
+        })?,
         None => provider_from_key(&key),
     };
     let base_url = match r.base_url.filter(|u| !u.trim().is_empty()) {
-        Some(u) => validate_upstream_url("base_url", &u).map_err(|e| KeyError(format!("key server sent an unusable base_url: {}", e.message)))?,
+        Some(u) => validate_upstream_url("base_url", &u).map_err(|e| {
+            KeyError(format!(
+                "key server sent an unusable base_url: {}",
+                e.message
+            ))
+        })?,
         None => provider.default_base_url().to_string(),
     };
-    Ok(ProviderKey { provider, secret: Arc::from(key.as_str()), base_url })
+    Ok(ProviderKey {
+        provider,
+        secret: Arc::from(key.as_str()),
+        base_url,
+    })
 }
 
 /// Keep only printable text of bounded length from a server message.
@@ -259,11 +325,16 @@ mod tests {
         let k = parse_key_response(br#"{"api_key":"sk-ant-x"}"#).unwrap();
         assert_eq!(k.provider, Provider::Anthropic);
         assert_eq!(k.base_url, "https://api.anthropic.com");
-        let k = parse_key_response(br#"{"provider":"openai","api_key":"sk-x","base_url":"http://127.0.0.1:5/"}"#).unwrap();
+        let k = parse_key_response(
+            br#"{"provider":"openai","api_key":"sk-x","base_url":"http://127.0.0.1:5/"}"#,
+        )
+        .unwrap();
         assert_eq!(k.base_url, "http://127.0.0.1:5");
         assert!(!format!("{k:?}").contains("sk-x"));
         assert!(parse_key_response(br#"{"api_key":""}"#).is_err());
-        assert!(parse_key_response(br#"{"api_key":"sk","base_url":"http://evil.example"}"#).is_err());
+        assert!(
+            parse_key_response(br#"{"api_key":"sk","base_url":"http://evil.example"}"#).is_err()
+        );
         assert!(parse_key_response(br#"{"api_key":"sk","provider":"gemini"}"#).is_err());
         assert!(parse_key_response(b"<html>").is_err());
         assert!(parse_key_response(br#"{"api_key":"sk\nx"}"#).is_err());

@@ -3,6 +3,7 @@
 pub mod auth;
 mod auth_token;
 pub mod config;
+pub mod cost_policy;
 pub mod error;
 pub mod events;
 pub mod exchange;

@@ -7,7 +7,9 @@ use crate::events::{now_ms, RouterEvent};
 use crate::exchange::{Api, Exchange};
 use crate::forward;
 use crate::inspect::{inject_include_usage, inspect, RequestInfo};
-use crate::provider::{normalise_path, provider_from_model, provider_from_path, strip_provider_prefix, Provider};
+use crate::provider::{
+    normalise_path, provider_from_model, provider_from_path, strip_provider_prefix, Provider,
+};
 use crate::relay;
 use crate::server::Shared;
 use axum::body::Body;
@@ -29,12 +31,20 @@ pub struct Denial {
 
 impl Denial {
     fn new(error: RouterError, shape: Provider, reason: &'static str) -> Self {
-        Denial { error, shape, reason }
+        Denial {
+            error,
+            shape,
+            reason,
+        }
     }
 }
 
 /// Entry point for every HTTP request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     if let Err(d) = accept_filter(&shared, &req) {
         shared.stats.on_blocked(d.reason);
         return d.error.into_response(d.shape);
@@ -71,7 +81,10 @@ pub fn deny(shared: &Shared, id: u64, d: Denial) -> Response<Body> {
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -79,7 +92,11 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 /// their origin is allowed.
 fn accept_filter(shared: &Shared, req: &Request<Incoming>) -> Result<(), Denial> {
     let shape = Provider::OpenAi;
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     if !host_is_local(host, shared.port) {
         return Err(Denial::new(
             RouterError::Forbidden { message: format!("Host '{}' is not this router (expected 127.0.0.1:{}, localhost:{} or [::1]:{}); requests through other host names are refused to stop DNS rebinding", crate::keys::sanitize(host), shared.port, shared.port, shared.port) },
@@ -88,10 +105,21 @@ fn accept_filter(shared: &Shared, req: &Request<Incoming>) -> Result<(), Denial>
         ));
     }
     let origin = req.headers().get("origin").and_then(|h| h.to_str().ok());
-    let browser_flag = req.headers().contains_key("anthropic-dangerous-direct-browser-access");
-    let cross_site = req.headers().get("sec-fetch-site").and_then(|h| h.to_str().ok()).is_some_and(|v| v != "same-origin" && v != "none");
+    let browser_flag = req
+        .headers()
+        .contains_key("anthropic-dangerous-direct-browser-access");
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|v| v != "same-origin" && v != "none");
     let allowed = origin.is_some_and(|o| shared.cfg.allowed_origins.iter().any(|a| a == o));
-    if (origin.is_some() || browser_flag || cross_site || req.method() == axum::http::Method::OPTIONS) && !allowed {
+    if (origin.is_some()
+        || browser_flag
+        || cross_site
+        || req.method() == axum::http::Method::OPTIONS)
+        && !allowed
+    {
         return Err(Denial::new(
             RouterError::Forbidden { message: "Browser requests are refused by the Iron Cage router; list the page's origin in the allowedOrigins option to allow it".into() },
             shape,
@@ -103,14 +131,23 @@ fn accept_filter(shared: &Shared, req: &Request<Incoming>) -> Result<(), Denial>
 
 /// `127.0.0.1:<port>`, `localhost:<port>` or `[::1]:<port>`.
 pub fn host_is_local(host: &str, port: u16) -> bool {
-    let Some((name, p)) = host.rsplit_once(':') else { return false };
+    let Some((name, p)) = host.rsplit_once(':') else {
+        return false;
+    };
     if p.parse::<u16>().ok() != Some(port) {
         return false;
     }
-    matches!(name.to_ascii_lowercase().as_str(), "127.0.0.1" | "localhost" | "[::1]")
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "localhost" | "[::1]"
+    )
 }
 
-async fn proxy(shared: &Arc<Shared>, req: Request<Incoming>, id: u64) -> Result<Response<Body>, Denial> {
+async fn proxy(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    id: u64,
+) -> Result<Response<Body>, Denial> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
 
@@ -128,12 +165,18 @@ async fn proxy(shared: &Arc<Shared>, req: Request<Incoming>, id: u64) -> Result<
     shared.stats.on_request();
 
     // Body.
-    let body = read_body(&parts.headers, body, shared.cfg.max_body_bytes).await.map_err(|e| Denial::new(e, shape, "limit"))?;
+    let body = read_body(&parts.headers, body, shared.cfg.max_body_bytes)
+        .await
+        .map_err(|e| Denial::new(e, shape, "limit"))?;
     let info = inspect(&body);
     let model_provider = info.model.as_deref().and_then(provider_from_model);
-    let requested = path_provider.or(model_provider);
-    if let Some(p) = requested {
-        shape = p;
+    // The explicit prefix wins, then the model; the path alone (e.g. /v1/messages) comes last.
+    let requested = prefix_provider.or(model_provider).or(path_provider);
+    // Errors take the shape of the SDK that called: the path tells that best.
+    if path_provider.is_none() {
+        if let Some(p) = model_provider {
+            shape = p;
+        }
     }
     if shared.events.has_subscribers() {
         shared.events.emit(RouterEvent::Request {
@@ -148,22 +191,40 @@ async fn proxy(shared: &Arc<Shared>, req: Request<Incoming>, id: u64) -> Result<
     }
 
     // Key.
-    let key = shared.keys.get().await.map_err(|e| Denial::new(RouterError::KeyServer(e.0), shape, "key"))?;
-    if requested.is_none() {
+    let key = shared
+        .keys
+        .get()
+        .await
+        .map_err(|e| Denial::new(RouterError::KeyServer(e.0), shape, "key"))?;
+    if path_provider.is_none() && model_provider.is_none() {
         shape = key.provider;
     }
     if let Some(req_p) = requested {
         if req_p != key.provider {
-            return Err(Denial::new(RouterError::ProviderMismatch { requested: req_p, configured: key.provider }, shape, "mismatch"));
+            return Err(Denial::new(
+                RouterError::ProviderMismatch {
+                    requested: req_p,
+                    configured: key.provider,
+                },
+                shape,
+                "mismatch",
+            ));
         }
     }
+
+    // Budget: hold the worst-case cost before anything leaves the machine.
+    let hold = reserve_budget(shared, &info, api, key.provider, &body, shape)?;
 
     // Usage on OpenAI chat streams: ask for it when the client did not.
     let (body, strip_usage_chunk) = maybe_inject_usage(body, &info, api, key.provider);
 
     let url = forward::upstream_url(&key.base_url, &path, parts.uri.query());
-    let host = reqwest::Url::parse(&key.base_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
-    let headers = forward::upstream_headers(&parts.headers, &key).map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
+    let host = reqwest::Url::parse(&key.base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let headers = forward::upstream_headers(&parts.headers, &key)
+        .map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
     let ex = Exchange {
         id,
         started,
@@ -174,19 +235,41 @@ async fn proxy(shared: &Arc<Shared>, req: Request<Incoming>, id: u64) -> Result<
         stream: info.stream,
         strip_usage_chunk,
         host: host.clone(),
-        estimated_input_tokens: 0,
+        estimated_input_tokens: hold.estimated_input_tokens,
+        price: hold.price,
+        reservation: hold.reservation,
+        flat_cost_micros: hold.flat_cost_micros,
     };
 
     // Forward.
     let timeouts = shared.policies.timeouts;
-    let resp = forward::send(&shared.http, parts.method.clone(), &url, headers, body, timeouts.first_byte).await;
+    let resp = forward::send(
+        &shared.http,
+        parts.method.clone(),
+        &url,
+        headers,
+        body,
+        timeouts.first_byte,
+    )
+    .await;
     let resp = match resp {
         Ok(r) => r,
         Err(forward::SendError::Timeout(what)) => {
-            return Err(Denial::new(RouterError::UpstreamTimeout { host, what: what.into() }, shape, "upstream"));
+            return Err(Denial::new(
+                RouterError::UpstreamTimeout {
+                    host,
+                    what: what.into(),
+                },
+                shape,
+                "upstream",
+            ));
         }
         Err(forward::SendError::Connect(reason)) | Err(forward::SendError::Other(reason)) => {
-            return Err(Denial::new(RouterError::UpstreamUnreachable { host, reason }, shape, "upstream"));
+            return Err(Denial::new(
+                RouterError::UpstreamUnreachable { host, reason },
+                shape,
+                "upstream",
+            ));
         }
     };
 
@@ -194,7 +277,84 @@ async fn proxy(shared: &Arc<Shared>, req: Request<Incoming>, id: u64) -> Result<
     Ok(relay::relay(shared.clone(), ex, resp))
 }
 
-fn maybe_inject_usage(body: Bytes, info: &RequestInfo, api: Api, provider: Provider) -> (Bytes, bool) {
+/// What the budget phase decided for one request.
+struct BudgetHold {
+    price: Option<iron_cost::ModelPrice>,
+    reservation: Option<iron_cost::Reservation>,
+    flat_cost_micros: Option<u64>,
+    estimated_input_tokens: u64,
+}
+
+/// Phase: reserve the worst-case cost atomically (only while a budget is set); refuse with 402 when it
+/// does not fit, or refuse an unpriced model unless `unknownModel` allows it.
+fn reserve_budget(
+    shared: &Shared,
+    info: &RequestInfo,
+    api: Api,
+    provider: Provider,
+    body: &Bytes,
+    shape: Provider,
+) -> Result<BudgetHold, Denial> {
+    let cost = &shared.policies.cost;
+    let price = info
+        .model
+        .as_deref()
+        .and_then(|m| cost.price(provider, m))
+        .cloned();
+    let mut hold = BudgetHold {
+        price,
+        reservation: None,
+        flat_cost_micros: None,
+        estimated_input_tokens: (body.len() as u64).div_ceil(4),
+    };
+    if !(api.is_billable() && info.is_json && cost.has_limit()) {
+        return Ok(hold);
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(hold);
+    };
+    let kind = crate::cost_policy::api_kind(api);
+    hold.estimated_input_tokens = iron_cost::estimate_input_tokens(&value, kind);
+    let amount = match &hold.price {
+        Some(p) => iron_cost::worst_case_micros(&value, kind, p),
+        None => match cost.unknown_model {
+            crate::cost_policy::UnknownModel::Allow { cost_micros } => {
+                hold.flat_cost_micros = Some(cost_micros);
+                cost_micros
+            }
+            crate::cost_policy::UnknownModel::Block => {
+                let m = info.model.as_deref().unwrap_or("(no model)");
+                return Err(Denial::new(
+                    RouterError::UnknownModelPrice {
+                        message: format!("Iron Cage cannot price model '{m}' and a budget is set, so the call is refused (unknownModel: 'block'). Give its price with the pricing option, e.g. pricing: {{ \"{m}\": {{ input: 1.0, output: 2.0 }} }} (USD per 1M tokens), or allow it at a flat cost with unknownModel: {{ action: 'allow', costUsd: 0.01 }}."),
+                    },
+                    shape,
+                    "budget",
+                ));
+            }
+        },
+    };
+    match cost.ledger.reserve(amount) {
+        Ok(r) => hold.reservation = Some(r),
+        Err(denied) => {
+            return Err(Denial::new(
+                RouterError::BudgetExceeded {
+                    message: format!("Iron Cage {denied}"),
+                },
+                shape,
+                "budget",
+            ));
+        }
+    }
+    Ok(hold)
+}
+
+fn maybe_inject_usage(
+    body: Bytes,
+    info: &RequestInfo,
+    api: Api,
+    provider: Provider,
+) -> (Bytes, bool) {
     if provider != Provider::OpenAi || !info.stream || info.include_usage == Some(true) {
         return (body, false);
     }
@@ -207,8 +367,16 @@ fn maybe_inject_usage(body: Bytes, info: &RequestInfo, api: Api, provider: Provi
     }
 }
 
-async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, RouterError> {
-    if let Some(len) = headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, RouterError> {
+    if let Some(len) = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if len > limit as u64 {
             return Err(RouterError::BodyTooLarge { limit });
         }
@@ -217,7 +385,9 @@ async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(RouterError::BodyTooLarge { limit })
             } else {
                 Err(RouterError::BadRequestBody(e.to_string()))

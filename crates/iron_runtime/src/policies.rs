@@ -1,6 +1,7 @@
 //! The policy objects one router holds, built once from its options.
 
 use crate::config::RouterConfig;
+use crate::cost_policy::CostPolicy;
 use crate::events::EventBus;
 use crate::server::StartError;
 use std::time::Duration;
@@ -28,12 +29,24 @@ impl Default for Timeouts {
 /// Everything policy-related for one router.
 pub struct Policies {
     pub timeouts: Timeouts,
+    pub cost: CostPolicy,
 }
 
 impl Policies {
     /// Build from the validated config.
-    pub fn from_config(_cfg: &RouterConfig, _events: &EventBus) -> Result<Policies, StartError> {
-        Ok(Policies { timeouts: Timeouts::default() })
+    pub fn from_config(cfg: &RouterConfig, events: &EventBus) -> Result<Policies, StartError> {
+        let raw = &cfg.raw;
+        let cost = CostPolicy::from_options(
+            raw.budget_usd,
+            raw.budget_warning_percent,
+            raw.pricing.as_ref(),
+            raw.unknown_model.as_ref(),
+            events.clone(),
+        )?;
+        Ok(Policies {
+            timeouts: Timeouts::default(),
+            cost,
+        })
     }
 
     /// Flush and release what the policies hold (state writer, dashboard link).

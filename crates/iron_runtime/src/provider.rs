@@ -74,7 +74,11 @@ pub fn provider_from_model(model: &str) -> Option<Provider> {
     // o-series: `o1`, `o3-mini`, `o4-mini-2025-04-16`, but not `omni-…` or `o-foo`.
     let mut chars = m.chars();
     if chars.next() == Some('o') && chars.next().is_some_and(|c| c.is_ascii_digit()) {
-        let rest: String = m.chars().skip(1).take_while(|c| c.is_ascii_digit()).collect();
+        let rest: String = m
+            .chars()
+            .skip(1)
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         let after = &m[1 + rest.len()..];
         if after.is_empty() || after.starts_with('-') {
             return Some(Provider::OpenAi);
@@ -97,7 +101,10 @@ pub fn provider_from_body(body: &[u8]) -> Option<Provider> {
 /// Strip a leading `/openai` or `/anthropic` path segment (whole segment only).
 /// Returns the remaining path (`/` when empty) and the provider the prefix named.
 pub fn strip_provider_prefix(path: &str) -> (&str, Option<Provider>) {
-    for (prefix, provider) in [("/openai", Provider::OpenAi), ("/anthropic", Provider::Anthropic)] {
+    for (prefix, provider) in [
+        ("/openai", Provider::OpenAi),
+        ("/anthropic", Provider::Anthropic),
+    ] {
         if let Some(rest) = path.strip_prefix(prefix) {
             if rest.is_empty() {
                 return ("/", Some(provider));
@@ -137,10 +144,17 @@ pub fn normalise_path(path: &str) -> String {
 
 /// Provider implied by an unambiguous endpoint path (already normalised).
 pub fn provider_from_path(path: &str) -> Option<Provider> {
-    if path.starts_with("/v1/messages") || path.starts_with("/v1/complete") && !path.starts_with("/v1/completions") {
+    if path.starts_with("/v1/messages")
+        || path.starts_with("/v1/complete") && !path.starts_with("/v1/completions")
+    {
         return Some(Provider::Anthropic);
     }
-    const OPENAI: [&str; 4] = ["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions"];
+    const OPENAI: [&str; 4] = [
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1/embeddings",
+        "/v1/completions",
+    ];
     if OPENAI.iter().any(|p| path.starts_with(p)) {
         return Some(Provider::OpenAi);
     }
@@ -163,34 +177,79 @@ mod tests {
 
     #[test]
     fn prefix_stripping_whole_segment_only() {
-        assert_eq!(strip_provider_prefix("/anthropic/v1/messages"), ("/v1/messages", Some(Provider::Anthropic)));
-        assert_eq!(strip_provider_prefix("/anthropic"), ("/", Some(Provider::Anthropic)));
+        assert_eq!(
+            strip_provider_prefix("/anthropic/v1/messages"),
+            ("/v1/messages", Some(Provider::Anthropic))
+        );
+        assert_eq!(
+            strip_provider_prefix("/anthropic"),
+            ("/", Some(Provider::Anthropic))
+        );
         assert_eq!(strip_provider_prefix("/anthropicX"), ("/anthropicX", None));
-        assert_eq!(strip_provider_prefix("/anthropicX/v1"), ("/anthropicX/v1", None));
-        assert_eq!(strip_provider_prefix("/openai/v1/chat/completions"), ("/v1/chat/completions", Some(Provider::OpenAi)));
-        assert_eq!(strip_provider_prefix("/openai"), ("/", Some(Provider::OpenAi)));
+        assert_eq!(
+            strip_provider_prefix("/anthropicX/v1"),
+            ("/anthropicX/v1", None)
+        );
+        assert_eq!(
+            strip_provider_prefix("/openai/v1/chat/completions"),
+            ("/v1/chat/completions", Some(Provider::OpenAi))
+        );
+        assert_eq!(
+            strip_provider_prefix("/openai"),
+            ("/", Some(Provider::OpenAi))
+        );
         assert_eq!(strip_provider_prefix("/openaiv1"), ("/openaiv1", None));
-        assert_eq!(strip_provider_prefix("/v1/chat/completions"), ("/v1/chat/completions", None));
+        assert_eq!(
+            strip_provider_prefix("/v1/chat/completions"),
+            ("/v1/chat/completions", None)
+        );
         assert_eq!(strip_provider_prefix("/"), ("/", None));
     }
 
     #[test]
     fn model_detection() {
-        for m in ["claude-sonnet-4-20250514", "claude-3-opus-20240229", "claude-3-haiku-20240307"] {
+        for m in [
+            "claude-sonnet-4-20250514",
+            "claude-3-opus-20240229",
+            "claude-3-haiku-20240307",
+        ] {
             assert_eq!(provider_from_model(m), Some(Provider::Anthropic), "{m}");
         }
-        for m in ["gpt-5-nano", "gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo", "o1-preview", "o1", "o3-mini", "o4-mini", "chatgpt-4o-latest", "text-embedding-3-small"] {
+        for m in [
+            "gpt-5-nano",
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-3.5-turbo",
+            "o1-preview",
+            "o1",
+            "o3-mini",
+            "o4-mini",
+            "chatgpt-4o-latest",
+            "text-embedding-3-small",
+        ] {
             assert_eq!(provider_from_model(m), Some(Provider::OpenAi), "{m}");
         }
-        for m in ["llama-3.1-70b", "omni-moderation", "o-custom", "mistral-large", ""] {
+        for m in [
+            "llama-3.1-70b",
+            "omni-moderation",
+            "o-custom",
+            "mistral-large",
+            "",
+        ] {
             assert_eq!(provider_from_model(m), None, "{m}");
         }
     }
 
     #[test]
     fn body_model_detection() {
-        assert_eq!(provider_from_body(br#"{"model":"claude-3-5-haiku-latest"}"#), Some(Provider::Anthropic));
-        assert_eq!(provider_from_body(br#"{"model":"gpt-4o","messages":[]}"#), Some(Provider::OpenAi));
+        assert_eq!(
+            provider_from_body(br#"{"model":"claude-3-5-haiku-latest"}"#),
+            Some(Provider::Anthropic)
+        );
+        assert_eq!(
+            provider_from_body(br#"{"model":"gpt-4o","messages":[]}"#),
+            Some(Provider::OpenAi)
+        );
         assert_eq!(provider_from_body(br#"{"messages":[]}"#), None);
         assert_eq!(provider_from_body(br#"{"model":42}"#), None);
         assert_eq!(provider_from_body(b"not json"), None);
@@ -204,8 +263,14 @@ mod tests {
         assert_eq!(normalise_path("/chat/completions"), "/v1/chat/completions");
         assert_eq!(normalise_path("/v1/v1x"), "/v1/v1x");
         assert_eq!(normalise_path("/"), "/");
-        assert_eq!(provider_from_path("/v1/messages/count_tokens"), Some(Provider::Anthropic));
-        assert_eq!(provider_from_path("/v1/completions"), Some(Provider::OpenAi));
+        assert_eq!(
+            provider_from_path("/v1/messages/count_tokens"),
+            Some(Provider::Anthropic)
+        );
+        assert_eq!(
+            provider_from_path("/v1/completions"),
+            Some(Provider::OpenAi)
+        );
         assert_eq!(provider_from_path("/v1/models"), None);
     }
 }

@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::http::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use iron_cost::StreamUsage;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -54,7 +55,9 @@ pub fn relay(shared: Arc<Shared>, ex: Exchange, upstream: reqwest::Response) -> 
     let headers = client_response_headers(upstream.headers(), false);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(run(shared, ex, upstream, tx, is_sse, status.as_u16()));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
@@ -64,32 +67,47 @@ pub fn relay(shared: Arc<Shared>, ex: Exchange, upstream: reqwest::Response) -> 
 struct SideParser {
     splitter: SseSplitter,
     saw_error_event: bool,
+    usage: Option<StreamUsage>,
 }
 
 async fn run(
     shared: Arc<Shared>,
-    ex: Exchange,
+    mut ex: Exchange,
     upstream: reqwest::Response,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     is_sse: bool,
     status: u16,
 ) {
+    let success = (200..300).contains(&status);
     let timeouts = shared.policies.timeouts;
     let deadline = ex.started + timeouts.total;
     let mut body = upstream.bytes_stream();
     let mut ttft: Option<u64> = None;
-    let mut sse = is_sse.then(|| SideParser { splitter: SseSplitter::new(MAX_SSE_EVENT), saw_error_event: false });
-    let mut json_copy: Option<Vec<u8>> = (!is_sse && (200..300).contains(&status) && ex.api.is_billable()).then(Vec::new);
+    let track_usage = success && ex.api.is_billable();
+    let mut sse = is_sse.then(|| SideParser {
+        splitter: SseSplitter::new(MAX_SSE_EVENT),
+        saw_error_event: false,
+        usage: track_usage.then(StreamUsage::new),
+    });
+    let mut json_copy: Option<Vec<u8>> = (!is_sse && track_usage).then(Vec::new);
 
     let ending = loop {
-        let wait = timeouts.idle.min(deadline.saturating_duration_since(Instant::now()));
+        let wait = timeouts
+            .idle
+            .min(deadline.saturating_duration_since(Instant::now()));
         let next = tokio::select! {
             biased;
             _ = tx.closed() => break Ending::ClientAborted,
             n = tokio::time::timeout(wait, body.next()) => n,
         };
         let chunk = match next {
-            Err(_) => break Ending::Timeout(if Instant::now() >= deadline { "total" } else { "idle" }),
+            Err(_) => {
+                break Ending::Timeout(if Instant::now() >= deadline {
+                    "total"
+                } else {
+                    "idle"
+                })
+            }
             Ok(None) => break Ending::Complete,
             Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
             Ok(Some(Ok(c))) => c,
@@ -128,24 +146,56 @@ async fn run(
             }
         }
         (Ending::Timeout(what), Some(_)) => {
-            let e = RouterError::UpstreamTimeout { host: ex.host.clone(), what: format!("no data for the {what} timeout in the middle of the stream") };
+            let e = RouterError::UpstreamTimeout {
+                host: ex.host.clone(),
+                what: format!("no data for the {what} timeout in the middle of the stream"),
+            };
             let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
         (Ending::UpstreamBroken(reason), Some(_)) => {
-            let e = RouterError::UpstreamUnreachable { host: ex.host.clone(), reason: format!("stream broke: {reason}") };
+            let e = RouterError::UpstreamUnreachable {
+                host: ex.host.clone(),
+                reason: format!("stream broke: {reason}"),
+            };
             let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
         (Ending::StreamTooLarge, Some(_)) => {
-            let e = RouterError::UpstreamUnreachable { host: ex.host.clone(), reason: format!("an SSE event exceeded {MAX_SSE_EVENT} bytes") };
+            let e = RouterError::UpstreamUnreachable {
+                host: ex.host.clone(),
+                reason: format!("an SSE event exceeded {MAX_SSE_EVENT} bytes"),
+            };
             let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
         (Ending::Timeout(_) | Ending::UpstreamBroken(_), None) => {
-            let _ = tx.send(Err(std::io::Error::other("upstream body ended early"))).await;
+            let _ = tx
+                .send(Err(std::io::Error::other("upstream body ended early")))
+                .await;
         }
         _ => {}
     }
     drop(tx);
-    settle(&shared, &ex, status, &ending, ttft, sse.as_ref().is_some_and(|p| p.saw_error_event));
+    let saw_error_event = sse.as_ref().is_some_and(|p| p.saw_error_event);
+    let usage = match (sse.and_then(|p| p.usage), json_copy) {
+        (Some(su), _) => Metered::Stream(su),
+        (None, Some(copy)) => Metered::Json(copy),
+        _ => Metered::Nothing,
+    };
+    settle(
+        &shared,
+        &mut ex,
+        status,
+        &ending,
+        ttft,
+        saw_error_event,
+        usage,
+    );
+}
+
+/// What the relay saw of the answer, for pricing.
+enum Metered {
+    Stream(StreamUsage),
+    Json(Vec<u8>),
+    Nothing,
 }
 
 /// Process every complete event in the buffer; returns the bytes to send now.
@@ -159,8 +209,11 @@ fn process_sse(p: &mut SideParser, ex: &Exchange, chunk: &Bytes) -> Result<Bytes
             Err(_) => return Err(()),
         };
         let ev = parse_event(&raw);
-        if ev.event == Some("error") {
+        if ev.event == Some("error") || ev.data.starts_with("{\"error\"") {
             p.saw_error_event = true;
+        }
+        if let Some(u) = p.usage.as_mut() {
+            u.observe(ev.event, &ev.data);
         }
         if ex.strip_usage_chunk && is_usage_only_chunk(&ev.data) {
             continue;
@@ -175,14 +228,80 @@ fn is_usage_only_chunk(data: &str) -> bool {
     if !data.contains("\"usage\"") {
         return false;
     }
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else { return false };
-    v.get("usage").is_some_and(|u| u.is_object()) && v.get("choices").and_then(|c| c.as_array()).is_some_and(|c| c.is_empty())
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
+        return false;
+    };
+    v.get("usage").is_some_and(|u| u.is_object())
+        && v.get("choices")
+            .and_then(|c| c.as_array())
+            .is_some_and(|c| c.is_empty())
 }
 
-fn settle(shared: &Shared, ex: &Exchange, status: u16, ending: &Ending, ttft: Option<u64>, saw_error_event: bool) {
-    let ok = (200..300).contains(&status) && *ending == Ending::Complete && !saw_error_event;
-    let tokens = Tokens::default();
-    shared.stats.on_settled(ex.model.as_deref(), ok, &ModelStats { requests: 1, ..Default::default() });
+fn settle(
+    shared: &Shared,
+    ex: &mut Exchange,
+    status: u16,
+    ending: &Ending,
+    ttft: Option<u64>,
+    saw_error_event: bool,
+    metered: Metered,
+) {
+    let success = (200..300).contains(&status);
+    let ok = success && *ending == Ending::Complete && !saw_error_event;
+    let kind = crate::cost_policy::api_kind(ex.api);
+    // Usage: exact when the provider reported it; estimated for a stream cut short.
+    let (usage, estimated) = match metered {
+        Metered::Stream(su) => {
+            let (u, est) = su.finish(ex.estimated_input_tokens);
+            (Some(u), est)
+        }
+        Metered::Json(copy) => match iron_cost::usage_from_bytes(kind, &copy) {
+            Some(u) => (Some(u), false),
+            None => (None, success && *ending != Ending::Complete),
+        },
+        Metered::Nothing => (None, false),
+    };
+    let cost = &shared.policies.cost;
+    let reservation = ex.reservation.take();
+    let cost_micros = if !success {
+        0
+    } else if let Some(flat) = ex.flat_cost_micros {
+        flat
+    } else {
+        match (&usage, &ex.price) {
+            (Some(u), Some(p)) => {
+                iron_cost::cost_micros(p, crate::cost_policy::cost_provider(ex.provider), u)
+            }
+            // A JSON answer cut short: the provider billed it, we cannot see how much; charge the hold.
+            (None, Some(_)) if estimated => reservation.as_ref().map(|r| r.amount()).unwrap_or(0),
+            _ => 0,
+        }
+    };
+    match reservation {
+        Some(r) if !success => r.cancel(),
+        r => cost.settle(r, cost_micros),
+    }
+    let u = usage.unwrap_or_default();
+    let tokens = Tokens {
+        input: u.input_tokens,
+        cache_read: u.cache_read_tokens,
+        cache_write: u.cache_write_5m_tokens + u.cache_write_1h_tokens,
+        output: u.output_tokens,
+        reasoning: u.reasoning_tokens,
+    };
+    shared.stats.on_settled(
+        ex.model.as_deref(),
+        ok,
+        &ModelStats {
+            requests: 1,
+            input_tokens: tokens.input,
+            output_tokens: tokens.output,
+            cache_read_tokens: tokens.cache_read,
+            cache_write_tokens: tokens.cache_write,
+            reasoning_tokens: tokens.reasoning,
+            cost_micros,
+        },
+    );
     if shared.events.has_subscribers() {
         shared.events.emit(RouterEvent::Response {
             request_id: ex.id,
@@ -191,9 +310,9 @@ fn settle(shared: &Shared, ex: &Exchange, status: u16, ending: &Ending, ttft: Op
             model: ex.model.clone(),
             status,
             tokens,
-            cost_usd: 0.0,
-            cost_micros: 0,
-            estimated: false,
+            cost_usd: cost_micros as f64 / 1e6,
+            cost_micros,
+            estimated,
             latency_ms: ex.started.elapsed().as_millis() as u64,
             ttft_ms: ttft,
             outcome: ending.as_str().to_string(),
@@ -207,9 +326,15 @@ mod tests {
 
     #[test]
     fn usage_chunk_detection() {
-        assert!(is_usage_only_chunk(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1}}"#));
-        assert!(!is_usage_only_chunk(r#"{"id":"x","choices":[{"delta":{}}],"usage":null}"#));
-        assert!(!is_usage_only_chunk(r#"{"choices":[{"delta":{"content":"usage"}}]}"#));
+        assert!(is_usage_only_chunk(
+            r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(!is_usage_only_chunk(
+            r#"{"id":"x","choices":[{"delta":{}}],"usage":null}"#
+        ));
+        assert!(!is_usage_only_chunk(
+            r#"{"choices":[{"delta":{"content":"usage"}}]}"#
+        ));
         assert!(!is_usage_only_chunk("[DONE]"));
     }
 }

@@ -1,13 +1,13 @@
 //! The router's lifecycle: bind 127.0.0.1:0 directly, serve HTTP/1.1 connections with limits, stop
 //! gracefully. `Router::start` is synchronous (no network), so the JS constructor never blocks.
 
+use crate::auth::TokenCheck;
 use crate::config::{ConfigError, KeySource, RouterConfig};
 use crate::events::EventBus;
 use crate::keys::KeyCache;
 use crate::pipeline;
 use crate::provider::Provider;
 use crate::stats::Stats;
-use crate::auth::TokenCheck;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -58,14 +58,26 @@ pub struct Router {
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// Budget figures for the JS `budgetStatus` property.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetStatusView {
+    pub spent_micros: u64,
+    pub reserved_micros: u64,
+    pub limit_micros: Option<u64>,
+}
+
 const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 impl Router {
     /// Bind and start serving. Must be called inside a tokio runtime. Does no network I/O itself: the
     /// first key fetch runs in the background and `ready()` reports its outcome.
     pub fn start(cfg: RouterConfig) -> Result<Router, StartError> {
-        let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(StartError::Bind)?;
-        std_listener.set_nonblocking(true).map_err(StartError::Bind)?;
+        let std_listener =
+            std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(StartError::Bind)?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(StartError::Bind)?;
         let port = std_listener.local_addr().map_err(StartError::Bind)?.port();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(StartError::Bind)?;
         let events = EventBus::new(4096);
@@ -90,11 +102,19 @@ impl Router {
         tokio::spawn(async move {
             let outcome = match &warm.cfg.key_source {
                 KeySource::Static { provider, .. } => Ok(*provider),
-                KeySource::Server { .. } => warm.keys.get().await.map(|k| k.provider).map_err(|e| e.0),
+                KeySource::Server { .. } => {
+                    warm.keys.get().await.map(|k| k.provider).map_err(|e| e.0)
+                }
             };
             let _ = tx.send(Some(outcome));
         });
-        Ok(Router { shared, cancel, running, provider: rx, server: Mutex::new(Some(server)) })
+        Ok(Router {
+            shared,
+            cancel,
+            running,
+            provider: rx,
+            server: Mutex::new(Some(server)),
+        })
     }
 
     /// Parse options JSON and start.
@@ -155,6 +175,38 @@ impl Router {
         &self.shared
     }
 
+    /// Micro-USD spent through this router.
+    pub fn total_spent_micros(&self) -> u64 {
+        self.shared.policies.cost.ledger.status().spent
+    }
+
+    /// Spent, reserved and limit in micro-USD.
+    pub fn budget_status(&self) -> BudgetStatusView {
+        let s = self.shared.policies.cost.ledger.status();
+        BudgetStatusView {
+            spent_micros: s.spent,
+            reserved_micros: s.reserved,
+            limit_micros: s.limit,
+        }
+    }
+
+    /// Set the budget in USD (`None` removes the limit).
+    pub fn set_budget_usd(&self, usd: Option<f64>) -> Result<(), String> {
+        let limit = match usd {
+            None => None,
+            Some(u) if u.is_finite() && u >= 0.0 => Some((u * 1e6).round() as u64),
+            Some(u) => {
+                return Err(format!(
+                    "budget must be a non-negative number of USD, got {u}"
+                ))
+            }
+        };
+        let cost = &self.shared.policies.cost;
+        let t = cost.ledger.set_limit(limit);
+        cost.report(t);
+        Ok(())
+    }
+
     /// Stop accepting, let in-flight requests finish for a short grace, then close. Idempotent.
     pub async fn stop(&self) {
         self.running.store(false, Ordering::SeqCst);
@@ -203,7 +255,9 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
         conns.spawn(async move {
             let svc = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(pipeline::handle(shared, req, peer).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(pipeline::handle(shared, req, peer).await)
+                }
             });
             let mut builder = http1::Builder::new();
             builder
@@ -211,7 +265,9 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
                 .header_read_timeout(header_timeout)
                 .max_headers(128)
                 .max_buf_size(64 * 1024);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}

@@ -17,7 +17,11 @@ pub struct EventTooLarge(pub usize);
 impl SseSplitter {
     /// A splitter that refuses events over `max_event` bytes.
     pub fn new(max_event: usize) -> Self {
-        SseSplitter { buf: BytesMut::new(), scanned: 0, max_event }
+        SseSplitter {
+            buf: BytesMut::new(),
+            scanned: 0,
+            max_event,
+        }
     }
 
     /// Add bytes from upstream.
@@ -78,7 +82,9 @@ pub fn parse_event(raw: &[u8]) -> ParsedEvent<'_> {
     let mut data: Option<std::borrow::Cow<'_, str>> = None;
     for line in raw.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Ok(line) = std::str::from_utf8(line) else { continue };
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
         if let Some(v) = line.strip_prefix("event:") {
             event = Some(v.trim_start());
         } else if let Some(v) = line.strip_prefix("data:") {
@@ -89,7 +95,10 @@ pub fn parse_event(raw: &[u8]) -> ParsedEvent<'_> {
             });
         }
     }
-    ParsedEvent { event, data: data.unwrap_or(std::borrow::Cow::Borrowed("")) }
+    ParsedEvent {
+        event,
+        data: data.unwrap_or(std::borrow::Cow::Borrowed("")),
+    }
 }
 
 #[cfg(test)]

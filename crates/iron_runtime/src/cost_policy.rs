@@ -1,0 +1,211 @@
+//! Cost and budget for one router: the price catalog (with the `pricing` overrides), the budget
+//! ledger, and the unknown-model rule. Reserve before forwarding, settle after relaying.
+
+use crate::config::ConfigError;
+use crate::events::{now_ms, EventBus, RouterEvent};
+use crate::exchange::Api;
+use crate::provider::Provider;
+use iron_cost::{BudgetLedger, BudgetThreshold, Catalog, ModelPrice, PriceOverride, Reservation};
+use serde::Deserialize;
+
+/// What to do with a model the catalog cannot price while a budget is set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnknownModel {
+    /// Refuse the call (the default: an unpriced call could spend without limit).
+    Block,
+    /// Allow it and charge this many micro-USD per call.
+    Allow { cost_micros: u64 },
+}
+
+/// The budget and prices of one router.
+pub struct CostPolicy {
+    catalog: Catalog,
+    pub ledger: BudgetLedger,
+    pub unknown_model: UnknownModel,
+    events: EventBus,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PriceOption {
+    input: f64,
+    output: f64,
+    cached_input: Option<f64>,
+    cache_write5m: Option<f64>,
+    cache_write1h: Option<f64>,
+    max_output_tokens: Option<u64>,
+    provider: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UnknownModelOption {
+    action: String,
+    cost_usd: Option<f64>,
+}
+
+fn usd_to_micros(usd: f64) -> u64 {
+    (usd * 1_000_000.0).round().max(0.0) as u64
+}
+
+fn cfg_err(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Provider of a `ModelPrice` in this crate's terms.
+pub fn price_provider(p: &ModelPrice) -> Provider {
+    match p.provider {
+        iron_cost::Provider::Anthropic => Provider::Anthropic,
+        iron_cost::Provider::OpenAi => Provider::OpenAi,
+    }
+}
+
+/// Convert the router's provider to iron_cost's.
+pub fn cost_provider(p: Provider) -> iron_cost::Provider {
+    match p {
+        Provider::Anthropic => iron_cost::Provider::Anthropic,
+        Provider::OpenAi => iron_cost::Provider::OpenAi,
+    }
+}
+
+/// Convert the router's API kind to iron_cost's.
+pub fn api_kind(api: Api) -> iron_cost::ApiKind {
+    use iron_cost::ApiKind as K;
+    match api {
+        Api::OpenAiChat => K::OpenAiChat,
+        Api::OpenAiCompletions => K::OpenAiCompletions,
+        Api::OpenAiResponses => K::OpenAiResponses,
+        Api::OpenAiEmbeddings => K::OpenAiEmbeddings,
+        Api::AnthropicMessages => K::AnthropicMessages,
+        Api::AnthropicCountTokens => K::AnthropicCountTokens,
+        Api::Other => K::Other,
+    }
+}
+
+impl CostPolicy {
+    /// Build from `budgetUsd`, `budgetWarningPercent`, `pricing` and `unknownModel`.
+    pub fn from_options(
+        budget_usd: Option<f64>,
+        warning_percent: Option<f64>,
+        pricing: Option<&serde_json::Value>,
+        unknown: Option<&serde_json::Value>,
+        events: EventBus,
+    ) -> Result<CostPolicy, ConfigError> {
+        let mut overrides = Vec::new();
+        if let Some(p) = pricing {
+            let map = p.as_object().ok_or_else(|| cfg_err("pricing", "must be an object of model name → { input, output, cachedInput?, cacheWrite5m?, cacheWrite1h?, maxOutputTokens?, provider? } in USD per 1M tokens"))?;
+            for (model, v) in map {
+                let field = format!("pricing.{model}");
+                let o: PriceOption = serde_json::from_value(v.clone())
+                    .map_err(|e| cfg_err(&field, e.to_string()))?;
+                let provider = match o.provider.as_deref() {
+                    Some(name) => iron_cost::Provider::parse(name).ok_or_else(|| {
+                        cfg_err(
+                            &format!("{field}.provider"),
+                            "must be 'openai' or 'anthropic'",
+                        )
+                    })?,
+                    None => match crate::provider::provider_from_model(model) {
+                        Some(p) => cost_provider(p),
+                        None => iron_cost::Provider::OpenAi,
+                    },
+                };
+                overrides.push(PriceOverride {
+                    model: model.clone(),
+                    provider,
+                    input_per_mtok: o.input,
+                    output_per_mtok: o.output,
+                    cached_input_per_mtok: o.cached_input,
+                    cache_write_5m_per_mtok: o.cache_write5m,
+                    cache_write_1h_per_mtok: o.cache_write1h,
+                    max_output_tokens: o.max_output_tokens,
+                });
+            }
+        }
+        let catalog = Catalog::builtin()
+            .with_overrides(&overrides)
+            .map_err(|e| cfg_err("pricing", e.to_string()))?;
+        let unknown_model = match unknown {
+            None => UnknownModel::Block,
+            Some(serde_json::Value::String(s)) if s == "block" => UnknownModel::Block,
+            Some(v) if v.is_object() => {
+                let o: UnknownModelOption = serde_json::from_value(v.clone())
+                    .map_err(|e| cfg_err("unknownModel", e.to_string()))?;
+                match (o.action.as_str(), o.cost_usd) {
+                    ("block", _) => UnknownModel::Block,
+                    ("allow", Some(c)) if c.is_finite() && c >= 0.0 => UnknownModel::Allow { cost_micros: usd_to_micros(c) },
+                    ("allow", _) => return Err(cfg_err("unknownModel.costUsd", "is required with action 'allow' (USD charged per call of an unpriced model)")),
+                    (a, _) => return Err(cfg_err("unknownModel.action", format!("must be 'block' or 'allow', got '{a}'"))),
+                }
+            }
+            Some(_) => {
+                return Err(cfg_err(
+                    "unknownModel",
+                    "must be 'block' or { action: 'allow', costUsd: number }",
+                ))
+            }
+        };
+        let ledger = BudgetLedger::new(budget_usd.map(usd_to_micros));
+        if let Some(w) = warning_percent {
+            if !(w.is_finite() && (1.0..=100.0).contains(&w)) {
+                return Err(cfg_err(
+                    "budgetWarningPercent",
+                    format!("must be between 1 and 100, got {w}"),
+                ));
+            }
+            ledger.set_warning_percent(w as u8);
+        }
+        Ok(CostPolicy {
+            catalog,
+            ledger,
+            unknown_model,
+            events,
+        })
+    }
+
+    /// The price of `model` served by `provider`, if known.
+    pub fn price(&self, provider: Provider, model: &str) -> Option<&ModelPrice> {
+        self.catalog.price_for(cost_provider(provider), model)
+    }
+
+    /// True when a limit is set (only then are calls reserved before forwarding).
+    pub fn has_limit(&self) -> bool {
+        self.ledger.status().limit.is_some()
+    }
+
+    /// Publish threshold crossings as `budget` events.
+    pub fn report(&self, thresholds: Vec<BudgetThreshold>) {
+        for t in thresholds {
+            let (level, spent, limit) = match t {
+                BudgetThreshold::Warning { spent, limit } => ("warning", spent, limit),
+                BudgetThreshold::Exceeded { spent, limit } => ("exceeded", spent, limit),
+            };
+            let percent = if limit == 0 {
+                100.0
+            } else {
+                spent as f64 * 100.0 / limit as f64
+            };
+            self.events.emit(RouterEvent::Budget {
+                ts_ms: now_ms(),
+                level: level.into(),
+                spent_usd: spent as f64 / 1e6,
+                limit_usd: limit as f64 / 1e6,
+                percent,
+            });
+        }
+    }
+
+    /// Commit `actual` against a reservation, or add it directly when nothing was reserved.
+    pub fn settle(&self, reservation: Option<Reservation>, actual: u64) {
+        let t = match reservation {
+            Some(r) => r.commit(actual),
+            None => self.ledger.add_spent(actual),
+        };
+        if !t.is_empty() {
+            self.report(t);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+/** Token counts by kind (`input` is uncached input). */
+export interface TokenCounts {
+  input: number
+  cacheRead: number
+  cacheWrite: number
+  output: number
+  reasoning: number
+}
+
+export interface RequestEvent {
+  type: 'request'
+  requestId: number
+  tsMs: number
+  method: string
+  path: string
+  provider: string | null
+  model: string | null
+  stream: boolean
+}
+
+export interface ResponseEvent {
+  type: 'response'
+  requestId: number
+  tsMs: number
+  provider: string
+  model: string | null
+  status: number
+  tokens: TokenCounts
+  costUsd: number
+  costMicros: number
+  /** True when the cost was estimated (a stream cut short before the provider reported usage). */
+  estimated: boolean
+  latencyMs: number
+  ttftMs: number | null
+  outcome: 'complete' | 'client_aborted' | 'upstream_error' | 'timeout'
+}
+
+export interface BlockedEvent {
+  type: 'blocked'
+  requestId: number
+  tsMs: number
+  reason: 'auth' | 'budget' | 'pii' | 'circuit' | 'mismatch' | 'limit' | 'key' | 'upstream' | 'host' | 'origin'
+  code: string
+  message: string
+}
+
+export interface BudgetEvent {
+  type: 'budget'
+  tsMs: number
+  level: 'warning' | 'exceeded'
+  spentUsd: number
+  limitUsd: number
+  percent: number
+}
+
+export interface PiiEvent {
+  type: 'pii'
+  requestId: number
+  tsMs: number
+  direction: 'request' | 'response'
+  detections: Array<{ kind: string; count: number; action: string; sha256: string[] }>
+}
+
+export interface CircuitEvent {
+  type: 'circuit'
+  tsMs: number
+  provider: string
+  host: string
+  state: 'closed' | 'open' | 'half_open'
+  reason: string
+}
+
+export interface KeyEvent {
+  type: 'key'
+  action: 'fetched' | 'refreshed' | 'stale' | 'failed'
+  provider: string | null
+  message: string | null
+}
+
+export interface RouterErrorEvent {
+  type: 'error'
+  tsMs: number
+  code: string
+  message: string
+}
+
+export type RouterEvent =
+  | RequestEvent
+  | ResponseEvent
+  | BlockedEvent
+  | BudgetEvent
+  | PiiEvent
+  | CircuitEvent
+  | KeyEvent
+  | RouterErrorEvent
+
+/** Event name → listener arguments, for the typed EventEmitter. */
+export interface RouterEventMap {
+  request: [RequestEvent]
+  response: [ResponseEvent]
+  blocked: [BlockedEvent]
+  budget: [BudgetEvent]
+  pii: [PiiEvent]
+  circuit: [CircuitEvent]
+  key: [KeyEvent]
+  error: [RouterErrorEvent]
+}

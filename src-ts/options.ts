@@ -1,0 +1,112 @@
+import { IronCageError } from './errors.js'
+
+/** USD per 1M tokens for a model the built-in catalog does not know (or to override it). */
+export interface ModelPriceOption {
+  input: number
+  output: number
+  cachedInput?: number
+  cacheWrite5m?: number
+  cacheWrite1h?: number
+  maxOutputTokens?: number
+  provider?: 'openai' | 'anthropic'
+}
+
+/** Per-type PII action. */
+export type PiiAction = 'off' | 'log' | 'redact' | 'block'
+
+/** PII policy for one direction; keys are the built-in types plus any custom pattern name. */
+export interface PiiDirectionPolicy {
+  default?: PiiAction
+  email?: PiiAction
+  phone?: PiiAction
+  creditCard?: PiiAction
+  usSsn?: PiiAction
+  iban?: PiiAction
+  ipAddress?: PiiAction
+  secret?: PiiAction
+  [custom: string]: PiiAction | undefined
+}
+
+/** PII and secret detection on prompts (`request`) and answers (`response`). */
+export interface SafetyOptions {
+  request?: PiiDirectionPolicy
+  response?: PiiDirectionPolicy
+  custom?: Array<{ name: string; pattern: string }>
+}
+
+/** Circuit breaker, retry and timeout settings. */
+export interface ReliabilityOptions {
+  breaker?: {
+    enabled?: boolean
+    failureRateThreshold?: number
+    windowSize?: number
+    minimumCalls?: number
+    consecutiveFailures?: number
+    openMs?: number
+    maxOpenMs?: number
+    halfOpenProbes?: number
+  }
+  retry?: { maxRetries?: number; baseMs?: number; maxBackoffMs?: number; maxTotalMs?: number; jitter?: 'full' | 'equal' }
+  timeouts?: { connectMs?: number; firstByteMs?: number; idleMs?: number; totalMs?: number }
+}
+
+/** Options of `LlmRouter`. Give `serverUrl` (with `apiKey`) or `providerKey`. */
+export interface LlmRouterOptions {
+  /** The agent's Iron Cage token (`ic_…`); clients must present it. Minted when omitted with `providerKey`. */
+  apiKey?: string
+  /** The Iron Cage server; the real provider key comes from `GET {serverUrl}/api/keys`. https, or http on loopback. */
+  serverUrl?: string
+  /** How long a fetched key is reused. Default 300. */
+  cacheTtlSeconds?: number
+  /** How long a cached key is still served when refreshing it fails. Default 600. */
+  keyStaleGraceSeconds?: number
+  /** Static mode: a provider key used directly, no key server. */
+  providerKey?: string
+  /** Static mode: the provider's base URL (default the provider's public API). */
+  providerBaseUrl?: string
+  /** Static mode: the provider, when the key's format does not tell (`sk-ant-…` is Anthropic). */
+  provider?: 'openai' | 'anthropic'
+  /** Largest request body accepted, in bytes. Default 32 MiB. */
+  maxBodyBytes?: number
+  /** Budget in USD; calls that could overshoot it are refused with 402. Default: no limit. */
+  budgetUsd?: number
+  /** Percentage of the budget at which a `budget` warning event fires. Default 80. */
+  budgetWarningPercent?: number
+  /** Prices for custom or unknown models, USD per 1M tokens. */
+  pricing?: Record<string, ModelPriceOption>
+  /** With a budget set: refuse calls to models that cannot be priced (default), or charge a flat cost. */
+  unknownModel?: 'block' | { action: 'block' } | { action: 'allow'; costUsd: number }
+  /** Origins of web pages allowed to call the router (browser requests are refused otherwise). */
+  allowedOrigins?: string[]
+  /** Concurrent client connections. Default 1024. */
+  maxConnections?: number
+  /** Time a client has to send its request headers. Default 10000. */
+  headerReadTimeoutMs?: number
+}
+
+const KNOWN = new Set<keyof LlmRouterOptions>([
+  'apiKey', 'serverUrl', 'cacheTtlSeconds', 'keyStaleGraceSeconds', 'providerKey', 'providerBaseUrl', 'provider',
+  'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'allowedOrigins', 'maxConnections',
+  'headerReadTimeoutMs',
+])
+
+/** Cheap shape checks with errors that name the field; the native side validates values. */
+export function serializeOptions(options: LlmRouterOptions): string {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new IronCageError('INVALID_OPTIONS', 'LlmRouter options must be an object, e.g. { apiKey, serverUrl }')
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key as keyof LlmRouterOptions)) {
+      throw new IronCageError('INVALID_OPTIONS', `invalid option ${key}: unknown option (known: ${[...KNOWN].join(', ')})`)
+    }
+  }
+  for (const key of ['apiKey', 'serverUrl', 'providerKey', 'providerBaseUrl'] as const) {
+    const v = options[key]
+    if (v !== undefined && typeof v !== 'string') {
+      throw new IronCageError('INVALID_OPTIONS', `invalid option ${key}: expected a string, got ${typeof v}`)
+    }
+  }
+  const clean: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) clean[k] = v
+  return JSON.stringify(clean)
+}

@@ -1,0 +1,240 @@
+import { EventEmitter } from 'node:events'
+import { IronCageError, fromNative } from './errors.js'
+import type { RouterEvent, RouterEventMap } from './events.js'
+import { native, type NativeRouter } from './native.js'
+import { serializeOptions, type LlmRouterOptions } from './options.js'
+
+/** Spent, reserved and limit of the budget, in USD (`limitUsd` is null without a budget). */
+export interface BudgetStatus {
+  spentUsd: number
+  reservedUsd: number
+  limitUsd: number | null
+}
+
+/** Per-model totals in `router.stats()`. */
+export interface ModelStats {
+  requests: number
+  inputTokens: number
+  outputTokens: number
+  cacheReadTokens: number
+  cacheWriteTokens: number
+  reasoningTokens: number
+  costUsd: number
+}
+
+/** Counters since the router started. */
+export interface RouterStats {
+  requests: number
+  completed: number
+  failed: number
+  blocked: number
+  blockedByReason: Record<string, number>
+  inputTokens: number
+  outputTokens: number
+  cacheReadTokens: number
+  cacheWriteTokens: number
+  reasoningTokens: number
+  costUsd: number
+  byModel: Record<string, ModelStats>
+  lastModel: string | null
+  eventsDropped: number
+}
+
+export type Provider = 'openai' | 'anthropic' | 'unknown'
+
+const EVENT_NAMES = new Set(['request', 'response', 'blocked', 'budget', 'pii', 'circuit', 'key', 'error'])
+
+/**
+ * A local proxy on 127.0.0.1 that agents' OpenAI and Anthropic SDKs call instead of the provider.
+ * It swaps the Iron Cage token for the real key and applies budget, PII and reliability policy.
+ */
+export class LlmRouter extends EventEmitter<RouterEventMap> {
+  readonly #inner: NativeRouter
+  #keepAlive: NodeJS.Timeout | undefined
+  #refed = true
+  #subscribed = false
+  #stopping: Promise<void> | undefined
+  #provider: Provider = 'unknown'
+  #providerError: string | undefined
+  /** Resolves once the provider key was fetched (or could not be: then `provider` is `'unknown'`). */
+  readonly ready: Promise<void>
+
+  /** Binds synchronously (no network on the event loop); `await router.ready` for the provider. */
+  constructor(options: LlmRouterOptions) {
+    super()
+    const json = serializeOptions(options)
+    try {
+      this.#inner = new (native().NativeRouter)(json)
+    } catch (err) {
+      throw fromNative(err)
+    }
+    // Like a net.Server: a running router keeps the process alive until stop() or unref().
+    this.#keepAlive = setInterval(() => {}, 1 << 30)
+    ;(this as EventEmitter).on('newListener', (name: string | symbol) => {
+      if (!this.#subscribed && typeof name === 'string' && EVENT_NAMES.has(name)) this.#subscribe()
+    })
+    this.ready = this.#inner.ready().then(
+      ([provider, reason]) => {
+        this.#provider = provider === 'openai' || provider === 'anthropic' ? provider : 'unknown'
+        this.#providerError = reason || undefined
+      },
+      () => {
+        this.#provider = 'unknown'
+      },
+    )
+  }
+
+  /** Create a router and wait until it knows its provider. */
+  static async create(options: LlmRouterOptions): Promise<LlmRouter> {
+    const router = new LlmRouter(options)
+    await router.ready
+    return router
+  }
+
+  /** `http://127.0.0.1:<port>/v1`, the base URL for OpenAI SDKs. */
+  get baseUrl(): string {
+    return this.#inner.baseUrl
+  }
+
+  /** `http://127.0.0.1:<port>`, the base URL for the Anthropic SDK (it appends `/v1/messages`). */
+  get anthropicBaseUrl(): string {
+    return this.#inner.anthropicBaseUrl
+  }
+
+  get port(): number {
+    return this.#inner.port
+  }
+
+  /** The token clients send (the Iron Cage token, or a minted local one in static-key mode). */
+  get apiKey(): string {
+    return this.#inner.apiKey
+  }
+
+  /** The provider of the key, `'unknown'` until known or if the key server could not be reached. */
+  get provider(): Provider {
+    const p = this.#inner.provider
+    if (p === 'openai' || p === 'anthropic') return p
+    return this.#provider
+  }
+
+  /** Why the provider is `'unknown'`, when the first key fetch failed. */
+  get providerError(): string | undefined {
+    return this.#providerError
+  }
+
+  get isRunning(): boolean {
+    return this.#inner.isRunning
+  }
+
+  /** USD spent through this router. */
+  totalSpent(): number {
+    return this.#inner.totalSpentMicros() / 1e6
+  }
+
+  /** The budget limit in USD, or null when there is none. */
+  get budget(): number | null {
+    return this.budgetStatus.limitUsd
+  }
+
+  /** Spent, reserved (held by calls in flight) and limit, in USD. */
+  get budgetStatus(): BudgetStatus {
+    const s = JSON.parse(this.#inner.budgetJson()) as { spentMicros: number; reservedMicros: number; limitMicros: number | null }
+    return {
+      spentUsd: s.spentMicros / 1e6,
+      reservedUsd: s.reservedMicros / 1e6,
+      limitUsd: s.limitMicros === null ? null : s.limitMicros / 1e6,
+    }
+  }
+
+  /** Set the budget in USD, or remove it with `null`. */
+  setBudget(usd: number | null): void {
+    if (usd !== null && (typeof usd !== 'number' || !Number.isFinite(usd) || usd < 0)) {
+      throw new IronCageError('INVALID_OPTIONS', `setBudget: expected a non-negative number of USD or null, got ${String(usd)}`)
+    }
+    try {
+      this.#inner.setBudgetUsd(usd)
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  /** Counters since start: requests, blocked by reason, tokens, cost, per model. */
+  stats(): RouterStats {
+    const raw = JSON.parse(this.#inner.statsJson()) as RouterStats & { costMicros: number; byModel: Record<string, ModelStats & { costMicros: number }> }
+    const byModel: Record<string, ModelStats> = {}
+    for (const [model, m] of Object.entries(raw.byModel)) {
+      const { costMicros, ...rest } = m
+      byModel[model] = { ...rest, costUsd: costMicros / 1e6 }
+    }
+    const { costMicros, ...rest } = raw
+    return { ...rest, byModel, costUsd: costMicros / 1e6 }
+  }
+
+  /** Options for `new OpenAI(...)`: `{ baseURL, apiKey }`. */
+  openaiClientOptions(): { baseURL: string; apiKey: string } {
+    return { baseURL: this.baseUrl, apiKey: this.apiKey }
+  }
+
+  /** Options for `new Anthropic(...)`: `{ baseURL, apiKey }`. */
+  anthropicClientOptions(): { baseURL: string; apiKey: string } {
+    return { baseURL: this.anthropicBaseUrl, apiKey: this.apiKey }
+  }
+
+  /** The environment variables the OpenAI and Anthropic SDKs read, pointing at this router. */
+  env(): Record<string, string> {
+    return {
+      OPENAI_BASE_URL: this.baseUrl,
+      OPENAI_API_KEY: this.apiKey,
+      ANTHROPIC_BASE_URL: this.anthropicBaseUrl,
+      ANTHROPIC_API_KEY: this.apiKey,
+      IRON_CAGE_ROUTER_URL: this.anthropicBaseUrl,
+      IRON_CAGE_TOKEN: this.apiKey,
+    }
+  }
+
+  /** Keep the process alive while running (the default). */
+  ref(): this {
+    this.#refed = true
+    this.#keepAlive?.ref()
+    return this
+  }
+
+  /** Let the process exit even though the router runs. */
+  unref(): this {
+    this.#refed = false
+    this.#keepAlive?.unref()
+    return this
+  }
+
+  /** Stop serving; in-flight requests get a short grace. Idempotent. */
+  stop(): Promise<void> {
+    if (!this.#stopping) {
+      if (this.#keepAlive) clearInterval(this.#keepAlive)
+      this.#keepAlive = undefined
+      this.#stopping = this.#inner.stop().catch((err: unknown) => {
+        throw fromNative(err)
+      })
+    }
+    return this.#stopping
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop()
+  }
+
+  #subscribe(): void {
+    this.#subscribed = true
+    this.#inner.subscribe((batch: string) => {
+      let events: RouterEvent[]
+      try {
+        events = JSON.parse(batch) as RouterEvent[]
+      } catch {
+        return
+      }
+      for (const e of events) {
+        if (e.type === 'error' && this.listenerCount('error') === 0) continue
+        ;(this.emit as (name: string, ev: RouterEvent) => boolean)(e.type, e)
+      }
+    })
+  }
+}

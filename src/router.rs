@@ -1,0 +1,150 @@
+//! `NativeRouter`: the JS face of `iron_runtime::Router`.
+
+use crate::errors::{coded, guard};
+use iron_runtime::Router;
+use napi::bindgen_prelude::within_runtime_if_available;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Batches of events as a JSON array string; unref'd (never keeps Node alive), bounded queue.
+type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 256>;
+
+#[napi]
+pub struct NativeRouter {
+    inner: Arc<Router>,
+    js_dropped: Arc<AtomicU64>,
+}
+
+#[napi]
+impl NativeRouter {
+    /// Bind 127.0.0.1:0 and start serving; the first key fetch runs in the background.
+    #[napi(constructor)]
+    pub fn new(options_json: String) -> napi::Result<Self, String> {
+        guard("LlmRouter constructor", || {
+            let router = within_runtime_if_available(|| Router::start_json(&options_json))
+                .map_err(|e| coded(e.code(), e.to_string()))?;
+            Ok(NativeRouter {
+                inner: Arc::new(router),
+                js_dropped: Arc::new(AtomicU64::new(0)),
+            })
+        })
+    }
+
+    #[napi(getter)]
+    pub fn port(&self) -> u32 {
+        self.inner.port() as u32
+    }
+
+    #[napi(getter)]
+    pub fn base_url(&self) -> String {
+        self.inner.base_url()
+    }
+
+    #[napi(getter)]
+    pub fn anthropic_base_url(&self) -> String {
+        self.inner.anthropic_base_url()
+    }
+
+    #[napi(getter)]
+    pub fn api_key(&self) -> String {
+        self.inner.api_key().to_string()
+    }
+
+    #[napi(getter)]
+    pub fn is_running(&self) -> bool {
+        self.inner.is_running()
+    }
+
+    /// `openai`, `anthropic`, `unknown` (first fetch failed) or null (still fetching).
+    #[napi(getter)]
+    pub fn provider(&self) -> Option<String> {
+        self.inner.provider_now().map(|r| match r {
+            Ok(p) => p.as_str().to_string(),
+            Err(_) => "unknown".to_string(),
+        })
+    }
+
+    /// Resolves once the provider is known: `[provider, reasonIfUnknown]`.
+    #[napi]
+    pub async fn ready(&self) -> Vec<String> {
+        match self.inner.ready().await {
+            Ok(p) => vec![p.as_str().to_string(), String::new()],
+            Err(e) => vec!["unknown".to_string(), e],
+        }
+    }
+
+    /// Stop serving (idempotent).
+    #[napi]
+    pub async fn stop(&self) {
+        self.inner.stop().await;
+    }
+
+    /// USD spent by this router (from integer micro-USD).
+    #[napi]
+    pub fn total_spent_micros(&self) -> f64 {
+        self.inner.total_spent_micros() as f64
+    }
+
+    /// `router.stats()` as JSON.
+    #[napi]
+    pub fn stats_json(&self) -> String {
+        let mut snap = self.inner.shared().stats.snapshot();
+        snap.events_dropped =
+            self.inner.events().dropped() + self.js_dropped.load(Ordering::Relaxed);
+        serde_json::to_string(&snap).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Budget status as JSON `{spentMicros, reservedMicros, limitMicros}`.
+    #[napi]
+    pub fn budget_json(&self) -> String {
+        serde_json::to_string(&self.inner.budget_status()).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Set (or clear with a negative value) the budget in USD.
+    #[napi]
+    pub fn set_budget_usd(&self, usd: Option<f64>) -> napi::Result<(), String> {
+        self.inner
+            .set_budget_usd(usd)
+            .map_err(|m| coded("INVALID_OPTIONS", m))
+    }
+
+    /// Deliver events to `callback` in batches (a JSON array string per call). Events that cannot be
+    /// queued because JS is busy are dropped and counted.
+    #[napi(ts_args_type = "callback: (batch: string) => void")]
+    pub fn subscribe(&self, callback: EventSink) {
+        let mut sub = self.inner.events().subscribe();
+        let dropped = self.js_dropped.clone();
+        within_runtime_if_available(|| {
+            tokio::spawn(async move {
+                let mut batch: Vec<String> = Vec::with_capacity(64);
+                while let Some(first) = sub.recv().await {
+                    batch.clear();
+                    if let Ok(s) = serde_json::to_string(&*first) {
+                        batch.push(s);
+                    }
+                    while batch.len() < 512 {
+                        match sub.try_recv() {
+                            Some(e) => {
+                                if let Ok(s) = serde_json::to_string(&*e) {
+                                    batch.push(s);
+                                }
+                            }
+                            None => break,
+                        }
+                    }
+                    let payload = format!("[{}]", batch.join(","));
+                    match callback.call(payload, ThreadsafeFunctionCallMode::NonBlocking) {
+                        Status::Ok => {}
+                        Status::Closing => break,
+                        _ => {
+                            dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        });
+    }
+}

@@ -1,0 +1,396 @@
+// The budget under load and under failure: 200 concurrent calls against a budget for about 20 never overshoot
+// it at any sampled moment, and every way a call can end (complete, refused, client abort, upstream error)
+// leaves nothing reserved.
+import Anthropic from '@anthropic-ai/sdk'
+import OpenAI from 'openai'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { LlmRouter } from '../src-ts/index.js'
+import type { ResponseEvent } from '../src-ts/events.js'
+import { startFakeKeyServer, type FakeKeyServer } from './helpers/fake-key-server.js'
+import { startFakeProvider, type FakeProvider, type RecordedRequest } from './helpers/fake-provider.js'
+
+const IC = 'ic_budget_test_token_77d0'
+const OPENAI_KEY = 'sk-proj-budget-test-openai'
+const ANTHROPIC_KEY = 'sk-ant-budget-test-anthropic'
+
+// Published list prices in pico-USD per token (= USD per 1M tokens × 1e6).
+// gpt-4o: $2.50 in, $10 out; it lists no cache-write price, so the worst input rate is the input rate.
+const GPT_4O = { worstInput: 2_500_000, output: 10_000_000 }
+// claude-sonnet-4-5: $3 in, $15 out, 1-hour cache write $6: the worst rate input can be billed at.
+const SONNET = { worstInput: 6_000_000, output: 15_000_000 }
+
+/**
+ * The router's conservative input estimate (iron_cost::estimate_input_tokens) for a body whose text lives in
+ * `messages` / `system`: characters of every string / 3 rounded up, + 8 per message, + 16.
+ */
+function estimateInputTokens(json: { messages?: unknown[]; system?: unknown }): number {
+  const chars = (v: unknown): number => {
+    if (typeof v === 'string') return Array.from(v).length
+    if (Array.isArray(v)) return v.reduce<number>((n, x) => n + chars(x), 0)
+    if (v && typeof v === 'object') return Object.values(v).reduce<number>((n, x) => n + chars(x), 0)
+    return 0
+  }
+  const messages = json.messages ?? []
+  return Math.ceil((chars(messages) + chars(json.system)) / 3) + 8 * messages.length + 16
+}
+
+/** Worst case held for a call, in micro-USD, rounded up like the router. */
+const holdMicros = (rates: { worstInput: number; output: number }, inputTokens: number, maxTokens: number): number =>
+  Math.ceil((inputTokens * rates.worstInput + maxTokens * rates.output) / 1e6)
+
+const micros = (usd: number): number => Math.round(usd * 1e6)
+
+let openaiUp: FakeProvider
+let anthropicUp: FakeProvider
+let openaiKeys: FakeKeyServer
+let anthropicKeys: FakeKeyServer
+
+beforeAll(async () => {
+  openaiUp = await startFakeProvider({ expectedKey: OPENAI_KEY })
+  anthropicUp = await startFakeProvider({ expectedKey: ANTHROPIC_KEY })
+  openaiKeys = await startFakeKeyServer({ icToken: IC, key: OPENAI_KEY, provider: 'openai', baseUrl: openaiUp.url })
+  anthropicKeys = await startFakeKeyServer({ icToken: IC, key: ANTHROPIC_KEY, provider: 'anthropic', baseUrl: anthropicUp.url })
+})
+
+afterAll(async () => {
+  await Promise.all([openaiUp.close(), anthropicUp.close(), openaiKeys.close(), anthropicKeys.close()])
+})
+
+afterEach(() => {
+  openaiUp.reset()
+  anthropicUp.reset()
+})
+
+/** Collects response events. */
+function collect(router: LlmRouter): ResponseEvent[] {
+  const list: ResponseEvent[] = []
+  router.on('response', (e) => list.push(e))
+  return list
+}
+
+/** Samples budgetStatus every 2 ms; records every moment spent or spent + reserved was above the limit. */
+function sampler(router: LlmRouter, limit: number) {
+  const violations: string[] = []
+  let samples = 0
+  let maxReserved = 0
+  const timer = setInterval(() => {
+    const s = router.budgetStatus
+    samples++
+    const spent = micros(s.spentUsd)
+    const reserved = micros(s.reservedUsd)
+    maxReserved = Math.max(maxReserved, reserved)
+    if (spent > limit || spent + reserved > limit) violations.push(`spent ${spent} + reserved ${reserved} > ${limit}`)
+  }, 2)
+  return {
+    stop() {
+      clearInterval(timer)
+      return { violations, samples, maxReserved }
+    },
+  }
+}
+
+const PROMPT = 'Count to three, please.'
+const MAX_TOKENS = 100
+const N = 200
+
+/** Runs N calls at once; returns how many succeeded and the errors of the rest. */
+async function storm(router: LlmRouter, limit: number, call: () => Promise<unknown>) {
+  const s = sampler(router, limit)
+  const results = await Promise.allSettled(Array.from({ length: N }, () => call()))
+  const stats = s.stop()
+  const admitted = results.filter((r) => r.status === 'fulfilled').length
+  const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []))
+  return { admitted, errors, ...stats }
+}
+
+describe('200 concurrent calls against a budget for about 20', () => {
+  // The fake answers with exactly the worst case the router holds (input = the router's estimate, output =
+  // max_tokens), so settling releases nothing and the admitted count is exactly floor(limit / cost).
+  const openaiUsage = (req: RecordedRequest) => ({ inputTokens: estimateInputTokens(req.json), outputTokens: req.json.max_tokens })
+
+  const cases = [
+    { name: 'OpenAI chat, JSON', stream: false },
+    { name: 'OpenAI chat, streamed (usage injected by the router)', stream: true },
+  ]
+  for (const c of cases) {
+    it(c.name, async () => {
+      const body = { model: 'gpt-4o', max_tokens: MAX_TOKENS, messages: [{ role: 'user' as const, content: PROMPT }] }
+      // "user" + prompt = 27 chars → 9 + 8 + 16 = 33 tokens; 33 × 2.50 + 100 × 10 = 82.5 + 1000 → 1083 µ$
+      const each = holdMicros(GPT_4O, estimateInputTokens(body), MAX_TOKENS)
+      expect(each).toBe(1083)
+      const limit = Math.floor(20.5 * each)
+      const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: limit / 1e6 })
+      try {
+        const events = collect(router)
+        openaiUp.behaviour.usage = openaiUsage
+        openaiUp.behaviour.delayBeforeHeadersMs = c.stream ? 0 : 30
+        openaiUp.behaviour.chunkDelayMs = c.stream ? 5 : 0
+        const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
+        const call = async () => {
+          if (!c.stream) return client.chat.completions.create(body)
+          const s = await client.chat.completions.create({ ...body, stream: true })
+          let text = ''
+          for await (const chunk of s) {
+            expect(chunk.usage ?? null).toBeNull()
+            text += chunk.choices[0]?.delta.content ?? ''
+          }
+          expect(text).toBe('Hello from the fake provider.')
+        }
+        const r = await storm(router, limit, call)
+
+        expect(r.violations).toEqual([])
+        expect(r.samples).toBeGreaterThan(3)
+        expect(r.maxReserved).toBeGreaterThan(0)
+        expect(r.admitted).toBeGreaterThanOrEqual(18)
+        expect(r.admitted).toBeLessThanOrEqual(20)
+        expect(openaiUp.hits).toBe(r.admitted)
+        expect(r.errors).toHaveLength(N - r.admitted)
+        for (const e of r.errors) {
+          expect(e).toBeInstanceOf(OpenAI.APIError)
+          const err = e as InstanceType<typeof OpenAI.APIError>
+          expect(err.status).toBe(402)
+          expect(err.code).toBe('budget_exceeded')
+          expect(err.headers?.get('x-should-retry')).toBe('false')
+          expect(err.message).toMatch(/budget \$0\.\d+ would be exceeded: \$0\.\d+ spent, \$0\.\d+ reserved by requests in flight/)
+          expect(err.message).toContain('raise budgetUsd or lower max_tokens')
+        }
+        await expect.poll(() => events.length).toBe(r.admitted)
+        expect(events.every((e) => e.costMicros === each && !e.estimated)).toBe(true)
+        const status = router.budgetStatus
+        expect(status.reservedUsd).toBe(0)
+        expect(micros(status.spentUsd)).toBe(r.admitted * each)
+        expect(micros(status.spentUsd)).toBeLessThanOrEqual(limit)
+        expect(router.stats().blockedByReason['budget']).toBe(N - r.admitted)
+      } finally {
+        await router.stop()
+      }
+    })
+  }
+
+  it('Anthropic messages, streamed', async () => {
+    const body = { model: 'claude-sonnet-4-5', max_tokens: MAX_TOKENS, messages: [{ role: 'user' as const, content: PROMPT }] }
+    // 33 tokens × $6 (1-hour write, the worst input rate) + 100 × $15 = 198 + 1500 = 1698 µ$
+    const each = holdMicros(SONNET, estimateInputTokens(body), MAX_TOKENS)
+    expect(each).toBe(1698)
+    const limit = Math.floor(20.5 * each)
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url, budgetUsd: limit / 1e6 })
+    try {
+      const events = collect(router)
+      // All input written to the 1-hour cache: the one usage whose cost equals the worst case held.
+      anthropicUp.behaviour.usage = (req) => ({ inputTokens: 0, cacheWrite1hTokens: estimateInputTokens(req.json), outputTokens: req.json.max_tokens })
+      anthropicUp.behaviour.chunkDelayMs = 5
+      const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
+      const r = await storm(router, limit, async () => {
+        const m = await client.messages.stream(body).finalMessage()
+        expect(m.usage.output_tokens).toBe(MAX_TOKENS)
+      })
+      expect(r.violations).toEqual([])
+      expect(r.maxReserved).toBeGreaterThan(0)
+      expect(r.admitted).toBeGreaterThanOrEqual(18)
+      expect(r.admitted).toBeLessThanOrEqual(20)
+      expect(anthropicUp.hits).toBe(r.admitted)
+      for (const e of r.errors) {
+        expect(e).toBeInstanceOf(Anthropic.APIError)
+        const err = e as InstanceType<typeof Anthropic.APIError>
+        expect(err.status).toBe(402)
+        expect(err.headers?.get('x-should-retry')).toBe('false')
+        expect(err.message).toMatch(/would be exceeded/)
+      }
+      await expect.poll(() => events.length).toBe(r.admitted)
+      expect(events.every((e) => e.costMicros === each)).toBe(true)
+      expect(router.budgetStatus.reservedUsd).toBe(0)
+      expect(micros(router.budgetStatus.spentUsd)).toBe(r.admitted * each)
+      expect(micros(router.budgetStatus.spentUsd)).toBeLessThanOrEqual(limit)
+    } finally {
+      await router.stop()
+    }
+  })
+
+  it('a mix of cheaper actual costs admits more, still never above the limit', async () => {
+    // The fake reports 20 output tokens (its default) while 100 are held: each settle gives budget back.
+    const body = { model: 'gpt-4o', max_tokens: MAX_TOKENS, messages: [{ role: 'user' as const, content: PROMPT }] }
+    const each = holdMicros(GPT_4O, estimateInputTokens(body), MAX_TOKENS)
+    const limit = Math.floor(20.5 * each)
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: limit / 1e6 })
+    try {
+      const events = collect(router)
+      openaiUp.behaviour.chunkDelayMs = 3
+      const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
+      const r = await storm(router, limit, async () => {
+        for await (const _ of await client.chat.completions.create({ ...body, stream: true })) void _
+      })
+      expect(r.violations).toEqual([])
+      expect(r.admitted).toBeGreaterThanOrEqual(20)
+      await expect.poll(() => events.length).toBe(r.admitted)
+      const spent = events.reduce((a, e) => a + e.costMicros, 0)
+      expect(router.budgetStatus.reservedUsd).toBe(0)
+      expect(micros(router.budgetStatus.spentUsd)).toBe(spent)
+      expect(spent).toBeLessThanOrEqual(limit)
+    } finally {
+      await router.stop()
+    }
+  })
+})
+
+describe('every ending releases its reservation', () => {
+  const LONG_TEXT = Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ')
+
+  it('a stream the client aborts is charged an estimate, marked estimated, and nothing stays reserved', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    try {
+      const events = collect(router)
+      openaiUp.behaviour.text = LONG_TEXT
+      openaiUp.behaviour.chunkDelayMs = 100
+      const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
+      const body = { model: 'gpt-4o', max_tokens: 500, stream: true as const, messages: [{ role: 'user' as const, content: PROMPT }] }
+      const hold = holdMicros(GPT_4O, estimateInputTokens(body), 500)
+      const ac = new AbortController()
+      const stream = await client.chat.completions.create(body, { signal: ac.signal })
+      let chunks = 0
+      // The SDK ends the iteration quietly (or with APIUserAbortError) once the signal fires.
+      const err = await (async () => {
+        for await (const _ of stream) {
+          void _
+          if (++chunks === 3) {
+            expect(micros(router.budgetStatus.reservedUsd)).toBe(hold)
+            ac.abort()
+          }
+        }
+      })().catch((e: unknown) => e)
+      if (err !== undefined) expect(err).toBeInstanceOf(OpenAI.APIUserAbortError)
+      expect(chunks).toBe(3)
+
+      await expect.poll(() => events.length, { timeout: 5000 }).toBe(1)
+      const e = events[0]!
+      expect(e.outcome).toBe('client_aborted')
+      expect(e.estimated).toBe(true)
+      expect(e.costMicros).toBeGreaterThan(0)
+      expect(e.costMicros).toBeLessThanOrEqual(hold)
+      // Output was estimated from what was produced: a handful of words, far below the 500 held.
+      expect(e.tokens.output).toBeGreaterThan(0)
+      expect(e.tokens.output).toBeLessThan(40)
+      expect(router.budgetStatus.reservedUsd).toBe(0)
+      expect(micros(router.budgetStatus.spentUsd)).toBe(e.costMicros)
+    } finally {
+      await router.stop()
+    }
+  })
+
+  it('an Anthropic stream the client aborts releases its hold too', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url, budgetUsd: 1 })
+    try {
+      const events = collect(router)
+      anthropicUp.behaviour.text = LONG_TEXT
+      anthropicUp.behaviour.chunkDelayMs = 100
+      const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
+      const stream = client.messages.stream({ model: 'claude-sonnet-4-5', max_tokens: 500, messages: [{ role: 'user', content: PROMPT }] })
+      let deltas = 0
+      stream.on('text', () => {
+        if (++deltas === 2) stream.abort()
+      })
+      await expect(stream.finalMessage()).rejects.toThrow()
+      await expect.poll(() => events.length, { timeout: 5000 }).toBe(1)
+      expect(events[0]).toMatchObject({ outcome: 'client_aborted', estimated: true })
+      expect(events[0]!.costMicros).toBeGreaterThan(0)
+      expect(router.budgetStatus.reservedUsd).toBe(0)
+      expect(micros(router.budgetStatus.spentUsd)).toBe(events[0]!.costMicros)
+    } finally {
+      await router.stop()
+    }
+  })
+
+  it('an upstream 500 costs nothing and releases the hold', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    try {
+      const events = collect(router)
+      openaiUp.behaviour.fault = { status: 500 }
+      const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
+      for (const stream of [false, true]) {
+        const err = await client.chat.completions.create({ model: 'gpt-4o', max_tokens: 500, stream, messages: [{ role: 'user', content: PROMPT }] }).catch((e: unknown) => e)
+        expect(err).toBeInstanceOf(OpenAI.InternalServerError)
+      }
+      await expect.poll(() => events.length).toBe(2)
+      expect(events.map((e) => [e.status, e.costMicros])).toEqual([[500, 0], [500, 0]])
+      expect(router.budgetStatus).toEqual({ spentUsd: 0, reservedUsd: 0, limitUsd: 1 })
+    } finally {
+      await router.stop()
+    }
+  })
+
+  it('an Anthropic 529 costs nothing and releases the hold', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url, budgetUsd: 1 })
+    try {
+      const events = collect(router)
+      anthropicUp.behaviour.fault = { status: 529 }
+      const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
+      const err = await client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 500, messages: [{ role: 'user', content: PROMPT }] }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(Anthropic.APIError)
+      expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(529)
+      await expect.poll(() => events.length).toBe(1)
+      expect(events[0]).toMatchObject({ status: 529, costMicros: 0 })
+      expect(router.budgetStatus).toEqual({ spentUsd: 0, reservedUsd: 0, limitUsd: 1 })
+    } finally {
+      await router.stop()
+    }
+  })
+
+  it('a stream reset mid-way is charged an estimate (marked estimated) and nothing stays reserved', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    try {
+      const events = collect(router)
+      openaiUp.behaviour.text = LONG_TEXT
+      openaiUp.behaviour.fault = 'reset-mid-stream'
+      openaiUp.behaviour.faultAfterChunks = 5
+      const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
+      const body = { model: 'gpt-4o', max_tokens: 500, stream: true as const, messages: [{ role: 'user' as const, content: PROMPT }] }
+      const hold = holdMicros(GPT_4O, estimateInputTokens(body), 500)
+      const err = await (async () => {
+        for await (const _ of await client.chat.completions.create(body)) void _
+      })().catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(OpenAI.APIError)
+      await expect.poll(() => events.length).toBe(1)
+      const e = events[0]!
+      expect(e).toMatchObject({ status: 200, outcome: 'upstream_error', estimated: true })
+      expect(e.costMicros).toBeGreaterThan(0)
+      expect(e.costMicros).toBeLessThanOrEqual(hold)
+      expect(router.budgetStatus.reservedUsd).toBe(0)
+      expect(micros(router.budgetStatus.spentUsd)).toBe(e.costMicros)
+    } finally {
+      await router.stop()
+    }
+  })
+
+  it('a connection reset before the answer is a 502 that costs nothing and releases the hold', async () => {
+    // The fake closes the socket after queueing the headers and half a JSON body; nothing reaches the router.
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    try {
+      openaiUp.behaviour.fault = 'reset-mid-stream'
+      const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
+      const err = await client.chat.completions.create({ model: 'gpt-4o', max_tokens: 500, messages: [{ role: 'user', content: PROMPT }] }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(OpenAI.APIError)
+      expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(502)
+      expect(openaiUp.hits).toBe(1)
+      expect(router.budgetStatus).toEqual({ spentUsd: 0, reservedUsd: 0, limitUsd: 1 })
+    } finally {
+      await router.stop()
+    }
+  })
+
+  it('an unreachable provider releases the hold and costs nothing', async () => {
+    const dead = await startFakeProvider({ expectedKey: OPENAI_KEY })
+    const url = dead.url
+    await dead.close()
+    const keys = await startFakeKeyServer({ icToken: IC, key: OPENAI_KEY, provider: 'openai', baseUrl: url })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, budgetUsd: 1 })
+    try {
+      const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
+      const err = await client.chat.completions.create({ model: 'gpt-4o', max_tokens: 500, messages: [{ role: 'user', content: PROMPT }] }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(OpenAI.APIError)
+      expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(502)
+      expect(router.budgetStatus).toEqual({ spentUsd: 0, reservedUsd: 0, limitUsd: 1 })
+    } finally {
+      await router.stop()
+      await keys.close()
+    }
+  })
+})

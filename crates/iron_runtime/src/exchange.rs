@@ -68,4 +68,6 @@ pub struct Exchange {
     pub reservation: Option<iron_cost::Reservation>,
     /// Flat charge for an unpriced model allowed by the `unknownModel` option.
     pub flat_cost_micros: Option<u64>,
+    /// Breaker admission, recorded with the call's outcome at settle.
+    pub permit: Option<iron_reliability::Permit>,
 }

@@ -15,9 +15,11 @@ pub mod pipeline;
 pub mod policies;
 pub mod provider;
 pub mod relay;
+pub mod safety_policy;
 pub mod server;
 pub mod sse;
 pub mod stats;
+pub mod upstream_call;
 
 pub use config::{ConfigError, RouterConfig};
 pub use error::RouterError;

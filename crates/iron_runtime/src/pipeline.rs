@@ -212,8 +212,22 @@ async fn proxy(
         }
     }
 
+    // Parse the body once, only when a policy needs the tree.
+    let needs_tree = info.is_json
+        && (shared.policies.safety.request_active
+            || (api.is_billable() && shared.policies.cost.has_limit()));
+    let mut doc: Option<serde_json::Value> = if needs_tree {
+        serde_json::from_slice(&body).ok()
+    } else {
+        None
+    };
+
+    // Input safety: scan the prompt; redact before forwarding or refuse.
+    let body = input_safety(shared, id, api, doc.as_mut(), body, shape)?;
+
     // Budget: hold the worst-case cost before anything leaves the machine.
-    let hold = reserve_budget(shared, &info, api, key.provider, &body, shape)?;
+    let hold = reserve_budget(shared, &info, api, key.provider, doc.as_ref(), &body, shape)?;
+    drop(doc);
 
     // Usage on OpenAI chat streams: ask for it when the client did not.
     let (body, strip_usage_chunk) = maybe_inject_usage(body, &info, api, key.provider);
@@ -225,6 +239,20 @@ async fn proxy(
         .unwrap_or_default();
     let headers = forward::upstream_headers(&parts.headers, &key)
         .map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
+    // Breaker and forward, with retries where safe.
+    let answer = crate::upstream_call::call_upstream(
+        shared,
+        crate::upstream_call::Call {
+            method: parts.method.clone(),
+            url: &url,
+            headers,
+            body,
+            provider: key.provider,
+            host: &host,
+            shape,
+        },
+    )
+    .await?;
     let ex = Exchange {
         id,
         started,
@@ -234,47 +262,53 @@ async fn proxy(
         api,
         stream: info.stream,
         strip_usage_chunk,
-        host: host.clone(),
+        host,
         estimated_input_tokens: hold.estimated_input_tokens,
         price: hold.price,
         reservation: hold.reservation,
         flat_cost_micros: hold.flat_cost_micros,
-    };
-
-    // Forward.
-    let timeouts = shared.policies.timeouts;
-    let resp = forward::send(
-        &shared.http,
-        parts.method.clone(),
-        &url,
-        headers,
-        body,
-        timeouts.first_byte,
-    )
-    .await;
-    let resp = match resp {
-        Ok(r) => r,
-        Err(forward::SendError::Timeout(what)) => {
-            return Err(Denial::new(
-                RouterError::UpstreamTimeout {
-                    host,
-                    what: what.into(),
-                },
-                shape,
-                "upstream",
-            ));
-        }
-        Err(forward::SendError::Connect(reason)) | Err(forward::SendError::Other(reason)) => {
-            return Err(Denial::new(
-                RouterError::UpstreamUnreachable { host, reason },
-                shape,
-                "upstream",
-            ));
-        }
+        permit: answer.permit,
     };
 
     // Relay.
-    Ok(relay::relay(shared.clone(), ex, resp))
+    Ok(relay::relay(shared.clone(), ex, answer.response).await)
+}
+
+/// Phase: scan the prompt text; redact it in place (and re-serialise only then) or refuse with 400.
+fn input_safety(
+    shared: &Shared,
+    id: u64,
+    api: Api,
+    doc: Option<&mut serde_json::Value>,
+    body: Bytes,
+    shape: Provider,
+) -> Result<Bytes, Denial> {
+    let safety = &shared.policies.safety;
+    let Some(doc) = doc else { return Ok(body) };
+    if !safety.request_active {
+        return Ok(body);
+    }
+    let verdict = safety
+        .engine
+        .inspect_request(crate::safety_policy::api_shape(api), doc);
+    crate::safety_policy::report(&shared.events, id, "request", &verdict.detections);
+    if verdict.blocked {
+        let message = verdict
+            .message
+            .unwrap_or_else(|| "Request blocked by Iron Cage PII policy".into());
+        return Err(Denial::new(
+            RouterError::PiiBlocked { message },
+            shape,
+            "pii",
+        ));
+    }
+    if verdict.modified {
+        return serde_json::to_vec(doc).map(Bytes::from).map_err(|e| {
+            let msg = format!("could not re-encode the redacted body: {e}");
+            Denial::new(RouterError::Internal(msg), shape, "pii")
+        });
+    }
+    Ok(body)
 }
 
 /// What the budget phase decided for one request.
@@ -292,6 +326,7 @@ fn reserve_budget(
     info: &RequestInfo,
     api: Api,
     provider: Provider,
+    doc: Option<&serde_json::Value>,
     body: &Bytes,
     shape: Provider,
 ) -> Result<BudgetHold, Denial> {
@@ -310,13 +345,13 @@ fn reserve_budget(
     if !(api.is_billable() && info.is_json && cost.has_limit()) {
         return Ok(hold);
     }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let Some(value) = doc else {
         return Ok(hold);
     };
     let kind = crate::cost_policy::api_kind(api);
-    hold.estimated_input_tokens = iron_cost::estimate_input_tokens(&value, kind);
+    hold.estimated_input_tokens = iron_cost::estimate_input_tokens(value, kind);
     let amount = match &hold.price {
-        Some(p) => iron_cost::worst_case_micros(&value, kind, p),
+        Some(p) => iron_cost::worst_case_micros(value, kind, p),
         None => match cost.unknown_model {
             crate::cost_policy::UnknownModel::Allow { cost_micros } => {
                 hold.flat_cost_micros = Some(cost_micros);

@@ -1,9 +1,14 @@
 //! The policy objects one router holds, built once from its options.
 
-use crate::config::RouterConfig;
+use crate::config::{ConfigError, RouterConfig};
 use crate::cost_policy::CostPolicy;
-use crate::events::EventBus;
+use crate::events::{now_ms, EventBus, RouterEvent};
+use crate::safety_policy::SafetyPolicy;
 use crate::server::StartError;
+use iron_reliability::{
+    BreakerRegistry, ReliabilityConfig, RetryPolicy, SystemClock, ThrottleTracker,
+};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upstream timeouts.
@@ -15,21 +20,27 @@ pub struct Timeouts {
     pub total: Duration,
 }
 
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(10),
-            first_byte: Duration::from_secs(120),
-            idle: Duration::from_secs(120),
-            total: Duration::from_secs(900),
-        }
-    }
+/// Breakers, retries and the 429 tracker.
+pub struct Reliability {
+    pub breakers: BreakerRegistry,
+    pub retry: RetryPolicy,
+    pub throttle: ThrottleTracker,
 }
 
 /// Everything policy-related for one router.
 pub struct Policies {
     pub timeouts: Timeouts,
     pub cost: CostPolicy,
+    pub safety: SafetyPolicy,
+    pub reliability: Reliability,
+}
+
+fn reliability_err(e: iron_reliability::ConfigError) -> ConfigError {
+    let field = e.field.clone();
+    ConfigError {
+        field,
+        message: e.reason,
+    }
 }
 
 impl Policies {
@@ -43,9 +54,41 @@ impl Policies {
             raw.unknown_model.as_ref(),
             events.clone(),
         )?;
+        let safety = SafetyPolicy::from_option(raw.safety.as_ref())?;
+        let rel = match &raw.reliability {
+            Some(v) => ReliabilityConfig::from_value(v.clone()).map_err(reliability_err)?,
+            None => ReliabilityConfig::default(),
+        };
+        let t = &rel.timeouts;
+        let timeouts = Timeouts {
+            connect: t.connect(),
+            first_byte: t.first_byte(),
+            idle: t.idle(),
+            total: t.total(),
+        };
+        let clock: Arc<dyn iron_reliability::Clock> = Arc::new(SystemClock::new());
+        let bus = events.clone();
+        let listener: iron_reliability::RegistryListener = Arc::new(move |provider, host, tr| {
+            bus.emit(RouterEvent::Circuit {
+                ts_ms: now_ms(),
+                provider: provider.to_string(),
+                host: host.to_string(),
+                state: tr.to.as_str().to_string(),
+                reason: tr.reason.clone(),
+            });
+        });
+        let breakers = BreakerRegistry::with_listener(rel.breaker.clone(), clock.clone(), listener)
+            .map_err(reliability_err)?;
+        let reliability = Reliability {
+            breakers,
+            retry: rel.retry.clone(),
+            throttle: ThrottleTracker::new(clock),
+        };
         Ok(Policies {
-            timeouts: Timeouts::default(),
+            timeouts,
             cost,
+            safety,
+            reliability,
         })
     }
 

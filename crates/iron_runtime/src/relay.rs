@@ -7,6 +7,7 @@ use crate::events::{now_ms, RouterEvent, Tokens};
 use crate::exchange::Exchange;
 use crate::forward::client_response_headers;
 use crate::keys::describe_reqwest;
+use crate::safety_policy::api_shape;
 use crate::server::Shared;
 use crate::sse::{parse_event, SseSplitter};
 use crate::stats::ModelStats;
@@ -15,6 +16,8 @@ use axum::http::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use iron_cost::StreamUsage;
+use iron_reliability::Outcome;
+use iron_safety::{ApiShape, FilterOutcome, SseOutputFilter};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -30,6 +33,7 @@ pub enum Ending {
     UpstreamBroken(String),
     Timeout(&'static str),
     StreamTooLarge,
+    Blocked(String),
 }
 
 impl Ending {
@@ -40,12 +44,18 @@ impl Ending {
             Ending::UpstreamBroken(_) => "upstream_error",
             Ending::Timeout(_) => "timeout",
             Ending::StreamTooLarge => "upstream_error",
+            Ending::Blocked(_) => "blocked",
         }
     }
 }
 
 /// Start relaying `upstream` to the client; returns the response whose body streams from a task.
-pub fn relay(shared: Arc<Shared>, ex: Exchange, upstream: reqwest::Response) -> Response<Body> {
+/// A non-streamed JSON answer that the response PII policy must inspect is read whole first.
+pub async fn relay(
+    shared: Arc<Shared>,
+    ex: Exchange,
+    upstream: reqwest::Response,
+) -> Response<Body> {
     let status = upstream.status();
     let is_sse = upstream
         .headers()
@@ -53,6 +63,19 @@ pub fn relay(shared: Arc<Shared>, ex: Exchange, upstream: reqwest::Response) -> 
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let headers = client_response_headers(upstream.headers(), false);
+    let shape = api_shape(ex.api);
+    if !is_sse
+        && status.is_success()
+        && shared.policies.safety.response_active
+        && shape != ApiShape::Other
+    {
+        // Run in a task so that a client leaving mid-way cannot skip settling the cost.
+        let task = tokio::spawn(relay_inspected_json(shared, ex, upstream, headers));
+        return task.await.unwrap_or_else(|_| {
+            RouterError::Internal("the response task failed".into())
+                .into_response(crate::provider::Provider::OpenAi)
+        });
+    }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(run(shared, ex, upstream, tx, is_sse, status.as_u16()));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -68,6 +91,13 @@ struct SideParser {
     splitter: SseSplitter,
     saw_error_event: bool,
     usage: Option<StreamUsage>,
+    filter: Option<SseOutputFilter>,
+}
+
+/// Why the side parser stopped a stream.
+enum SseStop {
+    TooLarge,
+    Blocked(String),
 }
 
 async fn run(
@@ -88,6 +118,8 @@ async fn run(
         splitter: SseSplitter::new(MAX_SSE_EVENT),
         saw_error_event: false,
         usage: track_usage.then(StreamUsage::new),
+        filter: (success && shared.policies.safety.response_active)
+            .then(|| shared.policies.safety.engine.sse_filter(api_shape(ex.api))),
     });
     let mut json_copy: Option<Vec<u8>> = (!is_sse && track_usage).then(Vec::new);
 
@@ -118,7 +150,14 @@ async fn run(
         let out = match sse.as_mut() {
             Some(p) => match process_sse(p, &ex, &chunk) {
                 Ok(out) => out,
-                Err(()) => break Ending::StreamTooLarge,
+                Err((out, SseStop::TooLarge)) => {
+                    let _ = tx.send(Ok(out)).await;
+                    break Ending::StreamTooLarge;
+                }
+                Err((out, SseStop::Blocked(message))) => {
+                    let _ = tx.send(Ok(out)).await;
+                    break Ending::Blocked(message);
+                }
             },
             None => {
                 if let Some(copy) = json_copy.as_mut() {
@@ -166,6 +205,12 @@ async fn run(
             };
             let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
+        (Ending::Blocked(message), _) => {
+            let e = RouterError::PiiBlocked {
+                message: message.clone(),
+            };
+            let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+        }
         (Ending::Timeout(_) | Ending::UpstreamBroken(_), None) => {
             let _ = tx
                 .send(Err(std::io::Error::other("upstream body ended early")))
@@ -175,6 +220,9 @@ async fn run(
     }
     drop(tx);
     let saw_error_event = sse.as_ref().is_some_and(|p| p.saw_error_event);
+    if let Some(f) = sse.as_ref().and_then(|p| p.filter.as_ref()) {
+        crate::safety_policy::report(&shared.events, ex.id, "response", &f.detections());
+    }
     let usage = match (sse.and_then(|p| p.usage), json_copy) {
         (Some(su), _) => Metered::Stream(su),
         (None, Some(copy)) => Metered::Json(copy),
@@ -198,15 +246,20 @@ enum Metered {
     Nothing,
 }
 
-/// Process every complete event in the buffer; returns the bytes to send now.
-fn process_sse(p: &mut SideParser, ex: &Exchange, chunk: &Bytes) -> Result<Bytes, ()> {
+/// Process every complete event in the buffer; returns the bytes to send now (on a stop, the bytes
+/// that may still be sent before it).
+fn process_sse(
+    p: &mut SideParser,
+    ex: &Exchange,
+    chunk: &Bytes,
+) -> Result<Bytes, (Bytes, SseStop)> {
     p.splitter.push(chunk);
     let mut out = BytesMut::new();
     loop {
         let raw = match p.splitter.next_event() {
             Ok(Some(raw)) => raw,
             Ok(None) => break,
-            Err(_) => return Err(()),
+            Err(_) => return Err((out.freeze(), SseStop::TooLarge)),
         };
         let ev = parse_event(&raw);
         if ev.event == Some("error") || ev.data.starts_with("{\"error\"") {
@@ -218,9 +271,141 @@ fn process_sse(p: &mut SideParser, ex: &Exchange, chunk: &Bytes) -> Result<Bytes
         if ex.strip_usage_chunk && is_usage_only_chunk(&ev.data) {
             continue;
         }
-        out.extend_from_slice(&raw);
+        let Some(filter) = p.filter.as_mut() else {
+            out.extend_from_slice(&raw);
+            continue;
+        };
+        match filter.on_event(ev.event, &ev.data) {
+            FilterOutcome::Emit(events) => {
+                let unchanged = events.len() == 1
+                    && events[0].1 == ev.data
+                    && events[0].0.as_deref() == ev.event;
+                if unchanged {
+                    out.extend_from_slice(&raw);
+                } else {
+                    for (name, data) in &events {
+                        write_event(&mut out, name.as_deref(), data);
+                    }
+                }
+            }
+            FilterOutcome::Block { message } => {
+                return Err((out.freeze(), SseStop::Blocked(message)))
+            }
+        }
     }
     Ok(out.freeze())
+}
+
+/// Serialise one SSE event.
+fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
+    if let Some(n) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"\n");
+}
+
+/// A whole JSON answer, inspected by the response PII policy before the client sees any of it.
+async fn relay_inspected_json(
+    shared: Arc<Shared>,
+    mut ex: Exchange,
+    upstream: reqwest::Response,
+    mut headers: axum::http::HeaderMap,
+) -> Response<Body> {
+    let status = upstream.status();
+    let timeouts = shared.policies.timeouts;
+    let deadline = ex.started + timeouts.total;
+    let mut body = upstream.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut ttft = None;
+    let ending = loop {
+        let wait = timeouts
+            .idle
+            .min(deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, body.next()).await {
+            Err(_) => {
+                break Ending::Timeout(if Instant::now() >= deadline {
+                    "total"
+                } else {
+                    "idle"
+                })
+            }
+            Ok(None) => break Ending::Complete,
+            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
+            Ok(Some(Ok(c))) => {
+                ttft.get_or_insert(ex.started.elapsed().as_millis() as u64);
+                if buf.len() + c.len() > MAX_JSON_COPY {
+                    break Ending::StreamTooLarge;
+                }
+                buf.extend_from_slice(&c);
+            }
+        }
+    };
+    drop(body);
+    let copy = buf.clone();
+    let outcome: Result<Vec<u8>, RouterError> = match &ending {
+        Ending::Complete => match serde_json::from_slice::<serde_json::Value>(&buf) {
+            Ok(mut doc) => {
+                let safety = &shared.policies.safety;
+                let verdict = safety.engine.inspect_response(api_shape(ex.api), &mut doc);
+                crate::safety_policy::report(
+                    &shared.events,
+                    ex.id,
+                    "response",
+                    &verdict.detections,
+                );
+                if verdict.blocked {
+                    let message = verdict
+                        .message
+                        .unwrap_or_else(|| "Response blocked by Iron Cage PII policy".into());
+                    Err(RouterError::PiiBlocked { message })
+                } else if verdict.modified {
+                    serde_json::to_vec(&doc).map_err(|e| RouterError::Internal(e.to_string()))
+                } else {
+                    Ok(buf)
+                }
+            }
+            // Not JSON after all: nothing to scan as structured text; pass it on unchanged.
+            Err(_) => Ok(buf),
+        },
+        Ending::Timeout(what) => Err(RouterError::UpstreamTimeout {
+            host: ex.host.clone(),
+            what: format!("the answer did not complete within the {what} timeout"),
+        }),
+        _ => Err(RouterError::UpstreamUnreachable {
+            host: ex.host.clone(),
+            reason: "the answer broke off or was too large".into(),
+        }),
+    };
+    let status_code = status.as_u16();
+    settle(
+        &shared,
+        &mut ex,
+        status_code,
+        &ending,
+        ttft,
+        false,
+        Metered::Json(copy),
+    );
+    match outcome {
+        Ok(bytes) => {
+            headers.insert(
+                axum::http::header::CONTENT_LENGTH,
+                axum::http::HeaderValue::from(bytes.len()),
+            );
+            let mut resp = Response::new(Body::from(bytes));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            resp
+        }
+        Err(e) => e.into_response(ex.shape),
+    }
 }
 
 /// The extra chunk OpenAI sends when asked for usage: empty `choices` and a `usage` object.
@@ -261,6 +446,19 @@ fn settle(
         },
         Metered::Nothing => (None, false),
     };
+    // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
+    // client aborts and 4xx are not.
+    if let Some(permit) = ex.permit.take() {
+        let outcome = match ending {
+            Ending::ClientAborted => Outcome::Ignored,
+            Ending::UpstreamBroken(_) | Ending::Timeout(_) | Ending::StreamTooLarge => {
+                Outcome::Failure
+            }
+            _ if saw_error_event => Outcome::Failure,
+            _ => iron_reliability::classify_status(status),
+        };
+        let _ = permit.record(outcome);
+    }
     let cost = &shared.policies.cost;
     let reservation = ex.reservation.take();
     let cost_micros = if !success {

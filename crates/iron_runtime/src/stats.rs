@@ -35,6 +35,8 @@ pub struct StatsSnapshot {
     pub by_model: BTreeMap<String, ModelStats>,
     pub last_model: Option<String>,
     pub events_dropped: u64,
+    /// Upstream attempts repeated by the router's retry policy.
+    pub retries: u64,
 }
 
 /// Thread-safe counters; the lock is held only for a few additions.
@@ -48,6 +50,13 @@ impl Stats {
     pub fn on_request(&self) {
         if let Ok(mut s) = self.inner.lock() {
             s.requests += 1;
+        }
+    }
+
+    /// The router retried an upstream call.
+    pub fn on_retry(&self) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.retries += 1;
         }
     }
 

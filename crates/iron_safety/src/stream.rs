@@ -141,21 +141,33 @@ impl StreamRedactor {
         out
     }
 
-    /// The furthest point that can be released: before the tail window, not inside a
-    /// whitespace-free run, and not after the start of an unfinished private key.
+    /// The furthest point that can be released. Held back: the trailing run since the last
+    /// whitespace (it may still grow into an e-mail, key or JWT), and, when that run is empty or a
+    /// digit group, the digit groups just before it (a card, phone or IBAN written with spaces),
+    /// within the tail window; also the start of an unfinished private key. Everything else flows
+    /// at once, so ordinary prose reaches the client word by word.
     fn safe_cut(&self, joined: &str, ctx_len: usize) -> usize {
         let len = joined.len();
-        let mut cut = floor_boundary(joined, len.saturating_sub(WINDOW_BYTES)).max(ctx_len);
-        if cut < len {
-            let run_start = joined[..cut]
-                .rfind(|c: char| c.is_whitespace())
-                .map_or(0, |i| {
-                    i + joined[i..].chars().next().map_or(1, char::len_utf8)
-                });
-            if cut - run_start <= RUN_CAP_BYTES {
-                cut = run_start.max(ctx_len);
+        let tail_start = after_last_whitespace(joined, len);
+        let mut cut = if len - tail_start > RUN_CAP_BYTES {
+            floor_boundary(joined, len.saturating_sub(WINDOW_BYTES))
+        } else {
+            tail_start
+        };
+        if tail_start == len || is_digit_group(&joined[tail_start..]) {
+            let mut start = tail_start;
+            loop {
+                let token_end = joined[..start].trim_end_matches(char::is_whitespace).len();
+                let token_start = after_last_whitespace(joined, token_end);
+                let token = &joined[token_start..token_end];
+                if token.is_empty() || !is_digit_group(token) || len - token_start > WINDOW_BYTES {
+                    break;
+                }
+                start = token_start;
             }
+            cut = cut.min(start);
         }
+        cut = cut.max(ctx_len);
         if let Some(start) = self.open_private_key(joined, ctx_len) {
             cut = cut.min(start);
         }
@@ -231,4 +243,21 @@ fn keep_tail(s: &mut String, max: usize) {
         }
         s.drain(..from);
     }
+}
+
+/// Byte index just after the last whitespace before `end` (0 when there is none).
+fn after_last_whitespace(text: &str, end: usize) -> usize {
+    text[..end]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8())
+}
+
+/// A short token that can be one group of a spaced card, phone, IBAN or SSN (`4111`, `(415)`,
+/// `+44`, `DE89`, `555-2671`).
+fn is_digit_group(token: &str) -> bool {
+    token.len() <= 16
+        && token.bytes().any(|b| b.is_ascii_digit())
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"()+-./".contains(&b))
 }

@@ -116,3 +116,14 @@ fn ssn_context_before_a_chunk_boundary_still_counts() {
     let (_, all) = run(&[&text[..cut], &text[cut..]]);
     assert_eq!(all, format!("{LEAD}My SSN is [US_SSN] thanks"));
 }
+
+#[test]
+fn prose_flows_word_by_word_and_only_digit_groups_are_held() {
+    let mut r = redactor();
+    assert_eq!(r.push("Hello "), "Hello ");
+    assert_eq!(r.push("there, frie"), "there, ");
+    assert_eq!(r.push("nd. Pay with 4111 1111 "), "friend. Pay with ");
+    let rest = r.push("1111 1111 today");
+    assert_eq!(rest, "[CREDIT_CARD] ");
+    assert_eq!(r.finish(), "today");
+}

@@ -1,0 +1,146 @@
+//! Process groups: every agent leads its own group, so a stop reaches its children and grandchildren.
+//!
+//! Unix only. On Windows the agent is started normally and a stop terminates the process itself at
+//! once (no SIGTERM grace, and grandchildren are not reached: that needs a Job Object, not done yet).
+
+use std::time::{Duration, Instant};
+
+/// The signals a stop sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Kill,
+}
+
+/// Make the spawned child the leader of a new process group (its pgid is its pid).
+pub fn lead_new_group(cmd: &mut tokio::process::Command) {
+    #[cfg(unix)]
+    cmd.process_group(0);
+    #[cfg(not(unix))]
+    let _ = cmd;
+}
+
+/// Send `sig` to every process of group `pgid`. True if the group existed.
+#[cfg(unix)]
+pub fn signal_group(pgid: u32, sig: StopSignal) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    // pgid 0 or 1 would address our own group or init's: never what an agent stop means.
+    if pgid <= 1 {
+        return false;
+    }
+    let signo = match sig {
+        StopSignal::Term => libc::SIGTERM,
+        StopSignal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: killpg takes two integers and touches no memory of ours; std has no safe equivalent.
+    unsafe { libc::killpg(pgid, signo) == 0 }
+}
+
+/// Send `sig` to every process of group `pgid` (no process groups off Unix: nothing to do).
+#[cfg(not(unix))]
+pub fn signal_group(_pgid: u32, _sig: StopSignal) -> bool {
+    false
+}
+
+/// True while a live (not zombie) process remains in group `pgid`.
+#[cfg(target_os = "linux")]
+pub fn group_alive(pgid: u32) -> bool {
+    // killpg(pgid, 0) also counts zombies, which linger where PID 1 does not reap (containers).
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return fallback_group_alive(pgid);
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some((state, pgrp)) = proc_state_and_pgrp(pid) {
+            if pgrp == pgid && state != 'Z' && state != 'X' {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// True while a process remains in group `pgid`.
+#[cfg(all(unix, not(target_os = "linux")))]
+pub fn group_alive(pgid: u32) -> bool {
+    fallback_group_alive(pgid)
+}
+
+/// Off Unix there are no groups to outlive the leader.
+#[cfg(not(unix))]
+pub fn group_alive(_pgid: u32) -> bool {
+    false
+}
+
+#[cfg(unix)]
+fn fallback_group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence; two integers, no memory.
+    unsafe { libc::killpg(pgid, 0) == 0 }
+}
+
+/// State letter and process group of `pid`, from `/proc/<pid>/stat`.
+#[cfg(target_os = "linux")]
+pub fn proc_state_and_pgrp(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// Wait until group `pgid` is empty or `deadline` passes. True if it emptied.
+pub async fn wait_group_gone(pgid: u32, deadline: Instant) -> bool {
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Processes left in the group after its leader ended: SIGTERM, then SIGKILL if still there at `deadline`.
+pub async fn reap_leftovers(pgid: u32, deadline: Instant) {
+    if !group_alive(pgid) {
+        return;
+    }
+    signal_group(pgid, StopSignal::Term);
+    if !wait_group_gone(pgid, deadline).await {
+        signal_group(pgid, StopSignal::Kill);
+        wait_group_gone(pgid, Instant::now() + Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_our_own_stat() {
+        let (state, pgrp) = proc_state_and_pgrp(std::process::id()).unwrap();
+        assert!(matches!(state, 'R' | 'S'), "state {state}");
+        assert!(pgrp > 0);
+    }
+
+    #[test]
+    fn refuses_to_signal_low_groups() {
+        assert!(!signal_group(0, StopSignal::Term));
+        assert!(!signal_group(1, StopSignal::Term));
+    }
+}

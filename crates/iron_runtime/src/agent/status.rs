@@ -1,0 +1,125 @@
+//! An agent's lifecycle status and the snapshots the bindings read (`AgentInfo`, `AgentMetrics`).
+
+use serde::Serialize;
+
+/// Where an agent is in its life. `Stopped`, `Exited` and a final `Crashed` are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// Being spawned (first start or a restart after the backoff).
+    Starting,
+    /// The process runs.
+    Running,
+    /// A stop was requested: SIGTERM sent, SIGKILL follows after the grace.
+    Stopping,
+    /// Ended because it was asked to (user stop, budget stop, shutdown).
+    Stopped,
+    /// Ended on its own with exit code 0.
+    Exited,
+    /// Ended on its own with a non-zero code or a signal; may be restarted by the policy.
+    Crashed,
+}
+
+impl AgentStatus {
+    /// The lowercase name used in JSON, events and the state store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Starting => "starting",
+            AgentStatus::Running => "running",
+            AgentStatus::Stopping => "stopping",
+            AgentStatus::Stopped => "stopped",
+            AgentStatus::Exited => "exited",
+            AgentStatus::Crashed => "crashed",
+        }
+    }
+}
+
+/// A snapshot of one agent, as `runtime.list()` and `agent.status` show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    pub id: String,
+    pub name: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub status: AgentStatus,
+    /// True once the status will not change any more.
+    pub finished: bool,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    /// Why it stopped or crashed, in words (e.g. the budget that ran out).
+    pub reason: Option<String>,
+    pub restarts: u32,
+    pub started_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+    /// The agent router's OpenAI base URL (`…/v1`).
+    pub base_url: String,
+    /// The agent router's root URL (Anthropic SDK base URL).
+    pub anthropic_base_url: String,
+}
+
+/// Live figures from the agent's own router.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentMetrics {
+    pub requests: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub blocked: u64,
+    pub spent_micros: u64,
+    pub budget_micros: Option<u64>,
+    /// Last request or response seen, ms since the Unix epoch.
+    pub last_activity_ms: Option<u64>,
+    pub last_model: Option<String>,
+    /// True once a call was refused for budget or the budget was reached.
+    pub budget_exhausted: bool,
+}
+
+/// The conventional name of signal `n` (`SIGTERM`, …), or `SIG<n>` for others.
+pub fn signal_name(n: i32) -> String {
+    let name = match n {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("SIG{n}"),
+    };
+    name.to_string()
+}
+
+/// The number of a signal name from `signal_name` (for the shell's 128+n exit code).
+pub fn signal_number(name: &str) -> Option<i32> {
+    (1..=64).find(|n| signal_name(*n) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_serialises_lowercase() {
+        assert_eq!(
+            serde_json::to_string(&AgentStatus::Stopping).unwrap(),
+            "\"stopping\""
+        );
+        assert_eq!(AgentStatus::Crashed.as_str(), "crashed");
+    }
+
+    #[test]
+    fn signal_names_round_trip() {
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(40), "SIG40");
+        assert_eq!(signal_number("SIGINT"), Some(2));
+        assert_eq!(signal_number("SIG40"), Some(40));
+        assert_eq!(signal_number("nope"), None);
+    }
+}

@@ -1,0 +1,207 @@
+//! One supervised agent: its spec, its own router, its mutable state, and the ways to read and stop it.
+
+use super::spec::AgentSpec;
+use super::status::{AgentInfo, AgentMetrics, AgentStatus};
+use crate::events::{now_ms, EventBus, RouterEvent};
+use crate::stats::StatsSnapshot;
+use crate::Router;
+use iron_runtime_state::{AgentRow, Store};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A request to stop: how long SIGTERM gets before SIGKILL, and why (recorded).
+#[derive(Debug, Clone)]
+pub struct StopRequest {
+    pub grace: Duration,
+    pub reason: String,
+}
+
+/// What changes over an agent's life.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentState {
+    pub status: AgentStatus,
+    pub finished: bool,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub reason: Option<String>,
+    pub restarts: u32,
+    pub started_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+    pub last_activity_ms: Option<u64>,
+    pub budget_exhausted: bool,
+    pub stop_requested: bool,
+}
+
+/// Where an agent reports: the runtime's event bus and, optionally, the state store.
+#[derive(Clone)]
+pub(crate) struct Reporting {
+    pub events: EventBus,
+    pub store: Option<Arc<Store>>,
+}
+
+/// One agent under supervision. Cheap to share (`Arc`); the supervisor task owns the process.
+pub struct SupervisedAgent {
+    pub id: String,
+    pub name: String,
+    pub(crate) spec: AgentSpec,
+    pub(crate) router: Router,
+    state: Mutex<AgentState>,
+    finished_tx: watch::Sender<bool>,
+    stop_tx: mpsc::UnboundedSender<StopRequest>,
+    pub(crate) reporting: Reporting,
+}
+
+impl SupervisedAgent {
+    pub(crate) fn new(
+        id: String,
+        name: String,
+        spec: AgentSpec,
+        router: Router,
+        reporting: Reporting,
+    ) -> (Arc<SupervisedAgent>, mpsc::UnboundedReceiver<StopRequest>) {
+        let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+        let (finished_tx, _) = watch::channel(false);
+        let agent = SupervisedAgent {
+            id,
+            name,
+            spec,
+            router,
+            state: Mutex::new(AgentState {
+                status: AgentStatus::Starting,
+                finished: false,
+                pid: None,
+                exit_code: None,
+                signal: None,
+                reason: None,
+                restarts: 0,
+                started_at_ms: now_ms(),
+                ended_at_ms: None,
+                last_activity_ms: None,
+                budget_exhausted: false,
+                stop_requested: false,
+            }),
+            finished_tx,
+            stop_tx,
+            reporting,
+        };
+        (Arc::new(agent), stop_rx)
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, AgentState> {
+        // A poisoned lock only means a panic elsewhere mid-update; the fields are still plain values.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The agent's own router (its budget, stats and base URLs).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// A snapshot for `list()` and the bindings.
+    pub fn info(&self) -> AgentInfo {
+        let s = self.state().clone();
+        AgentInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            command: self.spec.command.clone(),
+            args: self.spec.args.clone(),
+            status: s.status,
+            finished: s.finished,
+            pid: s.pid,
+            exit_code: s.exit_code,
+            signal: s.signal,
+            reason: s.reason,
+            restarts: s.restarts,
+            started_at_ms: s.started_at_ms,
+            ended_at_ms: s.ended_at_ms,
+            base_url: self.router.base_url(),
+            anthropic_base_url: self.router.anthropic_base_url(),
+        }
+    }
+
+    /// Requests, spend and last activity, from the agent's router.
+    pub fn metrics(&self) -> AgentMetrics {
+        let stats = self.router.shared().stats.snapshot();
+        let budget = self.router.budget_status();
+        let s = self.state();
+        AgentMetrics {
+            requests: stats.requests,
+            completed: stats.completed,
+            failed: stats.failed,
+            blocked: stats.blocked,
+            spent_micros: budget.spent_micros,
+            budget_micros: budget.limit_micros,
+            last_activity_ms: s.last_activity_ms,
+            last_model: stats.last_model,
+            budget_exhausted: s.budget_exhausted,
+        }
+    }
+
+    /// The router's full counters (by model, blocked by reason), for summaries.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.router.shared().stats.snapshot()
+    }
+
+    /// Ask the supervisor to stop the agent. Returns false when it already finished.
+    pub fn request_stop(&self, req: StopRequest) -> bool {
+        if self.state().finished {
+            return false;
+        }
+        self.stop_tx.send(req).is_ok()
+    }
+
+    /// Resolve once the agent reached a final status.
+    pub async fn wait_finished(&self) -> AgentInfo {
+        let mut rx = self.finished_tx.subscribe();
+        // `wait_for` checks the current value first, so a finish before subscribing is seen.
+        let _ = rx.wait_for(|done| *done).await;
+        self.info()
+    }
+
+    /// Mark the agent finished and wake every waiter.
+    pub(crate) fn mark_finished(&self) {
+        self.finished_tx.send_replace(true);
+    }
+
+    /// Publish an `agent` event with the current pid, exit code and signal.
+    pub(crate) fn emit(&self, action: &str, reason: Option<String>) {
+        let s = self.state().clone();
+        self.reporting.events.emit(RouterEvent::Agent {
+            ts_ms: now_ms(),
+            agent_id: self.id.clone(),
+            name: self.name.clone(),
+            action: action.to_string(),
+            pid: s.pid,
+            exit_code: s.exit_code,
+            signal: s.signal,
+            reason,
+        });
+    }
+
+    /// Write the agent's row to the state store, when there is one (never blocks).
+    pub(crate) fn persist(&self) {
+        let Some(store) = &self.reporting.store else {
+            return;
+        };
+        let s = self.state().clone();
+        let budget = self.router.budget_status();
+        let row = AgentRow {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            status: s.status.as_str().to_string(),
+            started_at_ms: s.started_at_ms,
+            ended_at_ms: s.ended_at_ms,
+            budget_micros: budget.limit_micros,
+            spent_micros: budget.spent_micros,
+            exit_code: s.exit_code.map(i64::from),
+            exit_signal: s.signal,
+            restarts: s.restarts,
+            reason: s.reason,
+        };
+        if let Err(e) = store.upsert_agent(row) {
+            tracing::warn!(agent = %self.id, "could not queue the agent row: {e}");
+        }
+    }
+}

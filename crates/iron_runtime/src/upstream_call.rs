@@ -1,0 +1,165 @@
+//! Breaker admission and the upstream call, retried only where it is safe: before any byte has reached
+//! the client, on connection errors, 5xx and 529, with backoff and jitter, honouring `retry-after`,
+//! bounded in count and total time, and re-admitted by the breaker before every attempt.
+
+use crate::error::RouterError;
+use crate::forward::{self, SendError};
+use crate::pipeline::Denial;
+use crate::provider::Provider;
+use crate::server::Shared;
+use axum::http::{HeaderMap, Method};
+use bytes::Bytes;
+use iron_reliability::{is_retryable_status, retry_after_from_headers, Outcome, Permit, Rejected};
+use std::time::{Instant, SystemTime};
+
+/// One upstream call to make.
+pub struct Call<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub provider: Provider,
+    pub host: &'a str,
+    pub shape: Provider,
+}
+
+/// The response head, and the breaker permit to record once the body has been relayed (`None` when
+/// the outcome was already recorded, e.g. a 5xx returned after the last retry).
+pub struct Answer {
+    pub response: reqwest::Response,
+    pub permit: Option<Permit>,
+    pub retries: u32,
+}
+
+fn circuit_denial(provider: Provider, host: &str, r: Rejected, shape: Provider) -> Denial {
+    let secs = r.retry_after_secs();
+    let message = format!(
+        "Iron Cage circuit breaker is {} for {provider} at {host}: the provider has been failing, so calls fail fast instead of waiting. The next probe is allowed in {secs} s; retry after that.",
+        r.state.as_str().replace('_', "-"),
+    );
+    Denial {
+        error: RouterError::CircuitOpen {
+            message,
+            retry_after_secs: secs,
+        },
+        shape,
+        reason: "circuit",
+    }
+}
+
+fn send_denial(e: SendError, host: &str, shape: Provider) -> Denial {
+    let host = host.to_string();
+    let error = match e {
+        SendError::Timeout(what) => RouterError::UpstreamTimeout {
+            host,
+            what: what.into(),
+        },
+        SendError::Connect(reason) | SendError::Other(reason) => {
+            RouterError::UpstreamUnreachable { host, reason }
+        }
+    };
+    Denial {
+        error,
+        shape,
+        reason: "upstream",
+    }
+}
+
+/// A small xorshift generator for jitter (no need for cryptographic randomness here).
+fn jitter_source() -> impl FnMut() -> f64 {
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9e37);
+    let mut x = seed | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Admit, send, and retry where safe. Errors are provider-shaped denials.
+pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, Denial> {
+    let rel = &shared.policies.reliability;
+    let first_byte = shared.policies.timeouts.first_byte;
+    let provider_name = call.provider.as_str();
+    let started = Instant::now();
+    let mut rng = jitter_source();
+    let mut attempt: u32 = 0;
+    loop {
+        let permit = rel
+            .breakers
+            .try_acquire(provider_name, call.host)
+            .map_err(|r| circuit_denial(call.provider, call.host, r, call.shape))?;
+        let sent = forward::send(
+            &shared.http,
+            call.method.clone(),
+            call.url,
+            call.headers.clone(),
+            call.body.clone(),
+            first_byte,
+        )
+        .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = {
+                    let h = response.headers();
+                    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                    retry_after_from_headers(
+                        get("retry-after-ms"),
+                        get("retry-after"),
+                        SystemTime::now(),
+                    )
+                };
+                if status == 429 {
+                    if let Some(d) = retry_after {
+                        rel.throttle.record_throttle(provider_name, call.host, d);
+                    }
+                }
+                if !is_retryable_status(status) {
+                    return Ok(Answer {
+                        response,
+                        permit: Some(permit),
+                        retries: attempt,
+                    });
+                }
+                let _ = permit.record(Outcome::Failure);
+                match rel
+                    .retry
+                    .next_delay(attempt, retry_after, started.elapsed(), &mut rng)
+                {
+                    Some(delay) => {
+                        drop(response);
+                        attempt += 1;
+                        shared.stats.on_retry();
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => {
+                        return Ok(Answer {
+                            response,
+                            permit: None,
+                            retries: attempt,
+                        })
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = permit.record(Outcome::Failure);
+                match rel
+                    .retry
+                    .next_delay(attempt, None, started.elapsed(), &mut rng)
+                {
+                    Some(delay) => {
+                        attempt += 1;
+                        shared.stats.on_retry();
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(send_denial(e, call.host, call.shape)),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Agents calling a fake provider through their own router (python3, standard library only): metrics,
+//! spend, the budget-exhausted policy (keep running with 402s, or stop and record why), persistence.
+#![cfg(unix)]
+
+mod common;
+
+use common::{bounded, FakeProvider};
+use iron_runtime::agent::{AgentRuntime, AgentSpec, AgentStatus, RuntimeOptions};
+use iron_runtime_state::{Store, StoreConfig};
+
+/// Calls `chat/completions` `$CALLS` times (or forever when 0), printing each HTTP status; exits 0.
+const PY_AGENT: &str = r#"
+import json, os, sys, time, urllib.request, urllib.error
+base, key = os.environ["OPENAI_BASE_URL"], os.environ["OPENAI_API_KEY"]
+calls = int(os.environ.get("CALLS", "0"))
+n = 0
+while calls == 0 or n < calls:
+    n += 1
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    req = urllib.request.Request(base + "/chat/completions", data=body, method="POST",
+        headers={"authorization": "Bearer " + key, "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            print(r.status, flush=True)
+    except urllib.error.HTTPError as e:
+        print(e.code, flush=True)
+    time.sleep(0.02)
+"#;
+
+/// 1000 input + 1000 output tokens of gpt-4o-mini ($0.15 and $0.60 per 1M) = 750 micro-USD per call.
+const COST_PER_CALL: u64 = 750;
+
+async fn provider() -> FakeProvider {
+    FakeProvider::json(serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": "ok" }, "finish_reason": "stop" }],
+        "usage": { "prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000 }
+    }))
+    .await
+}
+
+fn runtime(provider: &FakeProvider, state: Option<std::path::PathBuf>) -> AgentRuntime {
+    AgentRuntime::new(RuntimeOptions {
+        router: serde_json::from_value(serde_json::json!({
+            "providerKey": common::OPENAI_KEY,
+            "providerBaseUrl": provider.url(),
+        }))
+        .expect("router options"),
+        state_path: state,
+    })
+    .expect("runtime")
+}
+
+fn py(extra: serde_json::Value) -> AgentSpec {
+    let mut spec = serde_json::json!({ "command": "python3", "args": ["-c", PY_AGENT] });
+    if let (Some(o), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    AgentSpec::from_json(&spec.to_string()).expect("spec")
+}
+
+#[tokio::test]
+async fn calls_are_counted_and_charged_to_the_agent() {
+    let up = provider().await;
+    let rt = runtime(&up, None);
+    let agent = rt
+        .start_agent(py(
+            serde_json::json!({ "env": { "CALLS": "3" }, "budgetUsd": 1.0 }),
+        ))
+        .expect("starts");
+    let before = iron_runtime::events::now_ms();
+    let info = bounded(20, agent.wait_finished()).await;
+    assert_eq!(
+        (info.status, info.exit_code),
+        (AgentStatus::Exited, Some(0))
+    );
+    let m = agent.metrics();
+    assert_eq!((m.requests, m.completed, m.blocked), (3, 3, 0));
+    assert_eq!(m.spent_micros, 3 * COST_PER_CALL);
+    assert_eq!(m.budget_micros, Some(1_000_000));
+    assert_eq!(m.last_model.as_deref(), Some("gpt-4o-mini"));
+    assert!(m.last_activity_ms.is_some_and(|t| t + 30_000 >= before));
+    assert!(!m.budget_exhausted);
+    let stats = agent.stats();
+    assert_eq!(stats.by_model["gpt-4o-mini"].requests, 3);
+    assert_eq!(stats.by_model["gpt-4o-mini"].input_tokens, 3000);
+    // The provider saw the real key, never the agent's router token.
+    let seen = up.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen
+        .iter()
+        .all(|s| s.header("authorization") == format!("Bearer {}", common::OPENAI_KEY)));
+}
+
+#[tokio::test]
+async fn budget_exhausted_with_stop_ends_the_agent_and_records_why() {
+    let up = provider().await;
+    let dir = std::env::temp_dir().join(format!(
+        "iron-agent-budget-{}-{}",
+        std::process::id(),
+        iron_runtime::events::now_ms()
+    ));
+    let db = dir.join("state.db");
+    let rt = runtime(&up, Some(db.clone()));
+    // Each call reserves its worst case (gpt-4o-mini's 16384 output tokens ≈ $0.0099) before it is
+    // settled at $0.00075, so a $0.012 budget lets a few calls through and then refuses with 402.
+    let agent = rt
+        .start_agent(py(serde_json::json!({
+            "name": "spender", "budgetUsd": 0.012, "onBudgetExhausted": "stop", "graceMs": 2000
+        })))
+        .expect("starts");
+    let info = bounded(20, agent.wait_finished()).await;
+    assert_eq!(info.status, AgentStatus::Stopped);
+    let reason = info.reason.clone().expect("reason");
+    assert!(reason.starts_with("budget exhausted: $"), "{reason}");
+    assert!(reason.contains("of $0.012000"), "{reason}");
+    let m = agent.metrics();
+    assert!(m.budget_exhausted);
+    assert!(m.blocked >= 1, "{m:?}");
+    assert!(m.completed >= 1, "{m:?}");
+    assert_eq!(m.spent_micros, m.completed * COST_PER_CALL);
+    assert!(m.spent_micros <= 12_000);
+    rt.shutdown(None).await;
+
+    let store = Store::open(StoreConfig::at_path(&db)).expect("store");
+    let row = store.agent(&agent.id).expect("read").expect("row");
+    assert_eq!(row.name, "spender");
+    assert_eq!(row.status, "stopped");
+    assert_eq!(row.reason.as_deref(), Some(reason.as_str()));
+    assert_eq!(row.budget_micros, Some(12_000));
+    assert_eq!(row.spent_micros, m.spent_micros);
+    assert!(row.ended_at_ms.is_some());
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn budget_exhausted_with_keep_running_lets_the_agent_finish() {
+    let up = provider().await;
+    let rt = runtime(&up, None);
+    let agent = rt
+        .start_agent(py(
+            serde_json::json!({ "env": { "CALLS": "6" }, "budgetUsd": 0.012 }),
+        ))
+        .expect("starts");
+    let info = bounded(20, agent.wait_finished()).await;
+    assert_eq!(
+        (info.status, info.exit_code),
+        (AgentStatus::Exited, Some(0))
+    );
+    assert_eq!(info.reason, None);
+    let m = agent.metrics();
+    assert_eq!(m.requests, 6);
+    assert!(m.budget_exhausted);
+    assert_eq!(m.completed + m.blocked, 6);
+    assert!(m.blocked >= 1);
+    assert_eq!(m.spent_micros, m.completed * COST_PER_CALL);
+    assert_eq!(up.seen().len() as u64, m.completed);
+}

@@ -1,0 +1,323 @@
+//! AgentRuntime supervision with real processes (`sh`): environment, exit codes, SIGTERM, SIGKILL after
+//! the grace, process groups (grandchildren), restart policy, and the `agent` events.
+#![cfg(unix)]
+
+mod common;
+
+use common::bounded;
+use iron_runtime::agent::{AgentRuntime, AgentSpec, AgentStatus, RuntimeOptions};
+use iron_runtime::RouterEvent;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn runtime() -> AgentRuntime {
+    AgentRuntime::new(RuntimeOptions {
+        router: serde_json::from_str(
+            r#"{"providerKey":"sk-real-openai-7d1e","providerBaseUrl":"http://127.0.0.1:9"}"#,
+        )
+        .expect("router json"),
+        state_path: None,
+    })
+    .expect("runtime")
+}
+
+fn sh(script: &str, extra: serde_json::Value) -> AgentSpec {
+    let mut spec = serde_json::json!({ "command": "sh", "args": ["-c", script] });
+    if let (Some(o), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    AgentSpec::from_json(&spec.to_string()).expect("spec")
+}
+
+/// A fresh path under the temp dir for files the agents write.
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "iron-agent-{}-{tag}-{}",
+        std::process::id(),
+        iron_runtime::events::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// True while `pid` is a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    matches!(
+        iron_runtime::agent::process_group::proc_state_and_pgrp(pid),
+        Some((s, _)) if s != 'Z' && s != 'X'
+    )
+}
+
+async fn wait_for_file(path: &std::path::Path) -> String {
+    for _ in 0..500 {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} was never written", path.display());
+}
+
+fn agent_actions(sub: &mut iron_runtime::events::Subscription) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(e) = sub.try_recv() {
+        if let RouterEvent::Agent { action, .. } = &*e {
+            out.push(action.clone());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn wires_the_environment_and_reports_the_exit_code() {
+    let rt = runtime();
+    let mut sub = rt.events().subscribe();
+    let dir = scratch("env");
+    let out = dir.join("env.txt");
+    let script = format!(
+        "echo \"$OPENAI_BASE_URL|$OPENAI_API_KEY|$ANTHROPIC_BASE_URL|$ANTHROPIC_API_KEY|$IRON_CAGE_ROUTER_URL|$IRON_CAGE_TOKEN|$IRON_CAGE_AGENT_ID|$MINE\" > {}; exit 3",
+        out.display()
+    );
+    let agent = rt
+        .start_agent(sh(
+            &script,
+            serde_json::json!({ "name": "env-check", "env": { "MINE": "v1", "OPENAI_API_KEY": "sk-leak" } }),
+        ))
+        .expect("starts");
+    let router_url = agent.router().anthropic_base_url();
+    let token = agent.router().api_key().to_string();
+    let info = bounded(10, agent.wait_finished()).await;
+    assert_eq!(info.status, AgentStatus::Crashed);
+    assert_eq!(info.exit_code, Some(3));
+    assert_eq!(info.signal, None);
+    assert_eq!(info.reason.as_deref(), Some("exited with code 3"));
+    let line = std::fs::read_to_string(&out).expect("env written");
+    let parts: Vec<&str> = line.trim_end().split('|').collect();
+    // The router's token wins over a provider key passed in `env`: the agent never sees a real key.
+    assert_eq!(
+        parts,
+        vec![
+            format!("{router_url}/v1").as_str(),
+            token.as_str(),
+            router_url.as_str(),
+            token.as_str(),
+            router_url.as_str(),
+            token.as_str(),
+            agent.id.as_str(),
+            "v1"
+        ]
+    );
+    assert!(token.starts_with("ic_"));
+    assert_eq!(info.name, "env-check");
+    assert_eq!(agent_actions(&mut sub), vec!["started", "crashed"]);
+    // The agent's router stops with it.
+    assert!(!agent.router().is_running());
+
+    let ok = rt
+        .start_agent(sh("exit 0", serde_json::json!({})))
+        .expect("starts");
+    let info = bounded(10, ok.wait_finished()).await;
+    assert_eq!(
+        (info.status, info.exit_code),
+        (AgentStatus::Exited, Some(0))
+    );
+    assert_eq!(rt.list().len(), 2);
+}
+
+#[tokio::test]
+async fn stop_sends_sigterm_which_the_agent_handles() {
+    let rt = runtime();
+    let dir = scratch("term");
+    let ready = dir.join("ready");
+    let got = dir.join("got");
+    let script = format!(
+        "trap 'echo TERM > {}; exit 0' TERM; echo up > {}; while :; do sleep 0.05; done",
+        got.display(),
+        ready.display()
+    );
+    let agent = rt
+        .start_agent(sh(&script, serde_json::json!({})))
+        .expect("starts");
+    assert_eq!(agent.info().status, AgentStatus::Running);
+    assert!(agent.info().pid.is_some());
+    wait_for_file(&ready).await;
+    let t = Instant::now();
+    let info = bounded(10, rt.stop_agent(&agent.id, Some(Duration::from_secs(5))))
+        .await
+        .expect("stops");
+    assert!(t.elapsed() < Duration::from_secs(3), "SIGTERM was enough");
+    assert_eq!(std::fs::read_to_string(&got).expect("trap ran"), "TERM\n");
+    assert_eq!(info.status, AgentStatus::Stopped);
+    assert_eq!(info.exit_code, Some(0));
+    assert_eq!(info.reason.as_deref(), Some("stopped by request"));
+    assert!(info.ended_at_ms.is_some());
+}
+
+#[tokio::test]
+async fn sigkill_follows_the_grace_and_grandchildren_go_too() {
+    let rt = runtime();
+    let mut sub = rt.events().subscribe();
+    let dir = scratch("kill");
+    let pids = dir.join("pids");
+    // The leader and a grandchild both ignore SIGTERM; the grandchild runs in a nested shell.
+    let script = format!(
+        "trap '' TERM; sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & echo $! > {}; while :; do sleep 0.05; done",
+        pids.display()
+    );
+    let agent = rt
+        .start_agent(sh(&script, serde_json::json!({})))
+        .expect("starts");
+    let grandchild: u32 = wait_for_file(&pids).await.trim().parse().expect("pid");
+    let leader = agent.info().pid.expect("pid");
+    assert!(alive(grandchild) && alive(leader));
+    let t = Instant::now();
+    let info = bounded(
+        10,
+        rt.stop_agent(&agent.id, Some(Duration::from_millis(400))),
+    )
+    .await
+    .expect("stops");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "waited the grace: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "then killed: {took:?}");
+    assert_eq!(info.status, AgentStatus::Stopped);
+    assert_eq!(info.signal.as_deref(), Some("SIGKILL"));
+    assert_eq!(info.exit_code, None);
+    assert!(!alive(leader), "leader {leader} gone");
+    assert!(!alive(grandchild), "grandchild {grandchild} gone");
+    assert_eq!(agent_actions(&mut sub), vec!["started", "stopped"]);
+}
+
+#[tokio::test]
+async fn grandchildren_left_behind_by_an_exiting_leader_are_reaped() {
+    let rt = runtime();
+    let dir = scratch("orphan");
+    let pids = dir.join("pids");
+    let script = format!("sleep 30 & echo $! > {}; exit 0", pids.display());
+    let agent = rt
+        .start_agent(sh(&script, serde_json::json!({ "graceMs": 300 })))
+        .expect("starts");
+    let info = bounded(10, agent.wait_finished()).await;
+    let orphan: u32 = wait_for_file(&pids).await.trim().parse().expect("pid");
+    assert_eq!(info.status, AgentStatus::Exited);
+    assert!(
+        !alive(orphan),
+        "orphan {orphan} gone once the agent is reported finished"
+    );
+}
+
+#[tokio::test]
+async fn crash_restarts_per_policy_with_backoff_and_counts() {
+    let rt = runtime();
+    let mut sub = rt.events().subscribe();
+    let dir = scratch("crash");
+    let runs = dir.join("runs");
+    let script = format!("echo run >> {}; exit 7", runs.display());
+    let t = Instant::now();
+    let agent = rt
+        .start_agent(sh(
+            &script,
+            serde_json::json!({ "restart": { "maxRestarts": 2, "backoffMs": 100 } }),
+        ))
+        .expect("starts");
+    let info = bounded(10, agent.wait_finished()).await;
+    // Backoff doubles: 100 ms then 200 ms.
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&runs)
+            .expect("runs")
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(info.status, AgentStatus::Crashed);
+    assert_eq!(info.restarts, 2);
+    assert_eq!(info.exit_code, Some(7));
+    assert_eq!(
+        info.reason.as_deref(),
+        Some("exited with code 7; not restarted: maxRestarts (2) reached")
+    );
+    assert_eq!(
+        agent_actions(&mut sub),
+        vec![
+            "started",
+            "crashed",
+            "restarted",
+            "crashed",
+            "restarted",
+            "crashed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stop_during_the_backoff_ends_the_agent_stopped() {
+    let rt = Arc::new(runtime());
+    let agent = rt
+        .start_agent(sh(
+            "exit 1",
+            serde_json::json!({ "restart": { "maxRestarts": 5, "backoffMs": 5000 } }),
+        ))
+        .expect("starts");
+    for _ in 0..300 {
+        if agent.info().status == AgentStatus::Crashed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(agent.info().status, AgentStatus::Crashed);
+    assert!(!agent.info().finished);
+    let info = bounded(5, rt.stop_agent(&agent.id, None))
+        .await
+        .expect("stops");
+    assert_eq!(info.status, AgentStatus::Stopped);
+    assert_eq!(info.restarts, 0);
+}
+
+#[tokio::test]
+async fn shutdown_stops_everything_and_refuses_new_agents() {
+    let rt = runtime();
+    let a = rt
+        .start_agent(sh("while :; do sleep 0.05; done", serde_json::json!({})))
+        .expect("a");
+    let b = rt
+        .start_agent(sh("while :; do sleep 0.05; done", serde_json::json!({})))
+        .expect("b");
+    bounded(10, rt.shutdown(Some(Duration::from_secs(2)))).await;
+    for agent in [&a, &b] {
+        let info = agent.info();
+        assert_eq!(info.status, AgentStatus::Stopped);
+        assert_eq!(info.signal.as_deref(), Some("SIGTERM"));
+        assert_eq!(info.reason.as_deref(), Some("runtime shut down"));
+    }
+    let err = rt
+        .start_agent(sh("exit 0", serde_json::json!({})))
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), "RUNTIME_SHUT_DOWN");
+    assert!(err.to_string().contains("create a new AgentRuntime"));
+}
+
+#[tokio::test]
+async fn spawn_errors_name_the_fix_and_unknown_ids_are_reported() {
+    let rt = runtime();
+    let err = rt
+        .start_agent(AgentSpec::from_json(r#"{"command":"iron-cage-missing-cmd"}"#).expect("spec"))
+        .err()
+        .expect("fails");
+    assert_eq!(err.code(), "SPAWN_FAILED");
+    assert!(err.to_string().contains("PATH"), "{err}");
+    assert!(rt.list().is_empty());
+    let err = rt.stop_agent("agt_nope", None).await.expect_err("unknown");
+    assert_eq!(err.code(), "AGENT_NOT_FOUND");
+}

@@ -76,6 +76,11 @@ export interface LlmRouterOptions {
   pricing?: Record<string, ModelPriceOption>
   /** With a budget set: refuse calls to models that cannot be priced (default), or charge a flat cost. */
   unknownModel?: 'block' | { action: 'block' } | { action: 'allow'; costUsd: number }
+  /** PII and secret policy per type and direction. Default: prompts block secrets and log the rest;
+   *  answers redact secrets and log the rest. */
+  safety?: SafetyOptions
+  /** Circuit breaker, retries and timeouts for the upstream provider. */
+  reliability?: ReliabilityOptions
   /** Origins of web pages allowed to call the router (browser requests are refused otherwise). */
   allowedOrigins?: string[]
   /** Concurrent client connections. Default 1024. */
@@ -86,7 +91,8 @@ export interface LlmRouterOptions {
 
 const KNOWN = new Set<keyof LlmRouterOptions>([
   'apiKey', 'serverUrl', 'cacheTtlSeconds', 'keyStaleGraceSeconds', 'providerKey', 'providerBaseUrl', 'provider',
-  'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'allowedOrigins', 'maxConnections',
+  'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'safety', 'reliability',
+  'allowedOrigins', 'maxConnections',
   'headerReadTimeoutMs',
 ])
 

@@ -1,0 +1,244 @@
+#!/usr/bin/env node
+// iron-cage benchmark: the LlmRouter against the fake upstream directly and against nginx as a plain
+// reverse proxy, in one run on one machine, reported as ratios. See bench/README.md.
+//   node bench/run.mjs [--quick] [--no-build] [--no-pii] [--pii-only] [--no-memory] [--seconds N] [--requests N]
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { body, endpoint, authHeaders } from './lib/bodies.mjs';
+import { runOrThrow, runWrk, startHost, startNginx, startUpstream, which } from './lib/procs.mjs';
+import { timeStreams } from './lib/stream-client.mjs';
+import { checks, markdown } from './lib/report.mjs';
+import { runPiiBench } from './lib/pii.mjs';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.dirname(BENCH);
+const SRC = path.resolve(process.env.BENCH_SOURCE_DIR ?? ROOT); // benchmark a snapshot: see README
+const BUILD = path.join(BENCH, '.build');
+const TARGET_DIR = process.env.CARGO_TARGET_DIR ?? path.join(ROOT, 'target');
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(name);
+const value = (name) => (argv.includes(name) ? Number(argv[argv.indexOf(name) + 1]) : undefined);
+const QUICK = flag('--quick');
+const P = {
+  seconds: value('--seconds') ?? (QUICK ? 4 : 10),
+  streamReps: QUICK ? 5 : 15,
+  memRequests: value('--requests') ?? (QUICK ? 100_000 : 1_000_000),
+  chunks: 1000,
+  pacedDelayUs: 1000,
+};
+const log = (...a) => console.error('[bench]', ...a);
+
+function preflight() {
+  const missing = ['wrk', 'nginx', 'cargo'].filter((c) => !which(c));
+  if (missing.length) {
+    console.error(`missing: ${missing.join(', ')}. On Debian/Ubuntu:\n  sudo apt-get update && sudo apt-get install -y wrk nginx-light\n` +
+      '(cargo: https://rustup.rs). Then run `npm run bench` again.');
+    process.exit(2);
+  }
+}
+
+function build() {
+  const env = { ...process.env, CARGO_TARGET_DIR: TARGET_DIR };
+  log(`building the fake upstream (release) into ${TARGET_DIR}`);
+  runOrThrow('cargo', ['build', '--release', '--quiet', '--manifest-path', path.join(BENCH, 'upstream/Cargo.toml')], { env });
+  if (flag('--no-build') && existsSync(path.join(BUILD, 'dist/index.js'))) return;
+  mkdirSync(BUILD, { recursive: true });
+  log(`building the release addon from ${SRC}`);
+  const napi = path.join(ROOT, 'node_modules/.bin/napi');
+  runOrThrow(napi, ['build', '--platform', '--release', '--js', 'binding.cjs', '--dts', 'binding.d.cts', '-o', BUILD], { cwd: SRC, env });
+  log('bundling the TypeScript facade');
+  const tsup = path.join(ROOT, 'node_modules/.bin/tsup');
+  runOrThrow(tsup, [path.join(SRC, 'src-ts/index.ts'), '--no-config', '--format', 'esm', '--target', 'node20', '--platform', 'node',
+    '--external', '../binding.cjs', '--out-dir', path.join(BUILD, 'dist'), '--silent'], { cwd: SRC });
+}
+
+function nativePath() {
+  if (process.env.BENCH_NATIVE) return path.resolve(process.env.BENCH_NATIVE);
+  const node = readdirSync(BUILD).find((n) => n.endsWith('.node'));
+  if (!node) throw new Error(`no .node addon in ${BUILD}; run without --no-build`);
+  return path.join(BUILD, node);
+}
+
+function machine() {
+  const cpus = os.cpus();
+  const version = (cmd, args) => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0];
+    } catch (e) {
+      return String(e.stderr ?? '').trim().split('\n')[0];
+    }
+  };
+  return {
+    cpu: cpus[0]?.model, cores: cpus.length, memGb: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version,
+    nginx: version(which('nginx'), ['-v']), wrk: version('wrk', ['-v']),
+    commit: existsSync(path.join(SRC, '.commit')) ? readFileSync(path.join(SRC, '.commit'), 'utf8').trim() : version('git', ['-C', SRC, 'rev-parse', '--short', 'HEAD']),
+    source: SRC,
+    loadAtStart: os.loadavg().map((x) => +x.toFixed(2)),
+  };
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async function wrkRun(base, provider, token, connections, seconds, files) {
+  const opts = {
+    url: base + endpoint(provider), bodyFile: files[provider], headers: authHeaders(provider, token),
+    threads: connections > 1 ? 2 : 1, connections, luaScript: path.join(BENCH, 'lib/post.lua'),
+  };
+  await runWrk({ ...opts, seconds: 1 }); // warm-up: connections, pools, caches
+  return runWrk({ ...opts, seconds });
+}
+
+function streams(base, provider, token, delayUs) {
+  const headers = Object.fromEntries(authHeaders(provider, token).map((h) => h.split(/:\s*/)));
+  return timeStreams({ url: `${base}${endpoint(provider)}?chunks=${P.chunks}&delay_us=${delayUs}`, body: body(provider, true), headers, reps: P.streamReps });
+}
+
+/** Every scenario against one target; `anthropic` may point at a different base (a second router). */
+async function measure(name, openai, anthropic, files, during = {}) {
+  log(`${name}: 1 connection`);
+  const c1 = await wrkRun(openai.base, 'openai', openai.token, 1, P.seconds, files);
+  log(`${name}: 64 connections`);
+  await during.before64?.();
+  const c64 = await wrkRun(openai.base, 'openai', openai.token, 64, P.seconds, files);
+  await during.after64?.();
+  log(`${name}: streams (${P.chunks} chunks, burst and paced ${P.pacedDelayUs} us)`);
+  const streamBurst = await streams(openai.base, 'openai', openai.token, 0);
+  const streamPaced = await streams(openai.base, 'openai', openai.token, P.pacedDelayUs);
+  log(`${name}: Anthropic shape`);
+  const c64Anthropic = await wrkRun(anthropic.base, 'anthropic', anthropic.token, 64, P.seconds, files);
+  const streamBurstAnthropic = await streams(anthropic.base, 'anthropic', anthropic.token, 0);
+  return { c1, c64, streamBurst, streamPaced, c64Anthropic, streamBurstAnthropic };
+}
+
+const SAFETY_ON = { request: { default: 'redact', secret: 'block' }, response: { default: 'log', secret: 'redact' } };
+const SAFETY_OFF = { request: { default: 'off' }, response: { default: 'off' } };
+
+function routerOptions(provider, upstreamUrl, on) {
+  const providerKey = provider === 'anthropic' ? 'sk-ant-bench-real-key' : 'sk-test-real-key';
+  const reliability = { breaker: { enabled: on } };
+  return { options: { providerKey, providerBaseUrl: upstreamUrl, provider, reliability, ...(on ? { budgetUsd: 1e6 } : {}) }, listen: on, safety: on ? SAFETY_ON : SAFETY_OFF };
+}
+
+async function withHosts(env, upstreamUrl, on, fn) {
+  const hostScript = path.join(BENCH, 'lib/router-host.mjs');
+  const hosts = [];
+  try {
+    const started = {};
+    for (const provider of ['openai', 'anthropic']) {
+      const h = await startHost(hostScript, env);
+      hosts.push(h);
+      const s = await h.call('start', routerOptions(provider, upstreamUrl, on));
+      started[provider] = { host: h, base: s.anthropicBaseUrl, token: s.apiKey, safetyAccepted: s.safetyAccepted };
+    }
+    return await fn(started);
+  } finally {
+    for (const h of hosts) await h.kill();
+  }
+}
+
+async function memoryRun(env, upstreamUrl, files) {
+  const h = await startHost(path.join(BENCH, 'lib/router-host.mjs'), env);
+  try {
+    const boot = h.rssAtBoot;
+    const s = await h.call('start', routerOptions('openai', upstreamUrl, true));
+    await h.call('sampleStart', { everyMs: 100 });
+    const total = P.memRequests;
+    let last = 0;
+    log(`memory: ${total} requests over 256 connections`);
+    const w = await runWrk({
+      url: s.anthropicBaseUrl + endpoint('openai'), bodyFile: files.openai, headers: authHeaders('openai', s.apiKey),
+      threads: 2, connections: 256, seconds: 3600, luaScript: path.join(BENCH, 'lib/post.lua'),
+      stopWhen: async () => {
+        const { stats } = await h.call('stats');
+        if (stats.requests - last >= total / 10) {
+          last = stats.requests;
+          log(`memory: ${stats.requests} requests`);
+        }
+        return stats.requests >= total;
+      },
+    });
+    const { samples } = await h.call('sampleStop');
+    await new Promise((r) => setTimeout(r, 3000));
+    const idle = (await h.call('rss')).rss;
+    const { tally, stats } = await h.call('stats');
+    const MB = 2 ** 20;
+    const at = (n) => samples.find((x) => x.requests >= n) ?? samples[samples.length - 1];
+    const checkpoint = at(total / 10);
+    const end = samples[samples.length - 1];
+    const peak = Math.max(...samples.map((x) => x.rss));
+    const series = [];
+    for (let k = 1; k <= 10; k++) series.push({ requests: at((k * total) / 10).requests, rssMb: +(at((k * total) / 10).rss / MB).toFixed(1) });
+    return {
+      requests: end.requests, checkpointRequests: checkpoint.requests, rps: w.rps, p99Ms: w.lat_p99_us / 1000, errors: w.errors,
+      bootMb: boot / MB, afterCreateMb: s.rss / MB, peakMb: peak / MB, addedPeakMb: (peak - boot) / MB,
+      checkpointMb: checkpoint.rss / MB, endMb: end.rss / MB, idleMb: idle / MB, drift: (end.rss - checkpoint.rss) / checkpoint.rss,
+      series, events: tally.events, eventsDropped: stats.eventsDropped,
+    };
+  } finally {
+    await h.kill();
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  preflight();
+  const result = { date: new Date().toISOString(), quick: QUICK, params: P, targets: {} };
+  if (!flag('--pii-only')) {
+    build();
+    result.machine = machine();
+    if (result.machine.loadAtStart[0] > 1) log(`warning: load average ${result.machine.loadAtStart[0]} before the run; other work on this machine skews the figures`);
+    const env = { BENCH_DIST_INDEX: path.join(BUILD, 'dist/index.js'), NAPI_RS_NATIVE_LIBRARY_PATH: nativePath() };
+    log(`addon: ${env.NAPI_RS_NATIVE_LIBRARY_PATH}`);
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'iron-bench-'));
+    const files = { openai: path.join(tmp, 'openai.json'), anthropic: path.join(tmp, 'anthropic.json') };
+    writeFileSync(files.openai, body('openai', false));
+    writeFileSync(files.anthropic, body('anthropic', false));
+    const upstream = await startUpstream(path.join(TARGET_DIR, 'release/bench_upstream'), 1);
+    const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
+    const nginx = await startNginx(which('nginx'), upstream.port);
+    result.nginxConf = nginx.conf;
+    try {
+      const direct = { base: upstreamUrl, token: 'unused' };
+      result.targets.direct = await measure('direct', direct, direct, files);
+      const viaNginx = { base: `http://127.0.0.1:${nginx.port}`, token: 'unused' };
+      result.targets.nginx = await measure('nginx', viaNginx, viaNginx, files);
+      for (const on of [true, false]) {
+        const name = on ? 'routerOn' : 'routerOff';
+        result.targets[name] = await withHosts(env, upstreamUrl, on, async (r) => {
+          result.safetyOptionAccepted = r.openai.safetyAccepted;
+          const during = on
+            ? { before64: () => r.openai.host.call('eldStart'), after64: async () => (result.eventLoop = await r.openai.host.call('eldStop')) }
+            : {};
+          const m = await measure(name, r.openai, r.anthropic, files, during);
+          const { tally, stats } = await r.openai.host.call('stats');
+          m.router = { events: tally.events, eventsByType: tally.byType, stats: { requests: stats.requests, completed: stats.completed, failed: stats.failed, blocked: stats.blocked, eventsDropped: stats.eventsDropped } };
+          return m;
+        });
+      }
+      if (!flag('--no-memory')) result.memory = await memoryRun(env, upstreamUrl, files);
+    } finally {
+      await nginx.stop();
+      upstream.stop();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  if (!flag('--no-pii')) result.pii = runPiiBench(SRC, TARGET_DIR);
+  if (result.machine) result.machine.loadAtEnd = os.loadavg().map((x) => +x.toFixed(2));
+  result.checks = checks(result);
+  const md = markdown(result);
+  mkdirSync(path.join(BENCH, 'results'), { recursive: true });
+  const out = path.join(BENCH, 'results', QUICK ? 'latest-quick.json' : 'latest.json');
+  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(out.replace(/\.json$/, '.md'), md + '\n');
+  console.log(md);
+  log(`wrote ${out}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

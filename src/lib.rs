@@ -1,8 +1,10 @@
 //! Node-API binding: converts JS values and forwards to `iron_runtime`. No policy lives here.
 
+mod agent_runtime;
 mod errors;
 mod router;
 
+pub use agent_runtime::NativeAgentRuntime;
 pub use router::NativeRouter;
 
 /// Size the shared tokio runtime once: two workers are plenty for a local proxy and keep the host

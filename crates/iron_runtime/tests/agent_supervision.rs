@@ -321,3 +321,32 @@ async fn spawn_errors_name_the_fix_and_unknown_ids_are_reported() {
     let err = rt.stop_agent("agt_nope", None).await.expect_err("unknown");
     assert_eq!(err.code(), "AGENT_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn a_second_stop_with_a_shorter_grace_kills_sooner() {
+    let rt = runtime();
+    let dir = scratch("again");
+    let ready = dir.join("ready");
+    let script = format!(
+        "trap '' TERM; echo up > {}; while :; do sleep 0.05; done",
+        ready.display()
+    );
+    let agent = rt
+        .start_agent(sh(&script, serde_json::json!({})))
+        .expect("starts");
+    wait_for_file(&ready).await;
+    let t = Instant::now();
+    assert!(agent.request_stop(iron_runtime::agent::StopRequest {
+        grace: Duration::from_secs(30),
+        reason: "first Ctrl-C".into(),
+    }));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(agent.info().status, AgentStatus::Stopping);
+    let info = bounded(5, rt.stop_agent(&agent.id, Some(Duration::ZERO)))
+        .await
+        .expect("stops");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(info.status, AgentStatus::Stopped);
+    assert_eq!(info.signal.as_deref(), Some("SIGKILL"));
+    assert_eq!(info.reason.as_deref(), Some("first Ctrl-C"));
+}

@@ -32,7 +32,7 @@ pub(crate) async fn supervise(
         let end = tokio::select! {
             status = child.wait() => RunEnd::OnItsOwn(status),
             Some(req) = stops.recv() => {
-                let status = terminate(&agent, &mut child, pgid, &req).await;
+                let status = terminate(&agent, &mut child, pgid, &req, &mut stops).await;
                 RunEnd::Stopped(status, req.reason)
             }
         };
@@ -106,26 +106,33 @@ pub(crate) async fn supervise(
 }
 
 /// SIGTERM to the group, SIGKILL to the group once the grace is over; then the leader's status.
+/// A further stop request with a shorter grace (a second Ctrl-C) brings the SIGKILL forward.
 async fn terminate(
     agent: &SupervisedAgent,
     child: &mut Child,
     pgid: Option<u32>,
     req: &StopRequest,
+    stops: &mut mpsc::UnboundedReceiver<StopRequest>,
 ) -> std::io::Result<ExitStatus> {
     set_status(agent, AgentStatus::Stopping, Some(req.reason.clone()));
     agent.state().stop_requested = true;
-    let deadline = Instant::now() + req.grace;
+    let mut deadline = Instant::now() + req.grace;
     let Some(pgid) = pgid.filter(|_| cfg!(unix)) else {
         // No process groups here (Windows): terminate the process itself at once.
         let _ = child.start_kill();
         return child.wait().await;
     };
     signal_group(pgid, StopSignal::Term);
-    let status = match tokio::time::timeout_at(deadline.into(), child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            signal_group(pgid, StopSignal::Kill);
-            child.wait().await
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                signal_group(pgid, StopSignal::Kill);
+                break child.wait().await;
+            }
+            Some(again) = stops.recv() => {
+                deadline = deadline.min(Instant::now() + again.grace);
+            }
         }
     };
     // Members that ignored SIGTERM get the rest of the grace, then SIGKILL.

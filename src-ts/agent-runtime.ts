@@ -1,0 +1,348 @@
+import { EventEmitter } from 'node:events'
+import { IronCageError, fromNative } from './errors.js'
+import { native } from './native.js'
+import { serializeOptions, type LlmRouterOptions } from './options.js'
+import type { ModelStats, RouterStats } from './router.js'
+
+/** Where an agent is in its life; `stopped`, `exited` and a final `crashed` do not change any more. */
+export type AgentStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'exited' | 'crashed'
+
+/** A snapshot of one agent. */
+export interface AgentInfo {
+  id: string
+  name: string
+  command: string
+  args: string[]
+  status: AgentStatus
+  /** True once the status is final (no stop pending, no restart coming). */
+  finished: boolean
+  pid: number | null
+  exitCode: number | null
+  /** The signal that ended the process, e.g. `'SIGTERM'`. */
+  signal: string | null
+  /** Why it stopped or crashed, in words (for example the budget that ran out). */
+  reason: string | null
+  restarts: number
+  startedAtMs: number
+  endedAtMs: number | null
+  /** The agent router's OpenAI base URL (what `OPENAI_BASE_URL` holds). */
+  baseUrl: string
+  /** The agent router's root URL (what `ANTHROPIC_BASE_URL` holds). */
+  anthropicBaseUrl: string
+}
+
+/** Live figures from the agent's own router. */
+export interface AgentMetrics {
+  requests: number
+  completed: number
+  failed: number
+  blocked: number
+  spentUsd: number
+  budgetUsd: number | null
+  /** Last request or response, ms since the epoch. */
+  lastActivityMs: number | null
+  lastModel: string | null
+  /** True once a call was refused for budget or the budget was reached. */
+  budgetExhausted: boolean
+}
+
+/** `runtime.on('agent', e => …)`. */
+export interface AgentEvent {
+  type: 'agent'
+  tsMs: number
+  agentId: string
+  name: string
+  action: 'started' | 'exited' | 'crashed' | 'restarted' | 'stopped'
+  pid: number | null
+  exitCode: number | null
+  signal: string | null
+  reason: string | null
+}
+
+export interface AgentRuntimeEventMap {
+  agent: [AgentEvent]
+}
+
+/** Options of `AgentRuntime`: the router options every agent's router starts from, plus `statePath`. */
+export type AgentRuntimeOptions = Omit<LlmRouterOptions, 'budgetUsd'> & {
+  /** SQLite file where agents (and their routers' ledgers) are persisted. */
+  statePath?: string
+}
+
+/** What `startAgent` runs. */
+export interface StartAgentOptions {
+  name?: string
+  /** The program: `'python3'`, `'node'`, a path… (no shell: pass arguments in `args`). */
+  command: string
+  args?: string[]
+  cwd?: string
+  /** Extra environment; the router variables (`OPENAI_BASE_URL`, `OPENAI_API_KEY`, …) always win. */
+  env?: Record<string, string>
+  /** This agent's own budget in USD. Default: no limit. */
+  budgetUsd?: number
+  /** Restart on crash (non-zero exit or signal): at most `maxRestarts` times, waiting `backoffMs` (doubling). */
+  restart?: { maxRestarts: number; backoffMs?: number }
+  /** When the budget is exhausted: keep running (calls get 402, the default) or stop the agent. */
+  onBudgetExhausted?: 'keep-running' | 'stop'
+  /** SIGTERM → SIGKILL grace for stops the runtime decides (budget, shutdown). Default 5000. */
+  graceMs?: number
+  /** The child's stdin: `'ignore'` (default) or `'inherit'`. stdout and stderr are inherited. */
+  stdin?: 'inherit' | 'ignore'
+}
+
+interface NativeAgentRuntime {
+  startAgent(specJson: string): string
+  agentJson(id: string): string | null
+  metricsJson(id: string): string | null
+  statsJson(id: string): string | null
+  listJson(): string
+  stopAgent(id: string, graceMs?: number | null): Promise<string | null>
+  waitAgent(id: string): Promise<string | null>
+  shutdown(graceMs?: number | null): Promise<void>
+  subscribe(callback: (batch: string) => void): void
+}
+
+type AgentBinding = { NativeAgentRuntime: new (optionsJson: string) => NativeAgentRuntime }
+
+function checkGrace(graceMs: unknown): number | undefined {
+  if (graceMs === undefined) return undefined
+  if (typeof graceMs !== 'number' || !Number.isFinite(graceMs) || graceMs < 0 || graceMs > 3_600_000) {
+    throw new IronCageError('INVALID_OPTIONS', `invalid option graceMs: expected milliseconds from 0 to 3600000, got ${String(graceMs)}`)
+  }
+  return graceMs
+}
+
+function parseInfo(json: string): AgentInfo {
+  return JSON.parse(json) as AgentInfo
+}
+
+/** One agent started by an `AgentRuntime`. Status and metrics are read live. */
+export class Agent {
+  readonly #inner: NativeAgentRuntime
+  readonly #runtime: AgentRuntime
+  readonly #first: AgentInfo
+  readonly #done: Promise<AgentInfo>
+
+  /** @internal */
+  constructor(inner: NativeAgentRuntime, runtime: AgentRuntime, info: AgentInfo, done: Promise<AgentInfo>) {
+    this.#inner = inner
+    this.#runtime = runtime
+    this.#first = info
+    this.#done = done
+  }
+
+  get id(): string {
+    return this.#first.id
+  }
+
+  get name(): string {
+    return this.#first.name
+  }
+
+  /** A snapshot of everything about the agent now. */
+  info(): AgentInfo {
+    const json = this.#inner.agentJson(this.#first.id)
+    return json ? parseInfo(json) : this.#first
+  }
+
+  get status(): AgentStatus {
+    return this.info().status
+  }
+
+  /** The current process id (changes on restart), null before start. */
+  get pid(): number | null {
+    return this.info().pid
+  }
+
+  get exitCode(): number | null {
+    return this.info().exitCode
+  }
+
+  get signal(): string | null {
+    return this.info().signal
+  }
+
+  get reason(): string | null {
+    return this.info().reason
+  }
+
+  get restarts(): number {
+    return this.info().restarts
+  }
+
+  get baseUrl(): string {
+    return this.#first.baseUrl
+  }
+
+  get anthropicBaseUrl(): string {
+    return this.#first.anthropicBaseUrl
+  }
+
+  /** Requests, spend, budget and last activity, from the agent's own router. */
+  metrics(): AgentMetrics {
+    const json = this.#inner.metricsJson(this.#first.id)
+    const m = JSON.parse(json ?? '{}') as Omit<AgentMetrics, 'spentUsd' | 'budgetUsd'> & { spentMicros: number; budgetMicros: number | null }
+    const { spentMicros, budgetMicros, ...rest } = m
+    return { ...rest, spentUsd: spentMicros / 1e6, budgetUsd: budgetMicros === null ? null : budgetMicros / 1e6 }
+  }
+
+  /** The agent router's counters: tokens and cost by model, blocked by reason. */
+  stats(): RouterStats {
+    const raw = JSON.parse(this.#inner.statsJson(this.#first.id) ?? '{}') as RouterStats & {
+      costMicros: number
+      byModel: Record<string, ModelStats & { costMicros: number }>
+    }
+    const byModel: Record<string, ModelStats> = {}
+    for (const [model, m] of Object.entries(raw.byModel ?? {})) {
+      const { costMicros, ...rest } = m
+      byModel[model] = { ...rest, costUsd: costMicros / 1e6 }
+    }
+    const { costMicros, ...rest } = raw
+    return { ...rest, byModel, costUsd: costMicros / 1e6 }
+  }
+
+  /** Resolves with the final info once the agent ended for good (after any restarts). */
+  wait(): Promise<AgentInfo> {
+    return this.#done
+  }
+
+  /** SIGTERM to the agent's process group, SIGKILL after `graceMs` (default the agent's `graceMs`). */
+  stop(options: { graceMs?: number } = {}): Promise<AgentInfo> {
+    return this.#runtime.stopAgent(this.#first.id, options)
+  }
+}
+
+/**
+ * Runs programs as agents under governance: each gets its own LlmRouter (its own budget), the
+ * environment its SDKs read, and a supervisor (process group, graceful stop, restart policy).
+ */
+export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
+  readonly #inner: NativeAgentRuntime
+  readonly #agents = new Map<string, Agent>()
+  #running = 0
+  #keepAlive: NodeJS.Timeout | undefined
+  #refed = true
+  #subscribed = false
+  #shutdown: Promise<void> | undefined
+
+  constructor(options: AgentRuntimeOptions) {
+    super()
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new IronCageError('INVALID_OPTIONS', 'AgentRuntime options must be an object, e.g. { providerKey } or { apiKey, serverUrl }')
+    }
+    const { statePath, ...router } = options
+    if (statePath !== undefined && typeof statePath !== 'string') {
+      throw new IronCageError('INVALID_OPTIONS', `invalid option statePath: expected a file path string, got ${typeof statePath}`)
+    }
+    if ('budgetUsd' in router) {
+      throw new IronCageError('INVALID_OPTIONS', 'invalid option budgetUsd: budgets are per agent; pass budgetUsd to startAgent')
+    }
+    const json = `{"router":${serializeOptions(router as LlmRouterOptions)}${statePath ? `,"statePath":${JSON.stringify(statePath)}` : ''}}`
+    try {
+      this.#inner = new (native() as unknown as AgentBinding).NativeAgentRuntime(json)
+    } catch (err) {
+      throw fromNative(err)
+    }
+    ;(this as EventEmitter).on('newListener', (name: string | symbol) => {
+      if (!this.#subscribed && name === 'agent') this.#subscribe()
+    })
+  }
+
+  /** Start `options.command` as an agent. Throws `SPAWN_FAILED` (naming the fix) if it cannot start. */
+  startAgent(options: StartAgentOptions): Agent {
+    if (options === null || typeof options !== 'object' || typeof options.command !== 'string') {
+      throw new IronCageError('INVALID_OPTIONS', "startAgent: expected { command: string, args?: string[], … }, e.g. { command: 'python3', args: ['agent.py'] }")
+    }
+    if (options.args !== undefined && (!Array.isArray(options.args) || options.args.some((a) => typeof a !== 'string'))) {
+      throw new IronCageError('INVALID_OPTIONS', 'invalid option args: expected an array of strings')
+    }
+    checkGrace(options.graceMs)
+    let info: AgentInfo
+    try {
+      info = parseInfo(this.#inner.startAgent(JSON.stringify(options)))
+    } catch (err) {
+      throw fromNative(err)
+    }
+    this.#running += 1
+    this.#holdOpen()
+    const done = this.#inner.waitAgent(info.id).then((json) => {
+      this.#running -= 1
+      if (this.#running === 0) this.#release()
+      return json ? parseInfo(json) : info
+    })
+    const agent = new Agent(this.#inner, this, info, done)
+    this.#agents.set(info.id, agent)
+    return agent
+  }
+
+  /** The agent with this id. */
+  get(id: string): Agent | undefined {
+    return this.#agents.get(id)
+  }
+
+  /** Every agent started by this runtime, oldest first. */
+  list(): AgentInfo[] {
+    return (JSON.parse(this.#inner.listJson()) as AgentInfo[])
+  }
+
+  /** SIGTERM to the agent's process group, SIGKILL after `graceMs`; resolves with the final info. */
+  async stopAgent(id: string, options: { graceMs?: number } = {}): Promise<AgentInfo> {
+    const grace = checkGrace(options.graceMs)
+    const json = await this.#inner.stopAgent(id, grace ?? null)
+    if (json === null) {
+      throw new IronCageError('AGENT_NOT_FOUND', `no agent with id '${id}': runtime.list() shows the agents of this runtime`)
+    }
+    return parseInfo(json)
+  }
+
+  /** Stop every agent (SIGTERM, SIGKILL after the grace) and refuse new ones. Idempotent. */
+  shutdown(options: { graceMs?: number } = {}): Promise<void> {
+    if (!this.#shutdown) {
+      const grace = checkGrace(options.graceMs)
+      this.#shutdown = this.#inner.shutdown(grace ?? null).finally(() => this.#release())
+    }
+    return this.#shutdown
+  }
+
+  /** Keep the process alive while agents run (the default). */
+  ref(): this {
+    this.#refed = true
+    this.#keepAlive?.ref()
+    return this
+  }
+
+  /** Let the process exit even though agents run. */
+  unref(): this {
+    this.#refed = false
+    this.#keepAlive?.unref()
+    return this
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown()
+  }
+
+  #holdOpen(): void {
+    if (this.#keepAlive) return
+    this.#keepAlive = setInterval(() => {}, 1 << 30)
+    if (!this.#refed) this.#keepAlive.unref()
+  }
+
+  #release(): void {
+    if (this.#keepAlive) clearInterval(this.#keepAlive)
+    this.#keepAlive = undefined
+  }
+
+  #subscribe(): void {
+    this.#subscribed = true
+    this.#inner.subscribe((batch: string) => {
+      let events: AgentEvent[]
+      try {
+        events = JSON.parse(batch) as AgentEvent[]
+      } catch {
+        return
+      }
+      for (const e of events) if (e.type === 'agent') this.emit('agent', e)
+    })
+  }
+}

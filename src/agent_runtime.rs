@@ -1,0 +1,130 @@
+//! `NativeAgentRuntime`: the JS face of `iron_runtime::agent::AgentRuntime`. Values cross as JSON strings.
+
+use crate::errors::{coded, guard};
+use iron_runtime::agent::{spec::duration_ms, AgentError, AgentRuntime, AgentSpec};
+use napi::bindgen_prelude::within_runtime_if_available;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Batches of events as a JSON array string; unref'd (never keeps Node alive), bounded queue.
+type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 256>;
+
+fn to_js(e: AgentError) -> napi::Error<String> {
+    coded(e.code(), e.to_string())
+}
+
+/// Serialised JSON, or `null` if serialising failed (it cannot for these plain structs).
+fn or_null(r: serde_json::Result<String>) -> String {
+    r.unwrap_or_else(|_| "null".into())
+}
+
+/// The grace as a duration; the TS facade validates it, so an invalid value falls back to the default.
+fn grace(ms: Option<f64>) -> Option<Duration> {
+    ms.and_then(|g| duration_ms("graceMs", g, 3_600_000.0).ok())
+}
+
+#[napi]
+pub struct NativeAgentRuntime {
+    inner: Arc<AgentRuntime>,
+}
+
+#[napi]
+impl NativeAgentRuntime {
+    /// `{ router: { ...LlmRouter options }, statePath? }`.
+    #[napi(constructor)]
+    pub fn new(options_json: String) -> napi::Result<Self, String> {
+        guard("AgentRuntime constructor", || {
+            let rt = AgentRuntime::from_json(&options_json).map_err(to_js)?;
+            Ok(NativeAgentRuntime {
+                inner: Arc::new(rt),
+            })
+        })
+    }
+
+    /// Start an agent; returns its info as JSON. Spawn errors throw (`SPAWN_FAILED`).
+    #[napi]
+    pub fn start_agent(&self, spec_json: String) -> napi::Result<String, String> {
+        guard("AgentRuntime.startAgent", || {
+            let spec = AgentSpec::from_json(&spec_json)
+                .map_err(|e| coded("INVALID_OPTIONS", e.to_string()))?;
+            let agent =
+                within_runtime_if_available(|| self.inner.start_agent(spec)).map_err(to_js)?;
+            Ok(or_null(serde_json::to_string(&agent.info())))
+        })
+    }
+
+    /// The agent's info as JSON, or null for an unknown id.
+    #[napi]
+    pub fn agent_json(&self, id: String) -> Option<String> {
+        self.inner
+            .agent(&id)
+            .map(|a| or_null(serde_json::to_string(&a.info())))
+    }
+
+    /// Requests, spend, last activity as JSON, or null for an unknown id.
+    #[napi]
+    pub fn metrics_json(&self, id: String) -> Option<String> {
+        self.inner
+            .agent(&id)
+            .map(|a| or_null(serde_json::to_string(&a.metrics())))
+    }
+
+    /// The agent router's full counters (by model, blocked by reason) as JSON.
+    #[napi]
+    pub fn stats_json(&self, id: String) -> Option<String> {
+        self.inner
+            .agent(&id)
+            .map(|a| or_null(serde_json::to_string(&a.stats())))
+    }
+
+    /// Every agent's info as a JSON array.
+    #[napi]
+    pub fn list_json(&self) -> String {
+        or_null(serde_json::to_string(&self.inner.list()))
+    }
+
+    /// Stop (SIGTERM, SIGKILL after the grace) and resolve with the final info; null for an unknown id.
+    #[napi]
+    pub async fn stop_agent(&self, id: String, grace_ms: Option<f64>) -> Option<String> {
+        let info = self.inner.stop_agent(&id, grace(grace_ms)).await.ok()?;
+        Some(or_null(serde_json::to_string(&info)))
+    }
+
+    /// Resolve with the final info once the agent finished; null for an unknown id.
+    #[napi]
+    pub async fn wait_agent(&self, id: String) -> Option<String> {
+        let agent = self.inner.agent(&id)?;
+        Some(or_null(serde_json::to_string(&agent.wait_finished().await)))
+    }
+
+    /// Stop every agent, flush the state store, refuse new agents.
+    #[napi]
+    pub async fn shutdown(&self, grace_ms: Option<f64>) {
+        self.inner.shutdown(grace(grace_ms)).await;
+    }
+
+    /// Deliver `agent` events to `callback` in batches (a JSON array string per call).
+    #[napi(ts_args_type = "callback: (batch: string) => void")]
+    pub fn subscribe(&self, callback: EventSink) {
+        let mut sub = self.inner.events().subscribe();
+        within_runtime_if_available(|| {
+            tokio::spawn(async move {
+                while let Some(first) = sub.recv().await {
+                    let mut batch = vec![or_null(serde_json::to_string(&*first))];
+                    while let Some(e) = sub.try_recv() {
+                        batch.push(or_null(serde_json::to_string(&*e)));
+                    }
+                    let payload = format!("[{}]", batch.join(","));
+                    if callback.call(payload, ThreadsafeFunctionCallMode::NonBlocking)
+                        == Status::Closing
+                    {
+                        break;
+                    }
+                }
+            });
+        });
+    }
+}

@@ -154,13 +154,21 @@ impl StreamRedactor {
         } else {
             tail_start
         };
-        if tail_start == len || is_digit_group(&joined[tail_start..]) {
+        if tail_start == len || may_become_group(&joined[tail_start..]) {
             let mut start = tail_start;
             loop {
                 let token_end = joined[..start].trim_end_matches(char::is_whitespace).len();
                 let token_start = after_last_whitespace(joined, token_end);
                 let token = &joined[token_start..token_end];
-                if token.is_empty() || !is_digit_group(token) || len - token_start > WINDOW_BYTES {
+                if token.is_empty() || len - token_start > WINDOW_BYTES {
+                    break;
+                }
+                if !is_digit_group(token) {
+                    // `card:4111`, `IBAN=GB82`: the value's first group is glued to a label.
+                    let glued = group_suffix(token);
+                    if !glued.is_empty() && is_digit_group(glued) {
+                        start = token_end - glued.len();
+                    }
                     break;
                 }
                 start = token_start;
@@ -255,9 +263,34 @@ fn after_last_whitespace(text: &str, end: usize) -> usize {
 }
 
 /// A short token that can be one group of a spaced card, phone, IBAN or SSN (`4111`, `(415)`,
-/// `+44`, `DE89`, `555-2671`).
+/// `+44`, `DE89`, `555-2671`), including the letters-only bank code of an IBAN (`WEST`, `AIBK`).
 fn is_digit_group(token: &str) -> bool {
-    token.len() <= 16
-        && token.bytes().any(|b| b.is_ascii_digit())
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"()+-./".contains(&b))
+    let bank_code = (1..=4).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_uppercase());
+    bank_code
+        || (token.len() <= 16
+            && token.bytes().any(|b| b.is_ascii_digit())
+            && token.bytes().all(is_group_byte))
+}
+
+/// An unfinished trailing run that may still grow into a group (`(`, `+`, `WE`, `41`).
+fn may_become_group(run: &str) -> bool {
+    is_digit_group(run)
+        || (run.len() <= 16
+            && run
+                .bytes()
+                .all(|b| is_group_byte(b) && !b.is_ascii_lowercase()))
+}
+
+fn is_group_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"()+-./".contains(&b)
+}
+
+/// The longest tail of `token` made of group characters (`4111` in `card:4111`).
+fn group_suffix(token: &str) -> &str {
+    let keep = token
+        .bytes()
+        .rev()
+        .take_while(|b| is_group_byte(*b))
+        .count();
+    &token[token.len() - keep..]
 }

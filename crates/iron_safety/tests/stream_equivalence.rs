@@ -1,0 +1,88 @@
+//! Streaming redaction gives exactly the same text as redacting the whole answer at once, however
+//! the answer is cut: every labelled corpus line (positives and look-alikes) is streamed in pieces
+//! of 1, 2, 3, 5 and 7 characters and compared with the whole-text result.
+
+use iron_safety::{SafetyEngine, SafetyPolicy, StreamRedactor, Tally, TextGuard};
+use std::sync::Arc;
+
+fn guard() -> Arc<TextGuard> {
+    let policy =
+        SafetyPolicy::from_json_str(r#"{"response":{"default":"redact"}}"#).expect("policy");
+    SafetyEngine::new(&policy).expect("engine").response_guard()
+}
+
+fn streamed(guard: &Arc<TextGuard>, text: &str, size: usize) -> String {
+    let mut r = StreamRedactor::new(guard.clone());
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    for piece in chars.chunks(size) {
+        out.push_str(&r.push(&piece.iter().collect::<String>()));
+    }
+    out.push_str(&r.finish());
+    out
+}
+
+fn whole(guard: &TextGuard, text: &str) -> String {
+    guard
+        .process(text, &mut Tally::default())
+        .unwrap_or_else(|| text.to_string())
+}
+
+#[test]
+fn every_corpus_line_streams_to_the_same_redaction_as_the_whole_text() {
+    let guard = guard();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
+    let mut lines = 0;
+    let mut mismatches = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("corpus dir") {
+        let body = std::fs::read_to_string(entry.expect("entry").path()).expect("corpus file");
+        for line in body.lines() {
+            let Some(l) = line.strip_prefix("+ ").or_else(|| line.strip_prefix("- ")) else {
+                continue;
+            };
+            let text = format!(
+                "Some lead text here. {} and then the end.",
+                l.replace("[[", "").replace("]]", "").replace("\\n", "\n")
+            );
+            lines += 1;
+            let expected = whole(&guard, &text);
+            for size in [1, 2, 3, 5, 7] {
+                let got = streamed(&guard, &text, size);
+                if got != expected {
+                    mismatches.push(format!("{size}: {got:?} != {expected:?}"));
+                }
+            }
+        }
+    }
+    assert!(lines > 300, "corpus lines read: {lines}");
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
+
+#[test]
+fn groups_glued_to_labels_or_made_of_letters_are_held_whole() {
+    // Regressions: the first group used to flow before the value was complete ("GB82 WEST [IBAN]",
+    // "card:4111 [CREDIT_CARD]", "+1 [PHONE]").
+    let guard = guard();
+    let cases = [
+        (
+            "Pay to GB82 WEST 1234 5698 7654 32 today.",
+            "Pay to [IBAN] today.",
+        ),
+        (
+            "Pay to IE29 AIBK 9311 5212 3456 78 today.",
+            "Pay to [IBAN] today.",
+        ),
+        ("card:4111 1111 1111 1111 ok", "card:[CREDIT_CARD] ok"),
+        ("iban=DE89 3704 0044 0532 0130 00 ok", "iban=[IBAN] ok"),
+        ("call +1 (415) 555-2671 ext 2", "call [PHONE] ext 2"),
+    ];
+    for (text, expected) in cases {
+        for size in [1, 2, 4] {
+            assert_eq!(
+                streamed(&guard, text, size),
+                expected,
+                "{text} in pieces of {size}"
+            );
+        }
+    }
+}

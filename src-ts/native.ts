@@ -16,6 +16,7 @@ export interface NativeRouter {
   budgetJson(): string
   setBudgetUsd(usd?: number | null): void
   subscribe(callback: (batch: string) => void): void
+  attachLogger(callback: (line: string) => void): void
 }
 
 export interface NativeBinding {

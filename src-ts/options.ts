@@ -81,6 +81,20 @@ export interface LlmRouterOptions {
   safety?: SafetyOptions
   /** Circuit breaker, retries and timeouts for the upstream provider. */
   reliability?: ReliabilityOptions
+  /** SQLite file for the request ledger, audit trail and agents (WAL). Default: in memory. */
+  statePath?: string
+  /** This router's agent id in the state store; with `statePath`, spent is restored on start. */
+  agentId?: string
+  /** How often queued ledger rows are committed, in ms. Default 100 (at most that is lost on a crash). */
+  flushIntervalMs?: number
+  /** Commit each ledger row before its response completes. Default false. */
+  strictPersistence?: boolean
+  /** Log level; lines go to stderr unless `logger` is given. Default: no logging. */
+  logLevel?: 'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
+  /** Log line format. Default 'text'. */
+  logFormat?: 'text' | 'json'
+  /** Receives every log line (already redacted: no key, token or raw PII). */
+  logger?: (line: string) => void
   /** Origins of web pages allowed to call the router (browser requests are refused otherwise). */
   allowedOrigins?: string[]
   /** Concurrent client connections. Default 1024. */
@@ -92,6 +106,7 @@ export interface LlmRouterOptions {
 const KNOWN = new Set<keyof LlmRouterOptions>([
   'apiKey', 'serverUrl', 'cacheTtlSeconds', 'keyStaleGraceSeconds', 'providerKey', 'providerBaseUrl', 'provider',
   'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'safety', 'reliability',
+  'statePath', 'agentId', 'flushIntervalMs', 'strictPersistence', 'logLevel', 'logFormat', 'logger',
   'allowedOrigins', 'maxConnections',
   'headerReadTimeoutMs',
 ])
@@ -113,6 +128,13 @@ export function serializeOptions(options: LlmRouterOptions): string {
     }
   }
   const clean: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(options)) if (v !== undefined) clean[k] = v
+  if (options.logger !== undefined && typeof options.logger !== 'function') {
+    throw new IronCageError('INVALID_OPTIONS', 'invalid option logger: expected a function (line: string) => void')
+  }
+  for (const [k, v] of Object.entries(options)) if (v !== undefined && k !== 'logger') clean[k] = v
+  if (options.logger) {
+    clean.logSink = 'callback'
+    if (clean.logLevel === undefined) clean.logLevel = 'info'
+  }
   return JSON.stringify(clean)
 }

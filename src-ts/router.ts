@@ -68,6 +68,16 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
     } catch (err) {
       throw fromNative(err)
     }
+    if (options.logger) {
+      const logger = options.logger
+      this.#inner.attachLogger((line: string) => {
+        try {
+          logger(line)
+        } catch {
+          // A throwing logger must not take the router down.
+        }
+      })
+    }
     // Like a net.Server: a running router keeps the process alive until stop() or unref().
     this.#keepAlive = setInterval(() => {}, 1 << 30)
     ;(this as EventEmitter).on('newListener', (name: string | symbol) => {

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 /// Batches of events as a JSON array string; unref'd (never keeps Node alive), bounded queue.
 type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 256>;
+/// Log lines, one per call; unref'd and bounded like events.
+type LogSink = ThreadsafeFunction<String, (), String, Status, false, true, 1024>;
 
 #[napi]
 pub struct NativeRouter {
@@ -109,6 +111,15 @@ impl NativeRouter {
         self.inner
             .set_budget_usd(usd)
             .map_err(|m| coded("INVALID_OPTIONS", m))
+    }
+
+    /// Send this router's log lines (redacted) to `callback`.
+    #[napi(ts_args_type = "callback: (line: string) => void")]
+    pub fn attach_logger(&self, callback: LogSink) {
+        let cb: iron_telemetry::LineCallback = Arc::new(move |line: &str| {
+            let _ = callback.call(line.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        self.inner.shared().policies.logging.attach(cb);
     }
 
     /// Deliver events to `callback` in batches (a JSON array string per call). Events that cannot be

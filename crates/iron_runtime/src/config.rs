@@ -44,6 +44,8 @@ pub struct RouterOptions {
     pub strict_persistence: Option<bool>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
+    /// `stderr` (default) or `callback` (the JS facade attaches its logger).
+    pub log_sink: Option<String>,
     pub dashboard_url: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
     pub max_connections: Option<f64>,
@@ -77,6 +79,7 @@ pub struct RouterOptionsRaw {
     pub strict_persistence: Option<bool>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
+    pub log_sink: Option<String>,
     pub dashboard_url: Option<String>,
 }
 
@@ -265,6 +268,7 @@ impl RouterConfig {
                 strict_persistence: o.strict_persistence,
                 log_level: o.log_level,
                 log_format: o.log_format,
+                log_sink: o.log_sink,
                 dashboard_url: o.dashboard_url,
             }),
         })

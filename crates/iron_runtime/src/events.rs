@@ -137,12 +137,16 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A synchronous observer that must see every event (the audit trail), unlike lossy subscribers.
+pub type AuditHook = Arc<dyn Fn(&RouterEvent) + Send + Sync>;
+
 /// Cheap to clone; every clone publishes to the same bus.
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<RouterEvent>>,
     dropped: Arc<AtomicU64>,
     published: Arc<AtomicU64>,
+    audit: Arc<std::sync::OnceLock<AuditHook>>,
 }
 
 impl EventBus {
@@ -153,12 +157,21 @@ impl EventBus {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             published: Arc::new(AtomicU64::new(0)),
+            audit: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// Set the audit hook (once).
+    pub fn set_audit_hook(&self, hook: AuditHook) {
+        let _ = self.audit.set(hook);
     }
 
     /// Publish without waiting; with no subscriber the event is simply not kept.
     pub fn emit(&self, event: RouterEvent) {
         self.published.fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = self.audit.get() {
+            hook(&event);
+        }
         let _ = self.tx.send(Arc::new(event));
     }
 

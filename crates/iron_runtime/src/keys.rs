@@ -135,6 +135,7 @@ impl KeyCache {
                     }));
                 }
                 *last_failure = None;
+                tracing::info!(target: "iron_cage", provider = key.provider.as_str(), refreshed, "provider key fetched from the key server");
                 self.events.emit(RouterEvent::Key {
                     action: if refreshed { "refreshed" } else { "fetched" }.into(),
                     provider: Some(key.provider.as_str().into()),
@@ -146,6 +147,7 @@ impl KeyCache {
                 *last_failure = Some(Instant::now());
                 if let Some(c) = stale {
                     if c.fetched_at.elapsed() < ttl + grace {
+                        tracing::warn!(target: "iron_cage", error = %e.0, "key refresh failed; serving the cached key");
                         self.events.emit(RouterEvent::Key {
                             action: "stale".into(),
                             provider: Some(c.key.provider.as_str().into()),
@@ -157,6 +159,7 @@ impl KeyCache {
                         return Ok(c.key.clone());
                     }
                 }
+                tracing::warn!(target: "iron_cage", error = %e.0, "could not get the provider key");
                 self.events.emit(RouterEvent::Key {
                     action: "failed".into(),
                     provider: None,
@@ -240,6 +243,7 @@ pub fn parse_key_response(body: &[u8]) -> Result<ProviderKey, KeyError> {
             "key server sent an api_key that is not a valid header value".into(),
         ));
     }
+    crate::logging::register_secret(&key);
     let provider = match r.provider.as_deref() {
         Some(p) => Provider::parse(p).ok_or_else(|| {
             KeyError(format!(

@@ -1,5 +1,6 @@
 //! Iron Cage runtime: the LlmRouter (a local governance proxy for LLM calls) and, later, AgentRuntime.
 
+pub mod agent;
 pub mod auth;
 mod auth_token;
 pub mod config;
@@ -11,6 +12,8 @@ pub mod forward;
 pub mod inspect;
 mod internal;
 pub mod keys;
+pub mod ledger;
+pub mod logging;
 pub mod pipeline;
 pub mod policies;
 pub mod provider;

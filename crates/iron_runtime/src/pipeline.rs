@@ -57,15 +57,51 @@ pub async fn handle(
         return crate::internal::handle(shared, req, peer).await;
     }
     let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
-    match proxy(&shared, req, id).await {
+    let started = Instant::now();
+    let mut seen = Seen::default();
+    match proxy(&shared, req, id, &mut seen).await {
         Ok(resp) => resp,
-        Err(d) => deny(&shared, id, d),
+        Err(d) => {
+            record_denial(&shared, id, &seen, &d, started);
+            deny(&shared, id, d)
+        }
     }
+}
+
+/// What the pipeline had learnt about a request when it was refused (for the ledger).
+#[derive(Default)]
+struct Seen {
+    provider: Option<Provider>,
+    model: Option<String>,
+    api: Option<Api>,
+}
+
+fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Instant) {
+    shared
+        .policies
+        .ledger
+        .record(iron_runtime_state::RequestRow {
+            ts_ms: now_ms(),
+            agent_id: String::new(),
+            request_id: id.to_string(),
+            provider: seen
+                .provider
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
+            model: seen.model.clone().unwrap_or_default(),
+            api: seen.api.map(|a| a.as_str().to_string()).unwrap_or_default(),
+            status: d.error.status(d.shape).as_u16(),
+            latency_ms: started.elapsed().as_millis() as u64,
+            blocked_reason: Some(d.reason.to_string()),
+            error_code: Some(d.error.code().to_string()),
+            ..Default::default()
+        });
 }
 
 /// Answer a denial in the provider's shape and tell the world.
 pub fn deny(shared: &Shared, id: u64, d: Denial) -> Response<Body> {
     shared.stats.on_blocked(d.reason);
+    tracing::info!(target: "iron_cage", request_id = id, reason = d.reason, code = d.error.code(), message = %d.error, "request refused");
     if shared.events.has_subscribers() {
         shared.events.emit(RouterEvent::Blocked {
             request_id: id,
@@ -147,6 +183,7 @@ async fn proxy(
     shared: &Arc<Shared>,
     req: Request<Incoming>,
     id: u64,
+    seen: &mut Seen,
 ) -> Result<Response<Body>, Denial> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -155,6 +192,7 @@ async fn proxy(
     let (stripped, prefix_provider) = strip_provider_prefix(parts.uri.path());
     let path = normalise_path(stripped);
     let api = Api::from_path(&path);
+    seen.api = Some(api);
     let path_provider = prefix_provider.or_else(|| provider_from_path(&path));
     let mut shape = path_provider.unwrap_or(Provider::OpenAi);
 
@@ -169,6 +207,7 @@ async fn proxy(
         .await
         .map_err(|e| Denial::new(e, shape, "limit"))?;
     let info = inspect(&body);
+    seen.model.clone_from(&info.model);
     let model_provider = info.model.as_deref().and_then(provider_from_model);
     // The explicit prefix wins, then the model; the path alone (e.g. /v1/messages) comes last.
     let requested = prefix_provider.or(model_provider).or(path_provider);
@@ -196,6 +235,7 @@ async fn proxy(
         .get()
         .await
         .map_err(|e| Denial::new(RouterError::KeyServer(e.0), shape, "key"))?;
+    seen.provider = Some(key.provider);
     if path_provider.is_none() && model_provider.is_none() {
         shape = key.provider;
     }

@@ -3,6 +3,8 @@
 use crate::config::{ConfigError, RouterConfig};
 use crate::cost_policy::CostPolicy;
 use crate::events::{now_ms, EventBus, RouterEvent};
+use crate::ledger::Ledger;
+use crate::logging::Logging;
 use crate::safety_policy::SafetyPolicy;
 use crate::server::StartError;
 use iron_reliability::{
@@ -33,6 +35,8 @@ pub struct Policies {
     pub cost: CostPolicy,
     pub safety: SafetyPolicy,
     pub reliability: Reliability,
+    pub ledger: Arc<Ledger>,
+    pub logging: Logging,
 }
 
 fn reliability_err(e: iron_reliability::ConfigError) -> ConfigError {
@@ -69,6 +73,7 @@ impl Policies {
         let clock: Arc<dyn iron_reliability::Clock> = Arc::new(SystemClock::new());
         let bus = events.clone();
         let listener: iron_reliability::RegistryListener = Arc::new(move |provider, host, tr| {
+            tracing::warn!(target: "iron_cage", provider, host, state = tr.to.as_str(), reason = %tr.reason, "circuit breaker changed state");
             bus.emit(RouterEvent::Circuit {
                 ts_ms: now_ms(),
                 provider: provider.to_string(),
@@ -84,14 +89,43 @@ impl Policies {
             retry: rel.retry.clone(),
             throttle: ThrottleTracker::new(clock),
         };
+        let ledger = Arc::new(Ledger::open(
+            raw.state_path.as_deref(),
+            raw.agent_id.as_deref(),
+            raw.flush_interval_ms,
+            raw.strict_persistence.unwrap_or(false),
+        )?);
+        let restored = ledger.restored_spent();
+        if restored > 0 {
+            let crossed = cost.ledger.add_spent(restored);
+            cost.report(crossed);
+        }
+        let audit = ledger.clone();
+        events.set_audit_hook(Arc::new(move |e| audit.audit(e)));
+        let mut secrets: Vec<&str> = vec![&cfg.ic_token];
+        if let crate::config::KeySource::Static { key, .. } = &cfg.key_source {
+            secrets.push(key);
+        }
+        let logging = Logging::from_options(
+            raw.log_level.as_deref(),
+            raw.log_format.as_deref(),
+            raw.log_sink.as_deref() != Some("callback"),
+            &secrets,
+        )?;
         Ok(Policies {
             timeouts,
             cost,
             safety,
             reliability,
+            ledger,
+            logging,
         })
     }
 
     /// Flush and release what the policies hold (state writer, dashboard link).
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        self.ledger.flush().await;
+        tracing::info!(target: "iron_cage", "router stopped");
+        self.logging.close();
+    }
 }

@@ -218,7 +218,6 @@ async fn run(
         }
         _ => {}
     }
-    drop(tx);
     let saw_error_event = sse.as_ref().is_some_and(|p| p.saw_error_event);
     if let Some(f) = sse.as_ref().and_then(|p| p.filter.as_ref()) {
         crate::safety_policy::report(&shared.events, ex.id, "response", &f.detections());
@@ -237,6 +236,9 @@ async fn run(
         saw_error_event,
         usage,
     );
+    // Strict persistence: the ledger row is committed before the client sees the end of the body.
+    shared.policies.ledger.commit_if_strict().await;
+    drop(tx);
 }
 
 /// What the relay saw of the answer, for pricing.
@@ -393,6 +395,7 @@ async fn relay_inspected_json(
         false,
         Metered::Json(copy),
     );
+    shared.policies.ledger.commit_if_strict().await;
     match outcome {
         Ok(bytes) => {
             headers.insert(
@@ -480,6 +483,30 @@ fn settle(
         r => cost.settle(r, cost_micros),
     }
     let u = usage.unwrap_or_default();
+    tracing::debug!(target: "iron_cage", request_id = ex.id, model = ex.model.as_deref().unwrap_or(""), status, cost_micros, estimated, outcome = ending.as_str(), "request settled");
+    shared
+        .policies
+        .ledger
+        .record(iron_runtime_state::RequestRow {
+            ts_ms: now_ms(),
+            agent_id: String::new(),
+            request_id: ex.id.to_string(),
+            provider: ex.provider.as_str().to_string(),
+            model: ex.model.clone().unwrap_or_default(),
+            api: ex.api.as_str().to_string(),
+            status,
+            input_tokens: u.input_tokens,
+            cache_read_tokens: u.cache_read_tokens,
+            cache_write_tokens: u.cache_write_5m_tokens + u.cache_write_1h_tokens,
+            output_tokens: u.output_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+            cost_micros,
+            estimated,
+            latency_ms: ex.started.elapsed().as_millis() as u64,
+            ttft_ms: ttft,
+            blocked_reason: None,
+            error_code: (!ok).then(|| ending.as_str().to_string()),
+        });
     let tokens = Tokens {
         input: u.input_tokens,
         cache_read: u.cache_read_tokens,

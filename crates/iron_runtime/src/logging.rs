@@ -1,0 +1,97 @@
+//! Logs of one router: `tracing` through iron_telemetry, whose redactor sees every field, so no key,
+//! token or raw PII reaches a line. Nothing is written unless `logLevel` or a JS logger asks for it.
+
+use crate::config::ConfigError;
+use iron_telemetry::{
+    LevelFilter, LineCallback, LogFormat, Sink, TelemetryConfig, TelemetryHandle,
+};
+use std::sync::Mutex;
+
+/// The router's log sinks (dropped on stop, which unregisters them).
+pub struct Logging {
+    level: LevelFilter,
+    format: LogFormat,
+    handles: Mutex<Vec<TelemetryHandle>>,
+}
+
+fn parse_level(v: Option<&str>) -> Result<Option<LevelFilter>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(s) => match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(Some(LevelFilter::OFF)),
+            "error" => Ok(Some(LevelFilter::ERROR)),
+            "warn" => Ok(Some(LevelFilter::WARN)),
+            "info" => Ok(Some(LevelFilter::INFO)),
+            "debug" => Ok(Some(LevelFilter::DEBUG)),
+            "trace" => Ok(Some(LevelFilter::TRACE)),
+            _ => Err(ConfigError {
+                field: "logLevel".into(),
+                message: format!("must be one of off|error|warn|info|debug|trace, got '{s}'"),
+            }),
+        },
+    }
+}
+
+impl Logging {
+    /// `logLevel` alone sends lines to stderr; a JS logger is attached later with `attach`.
+    pub fn from_options(
+        level: Option<&str>,
+        format: Option<&str>,
+        to_stderr: bool,
+        secrets: &[&str],
+    ) -> Result<Logging, ConfigError> {
+        let explicit = parse_level(level)?;
+        let format = match format.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    field: "logFormat".into(),
+                    message: format!("must be 'text' or 'json', got '{other}'"),
+                })
+            }
+        };
+        let logging = Logging {
+            level: explicit.unwrap_or(LevelFilter::INFO),
+            format,
+            handles: Mutex::new(Vec::new()),
+        };
+        for s in secrets {
+            iron_telemetry::Redactor::global().register_secret(s);
+        }
+        if let Some(level) = explicit {
+            if level != LevelFilter::OFF && to_stderr {
+                logging.add(Sink::Stderr);
+            }
+        }
+        Ok(logging)
+    }
+
+    /// Send this router's log lines to `callback` (e.g. a JS function) at the configured level.
+    pub fn attach(&self, callback: LineCallback) {
+        self.add(Sink::Lines(callback));
+    }
+
+    fn add(&self, sink: Sink) {
+        let handle = iron_telemetry::init(TelemetryConfig {
+            level: self.level,
+            format: self.format,
+            sink,
+        });
+        if let Ok(mut h) = self.handles.lock() {
+            h.push(handle);
+        }
+    }
+
+    /// Stop writing (unregisters the sinks).
+    pub fn close(&self) {
+        if let Ok(mut h) = self.handles.lock() {
+            h.clear();
+        }
+    }
+}
+
+/// Make sure a secret learnt at run time (a fetched provider key) never reaches a log line.
+pub fn register_secret(secret: &str) {
+    iron_telemetry::Redactor::global().register_secret(secret);
+}

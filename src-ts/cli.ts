@@ -1,1 +1,409 @@
-export {}
+#!/usr/bin/env node
+// The `iron-cage` command: run an agent under a budget (`run`), run a router for other shells (`serve`),
+// and the offline demo (`demo`). Argument parsing uses node:util parseArgs only.
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { AgentRuntime, type AgentInfo } from './agent-runtime.js'
+import { IronCageError } from './errors.js'
+import type { LlmRouterOptions } from './options.js'
+import { LlmRouter, type RouterStats } from './router.js'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+class UsageError extends Error {}
+
+const HELP: Record<string, string> = {
+  main: `iron-cage: governance for AI agents (budgets, PII policy, reliability) through a local proxy
+
+Usage:
+  iron-cage run   [options] -- <command> [args…]   run an agent under a budget
+  iron-cage serve [options]                        run a router for agents started elsewhere
+  iron-cage demo                                   the offline demo (fake provider, real agent)
+  iron-cage <command> --help                       options and examples
+
+Start here:
+  npx iron-cage demo`,
+  run: `Usage: iron-cage run [options] -- <command> [args…]
+
+Runs <command> with OPENAI_BASE_URL, OPENAI_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY and
+IRON_CAGE_* pointing at its own router. Its OpenAI / Anthropic SDK calls are metered and governed.
+Exits with the command's exit code (128 + n when a signal ended it). Ctrl-C stops it cleanly
+(SIGTERM, then SIGKILL after --grace-ms; a second Ctrl-C kills at once).
+
+Key source (one of):
+  --server URL --token IC         Iron Cage server and your ic_ token (env IRON_CAGE_SERVER_TOKEN)
+  --provider-key KEY              a provider key used directly (env IRON_CAGE_PROVIDER_KEY)
+    [--provider-base-url URL]     the provider's API base (default its public API)
+Options:
+  --budget USD                    budget for this run; calls that could overshoot it get HTTP 402
+  --on-budget keep-running|stop   when the budget is exhausted (default keep-running)
+  --restarts N [--backoff-ms MS]  restart the command up to N times if it crashes
+  --grace-ms MS                   SIGTERM → SIGKILL grace when stopping (default 5000)
+  --name NAME                     the agent's name in events and the state store
+  --state PATH                    persist the agent and its calls in this SQLite file
+  --json                          no live line; print the summary as JSON on the last stdout line
+
+Examples:
+  iron-cage run --provider-key "$OPENAI_API_KEY" --budget 0.50 -- python3 agent.py
+  iron-cage run --server https://iron-cage.example.com --token ic_… --budget 2 -- node agent.mjs
+  iron-cage run --provider-key "$OPENAI_API_KEY" --budget 1 --on-budget stop --json -- ./my-agent`,
+  serve: `Usage: iron-cage serve [options]
+
+Runs a router on 127.0.0.1 until Ctrl-C and prints its base URLs and the export lines to paste into
+the shell where your agent runs. Prints a summary when stopped.
+
+Key source: --server URL --token IC | --provider-key KEY [--provider-base-url URL] (as for run)
+Options:
+  --budget USD      budget for everything sent through this router
+  --json            print {baseUrl, anthropicBaseUrl, apiKey, port, env} as one JSON line
+
+Examples:
+  iron-cage serve --provider-key "$OPENAI_API_KEY" --budget 5
+  eval "$(iron-cage serve --provider-key "$KEY" | grep '^export')"   # (in another shell, paste the lines)`,
+  demo: `Usage: iron-cage demo
+
+Offline: starts a fake OpenAI-compatible provider and a fake Iron Cage key server on 127.0.0.1,
+then runs examples/demo-agent.mjs (an ordinary openai SDK program) under 'iron-cage run' with a
+$0.05 budget: a few calls, one streamed, and one refused because it could overshoot the budget.
+No network, no keys.`,
+}
+
+const KEY_OPTIONS = {
+  server: { type: 'string' },
+  token: { type: 'string' },
+  'provider-key': { type: 'string' },
+  'provider-base-url': { type: 'string' },
+  budget: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options']
+
+const RUN_OPTIONS = {
+  ...KEY_OPTIONS,
+  state: { type: 'string' },
+  name: { type: 'string' },
+  'on-budget': { type: 'string' },
+  restarts: { type: 'string' },
+  'backoff-ms': { type: 'string' },
+  'grace-ms': { type: 'string' },
+} as const satisfies ParseArgsConfig['options']
+
+type Values = Partial<Record<keyof typeof RUN_OPTIONS, string | boolean>>
+
+function parse(cmd: string, argv: string[], options: ParseArgsConfig['options']): { values: Values; rest: string[] } {
+  const dash = argv.indexOf('--')
+  const own = dash >= 0 ? argv.slice(0, dash) : argv
+  try {
+    const { values, positionals } = parseArgs({ args: own, options, allowPositionals: true, strict: true })
+    return { values: values as Values, rest: [...positionals, ...(dash >= 0 ? argv.slice(dash + 1) : [])] }
+  } catch (err) {
+    const msg = (err as Error).message
+    const hint = cmd === 'run' ? ` (put '--' before the agent's command if the option is the agent's: iron-cage run [options] -- <command> [args…])` : ''
+    throw new UsageError(`${msg}${hint}`)
+  }
+}
+
+function num(values: Values, name: keyof Values, what: string, min = 0): number | undefined {
+  const raw = values[name]
+  if (raw === undefined) return undefined
+  const n = Number(raw)
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n) || n < min) {
+    throw new UsageError(`--${name} expects ${what}, got '${String(raw)}'`)
+  }
+  return n
+}
+
+function routerOptions(values: Values): LlmRouterOptions {
+  const token = (values.token as string | undefined) ?? process.env.IRON_CAGE_SERVER_TOKEN
+  const providerKey = (values['provider-key'] as string | undefined) ?? process.env.IRON_CAGE_PROVIDER_KEY
+  const server = values.server as string | undefined
+  if (server && values['provider-key']) throw new UsageError('give either --server (with --token) or --provider-key, not both')
+  if (server) {
+    if (!token) throw new UsageError('--server needs --token ic_… (your Iron Cage token), or set IRON_CAGE_SERVER_TOKEN')
+    if (values['provider-base-url']) throw new UsageError('--provider-base-url goes with --provider-key; with --server the key server gives the base URL')
+    return { serverUrl: server, apiKey: token }
+  }
+  if (providerKey) {
+    const base = values['provider-base-url'] as string | undefined
+    return base ? { providerKey, providerBaseUrl: base } : { providerKey }
+  }
+  throw new UsageError('no key source: pass --provider-key KEY (or set IRON_CAGE_PROVIDER_KEY), or --server URL --token ic_…; try the offline demo: iron-cage demo')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+// ---------------------------------------------------------------------------------------------
+
+function usd(n: number): string {
+  if (n >= 1 || Math.abs(n * 100 - Math.round(n * 100)) < 1e-9) return `$${n.toFixed(2)}`
+  if (n >= 0.01) return `$${n.toFixed(4)}`
+  return `$${n.toFixed(6)}`
+}
+
+function secs(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  return rows.map((r) => '  ' + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n')
+}
+
+function outcome(info: AgentInfo): string {
+  if (info.status === 'exited') return 'exited with code 0'
+  const how = info.signal ? `ended by ${info.signal}` : `exited with code ${info.exitCode}`
+  const why = info.reason && !info.reason.startsWith(how) && !info.reason.startsWith('killed by') ? ` (${info.reason})` : ''
+  return info.status === 'stopped' ? `was stopped: ${how}${why}` : `crashed: ${how}${why}`
+}
+
+function summaryText(title: string, stats: RouterStats, budget: number | null): string {
+  const rows: string[][] = [['model', 'calls', 'input', 'output', 'cached', 'cost']]
+  for (const [model, m] of Object.entries(stats.byModel)) {
+    rows.push([model, String(m.requests), String(m.inputTokens), String(m.outputTokens), String(m.cacheReadTokens), usd(m.costUsd)])
+  }
+  const calls = Object.values(stats.byModel).reduce((a, m) => a + m.requests, 0)
+  rows.push(['total', String(calls), String(stats.inputTokens), String(stats.outputTokens), String(stats.cacheReadTokens), usd(stats.costUsd)])
+  const lines = [title, table(rows)]
+  if (budget !== null) lines.push(`  budget: ${usd(stats.costUsd)} spent of ${usd(budget)}`)
+  const reasons = Object.entries(stats.blockedByReason).map(([r, n]) => `${r} ${n}`).join(', ')
+  lines.push(`  blocked: ${stats.blocked}${reasons ? ` (${reasons})` : ''}`)
+  return lines.join('\n')
+}
+
+/** One status line pinned to the terminal's last row (a scroll region keeps the agent's output above it). */
+class LiveLine {
+  #rows = 0
+  #active = false
+  constructor(private readonly out: NodeJS.WriteStream) {}
+
+  start(): void {
+    this.#rows = this.out.rows || 24
+    // Make room for the line, then confine scrolling to the rows above it.
+    this.out.write(`\n\x1b[1A\x1b7\x1b[1;${this.#rows - 1}r\x1b8`)
+    this.#active = true
+    this.out.on('resize', this.#onResize)
+  }
+
+  draw(text: string): void {
+    if (!this.#active) return
+    const cols = this.out.columns || 80
+    this.out.write(`\x1b7\x1b[${this.#rows};1H\x1b[2K${text.slice(0, cols - 1)}\x1b8`)
+  }
+
+  stop(): void {
+    if (!this.#active) return
+    this.#active = false
+    this.out.off('resize', this.#onResize)
+    this.out.write(`\x1b7\x1b[r\x1b[${this.#rows};1H\x1b[2K\x1b8`)
+  }
+
+  #onResize = (): void => {
+    this.stop()
+    this.start()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------------
+
+interface RunPlan {
+  router: LlmRouterOptions
+  budget?: number
+  command: string[]
+  json: boolean
+  state?: string
+  name?: string
+  onBudget: 'keep-running' | 'stop'
+  restarts?: number
+  backoffMs?: number
+  graceMs: number
+}
+
+async function runAgent(plan: RunPlan): Promise<number> {
+  const [command, ...args] = plan.command
+  if (!command) throw new UsageError("no command to run: iron-cage run [options] -- <command> [args…], e.g. -- python3 agent.py")
+  const runtime = new AgentRuntime({ ...plan.router, ...(plan.state ? { statePath: plan.state } : {}) })
+  const agent = runtime.startAgent({
+    command,
+    args,
+    name: plan.name,
+    budgetUsd: plan.budget,
+    onBudgetExhausted: plan.onBudget,
+    graceMs: plan.graceMs,
+    stdin: process.stdin.isTTY ? 'ignore' : 'inherit',
+    ...(plan.restarts !== undefined ? { restart: { maxRestarts: plan.restarts, backoffMs: plan.backoffMs ?? 1000 } } : {}),
+  })
+  const started = Date.now()
+  const live = !plan.json && process.stderr.isTTY ? new LiveLine(process.stderr) : undefined
+  const budgetText = plan.budget !== undefined ? ` of ${usd(plan.budget)}` : ''
+  const draw = () => {
+    const m = agent.metrics()
+    live?.draw(
+      `iron-cage ▸ ${agent.name} ${agent.status} · ${usd(m.spentUsd)}${budgetText} · ${m.requests} requests · ${m.blocked} blocked · last ${m.lastModel ?? '-'} · ${secs(Date.now() - started)}`,
+    )
+  }
+  live?.start()
+  draw()
+  const ticker = live ? setInterval(draw, 200) : undefined
+
+  let interrupts = 0
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupts += 1
+    const grace = interrupts === 1 ? plan.graceMs : 0
+    if (interrupts === 1 && !plan.json) {
+      process.stderr.write(`\niron-cage: ${sig}: stopping ${agent.name} (SIGTERM, SIGKILL in ${secs(grace)}; Ctrl-C again to kill now)\n`)
+    }
+    void agent.stop({ graceMs: grace }).catch(() => {})
+  }
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal)
+
+  const info = await agent.wait()
+  if (ticker) clearInterval(ticker)
+  draw()
+  live?.stop()
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal)
+  const stats = agent.stats()
+  await runtime.shutdown()
+  const code = exitCodeOf(info)
+  if (plan.json) {
+    const { spentUsd, budgetUsd, budgetExhausted } = agent.metrics()
+    process.stdout.write(JSON.stringify({ agent: info, exitCode: code, durationMs: Date.now() - started, spentUsd, budgetUsd, budgetExhausted, stats }) + '\n')
+  } else {
+    const title = `iron-cage: ${info.name} ${outcome(info)} after ${secs(Date.now() - started)}${info.restarts ? `, ${info.restarts} restarts` : ''}`
+    process.stderr.write(summaryText(title, stats, plan.budget ?? null) + (plan.state ? `\n  state: ${plan.state}` : '') + '\n')
+  }
+  return code
+}
+
+/** The child's exit code, or 128 + signal number as shells report it. */
+function exitCodeOf(info: AgentInfo): number {
+  if (info.exitCode !== null) return info.exitCode
+  const n = info.signal ? SIGNALS[info.signal] : undefined
+  return n ? 128 + n : 1
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 }
+
+function runPlan(argv: string[]): RunPlan {
+  const { values, rest } = parse('run', argv, RUN_OPTIONS)
+  const onBudget = (values['on-budget'] as string | undefined) ?? 'keep-running'
+  if (onBudget !== 'keep-running' && onBudget !== 'stop') throw new UsageError(`--on-budget expects keep-running or stop, got '${onBudget}'`)
+  const restarts = num(values, 'restarts', 'a whole number of restarts')
+  if (restarts !== undefined && !Number.isInteger(restarts)) throw new UsageError(`--restarts expects a whole number, got '${String(values.restarts)}'`)
+  return {
+    router: routerOptions(values),
+    budget: num(values, 'budget', 'an amount in USD such as 0.50'),
+    command: rest,
+    json: values.json === true,
+    state: values.state as string | undefined,
+    name: values.name as string | undefined,
+    onBudget,
+    restarts,
+    backoffMs: num(values, 'backoff-ms', 'milliseconds'),
+    graceMs: num(values, 'grace-ms', 'milliseconds') ?? 5000,
+  }
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const { values, rest } = parse('serve', argv, KEY_OPTIONS)
+  if (rest.length) throw new UsageError(`serve takes no command (got '${rest.join(' ')}'); to run a program use: iron-cage run [options] -- ${rest.join(' ')}`)
+  const budget = num(values, 'budget', 'an amount in USD such as 5')
+  const router = await LlmRouter.create({ ...routerOptions(values), ...(budget !== undefined ? { budgetUsd: budget } : {}) })
+  const env = router.env()
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ baseUrl: router.baseUrl, anthropicBaseUrl: router.anthropicBaseUrl, apiKey: router.apiKey, port: router.port, provider: router.provider, env }) + '\n')
+  } else {
+    const lines = [
+      `iron-cage router on 127.0.0.1:${router.port} (provider: ${router.provider}${router.providerError ? `; ${router.providerError}` : ''})`,
+      `  OpenAI base URL:    ${router.baseUrl}`,
+      `  Anthropic base URL: ${router.anthropicBaseUrl}`,
+      '',
+      'Paste into the shell where your agent runs:',
+      ...Object.entries(env).map(([k, v]) => `export ${k}=${v}`),
+      '',
+      'Ctrl-C to stop.',
+    ]
+    process.stdout.write(lines.join('\n') + '\n')
+  }
+  const started = Date.now()
+  await new Promise<void>((resolve) => {
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => resolve())
+  })
+  const stats = router.stats()
+  await router.stop()
+  if (values.json) process.stdout.write(JSON.stringify({ stats }) + '\n')
+  else process.stderr.write('\n' + summaryText(`iron-cage: router stopped after ${secs(Date.now() - started)}`, stats, budget ?? null) + '\n')
+  return 0
+}
+
+async function demo(argv: string[]): Promise<number> {
+  if (argv.length) throw new UsageError(`demo takes no options (got '${argv.join(' ')}')`)
+  const fakes = join(ROOT, 'examples', 'fake-upstream.mjs')
+  const agentPath = join(ROOT, 'examples', 'demo-agent.mjs')
+  if (!existsSync(fakes) || !existsSync(agentPath)) {
+    throw new UsageError(`the demo files are missing under ${join(ROOT, 'examples')}; reinstall iron-cage (the package ships examples/)`)
+  }
+  const up = (await import(pathToFileURL(fakes).href)) as typeof import('../examples/fake-upstream.mjs')
+  const IC = 'ic_demo_token'
+  const provider = await up.startFakeProvider({ expectedKey: 'sk-demo-provider-key', text: 'Hello from the offline demo provider, relayed by Iron Cage.' })
+  provider.behaviour.chunkDelayMs = 60
+  const keys = await up.startFakeKeyServer({ icToken: IC, key: 'sk-demo-provider-key', provider: 'openai', baseUrl: provider.url })
+  process.stderr.write(
+    [
+      'iron-cage demo (offline)',
+      `  fake provider:   ${provider.url}   fake key server: ${keys.url}`,
+      `  running: iron-cage run --server ${keys.url} --token ${IC} --budget 0.05 -- node examples/demo-agent.mjs`,
+      '',
+    ].join('\n') + '\n',
+  )
+  try {
+    return await runAgent({
+      router: { serverUrl: keys.url, apiKey: IC },
+      budget: 0.05,
+      command: [process.execPath, agentPath],
+      json: false,
+      name: 'demo-agent',
+      onBudget: 'keep-running',
+      graceMs: 2000,
+    })
+  } finally {
+    await Promise.all([provider.close(), keys.close()])
+    process.stderr.write('\nYour own agent: iron-cage run --provider-key "$OPENAI_API_KEY" --budget 1 -- python3 agent.py\n')
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(HELP.main + '\n')
+    return cmd ? 0 : 2
+  }
+  if (!(cmd in HELP) || cmd === 'main') throw new UsageError(`unknown command '${cmd}'; use run, serve or demo (iron-cage --help)`)
+  if (rest.includes('--help') && (rest.indexOf('--') < 0 || rest.indexOf('--help') < rest.indexOf('--'))) {
+    process.stdout.write(HELP[cmd] + '\n')
+    return 0
+  }
+  if (cmd === 'run') return runAgent(runPlan(rest))
+  if (cmd === 'serve') return serve(rest)
+  return demo(rest)
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const cmd = process.argv[2] ?? ''
+    if (err instanceof UsageError) {
+      process.stderr.write(`iron-cage${cmd in HELP ? ` ${cmd}` : ''}: ${err.message}\n(see: iron-cage ${cmd in HELP ? `${cmd} ` : ''}--help)\n`)
+      process.exit(2)
+    }
+    if (err instanceof IronCageError) {
+      process.stderr.write(`iron-cage: ${err.message} [${err.code}]\n`)
+      process.exit(err.code === 'SPAWN_FAILED' ? 127 : 2)
+    }
+    process.stderr.write(`iron-cage: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`)
+    process.exit(1)
+  },
+)

@@ -43,10 +43,10 @@ pub fn spawn_agent(spec: &AgentSpec, env: &RouterEnv) -> Result<Child, String> {
     cmd.args(&spec.args)
         .envs(&spec.env)
         .envs(env.pairs())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdout(inherited(Std::Out))
+        .stderr(inherited(Std::Err))
         .stdin(match spec.stdin {
-            StdinMode::Inherit => Stdio::inherit(),
+            StdinMode::Inherit => inherited(Std::In),
             StdinMode::Null => Stdio::null(),
         })
         // The supervisor always reaps; killing on drop would skip the SIGTERM grace.
@@ -57,6 +57,31 @@ pub fn spawn_agent(spec: &AgentSpec, env: &RouterEnv) -> Result<Child, String> {
     lead_new_group(&mut cmd);
     cmd.spawn()
         .map_err(|e| describe_spawn_error(&spec.command, &e))
+}
+
+enum Std {
+    In,
+    Out,
+    Err,
+}
+
+/// The parent's stdio stream for the child. Plain inheritance is not enough: a host such as Node may
+/// mark its fds 0-2 close-on-exec, and the child would start with them closed. A duplicate handed over
+/// explicitly is `dup2`ed into place, which clears that flag.
+#[cfg(unix)]
+fn inherited(which: Std) -> Stdio {
+    use std::os::fd::AsFd;
+    let dup = match which {
+        Std::In => std::io::stdin().as_fd().try_clone_to_owned(),
+        Std::Out => std::io::stdout().as_fd().try_clone_to_owned(),
+        Std::Err => std::io::stderr().as_fd().try_clone_to_owned(),
+    };
+    dup.map(Stdio::from).unwrap_or_else(|_| Stdio::inherit())
+}
+
+#[cfg(not(unix))]
+fn inherited(_which: Std) -> Stdio {
+    Stdio::inherit()
 }
 
 fn describe_spawn_error(command: &str, e: &std::io::Error) -> String {

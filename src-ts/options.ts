@@ -95,6 +95,10 @@ export interface LlmRouterOptions {
   logFormat?: 'text' | 'json'
   /** Receives every log line (already redacted: no key, token or raw PII). */
   logger?: (line: string) => void
+  /** A dashboard to push STATE_UPDATE, AGENT_EVENT, COST_ALERT and HEARTBEAT messages to (wss://, or ws:// on loopback). */
+  dashboardUrl?: string
+  /** Heartbeat interval of `/_iron/events` and the dashboard link, in ms. Default 30000. */
+  wsHeartbeatMs?: number
   /** Origins of web pages allowed to call the router (browser requests are refused otherwise). */
   allowedOrigins?: string[]
   /** Concurrent client connections. Default 1024. */
@@ -107,7 +111,7 @@ const KNOWN = new Set<keyof LlmRouterOptions>([
   'apiKey', 'serverUrl', 'cacheTtlSeconds', 'keyStaleGraceSeconds', 'providerKey', 'providerBaseUrl', 'provider',
   'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'safety', 'reliability',
   'statePath', 'agentId', 'flushIntervalMs', 'strictPersistence', 'logLevel', 'logFormat', 'logger',
-  'allowedOrigins', 'maxConnections',
+  'dashboardUrl', 'wsHeartbeatMs', 'allowedOrigins', 'maxConnections',
   'headerReadTimeoutMs',
 ])
 

@@ -50,6 +50,7 @@ pub struct RouterOptions {
     pub allowed_origins: Option<Vec<String>>,
     pub max_connections: Option<f64>,
     pub header_read_timeout_ms: Option<f64>,
+    pub ws_heartbeat_ms: Option<f64>,
 }
 
 /// Validated router configuration.
@@ -60,6 +61,8 @@ pub struct RouterConfig {
     pub max_body_bytes: usize,
     pub max_connections: usize,
     pub header_read_timeout_ms: u64,
+    /// Heartbeat interval of the events WebSocket and the dashboard push link.
+    pub ws_heartbeat_ms: u64,
     pub allowed_origins: Vec<String>,
     pub raw: std::sync::Arc<RouterOptionsRaw>,
 }
@@ -229,6 +232,13 @@ impl RouterConfig {
             100.0,
             600_000.0,
         )? as u64;
+        let ws_heartbeat_ms = positive(
+            "wsHeartbeatMs",
+            o.ws_heartbeat_ms,
+            30_000.0,
+            10.0,
+            3_600_000.0,
+        )? as u64;
         if let Some(b) = o.budget_usd {
             if !(b.is_finite() && b >= 0.0) {
                 return Err(err(
@@ -254,6 +264,7 @@ impl RouterConfig {
             max_body_bytes,
             max_connections,
             header_read_timeout_ms,
+            ws_heartbeat_ms,
             allowed_origins: o.allowed_origins.clone().unwrap_or_default(),
             raw: std::sync::Arc::new(RouterOptionsRaw {
                 budget_usd: o.budget_usd,

@@ -5,6 +5,7 @@ pub mod auth;
 mod auth_token;
 pub mod config;
 pub mod cost_policy;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod exchange;
@@ -23,6 +24,7 @@ pub mod server;
 pub mod sse;
 pub mod stats;
 pub mod upstream_call;
+pub mod ws_events;
 
 pub use config::{ConfigError, RouterConfig};
 pub use error::RouterError;

@@ -97,6 +97,9 @@ impl Router {
         let cancel = CancellationToken::new();
         let running = Arc::new(AtomicBool::new(true));
         let server = tokio::spawn(serve(listener, shared.clone(), cancel.clone()));
+        if let Some(url) = shared.cfg.raw.dashboard_url.clone() {
+            tokio::spawn(crate::dashboard::run(shared.clone(), url, cancel.clone()));
+        }
         let (tx, rx) = watch::channel(None);
         let warm = shared.clone();
         tokio::spawn(async move {

@@ -43,6 +43,10 @@ pub struct StatsSnapshot {
 #[derive(Default)]
 pub struct Stats {
     inner: Mutex<StatsSnapshot>,
+    /// Successful connections of the dashboard push link.
+    pub dashboard_connects: std::sync::atomic::AtomicU64,
+    /// Dashboard messages dropped while offline (the buffer is bounded).
+    pub dashboard_dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Stats {

@@ -1,0 +1,150 @@
+//! Push to a dashboard (`dashboardUrl`): the router connects as a WebSocket client, authenticates
+//! with its first message, then sends STATE_UPDATE, AGENT_EVENT, COST_ALERT and HEARTBEAT messages.
+//! It reconnects with exponential backoff (1 s to 30 s) and keeps a bounded buffer while offline.
+
+use crate::events::{now_ms, RouterEvent, Subscription};
+use crate::server::Shared;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+const BUFFER: usize = 1000;
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Translate a router event into the dashboard protocol (`None`: not sent).
+fn to_message(shared: &Shared, ev: &RouterEvent) -> Vec<serde_json::Value> {
+    let agent = shared.policies.ledger.agent_id.clone();
+    let ts = now_ms();
+    let budget = shared.policies.cost.ledger.status();
+    let spent = budget.spent as f64 / 1e6;
+    let limit = budget.limit.map(|l| l as f64 / 1e6);
+    match ev {
+        RouterEvent::Response {
+            model,
+            tokens,
+            cost_usd,
+            status,
+            ..
+        } => vec![
+            json!({ "type": "AGENT_EVENT", "timestamp": ts, "agent_id": agent, "event": "llm_call",
+                    "data": { "model": model, "tokens": tokens.input + tokens.cache_read + tokens.cache_write + tokens.output,
+                              "input_tokens": tokens.input, "output_tokens": tokens.output, "cost_usd": cost_usd, "status": status } }),
+            json!({ "type": "STATE_UPDATE", "timestamp": ts, "agent_id": agent, "state": "running",
+                    "data": { "budget_spent": spent, "budget_limit": limit,
+                              "requests": shared.stats.snapshot().requests } }),
+        ],
+        RouterEvent::Budget {
+            level,
+            spent_usd,
+            limit_usd,
+            percent,
+            ..
+        } => vec![json!({
+            "type": "COST_ALERT", "timestamp": ts, "agent_id": agent,
+            "severity": if level == "exceeded" { "critical" } else { "warning" },
+            "data": { "budget_spent": spent_usd, "budget_limit": limit_usd, "percentage": percent } })],
+        RouterEvent::Request { .. } => vec![],
+        other => vec![
+            json!({ "type": "AGENT_EVENT", "timestamp": ts, "agent_id": agent, "event": other.kind(), "data": other }),
+        ],
+    }
+}
+
+/// Run the push link until `stop` is cancelled.
+pub async fn run(shared: Arc<Shared>, url: String, stop: CancellationToken) {
+    let mut sub: Subscription = shared.events.subscribe();
+    let mut buffer: VecDeque<String> = VecDeque::new();
+    let mut backoff = MIN_BACKOFF;
+    let heartbeat_every = Duration::from_millis(shared.cfg.ws_heartbeat_ms);
+    loop {
+        let connected = tokio::select! {
+            _ = stop.cancelled() => return,
+            c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str())) => c,
+        };
+        let mut ws = match connected {
+            Ok(Ok((ws, _))) => ws,
+            _ => {
+                // Offline: keep collecting (bounded) until the next attempt.
+                let wait = tokio::time::sleep(backoff);
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = &mut wait => break,
+                        ev = sub.recv() => match ev {
+                            Some(ev) => push_bounded(&shared, &mut buffer, &ev),
+                            None => return,
+                        },
+                    }
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = MIN_BACKOFF;
+        shared
+            .stats
+            .dashboard_connects
+            .fetch_add(1, Ordering::Relaxed);
+        let auth = json!({ "type": "AUTH", "token": shared.cfg.ic_token, "agent_id": shared.policies.ledger.agent_id }).to_string();
+        if ws.send(Message::Text(auth.into())).await.is_err() {
+            continue;
+        }
+        let mut ok = true;
+        while let Some(m) = buffer.front() {
+            if ws.send(Message::Text(m.clone().into())).await.is_err() {
+                ok = false;
+                break;
+            }
+            buffer.pop_front();
+        }
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        heartbeat.tick().await;
+        while ok {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                ev = sub.recv() => {
+                    let Some(ev) = ev else { return };
+                    for m in to_message(&shared, &ev) {
+                        let text = m.to_string();
+                        if ws.send(Message::Text(text.clone().into())).await.is_err() {
+                            buffer.push_back(text);
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let hb = json!({ "type": "HEARTBEAT", "timestamp": now_ms() }).to_string();
+                    ok = ws.send(Message::Text(hb.into())).await.is_ok();
+                }
+                incoming = ws.next() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => ok = false,
+                    _ => {}
+                },
+            }
+        }
+    }
+}
+
+fn push_bounded(shared: &Shared, buffer: &mut VecDeque<String>, ev: &RouterEvent) {
+    for m in to_message(shared, ev) {
+        if buffer.len() >= BUFFER {
+            buffer.pop_front();
+            shared
+                .stats
+                .dashboard_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        buffer.push_back(m.to_string());
+    }
+}

@@ -1,0 +1,86 @@
+//! `GET /_iron/events`: the router's events as JSON over a WebSocket, for dashboards and tools.
+//! The IC token is required, in a header or as the first message; heartbeats keep idle links alive.
+
+use crate::events::now_ms;
+use crate::server::Shared;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::FromRequest;
+use axum::response::IntoResponse;
+use std::sync::Arc;
+use std::time::Duration;
+
+const AUTH_WAIT: Duration = Duration::from_secs(5);
+
+/// Upgrade the connection (the caller has checked the path).
+pub async fn upgrade(
+    shared: Arc<Shared>,
+    req: axum::http::Request<axum::body::Body>,
+) -> axum::response::Response {
+    let authed = shared.token.check_headers(req.headers());
+    match WebSocketUpgrade::from_request(req, &()).await {
+        Ok(ws) => ws
+            .max_message_size(64 * 1024)
+            .on_upgrade(move |socket| serve(shared, socket, authed))
+            .into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Accept `{"type":"auth","token":"ic_…"}` or the bare token as the first text message.
+fn first_message_token(text: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        return v.get("token").and_then(|t| t.as_str()).map(str::to_string);
+    }
+    Some(text.trim().to_string())
+}
+
+async fn serve(shared: Arc<Shared>, mut socket: WebSocket, authed: bool) {
+    if !authed {
+        let ok = match tokio::time::timeout(AUTH_WAIT, socket.recv()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                first_message_token(t.as_str()).is_some_and(|tok| shared.token.matches(&tok))
+            }
+            _ => false,
+        };
+        if !ok {
+            let frame = axum::extract::ws::CloseFrame { code: 4001, reason: "Invalid API key: send the Iron Cage token in the Authorization header or as the first message".into() };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+            shared.stats.on_blocked("auth");
+            return;
+        }
+    }
+    let mut sub = shared.events.subscribe();
+    let _ = socket
+        .send(Message::Text(
+            format!(
+                r#"{{"type":"hello","tsMs":{},"port":{}}}"#,
+                now_ms(),
+                shared.port
+            )
+            .into(),
+        ))
+        .await;
+    let mut heartbeat = tokio::time::interval(Duration::from_millis(shared.cfg.ws_heartbeat_ms));
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            ev = sub.recv() => {
+                let Some(ev) = ev else { break };
+                let Ok(json) = serde_json::to_string(&*ev) else { continue };
+                if socket.send(Message::Text(json.into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = heartbeat.tick() => {
+                let hb = format!(r#"{{"type":"heartbeat","tsMs":{}}}"#, now_ms());
+                if socket.send(Message::Text(hb.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                _ => {}
+            },
+        }
+    }
+}

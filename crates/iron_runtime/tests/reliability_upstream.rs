@@ -1,0 +1,411 @@
+//! Reliability where the SDK tests cannot reach: connection errors on a closed port (retried, then 502, and
+//! counted by the breaker), a connection dropped before any answer (retried into a success), the total
+//! timeout of a stream that never goes idle and of a slow JSON answer, retry bounds in time, which
+//! statuses are retried, and the exact fail-fast answer of an open breaker.
+
+mod common;
+
+use common::*;
+use iron_runtime::{Router, RouterEvent};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Breaker that never opens and tiny backoff, unless a test overrides a part.
+fn reliability(over: Value) -> Value {
+    let mut r = json!({
+        "breaker": { "consecutiveFailures": 1000, "minimumCalls": 1000, "windowSize": 1000, "openMs": 30000 },
+        "retry": { "maxRetries": 2, "baseMs": 5, "maxBackoffMs": 20, "maxTotalMs": 3000 },
+        "timeouts": { "connectMs": 1000, "firstByteMs": 1000, "idleMs": 1000, "totalMs": 5000 }
+    });
+    if let (Some(base), Some(over)) = (r.as_object_mut(), over.as_object()) {
+        for (part, fields) in over {
+            if let (Some(dst), Some(src)) = (
+                base.get_mut(part).and_then(Value::as_object_mut),
+                fields.as_object(),
+            ) {
+                for (k, v) in src {
+                    dst.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    r
+}
+
+async fn router_for(
+    provider_url: &str,
+    over: Value,
+    budget: Option<f64>,
+) -> (FakeKeyServer, Router) {
+    let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), provider_url).await;
+    let mut opts = json!({ "reliability": reliability(over) });
+    if let Some(b) = budget {
+        opts["budgetUsd"] = json!(b);
+    }
+    let router = start_router(&ks, opts);
+    router.ready().await.expect("key fetched");
+    (ks, router)
+}
+
+fn retries(router: &Router) -> u64 {
+    router.shared().stats.snapshot().retries
+}
+
+fn body(stream: bool) -> Value {
+    json!({ "model": "gpt-4o", "max_tokens": 50, "stream": stream,
+            "messages": [{ "role": "user", "content": "Say hello." }] })
+}
+
+/// Read one HTTP/1.1 request (headers and a content-length body); false if the peer went away.
+async fn read_request(s: &mut tokio::net::TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        let n = match s.read(&mut tmp).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&tmp[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return true;
+            }
+        }
+    }
+}
+
+/// A raw upstream: for connection number n (from 1) it calls `answer(n, socket)`; counts connections.
+async fn raw_upstream<F, Fut>(answer: F) -> (u16, Arc<AtomicU32>, tokio::task::JoinHandle<()>)
+where
+    F: Fn(u32, tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let count = Arc::new(AtomicU32::new(0));
+    let seen = count.clone();
+    let answer = Arc::new(answer);
+    let task = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            let answer = answer.clone();
+            tokio::spawn(async move { answer(n, s).await });
+        }
+    });
+    (port, count, task)
+}
+
+const OK_JSON: &str = r#"{"id":"c1","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
+
+fn ok_response() -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{OK_JSON}",
+        OK_JSON.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_are_retried_then_answered_502_and_release_the_hold() {
+    bounded(20, async {
+        let url = format!("http://127.0.0.1:{}", closed_port());
+        let (_ks, router) = router_for(&url, json!({}), Some(1.0)).await;
+        let t0 = Instant::now();
+        let (status, json, _) =
+            status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(status, 502);
+        assert_eq!(json["error"]["type"], "server_error");
+        assert_eq!(retries(&router), 2, "1 attempt + maxRetries 2 retries");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        let s = router.budget_status();
+        assert_eq!((s.reserved_micros, s.spent_micros), (0, 0));
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_count_towards_the_breaker_which_then_fails_fast() {
+    bounded(20, async {
+        let url = format!("http://127.0.0.1:{}", closed_port());
+        let over =
+            json!({ "breaker": { "consecutiveFailures": 3, "openMs": 30000, "maxOpenMs": 60000 } });
+        let (_ks, router) = router_for(&url, over, None).await;
+        let mut sub = router.events().subscribe();
+        // Three attempts (one call, two retries) are three failures: the breaker opens on the last one.
+        let (status, _, _) =
+            status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(status, 502);
+        let circuit = loop {
+            let ev = sub.recv().await.expect("event bus open");
+            if let RouterEvent::Circuit {
+                provider,
+                host,
+                state,
+                reason,
+                ..
+            } = &*ev
+            {
+                break (
+                    provider.clone(),
+                    host.clone(),
+                    state.clone(),
+                    reason.clone(),
+                );
+            }
+        };
+        assert_eq!(
+            circuit,
+            (
+                "openai".into(),
+                "127.0.0.1".into(),
+                "open".into(),
+                "3 consecutive failures".into()
+            )
+        );
+
+        // Open: 503 in the OpenAI shape, without an attempt (no retry counted), with the wait in seconds.
+        let t0 = Instant::now();
+        let resp = post(&router, "/v1/chat/completions", &body(false)).await;
+        let took = t0.elapsed();
+        assert_eq!(resp.status().as_u16(), 503);
+        let h = resp.headers().clone();
+        assert_eq!(
+            h.get("x-iron-cage-error").and_then(|v| v.to_str().ok()),
+            Some("CIRCUIT_OPEN")
+        );
+        let retry_after: u64 = h
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("retry-after in seconds");
+        assert!((29..=30).contains(&retry_after), "{retry_after}");
+        let (_, json, _) = status_json(resp).await;
+        assert_eq!(json["error"]["code"], "circuit_open");
+        assert_eq!(json["error"]["type"], "server_error");
+        let msg = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("circuit breaker is open for openai at 127.0.0.1"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("next probe is allowed in {retry_after} s")),
+            "{msg}"
+        );
+        assert_eq!(retries(&router), 2);
+        assert!(took < Duration::from_millis(200), "fail fast took {took:?}");
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_breaker_retry_after_is_capped_at_sixty_seconds() {
+    bounded(20, async {
+        let url = format!("http://127.0.0.1:{}", closed_port());
+        let over = json!({
+            "breaker": { "consecutiveFailures": 1, "openMs": 600000, "maxOpenMs": 600000 },
+            "retry": { "maxRetries": 0 }
+        });
+        let (_ks, router) = router_for(&url, over, None).await;
+        assert_eq!(
+            post(&router, "/v1/chat/completions", &body(false))
+                .await
+                .status()
+                .as_u16(),
+            502
+        );
+        let resp = post(&router, "/v1/chat/completions", &body(false)).await;
+        assert_eq!(resp.status().as_u16(), 503);
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("60")
+        );
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_before_any_answer_is_retried_into_a_success() {
+    bounded(20, async {
+        let (port, count, _task) = raw_upstream(|n, mut s| async move {
+            if !read_request(&mut s).await {
+                return;
+            }
+            if n > 1 {
+                let _ = s.write_all(ok_response().as_bytes()).await;
+                let _ = s.flush().await;
+            }
+            // n == 1: close without a byte of answer.
+        })
+        .await;
+        let (_ks, router) = router_for(&format!("http://127.0.0.1:{port}"), json!({}), None).await;
+        let (status, json, _) =
+            status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(status, 200);
+        assert_eq!(json["choices"][0]["message"]["content"], "hello");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(retries(&router), 1);
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stop_at_max_total_ms() {
+    bounded(20, async {
+        let url = format!("http://127.0.0.1:{}", closed_port());
+        // Equal jitter: every wait is 50..100 ms, so a 350 ms budget fits at least 2 and at most 7 retries.
+        let over = json!({ "retry": { "maxRetries": 10, "baseMs": 100, "maxBackoffMs": 100, "maxTotalMs": 350, "jitter": "equal" } });
+        let (_ks, router) = router_for(&url, over, None).await;
+        let t0 = Instant::now();
+        assert_eq!(post(&router, "/v1/chat/completions", &body(false)).await.status().as_u16(), 502);
+        let took = t0.elapsed();
+        let n = retries(&router);
+        assert!((2..=7).contains(&n), "{n} retries");
+        assert!(took >= Duration::from_millis(50 * n), "{took:?} for {n} retries");
+        assert!(took < Duration::from_millis(350 + 500), "{took:?}");
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_500_502_503_504_and_529_are_retried() {
+    bounded(20, async {
+        for (status, attempts) in [
+            (500, 3),
+            (502, 3),
+            (503, 3),
+            (504, 3),
+            (529, 3),
+            (501, 1),
+            (400, 1),
+            (404, 1),
+            (409, 1),
+            (429, 1),
+        ] {
+            let provider = FakeProvider::start(Reply::Json {
+                status,
+                body: json!({ "error": { "message": "x", "type": "server_error" } }).to_string(),
+            })
+            .await;
+            let (_ks, router) = router_for(&provider.url(), json!({}), None).await;
+            let resp = post(&router, "/v1/chat/completions", &body(false)).await;
+            assert_eq!(resp.status().as_u16(), status);
+            assert_eq!(provider.seen().len(), attempts, "status {status}");
+            assert_eq!(retries(&router), attempts as u64 - 1, "status {status}");
+            router.stop().await;
+        }
+    })
+    .await;
+}
+
+/// Plain words (digits in a stream could be held back by the response PII filter as a possible number).
+const WORDS: [&str; 5] = ["lorem", "ipsum", "dolor", "sit", "amet"];
+
+/// An SSE stream that never pauses longer than 40 ms (so the idle timeout never fires) and never ends.
+fn endless_events() -> Reply {
+    let events = (0..500)
+        .map(|i| {
+            format!(
+                "data: {}\n\n",
+                json!({ "id": "c", "object": "chat.completion.chunk", "model": "gpt-4o",
+                        "choices": [{ "index": 0, "delta": { "content": format!(" {}", WORDS[i % WORDS.len()]) }, "finish_reason": null }] })
+            )
+        })
+        .collect();
+    Reply::Sse {
+        events,
+        gap: Duration::from_millis(40),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_timeout_ends_a_busy_stream_with_an_sse_error_event() {
+    bounded(20, async {
+        let provider = FakeProvider::start(endless_events()).await;
+        let over = json!({ "timeouts": { "connectMs": 300, "firstByteMs": 300, "idleMs": 300, "totalMs": 600 } });
+        let (_ks, router) = router_for(&provider.url(), over, Some(1.0)).await;
+        let mut sub = router.events().subscribe();
+        let t0 = Instant::now();
+        let mut resp = post(&router, "/v1/chat/completions", &body(true)).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let mut text = String::new();
+        while let Some(chunk) = resp.chunk().await.expect("the stream ends cleanly, not with a broken body") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(580), "{took:?}");
+        assert!(took < Duration::from_millis(600 + 700), "{took:?}");
+        assert!(text.contains("lorem"), "content was relayed before the deadline: {text}");
+        let tail = text.trim_end().rsplit("\n\n").next().unwrap_or_default().to_string();
+        assert!(tail.starts_with("event: error\ndata: "), "{tail}");
+        let err: Value = serde_json::from_str(tail.trim_start_matches("event: error\ndata: ")).expect("JSON error");
+        assert_eq!(err["error"]["type"], "server_error");
+        let msg = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("timed out") && msg.contains("total"), "{msg}");
+        assert_eq!(provider.seen().len(), 1);
+        let outcome = loop {
+            let ev = sub.recv().await.expect("event bus open");
+            if let RouterEvent::Response { outcome, .. } = &*ev {
+                break outcome.clone();
+            }
+        };
+        assert_eq!(outcome, "timeout");
+        assert_eq!(router.budget_status().reserved_micros, 0);
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_timeout_ends_a_slow_json_answer_with_504() {
+    bounded(20, async {
+        // Headers at once, then a byte of body every 50 ms: never idle, never finished in time.
+        let (port, count, _task) = raw_upstream(|_, mut s| async move {
+            if !read_request(&mut s).await {
+                return;
+            }
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n";
+            if s.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for _ in 0..1000 {
+                if s.write_all(b" ").await.is_err() || s.flush().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let over = json!({ "timeouts": { "connectMs": 300, "firstByteMs": 300, "idleMs": 300, "totalMs": 500 } });
+        let (_ks, router) = router_for(&format!("http://127.0.0.1:{port}"), over, Some(1.0)).await;
+        let t0 = Instant::now();
+        let (status, json, _) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        let took = t0.elapsed();
+        assert_eq!(status, 504);
+        assert!(json["error"]["message"].as_str().unwrap_or_default().contains("total timeout"), "{json}");
+        assert!(took >= Duration::from_millis(480) && took < Duration::from_millis(500 + 700), "{took:?}");
+        assert_eq!(count.load(Ordering::SeqCst), 1, "not retried once the head had arrived");
+        assert_eq!(router.budget_status().reserved_micros, 0);
+        router.stop().await;
+    })
+    .await;
+}

@@ -2,7 +2,9 @@
 
 pub mod agent;
 pub mod auth;
+pub mod auth_limit;
 mod auth_token;
+pub mod browser;
 pub mod config;
 pub mod cost_policy;
 pub mod dashboard;

@@ -49,6 +49,21 @@ pub async fn handle(
         shared.stats.on_blocked(d.reason);
         return d.error.into_response(d.shape);
     }
+    let origin = crate::browser::allowed_origin(req.headers(), &shared.cfg.allowed_origins)
+        .map(str::to_string);
+    if let Some(o) = &origin {
+        if crate::browser::is_preflight(req.method()) {
+            return crate::browser::preflight(o);
+        }
+    }
+    let mut resp = route(shared, req, peer).await;
+    if let Some(o) = &origin {
+        crate::browser::decorate(&mut resp, o);
+    }
+    resp
+}
+
+async fn route(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if path == "/" {
         return text(StatusCode::OK, "LlmRouter OK");
@@ -61,7 +76,21 @@ pub async fn handle(
     let mut seen = Seen::default();
     match proxy(&shared, req, id, &mut seen).await {
         Ok(resp) => resp,
-        Err(d) => {
+        Err(mut d) => {
+            if d.reason == "auth" {
+                tracing::warn!(target: "iron_cage", peer = %peer.ip(), "request with a wrong or missing Iron Cage token");
+                if let Some(wait) = shared.auth_limit.on_failure(peer.ip()) {
+                    let message = format!("Too many requests with a wrong Iron Cage token from this source; wait {wait} s and check the token (router.apiKey)");
+                    d = Denial::new(
+                        RouterError::TooManyRequests {
+                            message,
+                            retry_after_secs: wait,
+                        },
+                        d.shape,
+                        "auth",
+                    );
+                }
+            }
             record_denial(&shared, id, &seen, &d, started);
             deny(&shared, id, d)
         }

@@ -28,6 +28,7 @@ pub struct Shared {
     pub next_request_id: AtomicU64,
     pub stats: Stats,
     pub policies: crate::policies::Policies,
+    pub auth_limit: crate::auth_limit::AuthLimiter,
 }
 
 /// Why a router could not start.
@@ -92,6 +93,7 @@ impl Router {
             next_request_id: AtomicU64::new(1),
             stats: Stats::default(),
             policies,
+            auth_limit: Default::default(),
             cfg,
         });
         let cancel = CancellationToken::new();

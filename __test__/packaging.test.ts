@@ -81,7 +81,15 @@ beforeAll(async () => {
   expect(relative(ROOT, work).startsWith('..')).toBe(true) // outside the repo: no parent node_modules to lean on
   fake = await startFakeProvider({ expectedKey: KEY })
 
-  root = await pack(ROOT, work)
+  // The root package as `napi prepublish` publishes it: the repo's files plus optionalDependencies on every platform
+  // package at this version (they are not in the repo's package.json so that npm ci works before they exist).
+  const stage = join(work, 'iron-cage')
+  mkdirSync(stage)
+  for (const f of pkg.files) if (existsSync(join(ROOT, f))) cpSync(join(ROOT, f), join(stage, f), { recursive: true })
+  const published = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, unknown>
+  published.optionalDependencies = Object.fromEntries(readdirSync(join(ROOT, 'npm')).map((d) => [`@iron-cage/binding-${d}`, pkg.version]))
+  writeFileSync(join(stage, 'package.json'), JSON.stringify(published, null, 2))
+  root = await pack(stage, work)
   // The platform package as napi-rs publishes it: npm/<platform>/ plus the binary (stripped here: packing 100 MB of
   // debug info would dominate the test's time).
   const platDir = join(work, `binding-${platform}`)
@@ -163,6 +171,13 @@ describe('package contents', () => {
 describe('installed from the tarballs in a fresh project', () => {
   const run = (app: string, script: string, env: Record<string, string> = {}) =>
     sh(process.execPath, [script], join(work, app), { KEY, UPSTREAM: fake.url, ...env }).then((r) => JSON.parse(r.stdout.trim()) as Record<string, unknown>)
+
+  it("npm resolves iron-cage's optional dependency on this platform to the platform package and skips the others", () => {
+    const lock = JSON.parse(readFileSync(join(work, 'app', 'package-lock.json'), 'utf8')) as { packages: Record<string, { optional?: boolean; version?: string; optionalDependencies?: Record<string, string> }> }
+    expect(Object.keys(lock.packages['node_modules/iron-cage']!.optionalDependencies ?? {})).toContain(`@iron-cage/binding-${platform}`)
+    expect(lock.packages[`node_modules/@iron-cage/binding-${platform}`]).toMatchObject({ version: pkg.version })
+    expect(Object.keys(lock.packages).filter((k) => k.startsWith('node_modules/@iron-cage/'))).toEqual([`node_modules/@iron-cage/binding-${platform}`])
+  })
 
   it('the binary comes from the platform package, not from the root package', () => {
     expect(existsSync(join(work, 'app', 'node_modules', '@iron-cage', `binding-${platform}`, `iron-cage.${platform}.node`))).toBe(true)

@@ -233,6 +233,8 @@ describe('200 concurrent calls against a budget for about 20', () => {
 })
 
 describe('every ending releases its reservation', () => {
+  // One attempt per call and no breaker: each failure below reaches settle exactly once.
+  const ONE_SHOT = { reliability: { retry: { maxRetries: 0 }, breaker: { enabled: false } } } as const
   const LONG_TEXT = Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ')
 
   it('a stream the client aborts is charged an estimate, marked estimated, and nothing stays reserved', async () => {
@@ -300,7 +302,7 @@ describe('every ending releases its reservation', () => {
   })
 
   it('an upstream 500 costs nothing and releases the hold', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
     try {
       const events = collect(router)
       openaiUp.behaviour.fault = { status: 500 }
@@ -318,7 +320,7 @@ describe('every ending releases its reservation', () => {
   })
 
   it('an Anthropic 529 costs nothing and releases the hold', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url, budgetUsd: 1 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url, budgetUsd: 1, ...ONE_SHOT })
     try {
       const events = collect(router)
       anthropicUp.behaviour.fault = { status: 529 }
@@ -335,7 +337,7 @@ describe('every ending releases its reservation', () => {
   })
 
   it('a stream reset mid-way is charged an estimate (marked estimated) and nothing stays reserved', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
     try {
       const events = collect(router)
       openaiUp.behaviour.text = LONG_TEXT
@@ -362,7 +364,7 @@ describe('every ending releases its reservation', () => {
 
   it('a connection reset before the answer is a 502 that costs nothing and releases the hold', async () => {
     // The fake closes the socket after queueing the headers and half a JSON body; nothing reaches the router.
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
     try {
       openaiUp.behaviour.fault = 'reset-mid-stream'
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })

@@ -2,6 +2,7 @@
 export type IronCageErrorCode =
   | 'INVALID_OPTIONS'
   | 'BIND_FAILED'
+  | 'NATIVE_BINDING_MISSING'
   | 'ROUTER_STOPPED'
   | 'INVALID_API_KEY'
   | 'PROVIDER_MISMATCH'

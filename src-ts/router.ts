@@ -38,6 +38,8 @@ export interface RouterStats {
   byModel: Record<string, ModelStats>
   lastModel: string | null
   eventsDropped: number
+  /** Upstream attempts the router repeated (retry policy). */
+  retries: number
 }
 
 export type Provider = 'openai' | 'anthropic' | 'unknown'

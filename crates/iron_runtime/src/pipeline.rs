@@ -170,21 +170,15 @@ fn accept_filter(shared: &Shared, req: &Request<Incoming>) -> Result<(), Denial>
         ));
     }
     let origin = req.headers().get("origin").and_then(|h| h.to_str().ok());
-    let browser_flag = req
-        .headers()
-        .contains_key("anthropic-dangerous-direct-browser-access");
+    // `anthropic-dangerous-direct-browser-access` alone is not a browser: server-side SDKs such as
+    // LangChain's set it too. Browsers always send `Origin` (or `Sec-Fetch-Site`) on such requests.
     let cross_site = req
         .headers()
         .get("sec-fetch-site")
         .and_then(|h| h.to_str().ok())
         .is_some_and(|v| v != "same-origin" && v != "none");
     let allowed = origin.is_some_and(|o| shared.cfg.allowed_origins.iter().any(|a| a == o));
-    if (origin.is_some()
-        || browser_flag
-        || cross_site
-        || req.method() == axum::http::Method::OPTIONS)
-        && !allowed
-    {
+    if (origin.is_some() || cross_site || req.method() == axum::http::Method::OPTIONS) && !allowed {
         return Err(Denial::new(
             RouterError::Forbidden { message: "Browser requests are refused by the Iron Cage router; list the page's origin in the allowedOrigins option to allow it".into() },
             shape,
@@ -302,9 +296,16 @@ async fn proxy(
     let (body, strip_usage_chunk) = maybe_inject_usage(body, &info, api, key.provider);
 
     let url = forward::upstream_url(&key.base_url, &path, parts.uri.query());
+    // Breakers are per upstream: host and port.
     let host = reqwest::Url::parse(&key.base_url)
         .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
+        .and_then(|u| {
+            let h = u.host_str()?.to_string();
+            Some(match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h,
+            })
+        })
         .unwrap_or_default();
     let headers = forward::upstream_headers(&parts.headers, &key)
         .map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
@@ -319,6 +320,7 @@ async fn proxy(
             provider: key.provider,
             host: &host,
             shape,
+            started,
         },
     )
     .await?;

@@ -21,6 +21,8 @@ pub struct Call<'a> {
     pub provider: Provider,
     pub host: &'a str,
     pub shape: Provider,
+    /// When the request arrived: the total timeout bounds every attempt and every wait.
+    pub started: Instant,
 }
 
 /// The response head, and the breaker permit to record once the body has been relayed (`None` when
@@ -85,10 +87,35 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
     let rel = &shared.policies.reliability;
     let first_byte = shared.policies.timeouts.first_byte;
     let provider_name = call.provider.as_str();
-    let started = Instant::now();
+    let started = call.started;
+    let deadline = started + shared.policies.timeouts.total;
     let mut rng = jitter_source();
     let mut attempt: u32 = 0;
+    // A provider that said 429 with retry-after is not called again before that time.
+    if let Some(left) = rel.throttle.remaining(provider_name, call.host) {
+        let secs = left.as_millis().div_ceil(1000).max(1) as u64;
+        let message = format!(
+            "{provider_name} at {} asked callers to slow down (429 with retry-after); Iron Cage holds calls for {secs} s more",
+            call.host
+        );
+        return Err(Denial {
+            error: RouterError::TooManyRequests {
+                message,
+                retry_after_secs: secs,
+            },
+            shape: call.shape,
+            reason: "rate_limited",
+        });
+    }
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(send_denial(
+                SendError::Timeout("the total timeout ran out before the provider answered"),
+                call.host,
+                call.shape,
+            ));
+        }
         let permit = rel
             .breakers
             .try_acquire(provider_name, call.host)
@@ -99,7 +126,7 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
             call.url,
             call.headers.clone(),
             call.body.clone(),
-            first_byte,
+            first_byte.min(left),
         )
         .await;
         match sent {
@@ -127,10 +154,7 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
                     });
                 }
                 let _ = permit.record(Outcome::Failure);
-                match rel
-                    .retry
-                    .next_delay(attempt, retry_after, started.elapsed(), &mut rng)
-                {
+                match next_delay_within(rel, attempt, retry_after, started, deadline, &mut rng) {
                     Some(delay) => {
                         drop(response);
                         attempt += 1;
@@ -148,10 +172,7 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
             }
             Err(e) => {
                 let _ = permit.record(Outcome::Failure);
-                match rel
-                    .retry
-                    .next_delay(attempt, None, started.elapsed(), &mut rng)
-                {
+                match next_delay_within(rel, attempt, None, started, deadline, &mut rng) {
                     Some(delay) => {
                         attempt += 1;
                         shared.stats.on_retry();
@@ -162,4 +183,19 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
             }
         }
     }
+}
+
+/// The retry policy's next delay, refused when waiting would pass the total timeout.
+fn next_delay_within(
+    rel: &crate::policies::Reliability,
+    attempt: u32,
+    retry_after: Option<std::time::Duration>,
+    started: Instant,
+    deadline: Instant,
+    rng: &mut impl FnMut() -> f64,
+) -> Option<std::time::Duration> {
+    let delay = rel
+        .retry
+        .next_delay(attempt, retry_after, started.elapsed(), rng)?;
+    (Instant::now() + delay < deadline).then_some(delay)
 }

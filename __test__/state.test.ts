@@ -229,8 +229,11 @@ interface CrashRun {
   stderr: string
 }
 
-/** Run the writer under load for `loadMs`, SIGKILL it, then open its database. */
-async function crashRun(db: string, flushMs: number, strict: boolean, loadMs: number): Promise<CrashRun> {
+/**
+ * Run the writer under load for at least `loadMs` and at least `minCompleted` completions (the machine may be busy),
+ * SIGKILL it, then open its database.
+ */
+async function crashRun(db: string, flushMs: number, strict: boolean, loadMs: number, minCompleted = 150): Promise<CrashRun> {
   const child = spawn(process.execPath, [WRITER, db, String(flushMs), strict ? 'strict' : 'batched'], { stdio: ['ignore', 'pipe', 'pipe'] })
   const completed: Array<{ n: number; at: number }> = []
   let buf = ''
@@ -256,7 +259,11 @@ async function crashRun(db: string, flushMs: number, strict: boolean, loadMs: nu
   const exited = once(child, 'exit')
   await Promise.race([startedP, exited])
   expect(started, stderr).toBe(true)
-  await new Promise((r) => setTimeout(r, loadMs))
+  const loadStart = Date.now()
+  while (Date.now() - loadStart < loadMs || completed.length < minCompleted) {
+    if (Date.now() - loadStart > 30_000) throw new Error(`only ${completed.length} requests completed in 30 s: ${stderr}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
   const killAt = Date.now()
   child.kill('SIGKILL')
   const [, signal] = (await exited) as [number | null, string | null]
@@ -272,9 +279,9 @@ describe('crash bound (SIGKILL under load)', () => {
     const windows: number[] = []
     for (let round = 0; round < 3; round++) {
       const db = join(dir, `crash-${round}.db`)
-      const r = await crashRun(db, flushMs, false, 1200 + round * 170)
+      const r = await crashRun(db, flushMs, false, 800 + round * 137)
       expect(r.integrity).toBe('ok')
-      expect(r.completed.length).toBeGreaterThan(100)
+      expect(r.completed.length).toBeGreaterThanOrEqual(150)
       const missing = r.completed.filter((c) => !r.ledger.has(c.n))
       // Every request that completed more than flushIntervalMs + 50 ms before the kill is in the ledger.
       const oldMissing = missing.filter((c) => c.at < r.killAt - (flushMs + 50))
@@ -293,9 +300,9 @@ describe('crash bound (SIGKILL under load)', () => {
 
   it('strict persistence: no completed request is missing after SIGKILL', async () => {
     const db = join(dir, 'crash-strict.db')
-    const r = await crashRun(db, 100, true, 1200)
+    const r = await crashRun(db, 100, true, 800)
     expect(r.integrity).toBe('ok')
-    expect(r.completed.length).toBeGreaterThan(50)
+    expect(r.completed.length).toBeGreaterThanOrEqual(150)
     const missing = r.completed.filter((c) => !r.ledger.has(c.n))
     console.log(`[crash bound] strict: ${r.completed.length} completed, ${r.ledger.size} rows, ${missing.length} missing`)
     expect(missing).toEqual([])

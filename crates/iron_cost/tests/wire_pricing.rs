@@ -1,0 +1,128 @@
+//! Pricing straight from what the providers put on the wire (JSON bodies and SSE events), against
+//! figures computed by hand from the published per-1M prices: the usage extraction and the catalog
+//! together must give the right micro-USD for each shape.
+
+use iron_cost::{cost_micros, usage_from_bytes, ApiKind, Catalog, Provider, StreamUsage};
+
+fn priced(provider: Provider, model: &str, kind_path: &str, body: &str) -> u64 {
+    let kind = ApiKind::from_path(provider, kind_path);
+    let price = Catalog::builtin()
+        .price_for(provider, model)
+        .unwrap_or_else(|| panic!("{model} is priced"));
+    let usage = usage_from_bytes(kind, body.as_bytes()).expect("usage in body");
+    cost_micros(price, provider, &usage)
+}
+
+#[test]
+fn gpt_4o_chat_json_cached_tokens_are_inside_prompt_tokens() {
+    // prompt 2006 of which 1920 cached: 86 × $2.50 + 1920 × $1.25 + 300 × $10 (per 1M)
+    // = 215 + 2400 + 3000 = 5615 µ$. Pricing all 2006 at the input rate would give 8015.
+    let body = r#"{"object":"chat.completion","choices":[],"usage":{"prompt_tokens":2006,
+        "completion_tokens":300,"total_tokens":2306,"prompt_tokens_details":{"cached_tokens":1920}}}"#;
+    assert_eq!(
+        priced(
+            Provider::OpenAi,
+            "gpt-4o-2024-08-06",
+            "/v1/chat/completions",
+            body
+        ),
+        5_615
+    );
+}
+
+#[test]
+fn o3_reasoning_tokens_are_billed_once_inside_completion_tokens() {
+    // 50 × $2 + 1200 × $8 = 100 + 9600 = 9700 µ$ (the 1024 reasoning tokens are part of the 1200).
+    let body = r#"{"usage":{"prompt_tokens":50,"completion_tokens":1200,
+        "completion_tokens_details":{"reasoning_tokens":1024}}}"#;
+    assert_eq!(
+        priced(
+            Provider::OpenAi,
+            "o3-2025-04-16",
+            "/v1/chat/completions",
+            body
+        ),
+        9_700
+    );
+    // The Responses API names them input/output: same price.
+    let body = r#"{"object":"response","status":"completed","usage":{"input_tokens":50,
+        "output_tokens":1200,"output_tokens_details":{"reasoning_tokens":1024}}}"#;
+    assert_eq!(priced(Provider::OpenAi, "o3", "/v1/responses", body), 9_700);
+}
+
+#[test]
+fn claude_sonnet_4_5_json_input_tokens_exclude_cache_reads_and_writes() {
+    // 120 × $3 + 10000 × $0.30 + 1500 × $3.75 + 350 × $15 = 360 + 3000 + 5625 + 5250 = 14235 µ$
+    let body = r#"{"type":"message","usage":{"input_tokens":120,"cache_read_input_tokens":10000,
+        "cache_creation_input_tokens":1500,"cache_creation":{"ephemeral_5m_input_tokens":1500,
+        "ephemeral_1h_input_tokens":0},"output_tokens":350}}"#;
+    assert_eq!(
+        priced(
+            Provider::Anthropic,
+            "claude-sonnet-4-5-20250929",
+            "/v1/messages",
+            body
+        ),
+        14_235
+    );
+}
+
+#[test]
+fn embedding_json_is_priced_on_prompt_tokens_and_rounded_up() {
+    // 1234 × $0.02/M = 24.68 µ$ → 25
+    let body = r#"{"object":"list","data":[],"usage":{"prompt_tokens":1234,"total_tokens":1234}}"#;
+    assert_eq!(
+        priced(
+            Provider::OpenAi,
+            "text-embedding-3-small",
+            "/v1/embeddings",
+            body
+        ),
+        25
+    );
+}
+
+#[test]
+fn anthropic_stream_prices_message_start_plus_the_last_message_delta() {
+    let price = Catalog::builtin()
+        .price_for(Provider::Anthropic, "claude-sonnet-4-5")
+        .expect("priced");
+    let mut s = StreamUsage::new();
+    s.observe(Some("message_start"), r#"{"type":"message_start","message":{"usage":{"input_tokens":120,
+        "cache_read_input_tokens":10000,"cache_creation_input_tokens":1500,
+        "cache_creation":{"ephemeral_5m_input_tokens":1500,"ephemeral_1h_input_tokens":0},"output_tokens":1}}}"#);
+    s.observe(
+        Some("message_delta"),
+        r#"{"type":"message_delta","usage":{"output_tokens":200}}"#,
+    );
+    s.observe(
+        Some("message_delta"),
+        r#"{"type":"message_delta","usage":{"output_tokens":350}}"#,
+    );
+    s.observe(Some("message_stop"), r#"{"type":"message_stop"}"#);
+    let (usage, estimated) = s.finish(999);
+    assert!(!estimated);
+    // Same figures as the JSON case: 14235 µ$ (the cumulative 350 counts once, not 1 + 200 + 350).
+    assert_eq!(cost_micros(price, Provider::Anthropic, &usage), 14_235);
+}
+
+#[test]
+fn openai_stream_prices_the_usage_chunk() {
+    let price = Catalog::builtin()
+        .price_for(Provider::OpenAi, "gpt-4o")
+        .expect("priced");
+    let mut s = StreamUsage::new();
+    s.observe(
+        None,
+        r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#,
+    );
+    s.observe(
+        None,
+        r#"{"choices":[],"usage":{"prompt_tokens":2006,"completion_tokens":300,
+        "prompt_tokens_details":{"cached_tokens":1920}}}"#,
+    );
+    s.observe(None, "[DONE]");
+    let (usage, estimated) = s.finish(5);
+    assert!(!estimated);
+    assert_eq!(cost_micros(price, Provider::OpenAi, &usage), 5_615);
+}

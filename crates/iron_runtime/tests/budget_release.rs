@@ -1,0 +1,328 @@
+//! Every way a call can end gives its budget hold back: a client that hangs up mid-stream, an upstream
+//! error status, an upstream that breaks mid-stream or mid-body, an unreachable upstream. Cut-short
+//! answers are charged an estimate marked `estimated`; error statuses cost nothing.
+
+mod common;
+
+use common::*;
+use iron_runtime::{Router, RouterEvent};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PROMPT: &str = "Count to three, please.";
+/// gpt-4o, max_tokens 500, estimated input 33 tokens ("user" + PROMPT = 27 chars → 9 + 8 + 16):
+/// 33 × $2.50/M + 500 × $10/M = 82.5 + 5000 = 5082.5 µ$, rounded up.
+const HOLD: u64 = 5083;
+/// The input part of any estimate for this body: 33 × $2.50/M = 82.5 µ$.
+const INPUT_PART: u64 = 82;
+
+fn body(stream: bool) -> Value {
+    json!({ "model": "gpt-4o", "max_tokens": 500, "stream": stream,
+            "messages": [{ "role": "user", "content": PROMPT }] })
+}
+
+/// The `response` event of the next settled call.
+async fn next_response(
+    events: &mut iron_runtime::events::Subscription,
+) -> (u16, u64, bool, String) {
+    loop {
+        let ev = events.recv().await.expect("event bus open");
+        if let RouterEvent::Response {
+            status,
+            cost_micros,
+            estimated,
+            outcome,
+            ..
+        } = &*ev
+        {
+            return (*status, *cost_micros, *estimated, outcome.clone());
+        }
+    }
+}
+
+/// The concatenated `delta.content` of an OpenAI chat stream.
+fn streamed_text(sse: &str) -> String {
+    sse.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn chunk(text: &str) -> String {
+    format!(
+        "data: {}\n\n",
+        json!({ "id": "c", "object": "chat.completion.chunk", "model": "gpt-4o",
+                "choices": [{ "index": 0, "delta": { "content": text }, "finish_reason": null }] })
+    )
+}
+
+async fn router_on(provider_url: &str) -> (FakeKeyServer, Router) {
+    let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), provider_url).await;
+    // One attempt per call and no breaker: each failure below reaches settle exactly once.
+    let router = start_router(
+        &ks,
+        json!({ "budgetUsd": 1.0,
+                "reliability": { "retry": { "maxRetries": 0 }, "breaker": { "enabled": false } } }),
+    );
+    router.ready().await.expect("key fetched");
+    (ks, router)
+}
+
+/// An upstream that answers every request with `head` and `parts` (written with a pause between them),
+/// then closes the connection without finishing the answer.
+async fn breaking_upstream(
+    head: &'static str,
+    parts: Vec<String>,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let parts = parts.clone();
+            tokio::spawn(async move {
+                read_request(&mut s).await;
+                let _ = s.write_all(head.as_bytes()).await;
+                for p in parts {
+                    let _ = s.write_all(p.as_bytes()).await;
+                    let _ = s.flush().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                // Dropping the socket mid-answer: the body never completes.
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Read one HTTP/1.1 request (headers and a content-length body).
+async fn read_request(s: &mut tokio::net::TcpStream) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        let Ok(n) = s.read(&mut tmp).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_hanging_up_mid_stream_is_charged_an_estimate_and_releases_the_hold() {
+    bounded(20, async {
+        let mut events: Vec<String> = (0..30).map(|i| chunk(&format!(" word{i}"))).collect();
+        events.push("data: [DONE]\n\n".into());
+        let provider = FakeProvider::start(Reply::Sse {
+            events,
+            gap: Duration::from_millis(100),
+        })
+        .await;
+        let (_ks, router) = router_on(&provider.url()).await;
+        let mut sub = router.events().subscribe();
+
+        let mut resp = post(&router, "/v1/chat/completions", &body(true)).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        // Read until the first words arrive (the router may re-split the pieces it relays).
+        let mut seen = String::new();
+        while !streamed_text(&seen).contains("word1") {
+            let c = resp.chunk().await.expect("read").expect("more chunks");
+            seen.push_str(&String::from_utf8_lossy(&c));
+        }
+        assert_eq!(
+            router.budget_status().reserved_micros,
+            HOLD,
+            "the worst case is held while streaming"
+        );
+        drop(resp);
+
+        let (status, cost, estimated, outcome) = next_response(&mut sub).await;
+        assert_eq!(
+            (status, estimated, outcome.as_str()),
+            (200, true, "client_aborted")
+        );
+        assert!(
+            cost > INPUT_PART && cost < HOLD,
+            "estimate {cost} µ$: input plus a few words, far below the hold"
+        );
+        let s = router.budget_status();
+        assert_eq!((s.reserved_micros, s.spent_micros), (0, cost));
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_error_status_costs_nothing_and_releases_the_hold() {
+    bounded(20, async {
+        let provider = FakeProvider::start(Reply::Json {
+            status: 500,
+            body: json!({ "error": { "message": "boom", "type": "server_error", "param": null, "code": null } }).to_string(),
+        })
+        .await;
+        let (_ks, router) = router_on(&provider.url()).await;
+        let mut sub = router.events().subscribe();
+        for stream in [false, true] {
+            let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &body(stream)).await).await;
+            assert_eq!(code, 500, "{text}");
+            let (status, cost, _, _) = next_response(&mut sub).await;
+            assert_eq!((status, cost), (500, 0));
+        }
+        let s = router.budget_status();
+        assert_eq!((s.spent_micros, s.reserved_micros), (0, 0));
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_broken_mid_way_is_charged_an_estimate_and_the_client_gets_an_error_event() {
+    bounded(20, async {
+        // Chunked framing, so a close before the final zero-length chunk is a break, not an end.
+        const HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let framed = |s: String| format!("{:x}\r\n{s}\r\n", s.len());
+        let parts = vec![framed(chunk("one")), framed(chunk(" two")), framed(chunk(" three"))];
+        let (port, _task) = breaking_upstream(HEAD, parts).await;
+        let (_ks, router) = router_on(&format!("http://127.0.0.1:{port}")).await;
+        let mut sub = router.events().subscribe();
+
+        let resp = post(&router, "/v1/chat/completions", &body(true)).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let text = resp.text().await.unwrap_or_default();
+        assert!(streamed_text(&text).starts_with("one"), "{text}");
+        assert!(text.contains("stream broke"), "the client is told the stream broke: {text}");
+
+        let (status, cost, estimated, outcome) = next_response(&mut sub).await;
+        assert_eq!((status, estimated, outcome.as_str()), (200, true, "upstream_error"));
+        assert!(cost > INPUT_PART && cost < HOLD, "estimate {cost}");
+        let s = router.budget_status();
+        assert_eq!((s.reserved_micros, s.spent_micros), (0, cost));
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_body_broken_mid_way_is_charged_the_hold_and_nothing_stays_reserved() {
+    bounded(20, async {
+        // The provider answered (and billed) but its usage never arrived: the hold is the best bound.
+        const HEAD: &str =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n";
+        let (port, _task) = breaking_upstream(
+            HEAD,
+            vec![r#"{"id":"chatcmpl-x","object":"chat.completion","choi"#.to_string()],
+        )
+        .await;
+        let (_ks, router) = router_on(&format!("http://127.0.0.1:{port}")).await;
+        let mut sub = router.events().subscribe();
+
+        // The client never gets a whole success: a 502 (when the router inspects JSON answers before
+        // relaying them) or a 200 whose body breaks.
+        let resp = post(&router, "/v1/chat/completions", &body(false)).await;
+        let code = resp.status().as_u16();
+        let whole = resp.bytes().await;
+        assert!(
+            code == 502 || (code == 200 && whole.is_err()),
+            "status {code}"
+        );
+
+        let (status, cost, estimated, _) = next_response(&mut sub).await;
+        assert_eq!((status, cost, estimated), (200, HOLD, true));
+        let s = router.budget_status();
+        assert_eq!((s.reserved_micros, s.spent_micros), (0, HOLD));
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_upstream_releases_the_hold() {
+    bounded(20, async {
+        let (_ks, router) = router_on(&format!("http://127.0.0.1:{}", closed_port())).await;
+        let (code, v, text) =
+            status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(code, 502, "{text}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("unreachable"),
+            "{text}"
+        );
+        let s = router.budget_status();
+        assert_eq!((s.spent_micros, s.reserved_micros), (0, 0));
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_model_is_blocked_with_a_budget_and_charged_flat_when_allowed() {
+    bounded(20, async {
+        let provider = FakeProvider::json(chat_completion()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let body = json!({ "model": "house-model-7", "messages": [{ "role": "user", "content": "x" }] });
+
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0 }));
+        let (code, v, text) = status_json(post(&router, "/v1/chat/completions", &body).await).await;
+        assert_eq!(code, 400, "{text}");
+        assert_eq!(v["error"]["code"], "unknown_model_price");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.contains("'house-model-7'") && msg.contains("pricing") && msg.contains("unknownModel: 'block'"), "{msg}");
+        assert!(provider.seen().is_empty());
+        router.stop().await;
+
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0, "unknownModel": { "action": "allow", "costUsd": 0.004 } }));
+        for _ in 0..3 {
+            let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &body).await).await;
+            assert_eq!(code, 200, "{text}");
+        }
+        // Settles run just after the bodies end.
+        let mut spent = 0;
+        for _ in 0..200 {
+            spent = router.budget_status().spent_micros;
+            if spent == 12_000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(spent, 3 * 4_000);
+        assert_eq!(router.budget_status().reserved_micros, 0);
+        router.stop().await;
+
+        // A pricing override prices the custom model exactly: chat_completion() reports 5 in, 1 out;
+        // 5 × $4/M + 1 × $20/M = 20 + 20 = 40 µ$.
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0, "pricing": { "house-model-7": { "input": 4.0, "output": 20.0 } } }));
+        let mut sub = router.events().subscribe();
+        let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &body).await).await;
+        assert_eq!(code, 200, "{text}");
+        let (_, cost, estimated, _) = next_response(&mut sub).await;
+        assert_eq!((cost, estimated), (40, false));
+        assert_eq!(router.budget_status().spent_micros, 40);
+        router.stop().await;
+    })
+    .await;
+}

@@ -139,11 +139,12 @@ describe.skipIf(process.platform === 'win32')('AgentRuntime', () => {
   it('stop: SIGTERM reaches the agent, which exits by itself within the grace', async () => {
     const rt = freshRuntime()
     const marker = join(scratch, 'sigterm')
+    const ready = join(scratch, 'sigterm-ready')
     const agent = rt.startAgent({
       command: 'python3',
-      args: ['-c', `import signal, sys, time\ndef bye(*_):\n    open(${JSON.stringify(marker)}, "w").write("TERM")\n    sys.exit(0)\nsignal.signal(signal.SIGTERM, bye)\nprint("ready", flush=True)\nwhile True: time.sleep(0.05)`],
+      args: ['-c', `import signal, sys, time\ndef bye(*_):\n    open(${JSON.stringify(marker)}, "w").write("TERM")\n    sys.exit(0)\nsignal.signal(signal.SIGTERM, bye)\nopen(${JSON.stringify(ready)}, "w").write("up")\nwhile True: time.sleep(0.05)`],
     })
-    await sleep(300)
+    await until(() => existsSync(ready))
     const started = Date.now()
     const info = await rt.stopAgent(agent.id, { graceMs: 5000 })
     expect(Date.now() - started).toBeLessThan(3000)

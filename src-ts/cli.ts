@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { AgentRuntime, type AgentInfo } from './agent-runtime.js'
+import { AgentRuntime, type Agent, type AgentInfo } from './agent-runtime.js'
 import { IronCageError } from './errors.js'
 import type { LlmRouterOptions } from './options.js'
 import { LlmRouter, type RouterStats } from './router.js'
@@ -226,39 +226,51 @@ async function runAgent(plan: RunPlan): Promise<number> {
   const [command, ...args] = plan.command
   if (!command) throw new UsageError("no command to run: iron-cage run [options] -- <command> [args…], e.g. -- python3 agent.py")
   const runtime = new AgentRuntime({ ...plan.router, ...(plan.state ? { statePath: plan.state } : {}) })
-  const agent = runtime.startAgent({
-    command,
-    args,
-    name: plan.name,
-    budgetUsd: plan.budget,
-    onBudgetExhausted: plan.onBudget,
-    graceMs: plan.graceMs,
-    stdin: process.stdin.isTTY ? 'ignore' : 'inherit',
-    ...(plan.restarts !== undefined ? { restart: { maxRestarts: plan.restarts, backoffMs: plan.backoffMs ?? 1000 } } : {}),
-  })
+  // Handlers go in before the child exists: a signal in between must not kill us and orphan it.
+  let agent: Agent | undefined
+  let interrupts = 0
+  const stopAgent = () => {
+    const grace = interrupts === 1 ? plan.graceMs : 0
+    void agent?.stop({ graceMs: grace }).catch(() => {})
+  }
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupts += 1
+    if (interrupts === 1 && !plan.json) {
+      process.stderr.write(`\niron-cage: ${sig}: stopping ${agent?.name ?? command} (SIGTERM, SIGKILL in ${secs(plan.graceMs)}; Ctrl-C again to kill now)\n`)
+    }
+    stopAgent()
+  }
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal)
+  try {
+    agent = runtime.startAgent({
+      command,
+      args,
+      name: plan.name,
+      budgetUsd: plan.budget,
+      onBudgetExhausted: plan.onBudget,
+      graceMs: plan.graceMs,
+      stdin: process.stdin.isTTY ? 'ignore' : 'inherit',
+      ...(plan.restarts !== undefined ? { restart: { maxRestarts: plan.restarts, backoffMs: plan.backoffMs ?? 1000 } } : {}),
+    })
+  } catch (err) {
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal)
+    await runtime.shutdown()
+    throw err
+  }
+  if (interrupts > 0) stopAgent()
   const started = Date.now()
   const live = !plan.json && process.stderr.isTTY ? new LiveLine(process.stderr) : undefined
   const budgetText = plan.budget !== undefined ? ` of ${usd(plan.budget)}` : ''
+  const running = agent
   const draw = () => {
-    const m = agent.metrics()
+    const m = running.metrics()
     live?.draw(
-      `iron-cage ▸ ${agent.name} ${agent.status} · ${usd(m.spentUsd)}${budgetText} · ${m.requests} requests · ${m.blocked} blocked · last ${m.lastModel ?? '-'} · ${secs(Date.now() - started)}`,
+      `iron-cage ▸ ${running.name} ${running.status} · ${usd(m.spentUsd)}${budgetText} · ${m.requests} requests · ${m.blocked} blocked · last ${m.lastModel ?? '-'} · ${secs(Date.now() - started)}`,
     )
   }
   live?.start()
   draw()
   const ticker = live ? setInterval(draw, 200) : undefined
-
-  let interrupts = 0
-  const onSignal = (sig: NodeJS.Signals) => {
-    interrupts += 1
-    const grace = interrupts === 1 ? plan.graceMs : 0
-    if (interrupts === 1 && !plan.json) {
-      process.stderr.write(`\niron-cage: ${sig}: stopping ${agent.name} (SIGTERM, SIGKILL in ${secs(grace)}; Ctrl-C again to kill now)\n`)
-    }
-    void agent.stop({ graceMs: grace }).catch(() => {})
-  }
-  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal)
 
   const info = await agent.wait()
   if (ticker) clearInterval(ticker)

@@ -130,6 +130,16 @@ async fn budget_exhausted_with_stop_ends_the_agent_and_records_why() {
     assert_eq!(row.budget_micros, Some(12_000));
     assert_eq!(row.spent_micros, m.spent_micros);
     assert!(row.ended_at_ms.is_some());
+    // The agent's router wrote its ledger to the same file, under the agent's id.
+    assert_eq!(
+        store.spent_for_agent(&agent.id).expect("sum"),
+        m.spent_micros
+    );
+    let ledger = store.requests_for_agent(&agent.id).expect("ledger");
+    assert_eq!(
+        ledger.iter().filter(|r| r.cost_micros > 0).count() as u64,
+        m.completed
+    );
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,7 +1,8 @@
 //! E-mail addresses: a sane local part and a domain ending in a letters-only TLD that is not a file extension.
 
 use crate::kind::PiiKind;
-use crate::recognizer::Recognizer;
+use crate::recognizer::{Confirmed, Recognizer};
+use std::ops::Range;
 
 /// Finds e-mail addresses such as `jane.doe+tag@example.co.uk`.
 pub struct EmailRecognizer;
@@ -52,6 +53,22 @@ impl Recognizer for EmailRecognizer {
             && !FILE_EXTENSIONS.contains(&tld_lower.as_str())
     }
 
+    fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
+        let candidate = text.get(span.clone())?;
+        // `git@github.com:org/repo.git`, `user@host:8080`: an scp-style path or a port, not a mailbox.
+        let rest = text.get(span.end..).unwrap_or("");
+        let mut after = rest.chars();
+        if after.next() == Some(':')
+            && after
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || "/~._-".contains(c))
+        {
+            return None;
+        }
+        self.validate(candidate)
+            .then_some(Confirmed { span, label: "" })
+    }
+
     fn short_candidates(&self) -> bool {
         false
     }
@@ -71,5 +88,9 @@ mod tests {
         assert!(!r.validate("a..b@example.com"));
         assert!(!r.validate("x@-bad.com"));
         assert!(!r.validate("x@1.2"));
+        let scp = "git@github.com:org/repo.git";
+        assert!(r.confirm(scp, 0..14).is_none());
+        let sentence = "write to ops@example.com: we reply fast";
+        assert_eq!(r.confirm(sentence, 9..24).map(|c| c.span), Some(9..24));
     }
 }

@@ -55,9 +55,7 @@ impl Recognizer for IpAddressRecognizer {
             if continues_number_run(text, &span, &['.']) {
                 return None;
             }
-            let context = lower_context_before(text, span.start, 12);
-            let context = context.trim_end();
-            if context.ends_with("version") || context.ends_with("ver") || context.ends_with(" v") {
+            if follows_version_word(text, span.start) {
                 return None;
             }
         }
@@ -66,6 +64,33 @@ impl Recognizer for IpAddressRecognizer {
             span,
         })
     }
+}
+
+// Words after which a dotted quad is a version number, not an address.
+const VERSION_WORDS: &[&str] = &[
+    "v", "ver", "rev", "revision", "release", "build", "firmware", "fw", "tag", "patch",
+];
+
+/// True for `version 1.2.3.4`, `Version: 1.0.0.0`, `AssemblyVersion("1.0.0.0")`, `release-1.2.3.4`,
+/// `rev 4.2.0.1` and product tokens such as `nginx/1.25.3.1`.
+fn follows_version_word(text: &str, start: usize) -> bool {
+    let context = lower_context_before(text, start, 32);
+    let bytes = context.as_bytes();
+    // `name/1.2.3.4`: a product token, unlike `http://10.0.0.1` where `/` follows `/`.
+    if bytes.len() >= 2
+        && bytes[bytes.len() - 1] == b'/'
+        && bytes[bytes.len() - 2].is_ascii_alphanumeric()
+    {
+        return true;
+    }
+    let trimmed = context.trim_end_matches(|c: char| c.is_whitespace() || ":=(\"'-_#".contains(c));
+    let word_start = trimmed
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !c.is_ascii_alphabetic())
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let word = &trimmed[word_start..];
+    word.ends_with("version") || VERSION_WORDS.contains(&word)
 }
 
 #[cfg(test)]
@@ -81,6 +106,21 @@ mod tests {
         assert!(!r.validate("10:30:00"));
         let text = "release 1.2.3.4.5 is out";
         assert!(r.confirm(text, 8..15).is_none());
+        for v in [
+            "Version: 2.4.1.0 shipped",
+            "AssemblyVersion(\"1.0.0.0\")",
+            "release-1.2.3.4 tag",
+            "nginx/1.25.3.1 server",
+        ] {
+            let start = v.find(|c: char| c.is_ascii_digit()).unwrap_or(0);
+            let end = start
+                + v[start..]
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .unwrap_or(v.len() - start);
+            assert!(r.confirm(v, start..end).is_none(), "{v}");
+        }
+        assert!(r.confirm("server 10.0.0.1", 7..15).is_some());
+        assert!(r.confirm("http://10.0.0.1/x", 7..15).is_some());
         let text = "host 10.0.0.1 down";
         assert_eq!(r.confirm(text, 5..13).map(|c| c.label), Some("IPv4"));
     }

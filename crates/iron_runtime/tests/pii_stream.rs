@@ -1,0 +1,455 @@
+//! The response PII policy on streamed answers, at the SSE level, through the real router: values split
+//! across 2, 3 and one-character chunks (and SSE bytes cut mid-event) are redacted for OpenAI chat,
+//! Responses and Anthropic streams; a block ends the stream with a provider-shaped error event; earlier
+//! text reaches the client before the stream ends; `pii` events carry SHA-256 digests, never values.
+
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use iron_runtime::{Router, RouterEvent};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+const CARD: &str = "4111 1111 1111 1111";
+const EMAIL: &str = "jane.doe@example.com";
+const IBAN: &str = "GB82 WEST 1234 5698 7654 32";
+const REDACTED: &str = "Sure. Card [CREDIT_CARD], mail [EMAIL], IBAN [IBAN] today.";
+
+fn answer() -> String {
+    format!("Sure. Card {CARD}, mail {EMAIL}, IBAN {IBAN} today.")
+}
+
+fn sha256(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Api {
+    Chat,
+    Responses,
+    Anthropic,
+}
+
+/// The ways the answer is cut into text deltas: 2 and 3 pieces (cuts inside the values) and one
+/// character per piece.
+fn splits() -> Vec<(&'static str, Vec<String>)> {
+    let a = answer();
+    let at = |needle: &str, off: usize| a.find(needle).expect("needle") + off;
+    let (c, e, i) = (at(CARD, 7), at(EMAIL, 9), at(IBAN, 7));
+    vec![
+        ("2 pieces", vec![a[..c].to_string(), a[c..].to_string()]),
+        (
+            "3 pieces",
+            vec![a[..c].to_string(), a[c..e].to_string(), a[e..].to_string()],
+        ),
+        (
+            "4 pieces",
+            vec![
+                a[..c].to_string(),
+                a[c..e].to_string(),
+                a[e..i].to_string(),
+                a[i..].to_string(),
+            ],
+        ),
+        ("one char each", a.chars().map(String::from).collect()),
+    ]
+}
+
+fn sse(event: Option<&str>, data: &Value) -> String {
+    match event {
+        Some(name) => format!("event: {name}\ndata: {data}\n\n"),
+        None => format!("data: {data}\n\n"),
+    }
+}
+
+/// A provider stream of `api` whose text deltas are `pieces`.
+fn upstream_events(api: Api, pieces: &[String]) -> Vec<String> {
+    let full: String = pieces.concat();
+    let mut out = Vec::new();
+    match api {
+        Api::Chat => {
+            let chunk = |delta: Value, finish: Value| {
+                json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            };
+            out.push(sse(
+                None,
+                &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            ));
+            for p in pieces {
+                out.push(sse(None, &chunk(json!({ "content": p }), Value::Null)));
+            }
+            out.push(sse(None, &chunk(json!({}), json!("stop"))));
+            out.push("data: [DONE]\n\n".to_string());
+        }
+        Api::Responses => {
+            let at = json!({"item_id": "msg_1", "output_index": 0, "content_index": 0});
+            let ev = |kind: &str, extra: Value| {
+                let mut v = json!({ "type": kind });
+                for src in [&at, &extra] {
+                    if let (Some(o), Some(e)) = (v.as_object_mut(), src.as_object()) {
+                        o.extend(e.clone());
+                    }
+                }
+                sse(Some(kind), &v)
+            };
+            let item = |text: &str| json!({"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": text}]});
+            out.push(sse(
+                Some("response.created"),
+                &json!({"type": "response.created", "response": {"id": "resp_1", "output": []}}),
+            ));
+            for p in pieces {
+                out.push(ev("response.output_text.delta", json!({ "delta": p })));
+            }
+            out.push(ev("response.output_text.done", json!({ "text": full })));
+            out.push(ev(
+                "response.content_part.done",
+                json!({"part": {"type": "output_text", "text": full}}),
+            ));
+            out.push(sse(
+                Some("response.output_item.done"),
+                &json!({"type": "response.output_item.done", "output_index": 0, "item": item(&full)}),
+            ));
+            out.push(sse(
+                Some("response.completed"),
+                &json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [item(&full)],
+                        "usage": {"input_tokens": 3, "output_tokens": 9, "total_tokens": 12}}}),
+            ));
+        }
+        Api::Anthropic => {
+            out.push(sse(
+                Some("message_start"),
+                &json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-latest",
+                        "content": [], "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+            ));
+            out.push(sse(
+                Some("content_block_start"),
+                &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            for p in pieces {
+                out.push(sse(
+                    Some("content_block_delta"),
+                    &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+                ));
+            }
+            out.push(sse(
+                Some("content_block_stop"),
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
+            out.push(sse(
+                Some("message_delta"),
+                &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}}),
+            ));
+            out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
+        }
+    }
+    out
+}
+
+/// The same bytes re-cut every `n` bytes, so that events and JSON strings are split mid-way.
+fn recut(events: &[String], n: usize) -> Vec<String> {
+    let all = events.concat();
+    let chars: Vec<char> = all.chars().collect();
+    chars
+        .chunks(n)
+        .map(|c| c.iter().collect::<String>())
+        .collect()
+}
+
+/// One parsed SSE event the client received.
+struct Got {
+    event: Option<String>,
+    data: String,
+}
+
+fn parse_sse(body: &str) -> Vec<Got> {
+    body.split("\n\n")
+        .filter(|raw| !raw.trim().is_empty())
+        .map(|raw| {
+            let mut event = None;
+            let mut data: Vec<&str> = Vec::new();
+            for line in raw.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            Got {
+                event,
+                data: data.join("\n"),
+            }
+        })
+        .collect()
+}
+
+fn json_of(g: &Got) -> Value {
+    serde_json::from_str(&g.data).unwrap_or(Value::Null)
+}
+
+/// The answer text the client assembles from the deltas it received.
+fn joined_text(api: Api, events: &[Got]) -> String {
+    let mut text = String::new();
+    for g in events {
+        let v = json_of(g);
+        let piece = match api {
+            Api::Chat => v["choices"][0]["delta"]["content"].as_str(),
+            Api::Responses if v["type"] == "response.output_text.delta" => v["delta"].as_str(),
+            Api::Anthropic
+                if v["type"] == "content_block_delta" && v["delta"]["type"] == "text_delta" =>
+            {
+                v["delta"]["text"].as_str()
+            }
+            _ => None,
+        };
+        text.push_str(piece.unwrap_or(""));
+    }
+    text
+}
+
+fn path_and_body(api: Api) -> (&'static str, Value) {
+    match api {
+        Api::Chat => {
+            let mut b = chat_body("gpt-4o-mini");
+            b["stream"] = json!(true);
+            ("/v1/chat/completions", b)
+        }
+        Api::Responses => (
+            "/v1/responses",
+            json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}),
+        ),
+        Api::Anthropic => {
+            let mut b = messages_body("claude-3-5-haiku-latest");
+            b["stream"] = json!(true);
+            ("/v1/messages", b)
+        }
+    }
+}
+
+async fn start(
+    api: Api,
+    events: Vec<String>,
+    gap_ms: u64,
+    safety: Value,
+) -> (FakeProvider, FakeKeyServer, Router) {
+    let provider = FakeProvider::start(Reply::Sse {
+        events,
+        gap: Duration::from_millis(gap_ms),
+    })
+    .await;
+    let ks = match api {
+        Api::Anthropic => {
+            FakeKeyServer::with_key(ANTHROPIC_KEY, Some("anthropic"), &provider.url()).await
+        }
+        _ => FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await,
+    };
+    let router = start_router(&ks, json!({ "safety": safety }));
+    router.ready().await.expect("key");
+    (provider, ks, router)
+}
+
+/// Streams one answer through a router that redacts everything, returning the client's events.
+async fn redacted_stream(api: Api, events: Vec<String>) -> (Vec<Got>, String) {
+    let (_provider, _ks, router) =
+        start(api, events, 0, json!({"response": {"default": "redact"}})).await;
+    let (path, body) = path_and_body(api);
+    let resp = post(&router, path, &body).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let raw = resp.text().await.expect("stream");
+    router.stop().await;
+    (parse_sse(&raw), raw)
+}
+
+fn assert_no_values(what: &str, raw: &str) {
+    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    for v in [CARD, EMAIL, IBAN] {
+        let v: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+        assert!(!compact.contains(&v), "{what}: value leaked in {raw}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_split_across_chunks_are_redacted_in_every_stream_shape() {
+    bounded(60, async {
+        for api in [Api::Chat, Api::Responses, Api::Anthropic] {
+            for (name, pieces) in splits() {
+                for cut in [None, Some(5)] {
+                    let what = format!("{api:?}, {name}, bytes re-cut {cut:?}");
+                    let events = upstream_events(api, &pieces);
+                    let events = cut.map_or(events.clone(), |n| recut(&events, n));
+                    let (got, raw) = redacted_stream(api, events).await;
+                    assert_eq!(joined_text(api, &got), REDACTED, "{what}: {raw}");
+                    assert_no_values(&what, &raw);
+                    // The stream still ends the way the SDKs expect.
+                    let last = got.last().expect("events");
+                    match api {
+                        Api::Chat => assert_eq!(last.data, "[DONE]", "{what}"),
+                        Api::Responses => {
+                            let done = got
+                                .iter()
+                                .map(json_of)
+                                .find(|v| v["type"] == "response.output_text.done");
+                            assert_eq!(done.expect("done")["text"], REDACTED, "{what}");
+                            let v = json_of(last);
+                            assert_eq!(v["type"], "response.completed", "{what}");
+                            assert_eq!(
+                                v["response"]["output"][0]["content"][0]["text"], REDACTED,
+                                "{what}"
+                            );
+                        }
+                        Api::Anthropic => {
+                            assert_eq!(last.event.as_deref(), Some("message_stop"), "{what}")
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pii_event_for_a_stream_carries_counts_and_sha256_only() {
+    bounded(10, async {
+        let pieces: Vec<String> = answer().chars().map(String::from).collect();
+        let (_p, _ks, router) = start(
+            Api::Anthropic,
+            upstream_events(Api::Anthropic, &pieces),
+            0,
+            json!({"response": {"default": "redact"}}),
+        )
+        .await;
+        let mut sub = router.events().subscribe();
+        let (path, body) = path_and_body(Api::Anthropic);
+        let raw = post(&router, path, &body)
+            .await
+            .text()
+            .await
+            .expect("stream");
+        assert_eq!(joined_text(Api::Anthropic, &parse_sse(&raw)), REDACTED);
+        let pii = loop {
+            let ev = sub.recv().await.expect("event bus open");
+            if let RouterEvent::Pii { .. } = &*ev {
+                break ev;
+            }
+        };
+        let v = serde_json::to_value(&*pii).expect("serialisable");
+        assert_eq!(v["direction"], "response");
+        assert_eq!(
+            v["detections"],
+            json!([
+                {"kind": "email", "count": 1, "action": "redact", "sha256": [sha256(EMAIL)]},
+                {"kind": "creditCard", "count": 1, "action": "redact", "sha256": [sha256(CARD)]},
+                {"kind": "iban", "count": 1, "action": "redact", "sha256": [sha256(IBAN)]},
+            ])
+        );
+        assert_no_values("pii event", &v.to_string());
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_value_ends_the_stream_with_a_provider_shaped_error_event() {
+    bounded(20, async {
+        for api in [Api::Chat, Api::Responses, Api::Anthropic] {
+            let pieces: Vec<String> = answer().chars().map(String::from).collect();
+            let (provider, _ks, router) = start(
+                api,
+                upstream_events(api, &pieces),
+                0,
+                json!({"response": {"creditCard": "block"}}),
+            )
+            .await;
+            let (path, body) = path_and_body(api);
+            let raw = post(&router, path, &body)
+                .await
+                .text()
+                .await
+                .expect("stream");
+            let got = parse_sse(&raw);
+            let text = joined_text(api, &got);
+            assert!(
+                text.starts_with("Sure. Card"),
+                "{api:?}: text before the card flows: {raw}"
+            );
+            assert!(
+                !text.replace(' ', "").contains("41111111"),
+                "{api:?}: {raw}"
+            );
+            let last = got.last().expect("events");
+            assert_eq!(last.event.as_deref(), Some("error"), "{api:?}: {raw}");
+            let err = json_of(last);
+            let message = err["error"]["message"].as_str().unwrap_or("");
+            assert!(message.contains("creditCard ×1"), "{api:?}: {message}");
+            match api {
+                Api::Anthropic => {
+                    assert_eq!(err["type"], "error");
+                    assert_eq!(err["error"]["type"], "pii_detected");
+                }
+                _ => assert_eq!(err["error"]["code"], "pii_detected", "{raw}"),
+            }
+            assert!(
+                !raw.contains("[DONE]")
+                    && !raw.contains("message_stop")
+                    && !raw.contains("response.completed"),
+                "{api:?}: {raw}"
+            );
+            assert_no_values("blocked stream", &raw.replace(EMAIL, "").replace(IBAN, ""));
+            assert_eq!(provider.seen().len(), 1);
+            router.stop().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn earlier_words_reach_the_client_before_a_slow_stream_ends() {
+    bounded(20, async {
+        let words: Vec<String> = "The quick brown fox jumps over the lazy dog today."
+            .split_inclusive(' ')
+            .map(str::to_string)
+            .collect();
+        assert_eq!(words.len(), 10);
+        for api in [Api::Chat, Api::Responses, Api::Anthropic] {
+            let (_p, _ks, router) = start(
+                api,
+                upstream_events(api, &words),
+                100,
+                json!({"response": {"default": "redact"}}),
+            )
+            .await;
+            let (path, body) = path_and_body(api);
+            let started = Instant::now();
+            let resp = post(&router, path, &body).await;
+            let mut stream = resp.bytes_stream();
+            let mut raw = String::new();
+            let mut quick_at = None;
+            while let Some(chunk) = stream.next().await {
+                raw.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+                if quick_at.is_none() && joined_text(api, &parse_sse(&raw)).contains("quick") {
+                    quick_at = Some(started.elapsed());
+                }
+            }
+            let total = started.elapsed();
+            let quick_at = quick_at.expect("the word arrived");
+            // "quick" is sent ~200 ms in (after the head events); the whole stream takes over 1.2 s.
+            assert!(
+                quick_at < Duration::from_millis(600),
+                "{api:?}: 'quick' after {quick_at:?}"
+            );
+            assert!(
+                total - quick_at > Duration::from_millis(500),
+                "{api:?}: 'quick' at {quick_at:?} of {total:?}"
+            );
+            assert_eq!(joined_text(api, &parse_sse(&raw)), words.concat());
+            router.stop().await;
+        }
+    })
+    .await;
+}

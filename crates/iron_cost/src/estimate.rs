@@ -103,7 +103,41 @@ struct Size {
     tokens: u64,
 }
 
+/// Letter-and-digit runs longer than this are not words (hashes, keys, base64).
+const LONG_RUN: u64 = 12;
+
 impl Size {
+    /// Text weight as an upper bound on tokens for what tokenizers split finely: plain words and
+    /// spaces count at 3 characters a token; ASCII punctuation and symbols one token each; long
+    /// letter-and-digit runs (hashes, keys, base64) 2 characters a token; non-ASCII characters (CJK,
+    /// emoji) one token per UTF-8 byte beyond the first, at least one.
+    fn add_text(&mut self, s: &str) {
+        let mut run = 0u64;
+        let mut close_run = |run: &mut u64, size: &mut Size| {
+            if *run > LONG_RUN {
+                size.tokens = size.tokens.saturating_add(run.div_ceil(2));
+            } else {
+                size.chars = size.chars.saturating_add(*run);
+            }
+            *run = 0;
+        };
+        for c in s.chars() {
+            if c.is_ascii_alphanumeric() {
+                run += 1;
+                continue;
+            }
+            close_run(&mut run, self);
+            if c.is_ascii_whitespace() {
+                self.chars = self.chars.saturating_add(1);
+            } else if c.is_ascii() {
+                self.tokens = self.tokens.saturating_add(1);
+            } else {
+                self.tokens = self.tokens.saturating_add((c.len_utf8() as u64 - 1).max(1));
+            }
+        }
+        close_run(&mut run, self);
+    }
+
     fn walk(&mut self, v: &Value, key: Option<&str>, depth: usize) {
         if depth > MAX_DEPTH {
             return;
@@ -113,7 +147,7 @@ impl Size {
                 let extra = (s.len() as u64) / MEDIA_CHARS_PER_TOKEN;
                 self.tokens = self.tokens.saturating_add(MEDIA_BLOB_TOKENS.max(extra));
             }
-            Value::String(s) => self.chars = self.chars.saturating_add(s.chars().count() as u64),
+            Value::String(s) => self.add_text(s),
             // Token ids in `prompt` / `input` arrays: one token each.
             Value::Number(_) if matches!(key, Some("prompt" | "input")) => {
                 self.tokens = self.tokens.saturating_add(1)

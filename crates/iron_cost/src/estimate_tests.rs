@@ -6,8 +6,9 @@ use serde_json::json;
 fn chat_messages_count_text_plus_per_message_overhead() {
     let body = json!({"model":"gpt-4o","temperature":0.2,"messages":[
         {"role":"system","content":"You are terse."},{"role":"user","content":"Hello!"}]});
-    // "system" + "You are terse." + "user" + "Hello!" = 30 chars -> 10, + 2 × 8 + 16
-    assert_eq!(estimate_input_tokens(&body, ApiKind::OpenAiChat), 42);
+    // Words and spaces: "system" + "You are terse" + "user" + "Hello" = 28 chars -> 10;
+    // punctuation "." and "!" one token each; + 2 × 8 + 16
+    assert_eq!(estimate_input_tokens(&body, ApiKind::OpenAiChat), 44);
 }
 
 #[test]
@@ -24,8 +25,8 @@ fn anthropic_counts_system_content_parts_and_tools_json() {
 #[test]
 fn responses_string_input_and_instructions() {
     let body = json!({"model":"o3","instructions":"Be brief","input":"What is 2+2?"});
-    // 8 + 12 = 20 chars -> 7, no message array, + 16
-    assert_eq!(estimate_input_tokens(&body, ApiKind::OpenAiResponses), 23);
+    // "Be brief" + "What is 22" = 18 chars -> 6; "+" and "?" one token each; no message array, + 16
+    assert_eq!(estimate_input_tokens(&body, ApiKind::OpenAiResponses), 24);
 }
 
 #[test]
@@ -94,4 +95,22 @@ fn odd_bodies_do_not_panic() {
         assert!(estimate_input_tokens(&body, ApiKind::OpenAiChat) >= 16);
         assert!(max_output_tokens(&body, ApiKind::OpenAiChat, None) >= 1);
     }
+}
+
+#[test]
+fn cjk_symbols_and_random_runs_are_not_underestimated() {
+    use serde_json::json;
+    // 300 CJK characters: real tokenizers need up to ~1.5 tokens each; the bound holds 2 each.
+    let cjk = json!({ "messages": [{ "role": "user", "content": "漢".repeat(300) }] });
+    let est = estimate_input_tokens(&cjk, ApiKind::OpenAiChat);
+    assert!(est >= 600, "{est}");
+    // Punctuation: one token each.
+    let punct = json!({ "messages": [{ "role": "user", "content": "!?".repeat(100) }] });
+    assert!(estimate_input_tokens(&punct, ApiKind::OpenAiChat) >= 200);
+    // A 64-character hex digest: at least 32 tokens.
+    let hex = json!({ "messages": [{ "role": "user", "content": "a3f9".repeat(16) }] });
+    assert!(estimate_input_tokens(&hex, ApiKind::OpenAiChat) >= 32);
+    // Plain English keeps the 3-characters-a-token rate: "user" + "hello world" = 15 → 5 + 8 + 16.
+    let plain = json!({ "messages": [{ "role": "user", "content": "hello world" }] });
+    assert_eq!(estimate_input_tokens(&plain, ApiKind::OpenAiChat), 29);
 }

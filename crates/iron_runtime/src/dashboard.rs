@@ -116,10 +116,10 @@ pub async fn run(shared: Arc<Shared>, url: String, stop: CancellationToken) {
                     let Some(ev) = ev else { return };
                     for m in to_message(&shared, &ev) {
                         let text = m.to_string();
-                        if ws.send(Message::Text(text.clone().into())).await.is_err() {
+                        // After a failed send, keep the rest of this event's messages for the next link.
+                        if !ok || ws.send(Message::Text(text.clone().into())).await.is_err() {
                             buffer.push_back(text);
                             ok = false;
-                            break;
                         }
                     }
                 }

@@ -206,7 +206,7 @@ impl KeyCache {
                         })
                     })
                 })
-                .map(|m| sanitize(&m))
+                .map(|m| crate::logging::redact(&sanitize(&m)))
                 .unwrap_or_else(|| "no error message".into());
             let hint = match status.as_u16() {
                 401 => " (the Iron Cage token was rejected: check apiKey)",

@@ -84,7 +84,8 @@ impl Ledger {
             RouterEvent::Agent { .. } => "agent",
             _ => return,
         };
-        let detail_json = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+        let detail_json =
+            crate::logging::redact(&serde_json::to_string(event).unwrap_or_else(|_| "{}".into()));
         let _ = self.store.record_audit(AuditRow {
             ts_ms: now_ms(),
             agent_id: self.agent_id.clone(),

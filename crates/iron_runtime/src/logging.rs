@@ -95,3 +95,9 @@ impl Logging {
 pub fn register_secret(secret: &str) {
     iron_telemetry::Redactor::global().register_secret(secret);
 }
+
+/// Text from outside (a server's error message) with registered secrets and key-shaped strings
+/// replaced, before it reaches a client, an event or the state file.
+pub fn redact(text: &str) -> String {
+    iron_telemetry::Redactor::global().redact(text).into_owned()
+}

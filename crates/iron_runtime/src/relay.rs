@@ -64,11 +64,15 @@ pub async fn relay(
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let headers = client_response_headers(upstream.headers(), false);
     let shape = api_shape(ex.api);
-    if !is_sse
-        && status.is_success()
-        && shared.policies.safety.response_active
-        && shape != ApiShape::Other
-    {
+    if !status.is_success() {
+        // A provider's error may quote the key it was sent: read it (bounded) and redact it.
+        let task = tokio::spawn(relay_error_body(shared, ex, upstream, headers));
+        return task.await.unwrap_or_else(|_| {
+            RouterError::Internal("the response task failed".into())
+                .into_response(crate::provider::Provider::OpenAi)
+        });
+    }
+    if !is_sse && shared.policies.safety.response_active && shape != ApiShape::Other {
         // Run in a task so that a client leaving mid-way cannot skip settling the cost.
         let task = tokio::spawn(relay_inspected_json(shared, ex, upstream, headers));
         return task.await.unwrap_or_else(|_| {
@@ -311,6 +315,59 @@ fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
         out.extend_from_slice(b"\n");
     }
     out.extend_from_slice(b"\n");
+}
+
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// A provider error answer, read whole (bounded) so that secrets it may quote are redacted.
+async fn relay_error_body(
+    shared: Arc<Shared>,
+    mut ex: Exchange,
+    upstream: reqwest::Response,
+    mut headers: axum::http::HeaderMap,
+) -> Response<Body> {
+    let status = upstream.status();
+    let deadline = ex.started + shared.policies.timeouts.total;
+    let idle = shared.policies.timeouts.idle;
+    let mut body = upstream.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let ending = loop {
+        let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, body.next()).await {
+            Err(_) => break Ending::Timeout("idle"),
+            Ok(None) => break Ending::Complete,
+            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
+            Ok(Some(Ok(c))) => {
+                let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+                buf.extend_from_slice(&c[..c.len().min(room)]);
+                if room <= c.len() {
+                    break Ending::Complete;
+                }
+            }
+        }
+    };
+    drop(body);
+    let text = String::from_utf8_lossy(&buf);
+    let clean = crate::logging::redact(&text).into_bytes();
+    settle(
+        &shared,
+        &mut ex,
+        status.as_u16(),
+        &ending,
+        None,
+        false,
+        Metered::Nothing,
+    );
+    shared.policies.ledger.commit_if_strict().await;
+    headers.remove(axum::http::header::CONTENT_LENGTH);
+    headers.insert(
+        axum::http::header::CONTENT_LENGTH,
+        axum::http::HeaderValue::from(clean.len()),
+    );
+    let mut resp = Response::new(Body::from(clean));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
 }
 
 /// A whole JSON answer, inspected by the response PII policy before the client sees any of it.

@@ -14,11 +14,11 @@ use std::time::Duration;
 const PROMPT: &str = "Count to three, please.";
 const MAX_TOKENS: u64 = 100;
 const N: usize = 200;
-/// Input tokens the router estimates for the body: "user" + PROMPT = 27 characters → ⌈27 / 3⌉ = 9,
-/// + 8 for the one message + 16 = 33.
-const EST_INPUT: u64 = 33;
-/// gpt-4o at $2.50 / $10 per 1M tokens: 33 × 2.50 + 100 × 10 = 82.5 + 1000 = 1082.5 µ$, rounded up.
-const EACH: u64 = 1083;
+/// Input tokens the router estimates for the body: "user" + PROMPT's letters and spaces = 25
+/// characters → ⌈25 / 3⌉ = 9, + 2 for "," and ".", + 8 for the one message + 16 = 35.
+const EST_INPUT: u64 = 35;
+/// gpt-4o at $2.50 / $10 per 1M tokens: 35 × 2.50 + 100 × 10 = 87.5 + 1000 = 1087.5 µ$, rounded up.
+const EACH: u64 = 1088;
 /// Room for 20.5 calls: exactly 20 fit.
 const LIMIT: u64 = EACH * 41 / 2;
 
@@ -217,10 +217,10 @@ async fn refused_calls_reach_nobody_and_raising_the_budget_lets_calls_pass() {
         while !matches!(&*events.recv().await.expect("event"), RouterEvent::Response { .. }) {}
         let (code, v, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
         assert_eq!(code, 402, "{text}");
-        // $0.001583 limit, $0.001083 spent, $0.00 reserved, $0.0005 left, up to $0.001083.
+        // $0.001588 limit, $0.001088 spent, $0.00 reserved, $0.0005 left, up to $0.001088.
         assert_eq!(
             v["error"]["message"],
-            "Iron Cage budget $0.001583 would be exceeded: $0.001083 spent, $0.00 reserved by requests in flight, $0.0005 left, this request may cost up to $0.001083; raise budgetUsd or lower max_tokens"
+            "Iron Cage budget $0.001588 would be exceeded: $0.001088 spent, $0.00 reserved by requests in flight, $0.0005 left, this request may cost up to $0.001088; raise budgetUsd or lower max_tokens"
         );
         assert_eq!(provider.seen().len(), 1);
 

@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROMPT: &str = "Count to three, please.";
-/// gpt-4o, max_tokens 500, estimated input 33 tokens ("user" + PROMPT = 27 chars → 9 + 8 + 16):
-/// 33 × $2.50/M + 500 × $10/M = 82.5 + 5000 = 5082.5 µ$, rounded up.
-const HOLD: u64 = 5083;
-/// The input part of any estimate for this body: 33 × $2.50/M = 82.5 µ$.
-const INPUT_PART: u64 = 82;
+/// gpt-4o, max_tokens 500, estimated input 35 tokens ("user" + PROMPT's letters and spaces = 25
+/// chars → 9, + 2 punctuation + 8 + 16): 35 × $2.50/M + 500 × $10/M = 87.5 + 5000 = 5087.5 µ$, rounded up.
+const HOLD: u64 = 5088;
+/// The input part of any estimate for this body: 35 × $2.50/M = 87.5 µ$.
+const INPUT_PART: u64 = 87;
 
 fn body(stream: bool) -> Value {
     json!({ "model": "gpt-4o", "max_tokens": 500, "stream": stream,

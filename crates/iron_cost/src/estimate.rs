@@ -113,7 +113,7 @@ impl Size {
     /// emoji) one token per UTF-8 byte beyond the first, at least one.
     fn add_text(&mut self, s: &str) {
         let mut run = 0u64;
-        let mut close_run = |run: &mut u64, size: &mut Size| {
+        let close_run = |run: &mut u64, size: &mut Size| {
             if *run > LONG_RUN {
                 size.tokens = size.tokens.saturating_add(run.div_ceil(2));
             } else {

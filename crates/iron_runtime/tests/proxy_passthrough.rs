@@ -281,7 +281,8 @@ async fn usage_is_requested_and_its_chunk_hidden_unless_the_client_asked() {
         router.stop().await;
 
         // With the response PII policy off, the stream is relayed byte for byte.
-        let off = serde_json::json!({ "safety": { "response": { "default": "off", "secret": "off" } } });
+        let off =
+            serde_json::json!({ "safety": { "response": { "default": "off", "secret": "off" } } });
         let router = start_router(&ks, off);
         let text = post(&router, "/v1/chat/completions", &body)
             .await
@@ -428,6 +429,10 @@ fn joined_content(sse: &str) -> String {
     sse.lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect()
 }

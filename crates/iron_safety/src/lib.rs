@@ -8,6 +8,7 @@
 mod audit;
 mod guard;
 mod inspect;
+mod json_text;
 mod kind;
 pub mod naive;
 mod policy;

@@ -1,11 +1,12 @@
-//! Output safety for streamed answers at the SSE-event level: knows where text lives in OpenAI
-//! chat/completions chunks, Responses events and Anthropic events, redacts it incrementally per
-//! stream, flushes held text as synthesized events before the event that ends a stream, and fails
-//! closed when anything cannot be processed.
+//! Output safety for streamed answers at the SSE-event level: knows where text and tool-call
+//! arguments live in OpenAI chat/completions chunks, Responses events and Anthropic events, redacts
+//! them incrementally per stream, flushes held text as synthesized events before the event that
+//! ends a stream, and fails closed when anything cannot be processed.
 
 use crate::audit::{Detection, Tally};
 use crate::guard::TextGuard;
 use crate::inspect::ApiShape;
+use crate::json_text::{self, EscapeCodec};
 use crate::kind::Direction;
 use crate::stream::StreamRedactor;
 use serde_json::{json, Map, Value};
@@ -28,13 +29,23 @@ pub enum FilterOutcome {
 }
 
 /// Per-stream key: choice index (chat), (output_index, content_index) (Responses), block index (Anthropic).
+/// Tool-call argument streams use a second part of [`TOOL_SLOT`] and up.
 type StreamKey = (u64, u64);
+
+/// Second key part of tool-call argument streams (chat adds the tool call's index).
+const TOOL_SLOT: u64 = 1 << 32;
+
+fn is_tool_key(key: StreamKey) -> bool {
+    key.1 >= TOOL_SLOT
+}
 
 /// Redacts the text of one streamed response, event by event.
 pub struct SseOutputFilter {
     api: ApiShape,
     guard: Arc<TextGuard>,
     streams: BTreeMap<StreamKey, StreamRedactor>,
+    /// Escape state of the tool-call argument streams (JSON text).
+    codecs: BTreeMap<StreamKey, EscapeCodec>,
     /// Responses API: `item_id` last seen for each stream, for synthesized deltas.
     item_ids: BTreeMap<StreamKey, Value>,
     /// OpenAI chat: id/object/created/model of the latest chunk, for synthesized chunks.
@@ -50,6 +61,7 @@ impl SseOutputFilter {
             api,
             guard,
             streams: BTreeMap::new(),
+            codecs: BTreeMap::new(),
             item_ids: BTreeMap::new(),
             chunk_meta: Map::new(),
             tally: Tally::default(),
@@ -104,14 +116,78 @@ impl SseOutputFilter {
             .push(text)
     }
 
+    /// Pushes a fragment of tool-call arguments (JSON text) and returns what may be emitted.
+    fn push_json(&mut self, key: StreamKey, fragment: &str) -> String {
+        let encoded = self.codecs.entry(key).or_default().encode(fragment);
+        json_text::decode(&self.push(key, &encoded))
+    }
+
     fn flush(&mut self, key: StreamKey) -> String {
+        let tail = self
+            .codecs
+            .remove(&key)
+            .map(|mut c| c.finish())
+            .unwrap_or_default();
         match self.streams.remove(&key) {
             Some(mut s) => {
-                let out = s.finish();
+                let mut out = s.push(&tail);
+                out.push_str(&s.finish());
                 self.tally.merge(&s.tally());
-                out
+                if is_tool_key(key) {
+                    json_text::decode(&out)
+                } else {
+                    out
+                }
             }
-            None => String::new(),
+            None => tail,
+        }
+    }
+
+    /// Flushes every stream still open, for an upstream that ended without its closing events:
+    /// the events carrying the held text (empty when nothing is held), or a block.
+    pub fn finish(&mut self) -> FilterOutcome {
+        if let Some(message) = &self.blocked {
+            return FilterOutcome::Block {
+                message: message.clone(),
+            };
+        }
+        let mut out = Vec::new();
+        for key in self.streams.keys().copied().collect::<Vec<_>>() {
+            let flushed = self.flush(key);
+            if flushed.is_empty() {
+                continue;
+            }
+            out.push(match self.api {
+                ApiShape::OpenAiChat | ApiShape::OpenAiCompletions => {
+                    let field = if self.api == ApiShape::OpenAiChat {
+                        "content"
+                    } else {
+                        "text"
+                    };
+                    (None, self.synth_chunk(key, field, flushed))
+                }
+                ApiShape::OpenAiResponses => self.synth_responses_delta(key, &Value::Null, flushed),
+                _ => synth_anthropic_delta(key, flushed),
+            });
+        }
+        if let Some(message) = self.tally.block_message(Direction::Response) {
+            self.blocked = Some(message.clone());
+            return FilterOutcome::Block { message };
+        }
+        FilterOutcome::Emit(out)
+    }
+
+    /// Like [`Self::redact_whole`] for complete tool-call arguments (JSON text).
+    fn redact_whole_json(&mut self, v: Option<&mut Value>) {
+        if let Some(Value::String(s)) = v {
+            let mut scratch = Tally::default();
+            let encoded = json_text::encode_whole(s);
+            if let Some(new) = self.guard.process(&encoded, &mut scratch) {
+                *s = json_text::decode(&new);
+            }
+            if scratch.is_blocked() {
+                self.tally.merge(&scratch);
+            }
         }
     }
 
@@ -140,7 +216,7 @@ impl SseOutputFilter {
             for key in self.streams.keys().copied().collect::<Vec<_>>() {
                 let flushed = self.flush(key);
                 if !flushed.is_empty() {
-                    out.push((None, self.synth_chunk(key.0, text_field, flushed)));
+                    out.push((None, self.synth_chunk(key, text_field, flushed)));
                 }
             }
             out.push(pass(event, data));
@@ -191,7 +267,46 @@ impl SseOutputFilter {
                             holder[text_field] = Value::String(String::new());
                             changed = true;
                         }
-                        before.push((None, self.synth_chunk(index, text_field, text)));
+                        before.push((None, self.synth_chunk((index, 0), text_field, text)));
+                    }
+                }
+                if let Some(Value::Array(calls)) = holder.get_mut("tool_calls") {
+                    for call in calls.iter_mut() {
+                        let key = (
+                            index,
+                            TOOL_SLOT + call.get("index").and_then(Value::as_u64).unwrap_or(0),
+                        );
+                        let Some(args) = call
+                            .get("function")
+                            .and_then(|f| f.get("arguments"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                        else {
+                            continue;
+                        };
+                        let mut out = self.push_json(key, &args);
+                        if finishing {
+                            out.push_str(&self.flush(key));
+                        }
+                        if out != args {
+                            call["function"]["arguments"] = Value::String(out);
+                            changed = true;
+                        }
+                    }
+                }
+                if finishing {
+                    // Tool calls whose last fragment came in an earlier chunk.
+                    let open: Vec<StreamKey> = self
+                        .streams
+                        .keys()
+                        .copied()
+                        .filter(|k| k.0 == index && is_tool_key(*k))
+                        .collect();
+                    for key in open {
+                        let flushed = self.flush(key);
+                        if !flushed.is_empty() {
+                            before.push((None, self.synth_chunk(key, text_field, flushed)));
+                        }
                     }
                 }
             }
@@ -205,9 +320,13 @@ impl SseOutputFilter {
         Ok(before)
     }
 
-    fn synth_chunk(&self, index: u64, text_field: &str, text: String) -> String {
+    fn synth_chunk(&self, key: StreamKey, text_field: &str, text: String) -> String {
         let mut chunk = self.chunk_meta.clone();
-        let choice = if text_field == "content" {
+        let index = key.0;
+        let choice = if is_tool_key(key) {
+            let call = json!({"index": key.1 - TOOL_SLOT, "function": {"arguments": text}});
+            json!({"index": index, "delta": {"tool_calls": [call]}, "finish_reason": null})
+        } else if text_field == "content" {
             json!({"index": index, "delta": {"content": text}, "finish_reason": null})
         } else {
             json!({"index": index, "text": text, "finish_reason": null})
@@ -255,6 +374,33 @@ impl SseOutputFilter {
                 out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
                 Ok(out)
             }
+            Some("response.function_call_arguments.delta") => {
+                let key = (key.0, TOOL_SLOT);
+                if let Some(id) = v.get("item_id") {
+                    self.item_ids.insert(key, id.clone());
+                }
+                let Some(Value::String(s)) = v.get("delta") else {
+                    return Ok(vec![pass(event, data)]);
+                };
+                let s = s.clone();
+                let out = self.push_json(key, &s);
+                if out == s {
+                    return Ok(vec![pass(event, data)]);
+                }
+                v["delta"] = Value::String(out);
+                Ok(vec![(event.map(str::to_string), v.to_string())])
+            }
+            Some("response.function_call_arguments.done") => {
+                let key = (key.0, TOOL_SLOT);
+                let mut out = Vec::new();
+                let flushed = self.flush(key);
+                if !flushed.is_empty() {
+                    out.push(self.synth_responses_delta(key, &v, flushed));
+                }
+                self.redact_whole_json(v.get_mut("arguments"));
+                out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
+                Ok(out)
+            }
             Some("response.content_part.done") => {
                 self.redact_whole(v.get_mut("part").and_then(|p| p.get_mut("text")));
                 Ok(vec![(
@@ -292,7 +438,11 @@ impl SseOutputFilter {
     }
 
     fn redact_output_item(&mut self, item: Option<&mut Value>) {
-        if let Some(Value::Array(parts)) = item.and_then(|i| i.get_mut("content")) {
+        let Some(item) = item else { return };
+        if item.get("type").and_then(Value::as_str) == Some("function_call") {
+            self.redact_whole_json(item.get_mut("arguments"));
+        }
+        if let Some(Value::Array(parts)) = item.get_mut("content") {
             for part in parts.iter_mut() {
                 self.redact_whole(part.get_mut("text"));
             }
@@ -300,22 +450,23 @@ impl SseOutputFilter {
     }
 
     fn synth_responses_delta(&self, key: StreamKey, current: &Value, text: String) -> SseEvent {
-        let mut delta = json!({
-            "type": "response.output_text.delta",
-            "output_index": key.0,
-            "content_index": key.1,
-            "delta": text,
-        });
+        let kind = if is_tool_key(key) {
+            "response.function_call_arguments.delta"
+        } else {
+            "response.output_text.delta"
+        };
+        let mut delta = if is_tool_key(key) {
+            json!({"type": kind, "output_index": key.0, "delta": text})
+        } else {
+            json!({"type": kind, "output_index": key.0, "content_index": key.1, "delta": text})
+        };
         if let Some(id) = self.item_ids.get(&key).or_else(|| current.get("item_id")) {
             delta["item_id"] = id.clone();
         }
         if let Some(seq) = current.get("sequence_number") {
             delta["sequence_number"] = seq.clone();
         }
-        (
-            Some("response.output_text.delta".to_string()),
-            delta.to_string(),
-        )
+        (Some(kind.to_string()), delta.to_string())
     }
 
     fn anthropic_event(
@@ -330,30 +481,37 @@ impl SseOutputFilter {
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind.as_deref() {
             Some("content_block_delta") => {
-                let is_text = v
+                let delta_type = v
                     .get("delta")
                     .and_then(|d| d.get("type"))
-                    .and_then(Value::as_str)
-                    == Some("text_delta");
-                let Some(Value::String(s)) = v.get("delta").and_then(|d| d.get("text")) else {
+                    .and_then(Value::as_str);
+                let (field, key) = match delta_type {
+                    Some("text_delta") => ("text", (index, 0)),
+                    Some("input_json_delta") => ("partial_json", (index, TOOL_SLOT)),
+                    _ => return Ok(vec![pass(event, data)]),
+                };
+                let Some(Value::String(s)) = v.get("delta").and_then(|d| d.get(field)) else {
                     return Ok(vec![pass(event, data)]);
                 };
-                if !is_text {
-                    return Ok(vec![pass(event, data)]);
-                }
                 let s = s.clone();
-                let out = self.push((index, 0), &s);
+                let out = if is_tool_key(key) {
+                    self.push_json(key, &s)
+                } else {
+                    self.push(key, &s)
+                };
                 if out == s {
                     return Ok(vec![pass(event, data)]);
                 }
-                v["delta"]["text"] = Value::String(out);
+                v["delta"][field] = Value::String(out);
                 Ok(vec![(event.map(str::to_string), v.to_string())])
             }
             Some("content_block_stop") => {
                 let mut out = Vec::new();
-                let flushed = self.flush((index, 0));
-                if !flushed.is_empty() {
-                    out.push(synth_anthropic_delta(index, flushed));
+                for key in [(index, 0), (index, TOOL_SLOT)] {
+                    let flushed = self.flush(key);
+                    if !flushed.is_empty() {
+                        out.push(synth_anthropic_delta(key, flushed));
+                    }
                 }
                 out.push(pass(event, data));
                 Ok(out)
@@ -363,7 +521,7 @@ impl SseOutputFilter {
                 for k in self.streams.keys().copied().collect::<Vec<_>>() {
                     let flushed = self.flush(k);
                     if !flushed.is_empty() {
-                        out.push(synth_anthropic_delta(k.0, flushed));
+                        out.push(synth_anthropic_delta(k, flushed));
                     }
                 }
                 out.push(pass(event, data));
@@ -374,8 +532,13 @@ impl SseOutputFilter {
     }
 }
 
-fn synth_anthropic_delta(index: u64, text: String) -> SseEvent {
-    let data = json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}});
+fn synth_anthropic_delta(key: StreamKey, text: String) -> SseEvent {
+    let delta = if is_tool_key(key) {
+        json!({"type": "input_json_delta", "partial_json": text})
+    } else {
+        json!({"type": "text_delta", "text": text})
+    };
+    let data = json!({"type": "content_block_delta", "index": key.0, "delta": delta});
     (Some("content_block_delta".to_string()), data.to_string())
 }
 

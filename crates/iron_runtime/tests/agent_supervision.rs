@@ -42,11 +42,22 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 /// True while `pid` is a live (not zombie) process.
+#[cfg(target_os = "linux")]
 fn alive(pid: u32) -> bool {
     matches!(
         iron_runtime::agent::process_group::proc_state_and_pgrp(pid),
         Some((s, _)) if s != 'Z' && s != 'X'
     )
+}
+
+/// True while `pid` exists (elsewhere the system reaps orphans promptly, so zombies do not linger).
+#[cfg(not(target_os = "linux"))]
+fn alive(pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 async fn wait_for_file(path: &std::path::Path) -> String {

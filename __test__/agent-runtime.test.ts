@@ -55,9 +55,10 @@ function gone(pid: number): boolean {
   } catch {
     return true
   }
+  // Linux containers may lack a reaping PID 1; elsewhere orphans are reaped promptly.
+  if (process.platform !== 'linux') return false
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return /\) [ZX] /.test(stat)
+    return /\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
   } catch {
     return true
   }

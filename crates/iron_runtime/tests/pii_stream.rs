@@ -453,3 +453,62 @@ async fn earlier_words_reach_the_client_before_a_slow_stream_ends() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_tool_call_arguments_are_redacted_through_the_router() {
+    bounded(20, async {
+        let args = format!(r#"{{"to":"{EMAIL}","note":"pay\n{CARD}"}}"#);
+        let expected = json!({"to": "[EMAIL]", "note": "pay\n[CREDIT_CARD]"});
+        // OpenAI chat: delta.tool_calls[0].function.arguments, one character per chunk.
+        let chunk = |delta: Value, finish: Value| {
+            sse(None, &json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                              "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}))
+        };
+        let mut events = vec![chunk(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "send", "arguments": ""}}]}),
+            Value::Null,
+        )];
+        for c in args.chars() {
+            events.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": c.to_string()}}]}), Value::Null));
+        }
+        events.push(chunk(json!({}), json!("tool_calls")));
+        events.push("data: [DONE]\n\n".to_string());
+        let (_p, _ks, router) = start(Api::Chat, events, 0, json!({"response": {"default": "redact"}})).await;
+        let (path, body) = path_and_body(Api::Chat);
+        let raw = post(&router, path, &body).await.text().await.expect("stream");
+        let joined: String = parse_sse(&raw)
+            .iter()
+            .filter_map(|g| json_of(g)["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(serde_json::from_str::<Value>(&joined).ok(), Some(expected.clone()), "{raw}");
+        assert_no_values("chat tool arguments", &raw);
+        router.stop().await;
+
+        // Anthropic: input_json_delta.partial_json, one character per event.
+        let mut events = vec![
+            sse(Some("message_start"), &json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                "model": "claude-3-5-haiku-latest", "content": [], "usage": {"input_tokens": 3, "output_tokens": 1}}})),
+            sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "tool_use", "id": "toolu_1", "name": "send", "input": {}}})),
+        ];
+        for c in args.chars() {
+            events.push(sse(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": c.to_string()}})));
+        }
+        events.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": 0})));
+        events.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
+        let (_p, _ks, router) = start(Api::Anthropic, events, 0, json!({"response": {"default": "redact"}})).await;
+        let (path, body) = path_and_body(Api::Anthropic);
+        let raw = post(&router, path, &body).await.text().await.expect("stream");
+        let joined: String = parse_sse(&raw)
+            .iter()
+            .map(json_of)
+            .filter(|v| v["delta"]["type"] == "input_json_delta")
+            .filter_map(|v| v["delta"]["partial_json"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(serde_json::from_str::<Value>(&joined).ok(), Some(expected), "{raw}");
+        assert_no_values("anthropic tool input", &raw);
+        router.stop().await;
+    })
+    .await;
+}

@@ -70,6 +70,11 @@ impl TextGuard {
         self.scanner.scan(text)
     }
 
+    /// The confirmed values in `text` starting at or after byte `start`.
+    pub fn scan_from(&self, text: &str, start: usize) -> Vec<Finding> {
+        self.scanner.scan_from(text, start)
+    }
+
     /// Scans `text`, records every value in `tally`, and returns the text with redact- and
     /// block-action values replaced by placeholders, or `None` when nothing was replaced.
     pub fn process(&self, text: &str, tally: &mut Tally) -> Option<String> {

@@ -85,11 +85,17 @@ impl Scanner {
 
     /// All confirmed values in `text`, in order, never overlapping.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_from(text, 0)
+    }
+
+    /// Like [`Scanner::scan`] but looking for values only from byte `start` on (the text before
+    /// it still counts as left context), as a whole-text scan does after a value ending there.
+    pub fn scan_from(&self, text: &str, start: usize) -> Vec<Finding> {
         let mut out = Vec::new();
         let Some(combined) = &self.combined else {
             return out;
         };
-        let mut pos = 0;
+        let mut pos = start;
         while pos <= text.len() {
             let Some(m) = combined.search(&Input::new(text).span(pos..text.len())) else {
                 break;

@@ -27,6 +27,9 @@ pub struct StreamRedactor {
     held_blocks: Tally,
     /// After an oversized private key: drop text until its END line.
     swallowing: bool,
+    /// Byte offset in `context` where the last released value ended: scanning resumes there, as
+    /// a whole-text scan does, so a value glued to the previous one is found the same way.
+    resume: usize,
 }
 
 impl StreamRedactor {
@@ -39,6 +42,7 @@ impl StreamRedactor {
             tally: Tally::default(),
             held_blocks: Tally::default(),
             swallowing: false,
+            resume: 0,
         }
     }
 
@@ -90,7 +94,7 @@ impl StreamRedactor {
         let mut joined = String::with_capacity(ctx_len + self.pending.len());
         joined.push_str(&self.context);
         joined.push_str(&self.pending);
-        let findings: Vec<_> = self.guard.scan(&joined);
+        let findings: Vec<_> = self.guard.scan_from(&joined, self.resume.min(ctx_len));
         let len = joined.len();
         let mut cut = if all {
             len
@@ -123,6 +127,7 @@ impl StreamRedactor {
         for f in &mut own {
             f.span.start = f.span.start.max(ctx_len);
         }
+        let own_end = own.last().map_or(0, |f| f.span.end);
         let released = &joined[ctx_len..cut];
         let shifted: Vec<_> = own
             .into_iter()
@@ -135,8 +140,16 @@ impl StreamRedactor {
             .guard
             .apply(released, &shifted, &mut self.tally)
             .unwrap_or_else(|| released.to_string());
+        let resume = own_end.max(self.resume.min(ctx_len));
         self.context = joined[..cut].to_string();
-        keep_tail(&mut self.context, CONTEXT_BYTES);
+        // Keep the whole unfinished run as context too (up to the run cap): whether a value in it
+        // is one (an e-mail's local part, a key's length) can depend on where the run began.
+        let run = cut - after_last_whitespace(&self.context, cut);
+        keep_tail(
+            &mut self.context,
+            CONTEXT_BYTES.max(run.min(RUN_CAP_BYTES) + 8),
+        );
+        self.resume = resume.saturating_sub(cut - self.context.len());
         self.pending = joined[cut..].to_string();
         out
     }
@@ -160,15 +173,26 @@ impl StreamRedactor {
                 let token_end = joined[..start].trim_end_matches(char::is_whitespace).len();
                 let token_start = after_last_whitespace(joined, token_end);
                 let token = &joined[token_start..token_end];
-                if token.is_empty() || len - token_start > WINDOW_BYTES {
+                if token.is_empty() {
                     break;
                 }
                 if !is_digit_group(token) {
-                    // `card:4111`, `IBAN=GB82`: the value's first group is glued to a label.
+                    // `card:4111`, `IBAN=GB82`: the value's first group is glued to a label, which
+                    // may itself be long (`…key:GB82`): only the glued group must be in the window.
+                    // The run may also follow another value (`…ABCD+1 (415)`): its last 16 bytes
+                    // are held, enough for any first group.
                     let glued = group_suffix(token);
-                    if !glued.is_empty() && is_digit_group(glued) {
-                        start = token_end - glued.len();
+                    let glued = &glued[glued.len().saturating_sub(16)..];
+                    let glued_start = token_end - glued.len();
+                    if !glued.is_empty()
+                        && is_digit_group(glued)
+                        && len - glued_start <= WINDOW_BYTES
+                    {
+                        start = glued_start;
                     }
+                    break;
+                }
+                if len - token_start > WINDOW_BYTES {
                     break;
                 }
                 start = token_start;
@@ -229,6 +253,7 @@ impl StreamRedactor {
             .record(&PiiKind::Secret, action, &joined[start..], "private key");
         out.push_str(&PiiKind::Secret.placeholder());
         self.context.clear();
+        self.resume = 0;
         self.pending.clear();
         self.swallowing = true;
         Some(out)

@@ -2,13 +2,13 @@
 // iron-cage benchmark: the LlmRouter against the fake upstream directly and against nginx as a plain
 // reverse proxy, in one run on one machine, reported as ratios. See bench/README.md.
 //   node bench/run.mjs [--quick] [--no-build] [--no-pii] [--pii-only] [--no-memory] [--seconds N] [--requests N]
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { body, endpoint, authHeaders } from './lib/bodies.mjs';
-import { runOrThrow, runWrk, startHost, startNginx, startUpstream, which } from './lib/procs.mjs';
+import { cpuMicros, runOrThrow, runWrk, startHost, startNginx, startUpstream, which, withChildren } from './lib/procs.mjs';
 import { timeStreams } from './lib/stream-client.mjs';
 import { checks, markdown } from './lib/report.mjs';
 import { runPiiBench } from './lib/pii.mjs';
@@ -65,11 +65,9 @@ function nativePath() {
 function machine() {
   const cpus = os.cpus();
   const version = (cmd, args) => {
-    try {
-      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0];
-    } catch (e) {
-      return String(e.stderr ?? '').trim().split('\n')[0];
-    }
+    // nginx -v writes to stderr, wrk -v exits with 1: take the first line of either stream.
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0];
   };
   return {
     cpu: cpus[0]?.model, cores: cpus.length, memGb: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version,
@@ -82,13 +80,19 @@ function machine() {
 
 // ---------------------------------------------------------------- scenarios
 
-async function wrkRun(base, provider, token, connections, seconds, files) {
+async function wrkRun(base, provider, token, connections, seconds, files, pids = {}) {
   const opts = {
     url: base + endpoint(provider), bodyFile: files[provider], headers: authHeaders(provider, token),
     threads: connections > 1 ? 2 : 1, connections, luaScript: path.join(BENCH, 'lib/post.lua'),
   };
   await runWrk({ ...opts, seconds: 1 }); // warm-up: connections, pools, caches
-  return runWrk({ ...opts, seconds });
+  // CPU used per request by the proxy and by the upstream: a figure that other load on the machine
+  // disturbs far less than throughput.
+  const before = { proxy: cpuMicros(pids.proxy?.() ?? []), upstream: cpuMicros(pids.upstream ?? []) };
+  const r = await runWrk({ ...opts, seconds });
+  r.proxyCpuUsPerReq = (cpuMicros(pids.proxy?.() ?? []) - before.proxy) / r.requests;
+  r.upstreamCpuUsPerReq = (cpuMicros(pids.upstream ?? []) - before.upstream) / r.requests;
+  return r;
 }
 
 function streams(base, provider, token, delayUs) {
@@ -97,18 +101,18 @@ function streams(base, provider, token, delayUs) {
 }
 
 /** Every scenario against one target; `anthropic` may point at a different base (a second router). */
-async function measure(name, openai, anthropic, files, during = {}) {
+async function measure(name, openai, anthropic, files, during = {}, pids = {}) {
   log(`${name}: 1 connection`);
-  const c1 = await wrkRun(openai.base, 'openai', openai.token, 1, P.seconds, files);
+  const c1 = await wrkRun(openai.base, 'openai', openai.token, 1, P.seconds, files, pids);
   log(`${name}: 64 connections`);
   await during.before64?.();
-  const c64 = await wrkRun(openai.base, 'openai', openai.token, 64, P.seconds, files);
+  const c64 = await wrkRun(openai.base, 'openai', openai.token, 64, P.seconds, files, pids);
   await during.after64?.();
   log(`${name}: streams (${P.chunks} chunks, burst and paced ${P.pacedDelayUs} us)`);
   const streamBurst = await streams(openai.base, 'openai', openai.token, 0);
   const streamPaced = await streams(openai.base, 'openai', openai.token, P.pacedDelayUs);
   log(`${name}: Anthropic shape`);
-  const c64Anthropic = await wrkRun(anthropic.base, 'anthropic', anthropic.token, 64, P.seconds, files);
+  const c64Anthropic = await wrkRun(anthropic.base, 'anthropic', anthropic.token, 64, P.seconds, files, { ...pids, proxy: pids.anthropicProxy });
   const streamBurstAnthropic = await streams(anthropic.base, 'anthropic', anthropic.token, 0);
   return { c1, c64, streamBurst, streamPaced, c64Anthropic, streamBurstAnthropic };
 }
@@ -203,9 +207,11 @@ async function main() {
     result.nginxConf = nginx.conf;
     try {
       const direct = { base: upstreamUrl, token: 'unused' };
-      result.targets.direct = await measure('direct', direct, direct, files);
+      const up = { upstream: [upstream.pid] };
+      result.targets.direct = await measure('direct', direct, direct, files, {}, up);
       const viaNginx = { base: `http://127.0.0.1:${nginx.port}`, token: 'unused' };
-      result.targets.nginx = await measure('nginx', viaNginx, viaNginx, files);
+      const nginxPids = () => withChildren(nginx.pid);
+      result.targets.nginx = await measure('nginx', viaNginx, viaNginx, files, {}, { ...up, proxy: nginxPids, anthropicProxy: nginxPids });
       for (const on of [true, false]) {
         const name = on ? 'routerOn' : 'routerOff';
         result.targets[name] = await withHosts(env, upstreamUrl, on, async (r) => {
@@ -213,7 +219,8 @@ async function main() {
           const during = on
             ? { before64: () => r.openai.host.call('eldStart'), after64: async () => (result.eventLoop = await r.openai.host.call('eldStop')) }
             : {};
-          const m = await measure(name, r.openai, r.anthropic, files, during);
+          const pids = { ...up, proxy: () => [r.openai.host.pid], anthropicProxy: () => [r.anthropic.host.pid] };
+          const m = await measure(name, r.openai, r.anthropic, files, during, pids);
           const { tally, stats } = await r.openai.host.call('stats');
           m.router = { events: tally.events, eventsByType: tally.byType, stats: { requests: stats.requests, completed: stats.completed, failed: stats.failed, blocked: stats.blocked, eventsDropped: stats.eventsDropped } };
           return m;

@@ -1,6 +1,6 @@
 // Child processes of the benchmark: the fake upstream, nginx, the router host, wrk; and tool checks.
 import { spawn, fork, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -187,4 +187,35 @@ export function runWrk({ url, bodyFile, headers, threads, connections, seconds, 
       resolve(r);
     });
   });
+}
+
+/** CPU time (user + system, µs) used so far by these processes, all threads included (Linux /proc). */
+export function cpuMicros(pids) {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
+    } catch {
+      // the process is gone: nothing to add
+    }
+  }
+  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
+}
+
+/** A process and its direct children (nginx master and workers). */
+export function withChildren(pid) {
+  const out = [pid];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      // raced with an exiting process
+    }
+  }
+  return out;
 }

@@ -11,6 +11,9 @@ export function checks(r) {
     const rps = t.routerOn.c64.rps / t.nginx.c64.rps;
     add('64 conns: throughput router(on)/nginx', rps, '>= 0.8', rps >= 0.8,
       `${f(t.routerOn.c64.rps, 0)} vs ${f(t.nginx.c64.rps, 0)} req/s; p99 ${f(t.routerOn.c64.lat_p99_us / 1000)} vs ${f(t.nginx.c64.lat_p99_us / 1000)} ms`);
+    const cpu = t.routerOn.c64.proxyCpuUsPerReq / t.nginx.c64.proxyCpuUsPerReq;
+    add('64 conns: proxy CPU per request router(on)/nginx', cpu, '(report)', true,
+      `${f(t.routerOn.c64.proxyCpuUsPerReq, 1)} vs ${f(t.nginx.c64.proxyCpuUsPerReq, 1)} us CPU/request (router off ${f(t.routerOff?.c64.proxyCpuUsPerReq, 1)})`);
     const addedRouter = t.routerOn.c1.lat_p50_us - t.direct.c1.lat_p50_us;
     const addedNginx = t.nginx.c1.lat_p50_us - t.direct.c1.lat_p50_us;
     const ratio = addedNginx > 0 ? addedRouter / addedNginx : null;
@@ -44,11 +47,11 @@ export function checks(r) {
 export function markdown(r) {
   const lines = ['| figure | value | target | met | detail |', '|---|---|---|---|---|'];
   for (const c of r.checks) lines.push(`| ${c.name} | ${f(c.value)} | ${c.target} | ${c.met === null ? 'n/a' : c.met ? 'yes' : '**no**'} | ${c.detail ?? ''} |`);
-  lines.push('', '| target | 1 conn p50 / p99 (us) | 64 conns req/s | 64 conns p99 (ms) | Anthropic 64 conns req/s | stream paced TTFB / total (ms) | stream burst TTFB / total (ms) | errors |', '|---|---|---|---|---|---|---|---|');
+  lines.push('', '| target | 1 conn p50 / p99 (us) | 64 conns req/s | 64 conns p99 (ms) | Anthropic 64 conns req/s | stream paced TTFB / total (ms) | stream burst TTFB / total (ms) | proxy CPU us/req (64 conns) | errors |', '|---|---|---|---|---|---|---|---|---|');
   for (const [name, t] of Object.entries(r.targets)) {
     if (!t) continue;
     const errs = ['c1', 'c64', 'c64Anthropic'].reduce((n, k) => n + (t[k]?.errors ?? 0), 0);
-    lines.push(`| ${name} | ${t.c1.lat_p50_us} / ${t.c1.lat_p99_us} | ${f(t.c64.rps, 0)} | ${f(t.c64.lat_p99_us / 1000)} | ${f(t.c64Anthropic?.rps, 0)} | ${f(t.streamPaced.ttfbP50Ms, 3)} / ${f(t.streamPaced.totalP50Ms, 1)} | ${f(t.streamBurst.ttfbP50Ms, 3)} / ${f(t.streamBurst.totalP50Ms, 2)} | ${errs} |`);
+    lines.push(`| ${name} | ${t.c1.lat_p50_us} / ${t.c1.lat_p99_us} | ${f(t.c64.rps, 0)} | ${f(t.c64.lat_p99_us / 1000)} | ${f(t.c64Anthropic?.rps, 0)} | ${f(t.streamPaced.ttfbP50Ms, 3)} / ${f(t.streamPaced.totalP50Ms, 1)} | ${f(t.streamBurst.ttfbP50Ms, 3)} / ${f(t.streamBurst.totalP50Ms, 2)} | ${f(t.c64.proxyCpuUsPerReq, 1)} | ${errs} |`);
   }
   return lines.join('\n');
 }

@@ -355,10 +355,22 @@ fn input_safety(
     shape: Provider,
 ) -> Result<Bytes, Denial> {
     let safety = &shared.policies.safety;
-    let Some(doc) = doc else { return Ok(body) };
     if !safety.request_active {
         return Ok(body);
     }
+    let Some(doc) = doc else {
+        // A body the policy cannot read must not leave the machine unchecked (fail closed).
+        if crate::safety_policy::api_shape(api) != iron_safety::ApiShape::Other && !body.is_empty()
+        {
+            let message = "Iron Cage could not parse this request body as JSON, so its PII policy could not check it; the request was not forwarded. Send valid JSON.".to_string();
+            return Err(Denial::new(
+                RouterError::PiiBlocked { message },
+                shape,
+                "pii",
+            ));
+        }
+        return Ok(body);
+    };
     let verdict = safety
         .engine
         .inspect_request(crate::safety_policy::api_shape(api), doc);

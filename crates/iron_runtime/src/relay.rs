@@ -62,7 +62,8 @@ pub async fn relay(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let headers = client_response_headers(upstream.headers(), false);
+    // A body relayed unchanged keeps its length (no chunked encoding); SSE events may be rewritten.
+    let headers = client_response_headers(upstream.headers(), !is_sse);
     let shape = api_shape(ex.api);
     if !status.is_success() {
         // A provider's error may quote the key it was sent: read it (bounded) and redact it.
@@ -184,8 +185,13 @@ async fn run(
     match (&ending, sse.as_mut()) {
         (Ending::Complete, Some(p)) => {
             let rest = p.splitter.take_rest();
-            if !rest.is_empty() {
-                let _ = tx.send(Ok(rest)).await;
+            if p.filter.is_none() {
+                if !rest.is_empty() {
+                    let _ = tx.send(Ok(rest)).await;
+                }
+            } else if let Some(message) = flush_filtered_tail(p, &ex, rest, &tx).await {
+                let e = RouterError::PiiBlocked { message };
+                let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
             }
         }
         (Ending::Timeout(what), Some(_)) => {
@@ -300,6 +306,46 @@ fn process_sse(
         }
     }
     Ok(out.freeze())
+}
+
+/// End of a filtered stream: an unterminated last event goes through the filter like any other, then
+/// the filter releases what it still holds. Returns a block message if the filter stops the stream.
+async fn flush_filtered_tail(
+    p: &mut SideParser,
+    ex: &Exchange,
+    rest: Bytes,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Option<String> {
+    if !rest.is_empty() {
+        let mut tail = BytesMut::from(&rest[..]);
+        tail.extend_from_slice(b"\n\n");
+        match process_sse(p, ex, &tail.freeze()) {
+            Ok(out) => {
+                let _ = tx.send(Ok(out)).await;
+            }
+            Err((out, SseStop::Blocked(message))) => {
+                let _ = tx.send(Ok(out)).await;
+                return Some(message);
+            }
+            Err((out, SseStop::TooLarge)) => {
+                let _ = tx.send(Ok(out)).await;
+            }
+        }
+    }
+    let filter = p.filter.as_mut()?;
+    match filter.finish() {
+        FilterOutcome::Emit(events) => {
+            let mut out = BytesMut::new();
+            for (name, data) in &events {
+                write_event(&mut out, name.as_deref(), data);
+            }
+            if !out.is_empty() {
+                let _ = tx.send(Ok(out.freeze())).await;
+            }
+            None
+        }
+        FilterOutcome::Block { message } => Some(message),
+    }
 }
 
 /// Serialise one SSE event.

@@ -167,11 +167,13 @@ async fn connect_errors_count_towards_the_breaker_which_then_fails_fast() {
                 );
             }
         };
+        // Breakers are per upstream host and port.
+        assert!(circuit.1.starts_with("127.0.0.1:"), "{circuit:?}");
         assert_eq!(
             circuit,
             (
                 "openai".into(),
-                "127.0.0.1".into(),
+                circuit.1.clone(),
                 "open".into(),
                 "3 consecutive failures".into()
             )

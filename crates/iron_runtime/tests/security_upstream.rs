@@ -390,3 +390,36 @@ async fn absurd_usage_numbers_do_not_break_settling_or_stats() {
     })
     .await;
 }
+
+/// A client that gives up while the provider has not answered yet: the request was counted, so it
+/// must end as exactly one of completed, failed or blocked (and its reservation be released). The
+/// soak test found such requests missing from the counters: hyper drops the request future when
+/// the client goes away, and nothing settled it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_before_the_answer_is_still_accounted() {
+    bounded(30, async {
+        let (up, _ks, router) = setup().await;
+        up.set(Act::SendThenHang(Vec::new()));
+        let port = router.port();
+        let body = json!({"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        s.write_all(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {IC}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).await.expect("write");
+        // Wait until the provider has the request, then leave.
+        for _ in 0..100 {
+            if up.hits() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(up.hits(), 1);
+        drop(s);
+        // The router's first-byte deadline (1.5 s) passes; everything must have settled by then.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let st = router.shared().stats.snapshot();
+        assert_eq!(st.requests, 1);
+        assert_eq!(st.completed + st.failed + st.blocked, 1, "the abandoned request was never settled: {st:?}");
+        assert_eq!(router.budget_status().reserved_micros, 0);
+        router.stop().await;
+    })
+    .await;
+}

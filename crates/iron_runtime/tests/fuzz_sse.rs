@@ -75,7 +75,7 @@ proptest! {
         bytes in stream_bytes(),
         cuts in prop::collection::vec(any::<u16>(), 0..30),
     ) {
-        let whole = split(&[bytes.clone()], usize::MAX).expect("no limit");
+        let whole = split(std::slice::from_ref(&bytes), usize::MAX).expect("no limit");
         let pieces = chunks(&bytes, &cuts);
         let cut = split(&pieces, usize::MAX).expect("no limit");
         prop_assert_eq!(&cut, &whole);

@@ -56,7 +56,11 @@ fn sse_frames(anthropic: bool, chunks: u64, usage: bool) -> (Bytes, Bytes, Bytes
         let tail = format!(
             "event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\nevent: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{chunks}}}}}\n\nevent: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
         );
-        (Bytes::from_static(head.as_bytes()), Bytes::from_static(delta.as_bytes()), Bytes::from(tail))
+        (
+            Bytes::from_static(head.as_bytes()),
+            Bytes::from_static(delta.as_bytes()),
+            Bytes::from(tail),
+        )
     } else {
         let head = "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
         let delta = "data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"token \"},\"finish_reason\":null}]}\n\n";
@@ -65,7 +69,11 @@ fn sse_frames(anthropic: bool, chunks: u64, usage: bool) -> (Bytes, Bytes, Bytes
             tail.push_str(&format!("data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{{\"prompt_tokens\":120,\"completion_tokens\":{chunks},\"total_tokens\":{}}}}}\n\n", chunks + 120));
         }
         tail.push_str("data: [DONE]\n\n");
-        (Bytes::from_static(head.as_bytes()), Bytes::from_static(delta.as_bytes()), Bytes::from(tail))
+        (
+            Bytes::from_static(head.as_bytes()),
+            Bytes::from_static(delta.as_bytes()),
+            Bytes::from(tail),
+        )
     }
 }
 
@@ -77,7 +85,11 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         Err(_) => Bytes::new(),
     };
     if !wants_stream(&body) {
-        let json = if anthropic { ANTHROPIC_JSON } else { OPENAI_JSON };
+        let json = if anthropic {
+            ANTHROPIC_JSON
+        } else {
+            OPENAI_JSON
+        };
         let resp = Response::builder()
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from_static(json.as_bytes())).boxed())

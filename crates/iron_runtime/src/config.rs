@@ -121,7 +121,14 @@ pub fn validate_upstream_url(field: &str, url: &str) -> Result<String, ConfigErr
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(err(field, "must not contain credentials"));
     }
-    Ok(url.trim_end_matches('/').to_string())
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(err(
+            field,
+            format!("must not have a query or fragment, got '{url}'"),
+        ));
+    }
+    // The parsed form: what reqwest will use, so every accepted URL joins into a usable one.
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
 }
 
 /// `localhost`, `127.x.x.x` and `::1`.

@@ -22,7 +22,13 @@ struct Light {
     max_tokens: Option<serde_json::Value>,
     max_completion_tokens: Option<serde_json::Value>,
     max_output_tokens: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
     stream_options: Option<serde_json::Value>,
+}
+
+/// `Some(value)` whenever the key is present, `null` included (plain `Option` would read null as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
 }
 
 /// Inspect a body; non-JSON bodies give a default `RequestInfo` with `is_json == false`.

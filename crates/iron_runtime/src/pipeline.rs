@@ -72,6 +72,20 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
         return crate::internal::handle(shared, req, peer).await;
     }
     let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+    // Its own task: a client that leaves before the answer must not cancel the call half-way (the
+    // provider bills it, and the ledger, stats and budget must see how it ended).
+    let task = tokio::spawn(proxy_and_account(shared, req, peer, id));
+    task.await.unwrap_or_else(|_| {
+        RouterError::Internal("the request task failed".into()).into_response(Provider::OpenAi)
+    })
+}
+
+async fn proxy_and_account(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    id: u64,
+) -> Response<Body> {
     let started = Instant::now();
     let mut seen = Seen::default();
     match proxy(&shared, req, id, &mut seen).await {

@@ -348,6 +348,22 @@ async fn flush_filtered_tail(
     }
 }
 
+/// Token counts above any real context window are a provider bug, not spend.
+fn clamp_usage(mut u: iron_cost::Usage) -> iron_cost::Usage {
+    const MAX_TOKENS: u64 = 10_000_000;
+    for f in [
+        &mut u.input_tokens,
+        &mut u.cache_read_tokens,
+        &mut u.cache_write_5m_tokens,
+        &mut u.cache_write_1h_tokens,
+        &mut u.output_tokens,
+        &mut u.reasoning_tokens,
+    ] {
+        *f = (*f).min(MAX_TOKENS);
+    }
+    u
+}
+
 /// Serialise one SSE event.
 fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
     if let Some(n) = name {
@@ -552,6 +568,8 @@ fn settle(
         },
         Metered::Nothing => (None, false),
     };
+    // A broken provider could report absurd usage; no real call is larger than this.
+    let usage = usage.map(clamp_usage);
     // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
     // client aborts and 4xx are not.
     if let Some(permit) = ex.permit.take() {

@@ -269,7 +269,8 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .max_headers(128)
-                .max_buf_size(64 * 1024);
+                .max_buf_size(64 * 1024)
+                .max_header_size(64 * 1024);
             let conn = builder
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();

@@ -53,21 +53,21 @@ impl Stats {
     /// A request arrived.
     pub fn on_request(&self) {
         if let Ok(mut s) = self.inner.lock() {
-            s.requests += 1;
+            s.requests = s.requests.saturating_add(1);
         }
     }
 
     /// The router retried an upstream call.
     pub fn on_retry(&self) {
         if let Ok(mut s) = self.inner.lock() {
-            s.retries += 1;
+            s.retries = s.retries.saturating_add(1);
         }
     }
 
     /// The router refused a request itself.
     pub fn on_blocked(&self, reason: &str) {
         if let Ok(mut s) = self.inner.lock() {
-            s.blocked += 1;
+            s.blocked = s.blocked.saturating_add(1);
             *s.blocked_by_reason.entry(reason.to_string()).or_default() += 1;
         }
     }
@@ -76,25 +76,25 @@ impl Stats {
     pub fn on_settled(&self, model: Option<&str>, ok: bool, m: &ModelStats) {
         if let Ok(mut s) = self.inner.lock() {
             if ok {
-                s.completed += 1;
+                s.completed = s.completed.saturating_add(1);
             } else {
-                s.failed += 1;
+                s.failed = s.failed.saturating_add(1);
             }
-            s.input_tokens += m.input_tokens;
-            s.output_tokens += m.output_tokens;
-            s.cache_read_tokens += m.cache_read_tokens;
-            s.cache_write_tokens += m.cache_write_tokens;
-            s.reasoning_tokens += m.reasoning_tokens;
-            s.cost_micros += m.cost_micros;
+            s.input_tokens = s.input_tokens.saturating_add(m.input_tokens);
+            s.output_tokens = s.output_tokens.saturating_add(m.output_tokens);
+            s.cache_read_tokens = s.cache_read_tokens.saturating_add(m.cache_read_tokens);
+            s.cache_write_tokens = s.cache_write_tokens.saturating_add(m.cache_write_tokens);
+            s.reasoning_tokens = s.reasoning_tokens.saturating_add(m.reasoning_tokens);
+            s.cost_micros = s.cost_micros.saturating_add(m.cost_micros);
             if let Some(model) = model {
                 let e = s.by_model.entry(model.to_string()).or_default();
-                e.requests += 1;
-                e.input_tokens += m.input_tokens;
-                e.output_tokens += m.output_tokens;
-                e.cache_read_tokens += m.cache_read_tokens;
-                e.cache_write_tokens += m.cache_write_tokens;
-                e.reasoning_tokens += m.reasoning_tokens;
-                e.cost_micros += m.cost_micros;
+                e.requests = e.requests.saturating_add(1);
+                e.input_tokens = e.input_tokens.saturating_add(m.input_tokens);
+                e.output_tokens = e.output_tokens.saturating_add(m.output_tokens);
+                e.cache_read_tokens = e.cache_read_tokens.saturating_add(m.cache_read_tokens);
+                e.cache_write_tokens = e.cache_write_tokens.saturating_add(m.cache_write_tokens);
+                e.reasoning_tokens = e.reasoning_tokens.saturating_add(m.reasoning_tokens);
+                e.cost_micros = e.cost_micros.saturating_add(m.cost_micros);
                 s.last_model = Some(model.to_string());
             }
         }

@@ -39,7 +39,7 @@ export interface BlockedEvent {
   type: 'blocked'
   requestId: number
   tsMs: number
-  reason: 'auth' | 'budget' | 'pii' | 'circuit' | 'mismatch' | 'limit' | 'key' | 'upstream' | 'host' | 'origin'
+  reason: 'auth' | 'budget' | 'pii' | 'circuit' | 'mismatch' | 'limit' | 'key' | 'upstream' | 'host' | 'origin' | 'rate_limited'
   code: string
   message: string
 }

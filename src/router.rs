@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Batches of events as a JSON array string; unref'd (never keeps Node alive), bounded queue.
-type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 256>;
+type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 1024>;
 /// Log lines, one per call; unref'd and bounded like events.
 type LogSink = ThreadsafeFunction<String, (), String, Status, false, true, 1024>;
 
@@ -130,28 +130,33 @@ impl NativeRouter {
         let dropped = self.js_dropped.clone();
         within_runtime_if_available(|| {
             tokio::spawn(async move {
-                let mut batch: Vec<String> = Vec::with_capacity(64);
                 while let Some(first) = sub.recv().await {
-                    batch.clear();
-                    if let Ok(s) = serde_json::to_string(&*first) {
-                        batch.push(s);
-                    }
-                    while batch.len() < 512 {
-                        match sub.try_recv() {
-                            Some(e) => {
-                                if let Ok(s) = serde_json::to_string(&*e) {
-                                    batch.push(s);
-                                }
-                            }
-                            None => break,
+                    // Let a burst gather for a moment: JS then gets fewer, larger batches.
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
+                    buf.push(b'[');
+                    let mut count = 0u64;
+                    let mut next = Some(first);
+                    while let Some(ev) = next.take() {
+                        if count > 0 {
+                            buf.push(b',');
+                        }
+                        if serde_json::to_writer(&mut buf, &*ev).is_ok() {
+                            count += 1;
+                        } else if count > 0 {
+                            buf.pop();
+                        }
+                        if count < 4096 {
+                            next = sub.try_recv();
                         }
                     }
-                    let payload = format!("[{}]", batch.join(","));
+                    buf.push(b']');
+                    let payload = String::from_utf8(buf).unwrap_or_else(|_| "[]".into());
                     match callback.call(payload, ThreadsafeFunctionCallMode::NonBlocking) {
                         Status::Ok => {}
                         Status::Closing => break,
                         _ => {
-                            dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            dropped.fetch_add(count, Ordering::Relaxed);
                         }
                     }
                 }

@@ -12,10 +12,32 @@ use std::time::{Duration, Instant};
 pub struct ProviderKey {
     pub provider: Provider,
     secret: Arc<str>,
-    pub base_url: String,
+    pub base_url: Arc<str>,
+    /// `host` or `host:port` of `base_url`: the breaker's key for this upstream.
+    pub host: Arc<str>,
 }
 
 impl ProviderKey {
+    /// A key for `base_url`, computing the upstream's host once.
+    pub fn new(provider: Provider, secret: &str, base_url: String) -> ProviderKey {
+        let host = reqwest::Url::parse(&base_url)
+            .ok()
+            .and_then(|u| {
+                let h = u.host_str()?.to_string();
+                Some(match u.port() {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h,
+                })
+            })
+            .unwrap_or_default();
+        ProviderKey {
+            provider,
+            secret: Arc::from(secret),
+            base_url: Arc::from(base_url),
+            host: Arc::from(host),
+        }
+    }
+
     /// The key itself, only for building the upstream auth header.
     pub fn expose(&self) -> &str {
         &self.secret
@@ -50,6 +72,8 @@ pub struct KeyCache {
     refresh: tokio::sync::Mutex<Option<Instant>>,
     events: EventBus,
     pub fetch_count: std::sync::atomic::AtomicU64,
+    /// In static mode, the one key, built once.
+    static_key: Option<ProviderKey>,
 }
 
 const RETRY_FAILED_REFRESH_AFTER: Duration = Duration::from_secs(5);
@@ -65,7 +89,21 @@ impl KeyCache {
             .no_proxy()
             .build()
             .expect("reqwest client with static settings");
+        let static_key = match &source {
+            KeySource::Static {
+                key,
+                base_url,
+                provider,
+            } => {
+                let base = base_url
+                    .clone()
+                    .unwrap_or_else(|| provider.default_base_url().to_string());
+                Some(ProviderKey::new(*provider, key, base))
+            }
+            KeySource::Server { .. } => None,
+        };
         KeyCache {
+            static_key,
             source,
             ic_token,
             http,
@@ -88,13 +126,12 @@ impl KeyCache {
                 base_url,
                 provider,
             } => {
-                return Ok(ProviderKey {
-                    provider: *provider,
-                    secret: Arc::from(key.as_str()),
-                    base_url: base_url
+                return Ok(self.static_key.clone().unwrap_or_else(|| {
+                    let base = base_url
                         .clone()
-                        .unwrap_or_else(|| provider.default_base_url().to_string()),
-                })
+                        .unwrap_or_else(|| provider.default_base_url().to_string());
+                    ProviderKey::new(*provider, key, base)
+                }))
             }
             KeySource::Server {
                 ttl_secs,
@@ -262,11 +299,7 @@ pub fn parse_key_response(body: &[u8]) -> Result<ProviderKey, KeyError> {
         })?,
         None => provider.default_base_url().to_string(),
     };
-    Ok(ProviderKey {
-        provider,
-        secret: Arc::from(key.as_str()),
-        base_url,
-    })
+    Ok(ProviderKey::new(provider, &key, base_url))
 }
 
 /// Keep only printable text of bounded length from a server message.
@@ -328,12 +361,12 @@ mod tests {
     fn parses_key_responses() {
         let k = parse_key_response(br#"{"api_key":"sk-ant-x"}"#).unwrap();
         assert_eq!(k.provider, Provider::Anthropic);
-        assert_eq!(k.base_url, "https://api.anthropic.com");
+        assert_eq!(&*k.base_url, "https://api.anthropic.com");
         let k = parse_key_response(
             br#"{"provider":"openai","api_key":"sk-x","base_url":"http://127.0.0.1:5/"}"#,
         )
         .unwrap();
-        assert_eq!(k.base_url, "http://127.0.0.1:5");
+        assert_eq!(&*k.base_url, "http://127.0.0.1:5");
         assert!(!format!("{k:?}").contains("sk-x"));
         assert!(parse_key_response(br#"{"api_key":""}"#).is_err());
         assert!(

@@ -311,16 +311,7 @@ async fn proxy(
 
     let url = forward::upstream_url(&key.base_url, &path, parts.uri.query());
     // Breakers are per upstream: host and port.
-    let host = reqwest::Url::parse(&key.base_url)
-        .ok()
-        .and_then(|u| {
-            let h = u.host_str()?.to_string();
-            Some(match u.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h,
-            })
-        })
-        .unwrap_or_default();
+    let host = key.host.to_string();
     let headers = forward::upstream_headers(&parts.headers, &key)
         .map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
     // Breaker and forward, with retries where safe.

@@ -128,14 +128,21 @@ async fn run(
     });
     let mut json_copy: Option<Vec<u8>> = (!is_sse && track_usage).then(Vec::new);
 
+    // One timer for the whole relay, reset per chunk (not a new timer per chunk).
+    let idle_timer = tokio::time::sleep(timeouts.idle);
+    tokio::pin!(idle_timer);
     let ending = loop {
         let wait = timeouts
             .idle
             .min(deadline.saturating_duration_since(Instant::now()));
+        idle_timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + wait);
         let next = tokio::select! {
             biased;
             _ = tx.closed() => break Ending::ClientAborted,
-            n = tokio::time::timeout(wait, body.next()) => n,
+            n = body.next() => Ok(n),
+            _ = &mut idle_timer => Err(()),
         };
         let chunk = match next {
             Err(_) => {
@@ -255,6 +262,8 @@ async fn run(
 enum Metered {
     Stream(StreamUsage),
     Json(Vec<u8>),
+    /// Usage already read from a parsed answer (`None`: it had none).
+    Known(Option<iron_cost::Usage>),
     Nothing,
 }
 
@@ -469,10 +478,12 @@ async fn relay_inspected_json(
         }
     };
     drop(body);
-    let copy = buf.clone();
+    // One parse serves both usage and the PII policy.
+    let mut usage = None;
     let outcome: Result<Vec<u8>, RouterError> = match &ending {
         Ending::Complete => match serde_json::from_slice::<serde_json::Value>(&buf) {
             Ok(mut doc) => {
+                usage = iron_cost::usage_from_response(crate::cost_policy::api_kind(ex.api), &doc);
                 let safety = &shared.policies.safety;
                 let verdict = safety.engine.inspect_response(api_shape(ex.api), &mut doc);
                 crate::safety_policy::report(
@@ -512,7 +523,7 @@ async fn relay_inspected_json(
         &ending,
         ttft,
         false,
-        Metered::Json(copy),
+        Metered::Known(usage),
     );
     shared.policies.ledger.commit_if_strict().await;
     match outcome {
@@ -566,6 +577,8 @@ fn settle(
             Some(u) => (Some(u), false),
             None => (None, success && *ending != Ending::Complete),
         },
+        Metered::Known(Some(u)) => (Some(u), false),
+        Metered::Known(None) => (None, success && *ending != Ending::Complete),
         Metered::Nothing => (None, false),
     };
     // A broken provider could report absurd usage; no real call is larger than this.

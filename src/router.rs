@@ -131,8 +131,8 @@ impl NativeRouter {
         within_runtime_if_available(|| {
             tokio::spawn(async move {
                 while let Some(first) = sub.recv().await {
-                    // Let a burst gather for a moment: JS then gets fewer, larger batches.
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    // Let events produced at the same moment join this batch (no fixed delay).
+                    tokio::task::yield_now().await;
                     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
                     buf.push(b'[');
                     let mut count = 0u64;

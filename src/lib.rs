@@ -11,8 +11,14 @@ pub use router::NativeRouter;
 /// process from gaining a thread per core.
 #[napi_derive::module_init]
 fn init() {
+    // IRON_CAGE_WORKER_THREADS overrides the default of two workers.
+    let workers = std::env::var("IRON_CAGE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(2);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .thread_name("iron-cage")
         .enable_all()
         .build();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Batches of events as a JSON array string; unref'd (never keeps Node alive), bounded queue.
-type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 1024>;
+type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 64>;
 /// Log lines, one per call; unref'd and bounded like events.
 type LogSink = ThreadsafeFunction<String, (), String, Status, false, true, 1024>;
 
@@ -146,7 +146,7 @@ impl NativeRouter {
                         } else if count > 0 {
                             buf.pop();
                         }
-                        if count < 4096 {
+                        if count < 512 {
                             next = sub.try_recv();
                         }
                     }

@@ -81,7 +81,7 @@ impl Router {
             .map_err(StartError::Bind)?;
         let port = std_listener.local_addr().map_err(StartError::Bind)?.port();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(StartError::Bind)?;
-        let events = EventBus::new(16384);
+        let events = EventBus::new(4096);
         let policies = crate::policies::Policies::from_config(&cfg, &events)?;
         let http = crate::forward::build_client(&policies);
         let shared = Arc::new(Shared {

@@ -64,26 +64,7 @@ pub struct RouterConfig {
     /// Heartbeat interval of the events WebSocket and the dashboard push link.
     pub ws_heartbeat_ms: u64,
     pub allowed_origins: Vec<String>,
-    pub raw: std::sync::Arc<RouterOptionsRaw>,
-}
-
-/// The policy sections, kept as JSON for the crate that owns each schema.
-#[derive(Default)]
-pub struct RouterOptionsRaw {
-    pub budget_usd: Option<f64>,
-    pub budget_warning_percent: Option<f64>,
-    pub pricing: Option<serde_json::Value>,
-    pub unknown_model: Option<serde_json::Value>,
-    pub safety: Option<serde_json::Value>,
-    pub reliability: Option<serde_json::Value>,
-    pub state_path: Option<String>,
-    pub agent_id: Option<String>,
-    pub flush_interval_ms: Option<f64>,
-    pub strict_persistence: Option<bool>,
-    pub log_level: Option<String>,
-    pub log_format: Option<String>,
-    pub log_sink: Option<String>,
-    pub dashboard_url: Option<String>,
+    pub raw: std::sync::Arc<RouterOptions>,
 }
 
 /// An invalid option: `field` names it as the user wrote it.
@@ -273,22 +254,8 @@ impl RouterConfig {
             header_read_timeout_ms,
             ws_heartbeat_ms,
             allowed_origins: o.allowed_origins.clone().unwrap_or_default(),
-            raw: std::sync::Arc::new(RouterOptionsRaw {
-                budget_usd: o.budget_usd,
-                budget_warning_percent: o.budget_warning_percent,
-                pricing: o.pricing,
-                unknown_model: o.unknown_model,
-                safety: o.safety,
-                reliability: o.reliability,
-                state_path: o.state_path,
-                agent_id: o.agent_id,
-                flush_interval_ms: o.flush_interval_ms,
-                strict_persistence: o.strict_persistence,
-                log_level: o.log_level,
-                log_format: o.log_format,
-                log_sink: o.log_sink,
-                dashboard_url: o.dashboard_url,
-            }),
+            // The policy sections stay as the user wrote them, for the crate that owns each schema.
+            raw: std::sync::Arc::new(o),
         })
     }
 }

@@ -13,6 +13,10 @@ pub struct StoreConfig {
     pub strict: bool,
     /// Rows accepted but not yet committed, at most; further rows are dropped and counted.
     pub max_queue: usize,
+    /// Keep at most this many of the newest request rows and audit rows (older ones are deleted).
+    /// In-memory stores keep 10,000 by default so that a long-running router does not grow
+    /// without bound; file stores keep everything unless set.
+    pub retain_rows: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -22,6 +26,7 @@ impl Default for StoreConfig {
             flush_interval_ms: 100,
             strict: false,
             max_queue: 100_000,
+            retain_rows: Some(10_000),
         }
     }
 }
@@ -36,6 +41,7 @@ impl StoreConfig {
     pub fn at_path(path: impl Into<PathBuf>) -> Self {
         Self {
             path: Some(path.into()),
+            retain_rows: None,
             ..Self::default()
         }
     }

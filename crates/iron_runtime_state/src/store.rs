@@ -107,9 +107,10 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let interval = Duration::from_millis(cfg.flush_interval_ms);
         let thread_counters = counters.clone();
+        let retain = cfg.retain_rows;
         let thread = std::thread::Builder::new()
             .name("iron-state-writer".into())
-            .spawn(move || writer::run(writer_conn, rx, interval, thread_counters))
+            .spawn(move || writer::run(writer_conn, rx, interval, thread_counters, retain))
             .map_err(StateError::Spawn)?;
         Ok(Store {
             tx,

@@ -92,6 +92,7 @@ pub(crate) fn run(
     rx: Receiver<Command>,
     interval: Duration,
     counters: Arc<Counters>,
+    retain: Option<u64>,
 ) {
     let mut batch = Batch::default();
     loop {
@@ -111,9 +112,23 @@ pub(crate) fn run(
             }
         }
         commit(&conn, &mut batch, &counters);
+        if let Some(keep) = retain {
+            trim(&conn, keep);
+        }
         if next == Next::Stop {
             return;
         }
+    }
+}
+
+/// Delete all but the newest `keep` request and audit rows (ids are increasing, so this is an
+/// index range delete).
+fn trim(conn: &Mutex<Connection>, keep: u64) {
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    let guard = lock(conn);
+    for table in ["requests", "audit"] {
+        let sql = format!("DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - ?1");
+        let _ = guard.execute(&sql, [keep]);
     }
 }
 

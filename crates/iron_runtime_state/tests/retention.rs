@@ -1,0 +1,42 @@
+//! An in-memory store keeps only the newest rows, so a long-running router cannot grow without bound.
+
+use iron_runtime_state::{AuditRow, RequestRow, Store, StoreConfig};
+
+#[test]
+fn in_memory_store_keeps_only_the_newest_rows() {
+    let mut cfg = StoreConfig::in_memory();
+    cfg.retain_rows = Some(100);
+    cfg.flush_interval_ms = 1;
+    let store = Store::open(cfg).expect("open");
+    for i in 0..1_000u64 {
+        store
+            .record_request(RequestRow {
+                request_id: i.to_string(),
+                cost_micros: 1,
+                ..Default::default()
+            })
+            .expect("queued");
+        store
+            .record_audit(AuditRow {
+                ts_ms: i,
+                agent_id: String::new(),
+                kind: "k".into(),
+                detail_json: "{}".into(),
+            })
+            .expect("queued");
+        if i % 100 == 99 {
+            store.flush().expect("flush");
+        }
+    }
+    store.flush().expect("flush");
+    let (requests, audit) = store.counts().expect("counts");
+    assert_eq!((requests, audit), (100, 100));
+    let newest = store.requests(1).expect("rows");
+    assert_eq!(newest[0].request_id, "999");
+}
+
+#[test]
+fn file_stores_keep_everything_by_default() {
+    assert_eq!(StoreConfig::at_path("/tmp/x.db").retain_rows, None);
+    assert_eq!(StoreConfig::in_memory().retain_rows, Some(10_000));
+}

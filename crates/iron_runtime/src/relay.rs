@@ -3,27 +3,25 @@
 //! whatever the reason (complete, client abort, upstream break, timeout).
 
 use crate::error::RouterError;
-use crate::events::{now_ms, RouterEvent, Tokens};
 use crate::exchange::Exchange;
 use crate::forward::client_response_headers;
 use crate::keys::describe_reqwest;
 use crate::safety_policy::api_shape;
 use crate::server::Shared;
+use crate::settle::{settle, Metered};
 use crate::sse::{parse_event, SseSplitter};
-use crate::stats::ModelStats;
 use axum::body::Body;
 use axum::http::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use iron_cost::StreamUsage;
-use iron_reliability::Outcome;
 use iron_safety::{ApiShape, FilterOutcome, SseOutputFilter};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
 const MAX_SSE_EVENT: usize = 8 * 1024 * 1024;
-const MAX_JSON_COPY: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_JSON_COPY: usize = 64 * 1024 * 1024;
 
 /// How a relayed response ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +35,8 @@ pub enum Ending {
 }
 
 impl Ending {
-    fn as_str(&self) -> &'static str {
+    /// The outcome name used in events and the ledger.
+    pub fn as_str(&self) -> &'static str {
         match self {
             Ending::Complete => "complete",
             Ending::ClientAborted => "client_aborted",
@@ -67,7 +66,9 @@ pub async fn relay(
     let shape = api_shape(ex.api);
     if !status.is_success() {
         // A provider's error may quote the key it was sent: read it (bounded) and redact it.
-        let task = tokio::spawn(relay_error_body(shared, ex, upstream, headers));
+        let task = tokio::spawn(crate::relay_buffered::relay_error_body(
+            shared, ex, upstream, headers,
+        ));
         return task.await.unwrap_or_else(|_| {
             RouterError::Internal("the response task failed".into())
                 .into_response(crate::provider::Provider::OpenAi)
@@ -75,7 +76,9 @@ pub async fn relay(
     }
     if !is_sse && shared.policies.safety.response_active && shape != ApiShape::Other {
         // Run in a task so that a client leaving mid-way cannot skip settling the cost.
-        let task = tokio::spawn(relay_inspected_json(shared, ex, upstream, headers));
+        let task = tokio::spawn(crate::relay_buffered::relay_inspected_json(
+            shared, ex, upstream, headers,
+        ));
         return task.await.unwrap_or_else(|_| {
             RouterError::Internal("the response task failed".into())
                 .into_response(crate::provider::Provider::OpenAi)
@@ -258,15 +261,6 @@ async fn run(
     drop(tx);
 }
 
-/// What the relay saw of the answer, for pricing.
-enum Metered {
-    Stream(StreamUsage),
-    Json(Vec<u8>),
-    /// Usage already read from a parsed answer (`None`: it had none).
-    Known(Option<iron_cost::Usage>),
-    Nothing,
-}
-
 /// Process every complete event in the buffer; returns the bytes to send now (on a stop, the bytes
 /// that may still be sent before it).
 fn process_sse(
@@ -357,22 +351,6 @@ async fn flush_filtered_tail(
     }
 }
 
-/// Token counts above any real context window are a provider bug, not spend.
-fn clamp_usage(mut u: iron_cost::Usage) -> iron_cost::Usage {
-    const MAX_TOKENS: u64 = 10_000_000;
-    for f in [
-        &mut u.input_tokens,
-        &mut u.cache_read_tokens,
-        &mut u.cache_write_5m_tokens,
-        &mut u.cache_write_1h_tokens,
-        &mut u.output_tokens,
-        &mut u.reasoning_tokens,
-    ] {
-        *f = (*f).min(MAX_TOKENS);
-    }
-    u
-}
-
 /// Serialise one SSE event.
 fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
     if let Some(n) = name {
@@ -388,159 +366,6 @@ fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
     out.extend_from_slice(b"\n");
 }
 
-const MAX_ERROR_BODY: usize = 1024 * 1024;
-
-/// A provider error answer, read whole (bounded) so that secrets it may quote are redacted.
-async fn relay_error_body(
-    shared: Arc<Shared>,
-    mut ex: Exchange,
-    upstream: reqwest::Response,
-    mut headers: axum::http::HeaderMap,
-) -> Response<Body> {
-    let status = upstream.status();
-    let deadline = ex.started + shared.policies.timeouts.total;
-    let idle = shared.policies.timeouts.idle;
-    let mut body = upstream.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    let ending = loop {
-        let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
-        match tokio::time::timeout(wait, body.next()).await {
-            Err(_) => break Ending::Timeout("idle"),
-            Ok(None) => break Ending::Complete,
-            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
-            Ok(Some(Ok(c))) => {
-                let room = MAX_ERROR_BODY.saturating_sub(buf.len());
-                buf.extend_from_slice(&c[..c.len().min(room)]);
-                if room <= c.len() {
-                    break Ending::Complete;
-                }
-            }
-        }
-    };
-    drop(body);
-    let text = String::from_utf8_lossy(&buf);
-    let clean = crate::logging::redact(&text).into_bytes();
-    settle(
-        &shared,
-        &mut ex,
-        status.as_u16(),
-        &ending,
-        None,
-        false,
-        Metered::Nothing,
-    );
-    shared.policies.ledger.commit_if_strict().await;
-    headers.remove(axum::http::header::CONTENT_LENGTH);
-    headers.insert(
-        axum::http::header::CONTENT_LENGTH,
-        axum::http::HeaderValue::from(clean.len()),
-    );
-    let mut resp = Response::new(Body::from(clean));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
-}
-
-/// A whole JSON answer, inspected by the response PII policy before the client sees any of it.
-async fn relay_inspected_json(
-    shared: Arc<Shared>,
-    mut ex: Exchange,
-    upstream: reqwest::Response,
-    mut headers: axum::http::HeaderMap,
-) -> Response<Body> {
-    let status = upstream.status();
-    let timeouts = shared.policies.timeouts;
-    let deadline = ex.started + timeouts.total;
-    let mut body = upstream.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut ttft = None;
-    let ending = loop {
-        let wait = timeouts
-            .idle
-            .min(deadline.saturating_duration_since(Instant::now()));
-        match tokio::time::timeout(wait, body.next()).await {
-            Err(_) => {
-                break Ending::Timeout(if Instant::now() >= deadline {
-                    "total"
-                } else {
-                    "idle"
-                })
-            }
-            Ok(None) => break Ending::Complete,
-            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
-            Ok(Some(Ok(c))) => {
-                ttft.get_or_insert(ex.started.elapsed().as_millis() as u64);
-                if buf.len() + c.len() > MAX_JSON_COPY {
-                    break Ending::StreamTooLarge;
-                }
-                buf.extend_from_slice(&c);
-            }
-        }
-    };
-    drop(body);
-    // One parse serves both usage and the PII policy.
-    let mut usage = None;
-    let outcome: Result<Vec<u8>, RouterError> = match &ending {
-        Ending::Complete => match serde_json::from_slice::<serde_json::Value>(&buf) {
-            Ok(mut doc) => {
-                usage = iron_cost::usage_from_response(crate::cost_policy::api_kind(ex.api), &doc);
-                let safety = &shared.policies.safety;
-                let verdict = safety.engine.inspect_response(api_shape(ex.api), &mut doc);
-                crate::safety_policy::report(
-                    &shared.events,
-                    ex.id,
-                    "response",
-                    &verdict.detections,
-                );
-                if verdict.blocked {
-                    let message = verdict
-                        .message
-                        .unwrap_or_else(|| "Response blocked by Iron Cage PII policy".into());
-                    Err(RouterError::PiiBlocked { message })
-                } else if verdict.modified {
-                    serde_json::to_vec(&doc).map_err(|e| RouterError::Internal(e.to_string()))
-                } else {
-                    Ok(buf)
-                }
-            }
-            // Not JSON after all: nothing to scan as structured text; pass it on unchanged.
-            Err(_) => Ok(buf),
-        },
-        Ending::Timeout(what) => Err(RouterError::UpstreamTimeout {
-            host: ex.host.clone(),
-            what: format!("the answer did not complete within the {what} timeout"),
-        }),
-        _ => Err(RouterError::UpstreamUnreachable {
-            host: ex.host.clone(),
-            reason: "the answer broke off or was too large".into(),
-        }),
-    };
-    let status_code = status.as_u16();
-    settle(
-        &shared,
-        &mut ex,
-        status_code,
-        &ending,
-        ttft,
-        false,
-        Metered::Known(usage),
-    );
-    shared.policies.ledger.commit_if_strict().await;
-    match outcome {
-        Ok(bytes) => {
-            headers.insert(
-                axum::http::header::CONTENT_LENGTH,
-                axum::http::HeaderValue::from(bytes.len()),
-            );
-            let mut resp = Response::new(Body::from(bytes));
-            *resp.status_mut() = status;
-            *resp.headers_mut() = headers;
-            resp
-        }
-        Err(e) => e.into_response(ex.shape),
-    }
-}
-
 /// The extra chunk OpenAI sends when asked for usage: empty `choices` and a `usage` object.
 fn is_usage_only_chunk(data: &str) -> bool {
     if !data.contains("\"usage\"") {
@@ -553,130 +378,6 @@ fn is_usage_only_chunk(data: &str) -> bool {
         && v.get("choices")
             .and_then(|c| c.as_array())
             .is_some_and(|c| c.is_empty())
-}
-
-fn settle(
-    shared: &Shared,
-    ex: &mut Exchange,
-    status: u16,
-    ending: &Ending,
-    ttft: Option<u64>,
-    saw_error_event: bool,
-    metered: Metered,
-) {
-    let success = (200..300).contains(&status);
-    let ok = success && *ending == Ending::Complete && !saw_error_event;
-    let kind = crate::cost_policy::api_kind(ex.api);
-    // Usage: exact when the provider reported it; estimated for a stream cut short.
-    let (usage, estimated) = match metered {
-        Metered::Stream(su) => {
-            let (u, est) = su.finish(ex.estimated_input_tokens);
-            (Some(u), est)
-        }
-        Metered::Json(copy) => match iron_cost::usage_from_bytes(kind, &copy) {
-            Some(u) => (Some(u), false),
-            None => (None, success && *ending != Ending::Complete),
-        },
-        Metered::Known(Some(u)) => (Some(u), false),
-        Metered::Known(None) => (None, success && *ending != Ending::Complete),
-        Metered::Nothing => (None, false),
-    };
-    // A broken provider could report absurd usage; no real call is larger than this.
-    let usage = usage.map(clamp_usage);
-    // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
-    // client aborts and 4xx are not.
-    if let Some(permit) = ex.permit.take() {
-        let outcome = match ending {
-            Ending::ClientAborted => Outcome::Ignored,
-            Ending::UpstreamBroken(_) | Ending::Timeout(_) | Ending::StreamTooLarge => {
-                Outcome::Failure
-            }
-            _ if saw_error_event => Outcome::Failure,
-            _ => iron_reliability::classify_status(status),
-        };
-        let _ = permit.record(outcome);
-    }
-    let cost = &shared.policies.cost;
-    let reservation = ex.reservation.take();
-    let cost_micros = if !success {
-        0
-    } else if let Some(flat) = ex.flat_cost_micros {
-        flat
-    } else {
-        match (&usage, &ex.price) {
-            (Some(u), Some(p)) => {
-                iron_cost::cost_micros(p, crate::cost_policy::cost_provider(ex.provider), u)
-            }
-            // A JSON answer cut short: the provider billed it, we cannot see how much; charge the hold.
-            (None, Some(_)) if estimated => reservation.as_ref().map(|r| r.amount()).unwrap_or(0),
-            _ => 0,
-        }
-    };
-    match reservation {
-        Some(r) if !success => r.cancel(),
-        r => cost.settle(r, cost_micros),
-    }
-    let u = usage.unwrap_or_default();
-    tracing::debug!(target: "iron_cage", request_id = ex.id, model = ex.model.as_deref().unwrap_or(""), status, cost_micros, estimated, outcome = ending.as_str(), "request settled");
-    shared
-        .policies
-        .ledger
-        .record(iron_runtime_state::RequestRow {
-            ts_ms: now_ms(),
-            agent_id: String::new(),
-            request_id: ex.id.to_string(),
-            provider: ex.provider.as_str().to_string(),
-            model: ex.model.clone().unwrap_or_default(),
-            api: ex.api.as_str().to_string(),
-            status,
-            input_tokens: u.input_tokens,
-            cache_read_tokens: u.cache_read_tokens,
-            cache_write_tokens: u.cache_write_5m_tokens + u.cache_write_1h_tokens,
-            output_tokens: u.output_tokens,
-            reasoning_tokens: u.reasoning_tokens,
-            cost_micros,
-            estimated,
-            latency_ms: ex.started.elapsed().as_millis() as u64,
-            ttft_ms: ttft,
-            blocked_reason: None,
-            error_code: (!ok).then(|| ending.as_str().to_string()),
-        });
-    let tokens = Tokens {
-        input: u.input_tokens,
-        cache_read: u.cache_read_tokens,
-        cache_write: u.cache_write_5m_tokens + u.cache_write_1h_tokens,
-        output: u.output_tokens,
-        reasoning: u.reasoning_tokens,
-    };
-    shared.stats.on_settled(
-        ex.model.as_deref(),
-        ok,
-        &ModelStats {
-            requests: 1,
-            input_tokens: tokens.input,
-            output_tokens: tokens.output,
-            cache_read_tokens: tokens.cache_read,
-            cache_write_tokens: tokens.cache_write,
-            reasoning_tokens: tokens.reasoning,
-            cost_micros,
-        },
-    );
-    if shared.events.has_subscribers() {
-        shared.events.emit(RouterEvent::Response {
-            request_id: ex.id,
-            ts_ms: now_ms(),
-            provider: ex.provider.as_str().to_string(),
-            model: ex.model.clone(),
-            status,
-            tokens,
-            cost_usd: cost_micros as f64 / 1e6,
-            cost_micros,
-            estimated,
-            latency_ms: ex.started.elapsed().as_millis() as u64,
-            ttft_ms: ttft,
-            outcome: ending.as_str().to_string(),
-        });
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,169 @@
+//! Answers read whole before the client sees them: provider errors (which may quote the key they
+//! were sent) and JSON answers the response PII policy must inspect. Both run in their own task so a
+//! client that leaves cannot skip settling.
+
+use crate::error::RouterError;
+use crate::exchange::Exchange;
+use crate::keys::describe_reqwest;
+use crate::relay::{Ending, MAX_JSON_COPY};
+use crate::safety_policy::api_shape;
+use crate::server::Shared;
+use crate::settle::{settle, Metered};
+use axum::body::Body;
+use axum::http::Response;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// A provider error answer, read whole (bounded) so that secrets it may quote are redacted.
+pub(crate) async fn relay_error_body(
+    shared: Arc<Shared>,
+    mut ex: Exchange,
+    upstream: reqwest::Response,
+    mut headers: axum::http::HeaderMap,
+) -> Response<Body> {
+    let status = upstream.status();
+    let deadline = ex.started + shared.policies.timeouts.total;
+    let idle = shared.policies.timeouts.idle;
+    let mut body = upstream.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let ending = loop {
+        let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, body.next()).await {
+            Err(_) => break Ending::Timeout("idle"),
+            Ok(None) => break Ending::Complete,
+            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
+            Ok(Some(Ok(c))) => {
+                let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+                buf.extend_from_slice(&c[..c.len().min(room)]);
+                if room <= c.len() {
+                    break Ending::Complete;
+                }
+            }
+        }
+    };
+    drop(body);
+    let text = String::from_utf8_lossy(&buf);
+    let clean = crate::logging::redact(&text).into_bytes();
+    settle(
+        &shared,
+        &mut ex,
+        status.as_u16(),
+        &ending,
+        None,
+        false,
+        Metered::Nothing,
+    );
+    shared.policies.ledger.commit_if_strict().await;
+    headers.remove(axum::http::header::CONTENT_LENGTH);
+    headers.insert(
+        axum::http::header::CONTENT_LENGTH,
+        axum::http::HeaderValue::from(clean.len()),
+    );
+    let mut resp = Response::new(Body::from(clean));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// A whole JSON answer, inspected by the response PII policy before the client sees any of it.
+pub(crate) async fn relay_inspected_json(
+    shared: Arc<Shared>,
+    mut ex: Exchange,
+    upstream: reqwest::Response,
+    mut headers: axum::http::HeaderMap,
+) -> Response<Body> {
+    let status = upstream.status();
+    let timeouts = shared.policies.timeouts;
+    let deadline = ex.started + timeouts.total;
+    let mut body = upstream.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut ttft = None;
+    let ending = loop {
+        let wait = timeouts
+            .idle
+            .min(deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, body.next()).await {
+            Err(_) => {
+                break Ending::Timeout(if Instant::now() >= deadline {
+                    "total"
+                } else {
+                    "idle"
+                })
+            }
+            Ok(None) => break Ending::Complete,
+            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
+            Ok(Some(Ok(c))) => {
+                ttft.get_or_insert(ex.started.elapsed().as_millis() as u64);
+                if buf.len() + c.len() > MAX_JSON_COPY {
+                    break Ending::StreamTooLarge;
+                }
+                buf.extend_from_slice(&c);
+            }
+        }
+    };
+    drop(body);
+    // One parse serves both usage and the PII policy.
+    let mut usage = None;
+    let outcome: Result<Vec<u8>, RouterError> = match &ending {
+        Ending::Complete => match serde_json::from_slice::<serde_json::Value>(&buf) {
+            Ok(mut doc) => {
+                usage = iron_cost::usage_from_response(crate::cost_policy::api_kind(ex.api), &doc);
+                let safety = &shared.policies.safety;
+                let verdict = safety.engine.inspect_response(api_shape(ex.api), &mut doc);
+                crate::safety_policy::report(
+                    &shared.events,
+                    ex.id,
+                    "response",
+                    &verdict.detections,
+                );
+                if verdict.blocked {
+                    let message = verdict
+                        .message
+                        .unwrap_or_else(|| "Response blocked by Iron Cage PII policy".into());
+                    Err(RouterError::PiiBlocked { message })
+                } else if verdict.modified {
+                    serde_json::to_vec(&doc).map_err(|e| RouterError::Internal(e.to_string()))
+                } else {
+                    Ok(buf)
+                }
+            }
+            // Not JSON after all: nothing to scan as structured text; pass it on unchanged.
+            Err(_) => Ok(buf),
+        },
+        Ending::Timeout(what) => Err(RouterError::UpstreamTimeout {
+            host: ex.host.clone(),
+            what: format!("the answer did not complete within the {what} timeout"),
+        }),
+        _ => Err(RouterError::UpstreamUnreachable {
+            host: ex.host.clone(),
+            reason: "the answer broke off or was too large".into(),
+        }),
+    };
+    let status_code = status.as_u16();
+    settle(
+        &shared,
+        &mut ex,
+        status_code,
+        &ending,
+        ttft,
+        false,
+        Metered::Known(usage),
+    );
+    shared.policies.ledger.commit_if_strict().await;
+    match outcome {
+        Ok(bytes) => {
+            headers.insert(
+                axum::http::header::CONTENT_LENGTH,
+                axum::http::HeaderValue::from(bytes.len()),
+            );
+            let mut resp = Response::new(Body::from(bytes));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            resp
+        }
+        Err(e) => e.into_response(ex.shape),
+    }
+}

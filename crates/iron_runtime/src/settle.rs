@@ -1,0 +1,159 @@
+//! Settle: when a relay ends, whatever the reason, price the call from its usage, commit or release
+//! its budget hold, record the breaker outcome, write the ledger row and publish the `response` event.
+
+use crate::events::{now_ms, RouterEvent, Tokens};
+use crate::exchange::Exchange;
+use crate::relay::Ending;
+use crate::server::Shared;
+use crate::stats::ModelStats;
+use iron_cost::StreamUsage;
+use iron_reliability::Outcome;
+
+/// What the relay saw of the answer, for pricing.
+pub(crate) enum Metered {
+    Stream(StreamUsage),
+    Json(Vec<u8>),
+    /// Usage already read from a parsed answer (`None`: it had none).
+    Known(Option<iron_cost::Usage>),
+    Nothing,
+}
+
+/// Token counts above any real context window are a provider bug, not spend.
+fn clamp_usage(mut u: iron_cost::Usage) -> iron_cost::Usage {
+    const MAX_TOKENS: u64 = 10_000_000;
+    for f in [
+        &mut u.input_tokens,
+        &mut u.cache_read_tokens,
+        &mut u.cache_write_5m_tokens,
+        &mut u.cache_write_1h_tokens,
+        &mut u.output_tokens,
+        &mut u.reasoning_tokens,
+    ] {
+        *f = (*f).min(MAX_TOKENS);
+    }
+    u
+}
+
+pub(crate) fn settle(
+    shared: &Shared,
+    ex: &mut Exchange,
+    status: u16,
+    ending: &Ending,
+    ttft: Option<u64>,
+    saw_error_event: bool,
+    metered: Metered,
+) {
+    let success = (200..300).contains(&status);
+    let ok = success && *ending == Ending::Complete && !saw_error_event;
+    let kind = crate::cost_policy::api_kind(ex.api);
+    // Usage: exact when the provider reported it; estimated for a stream cut short.
+    let (usage, estimated) = match metered {
+        Metered::Stream(su) => {
+            let (u, est) = su.finish(ex.estimated_input_tokens);
+            (Some(u), est)
+        }
+        Metered::Json(copy) => match iron_cost::usage_from_bytes(kind, &copy) {
+            Some(u) => (Some(u), false),
+            None => (None, success && *ending != Ending::Complete),
+        },
+        Metered::Known(Some(u)) => (Some(u), false),
+        Metered::Known(None) => (None, success && *ending != Ending::Complete),
+        Metered::Nothing => (None, false),
+    };
+    // A broken provider could report absurd usage; no real call is larger than this.
+    let usage = usage.map(clamp_usage);
+    // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
+    // client aborts and 4xx are not.
+    if let Some(permit) = ex.permit.take() {
+        let outcome = match ending {
+            Ending::ClientAborted => Outcome::Ignored,
+            Ending::UpstreamBroken(_) | Ending::Timeout(_) | Ending::StreamTooLarge => {
+                Outcome::Failure
+            }
+            _ if saw_error_event => Outcome::Failure,
+            _ => iron_reliability::classify_status(status),
+        };
+        let _ = permit.record(outcome);
+    }
+    let cost = &shared.policies.cost;
+    let reservation = ex.reservation.take();
+    let cost_micros = if !success {
+        0
+    } else if let Some(flat) = ex.flat_cost_micros {
+        flat
+    } else {
+        match (&usage, &ex.price) {
+            (Some(u), Some(p)) => {
+                iron_cost::cost_micros(p, crate::cost_policy::cost_provider(ex.provider), u)
+            }
+            // A JSON answer cut short: the provider billed it, we cannot see how much; charge the hold.
+            (None, Some(_)) if estimated => reservation.as_ref().map(|r| r.amount()).unwrap_or(0),
+            _ => 0,
+        }
+    };
+    match reservation {
+        Some(r) if !success => r.cancel(),
+        r => cost.settle(r, cost_micros),
+    }
+    let u = usage.unwrap_or_default();
+    tracing::debug!(target: "iron_cage", request_id = ex.id, model = ex.model.as_deref().unwrap_or(""), status, cost_micros, estimated, outcome = ending.as_str(), "request settled");
+    shared
+        .policies
+        .ledger
+        .record(iron_runtime_state::RequestRow {
+            ts_ms: now_ms(),
+            agent_id: String::new(),
+            request_id: ex.id.to_string(),
+            provider: ex.provider.as_str().to_string(),
+            model: ex.model.clone().unwrap_or_default(),
+            api: ex.api.as_str().to_string(),
+            status,
+            input_tokens: u.input_tokens,
+            cache_read_tokens: u.cache_read_tokens,
+            cache_write_tokens: u.cache_write_5m_tokens + u.cache_write_1h_tokens,
+            output_tokens: u.output_tokens,
+            reasoning_tokens: u.reasoning_tokens,
+            cost_micros,
+            estimated,
+            latency_ms: ex.started.elapsed().as_millis() as u64,
+            ttft_ms: ttft,
+            blocked_reason: None,
+            error_code: (!ok).then(|| ending.as_str().to_string()),
+        });
+    let tokens = Tokens {
+        input: u.input_tokens,
+        cache_read: u.cache_read_tokens,
+        cache_write: u.cache_write_5m_tokens + u.cache_write_1h_tokens,
+        output: u.output_tokens,
+        reasoning: u.reasoning_tokens,
+    };
+    shared.stats.on_settled(
+        ex.model.as_deref(),
+        ok,
+        &ModelStats {
+            requests: 1,
+            input_tokens: tokens.input,
+            output_tokens: tokens.output,
+            cache_read_tokens: tokens.cache_read,
+            cache_write_tokens: tokens.cache_write,
+            reasoning_tokens: tokens.reasoning,
+            cost_micros,
+        },
+    );
+    if shared.events.has_subscribers() {
+        shared.events.emit(RouterEvent::Response {
+            request_id: ex.id,
+            ts_ms: now_ms(),
+            provider: ex.provider.as_str().to_string(),
+            model: ex.model.clone(),
+            status,
+            tokens,
+            cost_usd: cost_micros as f64 / 1e6,
+            cost_micros,
+            estimated,
+            latency_ms: ex.started.elapsed().as_millis() as u64,
+            ttft_ms: ttft,
+            outcome: ending.as_str().to_string(),
+        });
+    }
+}

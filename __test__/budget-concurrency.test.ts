@@ -3,11 +3,12 @@
 // leaves nothing reserved.
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { LlmRouter } from '../src-ts/index.js'
 import type { ResponseEvent } from '../src-ts/events.js'
-import { startFakeKeyServer, type FakeKeyServer } from './helpers/fake-key-server.js'
-import { startFakeProvider, type FakeProvider, type RecordedRequest } from './helpers/fake-provider.js'
+import { startFakeKeyServer } from './helpers/fake-key-server.js'
+import { useFakeUpstreams } from './helpers/upstreams.js'
+import { startFakeProvider, type RecordedRequest } from './helpers/fake-provider.js'
 
 const IC = 'ic_budget_test_token_77d0'
 const OPENAI_KEY = 'sk-proj-budget-test-openai'
@@ -64,26 +65,7 @@ const holdMicros = (rates: { worstInput: number; output: number }, inputTokens: 
 
 const micros = (usd: number): number => Math.round(usd * 1e6)
 
-let openaiUp: FakeProvider
-let anthropicUp: FakeProvider
-let openaiKeys: FakeKeyServer
-let anthropicKeys: FakeKeyServer
-
-beforeAll(async () => {
-  openaiUp = await startFakeProvider({ expectedKey: OPENAI_KEY })
-  anthropicUp = await startFakeProvider({ expectedKey: ANTHROPIC_KEY })
-  openaiKeys = await startFakeKeyServer({ icToken: IC, key: OPENAI_KEY, provider: 'openai', baseUrl: openaiUp.url })
-  anthropicKeys = await startFakeKeyServer({ icToken: IC, key: ANTHROPIC_KEY, provider: 'anthropic', baseUrl: anthropicUp.url })
-})
-
-afterAll(async () => {
-  await Promise.all([openaiUp.close(), anthropicUp.close(), openaiKeys.close(), anthropicKeys.close()])
-})
-
-afterEach(() => {
-  openaiUp.reset()
-  anthropicUp.reset()
-})
+const fakes = useFakeUpstreams({ icToken: IC, openaiKey: OPENAI_KEY, anthropicKey: ANTHROPIC_KEY })
 
 /** Collects response events. */
 function collect(router: LlmRouter): ResponseEvent[] {
@@ -144,12 +126,12 @@ describe('200 concurrent calls against a budget for about 20', () => {
       const each = holdMicros(GPT_4O, estimateInputTokens(body), MAX_TOKENS)
       expect(each).toBe(1088)
       const limit = Math.floor(20.5 * each)
-      const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: limit / 1e6 })
+      const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: limit / 1e6 })
       try {
         const events = collect(router)
-        openaiUp.behaviour.usage = openaiUsage
-        openaiUp.behaviour.delayBeforeHeadersMs = c.stream ? 0 : 30
-        openaiUp.behaviour.chunkDelayMs = c.stream ? 5 : 0
+        fakes.openaiUp.behaviour.usage = openaiUsage
+        fakes.openaiUp.behaviour.delayBeforeHeadersMs = c.stream ? 0 : 30
+        fakes.openaiUp.behaviour.chunkDelayMs = c.stream ? 5 : 0
         const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
         const call = async () => {
           if (!c.stream) return client.chat.completions.create(body)
@@ -168,7 +150,7 @@ describe('200 concurrent calls against a budget for about 20', () => {
         expect(r.maxReserved).toBeGreaterThan(0)
         expect(r.admitted).toBeGreaterThanOrEqual(18)
         expect(r.admitted).toBeLessThanOrEqual(20)
-        expect(openaiUp.hits).toBe(r.admitted)
+        expect(fakes.openaiUp.hits).toBe(r.admitted)
         expect(r.errors).toHaveLength(N - r.admitted)
         for (const e of r.errors) {
           expect(e).toBeInstanceOf(OpenAI.APIError)
@@ -198,12 +180,12 @@ describe('200 concurrent calls against a budget for about 20', () => {
     const each = holdMicros(SONNET, estimateInputTokens(body), MAX_TOKENS)
     expect(each).toBe(1710)
     const limit = Math.floor(20.5 * each)
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url, budgetUsd: limit / 1e6 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.anthropicKeys.url, budgetUsd: limit / 1e6 })
     try {
       const events = collect(router)
       // All input written to the 1-hour cache: the one usage whose cost equals the worst case held.
-      anthropicUp.behaviour.usage = (req) => ({ inputTokens: 0, cacheWrite1hTokens: estimateInputTokens(req.json), outputTokens: req.json.max_tokens })
-      anthropicUp.behaviour.chunkDelayMs = 5
+      fakes.anthropicUp.behaviour.usage = (req) => ({ inputTokens: 0, cacheWrite1hTokens: estimateInputTokens(req.json), outputTokens: req.json.max_tokens })
+      fakes.anthropicUp.behaviour.chunkDelayMs = 5
       const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
       const r = await storm(router, limit, async () => {
         const m = await client.messages.stream(body).finalMessage()
@@ -213,7 +195,7 @@ describe('200 concurrent calls against a budget for about 20', () => {
       expect(r.maxReserved).toBeGreaterThan(0)
       expect(r.admitted).toBeGreaterThanOrEqual(18)
       expect(r.admitted).toBeLessThanOrEqual(20)
-      expect(anthropicUp.hits).toBe(r.admitted)
+      expect(fakes.anthropicUp.hits).toBe(r.admitted)
       for (const e of r.errors) {
         expect(e).toBeInstanceOf(Anthropic.APIError)
         const err = e as InstanceType<typeof Anthropic.APIError>
@@ -236,10 +218,10 @@ describe('200 concurrent calls against a budget for about 20', () => {
     const body = { model: 'gpt-4o', max_tokens: MAX_TOKENS, messages: [{ role: 'user' as const, content: PROMPT }] }
     const each = holdMicros(GPT_4O, estimateInputTokens(body), MAX_TOKENS)
     const limit = Math.floor(20.5 * each)
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: limit / 1e6 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: limit / 1e6 })
     try {
       const events = collect(router)
-      openaiUp.behaviour.chunkDelayMs = 3
+      fakes.openaiUp.behaviour.chunkDelayMs = 3
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
       const r = await storm(router, limit, async () => {
         for await (const _ of await client.chat.completions.create({ ...body, stream: true })) void _
@@ -263,11 +245,11 @@ describe('every ending releases its reservation', () => {
   const LONG_TEXT = Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ')
 
   it('a stream the client aborts is charged an estimate, marked estimated, and nothing stays reserved', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: 1 })
     try {
       const events = collect(router)
-      openaiUp.behaviour.text = LONG_TEXT
-      openaiUp.behaviour.chunkDelayMs = 100
+      fakes.openaiUp.behaviour.text = LONG_TEXT
+      fakes.openaiUp.behaviour.chunkDelayMs = 100
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
       const body = { model: 'gpt-4o', max_tokens: 500, stream: true as const, messages: [{ role: 'user' as const, content: PROMPT }] }
       const hold = holdMicros(GPT_4O, estimateInputTokens(body), 500)
@@ -304,11 +286,11 @@ describe('every ending releases its reservation', () => {
   })
 
   it('an Anthropic stream the client aborts releases its hold too', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url, budgetUsd: 1 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.anthropicKeys.url, budgetUsd: 1 })
     try {
       const events = collect(router)
-      anthropicUp.behaviour.text = LONG_TEXT
-      anthropicUp.behaviour.chunkDelayMs = 100
+      fakes.anthropicUp.behaviour.text = LONG_TEXT
+      fakes.anthropicUp.behaviour.chunkDelayMs = 100
       const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
       const stream = client.messages.stream({ model: 'claude-sonnet-4-5', max_tokens: 500, messages: [{ role: 'user', content: PROMPT }] })
       let deltas = 0
@@ -327,10 +309,10 @@ describe('every ending releases its reservation', () => {
   })
 
   it('an upstream 500 costs nothing and releases the hold', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
     try {
       const events = collect(router)
-      openaiUp.behaviour.fault = { status: 500 }
+      fakes.openaiUp.behaviour.fault = { status: 500 }
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
       for (const stream of [false, true]) {
         const err = await client.chat.completions.create({ model: 'gpt-4o', max_tokens: 500, stream, messages: [{ role: 'user', content: PROMPT }] }).catch((e: unknown) => e)
@@ -345,10 +327,10 @@ describe('every ending releases its reservation', () => {
   })
 
   it('an Anthropic 529 costs nothing and releases the hold', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url, budgetUsd: 1, ...ONE_SHOT })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.anthropicKeys.url, budgetUsd: 1, ...ONE_SHOT })
     try {
       const events = collect(router)
-      anthropicUp.behaviour.fault = { status: 529 }
+      fakes.anthropicUp.behaviour.fault = { status: 529 }
       const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
       const err = await client.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 500, messages: [{ role: 'user', content: PROMPT }] }).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(Anthropic.APIError)
@@ -362,12 +344,12 @@ describe('every ending releases its reservation', () => {
   })
 
   it('a stream reset mid-way is charged an estimate (marked estimated) and nothing stays reserved', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
     try {
       const events = collect(router)
-      openaiUp.behaviour.text = LONG_TEXT
-      openaiUp.behaviour.fault = 'reset-mid-stream'
-      openaiUp.behaviour.faultAfterChunks = 5
+      fakes.openaiUp.behaviour.text = LONG_TEXT
+      fakes.openaiUp.behaviour.fault = 'reset-mid-stream'
+      fakes.openaiUp.behaviour.faultAfterChunks = 5
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
       const body = { model: 'gpt-4o', max_tokens: 500, stream: true as const, messages: [{ role: 'user' as const, content: PROMPT }] }
       const hold = holdMicros(GPT_4O, estimateInputTokens(body), 500)
@@ -389,14 +371,14 @@ describe('every ending releases its reservation', () => {
 
   it('a connection reset before the answer is a 502 that costs nothing and releases the hold', async () => {
     // The fake closes the socket after queueing the headers and half a JSON body; nothing reaches the router.
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: 1, ...ONE_SHOT })
     try {
-      openaiUp.behaviour.fault = 'reset-mid-stream'
+      fakes.openaiUp.behaviour.fault = 'reset-mid-stream'
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
       const err = await client.chat.completions.create({ model: 'gpt-4o', max_tokens: 500, messages: [{ role: 'user', content: PROMPT }] }).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(OpenAI.APIError)
       expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(502)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
       expect(router.budgetStatus).toEqual({ spentUsd: 0, reservedUsd: 0, limitUsd: 1 })
     } finally {
       await router.stop()

@@ -2,11 +2,11 @@
 // (fake) provider reports, streams included, and totalSpent() is the sum of the hand-computed costs.
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { LlmRouter } from '../src-ts/index.js'
 import type { BlockedEvent, BudgetEvent, ResponseEvent } from '../src-ts/events.js'
-import { startFakeKeyServer, type FakeKeyServer } from './helpers/fake-key-server.js'
-import { startFakeProvider, type FakeProvider, type UsageFigures } from './helpers/fake-provider.js'
+import { useFakeUpstreams } from './helpers/upstreams.js'
+import { type FakeProvider, type UsageFigures } from './helpers/fake-provider.js'
 
 const IC = 'ic_cost_test_token_5be1'
 const OPENAI_KEY = 'sk-proj-cost-test-openai'
@@ -65,26 +65,7 @@ function responses(router: LlmRouter): { list: ResponseEvent[]; next: () => Prom
   }
 }
 
-let openaiUp: FakeProvider
-let anthropicUp: FakeProvider
-let openaiKeys: FakeKeyServer
-let anthropicKeys: FakeKeyServer
-
-beforeAll(async () => {
-  openaiUp = await startFakeProvider({ expectedKey: OPENAI_KEY })
-  anthropicUp = await startFakeProvider({ expectedKey: ANTHROPIC_KEY })
-  openaiKeys = await startFakeKeyServer({ icToken: IC, key: OPENAI_KEY, provider: 'openai', baseUrl: openaiUp.url })
-  anthropicKeys = await startFakeKeyServer({ icToken: IC, key: ANTHROPIC_KEY, provider: 'anthropic', baseUrl: anthropicUp.url })
-})
-
-afterAll(async () => {
-  await Promise.all([openaiUp.close(), anthropicUp.close(), openaiKeys.close(), anthropicKeys.close()])
-})
-
-afterEach(() => {
-  openaiUp.reset()
-  anthropicUp.reset()
-})
+const fakes = useFakeUpstreams({ icToken: IC, openaiKey: OPENAI_KEY, anthropicKey: ANTHROPIC_KEY })
 
 const useUsage = (up: FakeProvider, u: Partial<UsageFigures>): void => {
   up.behaviour.usage = u
@@ -92,14 +73,14 @@ const useUsage = (up: FakeProvider, u: Partial<UsageFigures>): void => {
 
 describe('exact cost through the OpenAI SDK', () => {
   it('prices JSON and streamed chat, Responses and embeddings calls; totalSpent is their sum', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url })
     try {
       const events = responses(router)
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
       const expected: number[] = []
 
       // 1. gpt-4o, JSON, 1237 prompt tokens of which 1024 cached and 13 written to the cache, 333 out.
-      useUsage(openaiUp, { inputTokens: 1237, cachedTokens: 1024, cacheWrite5mTokens: 13, outputTokens: 333 })
+      useUsage(fakes.openaiUp, { inputTokens: 1237, cachedTokens: 1024, cacheWrite5mTokens: 13, outputTokens: 333 })
       await client.chat.completions.create({ model: 'gpt-4o-2024-08-06', messages: [{ role: 'user', content: 'Hello' }] })
       // 200 × 2.50 + 1024 × 1.25 + 13 × 2.50 + 333 × 10 = 500 + 1280 + 32.5 + 3330 = 5142.5 µ$ → 5143
       expected.push(costMicros(GPT_4O, { uncachedInput: 200, cacheRead: 1024, write5m: 13, output: 333 }))
@@ -110,7 +91,7 @@ describe('exact cost through the OpenAI SDK', () => {
       expect(e.tokens).toEqual({ input: 200, cacheRead: 1024, cacheWrite: 13, output: 333, reasoning: 0 })
 
       // 2. gpt-4o stream; the client did not ask for usage: the router asks, prices, and hides the usage chunk.
-      useUsage(openaiUp, { inputTokens: 57, outputTokens: 19 })
+      useUsage(fakes.openaiUp, { inputTokens: 57, outputTokens: 19 })
       const s1 = await client.chat.completions.create({ model: 'gpt-4o', stream: true, messages: [{ role: 'user', content: 'Hi' }] })
       let text = ''
       for await (const chunk of s1) {
@@ -119,14 +100,14 @@ describe('exact cost through the OpenAI SDK', () => {
         text += chunk.choices[0]?.delta.content ?? ''
       }
       expect(text).toBe('Hello from the fake provider.')
-      expect(openaiUp.requests.at(-1)!.json.stream_options).toEqual({ include_usage: true })
+      expect(fakes.openaiUp.requests.at(-1)!.json.stream_options).toEqual({ include_usage: true })
       // 57 × 2.50 + 19 × 10 = 142.5 + 190 = 332.5 µ$ → 333
       expected.push(costMicros(GPT_4O, { uncachedInput: 57, output: 19 }))
       e = await events.next()
       expect(e).toMatchObject({ costMicros: expected[1], estimated: false, tokens: { input: 57, cacheRead: 0, cacheWrite: 0, output: 19, reasoning: 0 } })
 
       // 3. o3 stream with usage asked for: the client sees the usage chunk exactly once, with the provider's figures.
-      useUsage(openaiUp, { inputTokens: 41, cachedTokens: 7, outputTokens: 1501, reasoningTokens: 1024 })
+      useUsage(fakes.openaiUp, { inputTokens: 41, cachedTokens: 7, outputTokens: 1501, reasoningTokens: 1024 })
       const s2 = await client.chat.completions.create({
         model: 'o3',
         stream: true,
@@ -144,7 +125,7 @@ describe('exact cost through the OpenAI SDK', () => {
       expect(e).toMatchObject({ model: 'o3', costMicros: 12080, tokens: { input: 34, cacheRead: 7, cacheWrite: 0, output: 1501, reasoning: 1024 } })
 
       // 4. o3 non-streamed Responses API call with reasoning.
-      useUsage(openaiUp, { inputTokens: 900, cachedTokens: 512, outputTokens: 2222, reasoningTokens: 2000 })
+      useUsage(fakes.openaiUp, { inputTokens: 900, cachedTokens: 512, outputTokens: 2222, reasoningTokens: 2000 })
       await client.responses.create({ model: 'o3-2025-04-16', input: 'Plan a trip' })
       // 388 × 2 + 512 × 0.50 + 2222 × 8 = 776 + 256 + 17776 = 18808
       expected.push(costMicros(O3, { uncachedInput: 388, cacheRead: 512, output: 2222 }))
@@ -152,7 +133,7 @@ describe('exact cost through the OpenAI SDK', () => {
       expect(e).toMatchObject({ costMicros: expected[3], tokens: { input: 388, cacheRead: 512, output: 2222, reasoning: 2000 } })
 
       // 5. gpt-4o streamed Responses API call: usage comes from response.completed.
-      useUsage(openaiUp, { inputTokens: 3001, cachedTokens: 3000, outputTokens: 1 })
+      useUsage(fakes.openaiUp, { inputTokens: 3001, cachedTokens: 3000, outputTokens: 1 })
       const s3 = await client.responses.create({ model: 'gpt-4o', input: 'Again', stream: true })
       const kinds: string[] = []
       for await (const ev of s3) kinds.push(ev.type)
@@ -163,7 +144,7 @@ describe('exact cost through the OpenAI SDK', () => {
       expect(e.costMicros).toBe(expected[4])
 
       // 6. Embeddings: 8 tokens × $0.02/M = 0.16 µ$, rounded up to 1 µ$ (a call is never free by rounding).
-      useUsage(openaiUp, { inputTokens: 8 })
+      useUsage(fakes.openaiUp, { inputTokens: 8 })
       await client.embeddings.create({ model: 'text-embedding-3-small', input: 'hello embeddings' })
       expected.push(costMicros(TEXT_EMBEDDING_3_SMALL, { uncachedInput: 8, output: 0 }))
       expect(expected[5]).toBe(1)
@@ -181,11 +162,11 @@ describe('exact cost through the OpenAI SDK', () => {
   })
 
   it('a budget does not change the price: the same calls under a budget cost the same', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 5 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: 5 })
     try {
       const events = responses(router)
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
-      useUsage(openaiUp, { inputTokens: 1237, cachedTokens: 1024, outputTokens: 333 })
+      useUsage(fakes.openaiUp, { inputTokens: 1237, cachedTokens: 1024, outputTokens: 333 })
       await client.chat.completions.create({ model: 'gpt-4o', max_tokens: 400, messages: [{ role: 'user', content: 'Hello' }] })
       const s = await client.chat.completions.create({ model: 'gpt-4o', max_tokens: 400, stream: true, messages: [{ role: 'user', content: 'Hello' }] })
       let usageChunks = 0
@@ -205,14 +186,14 @@ describe('exact cost through the OpenAI SDK', () => {
 
 describe('exact cost through the Anthropic SDK', () => {
   it('prices JSON and streamed messages with cache reads and 5m / 1h writes; totalSpent is their sum', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: anthropicKeys.url })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.anthropicKeys.url })
     try {
       const events = responses(router)
       const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
       const expected: number[] = []
 
       // 1. JSON; Anthropic's input_tokens exclude cache reads and writes.
-      useUsage(anthropicUp, { inputTokens: 121, cachedTokens: 10001, cacheWrite5mTokens: 1501, outputTokens: 351 })
+      useUsage(fakes.anthropicUp, { inputTokens: 121, cachedTokens: 10001, cacheWrite5mTokens: 1501, outputTokens: 351 })
       const m = await client.messages.create({ model: 'claude-sonnet-4-5-20250929', max_tokens: 1000, messages: [{ role: 'user', content: 'Hello' }] })
       expect(m.usage.cache_read_input_tokens).toBe(10001)
       // 121 × 3 + 10001 × 0.30 + 1501 × 3.75 + 351 × 15 = 363 + 3000.3 + 5628.75 + 5265 = 14257.05 → 14258
@@ -224,7 +205,7 @@ describe('exact cost through the Anthropic SDK', () => {
       expect(e.tokens).toEqual({ input: 121, cacheRead: 10001, cacheWrite: 1501, output: 351, reasoning: 0 })
 
       // 2. messages.stream(): usage from message_start plus the final cumulative message_delta.
-      useUsage(anthropicUp, { inputTokens: 33, cachedTokens: 5, cacheWrite1hTokens: 2048, outputTokens: 77 })
+      useUsage(fakes.anthropicUp, { inputTokens: 33, cachedTokens: 5, cacheWrite1hTokens: 2048, outputTokens: 77 })
       const stream = client.messages.stream({ model: 'claude-sonnet-4-5', max_tokens: 500, messages: [{ role: 'user', content: 'Hi' }] })
       const final = await stream.finalMessage()
       expect(final.usage.output_tokens).toBe(77)
@@ -235,7 +216,7 @@ describe('exact cost through the Anthropic SDK', () => {
       expect(e).toMatchObject({ costMicros: 13544, estimated: false, tokens: { input: 33, cacheRead: 5, cacheWrite: 2048, output: 77 } })
 
       // 3. create({ stream: true }) on a dated Haiku name with a 5m write.
-      useUsage(anthropicUp, { inputTokens: 17, cacheWrite5mTokens: 3, outputTokens: 9 })
+      useUsage(fakes.anthropicUp, { inputTokens: 17, cacheWrite5mTokens: 3, outputTokens: 9 })
       const raw = await client.messages.create({ model: 'claude-haiku-4-5-20251001', max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'Yo' }] })
       let deltas = 0
       for await (const ev of raw) if (ev.type === 'content_block_delta') deltas++
@@ -258,7 +239,7 @@ describe('exact cost through the Anthropic SDK', () => {
 
 describe('unknown models and the pricing option', () => {
   it('with a budget, an unpriced model is refused with 400 naming the pricing option; nothing reaches the provider', async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: 1 })
     try {
       const blocked: BlockedEvent[] = []
       router.on('blocked', (b) => blocked.push(b))
@@ -270,7 +251,7 @@ describe('unknown models and the pricing option', () => {
       expect(msg).toContain('pricing')
       expect(msg).toContain("unknownModel: 'block'")
       expect((err as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry')).toBe('false')
-      expect(openaiUp.hits).toBe(0)
+      expect(fakes.openaiUp.hits).toBe(0)
       await expect.poll(() => blocked.length).toBe(1)
       expect(blocked[0]).toMatchObject({ reason: 'budget', code: 'UNKNOWN_MODEL_PRICE' })
       expect(router.budgetStatus).toEqual({ spentUsd: 0, reservedUsd: 0, limitUsd: 1 })
@@ -280,11 +261,11 @@ describe('unknown models and the pricing option', () => {
   })
 
   it("unknownModel { action: 'allow', costUsd } charges the flat cost per call", async () => {
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 1, unknownModel: { action: 'allow', costUsd: 0.0125 } })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: 1, unknownModel: { action: 'allow', costUsd: 0.0125 } })
     try {
       const events = responses(router)
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
-      useUsage(openaiUp, { inputTokens: 1000, outputTokens: 1000 })
+      useUsage(fakes.openaiUp, { inputTokens: 1000, outputTokens: 1000 })
       await client.chat.completions.create({ model: 'my-finetune-x', messages: [{ role: 'user', content: 'x' }] })
       await client.chat.completions.create({ model: 'my-finetune-x', messages: [{ role: 'user', content: 'y' }] })
       expect((await events.next()).costMicros).toBe(12_500)
@@ -299,14 +280,14 @@ describe('unknown models and the pricing option', () => {
     for (const budgetUsd of [undefined, 2]) {
       const router = await LlmRouter.create({
         apiKey: IC,
-        serverUrl: anthropicKeys.url,
+        serverUrl: fakes.anthropicKeys.url,
         ...(budgetUsd === undefined ? {} : { budgetUsd }),
         pricing: { 'claude-house-model': { input: 4, output: 20, cachedInput: 0.4, cacheWrite5m: 5, provider: 'anthropic' } },
       })
       try {
         const events = responses(router)
         const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
-        useUsage(anthropicUp, { inputTokens: 250, cachedTokens: 1000, cacheWrite5mTokens: 100, outputTokens: 123 })
+        useUsage(fakes.anthropicUp, { inputTokens: 250, cachedTokens: 1000, cacheWrite5mTokens: 100, outputTokens: 123 })
         await client.messages.create({ model: 'claude-house-model', max_tokens: 200, messages: [{ role: 'user', content: 'x' }] })
         // 250 × 4 + 1000 × 0.40 + 100 × 5 + 123 × 20 = 1000 + 400 + 500 + 2460 = 4360 µ$
         const e = await events.next()
@@ -324,7 +305,7 @@ describe('budget thresholds and setBudget', () => {
   it('warning and exceeded fire once each at the right spend; setBudget raises the limit and calls pass again', async () => {
     // Each call: 100 in × 2.50 + 100 out × 10 = 250 + 1000 = 1250 µ$. The hold (26 estimated input tokens,
     // 100 out) is 1065 µ$, so the 4th call fits in $0.005 and spend lands exactly on the limit.
-    const router = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, budgetUsd: 0.005, budgetWarningPercent: 50 })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: 0.005, budgetWarningPercent: 50 })
     try {
       const budget: BudgetEvent[] = []
       const blocked: BlockedEvent[] = []
@@ -332,7 +313,7 @@ describe('budget thresholds and setBudget', () => {
       router.on('blocked', (b) => blocked.push(b))
       const events = responses(router)
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
-      useUsage(openaiUp, { inputTokens: 100, outputTokens: 100 })
+      useUsage(fakes.openaiUp, { inputTokens: 100, outputTokens: 100 })
       const call = () => client.chat.completions.create({ model: 'gpt-4o', max_tokens: 100, messages: [{ role: 'user', content: 'go' }] })
       const each = costMicros(GPT_4O, { uncachedInput: 100, output: 100 })
       expect(each).toBe(1250)
@@ -357,7 +338,7 @@ describe('budget thresholds and setBudget', () => {
       expect((err as Error).message).toMatch(/budget \$0\.005 would be exceeded: \$0\.005 spent, \$0\.00 reserved/)
       await expect.poll(() => blocked.length).toBe(1)
       expect(blocked[0]).toMatchObject({ reason: 'budget', code: 'BUDGET_EXCEEDED' })
-      expect(openaiUp.hits).toBe(4)
+      expect(fakes.openaiUp.hits).toBe(4)
       expect(budget).toHaveLength(2)
 
       // Raising the limit lets calls pass again. 5000 of 20000 is 25 %: the warning is re-armed, and fires
@@ -368,7 +349,7 @@ describe('budget thresholds and setBudget', () => {
         await call()
         await events.next()
       }
-      expect(openaiUp.hits).toBe(8)
+      expect(fakes.openaiUp.hits).toBe(8)
       await expect.poll(() => budget.length).toBe(3)
       expect(budget[2]).toMatchObject({ level: 'warning', spentUsd: 0.01, limitUsd: 0.02, percent: 50 })
       await new Promise((r) => setTimeout(r, 50))

@@ -3,37 +3,18 @@
 // their own retries off, so every retry counted here is the router's. Each test is bounded in time.
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { LlmRouter, type LlmRouterOptions } from '../src-ts/index.js'
 import type { CircuitEvent } from '../src-ts/events.js'
-import { startFakeKeyServer, type FakeKeyServer } from './helpers/fake-key-server.js'
-import { startFakeProvider, type FakeProvider } from './helpers/fake-provider.js'
+import { type FakeKeyServer } from './helpers/fake-key-server.js'
+import { useFakeUpstreams } from './helpers/upstreams.js'
 
 const IC = 'ic_reliability_test_token_5e21'
 const OPENAI_KEY = 'sk-proj-reliability-openai'
 const ANTHROPIC_KEY = 'sk-ant-reliability-anthropic'
 const TEXT = 'one two three four five six seven eight'
 
-let openaiUp: FakeProvider
-let anthropicUp: FakeProvider
-let openaiKeys: FakeKeyServer
-let anthropicKeys: FakeKeyServer
-
-beforeAll(async () => {
-  openaiUp = await startFakeProvider({ expectedKey: OPENAI_KEY })
-  anthropicUp = await startFakeProvider({ expectedKey: ANTHROPIC_KEY })
-  openaiKeys = await startFakeKeyServer({ icToken: IC, key: OPENAI_KEY, provider: 'openai', baseUrl: openaiUp.url })
-  anthropicKeys = await startFakeKeyServer({ icToken: IC, key: ANTHROPIC_KEY, provider: 'anthropic', baseUrl: anthropicUp.url })
-})
-
-afterAll(async () => {
-  await Promise.all([openaiUp.close(), anthropicUp.close(), openaiKeys.close(), anthropicKeys.close()])
-})
-
-afterEach(() => {
-  openaiUp.reset()
-  anthropicUp.reset()
-})
+const fakes = useFakeUpstreams({ icToken: IC, openaiKey: OPENAI_KEY, anthropicKey: ANTHROPIC_KEY })
 
 type Reliability = NonNullable<LlmRouterOptions['reliability']>
 
@@ -115,138 +96,138 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe('retries inside the router', () => {
   it('OpenAI 500: InternalServerError after exactly maxRetries retries (3 provider hits), counted in stats', async () => {
-    await withRouter(openaiKeys, rel(), async (router) => {
-      openaiUp.behaviour.fault = { status: 500 }
+    await withRouter(fakes.openaiKeys, rel(), async (router) => {
+      fakes.openaiUp.behaviour.fault = { status: 500 }
       const err = await failure(openai(router).chat.completions.create(CHAT))
       expect(err).toBeInstanceOf(OpenAI.InternalServerError)
       expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(500)
-      expect(openaiUp.hits).toBe(3)
+      expect(fakes.openaiUp.hits).toBe(3)
       expect(retries(router)).toBe(2)
     })
   })
 
   it('maxRetries is configurable and 0 turns retrying off', async () => {
-    await withRouter(openaiKeys, rel({ retry: { maxRetries: 1 } }), async (router) => {
-      openaiUp.behaviour.fault = { status: 502 }
+    await withRouter(fakes.openaiKeys, rel({ retry: { maxRetries: 1 } }), async (router) => {
+      fakes.openaiUp.behaviour.fault = { status: 502 }
       expect(await failure(openai(router).chat.completions.create(CHAT))).toBeInstanceOf(OpenAI.APIError)
-      expect(openaiUp.hits).toBe(2)
+      expect(fakes.openaiUp.hits).toBe(2)
       expect(retries(router)).toBe(1)
     })
-    openaiUp.reset()
-    await withRouter(openaiKeys, rel({ retry: { maxRetries: 0 } }), async (router) => {
-      openaiUp.behaviour.fault = { status: 503 }
+    fakes.openaiUp.reset()
+    await withRouter(fakes.openaiKeys, rel({ retry: { maxRetries: 0 } }), async (router) => {
+      fakes.openaiUp.behaviour.fault = { status: 503 }
       expect(await failure(openai(router).chat.completions.create(CHAT))).toBeInstanceOf(OpenAI.APIError)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
       expect(retries(router)).toBe(0)
     })
   })
 
   it('a provider that recovers within the retries is invisible to the client (stream and JSON)', async () => {
-    await withRouter(openaiKeys, rel(), async (router) => {
-      openaiUp.behaviour.text = TEXT
-      openaiUp.behaviour.fault = { status: 503 }
-      openaiUp.behaviour.failTimes = 2
+    await withRouter(fakes.openaiKeys, rel(), async (router) => {
+      fakes.openaiUp.behaviour.text = TEXT
+      fakes.openaiUp.behaviour.fault = { status: 503 }
+      fakes.openaiUp.behaviour.failTimes = 2
       const done = await openai(router).chat.completions.create(CHAT)
       expect(done.choices[0]?.message.content).toBe(TEXT)
-      expect(openaiUp.hits).toBe(3)
+      expect(fakes.openaiUp.hits).toBe(3)
 
-      openaiUp.behaviour.fault = { status: 500 }
-      openaiUp.behaviour.failTimes = 1
+      fakes.openaiUp.behaviour.fault = { status: 500 }
+      fakes.openaiUp.behaviour.failTimes = 1
       const r = await drainChat(await openai(router).chat.completions.create({ ...CHAT, stream: true }))
       expect(r.error).toBeUndefined()
       expect(r.text).toBe(TEXT)
-      expect(openaiUp.hits).toBe(5)
+      expect(fakes.openaiUp.hits).toBe(5)
       expect(retries(router)).toBe(3)
     })
   })
 
   it('Anthropic 529: OverloadedError (status 529) after the retries', async () => {
-    await withRouter(anthropicKeys, rel(), async (router) => {
-      anthropicUp.behaviour.fault = { status: 529 }
+    await withRouter(fakes.anthropicKeys, rel(), async (router) => {
+      fakes.anthropicUp.behaviour.fault = { status: 529 }
       const err = await failure(anthropic(router).messages.create(MSG))
       expect(err).toBeInstanceOf(Anthropic.OverloadedError)
       expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(529)
-      expect(anthropicUp.hits).toBe(3)
+      expect(fakes.anthropicUp.hits).toBe(3)
       expect(retries(router)).toBe(2)
     })
   })
 
   it('429 with retry-after: RateLimitError, passed straight on, not retried, not counted by the breaker', async () => {
     // A breaker that opens on the first counted failure: a 429 counted as one would open it.
-    await withRouter(openaiKeys, rel({ breaker: { consecutiveFailures: 1, minimumCalls: 1 } }), async (router) => {
+    await withRouter(fakes.openaiKeys, rel({ breaker: { consecutiveFailures: 1, minimumCalls: 1 } }), async (router) => {
       const events = circuitEvents(router)
-      openaiUp.behaviour.fault = { status: 429, retryAfter: 1 }
-      openaiUp.behaviour.failTimes = 1
+      fakes.openaiUp.behaviour.fault = { status: 429, retryAfter: 1 }
+      fakes.openaiUp.behaviour.failTimes = 1
       const t0 = performance.now()
       const err = await failure(openai(router).chat.completions.create(CHAT))
       expect(err).toBeInstanceOf(OpenAI.RateLimitError)
       expect((err as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after')).toBe('1')
       // Not held back for the retry-after second either: waiting is the client's call to make.
       expect(performance.now() - t0).toBeLessThan(900)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
       expect(retries(router)).toBe(0)
       // Once the provider's wait is over, the next call reaches it: the breaker stayed closed.
       await sleep(1050)
       expect(events).toEqual([])
       await openai(router).chat.completions.create(CHAT)
-      expect(openaiUp.hits).toBe(2)
+      expect(fakes.openaiUp.hits).toBe(2)
       expect(events).toEqual([])
     })
   })
 
   it('Anthropic 429 is a RateLimitError with one provider hit', async () => {
-    await withRouter(anthropicKeys, rel(), async (router) => {
-      anthropicUp.behaviour.fault = { status: 429, retryAfter: 2 }
+    await withRouter(fakes.anthropicKeys, rel(), async (router) => {
+      fakes.anthropicUp.behaviour.fault = { status: 429, retryAfter: 2 }
       const err = await failure(anthropic(router).messages.create(MSG))
       expect(err).toBeInstanceOf(Anthropic.RateLimitError)
       expect((err as InstanceType<typeof Anthropic.APIError>).headers?.get('retry-after')).toBe('2')
-      expect(anthropicUp.hits).toBe(1)
+      expect(fakes.anthropicUp.hits).toBe(1)
       expect(retries(router)).toBe(0)
     })
   })
 
   it('client errors (4xx) are never retried', async () => {
-    await withRouter(openaiKeys, rel(), async (router) => {
-      openaiUp.behaviour.fault = { status: 400 }
+    await withRouter(fakes.openaiKeys, rel(), async (router) => {
+      fakes.openaiUp.behaviour.fault = { status: 400 }
       expect(await failure(openai(router).chat.completions.create(CHAT))).toBeInstanceOf(OpenAI.BadRequestError)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
       expect(retries(router)).toBe(0)
     })
   })
 
   it('honours retry-after-ms from the provider instead of its own backoff', async () => {
-    await withRouter(openaiKeys, rel(), async (router) => {
-      openaiUp.behaviour.fault = { status: 503, headers: { 'retry-after-ms': '400' } }
-      openaiUp.behaviour.failTimes = 1
+    await withRouter(fakes.openaiKeys, rel(), async (router) => {
+      fakes.openaiUp.behaviour.fault = { status: 503, headers: { 'retry-after-ms': '400' } }
+      fakes.openaiUp.behaviour.failTimes = 1
       const t0 = performance.now()
       await openai(router).chat.completions.create(CHAT)
       const elapsed = performance.now() - t0
-      expect(openaiUp.hits).toBe(2)
+      expect(fakes.openaiUp.hits).toBe(2)
       // Own backoff would be ≤ 5 ms; the provider asked for 400.
       expect(elapsed).toBeGreaterThanOrEqual(390)
       expect(elapsed).toBeLessThan(2000)
-      const gap = openaiUp.requests[1]!.at - openaiUp.requests[0]!.at
+      const gap = fakes.openaiUp.requests[1]!.at - fakes.openaiUp.requests[0]!.at
       expect(gap).toBeGreaterThanOrEqual(390)
     })
   })
 
   it('gives up at once when retry-after would overrun maxTotalMs', async () => {
-    await withRouter(openaiKeys, rel({ retry: { maxTotalMs: 1000 } }), async (router) => {
-      openaiUp.behaviour.fault = { status: 503, retryAfter: 5 }
+    await withRouter(fakes.openaiKeys, rel({ retry: { maxTotalMs: 1000 } }), async (router) => {
+      fakes.openaiUp.behaviour.fault = { status: 503, retryAfter: 5 }
       const t0 = performance.now()
       const err = await failure(openai(router).chat.completions.create(CHAT))
       expect(err).toBeInstanceOf(OpenAI.APIError)
       expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(503)
       expect(performance.now() - t0).toBeLessThan(800)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
     })
   })
 })
 
 describe('timeouts and broken streams', () => {
   it('hang before headers: 504 APIError within firstByteMs', async () => {
-    await withRouter(openaiKeys, rel({ retry: { maxRetries: 0 }, timeouts: { firstByteMs: 300 } }), async (router) => {
-      openaiUp.behaviour.fault = 'hang-before-headers'
+    await withRouter(fakes.openaiKeys, rel({ retry: { maxRetries: 0 }, timeouts: { firstByteMs: 300 } }), async (router) => {
+      fakes.openaiUp.behaviour.fault = 'hang-before-headers'
       const t0 = performance.now()
       const err = await failure(openai(router).chat.completions.create(CHAT))
       const elapsed = performance.now() - t0
@@ -255,30 +236,30 @@ describe('timeouts and broken streams', () => {
       expect((err as Error).message).toMatch(/timed out/)
       expect(elapsed).toBeGreaterThanOrEqual(290)
       expect(elapsed).toBeLessThan(300 + 700)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
     })
   })
 
   it('hang before headers on Anthropic: 504 timeout_error; retried as nothing reached the client', async () => {
-    await withRouter(anthropicKeys, rel({ retry: { maxRetries: 1 }, timeouts: { firstByteMs: 250 } }), async (router) => {
-      anthropicUp.behaviour.fault = 'hang-before-headers'
+    await withRouter(fakes.anthropicKeys, rel({ retry: { maxRetries: 1 }, timeouts: { firstByteMs: 250 } }), async (router) => {
+      fakes.anthropicUp.behaviour.fault = 'hang-before-headers'
       const t0 = performance.now()
       const err = await failure(anthropic(router).messages.create(MSG))
       const elapsed = performance.now() - t0
       expect(err).toBeInstanceOf(Anthropic.APIError)
       expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(504)
       expect((err as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({ error: { type: 'timeout_error' } })
-      expect(anthropicUp.hits).toBe(2)
+      expect(fakes.anthropicUp.hits).toBe(2)
       expect(elapsed).toBeGreaterThanOrEqual(2 * 250 - 10)
       expect(elapsed).toBeLessThan(2 * 250 + 800)
     })
   })
 
   it('hang mid-stream: the SDK stream ends with an error idleMs after the last chunk; no retry', async () => {
-    await withRouter(openaiKeys, rel({ timeouts: { idleMs: 300 } }), async (router) => {
-      openaiUp.behaviour.text = TEXT
-      openaiUp.behaviour.fault = 'hang-mid-stream'
-      openaiUp.behaviour.faultAfterChunks = 3
+    await withRouter(fakes.openaiKeys, rel({ timeouts: { idleMs: 300 } }), async (router) => {
+      fakes.openaiUp.behaviour.text = TEXT
+      fakes.openaiUp.behaviour.fault = 'hang-mid-stream'
+      fakes.openaiUp.behaviour.faultAfterChunks = 3
       const r = await drainChat(await openai(router).chat.completions.create({ ...CHAT, stream: true }))
       const sinceLast = performance.now() - r.lastChunkAt
       // What had arrived reached the client (the response PII filter may still hold the last word back).
@@ -288,16 +269,16 @@ describe('timeouts and broken streams', () => {
       expect((r.error as Error).message).toMatch(/timed out|timeout/)
       expect(sinceLast).toBeGreaterThanOrEqual(250)
       expect(sinceLast).toBeLessThan(300 + 700)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
       expect(retries(router)).toBe(0)
     })
   })
 
   it('hang mid-stream on Anthropic: the stream rejects after idleMs', async () => {
-    await withRouter(anthropicKeys, rel({ timeouts: { idleMs: 300 } }), async (router) => {
-      anthropicUp.behaviour.text = TEXT
-      anthropicUp.behaviour.fault = 'hang-mid-stream'
-      anthropicUp.behaviour.faultAfterChunks = 2
+    await withRouter(fakes.anthropicKeys, rel({ timeouts: { idleMs: 300 } }), async (router) => {
+      fakes.anthropicUp.behaviour.text = TEXT
+      fakes.anthropicUp.behaviour.fault = 'hang-mid-stream'
+      fakes.anthropicUp.behaviour.faultAfterChunks = 2
       const stream = anthropic(router).messages.stream(MSG)
       let text = ''
       stream.on('text', (t) => (text += t))
@@ -307,62 +288,62 @@ describe('timeouts and broken streams', () => {
       expect(text.length).toBeGreaterThan(0)
       expect('one two'.startsWith(text)).toBe(true)
       expect(performance.now() - t0).toBeLessThan(300 + 1000)
-      expect(anthropicUp.hits).toBe(1)
+      expect(fakes.anthropicUp.hits).toBe(1)
     })
   })
 
   it('a JSON answer that hangs half-way is a 504 after idleMs', async () => {
-    await withRouter(openaiKeys, rel({ retry: { maxRetries: 2 }, timeouts: { idleMs: 300 } }), async (router) => {
-      openaiUp.behaviour.fault = 'hang-mid-stream'
+    await withRouter(fakes.openaiKeys, rel({ retry: { maxRetries: 2 }, timeouts: { idleMs: 300 } }), async (router) => {
+      fakes.openaiUp.behaviour.fault = 'hang-mid-stream'
       const t0 = performance.now()
       const err = await failure(openai(router).chat.completions.create(CHAT))
       expect(err).toBeInstanceOf(OpenAI.APIError)
       expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(504)
       expect(performance.now() - t0).toBeLessThan(300 + 700)
       // The head (200) had arrived: the call is not retried.
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
     })
   })
 
   it('reset mid-stream: an SDK error, exactly one provider hit (never retried after the first byte)', async () => {
-    await withRouter(openaiKeys, rel(), async (router) => {
-      openaiUp.behaviour.text = TEXT
-      openaiUp.behaviour.fault = 'reset-mid-stream'
-      openaiUp.behaviour.faultAfterChunks = 2
+    await withRouter(fakes.openaiKeys, rel(), async (router) => {
+      fakes.openaiUp.behaviour.text = TEXT
+      fakes.openaiUp.behaviour.fault = 'reset-mid-stream'
+      fakes.openaiUp.behaviour.faultAfterChunks = 2
       const r = await drainChat(await openai(router).chat.completions.create({ ...CHAT, stream: true }))
       expect('one two'.startsWith(r.text)).toBe(true)
       expect(r.error).toBeInstanceOf(OpenAI.APIError)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
       expect(retries(router)).toBe(0)
     })
   })
 
   it('reset mid-stream on Anthropic: an SDK error, one hit', async () => {
-    await withRouter(anthropicKeys, rel(), async (router) => {
-      anthropicUp.behaviour.fault = 'reset-mid-stream'
-      anthropicUp.behaviour.faultAfterChunks = 1
+    await withRouter(fakes.anthropicKeys, rel(), async (router) => {
+      fakes.anthropicUp.behaviour.fault = 'reset-mid-stream'
+      fakes.anthropicUp.behaviour.faultAfterChunks = 1
       const err = await failure(anthropic(router).messages.stream(MSG).finalMessage())
       expect(err).toBeInstanceOf(Anthropic.APIError)
-      expect(anthropicUp.hits).toBe(1)
+      expect(fakes.anthropicUp.hits).toBe(1)
     })
   })
 
   it('an in-stream error event reaches the SDK as an error; one hit', async () => {
-    await withRouter(openaiKeys, rel(), async (router) => {
-      openaiUp.behaviour.text = TEXT
-      openaiUp.behaviour.fault = 'error-event-mid-stream'
-      openaiUp.behaviour.faultAfterChunks = 1
+    await withRouter(fakes.openaiKeys, rel(), async (router) => {
+      fakes.openaiUp.behaviour.text = TEXT
+      fakes.openaiUp.behaviour.fault = 'error-event-mid-stream'
+      fakes.openaiUp.behaviour.faultAfterChunks = 1
       const r = await drainChat(await openai(router).chat.completions.create({ ...CHAT, stream: true }))
       expect('one'.startsWith(r.text)).toBe(true)
       expect(r.error).toBeInstanceOf(OpenAI.APIError)
-      expect(openaiUp.hits).toBe(1)
+      expect(fakes.openaiUp.hits).toBe(1)
     })
-    await withRouter(anthropicKeys, rel(), async (router) => {
-      anthropicUp.behaviour.fault = 'error-event-mid-stream'
+    await withRouter(fakes.anthropicKeys, rel(), async (router) => {
+      fakes.anthropicUp.behaviour.fault = 'error-event-mid-stream'
       const err = await failure(anthropic(router).messages.stream(MSG).finalMessage())
       expect(err).toBeInstanceOf(Anthropic.APIError)
       expect((err as Error).message).toMatch(/overloaded/i)
-      expect(anthropicUp.hits).toBe(1)
+      expect(fakes.anthropicUp.hits).toBe(1)
     })
   })
 })
@@ -372,24 +353,24 @@ describe('circuit breaker', () => {
 
   it('opens after the configured failures, fails fast without reaching the provider, half-opens, closes on recovery', async () => {
     // openMs long enough that the fail-fast calls below all land inside the open period, even on a busy machine.
-    await withRouter(openaiKeys, rel({ breaker: { ...BREAKER, openMs: 1000 }, retry: { maxRetries: 0 } }), async (router) => {
+    await withRouter(fakes.openaiKeys, rel({ breaker: { ...BREAKER, openMs: 1000 }, retry: { maxRetries: 0 } }), async (router) => {
       const events = circuitEvents(router)
-      openaiUp.behaviour.fault = { status: 500 }
-      openaiUp.behaviour.failTimes = 3
+      fakes.openaiUp.behaviour.fault = { status: 500 }
+      fakes.openaiUp.behaviour.failTimes = 3
       const client = openai(router)
       for (let i = 0; i < 2; i++) expect(await failure(client.chat.completions.create(CHAT))).toBeInstanceOf(OpenAI.InternalServerError)
       expect(events).toEqual([])
       expect(await failure(client.chat.completions.create(CHAT))).toBeInstanceOf(OpenAI.InternalServerError)
       await expect.poll(() => events.length).toBe(1)
-      const host = new URL(openaiUp.url).host
+      const host = new URL(fakes.openaiUp.url).host
       expect(events[0]).toMatchObject({ type: 'circuit', provider: 'openai', state: 'open', reason: '3 consecutive failures' })
       expect(host).toContain(events[0]!.host)
       const openedAt = performance.now()
-      expect(openaiUp.hits).toBe(3)
+      expect(fakes.openaiUp.hits).toBe(3)
 
       // Open: fail fast, OpenAI shape 503, retry-after ≤ 60, provider untouched. Were a call to reach the
       // provider it would now take a whole second.
-      openaiUp.behaviour.delayBeforeHeadersMs = 1000
+      fakes.openaiUp.behaviour.delayBeforeHeadersMs = 1000
       const took: number[] = []
       for (let i = 0; i < 7; i++) {
         const t0 = performance.now()
@@ -407,9 +388,9 @@ describe('circuit breaker', () => {
       }
       // The median, as the suite shares two cores with builds: one SDK round trip on loopback.
       expect(median(took)).toBeLessThan(50)
-      expect(openaiUp.hits).toBe(3)
+      expect(fakes.openaiUp.hits).toBe(3)
       expect(retries(router)).toBe(0)
-      openaiUp.behaviour.delayBeforeHeadersMs = 0
+      fakes.openaiUp.behaviour.delayBeforeHeadersMs = 0
 
       // After openMs the next call is a probe; the provider has recovered (failTimes used up).
       expect(performance.now() - openedAt).toBeLessThan(1000)
@@ -421,17 +402,17 @@ describe('circuit breaker', () => {
       await expect.poll(() => events.map((e) => e.state)).toEqual(['open', 'half_open', 'closed'])
       expect(events[1]!.reason).toBe('open period of 1000 ms elapsed')
       expect(events[2]!.reason).toBe('2 probes succeeded')
-      expect(openaiUp.hits).toBe(5)
+      expect(fakes.openaiUp.hits).toBe(5)
       // Closed again: traffic flows.
       await client.chat.completions.create(CHAT)
-      expect(openaiUp.hits).toBe(6)
+      expect(fakes.openaiUp.hits).toBe(6)
     })
   })
 
   it('a failed probe reopens for twice as long (growing open time)', async () => {
-    await withRouter(openaiKeys, rel({ breaker: { ...BREAKER, halfOpenProbes: 1 }, retry: { maxRetries: 0 } }), async (router) => {
+    await withRouter(fakes.openaiKeys, rel({ breaker: { ...BREAKER, halfOpenProbes: 1 }, retry: { maxRetries: 0 } }), async (router) => {
       const events = circuitEvents(router)
-      openaiUp.behaviour.fault = { status: 500 }
+      fakes.openaiUp.behaviour.fault = { status: 500 }
       const client = openai(router)
       for (let i = 0; i < 3; i++) await failure(client.chat.completions.create(CHAT))
       await expect.poll(() => events.length).toBe(1)
@@ -439,33 +420,33 @@ describe('circuit breaker', () => {
       expect(await failure(client.chat.completions.create(CHAT))).toBeInstanceOf(OpenAI.InternalServerError)
       await expect.poll(() => events.map((e) => e.state)).toEqual(['open', 'half_open', 'open'])
       expect(events[2]!.reason).toBe('probe failed; open for 600 ms')
-      expect(openaiUp.hits).toBe(4)
+      expect(fakes.openaiUp.hits).toBe(4)
       // 330 ms later it would have half-opened at the first open time; now it is still open.
       await sleep(330)
       const err = (await failure(client.chat.completions.create(CHAT))) as InstanceType<typeof OpenAI.APIError>
       expect(err.status).toBe(503)
-      expect(openaiUp.hits).toBe(4)
-      openaiUp.behaviour.fault = undefined
+      expect(fakes.openaiUp.hits).toBe(4)
+      fakes.openaiUp.behaviour.fault = undefined
       await sleep(300)
       await client.chat.completions.create(CHAT)
       await expect.poll(() => events.map((e) => e.state)).toEqual(['open', 'half_open', 'open', 'half_open', 'closed'])
-      expect(openaiUp.hits).toBe(5)
+      expect(fakes.openaiUp.hits).toBe(5)
     })
   })
 
   it('Anthropic shape: 529 overloaded_error with retry-after while open; a retry loop stops at the open breaker', async () => {
     // The call's own retries are the attempts that trip the breaker; the retry after that is refused by it.
-    await withRouter(anthropicKeys, rel({ breaker: { ...BREAKER, consecutiveFailures: 2, openMs: 5000, maxOpenMs: 5000 }, retry: { maxRetries: 4 } }), async (router) => {
+    await withRouter(fakes.anthropicKeys, rel({ breaker: { ...BREAKER, consecutiveFailures: 2, openMs: 5000, maxOpenMs: 5000 }, retry: { maxRetries: 4 } }), async (router) => {
       const events = circuitEvents(router)
-      anthropicUp.behaviour.fault = { status: 500 }
+      fakes.anthropicUp.behaviour.fault = { status: 500 }
       const client = anthropic(router)
       const first = (await failure(client.messages.create(MSG))) as InstanceType<typeof Anthropic.APIError>
       expect(first).toBeInstanceOf(Anthropic.APIError)
       // Two attempts trip the breaker; the third attempt is refused by it instead of reaching the provider.
-      expect(anthropicUp.hits).toBe(2)
+      expect(fakes.anthropicUp.hits).toBe(2)
       expect(first.status).toBe(529)
       await expect.poll(() => events.length).toBe(1)
-      anthropicUp.behaviour.delayBeforeHeadersMs = 1000
+      fakes.anthropicUp.behaviour.delayBeforeHeadersMs = 1000
       const took: number[] = []
       for (let i = 0; i < 4; i++) {
         const t0 = performance.now()
@@ -480,33 +461,33 @@ describe('circuit breaker', () => {
       const retryAfter = Number(err.headers?.get('retry-after'))
       expect(retryAfter).toBeGreaterThanOrEqual(1)
       expect(retryAfter).toBeLessThanOrEqual(60)
-      expect(anthropicUp.hits).toBe(2)
+      expect(fakes.anthropicUp.hits).toBe(2)
     })
   })
 
   it('mid-stream failures (error events, idle timeouts) count towards opening it', async () => {
-    await withRouter(openaiKeys, rel({ breaker: { ...BREAKER, consecutiveFailures: 2 }, timeouts: { idleMs: 200 } }), async (router) => {
+    await withRouter(fakes.openaiKeys, rel({ breaker: { ...BREAKER, consecutiveFailures: 2 }, timeouts: { idleMs: 200 } }), async (router) => {
       const events = circuitEvents(router)
       const client = openai(router)
-      openaiUp.behaviour.fault = 'error-event-mid-stream'
-      openaiUp.behaviour.failTimes = 1
+      fakes.openaiUp.behaviour.fault = 'error-event-mid-stream'
+      fakes.openaiUp.behaviour.failTimes = 1
       expect((await drainChat(await client.chat.completions.create({ ...CHAT, stream: true }))).error).toBeInstanceOf(OpenAI.APIError)
-      openaiUp.behaviour.fault = 'hang-mid-stream'
-      openaiUp.behaviour.failTimes = 1
+      fakes.openaiUp.behaviour.fault = 'hang-mid-stream'
+      fakes.openaiUp.behaviour.failTimes = 1
       expect((await drainChat(await client.chat.completions.create({ ...CHAT, stream: true }))).error).toBeInstanceOf(OpenAI.APIError)
       await expect.poll(() => events.map((e) => e.state)).toEqual(['open'])
-      expect(openaiUp.hits).toBe(2)
+      expect(fakes.openaiUp.hits).toBe(2)
       expect(((await failure(client.chat.completions.create(CHAT))) as InstanceType<typeof OpenAI.APIError>).status).toBe(503)
-      expect(openaiUp.hits).toBe(2)
+      expect(fakes.openaiUp.hits).toBe(2)
     })
   })
 
   it('breaker.enabled false never fails fast', async () => {
-    await withRouter(openaiKeys, rel({ breaker: { ...BREAKER, enabled: false }, retry: { maxRetries: 0 } }), async (router) => {
+    await withRouter(fakes.openaiKeys, rel({ breaker: { ...BREAKER, enabled: false }, retry: { maxRetries: 0 } }), async (router) => {
       const events = circuitEvents(router)
-      openaiUp.behaviour.fault = { status: 500 }
+      fakes.openaiUp.behaviour.fault = { status: 500 }
       for (let i = 0; i < 6; i++) expect(await failure(openai(router).chat.completions.create(CHAT))).toBeInstanceOf(OpenAI.InternalServerError)
-      expect(openaiUp.hits).toBe(6)
+      expect(fakes.openaiUp.hits).toBe(6)
       expect(events).toEqual([])
     })
   })
@@ -516,31 +497,31 @@ describe('budget reservations of failed requests are released', () => {
   const budget = { budgetUsd: 1 }
 
   it('a retried 500 costs nothing and leaves nothing reserved', async () => {
-    await withRouter(openaiKeys, rel(), async (router) => {
-      openaiUp.behaviour.fault = { status: 500 }
+    await withRouter(fakes.openaiKeys, rel(), async (router) => {
+      fakes.openaiUp.behaviour.fault = { status: 500 }
       for (const stream of [false, true]) {
         expect(await failure(openai(router).chat.completions.create({ ...CHAT, stream }))).toBeInstanceOf(OpenAI.InternalServerError)
       }
-      expect(openaiUp.hits).toBe(6)
+      expect(fakes.openaiUp.hits).toBe(6)
       await expect.poll(() => router.budgetStatus.reservedUsd).toBe(0)
       expect(router.budgetStatus).toEqual({ spentUsd: 0, reservedUsd: 0, limitUsd: 1 })
     }, budget)
   })
 
   it('timeouts, resets and an open breaker leave nothing reserved', async () => {
-    await withRouter(anthropicKeys, rel({ breaker: { consecutiveFailures: 2, openMs: 5000, maxOpenMs: 5000 }, retry: { maxRetries: 0 }, timeouts: { firstByteMs: 200 } }), async (router) => {
+    await withRouter(fakes.anthropicKeys, rel({ breaker: { consecutiveFailures: 2, openMs: 5000, maxOpenMs: 5000 }, retry: { maxRetries: 0 }, timeouts: { firstByteMs: 200 } }), async (router) => {
       const client = anthropic(router)
-      anthropicUp.behaviour.fault = 'hang-before-headers'
+      fakes.anthropicUp.behaviour.fault = 'hang-before-headers'
       expect(((await failure(client.messages.create(MSG))) as InstanceType<typeof Anthropic.APIError>).status).toBe(504)
       expect(router.budgetStatus.reservedUsd).toBe(0)
-      anthropicUp.behaviour.fault = { status: 529 }
+      fakes.anthropicUp.behaviour.fault = { status: 529 }
       expect(((await failure(client.messages.create(MSG))) as InstanceType<typeof Anthropic.APIError>).status).toBe(529)
-      expect(anthropicUp.hits).toBe(2)
+      expect(fakes.anthropicUp.hits).toBe(2)
       // Open now: refused before the provider, and nothing is held for it.
       const err = (await failure(client.messages.create(MSG))) as InstanceType<typeof Anthropic.APIError>
       expect(err.status).toBe(529)
       expect(err.message).toMatch(/circuit breaker/)
-      expect(anthropicUp.hits).toBe(2)
+      expect(fakes.anthropicUp.hits).toBe(2)
       await expect.poll(() => router.budgetStatus.reservedUsd).toBe(0)
       expect(router.budgetStatus.spentUsd).toBe(0)
     }, budget)

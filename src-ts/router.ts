@@ -53,7 +53,6 @@ const EVENT_NAMES = new Set(['request', 'response', 'blocked', 'budget', 'pii', 
 export class LlmRouter extends EventEmitter<RouterEventMap> {
   readonly #inner: NativeRouter
   #keepAlive: NodeJS.Timeout | undefined
-  #refed = true
   #subscribed = false
   #stopping: Promise<void> | undefined
   #provider: Provider = 'unknown'
@@ -206,14 +205,12 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
 
   /** Keep the process alive while running (the default). */
   ref(): this {
-    this.#refed = true
     this.#keepAlive?.ref()
     return this
   }
 
   /** Let the process exit even though the router runs. */
   unref(): this {
-    this.#refed = false
     this.#keepAlive?.unref()
     return this
   }

@@ -117,6 +117,35 @@ impl SseOutputFilter {
     }
 
     /// Pushes a fragment of tool-call arguments (JSON text) and returns what may be emitted.
+    /// A Responses `*.delta` event: remember its item id, push its `delta` through the stream
+    /// redactor (text, or JSON arguments), and rewrite the event only if the delta changed.
+    fn responses_delta(
+        &mut self,
+        key: StreamKey,
+        json_arguments: bool,
+        event: Option<&str>,
+        data: &str,
+        mut v: Value,
+    ) -> Vec<SseEvent> {
+        if let Some(id) = v.get("item_id") {
+            self.item_ids.insert(key, id.clone());
+        }
+        let Some(Value::String(s)) = v.get("delta") else {
+            return vec![pass(event, data)];
+        };
+        let s = s.clone();
+        let out = if json_arguments {
+            self.push_json(key, &s)
+        } else {
+            self.push(key, &s)
+        };
+        if out == s {
+            return vec![pass(event, data)];
+        }
+        v["delta"] = Value::String(out);
+        vec![(event.map(str::to_string), v.to_string())]
+    }
+
     fn push_json(&mut self, key: StreamKey, fragment: &str) -> String {
         let encoded = self.codecs.entry(key).or_default().encode(fragment);
         json_text::decode(&self.push(key, &encoded))
@@ -350,19 +379,7 @@ impl SseOutputFilter {
         );
         match kind.as_deref() {
             Some("response.output_text.delta") => {
-                if let Some(id) = v.get("item_id") {
-                    self.item_ids.insert(key, id.clone());
-                }
-                let Some(Value::String(s)) = v.get("delta") else {
-                    return Ok(vec![pass(event, data)]);
-                };
-                let s = s.clone();
-                let out = self.push(key, &s);
-                if out == s {
-                    return Ok(vec![pass(event, data)]);
-                }
-                v["delta"] = Value::String(out);
-                Ok(vec![(event.map(str::to_string), v.to_string())])
+                Ok(self.responses_delta(key, false, event, data, v))
             }
             Some("response.output_text.done") => {
                 let mut out = Vec::new();
@@ -375,20 +392,7 @@ impl SseOutputFilter {
                 Ok(out)
             }
             Some("response.function_call_arguments.delta") => {
-                let key = (key.0, TOOL_SLOT);
-                if let Some(id) = v.get("item_id") {
-                    self.item_ids.insert(key, id.clone());
-                }
-                let Some(Value::String(s)) = v.get("delta") else {
-                    return Ok(vec![pass(event, data)]);
-                };
-                let s = s.clone();
-                let out = self.push_json(key, &s);
-                if out == s {
-                    return Ok(vec![pass(event, data)]);
-                }
-                v["delta"] = Value::String(out);
-                Ok(vec![(event.map(str::to_string), v.to_string())])
+                Ok(self.responses_delta((key.0, TOOL_SLOT), true, event, data, v))
             }
             Some("response.function_call_arguments.done") => {
                 let key = (key.0, TOOL_SLOT);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Profile the router under the 64-connection load with perf (software cpu-clock event, DWARF stacks).
+// Profile the router under the 64-connection load (or PROFILE_CONNECTIONS) with perf (software cpu-clock event, DWARF stacks).
 //   BENCH_NATIVE=<addon built with debug info> node bench/profile.mjs [seconds]
 // Build such an addon with:
 //   CARGO_PROFILE_RELEASE_DEBUG=1 CARGO_PROFILE_RELEASE_STRIP=false npx napi build --platform --release \
@@ -16,6 +16,8 @@ import { runWrk, startHost, startUpstream } from './lib/procs.mjs';
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const TARGET_DIR = process.env.CARGO_TARGET_DIR ?? path.join(BENCH, '..', 'target');
 const seconds = Number(process.argv[2] ?? 15);
+// PROFILE_CONNECTIONS=1 profiles the one-connection latency case instead.
+const connections = Number(process.env.PROFILE_CONNECTIONS ?? 64);
 const out = process.env.PERF_OUT ?? path.join(os.tmpdir(), 'iron-bench-perf.data');
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'iron-prof-'));
@@ -31,7 +33,7 @@ const s = await host.call('start', {
   listen: true,
   safety: { request: { default: 'redact', secret: 'block' }, response: { default: 'log', secret: 'redact' } },
 });
-const load = { url: s.anthropicBaseUrl + endpoint('openai'), bodyFile, headers: authHeaders('openai', s.apiKey), threads: 2, connections: 64, luaScript: path.join(BENCH, 'lib/post.lua') };
+const load = { url: s.anthropicBaseUrl + endpoint('openai'), bodyFile, headers: authHeaders('openai', s.apiKey), threads: Math.min(2, connections), connections, luaScript: path.join(BENCH, 'lib/post.lua') };
 await runWrk({ ...load, seconds: 2 });
 const perf = spawn('perf', ['record', '-e', 'cpu-clock', '-F', '499', '--call-graph', 'dwarf,16384', '-p', String(host.pid), '-o', out, '--', 'sleep', String(seconds - 2)], { stdio: 'inherit' });
 const w = await runWrk({ ...load, seconds });

@@ -88,7 +88,12 @@ pub fn max_output_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
 
 /// Worst-case cost of sending `body` to the model `price` describes, in micro-USD.
 pub fn worst_case_micros(body: &Value, kind: ApiKind, price: &ModelPrice) -> u64 {
-    let input = estimate_input_tokens(body, kind);
+    worst_case_micros_for(body, kind, price, estimate_input_tokens(body, kind))
+}
+
+/// [`worst_case_micros`] when the caller already has `estimate_input_tokens(body, kind)` (the
+/// estimate walks every text of the request; this saves doing it twice).
+pub fn worst_case_micros_for(body: &Value, kind: ApiKind, price: &ModelPrice, input: u64) -> u64 {
     max_cost_micros(
         price,
         price.provider,

@@ -25,8 +25,8 @@ pub use catalog::{Catalog, PriceOverride, PRICES_JSON};
 pub use corrections::{Correction, RateField, CORRECTIONS};
 pub use cost::{cost_micros, cost_pico, max_cost_micros, pico_to_micros_ceil};
 pub use estimate::{
-    estimate_input_tokens, max_output_tokens, worst_case_micros, DEFAULT_MAX_OUTPUT_TOKENS,
-    MEDIA_BLOB_TOKENS,
+    estimate_input_tokens, max_output_tokens, worst_case_micros, worst_case_micros_for,
+    DEFAULT_MAX_OUTPUT_TOKENS, MEDIA_BLOB_TOKENS,
 };
 pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
 pub use price::{

@@ -84,8 +84,13 @@ impl Ledger {
             RouterEvent::Agent { .. } => "agent",
             _ => return,
         };
-        let detail_json =
-            crate::logging::redact(&serde_json::to_string(event).unwrap_or_else(|_| "{}".into()));
+        let json = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+        // PII and budget events are built from fixed names, numbers and hashes only; the others
+        // may carry text from outside (error reasons, key-server messages, agent output).
+        let detail_json = match event {
+            RouterEvent::Pii { .. } | RouterEvent::Budget { .. } => json,
+            _ => crate::logging::redact(&json),
+        };
         let _ = self.store.record_audit(AuditRow {
             ts_ms: now_ms(),
             agent_id: self.agent_id.clone(),

@@ -439,7 +439,7 @@ fn reserve_budget(
     let kind = crate::cost_policy::api_kind(api);
     hold.estimated_input_tokens = iron_cost::estimate_input_tokens(value, kind);
     let amount = match &hold.price {
-        Some(p) => iron_cost::worst_case_micros(value, kind, p),
+        Some(p) => iron_cost::worst_case_micros_for(value, kind, p, hold.estimated_input_tokens),
         None => match cost.unknown_model {
             crate::cost_policy::UnknownModel::Allow { cost_micros } => {
                 hold.flat_cost_micros = Some(cost_micros);

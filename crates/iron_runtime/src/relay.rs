@@ -13,7 +13,7 @@ use crate::sse::{parse_event, SseSplitter};
 use axum::body::Body;
 use axum::http::Response;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use iron_cost::StreamUsage;
 use iron_safety::{ApiShape, FilterOutcome, SseOutputFilter};
 use std::sync::Arc;
@@ -64,25 +64,14 @@ pub async fn relay(
     // A body relayed unchanged keeps its length (no chunked encoding); SSE events may be rewritten.
     let headers = client_response_headers(upstream.headers(), !is_sse);
     let shape = api_shape(ex.api);
+    // These run inside the request's own task (see `pipeline::route`), so a client that leaves
+    // cannot cut them short before they settle.
     if !status.is_success() {
         // A provider's error may quote the key it was sent: read it (bounded) and redact it.
-        let task = tokio::spawn(crate::relay_buffered::relay_error_body(
-            shared, ex, upstream, headers,
-        ));
-        return task.await.unwrap_or_else(|_| {
-            RouterError::Internal("the response task failed".into())
-                .into_response(crate::provider::Provider::OpenAi)
-        });
+        return crate::relay_buffered::relay_error_body(shared, ex, upstream, headers).await;
     }
     if !is_sse && shared.policies.safety.response_active && shape != ApiShape::Other {
-        // Run in a task so that a client leaving mid-way cannot skip settling the cost.
-        let task = tokio::spawn(crate::relay_buffered::relay_inspected_json(
-            shared, ex, upstream, headers,
-        ));
-        return task.await.unwrap_or_else(|_| {
-            RouterError::Internal("the response task failed".into())
-                .into_response(crate::provider::Provider::OpenAi)
-        });
+        return crate::relay_buffered::relay_inspected_json(shared, ex, upstream, headers).await;
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(run(shared, ex, upstream, tx, is_sse, status.as_u16()));
@@ -147,7 +136,7 @@ async fn run(
             n = body.next() => Ok(n),
             _ = &mut idle_timer => Err(()),
         };
-        let chunk = match next {
+        let first = match next {
             Err(_) => {
                 break Ending::Timeout(if Instant::now() >= deadline {
                     "total"
@@ -159,6 +148,9 @@ async fn run(
             Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
             Ok(Some(Ok(c))) => c,
         };
+        // Take what has already arrived behind it: a burst goes through the parser, the channel and
+        // the client's socket as one piece instead of one hop per provider chunk.
+        let (chunk, after) = coalesce(first, &mut body);
         if ttft.is_none() {
             ttft = Some(ex.started.elapsed().as_millis() as u64);
         }
@@ -187,6 +179,9 @@ async fn run(
         };
         if !out.is_empty() && tx.send(Ok(out)).await.is_err() {
             break Ending::ClientAborted;
+        }
+        if let Some(ending) = after {
+            break ending;
         }
     };
     drop(body);
@@ -261,6 +256,40 @@ async fn run(
     drop(tx);
 }
 
+/// Upper bound on bytes joined into one relayed piece.
+const MAX_COALESCE: usize = 256 * 1024;
+
+/// Appends to `first` every chunk the upstream body has ready right now (without waiting), up to
+/// `MAX_COALESCE` bytes. Returns the joined bytes and, when the body ended or failed meanwhile, how.
+fn coalesce<S>(first: Bytes, body: &mut S) -> (Bytes, Option<Ending>)
+where
+    S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    let mut joined: Option<BytesMut> = None;
+    let mut len = first.len();
+    let mut after = None;
+    while len < MAX_COALESCE {
+        match body.next().now_or_never() {
+            Some(Some(Ok(c))) => {
+                len += c.len();
+                joined
+                    .get_or_insert_with(|| BytesMut::from(&first[..]))
+                    .extend_from_slice(&c);
+            }
+            Some(Some(Err(e))) => {
+                after = Some(Ending::UpstreamBroken(describe_reqwest(&e)));
+                break;
+            }
+            Some(None) => {
+                after = Some(Ending::Complete);
+                break;
+            }
+            None => break,
+        }
+    }
+    (joined.map_or(first, BytesMut::freeze), after)
+}
+
 /// Process every complete event in the buffer; returns the bytes to send now (on a stop, the bytes
 /// that may still be sent before it).
 fn process_sse(
@@ -280,17 +309,23 @@ fn process_sse(
         if ev.event == Some("error") || ev.data.starts_with("{\"error\"") {
             p.saw_error_event = true;
         }
-        if let Some(u) = p.usage.as_mut() {
-            u.observe(ev.event, &ev.data);
+        // One JSON parse per event serves usage, the usage-chunk check and the PII filter.
+        let parsed = if p.usage.is_some() || p.filter.is_some() || ex.strip_usage_chunk {
+            parse_json_object(&ev.data)
+        } else {
+            None
+        };
+        if let (Some(u), Some(v)) = (p.usage.as_mut(), parsed.as_ref()) {
+            u.observe_value(ev.event, v);
         }
-        if ex.strip_usage_chunk && is_usage_only_chunk(&ev.data) {
+        if ex.strip_usage_chunk && parsed.as_ref().is_some_and(is_usage_only_chunk) {
             continue;
         }
         let Some(filter) = p.filter.as_mut() else {
             out.extend_from_slice(&raw);
             continue;
         };
-        match filter.on_event(ev.event, &ev.data) {
+        match filter.on_event_parsed(ev.event, &ev.data, parsed) {
             FilterOutcome::Emit(events) => {
                 let unchanged = events.len() == 1
                     && events[0].1 == ev.data
@@ -366,14 +401,17 @@ fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
     out.extend_from_slice(b"\n");
 }
 
-/// The extra chunk OpenAI sends when asked for usage: empty `choices` and a `usage` object.
-fn is_usage_only_chunk(data: &str) -> bool {
-    if !data.contains("\"usage\"") {
-        return false;
+/// The event's data as a JSON object, if it is one (`[DONE]` and other non-JSON data are not).
+fn parse_json_object(data: &str) -> Option<serde_json::Value> {
+    let data = data.trim();
+    if !data.starts_with('{') {
+        return None;
     }
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
-        return false;
-    };
+    serde_json::from_str::<serde_json::Value>(data).ok()
+}
+
+/// The extra chunk OpenAI sends when asked for usage: empty `choices` and a `usage` object.
+fn is_usage_only_chunk(v: &serde_json::Value) -> bool {
     v.get("usage").is_some_and(|u| u.is_object())
         && v.get("choices")
             .and_then(|c| c.as_array())
@@ -386,15 +424,14 @@ mod tests {
 
     #[test]
     fn usage_chunk_detection() {
-        assert!(is_usage_only_chunk(
-            r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1}}"#
-        ));
-        assert!(!is_usage_only_chunk(
-            r#"{"id":"x","choices":[{"delta":{}}],"usage":null}"#
-        ));
-        assert!(!is_usage_only_chunk(
-            r#"{"choices":[{"delta":{"content":"usage"}}]}"#
-        ));
-        assert!(!is_usage_only_chunk("[DONE]"));
+        let is = |data: &str| {
+            parse_json_object(data)
+                .as_ref()
+                .is_some_and(is_usage_only_chunk)
+        };
+        assert!(is(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":1}}"#));
+        assert!(!is(r#"{"id":"x","choices":[{"delta":{}}],"usage":null}"#));
+        assert!(!is(r#"{"choices":[{"delta":{"content":"usage"}}]}"#));
+        assert!(!is("[DONE]"));
     }
 }

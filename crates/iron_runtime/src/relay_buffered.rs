@@ -1,6 +1,6 @@
 //! Answers read whole before the client sees them: provider errors (which may quote the key they
-//! were sent) and JSON answers the response PII policy must inspect. Both run in their own task so a
-//! client that leaves cannot skip settling.
+//! were sent) and JSON answers the response PII policy must inspect. Both run inside the request's own task
+//! (`pipeline::route`), so a client that leaves cannot skip settling.
 
 use crate::error::RouterError;
 use crate::exchange::Exchange;

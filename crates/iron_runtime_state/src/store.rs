@@ -79,6 +79,8 @@ pub struct Store {
     reader: Arc<Mutex<Connection>>,
     counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
+    /// The writer thread, to wake it early (it sleeps between batches; see `writer::run`).
+    waker: std::thread::Thread,
     cfg: StoreConfig,
 }
 
@@ -116,6 +118,7 @@ impl Store {
             tx,
             reader,
             counters,
+            waker: thread.thread().clone(),
             thread: Some(thread),
             cfg,
         })
@@ -145,6 +148,7 @@ impl Store {
     pub fn flush_handle(&self) -> FlushAck {
         let (ack_tx, ack_rx) = mpsc::channel();
         let rx = self.tx.send(Command::Flush(ack_tx)).ok().map(|()| ack_rx);
+        self.waker.unpark();
         FlushAck { rx }
     }
 
@@ -183,7 +187,8 @@ impl Store {
     fn enqueue(&self, row: PendingRow) -> Result<(), StateError> {
         let c = &self.counters;
         // Reserve a slot first so concurrent callers cannot overshoot the bound together.
-        if c.pending.fetch_add(1, Ordering::AcqRel) >= self.cfg.max_queue {
+        let before = c.pending.fetch_add(1, Ordering::AcqRel);
+        if before >= self.cfg.max_queue {
             c.pending.fetch_sub(1, Ordering::AcqRel);
             c.dropped.fetch_add(1, Ordering::Relaxed);
             return Err(StateError::QueueFull {
@@ -196,6 +201,10 @@ impl Store {
             return Err(StateError::Closed);
         }
         c.queued.fetch_add(1, Ordering::Relaxed);
+        if before + 1 >= writer::MAX_BATCH {
+            // A full batch is committed now rather than at the end of the interval.
+            self.waker.unpark();
+        }
         Ok(())
     }
 
@@ -204,7 +213,9 @@ impl Store {
             return Ok(());
         };
         let (ack_tx, ack_rx) = mpsc::channel();
-        let outcome = match self.tx.send(Command::Shutdown(ack_tx)) {
+        let sent = self.tx.send(Command::Shutdown(ack_tx));
+        self.waker.unpark();
+        let outcome = match sent {
             Ok(()) => match ack_rx.recv() {
                 Ok(result) => result.map_err(StateError::Write),
                 Err(_) => Err(StateError::Closed),

@@ -71,15 +71,28 @@ impl SseOutputFilter {
 
     /// Processes one upstream event and says what to send instead.
     pub fn on_event(&mut self, event: Option<&str>, data: &str) -> FilterOutcome {
+        self.on_event_parsed(event, data, None)
+    }
+
+    /// Like [`on_event`](Self::on_event), with `data` already parsed as JSON by the caller (so that
+    /// one parse per event serves every reader of the stream). `parsed` must be `data`'s value.
+    pub fn on_event_parsed(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+        parsed: Option<Value>,
+    ) -> FilterOutcome {
         if let Some(message) = &self.blocked {
             return FilterOutcome::Block {
                 message: message.clone(),
             };
         }
         let result = match self.api {
-            ApiShape::OpenAiChat | ApiShape::OpenAiCompletions => self.openai_chunk(event, data),
-            ApiShape::OpenAiResponses => self.responses_event(event, data),
-            ApiShape::AnthropicMessages => self.anthropic_event(event, data),
+            ApiShape::OpenAiChat | ApiShape::OpenAiCompletions => {
+                self.openai_chunk(event, data, parsed)
+            }
+            ApiShape::OpenAiResponses => self.responses_event(event, data, parsed),
+            ApiShape::AnthropicMessages => self.anthropic_event(event, data, parsed),
             ApiShape::OpenAiEmbeddings | ApiShape::Other => Ok(vec![pass(event, data)]),
         };
         let events = match result {
@@ -92,11 +105,14 @@ impl SseOutputFilter {
                 return FilterOutcome::Block { message };
             }
         };
-        let mut all = self.tally.clone();
-        self.streams.values().for_each(|s| all.merge(&s.tally()));
-        if let Some(message) = all.block_message(Direction::Response) {
-            self.blocked = Some(message.clone());
-            return FilterOutcome::Block { message };
+        // Build the merged tally only when something calls for a block (not on every event).
+        if self.tally.is_blocked() || self.streams.values().any(StreamRedactor::is_blocked) {
+            let mut all = self.tally.clone();
+            self.streams.values().for_each(|s| all.merge(&s.tally()));
+            if let Some(message) = all.block_message(Direction::Response) {
+                self.blocked = Some(message.clone());
+                return FilterOutcome::Block { message };
+            }
         }
         FilterOutcome::Emit(events)
     }
@@ -234,7 +250,12 @@ impl SseOutputFilter {
         }
     }
 
-    fn openai_chunk(&mut self, event: Option<&str>, data: &str) -> Result<Vec<SseEvent>, String> {
+    fn openai_chunk(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+        parsed: Option<Value>,
+    ) -> Result<Vec<SseEvent>, String> {
         let text_field = if self.api == ApiShape::OpenAiChat {
             "content"
         } else {
@@ -251,7 +272,10 @@ impl SseOutputFilter {
             out.push(pass(event, data));
             return Ok(out);
         }
-        let mut v: Value = parse(data)?;
+        let mut v: Value = match parsed {
+            Some(v) => v,
+            None => parse(data)?,
+        };
         if v.get("error").is_some() {
             return Ok(vec![pass(event, data)]);
         }
@@ -368,8 +392,12 @@ impl SseOutputFilter {
         &mut self,
         event: Option<&str>,
         data: &str,
+        parsed: Option<Value>,
     ) -> Result<Vec<SseEvent>, String> {
-        let mut v: Value = parse(data)?;
+        let mut v: Value = match parsed {
+            Some(v) => v,
+            None => parse(data)?,
+        };
         let kind = event
             .map(str::to_string)
             .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
@@ -477,8 +505,12 @@ impl SseOutputFilter {
         &mut self,
         event: Option<&str>,
         data: &str,
+        parsed: Option<Value>,
     ) -> Result<Vec<SseEvent>, String> {
-        let mut v: Value = parse(data)?;
+        let mut v: Value = match parsed {
+            Some(v) => v,
+            None => parse(data)?,
+        };
         let kind = event
             .map(str::to_string)
             .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));

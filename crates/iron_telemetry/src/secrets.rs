@@ -20,12 +20,23 @@ pub(crate) struct SecretSet {
     by_len: HashMap<usize, LengthGroup>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LengthGroup {
     /// BASE^(len-1), to remove the byte leaving the window.
     top_power: u64,
+    /// One bit per `filter_slot(hash)`: a clear bit rules a window out without a map lookup, which
+    /// keeps the scan at a few instructions per byte (every log line and audit row is scanned).
+    filter: Box<[u64; FILTER_WORDS]>,
     /// rolling hash → SHA-256 digests of secrets with that hash.
     digests: HashMap<u64, HashSet<[u8; 32]>>,
+}
+
+const FILTER_BITS: u32 = 16;
+const FILTER_WORDS: usize = (1 << FILTER_BITS) / 64;
+
+/// Bit index for a rolling hash (the multiply mixes all bits into the top ones).
+fn filter_slot(h: u64) -> usize {
+    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS)) as usize
 }
 
 fn rolling_hash(bytes: &[u8]) -> u64 {
@@ -49,13 +60,13 @@ impl SecretSet {
             .entry(secret.len())
             .or_insert_with(|| LengthGroup {
                 top_power: (1..secret.len()).fold(1u64, |p, _| p.wrapping_mul(BASE)),
+                filter: Box::new([0; FILTER_WORDS]),
                 digests: HashMap::new(),
             });
-        group
-            .digests
-            .entry(rolling_hash(secret))
-            .or_default()
-            .insert(sha256(secret));
+        let h = rolling_hash(secret);
+        let slot = filter_slot(h);
+        group.filter[slot / 64] |= 1 << (slot % 64);
+        group.digests.entry(h).or_default().insert(sha256(secret));
         true
     }
 
@@ -74,7 +85,10 @@ impl SecretSet {
             let mut h = rolling_hash(&text[..len]);
             let mut start = 0;
             loop {
-                if let Some(digests) = group.digests.get(&h) {
+                let slot = filter_slot(h);
+                if group.filter[slot / 64] & (1 << (slot % 64)) == 0 {
+                    // Not a registered hash: nothing to confirm.
+                } else if let Some(digests) = group.digests.get(&h) {
                     if digests.contains(&sha256(&text[start..start + len])) {
                         hits.push(start..start + len);
                     }

@@ -34,6 +34,12 @@ impl StreamUsage {
         let Ok(v) = serde_json::from_str::<Value>(data) else {
             return;
         };
+        self.observe_value(event, &v);
+    }
+
+    /// Like [`observe`](Self::observe), with the event's `data` already parsed as JSON by the
+    /// caller (one parse per event can then serve every reader of the stream).
+    pub fn observe_value(&mut self, event: Option<&str>, v: &Value) {
         if !v.is_object() {
             return;
         }
@@ -82,7 +88,7 @@ impl StreamUsage {
                     self.final_usage = Some(u);
                 }
             }
-            _ => self.observe_chat_chunk(&v),
+            _ => self.observe_chat_chunk(v),
         }
     }
 

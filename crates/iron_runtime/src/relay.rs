@@ -150,7 +150,12 @@ async fn run(
         };
         // Take what has already arrived behind it: a burst goes through the parser, the channel and
         // the client's socket as one piece instead of one hop per provider chunk.
-        let (chunk, after) = coalesce(first, &mut body);
+        // The first bytes go out at once (time to first byte); later ones may gather.
+        let (chunk, after) = if ttft.is_none() {
+            (first, None)
+        } else {
+            coalesce(first, &mut body).await
+        };
         if ttft.is_none() {
             ttft = Some(ex.started.elapsed().as_millis() as u64);
         }
@@ -257,20 +262,30 @@ async fn run(
 }
 
 /// Upper bound on bytes joined into one relayed piece.
-const MAX_COALESCE: usize = 256 * 1024;
+const MAX_COALESCE: usize = 64 * 1024;
+/// Upper bound on how long the first chunk of a piece waits for the ones behind it.
+const MAX_COALESCE_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
 
-/// Appends to `first` every chunk the upstream body has ready right now (without waiting), up to
-/// `MAX_COALESCE` bytes. Returns the joined bytes and, when the body ended or failed meanwhile, how.
-fn coalesce<S>(first: Bytes, body: &mut S) -> (Bytes, Option<Ending>)
+/// Appends to `first` the chunks the upstream body has ready, up to `MAX_COALESCE` bytes and
+/// `MAX_COALESCE_WAIT`. Returns the joined bytes and, when the body ended or failed meanwhile, how.
+///
+/// The HTTP client hands over one upstream chunk per round trip to its connection task, even when
+/// the socket buffer holds hundreds. After a `Pending` we yield once, letting that task decode the
+/// next chunk, and stop at the first `Pending` that follows a yield: a burst leaves as a few large
+/// writes instead of one small write per event, while a paced stream waits for nothing.
+async fn coalesce<S>(first: Bytes, body: &mut S) -> (Bytes, Option<Ending>)
 where
     S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Unpin,
 {
     let mut joined: Option<BytesMut> = None;
     let mut len = first.len();
     let mut after = None;
-    while len < MAX_COALESCE {
+    let mut yielded = false;
+    let until = Instant::now() + MAX_COALESCE_WAIT;
+    while len < MAX_COALESCE && Instant::now() < until {
         match body.next().now_or_never() {
             Some(Some(Ok(c))) => {
+                yielded = false;
                 len += c.len();
                 joined
                     .get_or_insert_with(|| BytesMut::from(&first[..]))
@@ -284,7 +299,11 @@ where
                 after = Some(Ending::Complete);
                 break;
             }
-            None => break,
+            None if yielded => break,
+            None => {
+                yielded = true;
+                tokio::task::yield_now().await;
+            }
         }
     }
     (joined.map_or(first, BytesMut::freeze), after)

@@ -5,7 +5,7 @@
 use crate::error::RouterError;
 use crate::exchange::Exchange;
 use crate::forward::client_response_headers;
-use crate::keys::describe_reqwest;
+use crate::forward::{body_stream, describe_error, UpstreamResponse};
 use crate::safety_policy::api_shape;
 use crate::server::Shared;
 use crate::settle::{settle, Metered};
@@ -53,7 +53,7 @@ impl Ending {
 pub async fn relay(
     shared: Arc<Shared>,
     ex: Exchange,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
 ) -> Response<Body> {
     let status = upstream.status();
     let is_sse = upstream
@@ -100,7 +100,7 @@ enum SseStop {
 async fn run(
     shared: Arc<Shared>,
     mut ex: Exchange,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     is_sse: bool,
     status: u16,
@@ -108,7 +108,7 @@ async fn run(
     let success = (200..300).contains(&status);
     let timeouts = shared.policies.timeouts;
     let deadline = ex.started + timeouts.total;
-    let mut body = upstream.bytes_stream();
+    let mut body = body_stream(upstream);
     let mut ttft: Option<u64> = None;
     let track_usage = success && ex.api.is_billable();
     let mut sse = is_sse.then(|| SideParser {
@@ -145,7 +145,7 @@ async fn run(
                 })
             }
             Ok(None) => break Ending::Complete,
-            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
+            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_error(&e)),
             Ok(Some(Ok(c))) => c,
         };
         // Take what has already arrived behind it: a burst goes through the parser, the channel and
@@ -275,7 +275,7 @@ const MAX_COALESCE_WAIT: std::time::Duration = std::time::Duration::from_micros(
 /// writes instead of one small write per event, while a paced stream waits for nothing.
 async fn coalesce<S>(first: Bytes, body: &mut S) -> (Bytes, Option<Ending>)
 where
-    S: futures_util::Stream<Item = reqwest::Result<Bytes>> + Unpin,
+    S: futures_util::Stream<Item = Result<Bytes, hyper::Error>> + Unpin,
 {
     let mut joined: Option<BytesMut> = None;
     let mut len = first.len();
@@ -292,7 +292,7 @@ where
                     .extend_from_slice(&c);
             }
             Some(Some(Err(e))) => {
-                after = Some(Ending::UpstreamBroken(describe_reqwest(&e)));
+                after = Some(Ending::UpstreamBroken(describe_error(&e)));
                 break;
             }
             Some(None) => {

@@ -4,7 +4,7 @@
 
 use crate::error::RouterError;
 use crate::exchange::Exchange;
-use crate::keys::describe_reqwest;
+use crate::forward::{body_stream, describe_error, UpstreamResponse};
 use crate::relay::{Ending, MAX_JSON_COPY};
 use crate::safety_policy::api_shape;
 use crate::server::Shared;
@@ -21,20 +21,20 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 pub(crate) async fn relay_error_body(
     shared: Arc<Shared>,
     mut ex: Exchange,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     mut headers: axum::http::HeaderMap,
 ) -> Response<Body> {
     let status = upstream.status();
     let deadline = ex.started + shared.policies.timeouts.total;
     let idle = shared.policies.timeouts.idle;
-    let mut body = upstream.bytes_stream();
+    let mut body = body_stream(upstream);
     let mut buf: Vec<u8> = Vec::new();
     let ending = loop {
         let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
         match tokio::time::timeout(wait, body.next()).await {
             Err(_) => break Ending::Timeout("idle"),
             Ok(None) => break Ending::Complete,
-            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
+            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_error(&e)),
             Ok(Some(Ok(c))) => {
                 let room = MAX_ERROR_BODY.saturating_sub(buf.len());
                 buf.extend_from_slice(&c[..c.len().min(room)]);
@@ -72,13 +72,13 @@ pub(crate) async fn relay_error_body(
 pub(crate) async fn relay_inspected_json(
     shared: Arc<Shared>,
     mut ex: Exchange,
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     mut headers: axum::http::HeaderMap,
 ) -> Response<Body> {
     let status = upstream.status();
     let timeouts = shared.policies.timeouts;
     let deadline = ex.started + timeouts.total;
-    let mut body = upstream.bytes_stream();
+    let mut body = body_stream(upstream);
     let mut buf: Vec<u8> = Vec::new();
     let mut ttft = None;
     let ending = loop {
@@ -94,7 +94,7 @@ pub(crate) async fn relay_inspected_json(
                 })
             }
             Ok(None) => break Ending::Complete,
-            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_reqwest(&e)),
+            Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_error(&e)),
             Ok(Some(Ok(c))) => {
                 ttft.get_or_insert(ex.started.elapsed().as_millis() as u64);
                 if buf.len() + c.len() > MAX_JSON_COPY {

@@ -22,7 +22,7 @@ pub struct Shared {
     pub cfg: RouterConfig,
     pub token: TokenCheck,
     pub keys: KeyCache,
-    pub http: reqwest::Client,
+    pub http: crate::forward::UpstreamClient,
     pub events: EventBus,
     pub port: u16,
     pub next_request_id: AtomicU64,

@@ -28,7 +28,7 @@ pub struct Call<'a> {
 /// The response head, and the breaker permit to record once the body has been relayed (`None` when
 /// the outcome was already recorded, e.g. a 5xx returned after the last retry).
 pub struct Answer {
-    pub response: reqwest::Response,
+    pub response: crate::forward::UpstreamResponse,
     pub permit: Option<Permit>,
     pub retries: u32,
 }

@@ -425,3 +425,50 @@ async fn a_client_leaving_before_the_answer_is_still_accounted() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_provider_gets_a_tls_handshake_and_never_the_key_in_clear() {
+    bounded(60, async {
+        // A TCP server that records the first bytes it receives and closes: no certificate it
+        // could present would be trusted, so the call must fail, but only after TLS began.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let received: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await
+                {
+                    sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        let ks = FakeKeyServer::with_key(
+            OPENAI_KEY,
+            Some("openai"),
+            &format!("https://127.0.0.1:{port}"),
+        )
+        .await;
+        let router = start_router(
+            &ks,
+            json!({ "reliability": { "retry": {"maxRetries": 0},
+                "timeouts": {"connectMs": 1000, "firstByteMs": 2000, "idleMs": 2000, "totalMs": 5000} } }),
+        );
+        let (status, text) = call(&router, false).await;
+        assert_eq!(status, 502, "{text}");
+        assert!(
+            text.contains("Provider unreachable") && text.contains("tls"),
+            "{text}"
+        );
+        let bytes = received.lock().expect("lock").clone();
+        // 0x16 0x03: a TLS handshake record (the ClientHello), not an HTTP request line.
+        assert!(bytes.len() > 5, "the provider received nothing");
+        assert_eq!(&bytes[..2], &[0x16, 0x03], "not TLS: {:?}", &bytes[..16.min(bytes.len())]);
+        let clear = String::from_utf8_lossy(&bytes);
+        assert!(!clear.contains(OPENAI_KEY) && !clear.contains("POST "), "{clear}");
+        server.abort();
+    })
+    .await;
+}

@@ -28,10 +28,12 @@ const host = await startHost(path.join(BENCH, 'lib/router-host.mjs'), {
   BENCH_DIST_INDEX: path.join(BENCH, '.build/dist/index.js'),
   NAPI_RS_NATIVE_LIBRARY_PATH: path.resolve(process.env.BENCH_NATIVE),
 });
+// PROFILE_POLICIES=off profiles the bare proxy (no budget, PII, breaker or listener).
+const off = process.env.PROFILE_POLICIES === 'off';
 const s = await host.call('start', {
-  options: { providerKey: 'sk-test-real-key', providerBaseUrl: `http://127.0.0.1:${upstream.port}`, provider: 'openai', budgetUsd: 1e6, reliability: { breaker: { enabled: true } } },
-  listen: true,
-  safety: { request: { default: 'redact', secret: 'block' }, response: { default: 'log', secret: 'redact' } },
+  options: { providerKey: 'sk-test-real-key', providerBaseUrl: `http://127.0.0.1:${upstream.port}`, provider: 'openai', ...(off ? {} : { budgetUsd: 1e6 }), reliability: { breaker: { enabled: !off } } },
+  listen: !off,
+  safety: off ? { request: { default: 'off', secret: 'off' }, response: { default: 'off', secret: 'off' } } : { request: { default: 'redact', secret: 'block' }, response: { default: 'log', secret: 'redact' } },
 });
 const load = { url: s.anthropicBaseUrl + endpoint('openai'), bodyFile, headers: authHeaders('openai', s.apiKey), threads: Math.min(2, connections), connections, luaScript: path.join(BENCH, 'lib/post.lua') };
 await runWrk({ ...load, seconds: 2 });

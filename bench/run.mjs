@@ -118,7 +118,8 @@ async function measure(name, openai, anthropic, files, during = {}, pids = {}) {
 }
 
 const SAFETY_ON = { request: { default: 'redact', secret: 'block' }, response: { default: 'log', secret: 'redact' } };
-const SAFETY_OFF = { request: { default: 'off' }, response: { default: 'off' } };
+// Secrets have their own defaults (block in prompts, redact in answers): 'off' needs them named.
+const SAFETY_OFF = { request: { default: 'off', secret: 'off' }, response: { default: 'off', secret: 'off' } };
 
 function routerOptions(provider, upstreamUrl, on) {
   const providerKey = provider === 'anthropic' ? 'sk-ant-bench-real-key' : 'sk-test-real-key';

@@ -430,11 +430,21 @@ fn reserve_budget(
         flat_cost_micros: None,
         estimated_input_tokens: (body.len() as u64).div_ceil(4),
     };
-    if !(api.is_billable() && info.is_json && cost.has_limit()) {
+    if !(api.is_billable() && cost.has_limit()) {
         return Ok(hold);
     }
-    let Some(value) = doc else {
-        return Ok(hold);
+    let value = match doc {
+        Some(v) if info.is_json => v,
+        // A body the router cannot read could still be one the provider bills (a repeated
+        // `model` key, for one): without a hold it could overshoot the budget, so it stays here.
+        _ if !body.is_empty() => {
+            return Err(Denial::new(
+                RouterError::BadRequestBody("it is not one JSON object with single model, stream and max_tokens fields, so Iron Cage cannot hold budget for it and did not forward it. Send valid JSON.".into()),
+                shape,
+                "budget",
+            ));
+        }
+        _ => return Ok(hold),
     };
     let kind = crate::cost_policy::api_kind(api);
     hold.estimated_input_tokens = iron_cost::estimate_input_tokens(value, kind);

@@ -326,3 +326,44 @@ async fn unknown_model_is_blocked_with_a_budget_and_charged_flat_when_allowed() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_router_cannot_read_is_not_forwarded_unbudgeted() {
+    bounded(20, async {
+        let provider = FakeProvider::start(Reply::Json {
+            status: 200,
+            body: json!({ "id": "x", "object": "chat.completion", "model": "gpt-4o",
+                "choices": [{ "index": 0, "message": { "role": "assistant", "content": "hi" }, "finish_reason": "stop" }],
+                "usage": { "prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11 } })
+            .to_string(),
+        })
+        .await;
+        // PII checks off: they refuse unreadable bodies on their own; this is about the budget.
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(
+            &ks,
+            json!({ "budgetUsd": 1.0, "safety": { "request": { "default": "off", "secret": "off" } } }),
+        );
+        router.ready().await.expect("key fetched");
+        let auth = format!("Bearer {IC}");
+        // A repeated key is valid JSON to many parsers (the provider may read either model), and
+        // a body that is not JSON at all: neither may reach the provider without a budget hold.
+        for raw in [
+            r#"{"model":"gpt-4o-mini","model":"gpt-4o","max_tokens":500,"messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"gpt-4o","max_tokens":500,"messages":[{"role":"user","content":"hi"}"#,
+        ] {
+            let resp = post_with(&router, "/v1/chat/completions", raw.to_string(), &[("authorization", &auth)]).await;
+            let (code, _, text) = status_json(resp).await;
+            assert_eq!(code, 400, "{raw}: {text}");
+            assert!(text.contains("cannot hold budget"), "{text}");
+        }
+        assert!(provider.seen().is_empty(), "an unreadable body reached the provider");
+        let b = router.budget_status();
+        assert_eq!((b.reserved_micros, b.spent_micros), (0, 0));
+        // A well-formed call still goes through.
+        let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(code, 200, "{text}");
+        assert_eq!(provider.seen().len(), 1);
+    })
+    .await;
+}

@@ -126,18 +126,32 @@ impl Size {
             }
             *run = 0;
         };
-        for c in s.chars() {
-            if c.is_ascii_alphanumeric() {
+        // Bytes rather than chars: prompts are mostly ASCII and this runs over every one of them.
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b.is_ascii_alphanumeric() {
                 run += 1;
+                i += 1;
                 continue;
             }
             close_run(&mut run, self);
-            if c.is_ascii_whitespace() {
+            if b.is_ascii_whitespace() {
                 self.chars = self.chars.saturating_add(1);
-            } else if c.is_ascii() {
+                i += 1;
+            } else if b.is_ascii() {
                 self.tokens = self.tokens.saturating_add(1);
+                i += 1;
             } else {
-                self.tokens = self.tokens.saturating_add((c.len_utf8() as u64 - 1).max(1));
+                // A UTF-8 lead byte gives the character's length (`s` is valid UTF-8).
+                let len: usize = match b {
+                    0xF0.. => 4,
+                    0xE0.. => 3,
+                    _ => 2,
+                };
+                self.tokens = self.tokens.saturating_add((len as u64 - 1).max(1));
+                i += len;
             }
         }
         close_run(&mut run, self);

@@ -114,3 +114,49 @@ fn cjk_symbols_and_random_runs_are_not_underestimated() {
     let plain = json!({ "messages": [{ "role": "user", "content": "hello world" }] });
     assert_eq!(estimate_input_tokens(&plain, ApiKind::OpenAiChat), 29);
 }
+
+/// The byte loop in `add_text` against a plain per-character statement of the same rule.
+#[test]
+fn text_weight_matches_the_per_character_rule() {
+    fn reference(s: &str) -> (u64, u64) {
+        let (mut chars, mut tokens, mut run) = (0u64, 0u64, 0u64);
+        let close = |run: &mut u64, chars: &mut u64, tokens: &mut u64| {
+            if *run > LONG_RUN {
+                *tokens += run.div_ceil(2);
+            } else {
+                *chars += *run;
+            }
+            *run = 0;
+        };
+        for c in s.chars() {
+            if c.is_ascii_alphanumeric() {
+                run += 1;
+                continue;
+            }
+            close(&mut run, &mut chars, &mut tokens);
+            if c.is_ascii_whitespace() {
+                chars += 1;
+            } else if c.is_ascii() {
+                tokens += 1;
+            } else {
+                tokens += (c.len_utf8() as u64 - 1).max(1);
+            }
+        }
+        close(&mut run, &mut chars, &mut tokens);
+        (chars, tokens)
+    }
+    for s in [
+        "",
+        "plain words and spaces",
+        "déjà vu — naïve café",
+        "中文提示词，请回答。",
+        "emoji 🎉🚀 mixed with text",
+        "key sk-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 and a hash 9f86d081884c7d659a2feaa0c55ad015",
+        "tabs\tand\nnew\r\nlines\x0c!",
+        "ß€𝄞",
+    ] {
+        let mut size = Size::default();
+        size.add_text(s);
+        assert_eq!((size.chars, size.tokens), reference(s), "{s:?}");
+    }
+}

@@ -7,11 +7,6 @@ mod router;
 pub use agent_runtime::NativeAgentRuntime;
 pub use router::NativeRouter;
 
-// The proxy allocates and frees many small buffers per request on two threads; glibc's malloc
-// showed up at ~12% of the router's CPU under load (bench/README.md), mimalloc at a fraction of that.
-// Only the addon's Rust code uses it; Node's own heap is untouched.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Size the shared tokio runtime once: two workers are plenty for a local proxy and keep the host
 /// process from gaining a thread per core.

@@ -7,7 +7,6 @@ mod router;
 pub use agent_runtime::NativeAgentRuntime;
 pub use router::NativeRouter;
 
-
 /// Size the shared tokio runtime once: two workers are plenty for a local proxy and keep the host
 /// process from gaining a thread per core.
 #[napi_derive::module_init]

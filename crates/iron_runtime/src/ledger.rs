@@ -84,7 +84,11 @@ impl Ledger {
             RouterEvent::Agent { .. } => "agent",
             _ => return,
         };
-        let json = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+        let mut buf = Vec::with_capacity(512);
+        let json = match serde_json::to_writer(&mut buf, event) {
+            Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| "{}".into()),
+            Err(_) => "{}".into(),
+        };
         // PII and budget events are built from fixed names, numbers and hashes only; the others
         // may carry text from outside (error reasons, key-server messages, agent output).
         let detail_json = match event {

@@ -391,10 +391,14 @@ fn input_safety(
         ));
     }
     if verdict.modified {
-        return serde_json::to_vec(doc).map(Bytes::from).map_err(|e| {
-            let msg = format!("could not re-encode the redacted body: {e}");
-            Denial::new(RouterError::Internal(msg), shape, "pii")
-        });
+        // Sized up front: growing from empty costs several copies of a long prompt.
+        let mut out = Vec::with_capacity(body.len() + 256);
+        return serde_json::to_writer(&mut out, doc)
+            .map(|()| Bytes::from(out))
+            .map_err(|e| {
+                let msg = format!("could not re-encode the redacted body: {e}");
+                Denial::new(RouterError::Internal(msg), shape, "pii")
+            });
     }
     Ok(body)
 }

@@ -125,7 +125,10 @@ pub(crate) async fn relay_inspected_json(
                         .unwrap_or_else(|| "Response blocked by Iron Cage PII policy".into());
                     Err(RouterError::PiiBlocked { message })
                 } else if verdict.modified {
-                    serde_json::to_vec(&doc).map_err(|e| RouterError::Internal(e.to_string()))
+                    let mut out = Vec::with_capacity(buf.len() + 256);
+                    serde_json::to_writer(&mut out, &doc)
+                        .map(|()| out)
+                        .map_err(|e| RouterError::Internal(e.to_string()))
                 } else {
                     Ok(buf)
                 }

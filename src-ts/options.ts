@@ -81,7 +81,7 @@ export interface LlmRouterOptions {
   safety?: SafetyOptions
   /** Circuit breaker, retries and timeouts for the upstream provider. */
   reliability?: ReliabilityOptions
-  /** SQLite file for the request ledger, audit trail and agents (WAL). Default: in memory. */
+  /** SQLite file for the request ledger, audit trail and agents (WAL); a file keeps everything. Default: in memory, keeping the newest 5,000 requests and audit events. */
   statePath?: string
   /** This router's agent id in the state store; with `statePath`, spent is restored on start. */
   agentId?: string

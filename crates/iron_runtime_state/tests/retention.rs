@@ -38,5 +38,5 @@ fn in_memory_store_keeps_only_the_newest_rows() {
 #[test]
 fn file_stores_keep_everything_by_default() {
     assert_eq!(StoreConfig::at_path("/tmp/x.db").retain_rows, None);
-    assert_eq!(StoreConfig::in_memory().retain_rows, Some(10_000));
+    assert_eq!(StoreConfig::in_memory().retain_rows, Some(5_000));
 }

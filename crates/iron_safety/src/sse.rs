@@ -272,10 +272,7 @@ impl SseOutputFilter {
             out.push(pass(event, data));
             return Ok(out);
         }
-        let mut v: Value = match parsed {
-            Some(v) => v,
-            None => parse(data)?,
-        };
+        let mut v = parsed_or_parse(parsed, data)?;
         if v.get("error").is_some() {
             return Ok(vec![pass(event, data)]);
         }
@@ -394,10 +391,7 @@ impl SseOutputFilter {
         data: &str,
         parsed: Option<Value>,
     ) -> Result<Vec<SseEvent>, String> {
-        let mut v: Value = match parsed {
-            Some(v) => v,
-            None => parse(data)?,
-        };
+        let mut v = parsed_or_parse(parsed, data)?;
         let kind = event
             .map(str::to_string)
             .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
@@ -507,10 +501,7 @@ impl SseOutputFilter {
         data: &str,
         parsed: Option<Value>,
     ) -> Result<Vec<SseEvent>, String> {
-        let mut v: Value = match parsed {
-            Some(v) => v,
-            None => parse(data)?,
-        };
+        let mut v = parsed_or_parse(parsed, data)?;
         let kind = event
             .map(str::to_string)
             .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
@@ -580,6 +571,14 @@ fn synth_anthropic_delta(key: StreamKey, text: String) -> SseEvent {
 
 fn pass(event: Option<&str>, data: &str) -> SseEvent {
     (event.map(str::to_string), data.to_string())
+}
+
+/// The caller's parse of `data` when it has one, else our own.
+fn parsed_or_parse(parsed: Option<Value>, data: &str) -> Result<Value, String> {
+    match parsed {
+        Some(v) => Ok(v),
+        None => parse(data),
+    }
 }
 
 fn parse(data: &str) -> Result<Value, String> {

@@ -35,6 +35,15 @@ pub enum Ending {
 }
 
 impl Ending {
+    /// A wait bounded by `deadline` ran out: the total timeout once it has passed, else the idle one.
+    pub(crate) fn timed_out(deadline: Instant) -> Ending {
+        Ending::Timeout(if Instant::now() >= deadline {
+            "total"
+        } else {
+            "idle"
+        })
+    }
+
     /// The outcome name used in events and the ledger.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -137,13 +146,7 @@ async fn run(
             _ = &mut idle_timer => Err(()),
         };
         let first = match next {
-            Err(_) => {
-                break Ending::Timeout(if Instant::now() >= deadline {
-                    "total"
-                } else {
-                    "idle"
-                })
-            }
+            Err(_) => break Ending::timed_out(deadline),
             Ok(None) => break Ending::Complete,
             Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_error(&e)),
             Ok(Some(Ok(c))) => c,

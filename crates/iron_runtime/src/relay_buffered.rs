@@ -32,7 +32,7 @@ pub(crate) async fn relay_error_body(
     let ending = loop {
         let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
         match tokio::time::timeout(wait, body.next()).await {
-            Err(_) => break Ending::Timeout("idle"),
+            Err(_) => break Ending::timed_out(deadline),
             Ok(None) => break Ending::Complete,
             Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_error(&e)),
             Ok(Some(Ok(c))) => {
@@ -86,13 +86,7 @@ pub(crate) async fn relay_inspected_json(
             .idle
             .min(deadline.saturating_duration_since(Instant::now()));
         match tokio::time::timeout(wait, body.next()).await {
-            Err(_) => {
-                break Ending::Timeout(if Instant::now() >= deadline {
-                    "total"
-                } else {
-                    "idle"
-                })
-            }
+            Err(_) => break Ending::timed_out(deadline),
             Ok(None) => break Ending::Complete,
             Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_error(&e)),
             Ok(Some(Ok(c))) => {

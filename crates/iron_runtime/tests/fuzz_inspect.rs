@@ -3,22 +3,13 @@
 //! `stream_options.include_usage == true` when the body is a JSON object.
 //! `PROPTEST_CASES` raises the case count (scripts/fuzz-long.sh).
 
+mod fuzz_config;
+
 use bytes::Bytes;
+use fuzz_config::config;
 use iron_runtime::inspect::{inject_include_usage, inspect};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![

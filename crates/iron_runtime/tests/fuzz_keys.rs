@@ -2,22 +2,13 @@
 //! answer always has a usable key, and no accepted `base_url` sends the key over plain http to a
 //! host other than loopback. `PROPTEST_CASES` raises the case count (scripts/fuzz-long.sh).
 
+mod fuzz_config;
+
+use fuzz_config::config;
 use iron_runtime::config::is_loopback_host;
 use iron_runtime::keys::parse_key_response;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// URL-like strings: schemes, hosts and tricks (credentials, backslashes, tabs, odd brackets).
 fn url() -> impl Strategy<Value = String> {

@@ -2,20 +2,11 @@
 //! arbitrary bytes cut arbitrarily never panic, and the events found do not depend on the chunking.
 //! `PROPTEST_CASES` raises the case count (scripts/fuzz-long.sh).
 
+mod fuzz_config;
+
+use fuzz_config::config;
 use iron_runtime::sse::{parse_event, SseSplitter};
 use proptest::prelude::*;
-
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// Bytes that look like an SSE stream often: field names, line ends, JSON, invalid UTF-8.
 fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {

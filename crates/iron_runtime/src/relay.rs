@@ -151,9 +151,8 @@ async fn run(
             Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_error(&e)),
             Ok(Some(Ok(c))) => c,
         };
-        // Take what has already arrived behind it: a burst goes through the parser, the channel and
-        // the client's socket as one piece instead of one hop per provider chunk.
-        // The first bytes go out at once (time to first byte); later ones may gather.
+        // The first bytes go out at once (time to first byte); later ones take what has already
+        // arrived behind them, so a burst crosses the parser, channel and socket as one piece.
         let (chunk, after) = if ttft.is_none() {
             (first, None)
         } else {

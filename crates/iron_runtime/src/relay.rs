@@ -15,7 +15,7 @@ use axum::http::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use iron_cost::StreamUsage;
-use iron_safety::{ApiShape, FilterOutcome, SseOutputFilter};
+use iron_safety::{ApiShape, FilterOutcome, SseOutputFilter, TextDelta};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -94,6 +94,7 @@ pub async fn relay(
 }
 
 struct SideParser {
+    shape: ApiShape,
     splitter: SseSplitter,
     saw_error_event: bool,
     usage: Option<StreamUsage>,
@@ -121,6 +122,7 @@ async fn run(
     let mut ttft: Option<u64> = None;
     let track_usage = success && ex.api.is_billable();
     let mut sse = is_sse.then(|| SideParser {
+        shape: api_shape(ex.api),
         splitter: SseSplitter::new(MAX_SSE_EVENT),
         saw_error_event: false,
         usage: track_usage.then(StreamUsage::new),
@@ -162,17 +164,36 @@ async fn run(
             ttft = Some(ex.started.elapsed().as_millis() as u64);
         }
         let out = match sse.as_mut() {
-            Some(p) => match process_sse(p, &ex, &chunk) {
-                Ok(out) => out,
-                Err((out, SseStop::TooLarge)) => {
-                    let _ = tx.send(Ok(out)).await;
-                    break Ending::StreamTooLarge;
+            Some(p) => {
+                // A burst goes out in pieces as it is processed: the client reads one while the
+                // relay parses the next.
+                let mut input: &[u8] = &chunk;
+                let stop = loop {
+                    match process_sse(p, &ex, input, SEND_EVERY) {
+                        Ok((out, more)) => {
+                            input = &[];
+                            if !out.is_empty() && tx.send(Ok(out)).await.is_err() {
+                                break Some(Ending::ClientAborted);
+                            }
+                            if !more {
+                                break None;
+                            }
+                        }
+                        Err((out, SseStop::TooLarge)) => {
+                            let _ = tx.send(Ok(out)).await;
+                            break Some(Ending::StreamTooLarge);
+                        }
+                        Err((out, SseStop::Blocked(message))) => {
+                            let _ = tx.send(Ok(out)).await;
+                            break Some(Ending::Blocked(message));
+                        }
+                    }
+                };
+                if let Some(ending) = stop {
+                    break ending;
                 }
-                Err((out, SseStop::Blocked(message))) => {
-                    let _ = tx.send(Ok(out)).await;
-                    break Ending::Blocked(message);
-                }
-            },
+                Bytes::new()
+            }
             None => {
                 if let Some(copy) = json_copy.as_mut() {
                     if copy.len() + chunk.len() <= MAX_JSON_COPY {
@@ -311,16 +332,24 @@ where
     (joined.map_or(first, BytesMut::freeze), after)
 }
 
-/// Process every complete event in the buffer; returns the bytes to send now (on a stop, the bytes
-/// that may still be sent before it).
+/// Output of a burst handed to the client at a time (see `process_sse`).
+const SEND_EVERY: usize = 16 * 1024;
+
+/// Adds `chunk` and processes the complete events buffered, until `limit` bytes of output are
+/// ready. Returns those bytes and whether events may be left (on a stop, the bytes that may
+/// still be sent before it).
 fn process_sse(
     p: &mut SideParser,
     ex: &Exchange,
-    chunk: &Bytes,
-) -> Result<Bytes, (Bytes, SseStop)> {
+    chunk: &[u8],
+    limit: usize,
+) -> Result<(Bytes, bool), (Bytes, SseStop)> {
     p.splitter.push(chunk);
     let mut out = BytesMut::new();
     loop {
+        if out.len() >= limit {
+            return Ok((out.freeze(), true));
+        }
         let raw = match p.splitter.next_event() {
             Ok(Some(raw)) => raw,
             Ok(None) => break,
@@ -329,6 +358,25 @@ fn process_sse(
         let ev = parse_event(&raw);
         if ev.event == Some("error") || ev.data.starts_with("{\"error\"") {
             p.saw_error_event = true;
+        }
+        // Most events are one piece of text: read those without a JSON tree.
+        let plain = if p.usage.is_some() || p.filter.is_some() {
+            TextDelta::read(p.shape, ev.event, &ev.data)
+        } else {
+            None
+        };
+        if let Some(d) = plain {
+            if let Some(u) = p.usage.as_mut() {
+                u.observe_text(d.text());
+            }
+            let outcome = match p.filter.as_mut() {
+                Some(f) => f.on_text_delta(&d, ev.event, &ev.data),
+                None => FilterOutcome::Unchanged,
+            };
+            if let Err(message) = emit(&mut out, &raw, outcome) {
+                return Err((out.freeze(), SseStop::Blocked(message)));
+            }
+            continue;
         }
         // One JSON parse per event serves usage, the usage-chunk check and the PII filter.
         let parsed = if p.usage.is_some() || p.filter.is_some() || ex.strip_usage_chunk {
@@ -346,25 +394,35 @@ fn process_sse(
             out.extend_from_slice(&raw);
             continue;
         };
-        match filter.on_event_parsed(ev.event, &ev.data, parsed) {
-            FilterOutcome::Emit(events) => {
-                let unchanged = events.len() == 1
+        let outcome = match filter.on_event_parsed(ev.event, &ev.data, parsed) {
+            FilterOutcome::Emit(events)
+                if events.len() == 1
                     && events[0].1 == ev.data
-                    && events[0].0.as_deref() == ev.event;
-                if unchanged {
-                    out.extend_from_slice(&raw);
-                } else {
-                    for (name, data) in &events {
-                        write_event(&mut out, name.as_deref(), data);
-                    }
-                }
+                    && events[0].0.as_deref() == ev.event =>
+            {
+                FilterOutcome::Unchanged
             }
-            FilterOutcome::Block { message } => {
-                return Err((out.freeze(), SseStop::Blocked(message)))
-            }
+            other => other,
+        };
+        if let Err(message) = emit(&mut out, &raw, outcome) {
+            return Err((out.freeze(), SseStop::Blocked(message)));
         }
     }
-    Ok(out.freeze())
+    Ok((out.freeze(), false))
+}
+
+/// Appends what the filter said to send for one upstream event (`raw`); a block is an error.
+fn emit(out: &mut BytesMut, raw: &[u8], outcome: FilterOutcome) -> Result<(), String> {
+    match outcome {
+        FilterOutcome::Unchanged => out.extend_from_slice(raw),
+        FilterOutcome::Emit(events) => {
+            for (name, data) in &events {
+                write_event(out, name.as_deref(), data);
+            }
+        }
+        FilterOutcome::Block { message } => return Err(message),
+    }
+    Ok(())
 }
 
 /// End of a filtered stream: an unterminated last event goes through the filter like any other, then
@@ -378,8 +436,8 @@ async fn flush_filtered_tail(
     if !rest.is_empty() {
         let mut tail = BytesMut::from(&rest[..]);
         tail.extend_from_slice(b"\n\n");
-        match process_sse(p, ex, &tail.freeze()) {
-            Ok(out) => {
+        match process_sse(p, ex, &tail, usize::MAX) {
+            Ok((out, _)) => {
                 let _ = tx.send(Ok(out)).await;
             }
             Err((out, SseStop::Blocked(message))) => {
@@ -404,6 +462,7 @@ async fn flush_filtered_tail(
             None
         }
         FilterOutcome::Block { message } => Some(message),
+        FilterOutcome::Unchanged => None,
     }
 }
 

@@ -512,3 +512,39 @@ async fn streamed_tool_call_arguments_are_redacted_through_the_router() {
     })
     .await;
 }
+
+/// A long answer arriving as one burst (hundreds of KiB) is processed and sent in pieces; every
+/// event still reaches the client whole and in order, and each value in it is redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_burst_keeps_every_event_whole_in_order_and_redacted() {
+    bounded(60, async {
+        let round = answer();
+        let rounds = 60;
+        for api in [Api::Chat, Api::Anthropic] {
+            // Word-sized pieces, numbered so that order and loss show in the text.
+            let mut pieces = Vec::new();
+            let mut expected = String::new();
+            for r in 0..rounds {
+                pieces.push(format!("[{r}] "));
+                expected.push_str(&format!("[{r}] "));
+                pieces.extend(round.split_inclusive(' ').map(str::to_string));
+                expected.push_str(REDACTED);
+                pieces.push(" ".into());
+                expected.push(' ');
+            }
+            let events = upstream_events(api, &pieces);
+            let bytes: usize = events.iter().map(String::len).sum();
+            assert!(bytes > 100 * 1024, "burst of {bytes} bytes");
+            let (got, raw) = redacted_stream(api, events).await;
+            let what = format!("{api:?} burst");
+            assert_eq!(joined_text(api, &got), expected, "{what}");
+            assert_no_values(&what, &raw);
+            assert!(
+                got.iter()
+                    .all(|g| g.data == "[DONE]" || json_of(g).is_object()),
+                "{what}: an event arrived cut or merged"
+            );
+        }
+    })
+    .await;
+}

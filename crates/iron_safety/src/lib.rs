@@ -17,6 +17,7 @@ pub mod recognizers;
 mod scanner;
 mod sse;
 mod stream;
+mod text_delta;
 
 pub use audit::{sha256_hex, Detection, Tally};
 pub use guard::{TextGuard, SCAN_ORDER};
@@ -27,6 +28,7 @@ pub use recognizer::{Confirmed, Recognizer};
 pub use scanner::{Finding, Scanner};
 pub use sse::{FilterOutcome, SseEvent, SseOutputFilter};
 pub use stream::{StreamRedactor, RUN_CAP_BYTES, WINDOW_BYTES};
+pub use text_delta::TextDelta;
 
 use serde_json::Value;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ use crate::inspect::ApiShape;
 use crate::json_text::{self, EscapeCodec};
 use crate::kind::Direction;
 use crate::stream::StreamRedactor;
+use crate::text_delta::{ChunkMeta, TextDelta};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub type SseEvent = (Option<String>, String);
 pub enum FilterOutcome {
     /// These events, in order (usually just the input, rewritten only if its text changed).
     Emit(Vec<SseEvent>),
+    /// The event may go out exactly as it came (only from [`SseOutputFilter::on_text_delta`]).
+    Unchanged,
     /// Stop the stream; the message names types and counts, never values.
     Block {
         /// Why the stream was stopped.
@@ -97,24 +100,105 @@ impl SseOutputFilter {
         };
         let events = match result {
             Ok(events) => events,
-            Err(why) => {
-                let message = format!(
-                    "Response stopped by Iron Cage: the PII filter could not process a streamed event ({why}), so it failed closed rather than risk leaking unredacted text."
-                );
-                self.blocked = Some(message.clone());
-                return FilterOutcome::Block { message };
+            Err(why) => return self.fail_closed(&why),
+        };
+        self.block_if_called_for()
+            .unwrap_or(FilterOutcome::Emit(events))
+    }
+
+    /// The same as [`on_event`](Self::on_event) for an event that [`TextDelta::read`] recognised
+    /// in `data`, without a JSON tree: `Unchanged` when the event may go out as it came, which is
+    /// the common case (the text is re-encoded only when the redactor changed or held some of it).
+    pub fn on_text_delta(
+        &mut self,
+        delta: &TextDelta<'_>,
+        event: Option<&str>,
+        data: &str,
+    ) -> FilterOutcome {
+        if let Some(message) = &self.blocked {
+            return FilterOutcome::Block {
+                message: message.clone(),
+            };
+        }
+        if let Some(meta) = &delta.meta {
+            self.note_meta(meta);
+        }
+        let outcome = match &delta.text {
+            None => FilterOutcome::Unchanged,
+            Some(text) => {
+                let out = self.push((delta.index, 0), text);
+                if out == **text {
+                    FilterOutcome::Unchanged
+                } else {
+                    match self.with_text(event, data, out) {
+                        Ok(e) => FilterOutcome::Emit(vec![e]),
+                        Err(why) => self.fail_closed(&why),
+                    }
+                }
             }
         };
-        // Build the merged tally only when something calls for a block (not on every event).
+        self.block_if_called_for().unwrap_or(outcome)
+    }
+
+    /// `data` with its one text field (by API) set to `text`.
+    fn with_text(&self, event: Option<&str>, data: &str, text: String) -> Result<SseEvent, String> {
+        let mut v = parse(data)?;
+        let slot = match self.api {
+            ApiShape::OpenAiChat => v.pointer_mut("/choices/0/delta/content"),
+            ApiShape::OpenAiCompletions => v.pointer_mut("/choices/0/text"),
+            _ => v.pointer_mut("/delta/text"),
+        };
+        let Some(slot) = slot else {
+            return Err("a text event lost its text field".into());
+        };
+        *slot = Value::String(text);
+        Ok((event.map(str::to_string), v.to_string()))
+    }
+
+    /// Keeps an OpenAI chunk's `id`, `object`, `created` and `model` for synthesized chunks,
+    /// copying only what changed (on a stream, nothing after the first chunk).
+    fn note_meta(&mut self, meta: &ChunkMeta<'_>) {
+        let texts = [
+            ("id", &meta.id),
+            ("object", &meta.object),
+            ("model", &meta.model),
+        ];
+        for (k, v) in texts {
+            if let Some(v) = v {
+                if !matches!(self.chunk_meta.get(k), Some(Value::String(s)) if s == v) {
+                    self.chunk_meta
+                        .insert(k.to_string(), Value::String(v.to_string()));
+                }
+            }
+        }
+        if let Some(c) = meta.created {
+            if self.chunk_meta.get("created").and_then(Value::as_u64) != Some(c) {
+                self.chunk_meta
+                    .insert("created".to_string(), Value::from(c));
+            }
+        }
+    }
+
+    /// A stream that cannot be processed stops (fail closed).
+    fn fail_closed(&mut self, why: &str) -> FilterOutcome {
+        let message = format!(
+            "Response stopped by Iron Cage: the PII filter could not process a streamed event ({why}), so it failed closed rather than risk leaking unredacted text."
+        );
+        self.blocked = Some(message.clone());
+        FilterOutcome::Block { message }
+    }
+
+    /// A block once a block-action value has been seen (the merged tally is built only then).
+    fn block_if_called_for(&mut self) -> Option<FilterOutcome> {
         if self.tally.is_blocked() || self.streams.values().any(StreamRedactor::is_blocked) {
             let mut all = self.tally.clone();
             self.streams.values().for_each(|s| all.merge(&s.tally()));
             if let Some(message) = all.block_message(Direction::Response) {
                 self.blocked = Some(message.clone());
-                return FilterOutcome::Block { message };
+                return Some(FilterOutcome::Block { message });
             }
         }
-        FilterOutcome::Emit(events)
+        None
     }
 
     /// Everything detected so far, for the audit summary.
@@ -278,7 +362,9 @@ impl SseOutputFilter {
         }
         for k in ["id", "object", "created", "model"] {
             if let Some(x) = v.get(k) {
-                self.chunk_meta.insert(k.to_string(), x.clone());
+                if self.chunk_meta.get(k) != Some(x) {
+                    self.chunk_meta.insert(k.to_string(), x.clone());
+                }
             }
         }
         let mut before = Vec::new();

@@ -14,6 +14,7 @@ fn emitted(o: FilterOutcome) -> Vec<SseEvent> {
     match o {
         FilterOutcome::Emit(e) => e,
         FilterOutcome::Block { message } => panic!("unexpected block: {message}"),
+        FilterOutcome::Unchanged => unreachable!("on_event always says what to send"),
     }
 }
 

@@ -24,6 +24,7 @@ fn emitted(o: FilterOutcome) -> Vec<SseEvent> {
     match o {
         FilterOutcome::Emit(e) => e,
         FilterOutcome::Block { message } => panic!("unexpected block: {message}"),
+        FilterOutcome::Unchanged => unreachable!("on_event always says what to send"),
     }
 }
 
@@ -203,6 +204,7 @@ fn a_card_in_tool_arguments_can_block_the_stream() {
                 blocked = Some(message);
                 break;
             }
+            FilterOutcome::Unchanged => unreachable!("on_event always says what to send"),
         }
     }
     let message = blocked.expect("the stream was blocked");

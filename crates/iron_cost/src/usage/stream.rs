@@ -92,6 +92,15 @@ impl StreamUsage {
         }
     }
 
+    /// Counts the text of an event the caller has already read as one plain piece of generated
+    /// text (an OpenAI chat or completions text chunk without usage, an Anthropic `text_delta`):
+    /// the same as [`observe`](Self::observe) on that event, without parsing it again.
+    pub fn observe_text(&mut self, text: &str) {
+        self.output_chars = self
+            .output_chars
+            .saturating_add(text.chars().count() as u64);
+    }
+
     /// Characters of output seen so far.
     pub fn output_chars(&self) -> u64 {
         self.output_chars

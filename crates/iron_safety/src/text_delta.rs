@@ -1,0 +1,207 @@
+//! The event that makes up almost all of a streamed answer, one piece of generated text, read
+//! straight from its JSON into borrowed fields: no tree is built, nothing is copied unless the
+//! text holds escapes. Anything that is not plainly such an event (a finishing chunk, tool calls,
+//! usage, an error, an unexpected type, duplicate keys) is not recognised here and takes the
+//! general path, which parses the whole event.
+
+use crate::inspect::ApiShape;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// One piece of generated text from a streamed event (see [`TextDelta::read`]).
+pub struct TextDelta<'a> {
+    pub(crate) index: u64,
+    pub(crate) text: Option<Cow<'a, str>>,
+    /// OpenAI chunks: the fields repeated on every chunk (kept for synthesized chunks).
+    pub(crate) meta: Option<ChunkMeta<'a>>,
+}
+
+/// `id`, `object`, `created` and `model` of an OpenAI chunk.
+pub(crate) struct ChunkMeta<'a> {
+    pub id: Option<Cow<'a, str>>,
+    pub object: Option<Cow<'a, str>>,
+    pub created: Option<u64>,
+    pub model: Option<Cow<'a, str>>,
+}
+
+impl<'a> TextDelta<'a> {
+    /// Recognises a plain text event of `api`: an OpenAI chat chunk whose one choice carries only
+    /// `delta.content`, a completions chunk with only `text`, or an Anthropic `text_delta`.
+    /// `None` for every other event, including any this reader is unsure of.
+    pub fn read(api: ApiShape, event: Option<&str>, data: &'a str) -> Option<TextDelta<'a>> {
+        match api {
+            ApiShape::OpenAiChat | ApiShape::OpenAiCompletions if event.is_none() => {
+                let c: ChatChunk<'a> = serde_json::from_str(data).ok()?;
+                let [choice] = c.choices;
+                if c.error.is_some()
+                    || c.usage.is_some()
+                    || c.kind.is_some()
+                    || choice.finish_reason.is_some()
+                {
+                    return None;
+                }
+                let text = if api == ApiShape::OpenAiChat {
+                    let delta = choice.delta?;
+                    let plain = delta.tool_calls.is_none()
+                        && delta.refusal.is_none()
+                        && delta.reasoning_content.is_none();
+                    if !plain || choice.text.is_some() {
+                        return None;
+                    }
+                    delta.content
+                } else {
+                    if choice.delta.is_some() || choice.tool_calls.is_some() {
+                        return None;
+                    }
+                    Some(choice.text?)
+                };
+                Some(TextDelta {
+                    index: choice.index.unwrap_or(0),
+                    text,
+                    meta: Some(ChunkMeta {
+                        id: c.id,
+                        object: c.object,
+                        created: c.created,
+                        model: c.model,
+                    }),
+                })
+            }
+            ApiShape::AnthropicMessages if matches!(event, None | Some("content_block_delta")) => {
+                let e: AnthropicDelta<'a> = serde_json::from_str(data).ok()?;
+                let d = e.delta;
+                let plain = e.kind == "content_block_delta"
+                    && d.kind == "text_delta"
+                    && d.thinking.is_none()
+                    && d.partial_json.is_none();
+                plain.then(|| TextDelta {
+                    index: e.index.unwrap_or(0),
+                    text: Some(d.text),
+                    meta: None,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The generated text ("" when the chunk carries none, such as a role-only first chunk).
+    pub fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or("")
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatChunk<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    object: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    /// Exactly one choice (any other count is not this reader's case).
+    #[serde(borrow)]
+    choices: [ChatChoice<'a>; 1],
+    #[serde(default)]
+    usage: Option<IgnoredAny>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+    #[serde(rename = "type", default)]
+    kind: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChatChoice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<ChatDeltaFields<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChatDeltaFields<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+    #[serde(default)]
+    refusal: Option<IgnoredAny>,
+    #[serde(default)]
+    reasoning_content: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: AnthropicTextFields<'a>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicTextFields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+    #[serde(default)]
+    thinking: Option<IgnoredAny>,
+    #[serde(default)]
+    partial_json: Option<IgnoredAny>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(data: &str) -> Option<String> {
+        TextDelta::read(ApiShape::OpenAiChat, None, data).map(|d| d.text().to_string())
+    }
+
+    #[test]
+    fn reads_plain_text_events_only() {
+        let plain = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":"Hi \"x\""},"logprobs":null,"finish_reason":null}]}"#;
+        assert_eq!(chat(plain).as_deref(), Some("Hi \"x\""));
+        let role = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        assert_eq!(chat(role).as_deref(), Some(""));
+        for other in [
+            r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"refusal":"no"}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"a"}}],"usage":{"total_tokens":1}}"#,
+            r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+            r#"{"error":{"message":"x"},"choices":[{"delta":{"content":"a"}}]}"#,
+            r#"{"choices":[{"delta":{"content":5}}]}"#,
+            "[DONE]",
+        ] {
+            assert_eq!(chat(other), None, "{other}");
+        }
+        assert!(TextDelta::read(ApiShape::OpenAiChat, Some("x"), plain).is_none());
+        let ant =
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"hé"}}"#;
+        let d = TextDelta::read(
+            ApiShape::AnthropicMessages,
+            Some("content_block_delta"),
+            ant,
+        );
+        assert_eq!(d.as_ref().map(|d| (d.index, d.text())), Some((2, "hé")));
+        let json_delta = r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{"}}"#;
+        assert!(TextDelta::read(ApiShape::AnthropicMessages, None, json_delta).is_none());
+        assert!(TextDelta::read(ApiShape::AnthropicMessages, Some("ping"), ant).is_none());
+        let completion = r#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"abc","finish_reason":null}]}"#;
+        let d = TextDelta::read(ApiShape::OpenAiCompletions, None, completion);
+        assert_eq!(d.map(|d| d.text().to_string()).as_deref(), Some("abc"));
+        assert!(TextDelta::read(ApiShape::OpenAiResponses, None, plain).is_none());
+    }
+}

@@ -21,6 +21,8 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 const MAX_SSE_EVENT: usize = 8 * 1024 * 1024;
+/// A non-streamed answer up to this size (by its `content-length`) is read whole and sent at once.
+const WHOLE_ANSWER_MAX: usize = 256 * 1024;
 pub(crate) const MAX_JSON_COPY: usize = 64 * 1024 * 1024;
 
 /// How a relayed response ended.
@@ -79,8 +81,17 @@ pub async fn relay(
         // A provider's error may quote the key it was sent: read it (bounded) and redact it.
         return crate::relay_buffered::relay_error_body(shared, ex, upstream, headers).await;
     }
-    if !is_sse && shared.policies.safety.response_active && shape != ApiShape::Other {
-        return crate::relay_buffered::relay_inspected_json(shared, ex, upstream, headers).await;
+    let inspect = shared.policies.safety.response_active && shape != ApiShape::Other;
+    // A small answer that is not a stream goes out whole: head and body in one write, without a
+    // relay task (the client cannot use half a JSON document anyway).
+    let small = upstream
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n <= WHOLE_ANSWER_MAX);
+    if !is_sse && (inspect || small) {
+        return crate::relay_buffered::relay_whole_json(shared, ex, upstream, headers, inspect)
+            .await;
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(run(shared, ex, upstream, tx, is_sse, status.as_u16()));

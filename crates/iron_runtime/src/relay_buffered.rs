@@ -1,6 +1,7 @@
 //! Answers read whole before the client sees them: provider errors (which may quote the key they
-//! were sent) and JSON answers the response PII policy must inspect. Both run inside the request's own task
-//! (`pipeline::route`), so a client that leaves cannot skip settling.
+//! were sent), JSON answers the response PII policy must inspect, and small answers that are not
+//! streams (sent in one write). All run inside the request's own task (`pipeline::route`), so a
+//! client that leaves cannot skip settling.
 
 use crate::error::RouterError;
 use crate::exchange::Exchange;
@@ -68,12 +69,14 @@ pub(crate) async fn relay_error_body(
     resp
 }
 
-/// A whole JSON answer, inspected by the response PII policy before the client sees any of it.
-pub(crate) async fn relay_inspected_json(
+/// A whole JSON answer, read before the client sees any of it: inspected by the response PII
+/// policy when `inspect`, else only metered (a small answer, sent in one piece).
+pub(crate) async fn relay_whole_json(
     shared: Arc<Shared>,
     mut ex: Exchange,
     upstream: UpstreamResponse,
     mut headers: axum::http::HeaderMap,
+    inspect: bool,
 ) -> Response<Body> {
     let status = upstream.status();
     let timeouts = shared.policies.timeouts;
@@ -101,10 +104,15 @@ pub(crate) async fn relay_inspected_json(
     drop(body);
     // One parse serves both usage and the PII policy.
     let mut usage = None;
+    let kind = crate::cost_policy::api_kind(ex.api);
     let outcome: Result<Vec<u8>, RouterError> = match &ending {
+        Ending::Complete if !inspect => {
+            usage = iron_cost::usage_from_bytes(kind, &buf);
+            Ok(buf)
+        }
         Ending::Complete => match serde_json::from_slice::<serde_json::Value>(&buf) {
             Ok(mut doc) => {
-                usage = iron_cost::usage_from_response(crate::cost_policy::api_kind(ex.api), &doc);
+                usage = iron_cost::usage_from_response(kind, &doc);
                 let safety = &shared.policies.safety;
                 let verdict = safety.engine.inspect_response(api_shape(ex.api), &mut doc);
                 crate::safety_policy::report(
@@ -139,16 +147,14 @@ pub(crate) async fn relay_inspected_json(
             reason: "the answer broke off or was too large".into(),
         }),
     };
+    // Only billable calls are metered, as on the streaming path.
+    let metered = if inspect || ex.api.is_billable() {
+        Metered::Known(usage)
+    } else {
+        Metered::Nothing
+    };
     let status_code = status.as_u16();
-    settle(
-        &shared,
-        &mut ex,
-        status_code,
-        &ending,
-        ttft,
-        false,
-        Metered::Known(usage),
-    );
+    settle(&shared, &mut ex, status_code, &ending, ttft, false, metered);
     shared.policies.ledger.commit_if_strict().await;
     match outcome {
         Ok(bytes) => {

@@ -411,3 +411,49 @@ async fn total_timeout_ends_a_slow_json_answer_with_504() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_answer_cut_short_is_a_502_naming_the_cause_even_with_response_checks_off() {
+    bounded(20, async {
+        // Half the promised body, then the provider hangs up.
+        let (port, count, _task) = raw_upstream(|_, mut s| async move {
+            if !read_request(&mut s).await {
+                return;
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                OK_JSON.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&OK_JSON.as_bytes()[..OK_JSON.len() / 2]).await;
+            let _ = s.flush().await;
+        })
+        .await;
+        let ks = FakeKeyServer::with_key(
+            OPENAI_KEY,
+            Some("openai"),
+            &format!("http://127.0.0.1:{port}"),
+        )
+        .await;
+        let router = start_router(
+            &ks,
+            json!({ "reliability": reliability(json!({})), "budgetUsd": 1.0,
+                    "safety": { "response": { "default": "off", "secret": "off" } } }),
+        );
+        router.ready().await.expect("key fetched");
+        let (status, json, _) =
+            status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        // A clean provider-shaped error the SDK can act on, not a body that ends mid-JSON.
+        assert_eq!(status, 502, "{json}");
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("broke off"), "{json}");
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "not retried once the head had arrived"
+        );
+        assert_eq!(router.budget_status().reserved_micros, 0);
+        router.stop().await;
+    })
+    .await;
+}

@@ -49,8 +49,24 @@ pub fn usage_from_response(kind: ApiKind, body: &Value) -> Option<Usage> {
 
 /// Like [`usage_from_response`] on raw bytes; malformed JSON yields `None`.
 pub fn usage_from_bytes(kind: ApiKind, body: &[u8]) -> Option<Usage> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    usage_from_response(kind, &value)
+    /// Only the `usage` member is kept; the rest of the answer is skipped, not built as a tree.
+    #[derive(serde::Deserialize)]
+    struct Top {
+        #[serde(default)]
+        usage: Option<Value>,
+    }
+    match kind {
+        ApiKind::AnthropicCountTokens | ApiKind::Other => {
+            usage_from_response(kind, &serde_json::from_slice(body).ok()?)
+        }
+        _ => {
+            let top: Top = serde_json::from_slice(body).ok()?;
+            let usage = top.usage?;
+            let mut only = serde_json::Map::with_capacity(1);
+            only.insert("usage".to_string(), usage);
+            usage_from_response(kind, &Value::Object(only))
+        }
+    }
 }
 
 /// A non-negative integer at `path`, or `None`.

@@ -141,9 +141,14 @@ pub(crate) fn run(
 fn trim(conn: &Mutex<Connection>, keep: u64) {
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
     let guard = lock(conn);
-    for table in ["requests", "audit"] {
-        let sql = format!("DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - ?1");
-        let _ = guard.execute(&sql, [keep]);
+    // Statements stay prepared between batches (this runs after every batch).
+    for sql in [
+        "DELETE FROM requests WHERE id <= (SELECT MAX(id) FROM requests) - ?1",
+        "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
+    ] {
+        if let Ok(mut stmt) = guard.prepare_cached(sql) {
+            let _ = stmt.execute([keep]);
+        }
     }
 }
 

@@ -123,10 +123,16 @@ impl SseOutputFilter {
         if let Some(meta) = &delta.meta {
             self.note_meta(meta);
         }
+        if let Some(id) = &delta.item_id {
+            if !matches!(self.item_ids.get(&delta.key), Some(Value::String(s)) if s == id) {
+                self.item_ids
+                    .insert(delta.key, Value::String(id.to_string()));
+            }
+        }
         let outcome = match &delta.text {
             None => FilterOutcome::Unchanged,
             Some(text) => {
-                let out = self.push((delta.index, 0), text);
+                let out = self.push(delta.key, text);
                 if out == **text {
                     FilterOutcome::Unchanged
                 } else {
@@ -146,6 +152,7 @@ impl SseOutputFilter {
         let slot = match self.api {
             ApiShape::OpenAiChat => v.pointer_mut("/choices/0/delta/content"),
             ApiShape::OpenAiCompletions => v.pointer_mut("/choices/0/text"),
+            ApiShape::OpenAiResponses => v.pointer_mut("/delta"),
             _ => v.pointer_mut("/delta/text"),
         };
         let Some(slot) = slot else {

@@ -11,10 +11,13 @@ use std::borrow::Cow;
 
 /// One piece of generated text from a streamed event (see [`TextDelta::read`]).
 pub struct TextDelta<'a> {
-    pub(crate) index: u64,
+    /// The text stream it belongs to: (choice, 0), (block, 0) or (output_index, content_index).
+    pub(crate) key: (u64, u64),
     pub(crate) text: Option<Cow<'a, str>>,
     /// OpenAI chunks: the fields repeated on every chunk (kept for synthesized chunks).
     pub(crate) meta: Option<ChunkMeta<'a>>,
+    /// Responses events: the output item the text belongs to.
+    pub(crate) item_id: Option<Cow<'a, str>>,
 }
 
 /// `id`, `object`, `created` and `model` of an OpenAI chunk.
@@ -27,7 +30,8 @@ pub(crate) struct ChunkMeta<'a> {
 
 impl<'a> TextDelta<'a> {
     /// Recognises a plain text event of `api`: an OpenAI chat chunk whose one choice carries only
-    /// `delta.content`, a completions chunk with only `text`, or an Anthropic `text_delta`.
+    /// `delta.content`, a completions chunk with only `text`, a Responses
+    /// `response.output_text.delta`, or an Anthropic `text_delta`.
     /// `None` for every other event, including any this reader is unsure of.
     pub fn read(api: ApiShape, event: Option<&str>, data: &'a str) -> Option<TextDelta<'a>> {
         match api {
@@ -57,7 +61,7 @@ impl<'a> TextDelta<'a> {
                     Some(choice.text?)
                 };
                 Some(TextDelta {
-                    index: choice.index.unwrap_or(0),
+                    key: (choice.index.unwrap_or(0), 0),
                     text,
                     meta: Some(ChunkMeta {
                         id: c.id,
@@ -65,6 +69,18 @@ impl<'a> TextDelta<'a> {
                         created: c.created,
                         model: c.model,
                     }),
+                    item_id: None,
+                })
+            }
+            ApiShape::OpenAiResponses
+                if matches!(event, None | Some("response.output_text.delta")) =>
+            {
+                let e: ResponsesDelta<'a> = serde_json::from_str(data).ok()?;
+                (e.kind == "response.output_text.delta").then(|| TextDelta {
+                    key: (e.output_index.unwrap_or(0), e.content_index.unwrap_or(0)),
+                    text: Some(e.delta),
+                    meta: None,
+                    item_id: e.item_id,
                 })
             }
             ApiShape::AnthropicMessages if matches!(event, None | Some("content_block_delta")) => {
@@ -75,9 +91,10 @@ impl<'a> TextDelta<'a> {
                     && d.thinking.is_none()
                     && d.partial_json.is_none();
                 plain.then(|| TextDelta {
-                    index: e.index.unwrap_or(0),
+                    key: (e.index.unwrap_or(0), 0),
                     text: Some(d.text),
                     meta: None,
+                    item_id: None,
                 })
             }
             _ => None,
@@ -138,6 +155,20 @@ struct ChatDeltaFields<'a> {
 }
 
 #[derive(Deserialize)]
+struct ResponsesDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    item_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    output_index: Option<u64>,
+    #[serde(default)]
+    content_index: Option<u64>,
+    #[serde(borrow)]
+    delta: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
 struct AnthropicDelta<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
@@ -195,7 +226,19 @@ mod tests {
             Some("content_block_delta"),
             ant,
         );
-        assert_eq!(d.as_ref().map(|d| (d.index, d.text())), Some((2, "hé")));
+        assert_eq!(d.as_ref().map(|d| (d.key, d.text())), Some(((2, 0), "hé")));
+        let resp = r#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":1,"content_index":2,"delta":"ok","sequence_number":9}"#;
+        let d = TextDelta::read(
+            ApiShape::OpenAiResponses,
+            Some("response.output_text.delta"),
+            resp,
+        );
+        assert_eq!(d.as_ref().map(|d| (d.key, d.text())), Some(((1, 2), "ok")));
+        let done = r#"{"type":"response.output_text.done","output_index":0,"content_index":0,"text":"ok"}"#;
+        assert!(TextDelta::read(ApiShape::OpenAiResponses, None, done).is_none());
+        let args =
+            r#"{"type":"response.function_call_arguments.delta","output_index":0,"delta":"{"}"#;
+        assert!(TextDelta::read(ApiShape::OpenAiResponses, None, args).is_none());
         let json_delta = r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{"}}"#;
         assert!(TextDelta::read(ApiShape::AnthropicMessages, None, json_delta).is_none());
         assert!(TextDelta::read(ApiShape::AnthropicMessages, Some("ping"), ant).is_none());
@@ -203,5 +246,6 @@ mod tests {
         let d = TextDelta::read(ApiShape::OpenAiCompletions, None, completion);
         assert_eq!(d.map(|d| d.text().to_string()).as_deref(), Some("abc"));
         assert!(TextDelta::read(ApiShape::OpenAiResponses, None, plain).is_none());
+        assert!(TextDelta::read(ApiShape::OpenAiEmbeddings, None, plain).is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The filter's fast path for plain text events (`TextDelta::read` + `on_text_delta`) sends the
 //! same bytes, finds the same values and blocks at the same event as the general path, for every
-//! labelled corpus line streamed in pieces as OpenAI chat, completions and Anthropic events.
+//! labelled corpus line streamed in pieces as OpenAI chat, completions, Responses and Anthropic
+//! events.
 
 use iron_safety::{
     ApiShape, FilterOutcome, SafetyEngine, SafetyPolicy, SseOutputFilter, TextDelta,
@@ -34,6 +35,26 @@ fn events(api: ApiShape, pieces: &[String]) -> Vec<(Option<&'static str>, String
                 Some("message_stop"),
                 json!({"type":"message_stop"}).to_string(),
             ));
+        }
+        ApiShape::OpenAiResponses => {
+            let full: String = pieces.concat();
+            // The done event names no item: text it flushes takes the item id the deltas carried.
+            let item = json!({"type":"message","id":"msg_1","role":"assistant","content":[{"type":"output_text","text":full}]});
+            out.push((
+                Some("response.created"),
+                json!({"type":"response.created","response":{"id":"r","output":[]}}).to_string(),
+            ));
+            for (n, p) in pieces.iter().enumerate() {
+                out.push((Some("response.output_text.delta"), json!({"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":p,"sequence_number":n}).to_string()));
+            }
+            out.push((Some("response.output_text.done"), json!({"type":"response.output_text.done","output_index":0,"content_index":0,"text":full}).to_string()));
+            out.push((Some("response.content_part.done"), json!({"type":"response.content_part.done","item_id":"msg_1","output_index":0,"content_index":0,"part":{"type":"output_text","text":full}}).to_string()));
+            out.push((
+                Some("response.output_item.done"),
+                json!({"type":"response.output_item.done","output_index":0,"item":item})
+                    .to_string(),
+            ));
+            out.push((Some("response.completed"), json!({"type":"response.completed","response":{"id":"r","output":[item],"usage":{"input_tokens":3,"output_tokens":9}}}).to_string()));
         }
         ApiShape::OpenAiCompletions => {
             for p in pieces {
@@ -122,6 +143,7 @@ fn fast_path_matches_the_general_path_on_the_corpus() {
             for api in [
                 ApiShape::OpenAiChat,
                 ApiShape::OpenAiCompletions,
+                ApiShape::OpenAiResponses,
                 ApiShape::AnthropicMessages,
             ] {
                 let evs = events(api, &pieces);

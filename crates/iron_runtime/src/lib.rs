@@ -28,6 +28,7 @@ mod settle;
 pub mod sse;
 pub mod stats;
 pub mod upstream_call;
+pub mod upstream_h1;
 pub mod ws_events;
 
 pub use config::{ConfigError, RouterConfig};

@@ -183,8 +183,14 @@ async fn run(
                     match process_sse(p, &ex, input, SEND_EVERY) {
                         Ok((out, more)) => {
                             input = &[];
-                            if !out.is_empty() && tx.send(Ok(out)).await.is_err() {
-                                break Some(Ending::ClientAborted);
+                            if !out.is_empty() {
+                                if tx.send(Ok(out)).await.is_err() {
+                                    break Some(Ending::ClientAborted);
+                                }
+                                // Let the client connection write this piece now: the socket
+                                // may hold the rest of a burst, and this task would process
+                                // all of it before a task woken on this worker ran.
+                                tokio::task::yield_now().await;
                             }
                             if !more {
                                 break None;
@@ -216,8 +222,11 @@ async fn run(
                 chunk
             }
         };
-        if !out.is_empty() && tx.send(Ok(out)).await.is_err() {
-            break Ending::ClientAborted;
+        if !out.is_empty() {
+            if tx.send(Ok(out)).await.is_err() {
+                break Ending::ClientAborted;
+            }
+            tokio::task::yield_now().await;
         }
         if let Some(ending) = after {
             break ending;
@@ -309,7 +318,7 @@ const MAX_COALESCE_WAIT: std::time::Duration = std::time::Duration::from_micros(
 /// writes instead of one small write per event, while a paced stream waits for nothing.
 async fn coalesce<S>(first: Bytes, body: &mut S) -> (Bytes, Option<Ending>)
 where
-    S: futures_util::Stream<Item = Result<Bytes, hyper::Error>> + Unpin,
+    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
 {
     let mut joined: Option<BytesMut> = None;
     let mut len = first.len();

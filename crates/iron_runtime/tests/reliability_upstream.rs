@@ -457,3 +457,60 @@ async fn a_small_answer_cut_short_is_a_502_naming_the_cause_even_with_response_c
     })
     .await;
 }
+
+/// A keep-alive answer (no `connection: close`) for a raw upstream.
+fn keep_alive_response() -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{OK_JSON}",
+        OK_JSON.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_one_closed_while_idle_is_replaced() {
+    bounded(20, async {
+        // Connection 1 answers twice, then the provider closes it while it sits idle in the pool;
+        // connection 2 answers whatever comes.
+        let (port, count, _task) = raw_upstream(|n, mut s| async move {
+            let answers = if n == 1 { 2 } else { 100 };
+            for _ in 0..answers {
+                if !read_request(&mut s).await {
+                    return;
+                }
+                if s.write_all(keep_alive_response().as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let (_ks, router) = router_for(
+            &format!("http://127.0.0.1:{port}"),
+            json!({ "retry": { "maxRetries": 0 } }),
+            None,
+        )
+        .await;
+        for round in 0..2 {
+            let (status, json, _) =
+                status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+            assert_eq!((round, status), (round, 200), "{json}");
+        }
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "the second call reused the connection"
+        );
+        // Give the provider's close time to arrive, then call again: not a 502 but a new connection.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, json, _) =
+            status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            retries(&router),
+            0,
+            "replacing a closed idle connection is not a retry"
+        );
+        router.stop().await;
+    })
+    .await;
+}

@@ -99,6 +99,19 @@ impl Router {
         let cancel = CancellationToken::new();
         let running = Arc::new(AtomicBool::new(true));
         let server = tokio::spawn(serve(listener, shared.clone(), cancel.clone()));
+        // Pooled provider connections left idle are closed in the background, not kept open
+        // until the next call.
+        let sweeper = shared.clone();
+        let stop_sweeping = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                tokio::select! {
+                    _ = stop_sweeping.cancelled() => break,
+                    _ = tick.tick() => sweeper.http.sweep(),
+                }
+            }
+        });
         if let Some(url) = shared.cfg.raw.dashboard_url.clone() {
             tokio::spawn(crate::dashboard::run(shared.clone(), url, cancel.clone()));
         }

@@ -270,6 +270,24 @@ impl H1Client {
         }
     }
 
+    /// Closes pooled connections idle for longer than the idle timeout (or closed by the provider).
+    pub fn sweep(&self) {
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        for conns in idle.values_mut() {
+            conns.retain(|(conn, since)| {
+                now.duration_since(*since) < IDLE_TIMEOUT && conn.idle_and_open()
+            });
+        }
+        idle.retain(|_, conns| !conns.is_empty());
+    }
+
+    /// Connections waiting in the pool (for tests and stats).
+    pub fn idle_connections(&self) -> usize {
+        let idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+
     fn response(&self, origin: Origin, head: Head) -> Response<UpstreamBody> {
         let body = UpstreamBody {
             conn: Some(head.conn),

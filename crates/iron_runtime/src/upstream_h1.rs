@@ -755,6 +755,27 @@ mod tests {
         assert!(decode_all(Framing::Chunked(Chunk::Size), &[&long]).is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Any bytes, cut anywhere: decoding never panics and never yields more than came in.
+        #[test]
+        fn any_bytes_decode_without_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            cut in 1usize..64,
+            wire_like in proptest::prelude::any::<bool>(),
+        ) {
+            let mut input = bytes;
+            if wire_like {
+                // Mostly valid framing with noise in it.
+                input = [b"a\r\n0123456789\r\n".as_slice(), &input, b"\r\n0\r\n\r\n"].concat();
+            }
+            let pieces: Vec<&[u8]> = input.chunks(cut).collect();
+            if let Ok((out, _)) = decode_all(Framing::Chunked(Chunk::Size), &pieces) {
+                proptest::prop_assert!(out.len() <= input.len());
+            }
+        }
+    }
+
     #[test]
     fn length_bodies_stop_at_their_length() {
         let (out, end) = decode_all(Framing::Length(5), &[b"hel", b"loEXTRA"]).expect("ok");

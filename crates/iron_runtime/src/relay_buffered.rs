@@ -107,7 +107,9 @@ pub(crate) async fn relay_whole_json(
     let kind = crate::cost_policy::api_kind(ex.api);
     let outcome: Result<Vec<u8>, RouterError> = match &ending {
         Ending::Complete if !inspect => {
-            usage = iron_cost::usage_from_bytes(kind, &buf);
+            if ex.api.is_billable() {
+                usage = iron_cost::usage_from_bytes(kind, &buf);
+            }
             Ok(buf)
         }
         Ending::Complete => match serde_json::from_slice::<serde_json::Value>(&buf) {

@@ -3,6 +3,8 @@
 //! labelled corpus line streamed in pieces as OpenAI chat, completions, Responses and Anthropic
 //! events.
 
+mod corpus_lines;
+
 use iron_safety::{
     ApiShape, FilterOutcome, SafetyEngine, SafetyPolicy, SseOutputFilter, TextDelta,
 };
@@ -116,7 +118,6 @@ fn run(
 
 #[test]
 fn fast_path_matches_the_general_path_on_the_corpus() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
     let policies = [
         r#"{"response":{"default":"redact"}}"#,
         r#"{"response":{"default":"log","secret":"redact"}}"#,
@@ -125,37 +126,28 @@ fn fast_path_matches_the_general_path_on_the_corpus() {
     let mut compared = 0;
     let mut fast_hits = 0;
     let mut mismatches = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("corpus dir") {
-        let body = std::fs::read_to_string(entry.expect("entry").path()).expect("corpus file");
-        for line in body.lines() {
-            let Some(l) = line.strip_prefix("+ ").or_else(|| line.strip_prefix("- ")) else {
-                continue;
-            };
-            let text = format!(
-                "Lead \"quoted\" text. {} end.",
-                l.replace("[[", "").replace("]]", "").replace("\\n", "\n")
-            );
-            let chars: Vec<char> = text.chars().collect();
-            // Piece size and policy take turns from line to line (every pairing recurs often).
-            let size = [1, 3, 7, 2][compared % 4];
-            let policy = policies[compared % policies.len()];
-            let pieces: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
-            for api in [
-                ApiShape::OpenAiChat,
-                ApiShape::OpenAiCompletions,
-                ApiShape::OpenAiResponses,
-                ApiShape::AnthropicMessages,
-            ] {
-                let evs = events(api, &pieces);
-                let general = run(api, policy, &evs, false);
-                let fast = run(api, policy, &evs, true);
-                fast_hits += fast.2;
-                if (&general.0, &general.1) != (&fast.0, &fast.1) {
-                    mismatches.push(format!("{api:?} {policy} size {size}: {l}"));
-                }
+    for l in corpus_lines::plain_lines() {
+        let text = format!("Lead \"quoted\" text. {l} end.");
+        let chars: Vec<char> = text.chars().collect();
+        // Piece size and policy take turns from line to line (every pairing recurs often).
+        let size = [1, 3, 7, 2][compared % 4];
+        let policy = policies[compared % policies.len()];
+        let pieces: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
+        for api in [
+            ApiShape::OpenAiChat,
+            ApiShape::OpenAiCompletions,
+            ApiShape::OpenAiResponses,
+            ApiShape::AnthropicMessages,
+        ] {
+            let evs = events(api, &pieces);
+            let general = run(api, policy, &evs, false);
+            let fast = run(api, policy, &evs, true);
+            fast_hits += fast.2;
+            if (&general.0, &general.1) != (&fast.0, &fast.1) {
+                mismatches.push(format!("{api:?} {policy} size {size}: {l}"));
             }
-            compared += 1;
         }
+        compared += 1;
     }
     assert!(compared > 300, "corpus lines compared: {compared}");
     assert!(fast_hits > 10_000, "events on the fast path: {fast_hits}");

@@ -13,7 +13,7 @@ use crate::sse::{parse_event, SseSplitter};
 use axum::body::Body;
 use axum::http::Response;
 use bytes::{Bytes, BytesMut};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use iron_cost::StreamUsage;
 use iron_safety::{ApiShape, FilterOutcome, SseOutputFilter, TextDelta};
 use std::sync::Arc;
@@ -158,18 +158,13 @@ async fn run(
             n = body.next() => Ok(n),
             _ = &mut idle_timer => Err(()),
         };
-        let first = match next {
+        // Each piece is whatever one socket read brought (a burst arrives dozens of events at a
+        // time: see `upstream_h1`).
+        let chunk = match next {
             Err(_) => break Ending::timed_out(deadline),
             Ok(None) => break Ending::Complete,
             Ok(Some(Err(e))) => break Ending::UpstreamBroken(describe_error(&e)),
             Ok(Some(Ok(c))) => c,
-        };
-        // The first bytes go out at once (time to first byte); later ones take what has already
-        // arrived behind them, so a burst crosses the parser, channel and socket as one piece.
-        let (chunk, after) = if ttft.is_none() {
-            (first, None)
-        } else {
-            coalesce(first, &mut body).await
         };
         if ttft.is_none() {
             ttft = Some(ex.started.elapsed().as_millis() as u64);
@@ -227,9 +222,6 @@ async fn run(
                 break Ending::ClientAborted;
             }
             tokio::task::yield_now().await;
-        }
-        if let Some(ending) = after {
-            break ending;
         }
     };
     drop(body);
@@ -302,54 +294,6 @@ async fn run(
     // Strict persistence: the ledger row is committed before the client sees the end of the body.
     shared.policies.ledger.commit_if_strict().await;
     drop(tx);
-}
-
-/// Upper bound on bytes joined into one relayed piece.
-const MAX_COALESCE: usize = 64 * 1024;
-/// Upper bound on how long the first chunk of a piece waits for the ones behind it.
-const MAX_COALESCE_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
-
-/// Appends to `first` the chunks the upstream body has ready, up to `MAX_COALESCE` bytes and
-/// `MAX_COALESCE_WAIT`. Returns the joined bytes and, when the body ended or failed meanwhile, how.
-///
-/// The HTTP client hands over one upstream chunk per round trip to its connection task, even when
-/// the socket buffer holds hundreds. After a `Pending` we yield once, letting that task decode the
-/// next chunk, and stop at the first `Pending` that follows a yield: a burst leaves as a few large
-/// writes instead of one small write per event, while a paced stream waits for nothing.
-async fn coalesce<S>(first: Bytes, body: &mut S) -> (Bytes, Option<Ending>)
-where
-    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
-{
-    let mut joined: Option<BytesMut> = None;
-    let mut len = first.len();
-    let mut after = None;
-    let mut yielded = false;
-    let until = Instant::now() + MAX_COALESCE_WAIT;
-    while len < MAX_COALESCE && Instant::now() < until {
-        match body.next().now_or_never() {
-            Some(Some(Ok(c))) => {
-                yielded = false;
-                len += c.len();
-                joined
-                    .get_or_insert_with(|| BytesMut::from(&first[..]))
-                    .extend_from_slice(&c);
-            }
-            Some(Some(Err(e))) => {
-                after = Some(Ending::UpstreamBroken(describe_error(&e)));
-                break;
-            }
-            Some(None) => {
-                after = Some(Ending::Complete);
-                break;
-            }
-            None if yielded => break,
-            None => {
-                yielded = true;
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-    (joined.map_or(first, BytesMut::freeze), after)
 }
 
 /// Output of a burst handed to the client at a time (see `process_sse`).

@@ -116,13 +116,18 @@ struct Pool {
     connect_timeout: Duration,
 }
 
+/// A pooled connection may serve another request: not idle too long, not closed by the peer.
+fn still_usable(conn: &Conn, since: Instant, now: Instant) -> bool {
+    now.duration_since(since) < IDLE_TIMEOUT && conn.idle_and_open()
+}
+
 impl Pool {
     fn checkout(&self, origin: &Origin) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let conns = idle.get_mut(origin)?;
         let now = Instant::now();
         while let Some((conn, since)) = conns.pop() {
-            if now.duration_since(since) < IDLE_TIMEOUT && conn.idle_and_open() {
+            if still_usable(&conn, since, now) {
                 return Some(conn);
             }
         }
@@ -208,13 +213,9 @@ impl H1Client {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-            .unwrap_or_else(|_| {
-                // The ring provider supports the default versions; this branch is unreachable.
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            });
+            .expect("ring supports rustls's default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         H1Client {
             pool: Arc::new(Pool {
@@ -274,9 +275,7 @@ impl H1Client {
         let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         for conns in idle.values_mut() {
-            conns.retain(|(conn, since)| {
-                now.duration_since(*since) < IDLE_TIMEOUT && conn.idle_and_open()
-            });
+            conns.retain(|(conn, since)| still_usable(conn, *since, now));
         }
         idle.retain(|_, conns| !conns.is_empty());
     }

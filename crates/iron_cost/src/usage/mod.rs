@@ -37,35 +37,38 @@ impl Usage {
 /// Usage from a complete (non-streaming) JSON response body of `kind`; `None` when the body
 /// carries none. `count_tokens` is free, so it yields zero usage.
 pub fn usage_from_response(kind: ApiKind, body: &Value) -> Option<Usage> {
+    usage_member(kind, body.get("usage"))
+}
+
+/// Usage from the body's `usage` member (`None` when it has none).
+fn usage_member(kind: ApiKind, usage: Option<&Value>) -> Option<Usage> {
     match kind {
-        ApiKind::OpenAiChat | ApiKind::OpenAiCompletions => openai::chat_usage(body.get("usage")?),
-        ApiKind::OpenAiResponses => openai::responses_usage(body.get("usage")?),
-        ApiKind::OpenAiEmbeddings => openai::embeddings_usage(body.get("usage")?),
-        ApiKind::AnthropicMessages => anthropic::messages_usage(body.get("usage")?),
+        ApiKind::OpenAiChat | ApiKind::OpenAiCompletions => openai::chat_usage(usage?),
+        ApiKind::OpenAiResponses => openai::responses_usage(usage?),
+        ApiKind::OpenAiEmbeddings => openai::embeddings_usage(usage?),
+        ApiKind::AnthropicMessages => anthropic::messages_usage(usage?),
         ApiKind::AnthropicCountTokens => Some(Usage::default()),
         ApiKind::Other => None,
     }
 }
 
-/// Like [`usage_from_response`] on raw bytes; malformed JSON yields `None`.
+/// Like [`usage_from_response`] on raw bytes; malformed JSON yields `None`. Only the `usage`
+/// member is kept; the rest of the answer is skipped, not built as a tree.
 pub fn usage_from_bytes(kind: ApiKind, body: &[u8]) -> Option<Usage> {
-    /// Only the `usage` member is kept; the rest of the answer is skipped, not built as a tree.
     #[derive(serde::Deserialize)]
     struct Top {
         #[serde(default)]
         usage: Option<Value>,
     }
     match kind {
+        // Any JSON at all counts for these, not only objects with a `usage` member.
         ApiKind::AnthropicCountTokens | ApiKind::Other => {
             usage_from_response(kind, &serde_json::from_slice(body).ok()?)
         }
-        _ => {
-            let top: Top = serde_json::from_slice(body).ok()?;
-            let usage = top.usage?;
-            let mut only = serde_json::Map::with_capacity(1);
-            only.insert("usage".to_string(), usage);
-            usage_from_response(kind, &Value::Object(only))
-        }
+        _ => usage_member(
+            kind,
+            serde_json::from_slice::<Top>(body).ok()?.usage.as_ref(),
+        ),
     }
 }
 

@@ -93,10 +93,8 @@ fn hammering_one_breaker_keeps_its_invariants() {
     );
     let seen = transitions.lock().unwrap();
     assert!(seen.iter().any(|t| t.to == BreakerState::Open));
-    assert!(
-        seen.iter().any(|t| t.to == BreakerState::Closed),
-        "never recovered"
-    );
+    // Whether it also closed again during the hammering depends on how the threads were scheduled
+    // (three probe successes in a row against 40% failures): the recovery is checked below, alone.
     for t in seen.iter() {
         let edge = (t.from, t.to);
         assert!(
@@ -126,5 +124,11 @@ fn hammering_one_breaker_keeps_its_invariants() {
             .record(Outcome::Success);
     }
     assert_eq!(breaker.state(), BreakerState::Closed);
+    let seen = transitions.lock().unwrap();
+    assert!(
+        seen.last()
+            .is_some_and(|t| (t.from, t.to) == (BreakerState::HalfOpen, BreakerState::Closed)),
+        "the recovery was not reported to the listener"
+    );
     assert!(clock.now_ms() > 0);
 }

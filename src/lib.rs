@@ -7,6 +7,9 @@ mod router;
 pub use agent_runtime::NativeAgentRuntime;
 pub use router::NativeRouter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Size the shared tokio runtime once: two workers are plenty for a local proxy and keep the host
 /// process from gaining a thread per core.
 #[napi_derive::module_init]

@@ -7,7 +7,7 @@ use crate::recognizer::Recognizer;
 use crate::recognizers::{self, CustomRecognizer};
 use regex::{Regex, RegexBuilder};
 use regex_automata::meta;
-use regex_automata::Input;
+use regex_automata::{Anchored, Input};
 use std::ops::Range;
 
 /// A confirmed value in scanned text.
@@ -26,8 +26,9 @@ pub struct Scanner {
     recognizers: Vec<Box<dyn Recognizer>>,
     /// All recognizer patterns in one lazy DFA; pattern i belongs to recognizer i.
     combined: Option<meta::Regex>,
-    /// Each recognizer alone, used only to retry a rejected short candidate's start position.
-    singles: Vec<Regex>,
+    /// Each recognizer alone, used only to retry a rejected short candidate's start position (an
+    /// anchored search: it looks no further than a value starting exactly there).
+    singles: Vec<meta::Regex>,
 }
 
 // How far past a rejected candidate's start the per-kind retry looks; longer than any short value.
@@ -51,9 +52,16 @@ impl Scanner {
     pub fn from_recognizers(
         recognizers: Vec<Box<dyn Recognizer>>,
     ) -> Result<Scanner, regex::Error> {
+        // Compiled with `regex` first so that a bad custom pattern gets its familiar error message.
         let singles = recognizers
             .iter()
-            .map(|r| build(r.pattern()))
+            .map(|r| {
+                build(r.pattern())?;
+                meta::Regex::builder()
+                    .configure(meta::Config::new().nfa_size_limit(Some(64 * 1024 * 1024)))
+                    .build(r.pattern())
+                    .map_err(|e| regex::Error::CompiledTooBig(e.size_limit().unwrap_or(0)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if recognizers.is_empty() {
             return Ok(Scanner {
@@ -143,10 +151,13 @@ impl Scanner {
             if i == rejected || !rec.short_candidates() {
                 continue;
             }
-            let Some(m) = self.singles[i].find_at(window, start) else {
+            let input = Input::new(window)
+                .span(start..limit)
+                .anchored(Anchored::Yes);
+            let Some(m) = self.singles[i].search(&input) else {
                 continue;
             };
-            if m.start() != start || (m.end() == limit && limit < text.len()) {
+            if m.end() == limit && limit < text.len() {
                 continue;
             }
             if let Some(c) = rec.confirm(text, m.range()).filter(|c| !c.span.is_empty()) {

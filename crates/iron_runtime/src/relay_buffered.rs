@@ -112,33 +112,24 @@ pub(crate) async fn relay_whole_json(
             }
             Ok(buf)
         }
-        Ending::Complete => match serde_json::from_slice::<serde_json::Value>(&buf) {
-            Ok(mut doc) => {
-                usage = iron_cost::usage_from_response(kind, &doc);
-                let safety = &shared.policies.safety;
-                let verdict = safety.engine.inspect_response(api_shape(ex.api), &mut doc);
+        Ending::Complete => match shared
+            .policies
+            .safety
+            .engine
+            .inspect_response_unchanged(api_shape(ex.api), &buf)
+        {
+            // The common case, read without a tree: nothing to redact or block.
+            Some(verdict) => {
+                usage = iron_cost::usage_from_bytes(kind, &buf);
                 crate::safety_policy::report(
                     &shared.events,
                     ex.id,
                     "response",
                     &verdict.detections,
                 );
-                if verdict.blocked {
-                    let message = verdict
-                        .message
-                        .unwrap_or_else(|| "Response blocked by Iron Cage PII policy".into());
-                    Err(RouterError::PiiBlocked { message })
-                } else if verdict.modified {
-                    let mut out = Vec::with_capacity(buf.len() + 256);
-                    serde_json::to_writer(&mut out, &doc)
-                        .map(|()| out)
-                        .map_err(|e| RouterError::Internal(e.to_string()))
-                } else {
-                    Ok(buf)
-                }
+                Ok(buf)
             }
-            // Not JSON after all: nothing to scan as structured text; pass it on unchanged.
-            Err(_) => Ok(buf),
+            None => inspect_tree(&shared, &ex, kind, buf, &mut usage),
         },
         Ending::Timeout(what) => Err(RouterError::UpstreamTimeout {
             host: ex.host.clone(),
@@ -170,5 +161,39 @@ pub(crate) async fn relay_whole_json(
             resp
         }
         Err(e) => e.into_response(ex.shape),
+    }
+}
+
+/// The response PII policy on a parsed tree: redact in place (and re-encode only then) or block.
+fn inspect_tree(
+    shared: &Shared,
+    ex: &Exchange,
+    kind: iron_cost::ApiKind,
+    buf: Vec<u8>,
+    usage: &mut Option<iron_cost::Usage>,
+) -> Result<Vec<u8>, RouterError> {
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&buf) else {
+        // Not JSON after all: nothing to scan as structured text; pass it on unchanged.
+        return Ok(buf);
+    };
+    *usage = iron_cost::usage_from_response(kind, &doc);
+    let verdict = shared
+        .policies
+        .safety
+        .engine
+        .inspect_response(api_shape(ex.api), &mut doc);
+    crate::safety_policy::report(&shared.events, ex.id, "response", &verdict.detections);
+    if verdict.blocked {
+        let message = verdict
+            .message
+            .unwrap_or_else(|| "Response blocked by Iron Cage PII policy".into());
+        Err(RouterError::PiiBlocked { message })
+    } else if verdict.modified {
+        let mut out = Vec::with_capacity(buf.len() + 256);
+        serde_json::to_writer(&mut out, &doc)
+            .map(|()| out)
+            .map_err(|e| RouterError::Internal(e.to_string()))
+    } else {
+        Ok(buf)
     }
 }

@@ -18,6 +18,7 @@ mod scanner;
 mod sse;
 mod stream;
 mod text_delta;
+mod whole_fast;
 
 pub use audit::{sha256_hex, Detection, Tally};
 pub use guard::{TextGuard, SCAN_ORDER};
@@ -64,6 +65,18 @@ impl SafetyEngine {
     /// Scans and redacts the answer text of a non-streamed response body in place.
     pub fn inspect_response(&self, api: ApiShape, body: &mut Value) -> ResponseVerdict {
         inspect::inspect_response(&self.response, api, body)
+    }
+
+    /// The verdict on a non-streamed response body when it can be sent exactly as it came, found
+    /// from its bytes without building a tree; `None` means: parse it and use
+    /// [`SafetyEngine::inspect_response`] (an answer shape this reader is unsure of, or a value to
+    /// redact or block). Where both answer, their verdicts are equal.
+    pub fn inspect_response_unchanged(
+        &self,
+        api: ApiShape,
+        body: &[u8],
+    ) -> Option<ResponseVerdict> {
+        whole_fast::inspect_response_unchanged(&self.response, api, body)
     }
 
     /// The request-direction guard (scanner plus actions).

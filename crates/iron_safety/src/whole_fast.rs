@@ -1,0 +1,125 @@
+//! A whole (non-streamed) answer whose text sits in plain string fields, checked straight from its
+//! bytes: the text fields are read into borrowed strings (copied only when they hold escapes), no
+//! tree is built. When that reading finds nothing to change, the original bytes go out as they came.
+//! Any answer this reader is unsure of (tool calls, content parts, tool blocks, Responses output,
+//! duplicate keys, anything that does not parse) is left to the tree walk in `inspect.rs`, as is
+//! every answer in which a value must be redacted or that must be blocked.
+
+use crate::audit::Tally;
+use crate::guard::TextGuard;
+use crate::inspect::{ApiShape, Verdict};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// The verdict on `body` when it can go out unchanged, found without building a tree: `None` when
+/// the caller must take the tree walk (an unsure shape, or a value to redact or block).
+pub(crate) fn inspect_response_unchanged(
+    guard: &TextGuard,
+    api: ApiShape,
+    body: &[u8],
+) -> Option<Verdict> {
+    let mut tally = Tally::default();
+    // `true` while every text seen is left as it is.
+    let mut check = |text: Option<&Cow<'_, str>>| match text {
+        Some(t) => guard.process(t, &mut tally).is_none(),
+        None => true,
+    };
+    let unchanged = match api {
+        ApiShape::OpenAiChat => {
+            let a: ChatAnswer<'_> = serde_json::from_slice(body).ok()?;
+            let mut ok = true;
+            for message in a.choices.iter().filter_map(|c| c.message.as_ref()) {
+                if message.tool_calls.is_some() || message.function_call.is_some() {
+                    return None;
+                }
+                // The tree walk's order: content, then refusal.
+                ok &= check(message.content.as_ref());
+                ok &= check(message.refusal.as_ref());
+            }
+            ok
+        }
+        ApiShape::OpenAiCompletions => {
+            let a: CompletionsAnswer<'_> = serde_json::from_slice(body).ok()?;
+            a.choices
+                .iter()
+                .fold(true, |ok, c| check(c.text.as_ref()) & ok)
+        }
+        ApiShape::AnthropicMessages => {
+            let a: AnthropicAnswer<'_> = serde_json::from_slice(body).ok()?;
+            let mut ok = true;
+            for block in &a.content {
+                match block.kind.as_ref() {
+                    "text" => ok &= check(block.text.as_ref()),
+                    // Tool inputs and nested results are arbitrary JSON: the tree walk reads them.
+                    "tool_use" | "tool_result" => return None,
+                    _ => {}
+                }
+            }
+            ok
+        }
+        // No answer text to scan in an embedding; nothing is read.
+        ApiShape::OpenAiEmbeddings | ApiShape::Other => true,
+        ApiShape::OpenAiResponses => return None,
+    };
+    if !unchanged || tally.is_blocked() {
+        return None;
+    }
+    let direction = guard.direction();
+    Some(Verdict {
+        detections: tally.detections(direction),
+        modified: false,
+        blocked: false,
+        message: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct ChatAnswer<'a> {
+    #[serde(borrow)]
+    choices: Vec<ChatAnswerChoice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChatAnswerChoice<'a> {
+    #[serde(borrow, default)]
+    message: Option<ChatAnswerMessage<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChatAnswerMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+    #[serde(default)]
+    function_call: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct CompletionsAnswer<'a> {
+    #[serde(borrow)]
+    choices: Vec<CompletionsChoice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct CompletionsChoice<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicAnswer<'a> {
+    #[serde(borrow)]
+    content: Vec<AnthropicBlock<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}

@@ -32,6 +32,7 @@ impl NativeRouter {
         guard("LlmRouter constructor", || {
             let router = within_runtime_if_available(|| Router::start_json(&options_json))
                 .map_err(|e| coded(e.code(), e.to_string()))?;
+            crate::release_freed_memory();
             Ok(NativeRouter {
                 inner: Arc::new(router),
                 js_dropped: Arc::new(AtomicU64::new(0)),

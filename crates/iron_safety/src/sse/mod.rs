@@ -13,6 +13,9 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod anthropic;
+use anthropic::synth_anthropic_delta;
+mod responses;
 mod text_fast;
 
 /// One SSE event to emit: optional `event:` name and the `data:` payload.
@@ -142,36 +145,6 @@ impl SseOutputFilter {
             .entry(key)
             .or_insert_with(|| StreamRedactor::new(guard.clone()))
             .push(text)
-    }
-
-    /// Pushes a fragment of tool-call arguments (JSON text) and returns what may be emitted.
-    /// A Responses `*.delta` event: remember its item id, push its `delta` through the stream
-    /// redactor (text, or JSON arguments), and rewrite the event only if the delta changed.
-    fn responses_delta(
-        &mut self,
-        key: StreamKey,
-        json_arguments: bool,
-        event: Option<&str>,
-        data: &str,
-        mut v: Value,
-    ) -> Vec<SseEvent> {
-        if let Some(id) = v.get("item_id") {
-            self.item_ids.insert(key, id.clone());
-        }
-        let Some(Value::String(s)) = v.get("delta") else {
-            return vec![pass(event, data)];
-        };
-        let s = s.clone();
-        let out = if json_arguments {
-            self.push_json(key, &s)
-        } else {
-            self.push(key, &s)
-        };
-        if out == s {
-            return vec![pass(event, data)];
-        }
-        v["delta"] = Value::String(out);
-        vec![(event.map(str::to_string), v.to_string())]
     }
 
     fn push_json(&mut self, key: StreamKey, fragment: &str) -> String {
@@ -398,193 +371,17 @@ impl SseOutputFilter {
         chunk.insert("choices".to_string(), json!([choice]));
         Value::Object(chunk).to_string()
     }
-
-    fn responses_event(
-        &mut self,
-        event: Option<&str>,
-        data: &str,
-        parsed: Option<Value>,
-    ) -> Result<Vec<SseEvent>, String> {
-        let mut v = parsed_or_parse(parsed, data)?;
-        let kind = event
-            .map(str::to_string)
-            .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
-        let key = (
-            v.get("output_index").and_then(Value::as_u64).unwrap_or(0),
-            v.get("content_index").and_then(Value::as_u64).unwrap_or(0),
-        );
-        match kind.as_deref() {
-            Some("response.output_text.delta") => {
-                Ok(self.responses_delta(key, false, event, data, v))
-            }
-            Some("response.output_text.done") => {
-                let mut out = Vec::new();
-                let flushed = self.flush(key);
-                if !flushed.is_empty() {
-                    out.push(self.synth_responses_delta(key, &v, flushed));
-                }
-                self.redact_whole(v.get_mut("text"));
-                out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
-                Ok(out)
-            }
-            Some("response.function_call_arguments.delta") => {
-                Ok(self.responses_delta((key.0, TOOL_SLOT), true, event, data, v))
-            }
-            Some("response.function_call_arguments.done") => {
-                let key = (key.0, TOOL_SLOT);
-                let mut out = Vec::new();
-                let flushed = self.flush(key);
-                if !flushed.is_empty() {
-                    out.push(self.synth_responses_delta(key, &v, flushed));
-                }
-                self.redact_whole_json(v.get_mut("arguments"));
-                out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
-                Ok(out)
-            }
-            Some("response.content_part.done") => {
-                self.redact_whole(v.get_mut("part").and_then(|p| p.get_mut("text")));
-                Ok(vec![(
-                    event.map(str::to_string),
-                    reserialize_if_changed(data, &v),
-                )])
-            }
-            Some("response.output_item.done") => {
-                self.redact_output_item(v.get_mut("item"));
-                Ok(vec![(
-                    event.map(str::to_string),
-                    reserialize_if_changed(data, &v),
-                )])
-            }
-            Some("response.completed" | "response.incomplete" | "response.failed") => {
-                let mut out = Vec::new();
-                for k in self.streams.keys().copied().collect::<Vec<_>>() {
-                    let flushed = self.flush(k);
-                    if !flushed.is_empty() {
-                        out.push(self.synth_responses_delta(k, &v, flushed));
-                    }
-                }
-                if let Some(Value::Array(items)) =
-                    v.get_mut("response").and_then(|r| r.get_mut("output"))
-                {
-                    for item in items.iter_mut() {
-                        self.redact_output_item(Some(item));
-                    }
-                }
-                out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
-                Ok(out)
-            }
-            _ => Ok(vec![pass(event, data)]),
-        }
-    }
-
-    fn redact_output_item(&mut self, item: Option<&mut Value>) {
-        let Some(item) = item else { return };
-        if item.get("type").and_then(Value::as_str) == Some("function_call") {
-            self.redact_whole_json(item.get_mut("arguments"));
-        }
-        if let Some(Value::Array(parts)) = item.get_mut("content") {
-            for part in parts.iter_mut() {
-                self.redact_whole(part.get_mut("text"));
-            }
-        }
-    }
-
-    fn synth_responses_delta(&self, key: StreamKey, current: &Value, text: String) -> SseEvent {
-        let kind = if is_tool_key(key) {
-            "response.function_call_arguments.delta"
-        } else {
-            "response.output_text.delta"
-        };
-        let mut delta = if is_tool_key(key) {
-            json!({"type": kind, "output_index": key.0, "delta": text})
-        } else {
-            json!({"type": kind, "output_index": key.0, "content_index": key.1, "delta": text})
-        };
-        if let Some(id) = self.item_ids.get(&key).or_else(|| current.get("item_id")) {
-            delta["item_id"] = id.clone();
-        }
-        if let Some(seq) = current.get("sequence_number") {
-            delta["sequence_number"] = seq.clone();
-        }
-        (Some(kind.to_string()), delta.to_string())
-    }
-
-    fn anthropic_event(
-        &mut self,
-        event: Option<&str>,
-        data: &str,
-        parsed: Option<Value>,
-    ) -> Result<Vec<SseEvent>, String> {
-        let mut v = parsed_or_parse(parsed, data)?;
-        let kind = event
-            .map(str::to_string)
-            .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string));
-        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-        match kind.as_deref() {
-            Some("content_block_delta") => {
-                let delta_type = v
-                    .get("delta")
-                    .and_then(|d| d.get("type"))
-                    .and_then(Value::as_str);
-                let (field, key) = match delta_type {
-                    Some("text_delta") => ("text", (index, 0)),
-                    Some("input_json_delta") => ("partial_json", (index, TOOL_SLOT)),
-                    _ => return Ok(vec![pass(event, data)]),
-                };
-                let Some(Value::String(s)) = v.get("delta").and_then(|d| d.get(field)) else {
-                    return Ok(vec![pass(event, data)]);
-                };
-                let s = s.clone();
-                let out = if is_tool_key(key) {
-                    self.push_json(key, &s)
-                } else {
-                    self.push(key, &s)
-                };
-                if out == s {
-                    return Ok(vec![pass(event, data)]);
-                }
-                v["delta"][field] = Value::String(out);
-                Ok(vec![(event.map(str::to_string), v.to_string())])
-            }
-            Some("content_block_stop") => {
-                let mut out = Vec::new();
-                for key in [(index, 0), (index, TOOL_SLOT)] {
-                    let flushed = self.flush(key);
-                    if !flushed.is_empty() {
-                        out.push(synth_anthropic_delta(key, flushed));
-                    }
-                }
-                out.push(pass(event, data));
-                Ok(out)
-            }
-            Some("message_stop") => {
-                let mut out = Vec::new();
-                for k in self.streams.keys().copied().collect::<Vec<_>>() {
-                    let flushed = self.flush(k);
-                    if !flushed.is_empty() {
-                        out.push(synth_anthropic_delta(k, flushed));
-                    }
-                }
-                out.push(pass(event, data));
-                Ok(out)
-            }
-            _ => Ok(vec![pass(event, data)]),
-        }
-    }
-}
-
-fn synth_anthropic_delta(key: StreamKey, text: String) -> SseEvent {
-    let delta = if is_tool_key(key) {
-        json!({"type": "input_json_delta", "partial_json": text})
-    } else {
-        json!({"type": "text_delta", "text": text})
-    };
-    let data = json!({"type": "content_block_delta", "index": key.0, "delta": delta});
-    (Some("content_block_delta".to_string()), data.to_string())
 }
 
 fn pass(event: Option<&str>, data: &str) -> SseEvent {
     (event.map(str::to_string), data.to_string())
+}
+
+/// The event's name: its `event:` line, else the `type` field of its data.
+fn event_kind(event: Option<&str>, v: &Value) -> Option<String> {
+    event
+        .map(str::to_string)
+        .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string))
 }
 
 /// The caller's parse of `data` when it has one, else our own.

@@ -1,0 +1,77 @@
+//! The filter's handling of Anthropic Messages events: text and tool-input deltas per content block,
+//! and the deltas it synthesizes to flush held text.
+
+use super::*;
+
+impl SseOutputFilter {
+    pub(super) fn anthropic_event(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+        parsed: Option<Value>,
+    ) -> Result<Vec<SseEvent>, String> {
+        let mut v = parsed_or_parse(parsed, data)?;
+        let kind = event_kind(event, &v);
+        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match kind.as_deref() {
+            Some("content_block_delta") => {
+                let delta_type = v
+                    .get("delta")
+                    .and_then(|d| d.get("type"))
+                    .and_then(Value::as_str);
+                let (field, key) = match delta_type {
+                    Some("text_delta") => ("text", (index, 0)),
+                    Some("input_json_delta") => ("partial_json", (index, TOOL_SLOT)),
+                    _ => return Ok(vec![pass(event, data)]),
+                };
+                let Some(Value::String(s)) = v.get("delta").and_then(|d| d.get(field)) else {
+                    return Ok(vec![pass(event, data)]);
+                };
+                let s = s.clone();
+                let out = if is_tool_key(key) {
+                    self.push_json(key, &s)
+                } else {
+                    self.push(key, &s)
+                };
+                if out == s {
+                    return Ok(vec![pass(event, data)]);
+                }
+                v["delta"][field] = Value::String(out);
+                Ok(vec![(event.map(str::to_string), v.to_string())])
+            }
+            Some("content_block_stop") => {
+                let mut out = Vec::new();
+                for key in [(index, 0), (index, TOOL_SLOT)] {
+                    let flushed = self.flush(key);
+                    if !flushed.is_empty() {
+                        out.push(synth_anthropic_delta(key, flushed));
+                    }
+                }
+                out.push(pass(event, data));
+                Ok(out)
+            }
+            Some("message_stop") => {
+                let mut out = Vec::new();
+                for k in self.streams.keys().copied().collect::<Vec<_>>() {
+                    let flushed = self.flush(k);
+                    if !flushed.is_empty() {
+                        out.push(synth_anthropic_delta(k, flushed));
+                    }
+                }
+                out.push(pass(event, data));
+                Ok(out)
+            }
+            _ => Ok(vec![pass(event, data)]),
+        }
+    }
+}
+
+pub(super) fn synth_anthropic_delta(key: StreamKey, text: String) -> SseEvent {
+    let delta = if is_tool_key(key) {
+        json!({"type": "input_json_delta", "partial_json": text})
+    } else {
+        json!({"type": "text_delta", "text": text})
+    };
+    let data = json!({"type": "content_block_delta", "index": key.0, "delta": delta});
+    (Some("content_block_delta".to_string()), data.to_string())
+}

@@ -1,7 +1,8 @@
 //! iron_runtime_state: a SQLite (WAL) store for agents, the request ledger and audit events.
 //!
 //! Writes never touch the disk on the caller's thread: `record_*` / `upsert_agent` hand the row to one
-//! writer thread, which commits everything received within `flush_interval_ms` in one transaction.
+//! writer thread, which commits everything received within `flush_interval_ms` (in transactions of at
+//! most 256 rows, yielding the core in between).
 //! Reads use a separate connection on the caller's thread.
 //!
 //! The `audit` table holds summaries only (PII types, counts and SHA-256 digests, budget and breaker

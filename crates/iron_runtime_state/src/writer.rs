@@ -1,4 +1,5 @@
-//! The writer thread: collects rows for `flush_interval` and commits each batch in one transaction.
+//! The writer thread: collects rows for `flush_interval` and commits each batch, in transactions of
+//! at most [`PIECE_ROWS`] rows.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -9,8 +10,14 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::rows::PendingRow;
 
-/// Upper bound on rows in one transaction, so a burst cannot build one huge commit.
+/// Upper bound on rows collected before a commit, so a burst cannot build one huge batch.
 pub(crate) const MAX_BATCH: usize = 10_000;
+
+/// Rows per transaction, and at most the rows one trim statement deletes. The writer yields its
+/// core between pieces: a batch written in one go held a core for ~2 ms, and a request thread the
+/// scheduler had queued behind it waited that long even with the other core idle (seen with
+/// `perf sched` as the one-connection p99 of the bench).
+pub(crate) const PIECE_ROWS: usize = 256;
 
 /// Outcome sent to flush waiters: `Err` carries SQLite's message (errors are not `Clone`).
 pub(crate) type Ack = Result<(), String>;
@@ -49,7 +56,7 @@ pub(crate) fn lock(conn: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connec
     conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Rows and waiters collected for one transaction.
+/// Rows and waiters collected for one commit.
 #[derive(Default)]
 struct Batch {
     rows: Vec<PendingRow>,
@@ -126,10 +133,7 @@ pub(crate) fn run(
                 None => std::thread::park(),
             }
         }
-        commit(&conn, &mut batch, &counters);
-        if let Some(keep) = retain {
-            trim(&conn, keep);
-        }
+        commit(&conn, &mut batch, &counters, retain);
         if next == Next::Stop {
             return;
         }
@@ -137,34 +141,54 @@ pub(crate) fn run(
 }
 
 /// Delete all but the newest `keep` request and audit rows (ids are increasing, so this is an
-/// index range delete).
+/// index range delete), at most [`PIECE_ROWS`] rows per statement with a yield in between.
 fn trim(conn: &Mutex<Connection>, keep: u64) {
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-    let guard = lock(conn);
+    let piece = PIECE_ROWS as i64;
     // Statements stay prepared between batches (this runs after every batch).
     for sql in [
-        "DELETE FROM requests WHERE id <= (SELECT MAX(id) FROM requests) - ?1",
-        "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1",
+        "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE id <= (SELECT MAX(id) FROM requests) - ?1 ORDER BY id LIMIT ?2)",
+        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1 ORDER BY id LIMIT ?2)",
     ] {
-        if let Ok(mut stmt) = guard.prepare_cached(sql) {
-            let _ = stmt.execute([keep]);
+        loop {
+            let deleted = {
+                let guard = lock(conn);
+                let n = match guard.prepare_cached(sql) {
+                    Ok(mut stmt) => stmt.execute([keep, piece]).unwrap_or(0),
+                    Err(_) => 0,
+                };
+                n
+            };
+            if deleted < PIECE_ROWS {
+                break;
+            }
+            std::thread::yield_now();
         }
     }
 }
 
-fn commit(conn: &Mutex<Connection>, batch: &mut Batch, counters: &Counters) {
+/// Writes the batch, trims to `retain` rows, then answers the flush waiters (so a flush that
+/// returns has also applied the retention).
+fn commit(conn: &Mutex<Connection>, batch: &mut Batch, counters: &Counters, retain: Option<u64>) {
     let total = batch.rows.len();
-    let outcome = if total == 0 {
-        Ok(())
-    } else {
-        let (written, result) = write_rows(conn, &batch.rows);
+    let mut outcome = Ok(());
+    for (i, piece) in batch.rows.chunks(PIECE_ROWS).enumerate() {
+        if i > 0 {
+            std::thread::yield_now();
+        }
+        let (written, result) = write_rows(conn, piece);
         counters.committed.fetch_add(written, Ordering::Relaxed);
         counters
             .failed
-            .fetch_add(total as u64 - written, Ordering::Relaxed);
+            .fetch_add(piece.len() as u64 - written, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
-        result
-    };
+        if outcome.is_ok() {
+            outcome = result;
+        }
+    }
+    if let Some(keep) = retain {
+        trim(conn, keep);
+    }
     counters.pending.fetch_sub(total, Ordering::AcqRel);
     batch.rows.clear();
     for ack in batch.acks.drain(..) {

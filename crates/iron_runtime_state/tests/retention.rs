@@ -40,3 +40,51 @@ fn file_stores_keep_everything_by_default() {
     assert_eq!(StoreConfig::at_path("/tmp/x.db").retain_rows, None);
     assert_eq!(StoreConfig::in_memory().retain_rows, Some(5_000));
 }
+
+#[test]
+fn a_large_batch_is_written_and_trimmed_in_pieces_and_nothing_is_lost() {
+    // One flush of 1,000 rows: several transactions and several trim statements (256 rows each).
+    let mut cfg = StoreConfig::in_memory();
+    cfg.retain_rows = Some(100);
+    cfg.flush_interval_ms = 60_000;
+    let store = Store::open(cfg).expect("open");
+    for i in 0..1_000u64 {
+        store
+            .record_request(RequestRow {
+                request_id: i.to_string(),
+                cost_micros: 1,
+                ..Default::default()
+            })
+            .expect("queued");
+    }
+    store.flush().expect("flush");
+    let stats = store.stats();
+    assert_eq!(
+        (stats.committed, stats.failed, stats.pending),
+        (1_000, 0, 0)
+    );
+    assert_eq!(
+        stats.batches, 4,
+        "1,000 rows in transactions of at most 256"
+    );
+    assert_eq!(store.counts().expect("counts"), (100, 0));
+    let kept = store.requests(1_000).expect("rows");
+    let ids: Vec<u64> = kept.iter().map(|r| r.request_id.parse().unwrap()).collect();
+    assert_eq!(ids.len(), 100);
+    assert!(ids.iter().all(|id| (900..1_000).contains(id)), "{ids:?}");
+
+    // Without retention every row stays.
+    let mut cfg = StoreConfig::in_memory();
+    cfg.retain_rows = None;
+    let store = Store::open(cfg).expect("open");
+    for i in 0..700u64 {
+        store
+            .record_request(RequestRow {
+                request_id: i.to_string(),
+                ..Default::default()
+            })
+            .expect("queued");
+    }
+    store.flush().expect("flush");
+    assert_eq!(store.counts().expect("counts"), (700, 0));
+}

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { body, endpoint, authHeaders } from './lib/bodies.mjs';
 import { cpuMicros, runOrThrow, runWrk, startHost, startNginx, startUpstream, which, withChildren } from './lib/procs.mjs';
-import { timeStreams } from './lib/stream-client.mjs';
+import { timeStreamsInterleaved } from './lib/stream-client.mjs';
 import { checks, markdown } from './lib/report.mjs';
 import { runPiiBench } from './lib/pii.mjs';
 
@@ -95,26 +95,52 @@ async function wrkRun(base, provider, token, connections, seconds, files, pids =
   return r;
 }
 
-function streams(base, provider, token, delayUs) {
-  const headers = Object.fromEntries(authHeaders(provider, token).map((h) => h.split(/:\s*/)));
-  return timeStreams({ url: `${base}${endpoint(provider)}?chunks=${P.chunks}&delay_us=${delayUs}`, body: body(provider, true), headers, reps: P.streamReps });
+/** One streamed request per target and round, the targets interleaved (see `timeStreamsInterleaved`). */
+function streams(targets, provider, delayUs) {
+  return timeStreamsInterleaved(targets.map(({ base, token }) => ({
+    url: `${base}${endpoint(provider)}?chunks=${P.chunks}&delay_us=${delayUs}`,
+    body: body(provider, true),
+    headers: Object.fromEntries(authHeaders(provider, token).map((h) => h.split(/:\s*/))),
+  })), P.streamReps);
 }
 
-/** Every scenario against one target; `anthropic` may point at a different base (a second router). */
-async function measure(name, openai, anthropic, files, during = {}, pids = {}) {
-  log(`${name}: 1 connection`);
-  const c1 = await wrkRun(openai.base, 'openai', openai.token, 1, P.seconds, files, pids);
-  log(`${name}: 64 connections`);
-  await during.before64?.();
-  const c64 = await wrkRun(openai.base, 'openai', openai.token, 64, P.seconds, files, pids);
-  await during.after64?.();
-  log(`${name}: streams (${P.chunks} chunks, burst and paced ${P.pacedDelayUs} us)`);
-  const streamBurst = await streams(openai.base, 'openai', openai.token, 0);
-  const streamPaced = await streams(openai.base, 'openai', openai.token, P.pacedDelayUs);
-  log(`${name}: Anthropic shape`);
-  const c64Anthropic = await wrkRun(anthropic.base, 'anthropic', anthropic.token, 64, P.seconds, files, { ...pids, proxy: pids.anthropicProxy });
-  const streamBurstAnthropic = await streams(anthropic.base, 'anthropic', anthropic.token, 0);
-  return { c1, c64, streamBurst, streamPaced, c64Anthropic, streamBurstAnthropic };
+/**
+ * Every scenario against every target, scenario by scenario: each scenario runs on all targets
+ * back to back (streams interleaved request by request), so a baseline is measured next to what
+ * is compared with it, not minutes apart. `targets[name]` = { openai, anthropic, pids, during }.
+ */
+async function measureAll(targets, files) {
+  const names = Object.keys(targets);
+  const out = Object.fromEntries(names.map((n) => [n, {}]));
+  for (const n of names) {
+    log(`${n}: 1 connection`);
+    const t = targets[n];
+    out[n].c1 = await wrkRun(t.openai.base, 'openai', t.openai.token, 1, P.seconds, files, t.pids);
+  }
+  for (const n of names) {
+    log(`${n}: 64 connections`);
+    const t = targets[n];
+    await t.during?.before64?.();
+    out[n].c64 = await wrkRun(t.openai.base, 'openai', t.openai.token, 64, P.seconds, files, t.pids);
+    await t.during?.after64?.();
+  }
+  log(`streams (${P.chunks} chunks, burst and paced ${P.pacedDelayUs} us), targets interleaved`);
+  const openai = names.map((n) => targets[n].openai);
+  const anthropic = names.map((n) => targets[n].anthropic);
+  const burst = await streams(openai, 'openai', 0);
+  const paced = await streams(openai, 'openai', P.pacedDelayUs);
+  for (const n of names) {
+    log(`${n}: Anthropic shape, 64 connections`);
+    const t = targets[n];
+    out[n].c64Anthropic = await wrkRun(t.anthropic.base, 'anthropic', t.anthropic.token, 64, P.seconds, files, { ...t.pids, proxy: t.pids.anthropicProxy });
+  }
+  const burstAnthropic = await streams(anthropic, 'anthropic', 0);
+  names.forEach((n, i) => {
+    out[n].streamBurst = burst[i];
+    out[n].streamPaced = paced[i];
+    out[n].streamBurstAnthropic = burstAnthropic[i];
+  });
+  return out;
 }
 
 const SAFETY_ON = { request: { default: 'redact', secret: 'block' }, response: { default: 'log', secret: 'redact' } };
@@ -209,24 +235,27 @@ async function main() {
     try {
       const direct = { base: upstreamUrl, token: 'unused' };
       const up = { upstream: [upstream.pid] };
-      result.targets.direct = await measure('direct', direct, direct, files, {}, up);
       const viaNginx = { base: `http://127.0.0.1:${nginx.port}`, token: 'unused' };
       const nginxPids = () => withChildren(nginx.pid);
-      result.targets.nginx = await measure('nginx', viaNginx, viaNginx, files, {}, { ...up, proxy: nginxPids, anthropicProxy: nginxPids });
-      for (const on of [true, false]) {
-        const name = on ? 'routerOn' : 'routerOff';
-        result.targets[name] = await withHosts(env, upstreamUrl, on, async (r) => {
-          result.safetyOptionAccepted = r.openai.safetyAccepted;
-          const during = on
-            ? { before64: () => r.openai.host.call('eldStart'), after64: async () => (result.eventLoop = await r.openai.host.call('eldStop')) }
-            : {};
-          const pids = { ...up, proxy: () => [r.openai.host.pid], anthropicProxy: () => [r.anthropic.host.pid] };
-          const m = await measure(name, r.openai, r.anthropic, files, during, pids);
+      // Both routers (policies on and off) run side by side, idle while another target is measured.
+      await withHosts(env, upstreamUrl, true, (on) => withHosts(env, upstreamUrl, false, async (off) => {
+        result.safetyOptionAccepted = on.openai.safetyAccepted;
+        const router = (r) => ({ openai: r.openai, anthropic: r.anthropic, pids: { ...up, proxy: () => [r.openai.host.pid], anthropicProxy: () => [r.anthropic.host.pid] } });
+        const targets = {
+          direct: { openai: direct, anthropic: direct, pids: up },
+          nginx: { openai: viaNginx, anthropic: viaNginx, pids: { ...up, proxy: nginxPids, anthropicProxy: nginxPids } },
+          routerOn: {
+            ...router(on),
+            during: { before64: () => on.openai.host.call('eldStart'), after64: async () => (result.eventLoop = await on.openai.host.call('eldStop')) },
+          },
+          routerOff: router(off),
+        };
+        result.targets = await measureAll(targets, files);
+        for (const [name, r] of [['routerOn', on], ['routerOff', off]]) {
           const { tally, stats } = await r.openai.host.call('stats');
-          m.router = { events: tally.events, eventsByType: tally.byType, stats: { requests: stats.requests, completed: stats.completed, failed: stats.failed, blocked: stats.blocked, eventsDropped: stats.eventsDropped } };
-          return m;
-        });
-      }
+          result.targets[name].router = { events: tally.events, eventsByType: tally.byType, stats: { requests: stats.requests, completed: stats.completed, failed: stats.failed, blocked: stats.blocked, eventsDropped: stats.eventsDropped } };
+        }
+      }));
       if (!flag('--no-memory')) result.memory = await memoryRun(env, upstreamUrl, files);
     } finally {
       await nginx.stop();

@@ -39,9 +39,29 @@ function pct(values, p) {
 
 /** `reps` sequential streams after one warm-up; medians and p90 of first-byte and total times. */
 export async function timeStreams({ url, body, headers, reps }) {
-  await once(url, body, headers);
-  const runs = [];
-  for (let i = 0; i < reps; i++) runs.push(await once(url, body, headers));
+  const [r] = await timeStreamsInterleaved([{ url, body, headers }], reps);
+  return r;
+}
+
+/**
+ * The same for several targets at once, their streams interleaved (one warm-up each, then in each
+ * round one stream per target, starting with a different target each round): on a shared machine
+ * whatever slows one target's streams slows the others' too, so their ratios hold.
+ */
+export async function timeStreamsInterleaved(targets, reps) {
+  for (const t of targets) await once(t.url, t.body, t.headers);
+  const runs = targets.map(() => []);
+  for (let i = 0; i < reps; i++) {
+    for (let k = 0; k < targets.length; k++) {
+      const j = (i + k) % targets.length;
+      const t = targets[j];
+      runs[j].push(await once(t.url, t.body, t.headers));
+    }
+  }
+  return runs.map((r) => summary(r, reps));
+}
+
+function summary(runs, reps) {
   const bad = runs.filter((r) => r.status !== 200 || !r.complete).length;
   return {
     reps,

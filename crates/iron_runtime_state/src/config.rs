@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub struct StoreConfig {
     /// Database file; `None` keeps everything in memory for the life of the store.
     pub path: Option<PathBuf>,
-    /// How long the writer collects rows before committing them (in transactions of at most 256 rows).
+    /// How long the writer collects rows before committing them (it commits sooner when 128 rows are waiting).
     pub flush_interval_ms: u64,
     /// When true the router waits for the commit ack (see `Store::strict_ack`) before completing a response.
     pub strict: bool,

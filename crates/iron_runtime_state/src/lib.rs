@@ -1,8 +1,8 @@
 //! iron_runtime_state: a SQLite (WAL) store for agents, the request ledger and audit events.
 //!
 //! Writes never touch the disk on the caller's thread: `record_*` / `upsert_agent` hand the row to one
-//! writer thread, which commits everything received within `flush_interval_ms` (in transactions of at
-//! most 256 rows, yielding the core in between).
+//! writer thread, which commits what it received every `flush_interval_ms` or every 128 rows, whichever
+//! comes first, one transaction per batch.
 //! Reads use a separate connection on the caller's thread.
 //!
 //! The `audit` table holds summaries only (PII types, counts and SHA-256 digests, budget and breaker

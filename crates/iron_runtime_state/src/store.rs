@@ -201,8 +201,9 @@ impl Store {
             return Err(StateError::Closed);
         }
         c.queued.fetch_add(1, Ordering::Relaxed);
-        if before + 1 >= writer::MAX_BATCH {
-            // A full batch is committed now rather than at the end of the interval.
+        if (before + 1).is_multiple_of(writer::COMMIT_ROWS) {
+            // A full batch is committed now rather than at the end of the interval (one wake-up
+            // per batch, also while the writer is behind).
             self.waker.unpark();
         }
         Ok(())

@@ -1,5 +1,5 @@
-//! The writer thread: collects rows for `flush_interval` and commits each batch, in transactions of
-//! at most [`PIECE_ROWS`] rows.
+//! The writer thread: collects rows for up to `flush_interval` or [`COMMIT_ROWS`] rows, whichever
+//! comes first, and commits each batch in one transaction.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -10,14 +10,13 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::rows::PendingRow;
 
-/// Upper bound on rows collected before a commit, so a burst cannot build one huge batch.
-pub(crate) const MAX_BATCH: usize = 10_000;
-
-/// Rows per transaction, and at most the rows one trim statement deletes. The writer yields its
-/// core between pieces: a batch written in one go held a core for ~2 ms, and a request thread the
-/// scheduler had queued behind it waited that long even with the other core idle (seen with
-/// `perf sched` as the one-connection p99 of the bench).
-pub(crate) const PIECE_ROWS: usize = 256;
+/// A batch is committed when it holds this many rows, or when `flush_interval` has passed since its
+/// first row, whichever comes first; one trim statement deletes at most this many rows too. Small
+/// commits, with a yield between the insert and the retention trim, keep each stretch of the
+/// writer's work short: a 100 ms batch written in one go held a core for ~2 ms under load, and a
+/// request thread the scheduler had queued behind it waited that long even with the other core idle
+/// (seen with `perf sched` as the bench's one-connection p99). Fewer rows wait in memory, too.
+pub(crate) const COMMIT_ROWS: usize = 128;
 
 /// Outcome sent to flush waiters: `Err` carries SQLite's message (errors are not `Clone`).
 pub(crate) type Ack = Result<(), String>;
@@ -75,7 +74,7 @@ impl Batch {
         match cmd {
             Command::Row(row) => {
                 self.rows.push(*row);
-                if self.rows.len() >= MAX_BATCH {
+                if self.rows.len() >= COMMIT_ROWS {
                     Next::CommitNow
                 } else {
                     Next::Collect
@@ -141,10 +140,10 @@ pub(crate) fn run(
 }
 
 /// Delete all but the newest `keep` request and audit rows (ids are increasing, so this is an
-/// index range delete), at most [`PIECE_ROWS`] rows per statement with a yield in between.
+/// index range delete), at most [`COMMIT_ROWS`] rows per statement with a yield in between.
 fn trim(conn: &Mutex<Connection>, keep: u64) {
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-    let piece = PIECE_ROWS as i64;
+    let piece = COMMIT_ROWS as i64;
     // Statements stay prepared between batches (this runs after every batch).
     for sql in [
         "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE id <= (SELECT MAX(id) FROM requests) - ?1 ORDER BY id LIMIT ?2)",
@@ -159,7 +158,7 @@ fn trim(conn: &Mutex<Connection>, keep: u64) {
                 };
                 n
             };
-            if deleted < PIECE_ROWS {
+            if deleted < COMMIT_ROWS {
                 break;
             }
             std::thread::yield_now();
@@ -171,22 +170,20 @@ fn trim(conn: &Mutex<Connection>, keep: u64) {
 /// returns has also applied the retention).
 fn commit(conn: &Mutex<Connection>, batch: &mut Batch, counters: &Counters, retain: Option<u64>) {
     let total = batch.rows.len();
-    let mut outcome = Ok(());
-    for (i, piece) in batch.rows.chunks(PIECE_ROWS).enumerate() {
-        if i > 0 {
-            std::thread::yield_now();
-        }
-        let (written, result) = write_rows(conn, piece);
+    let outcome = if total == 0 {
+        Ok(())
+    } else {
+        let (written, result) = write_rows(conn, &batch.rows);
         counters.committed.fetch_add(written, Ordering::Relaxed);
         counters
             .failed
-            .fetch_add(piece.len() as u64 - written, Ordering::Relaxed);
+            .fetch_add(total as u64 - written, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
-        if outcome.is_ok() {
-            outcome = result;
-        }
-    }
+        result
+    };
     if let Some(keep) = retain {
+        // Between the two halves of the work, let a request thread queued on this core run.
+        std::thread::yield_now();
         trim(conn, keep);
     }
     counters.pending.fetch_sub(total, Ordering::AcqRel);

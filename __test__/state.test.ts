@@ -172,6 +172,55 @@ describe('request ledger', () => {
   })
 })
 
+describe('ledger counters in stats()', () => {
+  it('count every row the writer commits, and reach pending 0 with nothing dropped or failed after 300 concurrent requests', async () => {
+    const db = join(dir, 'counters.db')
+    // A long interval: rows are committed because 128 of them are waiting, not because time passed.
+    const r = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, statePath: db, agentId: 'agent-counters', flushIntervalMs: 60_000 })
+    try {
+      openaiUp.behaviour.usage = { inputTokens: 10, outputTokens: 5 }
+      // The agent's row from start-up waits for the writer; nothing is committed yet.
+      expect(r.stats().ledger).toEqual({ committed: 0, pending: 1, dropped: 0, failed: 0 })
+      const N = 300
+      let next = 0
+      const worker = async () => {
+        while (next < N) {
+          next++
+          expect((await openaiChat(r, { model: 'gpt-4o', messages: user('count me') })).status).toBe(200)
+        }
+      }
+      await Promise.all(Array.from({ length: 16 }, worker))
+      // 300 request rows (plus audit rows such as the key fetch): two full batches of 128 go out
+      // without waiting for the 60 s interval.
+      const deadline = Date.now() + 10_000
+      while (r.stats().ledger.committed < 256 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10))
+      const mid = r.stats().ledger
+      expect(mid.committed).toBeGreaterThanOrEqual(256)
+      expect(mid.committed + mid.pending).toBeGreaterThanOrEqual(N)
+      expect(mid.pending).toBeLessThan(128 * 2)
+      const metrics = await fetch(`http://127.0.0.1:${r.port}/_iron/metrics`, { headers: { authorization: `Bearer ${IC}` } })
+      const text = await metrics.text()
+      const committed = Number(/^iron_cage_ledger_rows_total\{outcome="committed"\} (\d+)$/m.exec(text)?.[1])
+      expect(committed).toBeGreaterThanOrEqual(256)
+      expect(text).toMatch(/^iron_cage_ledger_rows_total\{outcome="dropped"\} 0$/m)
+      expect(text).toMatch(/^iron_cage_ledger_pending_rows \d+$/m)
+      await r.stop()
+      // stop() commits the rest.
+      const end = r.stats().ledger
+      expect(end.pending).toBe(0)
+      expect(end.dropped).toBe(0)
+      expect(end.failed).toBe(0)
+      const [counts] = query(db, ["SELECT (SELECT COUNT(*) FROM requests) AS requests, (SELECT COUNT(*) FROM audit) AS audit, (SELECT COUNT(*) FROM agents) AS agents"])
+      const c = counts![0] as { requests: number; audit: number; agents: number }
+      expect(c.requests).toBe(N)
+      // Every committed row is in the file (agent rows are upserts: one row, written more than once).
+      expect(end.committed).toBeGreaterThanOrEqual(c.requests + c.audit + c.agents)
+    } finally {
+      if (r.isRunning) await r.stop()
+    }
+  })
+})
+
 describe('spent across restarts', () => {
   it('restores spent for the same statePath and agentId, and the budget still refuses what would exceed it', async () => {
     const db = join(dir, 'restart.db')

@@ -1,5 +1,5 @@
 export { LlmRouter } from './router.js'
-export type { BudgetStatus, ModelStats, Provider, RouterStats } from './router.js'
+export type { BudgetStatus, LedgerStats, ModelStats, Provider, RouterStats } from './router.js'
 export { IronCageError } from './errors.js'
 export type { IronCageErrorCode } from './errors.js'
 export type * from './events.js'

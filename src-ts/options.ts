@@ -85,7 +85,7 @@ export interface LlmRouterOptions {
   statePath?: string
   /** This router's agent id in the state store; with `statePath`, spent is restored on start. */
   agentId?: string
-  /** How often queued ledger rows are committed, in ms. Default 100 (at most that is lost on a crash). */
+  /** How often queued ledger rows are committed, in ms (and every 128 rows, whichever comes first). Default 100 (at most that is lost on a crash). */
   flushIntervalMs?: number
   /** Commit each ledger row before its response completes. Default false. */
   strictPersistence?: boolean

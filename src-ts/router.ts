@@ -40,6 +40,19 @@ export interface RouterStats {
   eventsDropped: number
   /** Upstream attempts the router repeated (retry policy). */
   retries: number
+  /**
+   * Rows of the request ledger and audit trail (SQLite): committed, waiting for the writer (at most
+   * 128 rows or `flushIntervalMs` behind), refused because the writer's queue was full, and rejected
+   * by SQLite. `dropped` and `failed` stay 0 unless the writer cannot keep up or the database fails.
+   */
+  ledger: LedgerStats
+}
+
+export interface LedgerStats {
+  committed: number
+  pending: number
+  dropped: number
+  failed: number
 }
 
 export type Provider = 'openai' | 'anthropic' | 'unknown'

@@ -98,9 +98,8 @@ impl NativeRouter {
     /// `router.stats()` as JSON.
     #[napi]
     pub fn stats_json(&self) -> String {
-        let mut snap = self.inner.shared().stats.snapshot();
-        snap.events_dropped =
-            self.inner.events().dropped() + self.js_dropped.load(Ordering::Relaxed);
+        let mut snap = self.inner.shared().stats_snapshot();
+        snap.events_dropped += self.js_dropped.load(Ordering::Relaxed);
         serde_json::to_string(&snap).unwrap_or_else(|_| "{}".into())
     }
 

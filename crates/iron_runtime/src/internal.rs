@@ -28,8 +28,7 @@ pub async fn handle(
     }
     match path.as_str() {
         "/_iron/stats" => {
-            let mut snap = shared.stats.snapshot();
-            snap.events_dropped = shared.events.dropped();
+            let snap = shared.stats_snapshot();
             let body = serde_json::to_vec(&snap).unwrap_or_default();
             with_type(Response::new(Body::from(body)), "application/json")
         }
@@ -62,7 +61,7 @@ fn label(v: &str) -> String {
 
 /// The counters in Prometheus text exposition format.
 pub fn metrics(shared: &Shared) -> String {
-    let s = shared.stats.snapshot();
+    let s = shared.stats_snapshot();
     let b = shared.policies.cost.ledger.status();
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<(String, f64)>| {
@@ -101,6 +100,22 @@ pub fn metrics(shared: &Shared) -> String {
         "counter",
         "Upstream attempts repeated by the retry policy.",
         vec![(String::new(), s.retries as f64)],
+    );
+    metric(
+        "iron_cage_ledger_rows_total",
+        "counter",
+        "Ledger and audit rows by outcome: committed to SQLite, refused with a full queue, rejected by SQLite.",
+        vec![
+            ("{outcome=\"committed\"}".into(), s.ledger.committed as f64),
+            ("{outcome=\"dropped\"}".into(), s.ledger.dropped as f64),
+            ("{outcome=\"failed\"}".into(), s.ledger.failed as f64),
+        ],
+    );
+    metric(
+        "iron_cage_ledger_pending_rows",
+        "gauge",
+        "Ledger and audit rows waiting for the state writer.",
+        vec![(String::new(), s.ledger.pending as f64)],
     );
     let mut tokens = Vec::new();
     let mut cost = Vec::new();

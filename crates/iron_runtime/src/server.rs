@@ -31,6 +31,23 @@ pub struct Shared {
     pub auth_limit: crate::auth_limit::AuthLimiter,
 }
 
+impl Shared {
+    /// The counters behind `router.stats()` and `/_iron/stats`, with the event bus's dropped count
+    /// and the state writer's progress.
+    pub fn stats_snapshot(&self) -> crate::stats::StatsSnapshot {
+        let mut snap = self.stats.snapshot();
+        snap.events_dropped = self.events.dropped();
+        let store = self.policies.ledger.store.stats();
+        snap.ledger = crate::stats::LedgerStats {
+            committed: store.committed,
+            pending: store.pending,
+            dropped: store.dropped,
+            failed: store.failed,
+        };
+        snap
+    }
+}
+
 /// Why a router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

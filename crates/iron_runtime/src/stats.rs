@@ -37,6 +37,19 @@ pub struct StatsSnapshot {
     pub events_dropped: u64,
     /// Upstream attempts repeated by the router's retry policy.
     pub retries: u64,
+    /// The state store's writer (filled in by `Shared::stats_snapshot`).
+    pub ledger: LedgerStats,
+}
+
+/// Rows of the ledger and audit trail: committed to SQLite, waiting for the writer, refused because
+/// the queue was full (or the store closed), lost because SQLite rejected them.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerStats {
+    pub committed: u64,
+    pub pending: u64,
+    pub dropped: u64,
+    pub failed: u64,
 }
 
 /// Thread-safe counters; the lock is held only for a few additions.

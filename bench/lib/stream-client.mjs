@@ -37,16 +37,11 @@ function pct(values, p) {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
-/** `reps` sequential streams after one warm-up; medians and p90 of first-byte and total times. */
-export async function timeStreams({ url, body, headers, reps }) {
-  const [r] = await timeStreamsInterleaved([{ url, body, headers }], reps);
-  return r;
-}
-
 /**
- * The same for several targets at once, their streams interleaved (one warm-up each, then in each
- * round one stream per target, starting with a different target each round): on a shared machine
- * whatever slows one target's streams slows the others' too, so their ratios hold.
+ * `reps` streams per target after one warm-up each, the targets interleaved (in each round one stream
+ * per target, starting with a different target each round): on a shared machine whatever slows one
+ * target's streams slows the others' too, so their ratios hold. Medians and p90 of first-byte and
+ * total times per target.
  */
 export async function timeStreamsInterleaved(targets, reps) {
   for (const t of targets) await once(t.url, t.body, t.headers);

@@ -34,6 +34,26 @@ impl SseOutputFilter {
         vec![(event.map(str::to_string), v.to_string())]
     }
 
+    /// A `.done` event: the text still held for `key` goes out first as a synthesized delta, then
+    /// the event with its whole value redacted by `redact`.
+    fn responses_done(
+        &mut self,
+        key: StreamKey,
+        event: Option<&str>,
+        data: &str,
+        mut v: Value,
+        redact: impl FnOnce(&mut Self, &mut Value),
+    ) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        let flushed = self.flush(key);
+        if !flushed.is_empty() {
+            out.push(self.synth_responses_delta(key, &v, flushed));
+        }
+        redact(self, &mut v);
+        out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
+        out
+    }
+
     pub(super) fn responses_event(
         &mut self,
         event: Option<&str>,
@@ -51,28 +71,19 @@ impl SseOutputFilter {
                 Ok(self.responses_delta(key, false, event, data, v))
             }
             Some("response.output_text.done") => {
-                let mut out = Vec::new();
-                let flushed = self.flush(key);
-                if !flushed.is_empty() {
-                    out.push(self.synth_responses_delta(key, &v, flushed));
-                }
-                self.redact_whole(v.get_mut("text"));
-                out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
-                Ok(out)
+                Ok(self.responses_done(key, event, data, v, |f, v| {
+                    f.redact_whole(v.get_mut("text"))
+                }))
             }
             Some("response.function_call_arguments.delta") => {
                 Ok(self.responses_delta((key.0, TOOL_SLOT), true, event, data, v))
             }
             Some("response.function_call_arguments.done") => {
-                let key = (key.0, TOOL_SLOT);
-                let mut out = Vec::new();
-                let flushed = self.flush(key);
-                if !flushed.is_empty() {
-                    out.push(self.synth_responses_delta(key, &v, flushed));
-                }
-                self.redact_whole_json(v.get_mut("arguments"));
-                out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
-                Ok(out)
+                Ok(
+                    self.responses_done((key.0, TOOL_SLOT), event, data, v, |f, v| {
+                        f.redact_whole_json(v.get_mut("arguments"))
+                    }),
+                )
             }
             Some("response.content_part.done") => {
                 self.redact_whole(v.get_mut("part").and_then(|p| p.get_mut("text")));

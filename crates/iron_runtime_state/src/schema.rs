@@ -56,6 +56,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX idx_requests_ts ON requests(ts_ms);
     CREATE INDEX idx_audit_agent_ts ON audit(agent_id, ts_ms);
     CREATE INDEX idx_audit_ts ON audit(ts_ms);",
+    // v3: drop the indexes no read uses. Rows are appended in time order, so `id` already orders
+    // them by time; every index costs an insert and a delete per row on the writer's hot path.
+    // `idx_requests_agent_ts` stays: spent and the ledger per agent are read through it.
+    "DROP INDEX IF EXISTS idx_requests_ts;
+    DROP INDEX IF EXISTS idx_audit_ts;
+    DROP INDEX IF EXISTS idx_audit_agent_ts;",
 ];
 
 /// The schema version this build creates and reads.
@@ -93,7 +99,7 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
         // Running again is a no-op, not an error.
         migrate(&mut conn).expect("migrate twice");
     }
@@ -104,7 +110,7 @@ mod tests {
         conn.execute_batch("PRAGMA user_version = 99").expect("set");
         match migrate(&mut conn) {
             Err(StateError::SchemaTooNew { found, supported }) => {
-                assert_eq!((found, supported), (99, 2));
+                assert_eq!((found, supported), (99, 3));
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }

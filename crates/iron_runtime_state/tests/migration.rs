@@ -39,7 +39,7 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
     }
 
     let store = Store::open(StoreConfig::at_path(&path)).expect("open migrates");
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     // Old rows are intact and the columns added by v2 read as absent.
     let old = store.requests_for_agent("a1").expect("rows");
     assert_eq!(old.len(), 1);
@@ -83,15 +83,25 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
-    let indexes: i64 = conn
+    assert_eq!(version, 3);
+    // v3 keeps only the index a read uses; the per-agent reads still search it, not the table.
+    let mut names = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'")
+        .expect("prepare");
+    let indexes: Vec<String> = names
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("names");
+    assert_eq!(indexes, vec!["idx_requests_agent_ts".to_string()]);
+    let plan: String = conn
         .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'",
+            "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(cost_micros), 0) FROM requests WHERE agent_id = 'a1'",
             [],
-            |r| r.get(0),
+            |r| r.get(3),
         )
-        .expect("indexes");
-    assert_eq!(indexes, 4);
+        .expect("plan");
+    assert!(plan.contains("idx_requests_agent_ts"), "{plan}");
 }
 
 #[test]

@@ -139,15 +139,16 @@ pub(crate) fn run(
     }
 }
 
-/// Delete all but the newest `keep` request and audit rows (ids are increasing, so this is an
-/// index range delete), at most [`COMMIT_ROWS`] rows per statement with a yield in between.
+/// Delete all but the newest `keep` request and audit rows (ids are increasing, so this is a
+/// rowid range delete), at most [`COMMIT_ROWS`] rows per statement with a yield in between.
 fn trim(conn: &Mutex<Connection>, keep: u64) {
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
     let piece = COMMIT_ROWS as i64;
     // Statements stay prepared between batches (this runs after every batch).
     for sql in [
-        "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE id <= (SELECT MAX(id) FROM requests) - ?1 ORDER BY id LIMIT ?2)",
-        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?1 ORDER BY id LIMIT ?2)",
+        // A rowid range from the oldest row: no list of ids to build and look up one by one.
+        "DELETE FROM requests WHERE id <= MIN((SELECT MAX(id) FROM requests) - ?1, (SELECT MIN(id) FROM requests) + ?2 - 1)",
+        "DELETE FROM audit WHERE id <= MIN((SELECT MAX(id) FROM audit) - ?1, (SELECT MIN(id) FROM audit) + ?2 - 1)",
     ] {
         loop {
             let deleted = {

@@ -34,19 +34,15 @@ impl SseSplitter {
         let start = self.scanned.saturating_sub(2);
         let hay = &self.buf[start..];
         let mut end = None;
-        let mut i = 0;
-        while i < hay.len() {
-            if hay[i] == b'\n' {
-                if hay.get(i + 1) == Some(&b'\n') {
-                    end = Some(start + i + 2);
-                    break;
-                }
-                if hay.get(i + 1) == Some(&b'\r') && hay.get(i + 2) == Some(&b'\n') {
-                    end = Some(start + i + 3);
-                    break;
-                }
+        for i in memchr::memchr_iter(b'\n', hay) {
+            if hay.get(i + 1) == Some(&b'\n') {
+                end = Some(start + i + 2);
+                break;
             }
-            i += 1;
+            if hay.get(i + 1) == Some(&b'\r') && hay.get(i + 2) == Some(&b'\n') {
+                end = Some(start + i + 3);
+                break;
+            }
         }
         match end {
             Some(e) => {
@@ -61,6 +57,11 @@ impl SseSplitter {
                 Ok(None)
             }
         }
+    }
+
+    /// Bytes buffered and not yet returned as events.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Bytes of an unfinished event left at the end of the stream.

@@ -215,6 +215,10 @@ impl StreamRedactor {
         ) {
             return None;
         }
+        // Nearly every piece has no dash at all: skip building a substring searcher for it.
+        if !joined.as_bytes()[ctx_len..].contains(&b'-') {
+            return None;
+        }
         let mut from = ctx_len;
         while let Some(rel) = joined[from..].find(PEM_BEGIN) {
             let start = from + rel;

@@ -3,7 +3,8 @@
 //! `bench_upstream PORT [THREADS]` prints `listening PORT` and serves until killed.
 //! Routing: a path containing `/messages` is Anthropic-shaped, anything else OpenAI chat-shaped.
 //! A body containing `"stream":true` (spaces allowed) gets an SSE answer. Query parameters:
-//! `chunks=N` (SSE content chunks, default 20) and `delay_us=N` (pause between chunks, default 0).
+//! `chunks=N` (SSE content chunks, default 20), `delay_us=N` (pause between chunks, default 0) and
+//! `lead=1` (deltas " token" with the space first, as real tokens come, instead of "token ").
 //! Bodies are prebuilt per request from string pieces; nothing is parsed beyond the substring checks,
 //! so the upstream costs as little as possible next to the proxies under test.
 
@@ -99,7 +100,12 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let chunks = query_num(query.as_deref(), "chunks", 20);
     let delay = Duration::from_micros(query_num(query.as_deref(), "delay_us", 0));
     let usage = body.windows(13).any(|w| w == b"include_usage");
-    let (head, delta, tail) = sse_frames(anthropic, chunks, usage);
+    let (head, mut delta, tail) = sse_frames(anthropic, chunks, usage);
+    // `lead=1`: the space before the word, as real model tokens have it (" token").
+    if query_num(query.as_deref(), "lead", 0) == 1 {
+        let text = String::from_utf8_lossy(&delta).replace("token ", " token");
+        delta = Bytes::from(text);
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
     tokio::spawn(async move {
         if tx.send(Ok(Frame::data(head))).await.is_err() {

@@ -107,15 +107,27 @@ impl<'a> TextDelta<'a> {
     }
 }
 
+/// `Option<Cow<str>>` that borrows from the input when the string has no escapes: serde borrows a
+/// `Cow` field only when it is the field's own type, never inside an `Option`, so without this
+/// every id, model and text was copied.
+pub(crate) fn opt_borrowed<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
+}
+
 #[derive(Deserialize)]
 struct ChatChunk<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_borrowed")]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_borrowed")]
     object: Option<Cow<'a, str>>,
     #[serde(default)]
     created: Option<u64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_borrowed")]
     model: Option<Cow<'a, str>>,
     /// Exactly one choice (any other count is not this reader's case).
     #[serde(borrow)]
@@ -134,7 +146,7 @@ struct ChatChoice<'a> {
     index: Option<u64>,
     #[serde(borrow, default)]
     delta: Option<ChatDeltaFields<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_borrowed")]
     text: Option<Cow<'a, str>>,
     #[serde(default)]
     tool_calls: Option<IgnoredAny>,
@@ -144,7 +156,7 @@ struct ChatChoice<'a> {
 
 #[derive(Deserialize)]
 struct ChatDeltaFields<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_borrowed")]
     content: Option<Cow<'a, str>>,
     #[serde(default)]
     tool_calls: Option<IgnoredAny>,
@@ -158,7 +170,7 @@ struct ChatDeltaFields<'a> {
 struct ResponsesDelta<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_borrowed")]
     item_id: Option<Cow<'a, str>>,
     #[serde(default)]
     output_index: Option<u64>,
@@ -202,6 +214,19 @@ mod tests {
     fn reads_plain_text_events_only() {
         let plain = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":"Hi \"x\""},"logprobs":null,"finish_reason":null}]}"#;
         assert_eq!(chat(plain).as_deref(), Some("Hi \"x\""));
+        // Without escapes the text and the chunk's fields are borrowed from the event, not copied.
+        let d = TextDelta::read(
+            ApiShape::OpenAiChat,
+            None,
+            r#"{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":" Hi"}}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(d.text, Some(Cow::Borrowed(" Hi"))));
+        let meta = d.meta.as_ref().unwrap();
+        assert!(
+            matches!(meta.id, Some(Cow::Borrowed("c")))
+                && matches!(meta.model, Some(Cow::Borrowed("m")))
+        );
         let role = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
         assert_eq!(chat(role).as_deref(), Some(""));
         for other in [

@@ -88,9 +88,9 @@ struct ChatAnswerChoice<'a> {
 
 #[derive(Deserialize)]
 struct ChatAnswerMessage<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text_delta::opt_borrowed")]
     content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text_delta::opt_borrowed")]
     refusal: Option<Cow<'a, str>>,
     #[serde(default)]
     tool_calls: Option<IgnoredAny>,
@@ -106,7 +106,7 @@ struct CompletionsAnswer<'a> {
 
 #[derive(Deserialize)]
 struct CompletionsChoice<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text_delta::opt_borrowed")]
     text: Option<Cow<'a, str>>,
 }
 
@@ -120,6 +120,6 @@ struct AnthropicAnswer<'a> {
 struct AnthropicBlock<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::text_delta::opt_borrowed")]
     text: Option<Cow<'a, str>>,
 }

@@ -36,6 +36,8 @@ impl SseOutputFilter {
                 let out = self.push(delta.key, text);
                 if out == **text {
                     FilterOutcome::Unchanged
+                } else if let Some(spliced) = splice_text(data, text, &out) {
+                    FilterOutcome::Emit(vec![(event.map(str::to_string), spliced)])
                 } else {
                     match self.with_text(event, data, out) {
                         Ok(e) => FilterOutcome::Emit(vec![e]),
@@ -47,7 +49,8 @@ impl SseOutputFilter {
         self.block_if_called_for().unwrap_or(outcome)
     }
 
-    /// `data` with its one text field (by API) set to `text`.
+    /// `data` with its one text field (by API) set to `text`, through a JSON tree (see
+    /// [`splice_text`] for the common case).
     fn with_text(&self, event: Option<&str>, data: &str, text: String) -> Result<SseEvent, String> {
         let mut v = parse(data)?;
         let slot = match self.api {
@@ -85,5 +88,55 @@ impl SseOutputFilter {
                     .insert("created".to_string(), Value::from(c));
             }
         }
+    }
+}
+
+/// `data` with the string `old` (read from it, borrowed, so it lies inside `data` between quotes)
+/// replaced by `new`, JSON-encoded; every other byte of the event stays as it came. `None` when
+/// `old` is not such a slice (text with escapes is unescaped into a copy, which lies elsewhere in
+/// memory), and the caller re-encodes a tree.
+/// Streamed tokens usually begin with a space, so the redactor holds each word back until the
+/// next one arrives and most events are rewritten: this keeps that to a copy of one event.
+fn splice_text(data: &str, old: &str, new: &str) -> Option<String> {
+    let start = (old.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+    let end = start.checked_add(old.len())?;
+    let bytes = data.as_bytes();
+    if start == 0 || end >= bytes.len() || bytes[start - 1] != b'"' || bytes[end] != b'"' {
+        return None;
+    }
+    let quoted = serde_json::to_string(new).ok()?;
+    let mut out = String::with_capacity(data.len() - old.len() + quoted.len());
+    out.push_str(&data[..start - 1]);
+    out.push_str(&quoted);
+    out.push_str(&data[end + 1..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice_text;
+
+    #[test]
+    fn a_borrowed_text_is_replaced_in_place_and_the_rest_kept_byte_for_byte() {
+        let data = r#"{"id":"c1","created":1700000000,"choices":[{"index":0,"delta":{"content":" world"},"finish_reason":null}]}"#;
+        let at = data.find(" world").unwrap();
+        let out = splice_text(data, &data[at..at + 6], "Hello \"x\"\n").unwrap();
+        assert_eq!(
+            out,
+            r#"{"id":"c1","created":1700000000,"choices":[{"index":0,"delta":{"content":"Hello \"x\"\n"},"finish_reason":null}]}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["choices"][0]["delta"]["content"], "Hello \"x\"\n");
+    }
+
+    #[test]
+    fn a_copy_or_a_slice_from_elsewhere_is_not_spliced() {
+        let data = r#"{"delta":{"text":"a\nb"}}"#;
+        let copy = String::from("a\nb");
+        assert_eq!(splice_text(data, &copy, "x"), None);
+        let other = String::from("\"a\"");
+        assert_eq!(splice_text(data, &other[1..2], "x"), None);
+        // Not between quotes: a slice of the key, not of a string value.
+        assert_eq!(splice_text(data, &data[3..7], "x"), None);
     }
 }

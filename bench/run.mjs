@@ -98,9 +98,9 @@ async function wrkRun(base, provider, token, connections, seconds, files, pids =
 }
 
 /** One streamed request per target and round, the targets interleaved (see `timeStreamsInterleaved`). */
-function streams(targets, provider, delayUs) {
+function streams(targets, provider, delayUs, lead = false) {
   return timeStreamsInterleaved(targets.map(({ base, token }) => ({
-    url: `${base}${endpoint(provider)}?chunks=${P.chunks}&delay_us=${delayUs}`,
+    url: `${base}${endpoint(provider)}?chunks=${P.chunks}&delay_us=${delayUs}${lead ? '&lead=1' : ''}`,
     body: body(provider, true),
     headers: Object.fromEntries(authHeaders(provider, token).map((h) => h.split(/:\s*/))),
   })), P.streamReps);
@@ -166,6 +166,9 @@ async function measureAll(targets, files) {
   const openai = names.map((n) => targets[n].openai);
   const anthropic = names.map((n) => targets[n].anthropic);
   const burst = await streams(openai, 'openai', 0);
+  // The same burst with the space before each word (" token"), as real models stream: the PII
+  // filter then holds each word until the next arrives and rewrites most events.
+  const burstLead = await streams(openai, 'openai', 0, true);
   const paced = await streams(openai, 'openai', P.pacedDelayUs);
   log(`Anthropic shape, 64 connections: ${P.rounds} rounds of ${seconds} s per target`);
   const c64Anthropic = await inRounds(names, (n) => {
@@ -176,6 +179,7 @@ async function measureAll(targets, files) {
   const burstAnthropic = await streams(anthropic, 'anthropic', 0);
   names.forEach((n, i) => {
     out[n].streamBurst = burst[i];
+    out[n].streamBurstLead = burstLead[i];
     out[n].streamPaced = paced[i];
     out[n].streamBurstAnthropic = burstAnthropic[i];
   });

@@ -27,6 +27,11 @@ export function checks(r) {
       add(`${kind}: added time to first byte (ms)`, ttfb, '<= 1', ttfb <= 1,
         `${f(t.routerOn[kind].ttfbP50Ms, 3)} vs ${f(t.direct[kind].ttfbP50Ms, 3)} ms (nginx ${f(t.nginx[kind].ttfbP50Ms, 3)})`);
     }
+    if (t.routerOn.streamBurstLead && t.direct.streamBurstLead) {
+      const lead = t.routerOn.streamBurstLead.totalP50Ms / t.direct.streamBurstLead.totalP50Ms;
+      add('streamBurst, " token" deltas: total time router(on)/direct', lead, '(report)', true,
+        `${f(t.routerOn.streamBurstLead.totalP50Ms)} vs ${f(t.direct.streamBurstLead.totalP50Ms)} ms (nginx ${f(t.nginx.streamBurstLead.totalP50Ms)}); each word held until the next arrives`);
+    }
   }
   if (r.eventLoop) add('event loop delay p99 (ms), 64 conns + listener', r.eventLoop.p99Ms, '<= 20', r.eventLoop.p99Ms <= 20, `max ${f(r.eventLoop.maxMs)} ms`);
   if (r.memory) {

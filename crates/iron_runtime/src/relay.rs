@@ -15,7 +15,7 @@ use axum::http::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use iron_cost::StreamUsage;
-use iron_safety::{ApiShape, FilterOutcome, SseOutputFilter, TextDelta};
+use iron_safety::{ApiShape, DeltaTemplate, FilterOutcome, SseOutputFilter, TextDelta};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -110,6 +110,8 @@ struct SideParser {
     saw_error_event: bool,
     usage: Option<StreamUsage>,
     filter: Option<SseOutputFilter>,
+    /// The shape of the last plain text event, to read the next ones without a JSON parse.
+    template: DeltaTemplate,
 }
 
 /// Why the side parser stopped a stream.
@@ -139,6 +141,7 @@ async fn run(
         usage: track_usage.then(StreamUsage::new),
         filter: (success && shared.policies.safety.response_active)
             .then(|| shared.policies.safety.engine.sse_filter(api_shape(ex.api))),
+        template: DeltaTemplate::default(),
     });
     let mut json_copy: Option<Vec<u8>> = (!is_sse && track_usage).then(Vec::new);
 
@@ -327,7 +330,13 @@ fn process_sse(
         }
         // Most events are one piece of text: read those without a JSON tree.
         let plain = if p.usage.is_some() || p.filter.is_some() {
-            TextDelta::read(p.shape, ev.event, &ev.data)
+            p.template.read(ev.event, &ev.data).or_else(|| {
+                let d = TextDelta::read(p.shape, ev.event, &ev.data);
+                if let Some(d) = &d {
+                    p.template.learn(ev.event, &ev.data, d);
+                }
+                d
+            })
         } else {
             None
         };

@@ -29,7 +29,7 @@ pub use recognizer::{Confirmed, Recognizer};
 pub use scanner::{Finding, Scanner};
 pub use sse::{FilterOutcome, SseEvent, SseOutputFilter};
 pub use stream::{StreamRedactor, RUN_CAP_BYTES, WINDOW_BYTES};
-pub use text_delta::TextDelta;
+pub use text_delta::{DeltaTemplate, TextDelta};
 
 use serde_json::Value;
 use std::sync::Arc;

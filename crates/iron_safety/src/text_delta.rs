@@ -119,6 +119,72 @@ where
     Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
+/// The bytes around the text of the last plain text event of a stream. A stream repeats them on
+/// every event (the chunk id, model, index and the keys after the text), so an event that starts
+/// and ends with exactly these bytes and has a plain string in between (no quote, backslash or
+/// control character) parses to the same fields with another text: it is read with two
+/// comparisons instead of a JSON parse. Anything else takes [`TextDelta::read`] and teaches the
+/// template again.
+#[derive(Default)]
+pub struct DeltaTemplate {
+    learned: Option<Learned>,
+}
+
+struct Learned {
+    event: Option<String>,
+    prefix: String,
+    suffix: String,
+    key: (u64, u64),
+}
+
+impl DeltaTemplate {
+    /// A text event shaped like the last one learnt: its text, borrowed from `data`.
+    pub fn read<'a>(&self, event: Option<&str>, data: &'a str) -> Option<TextDelta<'a>> {
+        let t = self.learned.as_ref()?;
+        if t.event.as_deref() != event
+            || data.len() < t.prefix.len() + t.suffix.len()
+            || !data.starts_with(&t.prefix)
+            || !data.ends_with(&t.suffix)
+        {
+            return None;
+        }
+        // Both ends are a quote, so these are character boundaries.
+        let text = &data[t.prefix.len()..data.len() - t.suffix.len()];
+        if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            return None;
+        }
+        Some(TextDelta {
+            key: t.key,
+            text: Some(Cow::Borrowed(text)),
+            // The same bytes carried the same id, model and item as the event learnt from.
+            meta: None,
+            item_id: None,
+        })
+    }
+
+    /// Remembers the bytes around `delta`'s text, when that text was read in place from `data`.
+    pub fn learn(&mut self, event: Option<&str>, data: &str, delta: &TextDelta<'_>) {
+        self.learned = None;
+        let Some(Cow::Borrowed(text)) = &delta.text else {
+            return;
+        };
+        let Some(start) = (text.as_ptr() as usize).checked_sub(data.as_ptr() as usize) else {
+            return;
+        };
+        let end = start + text.len();
+        let bytes = data.as_bytes();
+        if start == 0 || end >= bytes.len() || bytes[start - 1] != b'"' || bytes[end] != b'"' {
+            return;
+        }
+        self.learned = Some(Learned {
+            event: event.map(str::to_string),
+            prefix: data[..start].to_string(),
+            suffix: data[end..].to_string(),
+            key: delta.key,
+        });
+    }
+}
+
 #[derive(Deserialize)]
 struct ChatChunk<'a> {
     #[serde(borrow, default, deserialize_with = "opt_borrowed")]
@@ -205,6 +271,40 @@ struct AnthropicTextFields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_reads_events_shaped_like_the_last_one_and_nothing_else() {
+        let first = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":2,"delta":{"content":" Hello"},"logprobs":null,"finish_reason":null}]}"#;
+        let d = TextDelta::read(ApiShape::OpenAiChat, None, first).unwrap();
+        let mut t = DeltaTemplate::default();
+        t.learn(None, first, &d);
+        let next = first.replace(" Hello", " wörld, 42");
+        let got = t.read(None, &next).unwrap();
+        let parsed = TextDelta::read(ApiShape::OpenAiChat, None, &next).unwrap();
+        assert_eq!((got.text(), got.key), (parsed.text(), parsed.key));
+        assert_eq!(got.key, (2, 0));
+        assert_eq!(
+            t.read(None, &first.replace(" Hello", "")).unwrap().text(),
+            ""
+        );
+        for other in [
+            first.replace(" Hello", r#"a\"b"#),
+            first.replace(" Hello", r#"a\nb"#),
+            first.replace(" Hello", "a\tb"),
+            first.replace(" Hello", r#"a","content":"b"#),
+            first.replace("\"c1\"", "\"c2\""),
+            first.replace("\"finish_reason\":null", "\"finish_reason\":\"stop\""),
+            first.to_string() + " ",
+        ] {
+            assert!(t.read(None, &other).is_none(), "{other}");
+        }
+        assert!(t.read(Some("message"), first).is_none());
+        // A text with escapes is copied when parsed, so there is nothing to learn from it.
+        let escaped = first.replace(" Hello", r#"a\nb"#);
+        let e = TextDelta::read(ApiShape::OpenAiChat, None, &escaped).unwrap();
+        t.learn(None, &escaped, &e);
+        assert!(t.read(None, first).is_none());
+    }
 
     fn chat(data: &str) -> Option<String> {
         TextDelta::read(ApiShape::OpenAiChat, None, data).map(|d| d.text().to_string())

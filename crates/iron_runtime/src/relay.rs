@@ -15,7 +15,7 @@ use axum::http::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use iron_cost::StreamUsage;
-use iron_safety::{ApiShape, DeltaTemplate, FilterOutcome, SseOutputFilter, TextDelta};
+use iron_safety::{ApiShape, DeltaTemplate, FilterOutcome, RunOutcome, SseOutputFilter, TextDelta};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -315,19 +315,48 @@ fn process_sse(
     // Sized for what this call can pass on unchanged: growing from empty copied a 16 KiB piece
     // several times over.
     let mut out = BytesMut::with_capacity(p.splitter.buffered().min(limit) + 1024);
+    // Text events of one stream that arrived together and match the template: filtered as one.
+    let mut run = TextRun::default();
     loop {
-        if out.len() >= limit {
+        if out.len() + run.bytes >= limit {
+            flush_run(p, &mut out, &mut run)
+                .map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
             return Ok((out.freeze(), true));
         }
         let raw = match p.splitter.next_event() {
             Ok(Some(raw)) => raw,
             Ok(None) => break,
-            Err(_) => return Err((out.freeze(), SseStop::TooLarge)),
+            Err(_) => {
+                flush_run(p, &mut out, &mut run)
+                    .map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
+                return Err((out.freeze(), SseStop::TooLarge));
+            }
         };
         let ev = parse_event(&raw);
         if ev.event == Some("error") || ev.data.starts_with("{\"error\"") {
             p.saw_error_event = true;
         }
+        if p.filter.is_some() {
+            if let Some(data_at) = offset_in(&raw, &ev.data) {
+                if let Some(d) = p.template.read(ev.event, &ev.data) {
+                    if run.items.len() >= MAX_RUN || run.key.is_some_and(|k| k != d.key()) {
+                        flush_run(p, &mut out, &mut run)
+                            .map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
+                    }
+                    if let Some(u) = p.usage.as_mut() {
+                        u.observe_text(d.text());
+                    }
+                    run.key = Some(d.key());
+                    run.event = ev.event.map(str::to_string);
+                    run.bytes += raw.len();
+                    run.items
+                        .push((raw.clone(), data_at..data_at + ev.data.len()));
+                    continue;
+                }
+            }
+        }
+        flush_run(p, &mut out, &mut run)
+            .map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
         // Most events are one piece of text: read those without a JSON tree.
         let plain = if p.usage.is_some() || p.filter.is_some() {
             p.template.read(ev.event, &ev.data).or_else(|| {
@@ -383,7 +412,80 @@ fn process_sse(
             return Err((out.freeze(), SseStop::Blocked(message)));
         }
     }
+    flush_run(p, &mut out, &mut run).map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
     Ok((out.freeze(), false))
+}
+
+/// Longest run of text events filtered as one piece.
+const MAX_RUN: usize = 256;
+
+/// Text events waiting to be filtered together: the raw event and where its data is in it.
+#[derive(Default)]
+struct TextRun {
+    key: Option<(u64, u64)>,
+    event: Option<String>,
+    items: Vec<(Bytes, std::ops::Range<usize>)>,
+    bytes: usize,
+}
+
+/// Where `part` (borrowed from `whole`) starts in it.
+fn offset_in(whole: &[u8], part: &str) -> Option<usize> {
+    let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (at + part.len() <= whole.len()).then_some(at)
+}
+
+/// Filters the waiting text events as one piece and appends what to send for each; a block is an
+/// error (nothing of the run is sent).
+fn flush_run(p: &mut SideParser, out: &mut BytesMut, run: &mut TextRun) -> Result<(), String> {
+    let Some(key) = run.key.take() else {
+        return Ok(());
+    };
+    let event = run.event.take();
+    let items = std::mem::take(&mut run.items);
+    run.bytes = 0;
+    // The data of each event, as text (it was read as such when the event joined the run).
+    let datas: Vec<&str> = items
+        .iter()
+        .map(|(raw, at)| std::str::from_utf8(&raw[at.clone()]).unwrap_or(""))
+        .collect();
+    let deltas: Vec<TextDelta<'_>> = datas
+        .iter()
+        .filter_map(|d| p.template.read(event.as_deref(), d))
+        .collect();
+    let Some(filter) = p.filter.as_mut() else {
+        items.iter().for_each(|(raw, _)| out.extend_from_slice(raw));
+        return Ok(());
+    };
+    // The template has not changed since these events matched it; anything else fails closed.
+    if deltas.len() != items.len() {
+        return Err("Response stopped by Iron Cage: the PII filter lost track of a run of streamed text events, so it failed closed rather than risk leaking unredacted text.".into());
+    }
+    let texts: Vec<&str> = deltas.iter().map(TextDelta::text).collect();
+    let Some(outcome) = filter.on_text_run(key, &texts) else {
+        // Event by event (a private key is being dropped).
+        for ((raw, _), (d, data)) in items.iter().zip(deltas.iter().zip(&datas)) {
+            let outcome = filter.on_text_delta(d, event.as_deref(), data);
+            emit(out, raw, outcome)?;
+        }
+        return Ok(());
+    };
+    match outcome {
+        RunOutcome::Block { message } => Err(message),
+        RunOutcome::Texts(per_event) => {
+            for (((raw, _), (d, data)), text) in
+                items.iter().zip(deltas.iter().zip(&datas)).zip(per_event)
+            {
+                match text {
+                    None => out.extend_from_slice(raw),
+                    Some(t) => match d.rewrite(data, &t) {
+                        Some(rewritten) => write_event(out, event.as_deref(), &rewritten),
+                        None => return Err("Response stopped by Iron Cage: the PII filter could not rewrite a streamed text event, so it failed closed rather than risk leaking unredacted text.".into()),
+                    },
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Appends what the filter said to send for one upstream event (`raw`); a block is an error.

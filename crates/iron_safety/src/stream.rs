@@ -84,6 +84,16 @@ impl StreamRedactor {
         all
     }
 
+    /// The text held back so far (released by a later push together with what it adds).
+    pub fn held(&self) -> &str {
+        &self.pending
+    }
+
+    /// True while an oversized private key is being dropped up to its END line.
+    pub fn is_swallowing(&self) -> bool {
+        self.swallowing
+    }
+
     /// True once a block-action value has been seen, released or not.
     pub fn is_blocked(&self) -> bool {
         self.tally.is_blocked() || self.held_blocks.is_blocked()

@@ -101,6 +101,17 @@ impl<'a> TextDelta<'a> {
         }
     }
 
+    /// The text stream it belongs to (see [`SseOutputFilter::on_text_run`](crate::SseOutputFilter::on_text_run)).
+    pub fn key(&self) -> (u64, u64) {
+        self.key
+    }
+
+    /// `data` (the event this was read from) with its text replaced by `text`, every other byte as
+    /// it came; `None` when the text was not read in place (it had escapes).
+    pub fn rewrite(&self, data: &str, text: &str) -> Option<String> {
+        crate::sse::splice_text(data, self.text.as_deref()?, text)
+    }
+
     /// The generated text ("" when the chunk carries none, such as a role-only first chunk).
     pub fn text(&self) -> &str {
         self.text.as_deref().unwrap_or("")

@@ -17,6 +17,8 @@ mod anthropic;
 use anthropic::synth_anthropic_delta;
 mod responses;
 mod text_fast;
+pub(crate) use text_fast::splice_text;
+pub use text_fast::RunOutcome;
 
 /// One SSE event to emit: optional `event:` name and the `data:` payload.
 pub type SseEvent = (Option<String>, String);

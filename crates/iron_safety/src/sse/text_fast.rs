@@ -1,10 +1,20 @@
 //! The filter's side of the fast path for plain text events (see [`TextDelta`]): the same
 //! outcome as the general path, without a JSON tree unless the text changed.
 
-use super::{parse, FilterOutcome, SseEvent, SseOutputFilter};
+use super::{parse, FilterOutcome, SseEvent, SseOutputFilter, StreamKey};
 use crate::inspect::ApiShape;
+use crate::stream::StreamRedactor;
 use crate::text_delta::{ChunkMeta, TextDelta};
 use serde_json::Value;
+
+/// What to send for a run of text events (see [`SseOutputFilter::on_text_run`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Per event: `None` to send it as it came, `Some(text)` to send it with this text instead.
+    Texts(Vec<Option<String>>),
+    /// Stop the stream before these events.
+    Block { message: String },
+}
 
 impl SseOutputFilter {
     /// The same as [`on_event`](Self::on_event) for an event that [`TextDelta::read`] recognised
@@ -47,6 +57,61 @@ impl SseOutputFilter {
             }
         };
         self.block_if_called_for().unwrap_or(outcome)
+    }
+
+    /// Several plain text events of stream `key` that arrived together, all read by a
+    /// [`DeltaTemplate`](crate::DeltaTemplate) (so every field but the text is that of an event
+    /// already seen): their texts go through the redactor as one piece instead of one by one.
+    /// What it releases is handed back event by event wherever it is the text as it came (the
+    /// usual case: nothing redacted, at most a word held back or carried into the next event);
+    /// when something was redacted the first event carries all of it and the others none.
+    /// `None` when the run must go event by event (a private key is being dropped).
+    pub fn on_text_run(&mut self, key: StreamKey, texts: &[&str]) -> Option<RunOutcome> {
+        if let Some(message) = &self.blocked {
+            return Some(RunOutcome::Block {
+                message: message.clone(),
+            });
+        }
+        if texts.is_empty() {
+            return Some(RunOutcome::Texts(Vec::new()));
+        }
+        let guard = &self.guard;
+        let stream = self
+            .streams
+            .entry(key)
+            .or_insert_with(|| StreamRedactor::new(guard.clone()));
+        if stream.is_swallowing() {
+            return None;
+        }
+        let held = stream.held().len();
+        let mut all = String::with_capacity(held + texts.iter().map(|t| t.len()).sum::<usize>());
+        all.push_str(stream.held());
+        texts.iter().for_each(|t| all.push_str(t));
+        let out = stream.push(&all[held..]);
+        if let Some(FilterOutcome::Block { message }) = self.block_if_called_for() {
+            return Some(RunOutcome::Block { message });
+        }
+        let released = out.len();
+        if !all.as_bytes().starts_with(out.as_bytes()) {
+            let mut per_event = vec![Some(String::new()); texts.len()];
+            per_event[0] = Some(out);
+            return Some(RunOutcome::Texts(per_event));
+        }
+        // Event i carried all[end - len..end] (the first one also the held text before it) and
+        // now carries what of that was released.
+        let mut end = held;
+        let per_event = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let own = end;
+                end += t.len();
+                let from = if i == 0 { 0 } else { own };
+                let (a, b) = (from.min(released), end.min(released));
+                (a != own || b != end).then(|| all[a..b].to_string())
+            })
+            .collect();
+        Some(RunOutcome::Texts(per_event))
     }
 
     /// `data` with its one text field (by API) set to `text`, through a JSON tree (see
@@ -97,7 +162,7 @@ impl SseOutputFilter {
 /// memory), and the caller re-encodes a tree.
 /// Streamed tokens usually begin with a space, so the redactor holds each word back until the
 /// next one arrives and most events are rewritten: this keeps that to a copy of one event.
-fn splice_text(data: &str, old: &str, new: &str) -> Option<String> {
+pub(crate) fn splice_text(data: &str, old: &str, new: &str) -> Option<String> {
     let start = (old.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
     let end = start.checked_add(old.len())?;
     let bytes = data.as_bytes();

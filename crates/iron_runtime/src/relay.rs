@@ -448,23 +448,26 @@ fn flush_run(p: &mut SideParser, out: &mut BytesMut, run: &mut TextRun) -> Resul
         .iter()
         .map(|(raw, at)| std::str::from_utf8(&raw[at.clone()]).unwrap_or(""))
         .collect();
-    let deltas: Vec<TextDelta<'_>> = datas
-        .iter()
-        .filter_map(|d| p.template.read(event.as_deref(), d))
-        .collect();
     let Some(filter) = p.filter.as_mut() else {
         items.iter().for_each(|(raw, _)| out.extend_from_slice(raw));
         return Ok(());
     };
-    // The template has not changed since these events matched it; anything else fails closed.
-    if deltas.len() != items.len() {
+    // Each text, read in place; the template has not changed since these events matched it, and
+    // anything else fails closed.
+    let texts: Option<Vec<&str>> = datas
+        .iter()
+        .map(|d| p.template.read(event.as_deref(), d)?.text_in_place())
+        .collect();
+    let Some(texts) = texts else {
         return Err("Response stopped by Iron Cage: the PII filter lost track of a run of streamed text events, so it failed closed rather than risk leaking unredacted text.".into());
-    }
-    let texts: Vec<&str> = deltas.iter().map(TextDelta::text).collect();
+    };
     let Some(outcome) = filter.on_text_run(key, &texts) else {
         // Event by event (a private key is being dropped).
-        for ((raw, _), (d, data)) in items.iter().zip(deltas.iter().zip(&datas)) {
-            let outcome = filter.on_text_delta(d, event.as_deref(), data);
+        for ((raw, _), data) in items.iter().zip(&datas) {
+            let outcome = match p.template.read(event.as_deref(), data) {
+                Some(d) => filter.on_text_delta(&d, event.as_deref(), data),
+                None => filter.on_event(event.as_deref(), data),
+            };
             emit(out, raw, outcome)?;
         }
         return Ok(());
@@ -472,12 +475,12 @@ fn flush_run(p: &mut SideParser, out: &mut BytesMut, run: &mut TextRun) -> Resul
     match outcome {
         RunOutcome::Block { message } => Err(message),
         RunOutcome::Texts(per_event) => {
-            for (((raw, _), (d, data)), text) in
-                items.iter().zip(deltas.iter().zip(&datas)).zip(per_event)
+            for (((raw, _), (old, data)), text) in
+                items.iter().zip(texts.iter().zip(&datas)).zip(per_event)
             {
                 match text {
                     None => out.extend_from_slice(raw),
-                    Some(t) => match d.rewrite(data, &t) {
+                    Some(t) => match iron_safety::splice_text(data, old, &t) {
                         Some(rewritten) => write_event(out, event.as_deref(), &rewritten),
                         None => return Err("Response stopped by Iron Cage: the PII filter could not rewrite a streamed text event, so it failed closed rather than risk leaking unredacted text.".into()),
                     },

@@ -81,7 +81,12 @@ pub struct ParsedEvent<'a> {
 pub fn parse_event(raw: &[u8]) -> ParsedEvent<'_> {
     let mut event = None;
     let mut data: Option<std::borrow::Cow<'_, str>> = None;
-    for line in raw.split(|b| *b == b'\n') {
+    // Line ends found with memchr: splitting byte by byte was a tenth of a burst's relay time.
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', raw).chain(std::iter::once(raw.len()));
+    for end in ends {
+        let line = &raw[start..end];
+        start = end + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Ok(line) = std::str::from_utf8(line) else {
             continue;

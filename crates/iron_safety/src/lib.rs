@@ -27,7 +27,7 @@ pub use kind::{Action, Direction, PiiKind};
 pub use policy::{CustomPattern, DirectionPolicy, PolicyError, SafetyPolicy};
 pub use recognizer::{Confirmed, Recognizer};
 pub use scanner::{Finding, Scanner};
-pub use sse::{FilterOutcome, RunOutcome, SseEvent, SseOutputFilter};
+pub use sse::{splice_text, FilterOutcome, RunOutcome, SseEvent, SseOutputFilter};
 pub use stream::{StreamRedactor, RUN_CAP_BYTES, WINDOW_BYTES};
 pub use text_delta::{DeltaTemplate, TextDelta};
 

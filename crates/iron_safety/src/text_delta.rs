@@ -112,6 +112,14 @@ impl<'a> TextDelta<'a> {
         crate::sse::splice_text(data, self.text.as_deref()?, text)
     }
 
+    /// The text when it was read in place from the event's data (it had no escapes).
+    pub fn text_in_place(&self) -> Option<&'a str> {
+        match &self.text {
+            Some(Cow::Borrowed(t)) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The generated text ("" when the chunk carries none, such as a role-only first chunk).
     pub fn text(&self) -> &str {
         self.text.as_deref().unwrap_or("")

@@ -17,7 +17,7 @@ mod anthropic;
 use anthropic::synth_anthropic_delta;
 mod responses;
 mod text_fast;
-pub(crate) use text_fast::splice_text;
+pub use text_fast::splice_text;
 pub use text_fast::RunOutcome;
 
 /// One SSE event to emit: optional `event:` name and the `data:` payload.

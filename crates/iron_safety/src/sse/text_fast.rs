@@ -162,7 +162,7 @@ impl SseOutputFilter {
 /// memory), and the caller re-encodes a tree.
 /// Streamed tokens usually begin with a space, so the redactor holds each word back until the
 /// next one arrives and most events are rewritten: this keeps that to a copy of one event.
-pub(crate) fn splice_text(data: &str, old: &str, new: &str) -> Option<String> {
+pub fn splice_text(data: &str, old: &str, new: &str) -> Option<String> {
     let start = (old.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
     let end = start.checked_add(old.len())?;
     let bytes = data.as_bytes();

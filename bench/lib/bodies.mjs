@@ -1,12 +1,14 @@
 // Request bodies: a realistic coding-assistant prompt (about 2 KB of text with one e-mail address and
-// one phone number, as real prompts often carry) in OpenAI chat and Anthropic messages shape.
+// one phone number, as real prompts often carry) in OpenAI chat and Anthropic messages shape. The
+// load generator puts a number unique to each request in place of {{N}} (see post.lua): the system
+// prompt repeats from request to request, the user's message never does.
 
 const SYSTEM =
   'You are a careful senior engineer helping a colleague debug a production service. Answer concisely, ' +
   'quote the lines you refer to, and propose the smallest change that fixes the problem. If you are unsure, ' +
   'say which log lines or metrics would settle the question.';
 
-const USER = `Our order service started timing out after yesterday's deploy. The on-call engineer (reach her at
+const USER = `Ticket {{N}}. Our order service started timing out after yesterday's deploy. The on-call engineer (reach her at
 maria.keller@example.com or +1 415 555 0142) rolled back the config but the p99 is still above 2 s.
 Here is the handler that changed:
 

@@ -11,6 +11,23 @@ for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
   if name then wrk.headers[name] = value end
 end
 
+-- A body with the marker {{N}} gets a number unique to each request in its place, so that every
+-- prompt differs from the last as real ones do (the router keeps what it found in texts it has
+-- scanned before; a fixed body would be scanned only once).
+local prefix, suffix = wrk.body:match("^(.-){{N}}(.*)$")
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+if prefix then
+  local n = 0
+  function request()
+    n = n + 1
+    return wrk.format(nil, nil, nil, prefix .. (tid or 0) .. "-" .. n .. suffix)
+  end
+end
+
 local max = tonumber(os.getenv("BENCH_MAX") or "")
 if max then
   local count = 0

@@ -5,6 +5,8 @@ use crate::audit::Tally;
 use crate::kind::{Action, Direction, PiiKind};
 use crate::policy::SafetyPolicy;
 use crate::scanner::{Finding, Scanner};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The order kinds are tried in when candidates start at the same position.
 pub const SCAN_ORDER: [PiiKind; 7] = [
@@ -22,6 +24,62 @@ pub struct TextGuard {
     direction: Direction,
     scanner: Scanner,
     actions: Vec<(PiiKind, Action)>,
+    /// Prompts only: what earlier scans of the same texts found.
+    seen: Option<Mutex<SeenTexts>>,
+}
+
+/// Texts shorter than this are scanned every time (it costs less than keeping them).
+const SEEN_MIN_TEXT: usize = 256;
+/// Texts kept at most, in bytes; past it the store starts over.
+const SEEN_MAX_BYTES: usize = 2 << 20;
+
+/// The findings of prompt texts already scanned. A prompt repeats most of what the last one
+/// sent: the system prompt, and in a conversation every earlier message, so without this the
+/// scanning of a conversation grows with the square of its length. A hit compares the whole text
+/// (the hash only finds the slot), so what is returned is exactly what a scan would find.
+#[derive(Default)]
+struct SeenTexts {
+    by_hash: HashMap<u64, (Box<str>, Arc<[Finding]>)>,
+    bytes: usize,
+}
+
+impl SeenTexts {
+    fn get(&self, hash: u64, text: &str) -> Option<Arc<[Finding]>> {
+        self.by_hash
+            .get(&hash)
+            .filter(|(t, _)| **t == *text)
+            .map(|(_, f)| f.clone())
+    }
+
+    fn put(&mut self, hash: u64, text: &str, findings: Arc<[Finding]>) {
+        if text.len() > SEEN_MAX_BYTES / 8 {
+            return;
+        }
+        if self.bytes + text.len() > SEEN_MAX_BYTES {
+            self.by_hash.clear();
+            self.bytes = 0;
+        }
+        if let Some((old, _)) = self.by_hash.insert(hash, (text.into(), findings)) {
+            self.bytes -= old.len();
+        }
+        self.bytes += text.len();
+    }
+}
+
+/// A fast hash of the text, eight bytes at a time (collisions only cost a comparison).
+fn text_hash(text: &str) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes = text.as_bytes();
+    let mut h = bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        h = (h.rotate_left(5) ^ v).wrapping_mul(K);
+    }
+    for &b in words.remainder() {
+        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+    }
+    h
 }
 
 impl TextGuard {
@@ -49,6 +107,7 @@ impl TextGuard {
             direction,
             scanner,
             actions,
+            seen: (direction == Direction::Request).then(Mutex::default),
         })
     }
 
@@ -78,7 +137,22 @@ impl TextGuard {
     /// Scans `text`, records every value in `tally`, and returns the text with redact- and
     /// block-action values replaced by placeholders, or `None` when nothing was replaced.
     pub fn process(&self, text: &str, tally: &mut Tally) -> Option<String> {
-        let findings = self.scanner.scan(text);
+        let Some(seen) = self.seen.as_ref().filter(|_| text.len() >= SEEN_MIN_TEXT) else {
+            let findings = self.scanner.scan(text);
+            return self.apply(text, &findings, tally);
+        };
+        let hash = text_hash(text);
+        let known = seen.lock().ok().and_then(|s| s.get(hash, text));
+        let findings = match known {
+            Some(f) => f,
+            None => {
+                let f: Arc<[Finding]> = self.scanner.scan(text).into();
+                if let Ok(mut s) = seen.lock() {
+                    s.put(hash, text, f.clone());
+                }
+                f
+            }
+        };
         self.apply(text, &findings, tally)
     }
 
@@ -103,5 +177,66 @@ impl TextGuard {
             s.push_str(&text[copied..]);
             s
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(direction: Direction) -> TextGuard {
+        let policy = SafetyPolicy::from_json_str(r#"{"request":{"default":"redact"}}"#).unwrap();
+        TextGuard::new(&policy, direction).unwrap()
+    }
+
+    #[test]
+    fn a_prompt_seen_before_gives_what_a_scan_gives_and_is_kept_bounded() {
+        let g = guard(Direction::Request);
+        let base = "You are a helpful assistant. ".repeat(12);
+        let texts = [
+            format!("{base} Write to jane.doe@example.com or call +1 415 555 2671."),
+            format!("{base} Nothing personal here at all."),
+            format!("{base} Write to jane.doe@example.org or call +1 415 555 2671."),
+        ];
+        for round in 0..3 {
+            for t in &texts {
+                let (mut a, mut b) = (Tally::default(), Tally::default());
+                let cached = g.process(t, &mut a);
+                let scanned = g.apply(t, &g.scan(t), &mut b);
+                assert_eq!(cached, scanned, "round {round}: {t}");
+                assert_eq!(
+                    format!("{:?}", a.detections(Direction::Request)),
+                    format!("{:?}", b.detections(Direction::Request))
+                );
+            }
+        }
+        let seen = g.seen.as_ref().unwrap().lock().unwrap();
+        assert_eq!(seen.by_hash.len(), 3);
+        assert_eq!(seen.bytes, texts.iter().map(String::len).sum::<usize>());
+        drop(seen);
+        // Never more than the cap, whatever comes.
+        for i in 0..3_000 {
+            g.process(
+                &format!("{base} message number {i} {}", "x".repeat(900)),
+                &mut Tally::default(),
+            );
+            assert!(g.seen.as_ref().unwrap().lock().unwrap().bytes <= SEEN_MAX_BYTES);
+        }
+        // Answers are not kept: they rarely repeat.
+        let r = guard(Direction::Response);
+        assert!(r.seen.is_none());
+    }
+
+    #[test]
+    fn the_hash_only_finds_the_slot_the_text_decides() {
+        let g = guard(Direction::Request);
+        let clean = "a".repeat(300);
+        let dirty = format!("{} jane.doe@example.com", "a".repeat(280));
+        let mut seen = g.seen.as_ref().unwrap().lock().unwrap();
+        // The clean text's findings stored under the hash of the dirty one: not returned for it.
+        seen.put(text_hash(&dirty), &clean, Arc::from(Vec::new()));
+        assert!(seen.get(text_hash(&dirty), &dirty).is_none());
+        drop(seen);
+        assert!(g.process(&dirty, &mut Tally::default()).is_some());
     }
 }

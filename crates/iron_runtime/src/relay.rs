@@ -319,16 +319,14 @@ fn process_sse(
     let mut run = TextRun::default();
     loop {
         if out.len() + run.bytes >= limit {
-            flush_run(p, &mut out, &mut run)
-                .map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
+            flush_or_stop(p, &mut out, &mut run)?;
             return Ok((out.freeze(), true));
         }
         let raw = match p.splitter.next_event() {
             Ok(Some(raw)) => raw,
             Ok(None) => break,
             Err(_) => {
-                flush_run(p, &mut out, &mut run)
-                    .map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
+                flush_or_stop(p, &mut out, &mut run)?;
                 return Err((out.freeze(), SseStop::TooLarge));
             }
         };
@@ -340,14 +338,16 @@ fn process_sse(
             if let Some(data_at) = offset_in(&raw, &ev.data) {
                 if let Some(d) = p.template.read(ev.event, &ev.data) {
                     if run.items.len() >= MAX_RUN || run.key.is_some_and(|k| k != d.key()) {
-                        flush_run(p, &mut out, &mut run)
-                            .map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
+                        flush_or_stop(p, &mut out, &mut run)?;
                     }
                     if let Some(u) = p.usage.as_mut() {
                         u.observe_text(d.text());
                     }
+                    if run.items.is_empty() {
+                        // Every event of a run has the template's event name.
+                        run.event = ev.event.map(str::to_string);
+                    }
                     run.key = Some(d.key());
-                    run.event = ev.event.map(str::to_string);
                     run.bytes += raw.len();
                     run.items
                         .push((raw.clone(), data_at..data_at + ev.data.len()));
@@ -355,8 +355,7 @@ fn process_sse(
                 }
             }
         }
-        flush_run(p, &mut out, &mut run)
-            .map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
+        flush_or_stop(p, &mut out, &mut run)?;
         // Most events are one piece of text: read those without a JSON tree.
         let plain = if p.usage.is_some() || p.filter.is_some() {
             p.template.read(ev.event, &ev.data).or_else(|| {
@@ -412,7 +411,7 @@ fn process_sse(
             return Err((out.freeze(), SseStop::Blocked(message)));
         }
     }
-    flush_run(p, &mut out, &mut run).map_err(|m| (out.clone().freeze(), SseStop::Blocked(m)))?;
+    flush_or_stop(p, &mut out, &mut run)?;
     Ok((out.freeze(), false))
 }
 
@@ -432,6 +431,15 @@ struct TextRun {
 fn offset_in(whole: &[u8], part: &str) -> Option<usize> {
     let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     (at + part.len() <= whole.len()).then_some(at)
+}
+
+/// [`flush_run`], a block turned into the stop `process_sse` returns (with what was ready before it).
+fn flush_or_stop(
+    p: &mut SideParser,
+    out: &mut BytesMut,
+    run: &mut TextRun,
+) -> Result<(), (Bytes, SseStop)> {
+    flush_run(p, out, run).map_err(|m| (out.split().freeze(), SseStop::Blocked(m)))
 }
 
 /// Filters the waiting text events as one piece and appends what to send for each; a block is an

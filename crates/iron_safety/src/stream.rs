@@ -18,6 +18,7 @@ const PEM_BEGIN: &str = "-----BEGIN";
 const PEM_END_TAIL: &str = "PRIVATE KEY-----";
 
 /// Incremental redactor for a single text stream (one choice, one content block).
+#[derive(Clone)]
 pub struct StreamRedactor {
     guard: Arc<TextGuard>,
     pending: String,

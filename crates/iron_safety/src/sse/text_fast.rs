@@ -65,7 +65,8 @@ impl SseOutputFilter {
     /// What it releases is handed back event by event wherever it is the text as it came (the
     /// usual case: nothing redacted, at most a word held back or carried into the next event);
     /// when something was redacted the first event carries all of it and the others none.
-    /// `None` when the run must go event by event (a private key is being dropped).
+    /// `None` when the run must go event by event: a private key is being dropped, or the run holds
+    /// a value to block (the filter is then as it was before the call).
     pub fn on_text_run(&mut self, key: StreamKey, texts: &[&str]) -> Option<RunOutcome> {
         if let Some(message) = &self.blocked {
             return Some(RunOutcome::Block {
@@ -87,9 +88,14 @@ impl SseOutputFilter {
         let mut all = String::with_capacity(held + texts.iter().map(|t| t.len()).sum::<usize>());
         all.push_str(stream.held());
         texts.iter().for_each(|t| all.push_str(t));
+        // Kept to step back to: a run that blocks goes event by event instead, so that the client
+        // gets the text before the value and the detections stop where the stream stops.
+        let before = stream.clone();
         let out = stream.push(&all[held..]);
-        if let Some(FilterOutcome::Block { message }) = self.block_if_called_for() {
-            return Some(RunOutcome::Block { message });
+        if self.block_if_called_for().is_some() {
+            self.blocked = None;
+            self.streams.insert(key, before);
+            return None;
         }
         let released = out.len();
         if !all.as_bytes().starts_with(out.as_bytes()) {

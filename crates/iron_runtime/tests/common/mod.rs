@@ -47,10 +47,16 @@ async fn spawn_app(app: axum::Router) -> (u16, Task) {
     (port, Task(handle))
 }
 
-/// A port on 127.0.0.1 nothing listens on (bound, then released).
+/// A port on 127.0.0.1 nothing listens on.
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
-    l.local_addr().expect("addr").port()
+    // Bound but never listening, and kept for the rest of the process: connections are refused,
+    // and no server another test starts can be given the port (a port merely freed again could
+    // be, and then answered 404 where a test expected a refused connection).
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+    let port = s.local_addr().expect("addr").port();
+    std::mem::forget(s);
+    port
 }
 
 // ---------------------------------------------------------------------------------------------

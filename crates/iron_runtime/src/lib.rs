@@ -22,6 +22,7 @@ pub mod policies;
 pub mod provider;
 pub mod relay;
 mod relay_buffered;
+mod relay_runs;
 pub mod safety_policy;
 pub mod server;
 mod settle;

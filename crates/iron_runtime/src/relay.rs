@@ -6,6 +6,7 @@ use crate::error::RouterError;
 use crate::exchange::Exchange;
 use crate::forward::client_response_headers;
 use crate::forward::{body_stream, describe_error, UpstreamResponse};
+use crate::relay_runs::{flush_or_stop, offset_in, TextRun, MAX_RUN};
 use crate::safety_policy::api_shape;
 use crate::server::Shared;
 use crate::settle::{settle, Metered};
@@ -15,7 +16,7 @@ use axum::http::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use iron_cost::StreamUsage;
-use iron_safety::{ApiShape, DeltaTemplate, FilterOutcome, RunOutcome, SseOutputFilter, TextDelta};
+use iron_safety::{ApiShape, DeltaTemplate, FilterOutcome, SseOutputFilter, TextDelta};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -104,18 +105,18 @@ pub async fn relay(
     resp
 }
 
-struct SideParser {
+pub(crate) struct SideParser {
     shape: ApiShape,
     splitter: SseSplitter,
     saw_error_event: bool,
     usage: Option<StreamUsage>,
-    filter: Option<SseOutputFilter>,
+    pub(crate) filter: Option<SseOutputFilter>,
     /// The shape of the last plain text event, to read the next ones without a JSON parse.
-    template: DeltaTemplate,
+    pub(crate) template: DeltaTemplate,
 }
 
 /// Why the side parser stopped a stream.
-enum SseStop {
+pub(crate) enum SseStop {
     TooLarge,
     Blocked(String),
 }
@@ -415,92 +416,8 @@ fn process_sse(
     Ok((out.freeze(), false))
 }
 
-/// Longest run of text events filtered as one piece.
-const MAX_RUN: usize = 256;
-
-/// Text events waiting to be filtered together: the raw event and where its data is in it.
-#[derive(Default)]
-struct TextRun {
-    key: Option<(u64, u64)>,
-    event: Option<String>,
-    items: Vec<(Bytes, std::ops::Range<usize>)>,
-    bytes: usize,
-}
-
-/// Where `part` (borrowed from `whole`) starts in it.
-fn offset_in(whole: &[u8], part: &str) -> Option<usize> {
-    let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    (at + part.len() <= whole.len()).then_some(at)
-}
-
-/// [`flush_run`], a block turned into the stop `process_sse` returns (with what was ready before it).
-fn flush_or_stop(
-    p: &mut SideParser,
-    out: &mut BytesMut,
-    run: &mut TextRun,
-) -> Result<(), (Bytes, SseStop)> {
-    flush_run(p, out, run).map_err(|m| (out.split().freeze(), SseStop::Blocked(m)))
-}
-
-/// Filters the waiting text events as one piece and appends what to send for each; a block is an
-/// error (nothing of the run is sent).
-fn flush_run(p: &mut SideParser, out: &mut BytesMut, run: &mut TextRun) -> Result<(), String> {
-    let Some(key) = run.key.take() else {
-        return Ok(());
-    };
-    let event = run.event.take();
-    let items = std::mem::take(&mut run.items);
-    run.bytes = 0;
-    // The data of each event, as text (it was read as such when the event joined the run).
-    let datas: Vec<&str> = items
-        .iter()
-        .map(|(raw, at)| std::str::from_utf8(&raw[at.clone()]).unwrap_or(""))
-        .collect();
-    let Some(filter) = p.filter.as_mut() else {
-        items.iter().for_each(|(raw, _)| out.extend_from_slice(raw));
-        return Ok(());
-    };
-    // Each text, read in place; the template has not changed since these events matched it, and
-    // anything else fails closed.
-    let texts: Option<Vec<&str>> = datas
-        .iter()
-        .map(|d| p.template.read(event.as_deref(), d)?.text_in_place())
-        .collect();
-    let Some(texts) = texts else {
-        return Err("Response stopped by Iron Cage: the PII filter lost track of a run of streamed text events, so it failed closed rather than risk leaking unredacted text.".into());
-    };
-    let Some(outcome) = filter.on_text_run(key, &texts) else {
-        // Event by event (a private key is being dropped).
-        for ((raw, _), data) in items.iter().zip(&datas) {
-            let outcome = match p.template.read(event.as_deref(), data) {
-                Some(d) => filter.on_text_delta(&d, event.as_deref(), data),
-                None => filter.on_event(event.as_deref(), data),
-            };
-            emit(out, raw, outcome)?;
-        }
-        return Ok(());
-    };
-    match outcome {
-        RunOutcome::Block { message } => Err(message),
-        RunOutcome::Texts(per_event) => {
-            for (((raw, _), (old, data)), text) in
-                items.iter().zip(texts.iter().zip(&datas)).zip(per_event)
-            {
-                match text {
-                    None => out.extend_from_slice(raw),
-                    Some(t) => match iron_safety::splice_text(data, old, &t) {
-                        Some(rewritten) => write_event(out, event.as_deref(), &rewritten),
-                        None => return Err("Response stopped by Iron Cage: the PII filter could not rewrite a streamed text event, so it failed closed rather than risk leaking unredacted text.".into()),
-                    },
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
 /// Appends what the filter said to send for one upstream event (`raw`); a block is an error.
-fn emit(out: &mut BytesMut, raw: &[u8], outcome: FilterOutcome) -> Result<(), String> {
+pub(crate) fn emit(out: &mut BytesMut, raw: &[u8], outcome: FilterOutcome) -> Result<(), String> {
     match outcome {
         FilterOutcome::Unchanged => out.extend_from_slice(raw),
         FilterOutcome::Emit(events) => {
@@ -555,7 +472,7 @@ async fn flush_filtered_tail(
 }
 
 /// Serialise one SSE event.
-fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
+pub(crate) fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
     if let Some(n) = name {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(n.as_bytes());

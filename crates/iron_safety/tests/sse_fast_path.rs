@@ -11,6 +11,21 @@ use iron_safety::{
 };
 use serde_json::json;
 
+/// The four streamed shapes with text events.
+const APIS: [ApiShape; 4] = [
+    ApiShape::OpenAiChat,
+    ApiShape::OpenAiCompletions,
+    ApiShape::OpenAiResponses,
+    ApiShape::AnthropicMessages,
+];
+
+/// Response policies the corpus is streamed under, in turn: redact all, log all, block some.
+const POLICIES: [&str; 3] = [
+    r#"{"response":{"default":"redact"}}"#,
+    r#"{"response":{"default":"log","secret":"redact"}}"#,
+    r#"{"response":{"default":"redact","creditCard":"block","usSsn":"block"}}"#,
+];
+
 fn filter(api: ApiShape, policy: &str) -> SseOutputFilter {
     let policy = SafetyPolicy::from_json_str(policy).expect("policy");
     SafetyEngine::new(&policy).expect("engine").sse_filter(api)
@@ -119,11 +134,6 @@ fn run(
 
 #[test]
 fn fast_path_matches_the_general_path_on_the_corpus() {
-    let policies = [
-        r#"{"response":{"default":"redact"}}"#,
-        r#"{"response":{"default":"log","secret":"redact"}}"#,
-        r#"{"response":{"default":"redact","creditCard":"block","usSsn":"block"}}"#,
-    ];
     let mut compared = 0;
     let mut fast_hits = 0;
     let mut mismatches = Vec::new();
@@ -132,14 +142,9 @@ fn fast_path_matches_the_general_path_on_the_corpus() {
         let chars: Vec<char> = text.chars().collect();
         // Piece size and policy take turns from line to line (every pairing recurs often).
         let size = [1, 3, 7, 2][compared % 4];
-        let policy = policies[compared % policies.len()];
+        let policy = POLICIES[compared % POLICIES.len()];
         let pieces: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
-        for api in [
-            ApiShape::OpenAiChat,
-            ApiShape::OpenAiCompletions,
-            ApiShape::OpenAiResponses,
-            ApiShape::AnthropicMessages,
-        ] {
+        for api in APIS {
             let evs = events(api, &pieces);
             let general = run(api, policy, &evs, false);
             let fast = run(api, policy, &evs, true);
@@ -284,11 +289,6 @@ fn relay_in_runs(
 
 #[test]
 fn text_filtered_in_runs_reaches_the_client_as_event_by_event_on_the_corpus() {
-    let policies = [
-        r#"{"response":{"default":"redact"}}"#,
-        r#"{"response":{"default":"log","secret":"redact"}}"#,
-        r#"{"response":{"default":"redact","creditCard":"block","usSsn":"block"}}"#,
-    ];
     let (mut compared, mut in_runs, mut blocked) = (0, 0, 0);
     let mut mismatches = Vec::new();
     for l in corpus_lines::plain_lines() {
@@ -308,14 +308,9 @@ fn text_filtered_in_runs_reaches_the_client_as_event_by_event_on_the_corpus() {
                 .map(|c| c.iter().collect())
                 .collect()
         };
-        let policy = policies[compared % policies.len()];
+        let policy = POLICIES[compared % POLICIES.len()];
         let max_run = [2, 5, 64][compared % 3];
-        for api in [
-            ApiShape::OpenAiChat,
-            ApiShape::OpenAiCompletions,
-            ApiShape::OpenAiResponses,
-            ApiShape::AnthropicMessages,
-        ] {
+        for api in APIS {
             let evs = events(api, &pieces);
             // Event by event: the fast path, whose equality with the general path is tested above.
             let mut one = filter(api, policy);

@@ -113,9 +113,9 @@ impl NativeAgentRuntime {
         within_runtime_if_available(|| {
             tokio::spawn(async move {
                 while let Some(first) = sub.recv().await {
-                    let mut batch = vec![or_null(serde_json::to_string(&*first))];
+                    let mut batch = vec![first.json().to_owned()];
                     while let Some(e) = sub.try_recv() {
-                        batch.push(or_null(serde_json::to_string(&*e)));
+                        batch.push(e.json().to_owned());
                     }
                     let payload = format!("[{}]", batch.join(","));
                     if callback.call(payload, ThreadsafeFunctionCallMode::NonBlocking)

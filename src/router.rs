@@ -147,11 +147,10 @@ impl NativeRouter {
                         if count > 0 {
                             buf.push(b',');
                         }
-                        if serde_json::to_writer(&mut buf, &*ev).is_ok() {
-                            count += 1;
-                        } else if count > 0 {
-                            buf.pop();
-                        }
+                        // Serialised once per event and shared with the audit trail and
+                        // WebSocket clients.
+                        buf.extend_from_slice(ev.json().as_bytes());
+                        count += 1;
                         if count < 512 {
                             next = sub.try_recv();
                         }

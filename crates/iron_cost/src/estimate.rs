@@ -111,50 +111,79 @@ struct Size {
 /// Letter-and-digit runs longer than this are not words (hashes, keys, base64).
 const LONG_RUN: u64 = 12;
 
+/// Byte classes for [`Size::add_text`]: ASCII letters and digits, ASCII whitespace, other ASCII,
+/// and otherwise `UTF8_LEAD` plus the length of the character a lead byte starts (2 to 4).
+const WORD: u8 = 0;
+const SPACE: u8 = 1;
+const SYMBOL: u8 = 2;
+const UTF8_LEAD: u8 = 8;
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_alphanumeric() {
+            WORD
+        } else if b.is_ascii_whitespace() {
+            SPACE
+        } else if b.is_ascii() {
+            SYMBOL
+        } else if b >= 0xF0 {
+            UTF8_LEAD + 4
+        } else if b >= 0xE0 {
+            UTF8_LEAD + 3
+        } else {
+            UTF8_LEAD + 2
+        };
+        i += 1;
+    }
+    t
+};
+
 impl Size {
     /// Text weight as an upper bound on tokens for what tokenizers split finely: plain words and
     /// spaces count at 3 characters a token; ASCII punctuation and symbols one token each; long
     /// letter-and-digit runs (hashes, keys, base64) 2 characters a token; non-ASCII characters (CJK,
     /// emoji) one token per UTF-8 byte beyond the first, at least one.
     fn add_text(&mut self, s: &str) {
-        let mut run = 0u64;
-        let close_run = |run: &mut u64, size: &mut Size| {
-            if *run > LONG_RUN {
-                size.tokens = size.tokens.saturating_add(run.div_ceil(2));
-            } else {
-                size.chars = size.chars.saturating_add(*run);
-            }
-            *run = 0;
-        };
-        // Bytes rather than chars: prompts are mostly ASCII and this runs over every one of them.
+        // One table lookup per byte (prompts are mostly ASCII and this runs over every byte);
+        // counts are kept in locals and added once.
         let bytes = s.as_bytes();
+        let (mut chars, mut tokens) = (0u64, 0u64);
         let mut i = 0;
         while i < bytes.len() {
-            let b = bytes[i];
-            if b.is_ascii_alphanumeric() {
-                run += 1;
-                i += 1;
-                continue;
-            }
-            close_run(&mut run, self);
-            if b.is_ascii_whitespace() {
-                self.chars = self.chars.saturating_add(1);
-                i += 1;
-            } else if b.is_ascii() {
-                self.tokens = self.tokens.saturating_add(1);
-                i += 1;
-            } else {
+            match BYTE_CLASS[bytes[i] as usize] {
+                WORD => {
+                    let start = i;
+                    i += 1;
+                    while i < bytes.len() && BYTE_CLASS[bytes[i] as usize] == WORD {
+                        i += 1;
+                    }
+                    let run = (i - start) as u64;
+                    if run > LONG_RUN {
+                        tokens += run.div_ceil(2);
+                    } else {
+                        chars += run;
+                    }
+                }
+                SPACE => {
+                    chars += 1;
+                    i += 1;
+                }
+                SYMBOL => {
+                    tokens += 1;
+                    i += 1;
+                }
                 // A UTF-8 lead byte gives the character's length (`s` is valid UTF-8).
-                let len: usize = match b {
-                    0xF0.. => 4,
-                    0xE0.. => 3,
-                    _ => 2,
-                };
-                self.tokens = self.tokens.saturating_add((len as u64 - 1).max(1));
-                i += len;
+                lead => {
+                    let len = (lead - UTF8_LEAD) as u64;
+                    tokens += (len - 1).max(1);
+                    i += len as usize;
+                }
             }
         }
-        close_run(&mut run, self);
+        self.chars = self.chars.saturating_add(chars);
+        self.tokens = self.tokens.saturating_add(tokens);
     }
 
     fn walk(&mut self, v: &Value, key: Option<&str>, depth: usize) {

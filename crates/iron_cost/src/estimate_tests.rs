@@ -154,6 +154,9 @@ fn text_weight_matches_the_per_character_rule() {
         "key sk-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 and a hash 9f86d081884c7d659a2feaa0c55ad015",
         "tabs\tand\nnew\r\nlines\x0c!",
         "ß€𝄞",
+        "\x0b\x01\x7f vertical tab and controls",
+        "abcdefghijkl abcdefghijklm x",
+        "run at the end abcdefghijklmnopq",
     ] {
         let mut size = Size::default();
         size.add_text(s);

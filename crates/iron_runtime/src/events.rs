@@ -138,12 +138,52 @@ pub fn now_ms() -> u64 {
 }
 
 /// A synchronous observer that must see every event (the audit trail), unlike lossy subscribers.
-pub type AuditHook = Arc<dyn Fn(&RouterEvent) + Send + Sync>;
+pub type AuditHook = Arc<dyn Fn(&Published) + Send + Sync>;
+
+/// An event as published: the event, and its JSON made once for every reader that wants it (the
+/// audit trail, the JS listeners, WebSocket clients) instead of once per reader.
+#[derive(Debug)]
+pub struct Published {
+    event: RouterEvent,
+    json: std::sync::OnceLock<Box<str>>,
+}
+
+impl Published {
+    pub fn new(event: RouterEvent) -> Published {
+        Published {
+            event,
+            json: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The event's JSON (`{"type":...}`), serialised on first use.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            serde_json::to_string(&self.event)
+                .unwrap_or_else(|_| "null".into())
+                .into_boxed_str()
+        })
+    }
+}
+
+/// Serialises as the event itself (what [`Published::json`] holds).
+impl Serialize for Published {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.event.serialize(s)
+    }
+}
+
+impl std::ops::Deref for Published {
+    type Target = RouterEvent;
+    fn deref(&self) -> &RouterEvent {
+        &self.event
+    }
+}
 
 /// Cheap to clone; every clone publishes to the same bus.
 #[derive(Clone)]
 pub struct EventBus {
-    tx: broadcast::Sender<Arc<RouterEvent>>,
+    tx: broadcast::Sender<Arc<Published>>,
     dropped: Arc<AtomicU64>,
     published: Arc<AtomicU64>,
     audit: Arc<std::sync::OnceLock<AuditHook>>,
@@ -169,10 +209,11 @@ impl EventBus {
     /// Publish without waiting; with no subscriber the event is simply not kept.
     pub fn emit(&self, event: RouterEvent) {
         self.published.fetch_add(1, Ordering::Relaxed);
+        let published = Arc::new(Published::new(event));
         if let Some(hook) = self.audit.get() {
-            hook(&event);
+            hook(&published);
         }
-        let _ = self.tx.send(Arc::new(event));
+        let _ = self.tx.send(published);
     }
 
     /// True when someone listens (lets callers skip building events nobody reads).
@@ -201,13 +242,13 @@ impl EventBus {
 
 /// One subscriber's view of the bus.
 pub struct Subscription {
-    rx: broadcast::Receiver<Arc<RouterEvent>>,
+    rx: broadcast::Receiver<Arc<Published>>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Subscription {
     /// The next event; `None` once the bus is gone. Lost events are counted, not returned.
-    pub async fn recv(&mut self) -> Option<Arc<RouterEvent>> {
+    pub async fn recv(&mut self) -> Option<Arc<Published>> {
         loop {
             match self.rx.recv().await {
                 Ok(e) => return Some(e),
@@ -220,7 +261,7 @@ impl Subscription {
     }
 
     /// An event if one is ready now.
-    pub fn try_recv(&mut self) -> Option<Arc<RouterEvent>> {
+    pub fn try_recv(&mut self) -> Option<Arc<Published>> {
         loop {
             match self.rx.try_recv() {
                 Ok(e) => return Some(e),
@@ -249,13 +290,37 @@ mod tests {
             });
         }
         let first = sub.recv().await.unwrap();
-        match &*first {
+        match &**first {
             RouterEvent::Error { ts_ms, .. } => assert_eq!(*ts_ms, 24),
             _ => panic!(),
         }
         assert_eq!(bus.dropped(), 24);
-        let json = serde_json::to_value(&*first).unwrap();
+        let json: serde_json::Value = serde_json::from_str(first.json()).unwrap();
         assert_eq!(json["type"], "error");
         assert_eq!(json["tsMs"], 24);
+    }
+
+    #[tokio::test]
+    async fn json_is_made_once_for_the_audit_hook_and_every_subscriber() {
+        let bus = EventBus::new(16);
+        let seen: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
+        let hook_seen = seen.clone();
+        bus.set_audit_hook(Arc::new(move |e: &Published| {
+            hook_seen.lock().unwrap().push(e.json().as_ptr() as usize);
+        }));
+        let (mut a, mut b) = (bus.subscribe(), bus.subscribe());
+        bus.emit(RouterEvent::Pii {
+            request_id: 7,
+            ts_ms: 1,
+            direction: "request".into(),
+            detections: vec![],
+        });
+        let (ea, eb) = (a.recv().await.unwrap(), b.recv().await.unwrap());
+        let hook_ptr = seen.lock().unwrap()[0];
+        assert_eq!(ea.json().as_ptr() as usize, hook_ptr);
+        assert_eq!(eb.json().as_ptr() as usize, hook_ptr);
+        let v: serde_json::Value = serde_json::from_str(ea.json()).unwrap();
+        assert_eq!(v["type"], "pii");
+        assert_eq!(v["requestId"], 7);
     }
 }

@@ -3,7 +3,7 @@
 //! are queued to the store's own thread; the request path never touches the disk.
 
 use crate::config::ConfigError;
-use crate::events::{now_ms, RouterEvent};
+use crate::events::{now_ms, Published, RouterEvent};
 use iron_runtime_state::{AuditRow, RequestRow, Store, StoreConfig};
 use std::sync::Arc;
 
@@ -75,8 +75,8 @@ impl Ledger {
     }
 
     /// Audit rows for the events that belong in the audit trail (never key material or text).
-    pub fn audit(&self, event: &RouterEvent) {
-        let kind = match event {
+    pub fn audit(&self, event: &Published) {
+        let kind = match **event {
             RouterEvent::Pii { .. } => "pii_detected",
             RouterEvent::Budget { .. } => "budget_threshold",
             RouterEvent::Circuit { .. } => "breaker_changed",
@@ -84,16 +84,13 @@ impl Ledger {
             RouterEvent::Agent { .. } => "agent",
             _ => return,
         };
-        let mut buf = Vec::with_capacity(512);
-        let json = match serde_json::to_writer(&mut buf, event) {
-            Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| "{}".into()),
-            Err(_) => "{}".into(),
-        };
+        // The JSON is kept with the event: listeners and WebSocket clients reuse it.
+        let json = event.json();
         // PII and budget events are built from fixed names, numbers and hashes only; the others
         // may carry text from outside (error reasons, key-server messages, agent output).
-        let detail_json = match event {
-            RouterEvent::Pii { .. } | RouterEvent::Budget { .. } => json,
-            _ => crate::logging::redact(&json),
+        let detail_json = match **event {
+            RouterEvent::Pii { .. } | RouterEvent::Budget { .. } => json.to_string(),
+            _ => crate::logging::redact(json),
         };
         let _ = self.store.record_audit(AuditRow {
             ts_ms: now_ms(),

@@ -116,11 +116,23 @@ pub(crate) async fn relay_whole_json(
             .policies
             .safety
             .engine
-            .inspect_response_unchanged(api_shape(ex.api), &buf)
+            .read_response_unchanged(api_shape(ex.api), &buf)
         {
             // The common case, read without a tree: nothing to redact or block.
-            Some(verdict) => {
-                usage = iron_cost::usage_from_bytes(kind, &buf);
+            Some(iron_safety::UnchangedAnswer {
+                verdict,
+                usage: read,
+            }) => {
+                // The same pass read the answer's usage, except for shapes it does not parse.
+                usage = match (read, kind) {
+                    (
+                        iron_safety::UsageRead::Read(u),
+                        iron_cost::ApiKind::OpenAiChat
+                        | iron_cost::ApiKind::OpenAiCompletions
+                        | iron_cost::ApiKind::AnthropicMessages,
+                    ) => iron_cost::usage_from_member(kind, u.as_ref()),
+                    _ => iron_cost::usage_from_bytes(kind, &buf),
+                };
                 crate::safety_policy::report(
                     &shared.events,
                     ex.id,

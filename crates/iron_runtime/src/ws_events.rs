@@ -66,8 +66,7 @@ async fn serve(shared: Arc<Shared>, mut socket: WebSocket, authed: bool) {
         tokio::select! {
             ev = sub.recv() => {
                 let Some(ev) = ev else { break };
-                let Ok(json) = serde_json::to_string(&*ev) else { continue };
-                if socket.send(Message::Text(json.into())).await.is_err() {
+                if socket.send(Message::Text(ev.json().to_owned().into())).await.is_err() {
                     break;
                 }
             }

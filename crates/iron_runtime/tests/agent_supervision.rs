@@ -75,7 +75,7 @@ async fn wait_for_file(path: &std::path::Path) -> String {
 fn agent_actions(sub: &mut iron_runtime::events::Subscription) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(e) = sub.try_recv() {
-        if let RouterEvent::Agent { action, .. } = &*e {
+        if let RouterEvent::Agent { action, .. } = &**e {
             out.push(action.clone());
         }
     }

@@ -172,7 +172,7 @@ async fn storm(reply: Reply, stream: bool) {
             status,
             estimated,
             ..
-        } = &*ev
+        } = &**ev
         {
             assert_eq!((*status, *cost_micros, *estimated), (200, EACH, false));
             settled += 1;
@@ -214,7 +214,7 @@ async fn refused_calls_reach_nobody_and_raising_the_budget_lets_calls_pass() {
         let mut events = router.events().subscribe();
         let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
         assert_eq!(code, 200, "{text}");
-        while !matches!(&*events.recv().await.expect("event"), RouterEvent::Response { .. }) {}
+        while !matches!(&**events.recv().await.expect("event"), RouterEvent::Response { .. }) {}
         let (code, v, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
         assert_eq!(code, 402, "{text}");
         // $0.001588 limit, $0.001088 spent, $0.00 reserved, $0.0005 left, up to $0.001088.

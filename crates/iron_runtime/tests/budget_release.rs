@@ -34,7 +34,7 @@ async fn next_response(
             estimated,
             outcome,
             ..
-        } = &*ev
+        } = &**ev
         {
             return (*status, *cost_micros, *estimated, outcome.clone());
         }

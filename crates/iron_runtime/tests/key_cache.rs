@@ -108,7 +108,7 @@ async fn refresh_failure_serves_stale_key_and_says_so() {
                 action,
                 provider,
                 message,
-            } = &*ev
+            } = &**ev
             {
                 if action == "stale" {
                     stale.push((provider.clone(), message.clone().unwrap_or_default()));

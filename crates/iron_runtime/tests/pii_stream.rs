@@ -334,7 +334,7 @@ async fn pii_event_for_a_stream_carries_counts_and_sha256_only() {
         assert_eq!(joined_text(Api::Anthropic, &parse_sse(&raw)), REDACTED);
         let pii = loop {
             let ev = sub.recv().await.expect("event bus open");
-            if let RouterEvent::Pii { .. } = &*ev {
+            if let RouterEvent::Pii { .. } = &**ev {
                 break ev;
             }
         };

@@ -157,7 +157,7 @@ async fn connect_errors_count_towards_the_breaker_which_then_fails_fast() {
                 state,
                 reason,
                 ..
-            } = &*ev
+            } = &**ev
             {
                 break (
                     provider.clone(),
@@ -366,7 +366,7 @@ async fn total_timeout_ends_a_busy_stream_with_an_sse_error_event() {
         assert_eq!(provider.seen().len(), 1);
         let outcome = loop {
             let ev = sub.recv().await.expect("event bus open");
-            if let RouterEvent::Response { outcome, .. } = &*ev {
+            if let RouterEvent::Response { outcome, .. } = &**ev {
                 break outcome.clone();
             }
         };

@@ -30,6 +30,7 @@ pub use scanner::{Finding, Scanner};
 pub use sse::{splice_text, FilterOutcome, RunOutcome, SseEvent, SseOutputFilter};
 pub use stream::{StreamRedactor, RUN_CAP_BYTES, WINDOW_BYTES};
 pub use text_delta::{DeltaTemplate, TextDelta};
+pub use whole_fast::{UnchangedAnswer, UsageRead};
 
 use serde_json::Value;
 use std::sync::Arc;
@@ -76,6 +77,12 @@ impl SafetyEngine {
         api: ApiShape,
         body: &[u8],
     ) -> Option<ResponseVerdict> {
+        whole_fast::inspect_response_unchanged(&self.response, api, body).map(|a| a.verdict)
+    }
+
+    /// [`SafetyEngine::inspect_response_unchanged`], also handing back the answer's top-level
+    /// `usage` member read in the same pass (the caller meters the call without parsing again).
+    pub fn read_response_unchanged(&self, api: ApiShape, body: &[u8]) -> Option<UnchangedAnswer> {
         whole_fast::inspect_response_unchanged(&self.response, api, body)
     }
 

@@ -10,7 +10,25 @@ use crate::guard::TextGuard;
 use crate::inspect::{ApiShape, Verdict};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::Value;
 use std::borrow::Cow;
+
+/// An answer that can go out as it came: the verdict, and the answer's top-level `usage` member
+/// when the reader parsed the answer's top level (so the caller need not parse it again).
+#[derive(Debug)]
+pub struct UnchangedAnswer {
+    pub verdict: Verdict,
+    pub usage: UsageRead,
+}
+
+/// What the reader saw of the answer's top-level `usage` member.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UsageRead {
+    /// The top level was parsed: its `usage` value (`None` when absent or `null`).
+    Read(Option<Value>),
+    /// The reader did not parse this answer (embeddings, unknown shapes).
+    NotRead,
+}
 
 /// The verdict on `body` when it can go out unchanged, found without building a tree: `None` when
 /// the caller must take the tree walk (an unsure shape, or a value to redact or block).
@@ -18,16 +36,18 @@ pub(crate) fn inspect_response_unchanged(
     guard: &TextGuard,
     api: ApiShape,
     body: &[u8],
-) -> Option<Verdict> {
+) -> Option<UnchangedAnswer> {
     let mut tally = Tally::default();
     // `true` while every text seen is left as it is.
     let mut check = |text: Option<&Cow<'_, str>>| match text {
         Some(t) => guard.process(t, &mut tally).is_none(),
         None => true,
     };
+    let mut usage = UsageRead::NotRead;
     let unchanged = match api {
         ApiShape::OpenAiChat => {
             let a: ChatAnswer<'_> = serde_json::from_slice(body).ok()?;
+            usage = UsageRead::Read(a.usage);
             let mut ok = true;
             for message in a.choices.iter().filter_map(|c| c.message.as_ref()) {
                 if message.tool_calls.is_some() || message.function_call.is_some() {
@@ -41,12 +61,14 @@ pub(crate) fn inspect_response_unchanged(
         }
         ApiShape::OpenAiCompletions => {
             let a: CompletionsAnswer<'_> = serde_json::from_slice(body).ok()?;
+            usage = UsageRead::Read(a.usage);
             a.choices
                 .iter()
                 .fold(true, |ok, c| check(c.text.as_ref()) & ok)
         }
         ApiShape::AnthropicMessages => {
             let a: AnthropicAnswer<'_> = serde_json::from_slice(body).ok()?;
+            usage = UsageRead::Read(a.usage);
             let mut ok = true;
             for block in &a.content {
                 match block.kind.as_ref() {
@@ -66,11 +88,14 @@ pub(crate) fn inspect_response_unchanged(
         return None;
     }
     let direction = guard.direction();
-    Some(Verdict {
-        detections: tally.detections(direction),
-        modified: false,
-        blocked: false,
-        message: None,
+    Some(UnchangedAnswer {
+        verdict: Verdict {
+            detections: tally.detections(direction),
+            modified: false,
+            blocked: false,
+            message: None,
+        },
+        usage,
     })
 }
 
@@ -78,6 +103,8 @@ pub(crate) fn inspect_response_unchanged(
 struct ChatAnswer<'a> {
     #[serde(borrow)]
     choices: Vec<ChatAnswerChoice<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +129,8 @@ struct ChatAnswerMessage<'a> {
 struct CompletionsAnswer<'a> {
     #[serde(borrow)]
     choices: Vec<CompletionsChoice<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +143,8 @@ struct CompletionsChoice<'a> {
 struct AnthropicAnswer<'a> {
     #[serde(borrow)]
     content: Vec<AnthropicBlock<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
 }
 
 #[derive(Deserialize)]

@@ -150,3 +150,39 @@ fn answers_it_cannot_read_plainly_go_to_the_tree_walk() {
         .expect("embeddings");
     assert!(v.detections.is_empty() && !v.modified && !v.blocked);
 }
+
+#[test]
+fn the_answer_usage_is_read_in_the_same_pass_as_the_tree_has_it() {
+    use iron_safety::UsageRead;
+    let engine = engine(r#"{"response":{"default":"log"}}"#);
+    let mut shapes = answers("plain words");
+    // Without usage, with a null one, and with nested details: what the tree's `usage` member holds.
+    shapes.push((
+        ApiShape::OpenAiChat,
+        json!({"choices":[{"message":{"content":"x"}}]}),
+    ));
+    shapes.push((
+        ApiShape::OpenAiChat,
+        json!({"choices":[{"message":{"content":"x"}}],"usage":null}),
+    ));
+    shapes.push((
+        ApiShape::OpenAiChat,
+        json!({"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":10,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":6},"completion_tokens_details":{"reasoning_tokens":2}}}),
+    ));
+    for (api, answer) in shapes {
+        let bytes = serde_json::to_vec(&answer).unwrap();
+        let read = engine
+            .read_response_unchanged(api, &bytes)
+            .expect("a plain answer")
+            .usage;
+        let want = answer.get("usage").filter(|u| !u.is_null()).cloned();
+        assert_eq!(read, UsageRead::Read(want), "{api:?} {answer}");
+    }
+    // Shapes the reader does not parse say so: the caller reads the usage from the bytes itself.
+    let embedding =
+        br#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":3,"total_tokens":3}}"#;
+    let read = engine
+        .read_response_unchanged(ApiShape::OpenAiEmbeddings, embedding)
+        .expect("nothing to scan");
+    assert_eq!(read.usage, UsageRead::NotRead);
+}

@@ -40,6 +40,15 @@ pub fn usage_from_response(kind: ApiKind, body: &Value) -> Option<Usage> {
     usage_member(kind, body.get("usage"))
 }
 
+/// Usage from a response's top-level `usage` value already read (`None` when it has none), for
+/// every kind but `count_tokens` and `Other`, which read the whole body ([`usage_from_bytes`]).
+pub fn usage_from_member(kind: ApiKind, usage: Option<&Value>) -> Option<Usage> {
+    match kind {
+        ApiKind::AnthropicCountTokens | ApiKind::Other => None,
+        _ => usage_member(kind, usage),
+    }
+}
+
 /// Usage from the body's `usage` member (`None` when it has none).
 fn usage_member(kind: ApiKind, usage: Option<&Value>) -> Option<Usage> {
     match kind {
@@ -97,6 +106,49 @@ mod tests {
             None
         );
         assert_eq!(usage_from_bytes(ApiKind::OpenAiChat, &[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn a_usage_member_read_elsewhere_meters_as_the_whole_body_does() {
+        let bodies = [
+            (
+                ApiKind::OpenAiChat,
+                r#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":6},"completion_tokens_details":{"reasoning_tokens":2}}}"#,
+            ),
+            (ApiKind::OpenAiChat, r#"{"choices":[],"usage":null}"#),
+            (ApiKind::OpenAiChat, r#"{"choices":[]}"#),
+            (
+                ApiKind::OpenAiCompletions,
+                r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#,
+            ),
+            (
+                ApiKind::AnthropicMessages,
+                r#"{"content":[],"usage":{"input_tokens":3,"output_tokens":9,"cache_read_input_tokens":100,"cache_creation_input_tokens":20}}"#,
+            ),
+        ];
+        for (kind, body) in bodies {
+            let tree: Value = serde_json::from_str(body).unwrap();
+            let member = tree.get("usage").filter(|u| !u.is_null());
+            assert_eq!(
+                usage_from_member(kind, member),
+                usage_from_bytes(kind, body.as_bytes()),
+                "{kind:?} {body}"
+            );
+        }
+        assert!(usage_from_member(
+            ApiKind::OpenAiChat,
+            serde_json::from_str::<Value>(bodies[0].1)
+                .unwrap()
+                .get("usage")
+        )
+        .is_some());
+        // These two read the whole body, not a member.
+        let u = serde_json::json!({"input_tokens": 3});
+        assert_eq!(
+            usage_from_member(ApiKind::AnthropicCountTokens, Some(&u)),
+            None
+        );
+        assert_eq!(usage_from_member(ApiKind::Other, Some(&u)), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub(crate) async fn watch_router(
                 None => return,
             },
         };
-        match &*event {
+        match &**event {
             RouterEvent::Request { ts_ms, .. } | RouterEvent::Response { ts_ms, .. } => {
                 agent.state().last_activity_ms = Some(*ts_ms);
             }

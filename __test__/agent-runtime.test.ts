@@ -218,6 +218,9 @@ describe.skipIf(process.platform === 'win32')('AgentRuntime', () => {
     expect((thrown as Error).message).toMatch(/onBudgetExhausted/)
     await expect(rt.stopAgent('agt_missing')).rejects.toMatchObject({ code: 'AGENT_NOT_FOUND' })
     expect(() => new AgentRuntime({ providerKey: KEY, budgetUsd: 1 } as never)).toThrow(/pass budgetUsd to startAgent/)
+    // NaN would reach the native side as null, i.e. "no budget".
+    expect(() => rt.startAgent({ command: 'true', budgetUsd: NaN })).toThrow(/invalid option budgetUsd: expected a finite number, got NaN/)
+    expect(() => rt.startAgent({ command: 'true', budgetUsd: Infinity })).toThrow(/invalid option budgetUsd: expected a finite number, got Infinity/)
     await rt.shutdown()
     expect(() => rt.startAgent({ command: 'true' })).toThrow(/create a new AgentRuntime/)
   })

@@ -153,6 +153,12 @@ describe.skipIf(process.platform === 'win32')('iron-cage run', () => {
     expect(r.stderr).toContain("command 'iron-cage-no-such-program' not found: check that it is installed and on PATH")
     r = await cli(['launch'])
     expect(r.stderr).toContain("unknown command 'launch'; use run, serve or demo")
+    // Names every object has are not commands either (this once ran the demo).
+    for (const name of ['hasOwnProperty', 'constructor', 'toString']) {
+      r = await cli([name, '--help'])
+      expect(r.code, name).toBe(2)
+      expect(r.stderr).toContain(`unknown command '${name}'`)
+    }
   })
 
   it('--help shows usage and examples for each command', async () => {

@@ -63,6 +63,30 @@ describe('LlmRouter lifecycle', () => {
     }
   })
 
+  it('does not wait longer than keyServerTimeoutMs for a key server that never answers', async () => {
+    // Accepts the connection, reads the request, never replies.
+    const { createServer } = await import('node:net')
+    const sockets: import('node:net').Socket[] = []
+    const silent = createServer((s) => void sockets.push(s))
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    const port = (silent.address() as import('node:net').AddressInfo).port
+    try {
+      const started = Date.now()
+      const router = await LlmRouter.create({ apiKey: IC, serverUrl: `http://127.0.0.1:${port}`, keyServerTimeoutMs: 300 })
+      try {
+        expect(Date.now() - started).toBeLessThan(5000)
+        expect(router.provider).toBe('unknown')
+        expect(router.providerError).toMatch(/no answer within 300 ms \(keyServerTimeoutMs\)/)
+      } finally {
+        await router.stop()
+      }
+      expect(() => new LlmRouter({ apiKey: IC, serverUrl: openaiKeys.url, keyServerTimeoutMs: 5 })).toThrow(/keyServerTimeoutMs/)
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise((r) => silent.close(r))
+    }
+  })
+
   it('validates options with errors that name the field and carry a code', () => {
     expect(() => new LlmRouter({ apiKey: IC, serverUrl: 'http://example.com' })).toThrow(/serverUrl.*https/)
     try {
@@ -75,6 +99,27 @@ describe('LlmRouter lifecycle', () => {
     }
     expect(() => new LlmRouter({ apiKey: IC } as never)).toThrow(/serverUrl/)
     expect(() => new LlmRouter({ apiKey: IC, serverUrl: openaiKeys.url, bogus: 1 } as never)).toThrow(/bogus/)
+  })
+
+  it('refuses a budget or limit that is not a finite number instead of reading it as "not set"', () => {
+    // JSON writes NaN and Infinity as null: `budgetUsd: Number(process.env.UNSET)` once meant no budget.
+    for (const [options, name] of [
+      [{ budgetUsd: Number(undefined) }, 'budgetUsd'],
+      [{ budgetUsd: Infinity }, 'budgetUsd'],
+      [{ budgetWarningPercent: NaN }, 'budgetWarningPercent'],
+      [{ maxBodyBytes: -Infinity }, 'maxBodyBytes'],
+      [{ reliability: { timeouts: { totalMs: NaN } } }, 'reliability.timeouts.totalMs'],
+    ] as const) {
+      let thrown: unknown
+      try {
+        new LlmRouter({ providerKey: 'sk-test-not-finite', ...options } as never).stop()
+      } catch (e) {
+        thrown = e
+      }
+      expect(thrown, name).toBeInstanceOf(IronCageError)
+      expect((thrown as IronCageError).code).toBe('INVALID_OPTIONS')
+      expect((thrown as Error).message).toContain(`invalid option ${name}: expected a finite number`)
+    }
   })
 
   it('disposes with await using semantics (Symbol.asyncDispose)', async () => {

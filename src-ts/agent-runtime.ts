@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { IronCageError, fromNative } from './errors.js'
 import { native } from './native.js'
-import { serializeOptions, type LlmRouterOptions } from './options.js'
+import { serializeOptions, toOptionsJson, type LlmRouterOptions } from './options.js'
 import type { ModelStats, RouterStats } from './router.js'
 
 /** Where an agent is in its life; `stopped`, `exited` and a final `crashed` do not change any more. */
@@ -257,9 +257,10 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
       throw new IronCageError('INVALID_OPTIONS', 'invalid option args: expected an array of strings')
     }
     checkGrace(options.graceMs)
+    const json = toOptionsJson(options as unknown as Record<string, unknown>)
     let info: AgentInfo
     try {
-      info = parseInfo(this.#inner.startAgent(JSON.stringify(options)))
+      info = parseInfo(this.#inner.startAgent(json))
     } catch (err) {
       throw fromNative(err)
     }

@@ -61,7 +61,7 @@ Options:
 
 Examples:
   iron-cage serve --provider-key "$OPENAI_API_KEY" --budget 5
-  eval "$(iron-cage serve --provider-key "$KEY" | grep '^export')"   # (in another shell, paste the lines)`,
+  iron-cage serve --provider-key "$KEY" --json   # one JSON line for a script that reads the URLs and token`,
   demo: `Usage: iron-cage demo
 
 Offline: starts a fake OpenAI-compatible provider and a fake Iron Cage key server on 127.0.0.1,
@@ -393,7 +393,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP.main + '\n')
     return cmd ? 0 : 2
   }
-  if (!(cmd in HELP) || cmd === 'main') throw new UsageError(`unknown command '${cmd}'; use run, serve or demo (iron-cage --help)`)
+  if (!isCommand(cmd)) throw new UsageError(`unknown command '${cmd}'; use run, serve or demo (iron-cage --help)`)
   if (rest.includes('--help') && (rest.indexOf('--') < 0 || rest.indexOf('--help') < rest.indexOf('--'))) {
     process.stdout.write(HELP[cmd] + '\n')
     return 0
@@ -403,12 +403,17 @@ async function main(argv: string[]): Promise<number> {
   return demo(rest)
 }
 
+/** A command name (own keys only: `constructor` or `hasOwnProperty` are not commands). */
+function isCommand(cmd: string): cmd is 'run' | 'serve' | 'demo' {
+  return cmd === 'run' || cmd === 'serve' || cmd === 'demo'
+}
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     const cmd = process.argv[2] ?? ''
     if (err instanceof UsageError) {
-      process.stderr.write(`iron-cage${cmd in HELP ? ` ${cmd}` : ''}: ${err.message}\n(see: iron-cage ${cmd in HELP ? `${cmd} ` : ''}--help)\n`)
+      process.stderr.write(`iron-cage${isCommand(cmd) ? ` ${cmd}` : ''}: ${err.message}\n(see: iron-cage ${isCommand(cmd) ? `${cmd} ` : ''}--help)\n`)
       process.exit(2)
     }
     if (err instanceof IronCageError) {

@@ -3,8 +3,9 @@ export type IronCageErrorCode =
   | 'INVALID_OPTIONS'
   | 'BIND_FAILED'
   | 'NATIVE_BINDING_MISSING'
-  | 'ROUTER_STOPPED'
   | 'INVALID_API_KEY'
+  | 'FORBIDDEN'
+  | 'RATE_LIMITED'
   | 'PROVIDER_MISMATCH'
   | 'BODY_TOO_LARGE'
   | 'KEY_SERVER_ERROR'
@@ -15,6 +16,9 @@ export type IronCageErrorCode =
   | 'PII_BLOCKED'
   | 'CIRCUIT_OPEN'
   | 'INTERNAL'
+  | 'SPAWN_FAILED'
+  | 'AGENT_NOT_FOUND'
+  | 'RUNTIME_SHUT_DOWN'
   | (string & {})
 
 /** An error from iron-cage with a stable `code`. */

@@ -60,6 +60,8 @@ export interface LlmRouterOptions {
   cacheTtlSeconds?: number
   /** How long a cached key is still served when refreshing it fails. Default 600. */
   keyStaleGraceSeconds?: number
+  /** How long one key fetch may take before it fails (and `create()` resolves with `providerError`). Default 10000. */
+  keyServerTimeoutMs?: number
   /** Static mode: a provider key used directly, no key server. */
   providerKey?: string
   /** Static mode: the provider's base URL (default the provider's public API). */
@@ -108,7 +110,7 @@ export interface LlmRouterOptions {
 }
 
 const KNOWN = new Set<keyof LlmRouterOptions>([
-  'apiKey', 'serverUrl', 'cacheTtlSeconds', 'keyStaleGraceSeconds', 'providerKey', 'providerBaseUrl', 'provider',
+  'apiKey', 'serverUrl', 'cacheTtlSeconds', 'keyStaleGraceSeconds', 'keyServerTimeoutMs', 'providerKey', 'providerBaseUrl', 'provider',
   'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'safety', 'reliability',
   'statePath', 'agentId', 'flushIntervalMs', 'strictPersistence', 'logLevel', 'logFormat', 'logger',
   'dashboardUrl', 'wsHeartbeatMs', 'allowedOrigins', 'maxConnections',
@@ -140,5 +142,29 @@ export function serializeOptions(options: LlmRouterOptions): string {
     clean.logSink = 'callback'
     if (clean.logLevel === undefined) clean.logLevel = 'info'
   }
-  return JSON.stringify(clean)
+  return toOptionsJson(clean)
+}
+
+/**
+ * JSON for options bound for the native side. JSON has no NaN or Infinity (`JSON.stringify` writes
+ * them as `null`, which would read as "not set": a `budgetUsd: Number(process.env.UNSET)` would mean
+ * no budget at all), so a number that is not finite is refused here, naming the option.
+ */
+export function toOptionsJson(options: Record<string, unknown>): string {
+  checkFinite(options, '')
+  return JSON.stringify(options)
+}
+
+function checkFinite(value: unknown, path: string, depth = 0): void {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) {
+      throw new IronCageError('INVALID_OPTIONS', `invalid option ${path}: expected a finite number, got ${value}`)
+    }
+  } else if (typeof value === 'bigint') {
+    throw new IronCageError('INVALID_OPTIONS', `invalid option ${path}: expected a number, got a bigint`)
+  } else if (value !== null && typeof value === 'object' && depth < 32) {
+    for (const [k, v] of Object.entries(value)) {
+      checkFinite(v, Array.isArray(value) ? `${path}[${k}]` : path ? `${path}.${k}` : k, depth + 1)
+    }
+  }
 }

@@ -11,6 +11,8 @@ pub enum KeySource {
         server_url: String,
         ttl_secs: u64,
         stale_grace_secs: u64,
+        /// Whole-request limit of one key fetch (`keyServerTimeoutMs`).
+        timeout_ms: u64,
     },
     /// A key given directly (`providerKey`), no key server.
     Static {
@@ -28,6 +30,7 @@ pub struct RouterOptions {
     pub server_url: Option<String>,
     pub cache_ttl_seconds: Option<f64>,
     pub key_stale_grace_seconds: Option<f64>,
+    pub key_server_timeout_ms: Option<f64>,
     pub provider_key: Option<String>,
     pub provider_base_url: Option<String>,
     pub provider: Option<String>,
@@ -186,6 +189,7 @@ impl RouterConfig {
                     server_url: validate_upstream_url("serverUrl", url)?,
                     ttl_secs: positive("cacheTtlSeconds", o.cache_ttl_seconds, 300.0, 0.0, 86_400.0)? as u64,
                     stale_grace_secs: positive("keyStaleGraceSeconds", o.key_stale_grace_seconds, 600.0, 0.0, 604_800.0)? as u64,
+                    timeout_ms: positive("keyServerTimeoutMs", o.key_server_timeout_ms, 10_000.0, 100.0, 300_000.0)? as u64,
                 }
             }
             (None, None) => {
@@ -295,10 +299,12 @@ mod tests {
             KeySource::Server {
                 server_url,
                 ttl_secs,
+                timeout_ms,
                 ..
             } => {
                 assert_eq!(server_url, "http://127.0.0.1:9");
                 assert_eq!(ttl_secs, 300);
+                assert_eq!(timeout_ms, 10_000);
             }
             _ => panic!("expected server source"),
         }

@@ -39,20 +39,19 @@ const FORWARDED: [&str; 12] = [
 /// Headers for the upstream request.
 pub fn upstream_headers(client: &HeaderMap, key: &ProviderKey) -> Result<HeaderMap, String> {
     let mut h = HeaderMap::with_capacity(FORWARDED.len() + 2);
-    for name in FORWARDED {
-        for v in client.get_all(name) {
-            h.append(HeaderName::from_static(name), v.clone());
+    // One pass over the client's few headers; each kept name is looked up in the short allowlist.
+    for (name, v) in client {
+        if let Some(&kept) = FORWARDED.iter().find(|f| **f == name.as_str()) {
+            h.append(HeaderName::from_static(kept), v.clone());
         }
     }
     if !h.contains_key("content-type") {
         h.insert("content-type", HeaderValue::from_static("application/json"));
     }
-    let mut secret = match key.provider {
-        Provider::OpenAi => HeaderValue::from_str(&format!("Bearer {}", key.expose())),
-        Provider::Anthropic => HeaderValue::from_str(key.expose()),
-    }
-    .map_err(|_| "the provider key is not a valid header value".to_string())?;
-    secret.set_sensitive(true);
+    let secret = key
+        .auth_header()
+        .cloned()
+        .ok_or_else(|| "the provider key is not a valid header value".to_string())?;
     match key.provider {
         Provider::OpenAi => {
             h.insert("authorization", secret);

@@ -15,6 +15,9 @@ pub struct ProviderKey {
     pub base_url: Arc<str>,
     /// `host` or `host:port` of `base_url`: the breaker's key for this upstream.
     pub host: Arc<str>,
+    /// The upstream auth header's value (`Bearer <key>` or the bare key), built once and marked
+    /// sensitive; `None` when the key holds bytes a header cannot carry.
+    auth: Option<axum::http::HeaderValue>,
 }
 
 impl ProviderKey {
@@ -30,17 +33,32 @@ impl ProviderKey {
                 })
             })
             .unwrap_or_default();
+        let auth = match provider {
+            Provider::OpenAi => axum::http::HeaderValue::from_str(&format!("Bearer {secret}")),
+            Provider::Anthropic => axum::http::HeaderValue::from_str(secret),
+        }
+        .ok()
+        .map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
         ProviderKey {
             provider,
             secret: Arc::from(secret),
             base_url: Arc::from(base_url),
             host: Arc::from(host),
+            auth,
         }
     }
 
-    /// The key itself, only for building the upstream auth header.
+    /// The key itself.
     pub fn expose(&self) -> &str {
         &self.secret
+    }
+
+    /// The upstream auth header's value, or `None` when the key is not a valid header value.
+    pub fn auth_header(&self) -> Option<&axum::http::HeaderValue> {
+        self.auth.as_ref()
     }
 }
 
@@ -82,10 +100,14 @@ const MAX_KEY_RESPONSE_BYTES: usize = 64 * 1024;
 impl KeyCache {
     /// A cache for `source`; nothing is fetched until asked.
     pub fn new(source: KeySource, ic_token: String, events: EventBus) -> Self {
+        let timeout = match &source {
+            KeySource::Server { timeout_ms, .. } => Duration::from_millis(*timeout_ms),
+            KeySource::Static { .. } => Duration::from_secs(10),
+        };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
             .no_proxy()
             .build()
             .expect("reqwest client with static settings");
@@ -208,7 +230,12 @@ impl KeyCache {
     }
 
     async fn fetch(&self) -> Result<ProviderKey, KeyError> {
-        let KeySource::Server { server_url, .. } = &self.source else {
+        let KeySource::Server {
+            server_url,
+            timeout_ms,
+            ..
+        } = &self.source
+        else {
             return Err(KeyError("no key server configured".into()));
         };
         self.fetch_count
@@ -222,9 +249,13 @@ impl KeyCache {
             .send()
             .await
             .map_err(|e| {
-                KeyError(format!(
-                    "could not reach the key server at {server_url}: {}",
+                let why = if e.is_timeout() {
+                    format!("no answer within {timeout_ms} ms (keyServerTimeoutMs)")
+                } else {
                     describe_reqwest(&e)
+                };
+                KeyError(format!(
+                    "could not reach the key server at {server_url}: {why}"
                 ))
             })?;
         let status = resp.status();

@@ -122,6 +122,14 @@ describe('LlmRouter lifecycle', () => {
     }
   })
 
+  it('names the option and the expected type when a value has the wrong type', () => {
+    const attempt = (options: object) => () => new LlmRouter({ providerKey: 'sk-test-wrong-type', ...options } as never)
+    expect(attempt({ budgetUsd: '5' })).toThrow("invalid option budgetUsd: expected a number, got a string (write 5, not '5')")
+    expect(attempt({ strictPersistence: 'yes' })).toThrow('invalid option strictPersistence: expected a boolean, got a string')
+    expect(attempt({ maxConnections: true })).toThrow('invalid option maxConnections: expected a number, got a boolean')
+    expect(attempt({ statePath: ['a'] })).toThrow('invalid option statePath: expected a string, got an array')
+  })
+
   it('disposes with await using semantics (Symbol.asyncDispose)', async () => {
     let port = 0
     {

@@ -117,6 +117,31 @@ const KNOWN = new Set<keyof LlmRouterOptions>([
   'headerReadTimeoutMs',
 ])
 
+/** The JS type of each scalar option (objects and arrays are checked on the native side). */
+const OPTION_TYPES: Partial<Record<keyof LlmRouterOptions, 'string' | 'number' | 'boolean'>> = {
+  apiKey: 'string',
+  serverUrl: 'string',
+  providerKey: 'string',
+  providerBaseUrl: 'string',
+  provider: 'string',
+  statePath: 'string',
+  agentId: 'string',
+  logLevel: 'string',
+  logFormat: 'string',
+  dashboardUrl: 'string',
+  cacheTtlSeconds: 'number',
+  keyStaleGraceSeconds: 'number',
+  keyServerTimeoutMs: 'number',
+  maxBodyBytes: 'number',
+  budgetUsd: 'number',
+  budgetWarningPercent: 'number',
+  flushIntervalMs: 'number',
+  wsHeartbeatMs: 'number',
+  maxConnections: 'number',
+  headerReadTimeoutMs: 'number',
+  strictPersistence: 'boolean',
+}
+
 /** Cheap shape checks with errors that name the field; the native side validates values. */
 export function serializeOptions(options: LlmRouterOptions): string {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
@@ -127,11 +152,13 @@ export function serializeOptions(options: LlmRouterOptions): string {
       throw new IronCageError('INVALID_OPTIONS', `invalid option ${key}: unknown option (known: ${[...KNOWN].join(', ')})`)
     }
   }
-  for (const key of ['apiKey', 'serverUrl', 'providerKey', 'providerBaseUrl'] as const) {
-    const v = options[key]
-    if (v !== undefined && typeof v !== 'string') {
-      throw new IronCageError('INVALID_OPTIONS', `invalid option ${key}: expected a string, got ${typeof v}`)
-    }
+  for (const [key, want] of Object.entries(OPTION_TYPES)) {
+    const v = (options as Record<string, unknown>)[key]
+    // null reads as "not set", as an omitted option does.
+    if (v === undefined || v === null || typeof v === want) continue
+    const got = Array.isArray(v) ? 'an array' : `a ${typeof v}`
+    const hint = want === 'number' && typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? ` (write ${Number(v)}, not '${v}')` : ''
+    throw new IronCageError('INVALID_OPTIONS', `invalid option ${key}: expected a ${want}, got ${got}${hint}`)
   }
   const clean: Record<string, unknown> = {}
   if (options.logger !== undefined && typeof options.logger !== 'function') {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startFakeKeyServer } from './helpers/fake-key-server.js'
 import { startFakeProvider, type FakeProvider } from './helpers/fake-provider.js'
 
 const ROOT = join(import.meta.dirname, '..')
@@ -158,6 +159,20 @@ describe.skipIf(process.platform === 'win32')('iron-cage run', () => {
       r = await cli([name, '--help'])
       expect(r.code, name).toBe(2)
       expect(r.stderr).toContain(`unknown command '${name}'`)
+    }
+  })
+
+  it('run warns up front when the key server cannot give a key, and still starts the agent', async () => {
+    // A key server that does not know this token (401).
+    const keys = await startFakeKeyServer({ icToken: 'ic_some_other_agent_token', key: KEY, baseUrl: up.url })
+    try {
+      const r = await cli(['run', '--server', keys.url, '--token', 'ic_cli_probe_token', '--', process.execPath, '-e', 'console.log("agent ran")'])
+      expect(r.stderr).toContain('iron-cage: warning: no provider key yet (')
+      expect(r.stderr).not.toContain('ic_cli_probe_token')
+      expect(r.stdout).toContain('agent ran')
+      expect(r.code).toBe(0)
+    } finally {
+      await keys.close()
     }
   })
 

@@ -222,9 +222,26 @@ interface RunPlan {
   graceMs: number
 }
 
+/**
+ * With a key server, ask it once before the agent starts: an agent whose every call fails with 502
+ * because the server is down or refuses the token should not be the first sign of it. A warning, not
+ * a refusal: the server may come up while the agent runs (keys are fetched on demand).
+ */
+async function warnIfNoKey(options: LlmRouterOptions): Promise<void> {
+  const probe = await LlmRouter.create(options)
+  try {
+    if (probe.providerError) {
+      process.stderr.write(`iron-cage: warning: no provider key yet (${probe.providerError}); the agent starts anyway and its calls fail until the key server answers\n`)
+    }
+  } finally {
+    await probe.stop()
+  }
+}
+
 async function runAgent(plan: RunPlan): Promise<number> {
   const [command, ...args] = plan.command
   if (!command) throw new UsageError("no command to run: iron-cage run [options] -- <command> [args…], e.g. -- python3 agent.py")
+  if (plan.router.serverUrl) await warnIfNoKey(plan.router)
   const runtime = new AgentRuntime({ ...plan.router, ...(plan.state ? { statePath: plan.state } : {}) })
   // Handlers go in before the child exists: a signal in between must not kill us and orphan it.
   let agent: Agent | undefined

@@ -176,6 +176,20 @@ describe.skipIf(process.platform === 'win32')('iron-cage run', () => {
     }
   })
 
+  it('the agent inherits no variable holding the provider key, whatever its name', async () => {
+    // The key from IRON_CAGE_PROVIDER_KEY (as the help suggests), and a copy under another name.
+    const r = await cli(['run', '--provider-base-url', up.url, '--', process.execPath, '-e', 'console.log(JSON.stringify(process.env))'], {
+      env: { IRON_CAGE_PROVIDER_KEY: KEY, MY_COPY_OF_THE_KEY: KEY, UNRELATED: 'stays' },
+    })
+    expect(r.code).toBe(0)
+    const seen = JSON.parse(r.stdout.trim().split('\n')[0]!) as Record<string, string>
+    expect(r.stdout).not.toContain(KEY)
+    expect(seen.IRON_CAGE_PROVIDER_KEY).toBeUndefined()
+    expect(seen.MY_COPY_OF_THE_KEY).toBeUndefined()
+    expect(seen.UNRELATED).toBe('stays')
+    expect(seen.OPENAI_API_KEY).toMatch(/^ic_/)
+  })
+
   it('--help shows usage and examples for each command', async () => {
     for (const cmd of ['run', 'serve', 'demo']) {
       const r = await cli([cmd, '--help'])

@@ -170,6 +170,34 @@ describe('GET /_iron/events (WebSocket)', () => {
     }
   }, 15_000)
 
+  it('a frame announcing more than 64 KiB is refused when its header arrives, before any token (not read into memory first)', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url })
+    try {
+      const { connect } = await import('node:net')
+      const sock = connect(router.port, '127.0.0.1')
+      await once(sock, 'connect')
+      sock.write(`GET /_iron/events HTTP/1.1\r\nHost: 127.0.0.1:${router.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+      let head = ''
+      while (!head.includes('\r\n\r\n')) head += ((await once(sock, 'data')) as [Buffer])[0].toString('latin1')
+      expect(head).toMatch(/^HTTP\/1\.1 101/)
+      const closed = once(sock, 'close')
+      sock.on('error', () => {})
+      // A masked binary frame that says 8 MiB follow, then only a few bytes of it.
+      const header = Buffer.alloc(14)
+      header[0] = 0x82
+      header[1] = 0x80 | 127
+      header.writeBigUInt64BE(8n * 1024n * 1024n, 2)
+      sock.write(Buffer.concat([header, Buffer.alloc(64, 1)]))
+      const t0 = Date.now()
+      await closed
+      // Refused on the header; without the frame limit the router waited for the rest (or the 5 s auth wait).
+      expect(Date.now() - t0).toBeLessThan(2500)
+      expect(await (await fetch(`http://127.0.0.1:${router.port}/`)).text()).toBe('LlmRouter OK')
+    } finally {
+      await router.stop()
+    }
+  }, 15_000)
+
   it('token in the Authorization header, in x-api-key or as the first message: hello, then every event in order, like the emitter', async () => {
     const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, budgetUsd: 0.1 })
     const emitted = collect(router)

@@ -54,12 +54,19 @@ pub struct RouterOptions {
     pub max_connections: Option<f64>,
     pub header_read_timeout_ms: Option<f64>,
     pub ws_heartbeat_ms: Option<f64>,
+    /// Clients present a freshly minted token instead of `apiKey` (set by the agent runtime, so a
+    /// spawned agent never holds the Iron Cage token, which could fetch the real key itself).
+    pub mint_client_token: Option<bool>,
 }
 
 /// Validated router configuration.
 #[derive(Clone)]
 pub struct RouterConfig {
+    /// The Iron Cage token: sent to the key server (and the dashboard), and what clients present
+    /// unless `client_token` differs.
     pub ic_token: String,
+    /// The token clients must present: `ic_token`, or a minted one (`mintClientToken`).
+    pub client_token: String,
     pub key_source: KeySource,
     pub max_body_bytes: usize,
     pub max_connections: usize,
@@ -85,10 +92,29 @@ fn err(field: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A URL as error messages show it: scheme, host, port and path only. User info, query and fragment
+/// may hold credentials, and an error reaches JS, the CLI's stderr and the client's 502 body.
+pub fn shown_url(url: &reqwest::Url) -> String {
+    let mut s = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        s.push_str(&format!(":{port}"));
+    }
+    s.push_str(url.path());
+    crate::keys::sanitize(&s)
+}
+
 /// Accept `https://…` anywhere, `http://…` only for loopback hosts (tests and local servers).
 pub fn validate_upstream_url(field: &str, url: &str) -> Result<String, ConfigError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| err(field, format!("'{url}' is not a valid URL ({e})")))?;
+    // A URL that does not parse is not echoed: it may be a key pasted into the wrong option.
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        err(
+            field,
+            format!("is not a valid URL ({e}); expected https://host[:port][/path]"),
+        )
+    })?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(err(field, "must not contain credentials (user:password@); the key server authenticates with apiKey"));
+    }
     let host = parsed.host_str().unwrap_or("");
     let loopback = is_loopback_host(host);
     match parsed.scheme() {
@@ -97,18 +123,18 @@ pub fn validate_upstream_url(field: &str, url: &str) -> Result<String, ConfigErr
         "http" => {
             return Err(err(
                 field,
-                format!("must use https (plain http is only allowed for loopback hosts such as 127.0.0.1), got '{url}'"),
+                format!("must use https (plain http is only allowed for loopback hosts such as 127.0.0.1), got '{}'", shown_url(&parsed)),
             ))
         }
-        s => return Err(err(field, format!("unsupported scheme '{s}'; use https"))),
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(err(field, "must not contain credentials"));
+        s => return Err(err(field, format!("unsupported scheme '{}'; use https", crate::keys::sanitize(s)))),
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(err(
             field,
-            format!("must not have a query or fragment, got '{url}'"),
+            format!(
+                "must not have a query or fragment, got '{}?…'",
+                shown_url(&parsed)
+            ),
         ));
     }
     // The parsed form: what reqwest will use, so every accepted URL joins into a usable one.
@@ -208,6 +234,11 @@ impl RouterConfig {
         if ic_token.len() > 4096 {
             return Err(err("apiKey", "is longer than 4096 characters"));
         }
+        let client_token = if o.mint_client_token == Some(true) {
+            crate::auth_token::mint()
+        } else {
+            ic_token.clone()
+        };
         let max_body_bytes = positive(
             "maxBodyBytes",
             o.max_body_bytes,
@@ -240,8 +271,15 @@ impl RouterConfig {
             }
         }
         if let Some(u) = &o.dashboard_url {
-            let parsed = reqwest::Url::parse(u)
-                .map_err(|e| err("dashboardUrl", format!("'{u}' is not a valid URL ({e})")))?;
+            let parsed = reqwest::Url::parse(u).map_err(|e| {
+                err(
+                    "dashboardUrl",
+                    format!("is not a valid URL ({e}); expected wss://host[:port][/path]"),
+                )
+            })?;
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(err("dashboardUrl", "must not contain credentials (user:password@); the link authenticates with apiKey"));
+            }
             let loop_ok = is_loopback_host(parsed.host_str().unwrap_or(""));
             if !(parsed.scheme() == "wss" || (parsed.scheme() == "ws" && loop_ok)) {
                 return Err(err(
@@ -252,6 +290,7 @@ impl RouterConfig {
         }
         Ok(RouterConfig {
             ic_token,
+            client_token,
             key_source,
             max_body_bytes,
             max_connections,
@@ -266,6 +305,50 @@ impl RouterConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn url_errors_never_echo_credentials_queries_or_unparseable_text() {
+        for (field, url, secret) in [
+            (
+                "serverUrl",
+                "http://user:pw-hunter2-secret@example.com/",
+                "hunter2",
+            ),
+            (
+                "serverUrl",
+                "https://user:pw-hunter2-secret@example.com/",
+                "hunter2",
+            ),
+            (
+                "providerBaseUrl",
+                "https://api.example.com/v1?token=qs-secret-991",
+                "qs-secret-991",
+            ),
+            (
+                "providerBaseUrl",
+                "http://api.example.com/v1?token=qs-secret-991",
+                "qs-secret-991",
+            ),
+            ("serverUrl", "sk-pasted-key-not-a-url-4471", "4471"),
+        ] {
+            let e = validate_upstream_url(field, url).expect_err(url);
+            let text = e.to_string();
+            assert!(!text.contains(secret), "{text}");
+            assert!(
+                text.starts_with(&format!("invalid option {field}: ")),
+                "{text}"
+            );
+        }
+        let e = RouterConfig::from_json(
+            r#"{"providerKey":"sk-x","dashboardUrl":"wss://me:dash-pass-77@dash.example.com/ws"}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "dashboardUrl");
+        assert!(!e.to_string().contains("dash-pass-77"), "{e}");
+        assert!(e.message.contains("credentials"), "{e}");
+    }
+
     use super::*;
 
     #[test]

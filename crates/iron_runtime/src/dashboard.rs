@@ -65,7 +65,7 @@ pub async fn run(shared: Arc<Shared>, url: String, stop: CancellationToken) {
     loop {
         let connected = tokio::select! {
             _ = stop.cancelled() => return,
-            c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str())) => c,
+            c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url.as_str(), Some(link_limits()), false)) => c,
         };
         let mut ws = match connected {
             Ok(Ok((ws, _))) => ws,
@@ -147,4 +147,12 @@ fn push_bounded(shared: &Shared, buffer: &mut VecDeque<String>, ev: &RouterEvent
         }
         buffer.push_back(m.to_string());
     }
+}
+
+/// The dashboard only sends small control messages: bound what one may cost (the library's defaults
+/// are a 64 MiB message and 16 MiB frames).
+fn link_limits() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(1024 * 1024))
+        .max_frame_size(Some(256 * 1024))
 }

@@ -274,7 +274,7 @@ impl KeyCache {
                         })
                     })
                 })
-                .map(|m| crate::logging::redact(&sanitize(&m)))
+                .map(|m| server_message(&m))
                 .unwrap_or_else(|| "no error message".into());
             let hint = match status.as_u16() {
                 401 => " (the Iron Cage token was rejected: check apiKey)",
@@ -333,6 +333,12 @@ pub fn parse_key_response(body: &[u8]) -> Result<ProviderKey, KeyError> {
     Ok(ProviderKey::new(provider, &key, base_url))
 }
 
+/// A key server's error message as it may be shown: secrets redacted while the text is whole (a key
+/// cut by the length bound would no longer match), then bounded, then redacted again.
+fn server_message(m: &str) -> String {
+    crate::logging::redact(&sanitize(&crate::logging::redact(m)))
+}
+
 /// Keep only printable text of bounded length from a server message.
 pub fn sanitize(s: &str) -> String {
     let s: String = s.chars().filter(|c| !c.is_control()).take(300).collect();
@@ -386,6 +392,19 @@ async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_key_at_the_length_bound_of_a_server_message_is_not_half_shown() {
+        // Not key-shaped (no sk- prefix): only the registered secret catches it.
+        let secret = "zq7PRIVATEkeyMaterial0123456789abcdefXYZ";
+        crate::logging::register_secret(secret);
+        // The key straddles the 300-character bound: cut first, its first half would survive.
+        let m = format!("{}{secret} was revoked", "x".repeat(280));
+        let shown = server_message(&m);
+        assert!(!shown.contains("zq7PRIVATE"), "{shown}");
+        assert!(shown.chars().count() <= 300);
+    }
+
     use super::*;
 
     #[test]

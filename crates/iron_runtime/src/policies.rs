@@ -102,7 +102,7 @@ impl Policies {
         }
         let audit = ledger.clone();
         events.set_audit_hook(Arc::new(move |e| audit.audit(e)));
-        let mut secrets: Vec<&str> = vec![&cfg.ic_token];
+        let mut secrets: Vec<&str> = vec![&cfg.ic_token, &cfg.client_token];
         if let crate::config::KeySource::Static { key, .. } = &cfg.key_source {
             secrets.push(key);
         }

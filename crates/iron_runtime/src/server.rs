@@ -102,7 +102,7 @@ impl Router {
         let policies = crate::policies::Policies::from_config(&cfg, &events)?;
         let http = crate::forward::build_client(&policies);
         let shared = Arc::new(Shared {
-            token: TokenCheck::new(&cfg.ic_token),
+            token: TokenCheck::new(&cfg.client_token),
             keys: KeyCache::new(cfg.key_source.clone(), cfg.ic_token.clone(), events.clone()),
             http,
             events,
@@ -172,9 +172,10 @@ impl Router {
         format!("http://127.0.0.1:{}", self.shared.port)
     }
 
-    /// The token clients must present (the IC token, or a minted local one in static-key mode).
+    /// The token clients must present (the IC token, or a minted local one in static-key mode or
+    /// with `mintClientToken`).
     pub fn api_key(&self) -> &str {
-        &self.shared.cfg.ic_token
+        &self.shared.cfg.client_token
     }
 
     /// True until `stop()`.

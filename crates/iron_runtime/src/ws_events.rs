@@ -18,8 +18,10 @@ pub async fn upgrade(
 ) -> axum::response::Response {
     let authed = shared.token.check_headers(req.headers());
     match WebSocketUpgrade::from_request(req, &()).await {
+        // A frame is read whole before the message limit applies (and before auth): bound both.
         Ok(ws) => ws
             .max_message_size(64 * 1024)
+            .max_frame_size(64 * 1024)
             .on_upgrade(move |socket| serve(shared, socket, authed))
             .into_response(),
         Err(rejection) => rejection.into_response(),

@@ -361,3 +361,78 @@ async fn a_second_stop_with_a_shorter_grace_kills_sooner() {
     assert_eq!(info.signal.as_deref(), Some("SIGKILL"));
     assert_eq!(info.reason.as_deref(), Some("first Ctrl-C"));
 }
+
+/// An agent gets neither the provider key nor the Iron Cage token (which could fetch the key from the
+/// key server itself): its router takes a token minted for it, and variables holding either secret
+/// (given in the spec here; inherited ones go the same way) or named for them are removed.
+#[tokio::test]
+async fn the_agent_never_gets_the_key_or_the_iron_cage_token() {
+    const IC: &str = "ic_agent_runtime_canary_token_31f0";
+    const KEY: &str = "sk-real-openai-7d1e";
+    let rt = AgentRuntime::new(RuntimeOptions {
+        router: serde_json::from_value(
+            serde_json::json!({ "apiKey": IC, "serverUrl": "http://127.0.0.1:9" }),
+        )
+        .expect("router json"),
+        state_path: None,
+    })
+    .expect("runtime");
+    let dir = scratch("secrets");
+    let out = dir.join("env.txt");
+    let agent = rt
+        .start_agent(sh(
+            &format!(
+                // Stays up (its router stops with it) until stopped.
+                "env > {}.tmp; mv {}.tmp {}; while :; do sleep 0.05; done",
+                out.display(),
+                out.display(),
+                out.display()
+            ),
+            serde_json::json!({ "env": {
+                "COPY_OF_TOKEN": IC,
+                "IRON_CAGE_SERVER_TOKEN": IC,
+                "IRON_CAGE_PROVIDER_KEY": "anything",
+                "KEEP": "kept"
+            } }),
+        ))
+        .expect("starts");
+    let token = agent.router().api_key().to_string();
+    assert_ne!(
+        token, IC,
+        "the agent's router must not take the Iron Cage token from it"
+    );
+    assert!(token.starts_with("ic_") && token.len() >= 32, "{token}");
+    // The router takes the minted token and refuses the Iron Cage token.
+    let url = format!(
+        "{}/v1/chat/completions",
+        agent.router().anthropic_base_url()
+    );
+    let client = reqwest::Client::new();
+    let with = |t: &str| {
+        client
+            .post(&url)
+            .bearer_auth(t)
+            .header("content-type", "application/json")
+            .body(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+            .send()
+    };
+    assert_eq!(with(IC).await.expect("send").status(), 401);
+    assert_ne!(with(&token).await.expect("send").status(), 401);
+    let env = wait_for_file(&out).await;
+    bounded(
+        10,
+        rt.stop_agent(&agent.id, Some(Duration::from_millis(200))),
+    )
+    .await
+    .expect("stops");
+    assert!(
+        !env.contains(IC),
+        "the Iron Cage token reached the agent:\n{env}"
+    );
+    assert!(!env.contains(KEY));
+    assert!(!env.contains("IRON_CAGE_PROVIDER_KEY=") && !env.contains("IRON_CAGE_SERVER_TOKEN="));
+    assert!(!env.contains("COPY_OF_TOKEN="));
+    assert!(env.contains("KEEP=kept\n"));
+    assert!(env.contains(&format!("IRON_CAGE_TOKEN={token}\n")));
+    assert!(env.contains(&format!("OPENAI_API_KEY={token}\n")));
+}

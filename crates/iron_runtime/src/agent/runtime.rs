@@ -109,6 +109,7 @@ impl AgentRuntime {
             anthropic_base_url: router.anthropic_base_url(),
             token: router.api_key().to_string(),
             agent_id: id.clone(),
+            secrets: self.secrets(),
         };
         let name = spec
             .name
@@ -218,9 +219,22 @@ impl AgentRuntime {
         format!("agt_{:016x}", h.finish())
     }
 
+    /// What the routers hold that an agent must never get: the provider key (static mode) and the
+    /// Iron Cage token (which could fetch the key from the key server itself).
+    fn secrets(&self) -> Vec<String> {
+        ["providerKey", "apiKey"]
+            .iter()
+            .filter_map(|k| self.opts.router.get(*k).and_then(|v| v.as_str()))
+            .filter(|v| !v.trim().is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     fn router_options(&self, id: &str, spec: &AgentSpec) -> String {
         let mut o = self.opts.router.clone();
         o.insert("agentId".into(), id.into());
+        // The agent presents a token of its own router, never the Iron Cage token.
+        o.insert("mintClientToken".into(), true.into());
         if let Some(b) = spec.budget_usd {
             o.insert("budgetUsd".into(), b.into());
         }

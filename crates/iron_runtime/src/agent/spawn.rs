@@ -11,7 +11,13 @@ pub struct RouterEnv {
     pub anthropic_base_url: String,
     pub token: String,
     pub agent_id: String,
+    /// Values the agent must not see (the provider key, the Iron Cage token): any variable holding
+    /// one, inherited or given in the spec, is removed from its environment.
+    pub secrets: Vec<String>,
 }
+
+/// Variables the CLI reads the router's own secrets from; never passed on to an agent.
+pub const ROUTER_SECRET_VARS: [&str; 2] = ["IRON_CAGE_PROVIDER_KEY", "IRON_CAGE_SERVER_TOKEN"];
 
 impl RouterEnv {
     /// `(name, value)` pairs; these win over the parent's and the spec's variables of the same name.
@@ -40,9 +46,11 @@ pub fn spawn_agent(spec: &AgentSpec, env: &RouterEnv) -> Result<Child, String> {
         }
     }
     let mut cmd = Command::new(&spec.command);
-    cmd.args(&spec.args)
-        .envs(&spec.env)
-        .envs(env.pairs())
+    cmd.args(&spec.args).envs(&spec.env);
+    for name in secret_vars(spec, env) {
+        cmd.env_remove(name);
+    }
+    cmd.envs(env.pairs())
         .stdout(inherited(Std::Out))
         .stderr(inherited(Std::Err))
         .stdin(match spec.stdin {
@@ -57,6 +65,32 @@ pub fn spawn_agent(spec: &AgentSpec, env: &RouterEnv) -> Result<Child, String> {
     lead_new_group(&mut cmd);
     cmd.spawn()
         .map_err(|e| describe_spawn_error(&spec.command, &e))
+}
+
+/// Names of the variables (inherited or from the spec) that are the router's secret variables or
+/// hold one of its secrets (a key exported under any name, e.g. `--provider-key "$MY_KEY"`).
+fn secret_vars(spec: &AgentSpec, env: &RouterEnv) -> Vec<std::ffi::OsString> {
+    // A short secret only by the whole value: as a substring it would match unrelated variables.
+    let holds_secret = |v: &std::ffi::OsStr| {
+        v.to_str().is_some_and(|v| {
+            env.secrets
+                .iter()
+                .any(|s| v == s || (s.len() >= 12 && v.contains(s.as_str())))
+        })
+    };
+    let mut names: Vec<std::ffi::OsString> =
+        ROUTER_SECRET_VARS.iter().map(|n| (*n).into()).collect();
+    for (k, v) in std::env::vars_os() {
+        if holds_secret(&v) {
+            names.push(k);
+        }
+    }
+    for (k, v) in &spec.env {
+        if holds_secret(std::ffi::OsStr::new(v)) {
+            names.push(k.into());
+        }
+    }
+    names
 }
 
 enum Std {
@@ -110,6 +144,7 @@ mod tests {
             anthropic_base_url: "http://127.0.0.1:1".into(),
             token: "ic_local_x".into(),
             agent_id: "agt_1".into(),
+            secrets: vec![],
         }
     }
 

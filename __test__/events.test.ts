@@ -170,6 +170,35 @@ describe('GET /_iron/events (WebSocket)', () => {
     }
   }, 15_000)
 
+  it('open event sockets are bounded by maxConnections (an upgraded socket no longer counts as a connection)', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, maxConnections: 2 })
+    try {
+      const auth = { authorization: `Bearer ${IC}` }
+      const a = client(router, auth)
+      const b = client(router, auth)
+      await Promise.all([once(a.ws, 'open'), once(b.ws, 'open')])
+      const refused = new WebSocket(`ws://127.0.0.1:${router.port}/_iron/events`, { headers: auth })
+      const [, res] = (await once(refused, 'unexpected-response')) as [unknown, import('node:http').IncomingMessage]
+      expect(res.statusCode).toBe(503)
+      refused.terminate()
+      // Closing one frees its place.
+      a.ws.close()
+      await a.closed
+      // The server side lets go of the session a moment after the close handshake.
+      let reopened = false
+      for (let i = 0; i < 50 && !reopened; i++) {
+        const c = client(router, auth)
+        reopened = await Promise.race([once(c.ws, 'open').then(() => true), once(c.ws, 'unexpected-response').then(() => false)])
+        c.ws.terminate()
+        if (!reopened) await new Promise((r) => setTimeout(r, 20))
+      }
+      expect(reopened).toBe(true)
+      b.ws.close()
+    } finally {
+      await router.stop()
+    }
+  }, 15_000)
+
   it('a frame announcing more than 64 KiB is refused when its header arrives, before any token (not read into memory first)', async () => {
     const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url })
     try {

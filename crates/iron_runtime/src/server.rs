@@ -29,6 +29,9 @@ pub struct Shared {
     pub stats: Stats,
     pub policies: crate::policies::Policies,
     pub auth_limit: crate::auth_limit::AuthLimiter,
+    /// Open `/_iron/events` sockets, bounded like connections (`maxConnections`): an upgraded
+    /// socket leaves the connection count when hyper hands it over.
+    pub ws_sessions: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -111,6 +114,7 @@ impl Router {
             stats: Stats::default(),
             policies,
             auth_limit: Default::default(),
+            ws_sessions: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             cfg,
         });
         let cancel = CancellationToken::new();

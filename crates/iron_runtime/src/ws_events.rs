@@ -17,12 +17,23 @@ pub async fn upgrade(
     req: axum::http::Request<axum::body::Body>,
 ) -> axum::response::Response {
     let authed = shared.token.check_headers(req.headers());
+    let Ok(session) = shared.ws_sessions.clone().try_acquire_owned() else {
+        let mut resp = axum::response::Response::new(axum::body::Body::from(
+            "Iron Cage router: too many open event sockets (maxConnections); close one or raise maxConnections",
+        ));
+        *resp.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        return resp;
+    };
     match WebSocketUpgrade::from_request(req, &()).await {
         // A frame is read whole before the message limit applies (and before auth): bound both.
         Ok(ws) => ws
             .max_message_size(64 * 1024)
             .max_frame_size(64 * 1024)
-            .on_upgrade(move |socket| serve(shared, socket, authed))
+            .on_upgrade(move |socket| async move {
+                // Held for as long as the socket is open.
+                let _session = session;
+                serve(shared, socket, authed).await
+            })
             .into_response(),
         Err(rejection) => rejection.into_response(),
     }

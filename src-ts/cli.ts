@@ -36,6 +36,8 @@ Key source (one of):
   --server URL --token IC         Iron Cage server and your ic_ token (env IRON_CAGE_SERVER_TOKEN)
   --provider-key KEY              a provider key used directly (env IRON_CAGE_PROVIDER_KEY)
     [--provider-base-url URL]     the provider's API base (default its public API)
+  Prefer the environment variables: other users of the machine can read a command line. Neither
+  variable, nor any other holding the key or token, is passed on to <command>.
 Options:
   --budget USD                    budget for this run; calls that could overshoot it get HTTP 402
   --on-budget keep-running|stop   when the budget is exhausted (default keep-running)
@@ -46,9 +48,9 @@ Options:
   --json                          no live line; print the summary as JSON on the last stdout line
 
 Examples:
-  iron-cage run --provider-key "$OPENAI_API_KEY" --budget 0.50 -- python3 agent.py
-  iron-cage run --server https://iron-cage.example.com --token ic_… --budget 2 -- node agent.mjs
-  iron-cage run --provider-key "$OPENAI_API_KEY" --budget 1 --on-budget stop --json -- ./my-agent`,
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 0.50 -- python3 agent.py
+  IRON_CAGE_SERVER_TOKEN=ic_… iron-cage run --server https://iron-cage.example.com --budget 2 -- node agent.mjs
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 --on-budget stop --json -- ./my-agent`,
   serve: `Usage: iron-cage serve [options]
 
 Runs a router on 127.0.0.1 until Ctrl-C and prints its base URLs and the export lines to paste into
@@ -60,8 +62,8 @@ Options:
   --json            print {baseUrl, anthropicBaseUrl, apiKey, port, env} as one JSON line
 
 Examples:
-  iron-cage serve --provider-key "$OPENAI_API_KEY" --budget 5
-  iron-cage serve --provider-key "$KEY" --json   # one JSON line for a script that reads the URLs and token`,
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage serve --budget 5
+  IRON_CAGE_PROVIDER_KEY="$KEY" iron-cage serve --json   # one JSON line for a script that reads the URLs and token`,
   demo: `Usage: iron-cage demo
 
 Offline: starts a fake OpenAI-compatible provider and a fake Iron Cage key server on 127.0.0.1,
@@ -400,7 +402,7 @@ async function demo(argv: string[]): Promise<number> {
     })
   } finally {
     await Promise.all([provider.close(), keys.close()])
-    process.stderr.write('\nYour own agent: iron-cage run --provider-key "$OPENAI_API_KEY" --budget 1 -- python3 agent.py\n')
+    process.stderr.write('\nYour own agent: IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 -- python3 agent.py\n')
   }
 }
 

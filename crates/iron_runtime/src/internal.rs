@@ -16,14 +16,22 @@ use std::sync::Arc;
 pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    _peer: SocketAddr,
+    peer: SocketAddr,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path == "/_iron/events" {
-        return crate::ws_events::upgrade(shared, req.map(Body::new)).await;
+        return crate::ws_events::upgrade(shared, req.map(Body::new), peer).await;
     }
     if !shared.token.check_headers(req.headers()) {
         shared.stats.on_blocked("auth");
+        // Failures here count with those of proxied calls: one budget of guesses per source.
+        if let Some(wait) = shared.auth_limit.on_failure(peer.ip()) {
+            return RouterError::TooManyRequests {
+                message: format!("Too many requests with a wrong Iron Cage token from this source; wait {wait} s and check the token (router.apiKey)"),
+                retry_after_secs: wait,
+            }
+            .into_response(Provider::OpenAi);
+        }
         return RouterError::InvalidApiKey.into_response(Provider::OpenAi);
     }
     match path.as_str() {

@@ -15,6 +15,7 @@ const AUTH_WAIT: Duration = Duration::from_secs(5);
 pub async fn upgrade(
     shared: Arc<Shared>,
     req: axum::http::Request<axum::body::Body>,
+    peer: std::net::SocketAddr,
 ) -> axum::response::Response {
     let authed = shared.token.check_headers(req.headers());
     let Ok(session) = shared.ws_sessions.clone().try_acquire_owned() else {
@@ -32,7 +33,7 @@ pub async fn upgrade(
             .on_upgrade(move |socket| async move {
                 // Held for as long as the socket is open.
                 let _session = session;
-                serve(shared, socket, authed).await
+                serve(shared, socket, authed, peer).await
             })
             .into_response(),
         Err(rejection) => rejection.into_response(),
@@ -47,7 +48,12 @@ fn first_message_token(text: &str) -> Option<String> {
     Some(text.trim().to_string())
 }
 
-async fn serve(shared: Arc<Shared>, mut socket: WebSocket, authed: bool) {
+async fn serve(
+    shared: Arc<Shared>,
+    mut socket: WebSocket,
+    authed: bool,
+    peer: std::net::SocketAddr,
+) {
     if !authed {
         let ok = match tokio::time::timeout(AUTH_WAIT, socket.recv()).await {
             Ok(Some(Ok(Message::Text(t)))) => {
@@ -59,6 +65,8 @@ async fn serve(shared: Arc<Shared>, mut socket: WebSocket, authed: bool) {
             let frame = axum::extract::ws::CloseFrame { code: 4001, reason: "Invalid API key: send the Iron Cage token in the Authorization header or as the first message".into() };
             let _ = socket.send(Message::Close(Some(frame))).await;
             shared.stats.on_blocked("auth");
+            // Counted with the HTTP failures from this source (the socket is closed either way).
+            let _ = shared.auth_limit.on_failure(peer.ip());
             return;
         }
     }

@@ -314,6 +314,41 @@ async fn bodies_over_max_body_bytes_get_413_with_or_without_content_length() {
     .await;
 }
 
+/// Guesses against the internal endpoints count with those against the proxy: one budget per source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_guessing_on_internal_endpoints_is_limited_too() {
+    bounded(15, async {
+        let (_up, _ks, router) = setup(json!({})).await;
+        let client = reqwest::Client::new();
+        let stats = format!("http://127.0.0.1:{}/_iron/stats", router.port());
+        let get = |token: String| client.get(&stats).bearer_auth(token).send();
+        for i in 0..20 {
+            let status = get(format!("ic_guess_{i}")).await.expect("send").status();
+            assert_eq!(status.as_u16(), 401, "guess {i}");
+        }
+        let resp = get("ic_guess_20".into()).await.expect("send");
+        assert_eq!(resp.status().as_u16(), 429);
+        assert!(resp.headers().get("retry-after").is_some());
+        // And a proxied guess from the same source is limited as well.
+        let body = chat_body("gpt-4o-mini").to_string();
+        let resp = post_with(
+            &router,
+            "/v1/chat/completions",
+            body,
+            &[("authorization", "Bearer ic_guess_21")],
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 429);
+        // The right token still reads the stats.
+        assert_eq!(
+            get(IC.to_string()).await.expect("send").status().as_u16(),
+            200
+        );
+        router.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_guessing_is_rate_limited_but_the_right_token_works_at_once() {
     bounded(15, async {

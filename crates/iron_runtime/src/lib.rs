@@ -28,6 +28,7 @@ pub mod server;
 mod settle;
 pub mod sse;
 pub mod stats;
+pub mod unique_json;
 pub mod upstream_call;
 pub mod upstream_h1;
 pub mod ws_events;

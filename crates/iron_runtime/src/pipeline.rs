@@ -289,12 +289,13 @@ async fn proxy(
         }
     }
 
-    // Parse the body once, only when a policy needs the tree.
+    // Parse the body once, only when a policy needs the tree. A body with a repeated key is read
+    // as unreadable: the policies would see the last copy, a provider might use the first.
     let needs_tree = info.is_json
         && (shared.policies.safety.request_active
             || (api.is_billable() && shared.policies.cost.has_limit()));
     let mut doc: Option<serde_json::Value> = if needs_tree {
-        serde_json::from_slice(&body).ok()
+        crate::unique_json::parse_unique(&body).ok()
     } else {
         None
     };
@@ -367,7 +368,7 @@ fn input_safety(
         // A body the policy cannot read must not leave the machine unchecked (fail closed).
         if crate::safety_policy::api_shape(api) != iron_safety::ApiShape::Other && !body.is_empty()
         {
-            let message = "Iron Cage could not parse this request body as JSON, so its PII policy could not check it; the request was not forwarded. Send valid JSON.".to_string();
+            let message = "Iron Cage could not read this request body as JSON with no repeated keys, so its PII policy could not check it; the request was not forwarded. Send valid JSON in which no object repeats a key (a provider might read the copy the policy did not).".to_string();
             return Err(Denial::new(
                 RouterError::PiiBlocked { message },
                 shape,
@@ -443,7 +444,7 @@ fn reserve_budget(
         // `model` key, for one): without a hold it could overshoot the budget, so it stays here.
         _ if !body.is_empty() => {
             return Err(Denial::new(
-                RouterError::BadRequestBody("it is not one JSON object with single model, stream and max_tokens fields, so Iron Cage cannot hold budget for it and did not forward it. Send valid JSON.".into()),
+                RouterError::BadRequestBody("it is not one JSON object with no repeated keys, so Iron Cage cannot hold budget for it and did not forward it. Send valid JSON in which no object repeats a key.".into()),
                 shape,
                 "budget",
             ));

@@ -411,3 +411,31 @@ async fn token_guessing_is_rate_limited_but_the_right_token_works_at_once() {
     })
     .await;
 }
+
+/// `serde_json` keeps the last of two equal keys; the body goes out as it came, and a provider that
+/// keeps the first would read text the PII policy never saw. A repeated key at any depth is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_repeats_a_key_cannot_slip_text_past_the_pii_policy() {
+    bounded(15, async {
+        let (up, _ks, router) = setup(json!({ "safety": { "request": { "default": "block" } } })).await;
+        let auth = format!("Bearer {IC}");
+        for raw in [
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"card 4111 1111 1111 1111, mail maria@example.com","content":"hello"}]}"#,
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"mail maria@example.com"}],"messages":[{"role":"user","content":"hello"}]}"#,
+        ] {
+            let resp = post_with(&router, "/v1/chat/completions", raw.to_string(), &[("authorization", &auth)]).await;
+            let (code, json, text) = status_json(resp).await;
+            assert_eq!(code, 400, "{raw}: {text}");
+            let message = json["error"]["message"].as_str().unwrap_or("");
+            assert!(message.contains("no repeated keys"), "{text}");
+            assert!(!text.contains("maria@example.com"), "{text}");
+        }
+        assert!(up.seen().is_empty(), "a body with a repeated key reached the provider");
+        // A body without a repeated key goes through as usual.
+        let one = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}"#;
+        let (code, _, text) = status_json(post_with(&router, "/v1/chat/completions", one.to_string(), &[("authorization", &auth)]).await).await;
+        assert_eq!(code, 200, "{text}");
+        router.stop().await;
+    })
+    .await;
+}

@@ -1,0 +1,199 @@
+//! The request's JSON tree for the policies, refusing any object that repeats a key.
+//!
+//! `serde_json` keeps the last of two equal keys. The policies read that tree, but an unchanged body
+//! is forwarded as the original bytes, and a provider whose parser keeps the *first* copy would read
+//! text the PII policy never saw (`{"content": "<PII>", "content": "hello"}`). So the tree the
+//! policies use is built with a visitor that stops at a repeated key; the caller then treats the body
+//! as unreadable (refused while a policy needs to read it). It costs what `serde_json::Value` costs:
+//! the map's entry is looked up once, as the insert does anyway.
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
+use serde_json::{Map, Number, Value};
+
+/// `bytes` as a JSON value, or an error if it is not JSON or any object in it repeats a key.
+pub fn parse_unique(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let UniqueValue(v) = UniqueValue::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+struct UniqueValue(Value);
+
+impl<'de> Deserialize<'de> for UniqueValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(UniqueValue)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        UniqueValue::deserialize(d).map(|UniqueValue(v)| v)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(UniqueValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match out.entry(key) {
+                Entry::Occupied(e) => {
+                    return Err(de::Error::custom(format_args!(
+                        "the key '{}' is repeated in one object",
+                        e.key().chars().take(64).collect::<String>()
+                    )))
+                }
+                Entry::Vacant(e) => {
+                    let UniqueValue(v) = map.next_value()?;
+                    e.insert(v);
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equals_serde_json_on_bodies_without_repeated_keys() {
+        let bodies = [
+            r#"{"model":"gpt-4o-mini","max_tokens":512,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"mail maria\u0040example.com, call +1 415 555 0142 \ud83d\ude00 \"quoted\" \\ back"}],"stream":true,"stream_options":{"include_usage":true}}"#,
+            r#"{"a":-0,"b":1e300,"c":-9223372036854775808,"d":18446744073709551615,"e":0.1,"f":1.7976931348623157e308,"g":5e-324,"h":null,"i":[],"j":{},"k":[[[{"x":[true,false,null]}]]]}"#,
+            r#"  [1, "two", {"three": 3}]  "#,
+            r#""just a string""#,
+            r#"{"":"empty key","a b":"space","é":"accent"}"#,
+        ];
+        for b in bodies {
+            let want: Value = serde_json::from_str(b).unwrap();
+            assert_eq!(parse_unique(b.as_bytes()).unwrap(), want, "{b}");
+        }
+        // Every random body serde_json writes (it never repeats a key) reads back the same.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..300 {
+            let v = random_value(&mut seed, 0);
+            let bytes = serde_json::to_vec(&v).unwrap();
+            assert_eq!(parse_unique(&bytes).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_at_any_depth_is_refused_and_bad_json_too() {
+        for b in [
+            r#"{"model":"a","model":"b"}"#,
+            r#"{"messages":[{"role":"user","content":"card 4111 1111 1111 1111","content":"hello"}]}"#,
+            r#"{"a":{"b":{"c":1,"c":2}}}"#,
+            r#"{"x":1,"x\u0031":2,"x1":3}"#,
+        ] {
+            let e = parse_unique(b.as_bytes()).expect_err(b);
+            assert!(e.to_string().contains("is repeated in one object"), "{e}");
+        }
+        for b in [
+            r#"{"a":1"#,
+            r#"{"a":1} trailing"#,
+            "",
+            "nul",
+            r#"{"a":01}"#,
+            r#"{"a":1e400}"#,
+        ] {
+            assert!(serde_json::from_str::<Value>(b).is_err(), "{b}");
+            assert!(parse_unique(b.as_bytes()).is_err(), "{b}");
+        }
+        // Deep nesting stops at serde_json's recursion limit instead of overflowing the stack.
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(parse_unique(deep.as_bytes()).is_err());
+    }
+
+    fn next(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    fn random_value(seed: &mut u64, depth: u32) -> Value {
+        let pick = next(seed) % if depth > 3 { 5 } else { 7 };
+        match pick {
+            0 => Value::Null,
+            1 => Value::Bool(next(seed) % 2 == 0),
+            2 => {
+                let shift = next(seed) % 60;
+                Value::Number(((next(seed) as i64) >> shift).into())
+            }
+            3 => Number::from_f64((next(seed) % 1_000_000) as f64 / 7.0)
+                .map_or(Value::Null, Value::Number),
+            4 => Value::String(
+                [
+                    "",
+                    "plain",
+                    "é中😀",
+                    "quote \" and \\ and \n",
+                    "\u{1}\u{1f}",
+                ][(next(seed) % 5) as usize]
+                    .to_string(),
+            ),
+            5 => {
+                let n = next(seed) % 4;
+                Value::Array((0..n).map(|_| random_value(seed, depth + 1)).collect())
+            }
+            _ => {
+                let n = next(seed) % 5;
+                let mut m = Map::new();
+                for i in 0..n {
+                    let k = format!("k{i}_{}", next(seed) % 3);
+                    m.insert(k, random_value(seed, depth + 1));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+}

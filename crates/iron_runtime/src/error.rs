@@ -149,6 +149,9 @@ impl RouterError {
             | RouterError::UnknownModelPrice { .. }
             | RouterError::BodyTooLarge { .. }
             | RouterError::Forbidden { .. }
+            // An open breaker is there to fail fast: an SDK waiting out its retry-after (30 s
+            // and more) inside one call is what it prevents. The caller may retry after it.
+            | RouterError::CircuitOpen { .. }
             | RouterError::InvalidApiKey => Some(false),
             _ => None,
         }

@@ -70,4 +70,7 @@ pub struct Exchange {
     pub flat_cost_micros: Option<u64>,
     /// Breaker admission, recorded with the call's outcome at settle.
     pub permit: Option<iron_reliability::Permit>,
+    /// The status the client got when the router answered in the provider's place (a whole answer
+    /// blocked by the response policy); events and the ledger report it. `None`: the provider's.
+    pub client_status: Option<u16>,
 }

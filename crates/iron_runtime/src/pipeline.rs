@@ -27,6 +27,8 @@ pub struct Denial {
     pub error: RouterError,
     pub shape: Provider,
     pub reason: &'static str,
+    /// The router already retried this call: the SDK is told not to retry it again on top.
+    pub retried: bool,
 }
 
 impl Denial {
@@ -35,6 +37,7 @@ impl Denial {
             error,
             shape,
             reason,
+            retried: false,
         }
     }
 }
@@ -154,7 +157,14 @@ pub fn deny(shared: &Shared, id: u64, d: Denial) -> Response<Body> {
             message: d.error.to_string(),
         });
     }
-    d.error.into_response(d.shape)
+    let mut resp = d.error.into_response(d.shape);
+    if d.retried {
+        resp.headers_mut().insert(
+            "x-should-retry",
+            axum::http::HeaderValue::from_static("false"),
+        );
+    }
+    resp
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -345,6 +355,7 @@ async fn proxy(
         reservation: hold.reservation,
         flat_cost_micros: hold.flat_cost_micros,
         permit: answer.permit,
+        client_status: None,
     };
 
     // Relay.
@@ -366,7 +377,8 @@ fn input_safety(
     }
     let Some(doc) = doc else {
         // A body the policy cannot read must not leave the machine unchecked (fail closed).
-        if crate::safety_policy::api_shape(api) != iron_safety::ApiShape::Other && !body.is_empty()
+        if crate::safety_policy::request_shape(api) != iron_safety::ApiShape::Other
+            && !body.is_empty()
         {
             let message = "Iron Cage could not read this request body as JSON with no repeated keys, so its PII policy could not check it; the request was not forwarded. Send valid JSON in which no object repeats a key (a provider might read the copy the policy did not).".to_string();
             return Err(Denial::new(
@@ -379,7 +391,7 @@ fn input_safety(
     };
     let verdict = safety
         .engine
-        .inspect_request(crate::safety_policy::api_shape(api), doc);
+        .inspect_request(crate::safety_policy::request_shape(api), doc);
     crate::safety_policy::report(&shared.events, id, "request", &verdict.detections);
     if verdict.blocked {
         let message = verdict

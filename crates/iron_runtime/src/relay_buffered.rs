@@ -159,6 +159,20 @@ pub(crate) async fn relay_whole_json(
         Metered::Nothing
     };
     let status_code = status.as_u16();
+    // How the call ended for the books: the provider answered (and bills it) even when the client
+    // gets the router's refusal instead.
+    let ending = match (&ending, &outcome) {
+        (Ending::Complete, Err(e @ RouterError::PiiBlocked { .. })) => {
+            ex.client_status = Some(e.status(ex.shape).as_u16());
+            Ending::Blocked(e.to_string())
+        }
+        // An answer that is not JSON: priced at its hold (the usage cannot be read), a provider fault.
+        (Ending::Complete, Err(RouterError::UpstreamUnreachable { reason, .. })) => {
+            ex.client_status = Some(502);
+            Ending::UpstreamBroken(reason.clone())
+        }
+        _ => ending,
+    };
     settle(&shared, &mut ex, status_code, &ending, ttft, false, metered);
     shared.policies.ledger.commit_if_strict().await;
     match outcome {
@@ -185,8 +199,12 @@ fn inspect_tree(
     usage: &mut Option<iron_cost::Usage>,
 ) -> Result<Vec<u8>, RouterError> {
     let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&buf) else {
-        // Not JSON after all: nothing to scan as structured text; pass it on unchanged.
-        return Ok(buf);
+        // Not JSON (a cut-off answer, say): its text cannot be checked, so it is not passed on
+        // (the filter fails closed, as it does for a broken stream).
+        return Err(RouterError::UpstreamUnreachable {
+            host: ex.host.clone(),
+            reason: "its answer was not valid JSON, so Iron Cage's response PII policy could not check it and did not pass it on".into(),
+        });
     };
     *usage = iron_cost::usage_from_response(kind, &doc);
     let verdict = shared

@@ -16,6 +16,15 @@ pub struct SafetyPolicy {
     pub response_active: bool,
 }
 
+/// The shape a request body is read in: a `count_tokens` body is a Messages body (its prompt goes to
+/// the provider as well, so it is checked like one).
+pub fn request_shape(api: Api) -> ApiShape {
+    match api {
+        Api::AnthropicCountTokens => ApiShape::AnthropicMessages,
+        other => api_shape(other),
+    }
+}
+
 /// The body shape the safety engine knows for an API.
 pub fn api_shape(api: Api) -> ApiShape {
     match api {

@@ -45,6 +45,14 @@ pub(crate) fn settle(
 ) {
     let success = (200..300).contains(&status);
     let ok = success && *ending == Ending::Complete && !saw_error_event;
+    // A stream that ran to its end but carried the provider's error event did not complete.
+    let outcome = if saw_error_event && *ending == Ending::Complete {
+        "upstream_error"
+    } else {
+        ending.as_str()
+    };
+    // What the client saw: the provider's status, unless the router answered in its place.
+    let shown_status = ex.client_status.unwrap_or(status);
     let kind = crate::cost_policy::api_kind(ex.api);
     // Usage: exact when the provider reported it; estimated for a stream cut short.
     let (usage, estimated) = match metered {
@@ -96,7 +104,7 @@ pub(crate) fn settle(
         r => cost.settle(r, cost_micros),
     }
     let u = usage.unwrap_or_default();
-    tracing::debug!(target: "iron_cage", request_id = ex.id, model = ex.model.as_deref().unwrap_or(""), status, cost_micros, estimated, outcome = ending.as_str(), "request settled");
+    tracing::debug!(target: "iron_cage", request_id = ex.id, model = ex.model.as_deref().unwrap_or(""), status = shown_status, cost_micros, estimated, outcome, "request settled");
     shared
         .policies
         .ledger
@@ -107,7 +115,7 @@ pub(crate) fn settle(
             provider: ex.provider.as_str().to_string(),
             model: ex.model.clone().unwrap_or_default(),
             api: ex.api.as_str().to_string(),
-            status,
+            status: shown_status,
             input_tokens: u.input_tokens,
             cache_read_tokens: u.cache_read_tokens,
             cache_write_tokens: u.cache_write_5m_tokens + u.cache_write_1h_tokens,
@@ -118,7 +126,7 @@ pub(crate) fn settle(
             latency_ms: ex.started.elapsed().as_millis() as u64,
             ttft_ms: ttft,
             blocked_reason: None,
-            error_code: (!ok).then(|| ending.as_str().to_string()),
+            error_code: (!ok).then(|| outcome.to_string()),
         });
     let tokens = Tokens {
         input: u.input_tokens,
@@ -146,14 +154,14 @@ pub(crate) fn settle(
             ts_ms: now_ms(),
             provider: ex.provider.as_str().to_string(),
             model: ex.model.clone(),
-            status,
+            status: shown_status,
             tokens,
             cost_usd: cost_micros as f64 / 1e6,
             cost_micros,
             estimated,
             latency_ms: ex.started.elapsed().as_millis() as u64,
             ttft_ms: ttft,
-            outcome: ending.as_str().to_string(),
+            outcome: outcome.to_string(),
         });
     }
 }

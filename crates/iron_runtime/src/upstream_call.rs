@@ -46,10 +46,11 @@ fn circuit_denial(provider: Provider, host: &str, r: Rejected, shape: Provider) 
         },
         shape,
         reason: "circuit",
+        retried: false,
     }
 }
 
-fn send_denial(e: SendError, host: &str, shape: Provider) -> Denial {
+fn send_denial(e: SendError, host: &str, shape: Provider, retried: bool) -> Denial {
     let host = host.to_string();
     let error = match e {
         SendError::Timeout(what) => RouterError::UpstreamTimeout {
@@ -64,6 +65,7 @@ fn send_denial(e: SendError, host: &str, shape: Provider) -> Denial {
         error,
         shape,
         reason: "upstream",
+        retried,
     }
 }
 
@@ -105,6 +107,7 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
             },
             shape: call.shape,
             reason: "rate_limited",
+            retried: false,
         });
     }
     loop {
@@ -114,6 +117,7 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
                 SendError::Timeout("the total timeout ran out before the provider answered"),
                 call.host,
                 call.shape,
+                attempt > 0,
             ));
         }
         let permit = rel
@@ -162,11 +166,19 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
                         tokio::time::sleep(delay).await;
                     }
                     None => {
+                        // The router has retried already: the SDK must not multiply the attempts.
+                        let mut response = response;
+                        if attempt > 0 {
+                            response.headers_mut().insert(
+                                "x-should-retry",
+                                axum::http::HeaderValue::from_static("false"),
+                            );
+                        }
                         return Ok(Answer {
                             response,
                             permit: None,
                             retries: attempt,
-                        })
+                        });
                     }
                 }
             }
@@ -178,7 +190,7 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
                         shared.stats.on_retry();
                         tokio::time::sleep(delay).await;
                     }
-                    None => return Err(send_denial(e, call.host, call.shape)),
+                    None => return Err(send_denial(e, call.host, call.shape, attempt > 0)),
                 }
             }
         }

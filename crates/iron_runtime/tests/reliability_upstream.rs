@@ -129,6 +129,15 @@ async fn connect_errors_are_retried_then_answered_502_and_release_the_hold() {
         assert_eq!(status, 502);
         assert_eq!(json["error"]["type"], "server_error");
         assert_eq!(retries(&router), 2, "1 attempt + maxRetries 2 retries");
+        // The answer to a call the router retried: no SDK retries on top.
+        let again = post(&router, "/v1/chat/completions", &body(false)).await;
+        assert_eq!(
+            again
+                .headers()
+                .get("x-should-retry")
+                .and_then(|v| v.to_str().ok()),
+            Some("false")
+        );
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
         let s = router.budget_status();
         assert_eq!((s.reserved_micros, s.spent_micros), (0, 0));
@@ -195,6 +204,11 @@ async fn connect_errors_count_towards_the_breaker_which_then_fails_fast() {
             .and_then(|v| v.parse().ok())
             .expect("retry-after in seconds");
         assert!((29..=30).contains(&retry_after), "{retry_after}");
+        // Fail fast means the SDK does not sit out the retry-after inside one call either.
+        assert_eq!(
+            h.get("x-should-retry").and_then(|v| v.to_str().ok()),
+            Some("false")
+        );
         let (_, json, _) = status_json(resp).await;
         assert_eq!(json["error"]["code"], "circuit_open");
         assert_eq!(json["error"]["type"], "server_error");
@@ -311,6 +325,18 @@ async fn only_500_502_503_504_and_529_are_retried() {
             let (_ks, router) = router_for(&provider.url(), json!({}), None).await;
             let resp = post(&router, "/v1/chat/completions", &body(false)).await;
             assert_eq!(resp.status().as_u16(), status);
+            // After the router's own retries the SDK is told not to retry on top (6 attempts per
+            // call with an SDK's default 2 retries, enough to open a breaker); otherwise the
+            // provider's answer is passed on as it came.
+            let no_retry = resp
+                .headers()
+                .get("x-should-retry")
+                .and_then(|v| v.to_str().ok());
+            assert_eq!(
+                no_retry,
+                (attempts > 1).then_some("false"),
+                "status {status}"
+            );
             assert_eq!(provider.seen().len(), attempts, "status {status}");
             assert_eq!(retries(&router), attempts as u64 - 1, "status {status}");
             router.stop().await;

@@ -164,7 +164,7 @@ mod tests {
         let pick = next(seed) % if depth > 3 { 5 } else { 7 };
         match pick {
             0 => Value::Null,
-            1 => Value::Bool(next(seed) % 2 == 0),
+            1 => Value::Bool(next(seed).is_multiple_of(2)),
             2 => {
                 let shift = next(seed) % 60;
                 Value::Number(((next(seed) as i64) >> shift).into())

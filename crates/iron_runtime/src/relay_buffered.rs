@@ -104,11 +104,16 @@ pub(crate) async fn relay_whole_json(
     drop(body);
     // One parse serves both usage and the PII policy.
     let mut usage = None;
+    let mut unreadable = false;
     let kind = crate::cost_policy::api_kind(ex.api);
     let outcome: Result<Vec<u8>, RouterError> = match &ending {
         Ending::Complete if !inspect => {
             if ex.api.is_billable() {
                 usage = iron_cost::usage_from_bytes(kind, &buf);
+                // No usage because the answer is not JSON at all (not merely without usage): the
+                // provider billed a call we cannot read, so it is priced at its hold, not $0.
+                unreadable = usage.is_none()
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(&buf).is_err();
             }
             Ok(buf)
         }
@@ -153,7 +158,9 @@ pub(crate) async fn relay_whole_json(
         }),
     };
     // Only billable calls are metered, as on the streaming path.
-    let metered = if inspect || ex.api.is_billable() {
+    let metered = if unreadable {
+        Metered::Unreadable
+    } else if inspect || ex.api.is_billable() {
         Metered::Known(usage)
     } else {
         Metered::Nothing

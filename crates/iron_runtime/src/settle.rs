@@ -15,6 +15,8 @@ pub(crate) enum Metered {
     Json(Vec<u8>),
     /// Usage already read from a parsed answer (`None`: it had none).
     Known(Option<iron_cost::Usage>),
+    /// A complete answer that is not JSON: billed by the provider, its usage unknowable.
+    Unreadable,
     Nothing,
 }
 
@@ -62,10 +64,17 @@ pub(crate) fn settle(
         }
         Metered::Json(copy) => match iron_cost::usage_from_bytes(kind, &copy) {
             Some(u) => (Some(u), false),
-            None => (None, success && *ending != Ending::Complete),
+            // Cut short, or complete but not JSON: either way the provider billed it.
+            None => (
+                None,
+                success
+                    && (*ending != Ending::Complete
+                        || serde_json::from_slice::<serde::de::IgnoredAny>(&copy).is_err()),
+            ),
         },
         Metered::Known(Some(u)) => (Some(u), false),
         Metered::Known(None) => (None, success && *ending != Ending::Complete),
+        Metered::Unreadable => (None, success),
         Metered::Nothing => (None, false),
     };
     // A broken provider could report absurd usage; no real call is larger than this.

@@ -1,8 +1,9 @@
 //! How a call that the provider answered, but that did not end well for the client, is reported and
 //! priced: an answer that is not JSON (the response PII policy cannot read it: refused, priced at
 //! its hold), an answer the response policy blocks (the client's 400 in the event and the ledger,
-//! priced from its usage), a stream ending with the provider's error event, and a `count_tokens`
-//! body, which goes to the provider too and is checked like a Messages body.
+//! priced from its usage), a stream ending with the provider's error event, a `count_tokens`
+//! body (it goes to the provider too and is checked like a Messages body), and, with the answer
+//! checks off, an answer that is not JSON (passed on, priced at its hold instead of $0).
 
 mod common;
 
@@ -19,7 +20,7 @@ async fn response_event(sub: &mut iron_runtime::events::Subscription) -> RouterE
     }
 }
 
-async fn router(provider: &FakeProvider, extra: serde_json::Value) -> (FakeKeyServer, Router) {
+async fn router_to(provider: &FakeProvider, extra: serde_json::Value) -> (FakeKeyServer, Router) {
     let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
     let router = start_router(&ks, extra);
     router.ready().await.expect("key fetched");
@@ -37,7 +38,7 @@ async fn an_answer_that_is_not_json_is_refused_and_priced_at_its_hold() {
         let half = whole[..whole.len() / 2 + 40].to_string();
         assert!(half.contains("maria.keller@example.com"));
         let provider = FakeProvider::start(Reply::Json { status: 200, body: half }).await;
-        let (_ks, router) = router(&provider, json!({ "budgetUsd": 1.0, "safety": { "response": { "default": "redact" } } })).await;
+        let (_ks, router) = router_to(&provider, json!({ "budgetUsd": 1.0, "safety": { "response": { "default": "redact" } } })).await;
         let mut sub = router.events().subscribe();
         let (status, json, text) = status_json(post(&router, "/v1/chat/completions", &chat_body("gpt-4o-mini")).await).await;
         assert_eq!(status, 502, "{text}");
@@ -63,7 +64,7 @@ async fn an_answer_blocked_by_the_response_policy_reports_the_clients_400_and_is
             "choices": [{ "index": 0, "message": { "role": "assistant", "content": "card 4111 1111 1111 1111" }, "finish_reason": "stop" }],
             "usage": { "prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000 } });
         let provider = FakeProvider::json(answer).await;
-        let (_ks, router) = router(&provider, json!({ "budgetUsd": 1.0, "safety": { "response": { "creditCard": "block" } } })).await;
+        let (_ks, router) = router_to(&provider, json!({ "budgetUsd": 1.0, "safety": { "response": { "creditCard": "block" } } })).await;
         let mut sub = router.events().subscribe();
         let (status, _, text) = status_json(post(&router, "/v1/chat/completions", &chat_body("gpt-4o-mini")).await).await;
         assert_eq!(status, 400, "{text}");
@@ -93,7 +94,7 @@ async fn a_stream_that_ends_with_the_providers_error_event_is_not_complete() {
             format!("data: {}\n\n", json!({ "error": { "message": "The server had an error while processing your request.", "type": "server_error" } })),
         ];
         let provider = FakeProvider::start(Reply::Sse { events, gap: std::time::Duration::from_millis(1) }).await;
-        let (_ks, router) = router(&provider, json!({})).await;
+        let (_ks, router) = router_to(&provider, json!({})).await;
         let mut sub = router.events().subscribe();
         let mut body = chat_body("gpt-4o-mini");
         body["stream"] = json!(true);
@@ -151,6 +152,42 @@ async fn a_count_tokens_body_is_checked_like_a_messages_body() {
         assert_eq!(status, 200, "{text}");
         assert_eq!(json["input_tokens"], 12);
         router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_answer_checks_off_an_answer_that_is_not_json_passes_but_is_priced_at_its_hold() {
+    bounded(20, async {
+        let provider = FakeProvider::start(Reply::Json {
+            status: 200,
+            body: r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assis"#.into(),
+        })
+        .await;
+        let off = json!({ "default": "off", "secret": "off" });
+        let (_ks, router) = router_to(&provider, json!({ "budgetUsd": 1.0, "safety": { "response": off } })).await;
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &chat_body("gpt-4o-mini")).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.text().await.expect("body").ends_with("\"assis"));
+        let RouterEvent::Response { estimated, cost_micros, .. } = response_event(&mut sub).await else {
+            unreachable!()
+        };
+        // Its usage cannot be read, and the provider billed it: not $0.
+        assert!(estimated && cost_micros > 0, "estimated {estimated}, cost {cost_micros}");
+        assert_eq!(router.budget_status().spent_micros, cost_micros);
+        // A JSON answer that simply reports no usage is not an estimate.
+        let provider2 = FakeProvider::json(json!({ "id": "c", "object": "chat.completion", "choices": [] })).await;
+        let (_ks2, router2) = router_to(&provider2, json!({ "budgetUsd": 1.0, "safety": { "response": off } })).await;
+        let mut sub2 = router2.events().subscribe();
+        let resp = post(&router2, "/v1/chat/completions", &chat_body("gpt-4o-mini")).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let RouterEvent::Response { estimated, cost_micros, .. } = response_event(&mut sub2).await else {
+            unreachable!()
+        };
+        assert_eq!((estimated, cost_micros), (false, 0));
+        router.stop().await;
+        router2.stop().await;
     })
     .await;
 }

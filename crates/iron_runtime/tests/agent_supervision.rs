@@ -30,15 +30,30 @@ fn sh(script: &str, extra: serde_json::Value) -> AgentSpec {
     AgentSpec::from_json(&spec.to_string()).expect("spec")
 }
 
-/// A fresh path under the temp dir for files the agents write.
-fn scratch(tag: &str) -> PathBuf {
+/// A fresh directory under the temp dir for files the agents write, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!(
         "iron-agent-{}-{tag}-{}",
         std::process::id(),
         iron_runtime::events::now_ms()
     ));
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    Scratch(dir)
 }
 
 /// True while `pid` is a live (not zombie) process.

@@ -1,7 +1,7 @@
 // AgentRuntime end to end: real agent processes (Node with the openai SDK, Python with urllib) calling a fake
 // provider through their own routers; stop (SIGTERM, SIGKILL after the grace, grandchildren), restart policy,
 // budget exhaustion, and the typed `agent` events.
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -80,7 +80,10 @@ const scratch = mkdtempSync(join(tmpdir(), 'iron-agents-'))
 beforeAll(async () => {
   up = await startFakeProvider({ expectedKey: KEY })
 })
-afterAll(() => up.close())
+afterAll(async () => {
+  await up.close()
+  rmSync(scratch, { recursive: true, force: true })
+})
 
 function freshRuntime(extra: { statePath?: string } = {}): AgentRuntime {
   runtime = new AgentRuntime({ providerKey: KEY, providerBaseUrl: up.url, ...extra })

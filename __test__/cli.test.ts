@@ -2,7 +2,7 @@
 // through `iron-cage run` to a fake provider; exit codes, summaries, Ctrl-C, budget stop, serve, demo, help,
 // and the live status line under a pseudo-terminal.
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -61,7 +61,10 @@ beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run npm run build first')
   up = await startFakeProvider({ expectedKey: KEY })
 })
-afterAll(() => up.close())
+afterAll(async () => {
+  await up.close()
+  rmSync(scratch, { recursive: true, force: true })
+})
 beforeEach(() => {
   up.reset()
   up.behaviour.usage = { inputTokens: 1000, outputTokens: 1000 }

@@ -149,6 +149,33 @@ impl Walker<'_> {
         }
     }
 
+    /// Tool definitions go to the provider with every call: their descriptions and parameter
+    /// schemas (descriptions, enums, examples, defaults) are text like any other. OpenAI chat
+    /// `tools[].function` and legacy `functions[]`, Responses and Anthropic `tools[]`.
+    fn tool_definitions(&mut self, body: &mut Value) {
+        let definition = |w: &mut Self, t: &mut Value| {
+            w.text(t.get_mut("description"));
+            for schema in ["parameters", "input_schema"] {
+                if let Some(v) = t.get_mut(schema) {
+                    w.all_strings(v);
+                }
+            }
+        };
+        if let Some(Value::Array(tools)) = body.get_mut("tools") {
+            for t in tools {
+                match t.get_mut("function") {
+                    Some(f) if f.is_object() => definition(self, f),
+                    _ => definition(self, t),
+                }
+            }
+        }
+        if let Some(Value::Array(functions)) = body.get_mut("functions") {
+            for f in functions {
+                definition(self, f);
+            }
+        }
+    }
+
     fn finish(self) -> Verdict {
         let direction = self.guard.direction();
         Verdict {
@@ -174,13 +201,17 @@ pub fn inspect_request(guard: &TextGuard, api: ApiShape, body: &mut Value) -> Re
         modified: false,
     };
     match api {
-        ApiShape::OpenAiChat => each_in(body.get_mut("messages"), |m| {
-            w.content(m.get_mut("content"));
-            w.tool_calls(m);
-        }),
+        ApiShape::OpenAiChat => {
+            each_in(body.get_mut("messages"), |m| {
+                w.content(m.get_mut("content"));
+                w.tool_calls(m);
+            });
+            w.tool_definitions(body);
+        }
         ApiShape::OpenAiResponses => {
             w.text(body.get_mut("instructions"));
             w.responses_items(body.get_mut("input"));
+            w.tool_definitions(body);
         }
         ApiShape::OpenAiCompletions => w.content(body.get_mut("prompt")),
         ApiShape::OpenAiEmbeddings => w.content(body.get_mut("input")),
@@ -189,6 +220,7 @@ pub fn inspect_request(guard: &TextGuard, api: ApiShape, body: &mut Value) -> Re
             each_in(body.get_mut("messages"), |m| {
                 w.anthropic_blocks(m.get_mut("content"))
             });
+            w.tool_definitions(body);
         }
         ApiShape::Other => {}
     }

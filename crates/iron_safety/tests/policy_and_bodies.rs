@@ -157,6 +157,48 @@ fn every_request_shape_redacts_only_its_text_fields() {
     }
 }
 
+/// Tool definitions go to the provider with every call: descriptions and every string of the
+/// parameter schemas are checked; tool names are identifiers and are not.
+#[test]
+fn tool_definitions_are_checked_in_every_shape_that_has_them() {
+    let p = SafetyPolicy::from_value(&json!({"request": {"default": "redact"}})).expect("policy");
+    let engine = SafetyEngine::new(&p).expect("engine");
+    let mail = "ops@example.com";
+    let schema = |m: &str| json!({"type":"object","properties":{"to":{"type":"string","description":format!("defaults to {m}"),"enum":[m,"other"]}}});
+    let cases = vec![
+        (
+            ApiShape::OpenAiChat,
+            json!({"messages":[{"role":"user","content":"hi"}],
+                "tools":[{"type":"function","function":{"name":"send","description":format!("mail {mail}"),"parameters":schema(mail)}}],
+                "functions":[{"name":"old","description":mail}]}),
+            json!({"messages":[{"role":"user","content":"hi"}],
+                "tools":[{"type":"function","function":{"name":"send","description":"mail [EMAIL]","parameters":schema("[EMAIL]")}}],
+                "functions":[{"name":"old","description":"[EMAIL]"}]}),
+        ),
+        (
+            ApiShape::OpenAiResponses,
+            json!({"input":"hi","tools":[{"type":"function","name":"send","description":mail,"parameters":schema(mail)}]}),
+            json!({"input":"hi","tools":[{"type":"function","name":"send","description":"[EMAIL]","parameters":schema("[EMAIL]")}]}),
+        ),
+        (
+            ApiShape::AnthropicMessages,
+            json!({"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"send","description":mail,"input_schema":schema(mail)}]}),
+            json!({"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"send","description":"[EMAIL]","input_schema":schema("[EMAIL]")}]}),
+        ),
+    ];
+    for (api, mut body, expected) in cases {
+        let v = engine.inspect_request(api, &mut body);
+        assert_eq!(body, expected, "{api:?}");
+        assert!(v.modified && !v.blocked, "{api:?}");
+    }
+    // A secret in a tool description is blocked like one in a prompt (the default policy).
+    let engine = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    let mut body = json!({"messages":[{"role":"user","content":"hi"}],
+        "tools":[{"type":"function","function":{"name":"f","description":format!("use key {KEY}")}}]});
+    let v = engine.inspect_request(ApiShape::OpenAiChat, &mut body);
+    assert!(v.blocked, "{v:?}");
+}
+
 #[test]
 fn responses_are_redacted_per_shape() {
     let engine = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");

@@ -155,6 +155,11 @@ describe.skipIf(process.platform === 'win32')('iron-cage run', () => {
     r = await cli(['run', ...keyArgs(), '--', 'iron-cage-no-such-program'])
     expect(r.code).toBe(127)
     expect(r.stderr).toContain("command 'iron-cage-no-such-program' not found: check that it is installed and on PATH")
+    r = await cli(['run', '--bogus', '--', 'true'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain("iron-cage run: unknown option '--bogus' (put '--' before the agent's command")
+    r = await cli(['serve', '--bogus'])
+    expect(r.stderr).toContain("iron-cage serve: unknown option '--bogus'")
     r = await cli(['launch'])
     expect(r.stderr).toContain("unknown command 'launch'; use run, serve or demo")
     // Names every object has are not commands either (this once ran the demo).

@@ -101,7 +101,10 @@ function parse(cmd: string, argv: string[], options: ParseArgsConfig['options'])
     const { values, positionals } = parseArgs({ args: own, options, allowPositionals: true, strict: true })
     return { values: values as Values, rest: [...positionals, ...(dash >= 0 ? argv.slice(dash + 1) : [])] }
   } catch (err) {
-    const msg = (err as Error).message
+    const e = err as Error & { code?: string }
+    // Node's own text for an unknown option suggests quoting it after '--', which is not what helps here.
+    const unknown = e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec(e.message)?.[1] : undefined
+    const msg = unknown ? `unknown option '${unknown}'` : e.message
     const hint = cmd === 'run' ? ` (put '--' before the agent's command if the option is the agent's: iron-cage run [options] -- <command> [args…])` : ''
     throw new UsageError(`${msg}${hint}`)
   }

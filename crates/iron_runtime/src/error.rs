@@ -50,6 +50,14 @@ pub enum RouterError {
 }
 
 impl RouterError {
+    /// The answer to a wrong token once its source is over the auth-failure limit.
+    pub fn too_many_auth_failures(wait_secs: u64) -> RouterError {
+        RouterError::TooManyRequests {
+            message: format!("Too many requests with a wrong Iron Cage token from this source; wait {wait_secs} s and check the token (router.apiKey)"),
+            retry_after_secs: wait_secs,
+        }
+    }
+
     /// Stable machine-readable code, shared by HTTP bodies, events and JS errors.
     pub fn code(&self) -> &'static str {
         match self {

@@ -26,11 +26,7 @@ pub async fn handle(
         shared.stats.on_blocked("auth");
         // Failures here count with those of proxied calls: one budget of guesses per source.
         if let Some(wait) = shared.auth_limit.on_failure(peer.ip()) {
-            return RouterError::TooManyRequests {
-                message: format!("Too many requests with a wrong Iron Cage token from this source; wait {wait} s and check the token (router.apiKey)"),
-                retry_after_secs: wait,
-            }
-            .into_response(Provider::OpenAi);
+            return RouterError::too_many_auth_failures(wait).into_response(Provider::OpenAi);
         }
         return RouterError::InvalidApiKey.into_response(Provider::OpenAi);
     }

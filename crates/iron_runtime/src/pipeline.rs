@@ -97,15 +97,7 @@ async fn proxy_and_account(
             if d.reason == "auth" {
                 tracing::warn!(target: "iron_cage", peer = %peer.ip(), "request with a wrong or missing Iron Cage token");
                 if let Some(wait) = shared.auth_limit.on_failure(peer.ip()) {
-                    let message = format!("Too many requests with a wrong Iron Cage token from this source; wait {wait} s and check the token (router.apiKey)");
-                    d = Denial::new(
-                        RouterError::TooManyRequests {
-                            message,
-                            retry_after_secs: wait,
-                        },
-                        d.shape,
-                        "auth",
-                    );
+                    d = Denial::new(RouterError::too_many_auth_failures(wait), d.shape, "auth");
                 }
             }
             record_denial(&shared, id, &seen, &d, started);

@@ -174,8 +174,8 @@ pub(crate) async fn relay_whole_json(
             Ending::Blocked(e.to_string())
         }
         // An answer that is not JSON: priced at its hold (the usage cannot be read), a provider fault.
-        (Ending::Complete, Err(RouterError::UpstreamUnreachable { reason, .. })) => {
-            ex.client_status = Some(502);
+        (Ending::Complete, Err(e @ RouterError::UpstreamUnreachable { reason, .. })) => {
+            ex.client_status = Some(e.status(ex.shape).as_u16());
             Ending::UpstreamBroken(reason.clone())
         }
         _ => ending,

@@ -536,7 +536,7 @@ async function main() {
   const key = env.FAKE_PROVIDER_KEY ?? DEFAULT_KEY;
   const fake = await startFakeProvider({ port: Number(env.FAKE_PROVIDER_PORT ?? 0), expectedKey: key });
   fake.behaviour.chunkDelayMs = Number(env.FAKE_CHUNK_DELAY_MS ?? 0);
-  const keys = await startFakeKeyServer({ port: Number(env.FAKE_KEY_SERVER_PORT ?? 0), icToken: env.IC_TOKEN ?? 'ic_demo_token', key, provider, baseUrl: fake.url });
+  const keys = await startFakeKeyServer({ port: Number(env.FAKE_KEY_SERVER_PORT ?? 0), icToken: env.IC_TOKEN ?? 'ic_demo_token_local_only', key, provider, baseUrl: fake.url });
   process.stdout.write(`FAKE_PROVIDER_URL=${fake.url}\nFAKE_KEY_SERVER_URL=${keys.url}\n`);
   const stop = () => Promise.all([fake.close(), keys.close()]).then(() => process.exit(0));
   process.once('SIGINT', stop);

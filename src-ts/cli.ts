@@ -381,7 +381,7 @@ async function demo(argv: string[]): Promise<number> {
     throw new UsageError(`the demo files are missing under ${join(ROOT, 'examples')}; reinstall iron-cage (the package ships examples/)`)
   }
   const up = (await import(pathToFileURL(fakes).href)) as typeof import('../examples/fake-upstream.mjs')
-  const IC = 'ic_demo_token'
+  const IC = 'ic_demo_token_local_only'
   const provider = await up.startFakeProvider({ expectedKey: 'sk-demo-provider-key', text: 'Hello from the offline demo provider, relayed by Iron Cage.' })
   provider.behaviour.chunkDelayMs = 60
   const keys = await up.startFakeKeyServer({ icToken: IC, key: 'sk-demo-provider-key', provider: 'openai', baseUrl: provider.url })

@@ -52,7 +52,7 @@ export interface ReliabilityOptions {
 
 /** Options of `LlmRouter`. Give `serverUrl` (with `apiKey`) or `providerKey`. */
 export interface LlmRouterOptions {
-  /** The agent's Iron Cage token (`ic_…`); clients must present it. Minted when omitted with `providerKey`. */
+  /** The agent's Iron Cage token (`ic_…`, at least 16 characters); clients must present it. Minted when omitted with `providerKey`. */
   apiKey?: string
   /** The Iron Cage server; the real provider key comes from `GET {serverUrl}/api/keys`. https, or http on loopback. */
   serverUrl?: string

@@ -169,6 +169,9 @@ fn positive(
     }
 }
 
+/// The shortest token clients may present (`apiKey`); minted tokens have 57 characters.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 impl RouterConfig {
     /// Parse and validate the options JSON.
     pub fn from_json(json: &str) -> Result<RouterConfig, ConfigError> {
@@ -233,6 +236,17 @@ impl RouterConfig {
         };
         if ic_token.len() > 4096 {
             return Err(err("apiKey", "is longer than 4096 characters"));
+        }
+        if ic_token.chars().count() < MIN_TOKEN_CHARS {
+            return Err(err(
+                "apiKey",
+                format!(
+                    "is {} characters; clients present it to the router, so it must have at least {MIN_TOKEN_CHARS} \
+                     (any local process can try to guess it). Use the token your Iron Cage server issued, \
+                     or leave apiKey out with providerKey and the router mints one",
+                    ic_token.chars().count()
+                ),
+            ));
         }
         let client_token = if o.mint_client_token == Some(true) {
             crate::auth_token::mint()
@@ -376,8 +390,10 @@ mod tests {
 
     #[test]
     fn loopback_http_is_allowed() {
-        let c = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"http://127.0.0.1:9/"}"#)
-            .unwrap();
+        let c = RouterConfig::from_json(
+            r#"{"apiKey":"ic_test_token_0123","serverUrl":"http://127.0.0.1:9/"}"#,
+        )
+        .unwrap();
         match c.key_source {
             KeySource::Server {
                 server_url,
@@ -394,6 +410,22 @@ mod tests {
         assert!(is_loopback_host("[::1]"));
         assert!(is_loopback_host("localhost"));
         assert!(!is_loopback_host("127.0.0.1.evil.com"));
+    }
+
+    #[test]
+    fn a_short_token_is_refused_with_the_fix() {
+        for opts in [
+            r#"{"apiKey":"ic_x","serverUrl":"http://127.0.0.1:9/"}"#,
+            r#"{"apiKey":"secret","providerKey":"sk-x"}"#,
+        ] {
+            let e = RouterConfig::from_json(opts).err().unwrap();
+            assert_eq!(e.field, "apiKey");
+            assert!(e.message.contains("at least 16"), "{e}");
+            assert!(!e.to_string().contains("secret\""), "{e}");
+        }
+        let c = RouterConfig::from_json(r#"{"apiKey":"0123456789abcdef","providerKey":"sk-x"}"#)
+            .unwrap();
+        assert_eq!(c.client_token, "0123456789abcdef");
     }
 
     #[test]

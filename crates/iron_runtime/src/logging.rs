@@ -5,7 +5,7 @@ use crate::config::ConfigError;
 use iron_telemetry::{
     LevelFilter, LineCallback, LogFormat, Sink, TelemetryConfig, TelemetryHandle,
 };
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 
 /// The router's log sinks (dropped on stop, which unregisters them).
 pub struct Logging {
@@ -56,6 +56,7 @@ impl Logging {
             format,
             handles: Mutex::new(Vec::new()),
         };
+        install_panic_hook();
         for s in secrets {
             iron_telemetry::Redactor::global().register_secret(s);
         }
@@ -100,4 +101,43 @@ pub fn register_secret(secret: &str) {
 /// replaced, before it reaches a client, an event or the state file.
 pub fn redact(text: &str) -> String {
     iron_telemetry::Redactor::global().redact(text).into_owned()
+}
+
+/// The line printed for a panic: its message and place with registered secrets and key-shaped
+/// strings redacted, like every log line.
+pub fn panic_line(thread: Option<&str>, message: &str, location: Option<String>) -> String {
+    let place = location.map(|l| format!(" at {l}")).unwrap_or_default();
+    redact(&format!(
+        "iron-cage: thread '{}' panicked{place}: {message}\n",
+        thread.unwrap_or("<unnamed>")
+    ))
+}
+
+/// Replace the default panic message of this addon's Rust code (it printed the panic's text as is,
+/// so a value being formatted, such as a key, could reach stderr) with a redacted line. Rust's
+/// panic hook belongs to the addon's own copy of std, so other addons in the process are unaffected.
+/// `RUST_BACKTRACE` still adds a backtrace (frames only, no values).
+pub fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = info.payload().downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "(no message)".to_string()
+            };
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
+            let mut line = panic_line(std::thread::current().name(), &message, location);
+            let backtrace = std::backtrace::Backtrace::capture();
+            if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+                line.push_str(&format!("{backtrace}\n"));
+            }
+            use std::io::Write;
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }));
+    });
 }

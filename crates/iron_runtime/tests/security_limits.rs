@@ -439,3 +439,60 @@ async fn a_body_that_repeats_a_key_cannot_slip_text_past_the_pii_policy() {
     })
     .await;
 }
+
+/// A key that no key pattern matches: only its registration as a secret can redact it.
+const PANIC_CANARY: &str = "canary-panic-secret-5d81e0b7";
+
+/// The child side of `a_panic_message_never_prints_a_key`: runs only when that test re-executes
+/// this binary with `IRON_PANIC_CHILD` set (a panic hook is process-wide, so it needs a process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_child_entry() {
+    if std::env::var_os("IRON_PANIC_CHILD").is_none() {
+        return;
+    }
+    let router = iron_runtime::Router::start_json(
+        &json!({ "providerKey": PANIC_CANARY, "provider": "openai", "providerBaseUrl": "http://127.0.0.1:9" })
+            .to_string(),
+    )
+    .expect("start");
+    let worker = std::thread::Builder::new()
+        .name("request-worker".into())
+        .spawn(|| {
+            panic!(
+                "could not use key {PANIC_CANARY} (sk-proj-{})",
+                "A".repeat(40)
+            )
+        })
+        .unwrap();
+    assert!(worker.join().is_err());
+    router.stop().await;
+}
+
+#[test]
+fn a_panic_message_never_prints_a_key() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "panic_child_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("IRON_PANIC_CHILD", "1")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("re-run the test binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("iron-cage: thread 'request-worker' panicked at"),
+        "the panic is still reported, with its thread and place: {stderr}"
+    );
+    assert!(stderr.contains("could not use key [REDACTED"), "{stderr}");
+    assert!(
+        !stderr.contains(PANIC_CANARY),
+        "registered key printed: {stderr}"
+    );
+    assert!(
+        !stderr.contains("AAAAAAAAAAAAAAAA"),
+        "key-shaped text printed: {stderr}"
+    );
+}

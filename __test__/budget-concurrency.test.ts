@@ -21,42 +21,30 @@ const GPT_4O = { worstInput: 2_500_000, output: 10_000_000 }
 const SONNET = { worstInput: 6_000_000, output: 15_000_000 }
 
 /**
- * The router's conservative input estimate (iron_cost::estimate_input_tokens) for a body whose text lives in
- * `messages` / `system`: letters, digits and spaces of every string / 3 rounded up (runs of more than 12
- * letters and digits at / 2), ASCII punctuation one token each, non-ASCII one token per UTF-8 byte beyond the
- * first; + 8 per message, + 16.
+ * The router's bound on input tokens (iron_cost::input_token_bound) for a body of text messages: one token per
+ * UTF-8 byte of the JSON text of `messages` and `system` (each string + 3 for its quotes and comma, each key
+ * + 3, each array or object + 2, a number its digits + 1, true/false/null 6); + 8 per message, + 16.
  */
-function estimateInputTokens(json: { messages?: unknown[]; system?: unknown }): number {
-  let chars = 0
-  let tokens = 0
-  const text = (s: string): void => {
-    let run = 0
-    const close = (): void => {
-      if (run > 12) tokens += Math.ceil(run / 2)
-      else chars += run
-      run = 0
-    }
-    for (const c of s) {
-      if (/^[A-Za-z0-9]$/.test(c)) {
-        run++
-        continue
-      }
-      close()
-      if (/^[ \t\n\r\f]$/.test(c)) chars++
-      else if (c.charCodeAt(0) < 128) tokens++
-      else tokens += Math.max(Buffer.byteLength(c) - 1, 1)
-    }
-    close()
-  }
+function inputBoundTokens(json: { messages?: unknown[]; system?: unknown }): number {
+  let bytes = 0
   const walk = (v: unknown): void => {
-    if (typeof v === 'string') text(v)
-    else if (Array.isArray(v)) v.forEach(walk)
-    else if (v && typeof v === 'object') Object.values(v).forEach(walk)
+    if (typeof v === 'string') bytes += Buffer.byteLength(v) + 3
+    else if (typeof v === 'number') bytes += String(v).length + 1
+    else if (Array.isArray(v)) {
+      bytes += 2
+      v.forEach(walk)
+    } else if (v && typeof v === 'object') {
+      bytes += 2
+      for (const [k, x] of Object.entries(v)) {
+        bytes += Buffer.byteLength(k) + 3
+        walk(x)
+      }
+    } else if (v !== undefined) bytes += 6
   }
   const messages = json.messages ?? []
   walk(messages)
   walk(json.system)
-  return Math.ceil(chars / 3) + tokens + 8 * messages.length + 16
+  return bytes + 8 * messages.length + 16
 }
 
 /** Worst case held for a call, in micro-USD, rounded up like the router. */
@@ -110,9 +98,9 @@ async function storm(router: LlmRouter, limit: number, call: () => Promise<unkno
 }
 
 describe('200 concurrent calls against a budget for about 20', () => {
-  // The fake answers with exactly the worst case the router holds (input = the router's estimate, output =
+  // The fake answers with exactly the worst case the router holds (input = the router's bound, output =
   // max_tokens), so settling releases nothing and the admitted count is exactly floor(limit / cost).
-  const openaiUsage = (req: RecordedRequest) => ({ inputTokens: estimateInputTokens(req.json), outputTokens: req.json.max_tokens })
+  const openaiUsage = (req: RecordedRequest) => ({ inputTokens: inputBoundTokens(req.json), outputTokens: req.json.max_tokens })
 
   const cases = [
     { name: 'OpenAI chat, JSON', stream: false },
@@ -121,10 +109,10 @@ describe('200 concurrent calls against a budget for about 20', () => {
   for (const c of cases) {
     it(c.name, async () => {
       const body = { model: 'gpt-4o', max_tokens: MAX_TOKENS, messages: [{ role: 'user' as const, content: PROMPT }] }
-      // "user" + the prompt's letters and spaces = 25 chars → 9, + 2 punctuation + 8 + 16 = 35 tokens;
-      // 35 × 2.50 + 100 × 10 = 87.5 + 1000 → 1088 µ$
-      const each = holdMicros(GPT_4O, estimateInputTokens(body), MAX_TOKENS)
-      expect(each).toBe(1088)
+      // [{"role":"user","content":PROMPT}] is 54 bytes of JSON text, + 8 + 16 = 78 tokens;
+      // 78 × 2.50 + 100 × 10 = 195 + 1000 = 1195 µ$
+      const each = holdMicros(GPT_4O, inputBoundTokens(body), MAX_TOKENS)
+      expect(each).toBe(1195)
       const limit = Math.floor(20.5 * each)
       const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: limit / 1e6 })
       try {
@@ -176,15 +164,15 @@ describe('200 concurrent calls against a budget for about 20', () => {
 
   it('Anthropic messages, streamed', async () => {
     const body = { model: 'claude-sonnet-4-5', max_tokens: MAX_TOKENS, messages: [{ role: 'user' as const, content: PROMPT }] }
-    // 35 tokens × $6 (1-hour write, the worst input rate) + 100 × $15 = 210 + 1500 = 1710 µ$
-    const each = holdMicros(SONNET, estimateInputTokens(body), MAX_TOKENS)
-    expect(each).toBe(1710)
+    // 78 tokens × $6 (1-hour write, the worst input rate) + 100 × $15 = 468 + 1500 = 1968 µ$
+    const each = holdMicros(SONNET, inputBoundTokens(body), MAX_TOKENS)
+    expect(each).toBe(1968)
     const limit = Math.floor(20.5 * each)
     const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.anthropicKeys.url, budgetUsd: limit / 1e6 })
     try {
       const events = collect(router)
       // All input written to the 1-hour cache: the one usage whose cost equals the worst case held.
-      fakes.anthropicUp.behaviour.usage = (req) => ({ inputTokens: 0, cacheWrite1hTokens: estimateInputTokens(req.json), outputTokens: req.json.max_tokens })
+      fakes.anthropicUp.behaviour.usage = (req) => ({ inputTokens: 0, cacheWrite1hTokens: inputBoundTokens(req.json), outputTokens: req.json.max_tokens })
       fakes.anthropicUp.behaviour.chunkDelayMs = 5
       const client = new Anthropic({ ...router.anthropicClientOptions(), maxRetries: 0 })
       const r = await storm(router, limit, async () => {
@@ -216,7 +204,7 @@ describe('200 concurrent calls against a budget for about 20', () => {
   it('a mix of cheaper actual costs admits more, still never above the limit', async () => {
     // The fake reports 20 output tokens (its default) while 100 are held: each settle gives budget back.
     const body = { model: 'gpt-4o', max_tokens: MAX_TOKENS, messages: [{ role: 'user' as const, content: PROMPT }] }
-    const each = holdMicros(GPT_4O, estimateInputTokens(body), MAX_TOKENS)
+    const each = holdMicros(GPT_4O, inputBoundTokens(body), MAX_TOKENS)
     const limit = Math.floor(20.5 * each)
     const router = await LlmRouter.create({ apiKey: IC, serverUrl: fakes.openaiKeys.url, budgetUsd: limit / 1e6 })
     try {
@@ -252,7 +240,7 @@ describe('every ending releases its reservation', () => {
       fakes.openaiUp.behaviour.chunkDelayMs = 100
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
       const body = { model: 'gpt-4o', max_tokens: 500, stream: true as const, messages: [{ role: 'user' as const, content: PROMPT }] }
-      const hold = holdMicros(GPT_4O, estimateInputTokens(body), 500)
+      const hold = holdMicros(GPT_4O, inputBoundTokens(body), 500)
       const ac = new AbortController()
       const stream = await client.chat.completions.create(body, { signal: ac.signal })
       let chunks = 0
@@ -352,7 +340,7 @@ describe('every ending releases its reservation', () => {
       fakes.openaiUp.behaviour.faultAfterChunks = 5
       const client = new OpenAI({ ...router.openaiClientOptions(), maxRetries: 0 })
       const body = { model: 'gpt-4o', max_tokens: 500, stream: true as const, messages: [{ role: 'user' as const, content: PROMPT }] }
-      const hold = holdMicros(GPT_4O, estimateInputTokens(body), 500)
+      const hold = holdMicros(GPT_4O, inputBoundTokens(body), 500)
       const err = await (async () => {
         for await (const _ of await client.chat.completions.create(body)) void _
       })().catch((e: unknown) => e)

@@ -13,6 +13,7 @@ export type IronCageErrorCode =
   | 'UPSTREAM_TIMEOUT'
   | 'BUDGET_EXCEEDED'
   | 'UNKNOWN_MODEL_PRICE'
+  | 'UNMETERED_CALL'
   | 'PII_BLOCKED'
   | 'CIRCUIT_OPEN'
   | 'INTERNAL'

@@ -78,6 +78,10 @@ export interface LlmRouterOptions {
   pricing?: Record<string, ModelPriceOption>
   /** With a budget set: refuse calls to models that cannot be priced (default), or charge a flat cost. */
   unknownModel?: 'block' | { action: 'block' } | { action: 'allow'; costUsd: number }
+  /** With a budget set: refuse calls whose cost cannot be held before they are sent (endpoints the
+   *  router does not price, provider-run tools such as web search, background responses) — the
+   *  default — or forward them ('allow': unpriced endpoints are recorded at $0). */
+  unmeteredCalls?: 'block' | 'allow'
   /** PII and secret policy per type and direction. Default: prompts block secrets and log the rest;
    *  answers redact secrets and log the rest. */
   safety?: SafetyOptions
@@ -111,7 +115,7 @@ export interface LlmRouterOptions {
 
 const KNOWN = new Set<keyof LlmRouterOptions>([
   'apiKey', 'serverUrl', 'cacheTtlSeconds', 'keyStaleGraceSeconds', 'keyServerTimeoutMs', 'providerKey', 'providerBaseUrl', 'provider',
-  'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'safety', 'reliability',
+  'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'unmeteredCalls', 'safety', 'reliability',
   'statePath', 'agentId', 'flushIntervalMs', 'strictPersistence', 'logLevel', 'logFormat', 'logger',
   'dashboardUrl', 'wsHeartbeatMs', 'allowedOrigins', 'maxConnections',
   'headerReadTimeoutMs',
@@ -128,6 +132,7 @@ const OPTION_TYPES: Partial<Record<keyof LlmRouterOptions, 'string' | 'number' |
   agentId: 'string',
   logLevel: 'string',
   logFormat: 'string',
+  unmeteredCalls: 'string',
   dashboardUrl: 'string',
   cacheTtlSeconds: 'number',
   keyStaleGraceSeconds: 'number',

@@ -60,13 +60,18 @@ impl fmt::Display for BudgetDenied {
         write!(
             f,
             "budget {} would be exceeded: {} spent, {} reserved by requests in flight, {} left, \
-             this request may cost up to {}; raise budgetUsd or lower max_tokens",
+             this request may cost up to {} (its whole output limit, and its input counted at one \
+             token per byte up to the model's context window); raise budgetUsd or lower max_tokens",
             format_usd(self.limit),
             format_usd(self.spent),
             format_usd(self.reserved),
             format_usd(left),
             format_usd(self.requested)
-        )
+        )?;
+        if self.reserved > 0 && self.spent.saturating_add(self.requested) <= self.limit {
+            write!(f, ", or retry when the requests in flight have settled")?;
+        }
+        Ok(())
     }
 }
 

@@ -56,9 +56,38 @@ pub fn estimate_input_tokens(body: &Value, kind: ApiKind) -> u64 {
         .saturating_add(16)
 }
 
-/// The output allowance to reserve for: the request's `max_tokens` / `max_completion_tokens` /
-/// `max_output_tokens`, else the model's maximum, else 32768, capped at the model's maximum and
-/// multiplied by `n` (OpenAI chat / completions, at most 128). Embeddings and count_tokens: 0.
+/// The output limit the request sets (`max_tokens` / `max_completion_tokens` /
+/// `max_output_tokens`), if any.
+pub fn requested_output_tokens(body: &Value) -> Option<u64> {
+    ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| body.get(k).and_then(Value::as_u64))
+}
+
+/// The output limit for one answer when the request sets none: the model's maximum, else 32768.
+/// The router writes it into such requests while a budget is set (see [`output_limit_field`]), so
+/// that the provider cannot produce more than was held.
+pub fn default_output_tokens(price: Option<&ModelPrice>) -> u64 {
+    price
+        .and_then(|p| p.max_output_tokens)
+        .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
+}
+
+/// Where an API takes its output limit, when the router may add one: OpenAI chat
+/// (`max_completion_tokens`, which includes reasoning) and Responses (`max_output_tokens`).
+/// Legacy completions default to 16 tokens and Anthropic requires `max_tokens`, so neither needs it.
+pub fn output_limit_field(kind: ApiKind) -> Option<&'static str> {
+    match kind {
+        ApiKind::OpenAiChat => Some("max_completion_tokens"),
+        ApiKind::OpenAiResponses => Some("max_output_tokens"),
+        _ => None,
+    }
+}
+
+/// The output allowance to reserve for: the request's own limit (even above the catalog's
+/// maximum: a beta header can raise the model's), else the model's maximum, else 32768 (legacy
+/// completions: their default of 16), times the number of answers: `n` / `best_of` (at most
+/// 128) and, for legacy completions, the number of prompts. Embeddings and count_tokens: 0.
 pub fn max_output_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> u64 {
     if matches!(
         kind,
@@ -66,14 +95,11 @@ pub fn max_output_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
     ) {
         return 0;
     }
-    let model_max = price.and_then(|p| p.max_output_tokens);
-    let requested = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-        .iter()
-        .find_map(|k| body.get(k).and_then(Value::as_u64));
-    let mut out = requested.or(model_max).unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
-    if let Some(cap) = model_max {
-        out = out.min(cap);
-    }
+    let out = match (requested_output_tokens(body), kind) {
+        (Some(n), _) => n,
+        (None, ApiKind::OpenAiCompletions) => LEGACY_COMPLETIONS_DEFAULT_TOKENS,
+        (None, _) => default_output_tokens(price),
+    };
     let choices = match kind {
         ApiKind::OpenAiChat | ApiKind::OpenAiCompletions => ["n", "best_of"]
             .iter()
@@ -83,22 +109,40 @@ pub fn max_output_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
             .clamp(1, 128),
         _ => 1,
     };
-    out.saturating_mul(choices)
+    // `prompt` may be a list of prompts (strings or token-id lists): one answer set per prompt.
+    let prompts = match (kind, body.get("prompt")) {
+        (ApiKind::OpenAiCompletions, Some(Value::Array(items)))
+            if items.iter().any(|i| !i.is_number()) =>
+        {
+            items.len().max(1) as u64
+        }
+        _ => 1,
+    };
+    out.saturating_mul(choices).saturating_mul(prompts)
 }
 
-/// Worst-case cost of sending `body` to the model `price` describes, in micro-USD.
+/// OpenAI's default `max_tokens` for legacy completions.
+const LEGACY_COMPLETIONS_DEFAULT_TOKENS: u64 = 16;
+
+/// Worst-case cost of sending `body` to the model `price` describes, in micro-USD: the input
+/// bound of [`crate::input_token_bound`] and the output allowance (plus predicted output).
 pub fn worst_case_micros(body: &Value, kind: ApiKind, price: &ModelPrice) -> u64 {
-    worst_case_micros_for(body, kind, price, estimate_input_tokens(body, kind))
+    worst_case_micros_for(
+        body,
+        kind,
+        price,
+        crate::bound::input_token_bound(body, kind, Some(price)),
+    )
 }
 
-/// [`worst_case_micros`] when the caller already has `estimate_input_tokens(body, kind)` (the
-/// estimate walks every text of the request; this saves doing it twice).
+/// [`worst_case_micros`] for a given bound on the input tokens.
 pub fn worst_case_micros_for(body: &Value, kind: ApiKind, price: &ModelPrice, input: u64) -> u64 {
     max_cost_micros(
         price,
         price.provider,
         input,
-        max_output_tokens(body, kind, Some(price)),
+        max_output_tokens(body, kind, Some(price))
+            .saturating_add(crate::bound::extra_output_bound(body, kind)),
     )
 }
 

@@ -53,8 +53,9 @@ fn output_allowance_prefers_request_then_model_then_default() {
         500
     );
     assert_eq!(
-        max_output_tokens(&json!({"max_completion_tokens":1_000_000_000}), kind, gpt4o),
-        16_384
+        max_output_tokens(&json!({"max_completion_tokens":1_000_000}), kind, gpt4o),
+        1_000_000,
+        "the request's own limit is held even above the catalog's (a beta can raise the model's)"
     );
     assert_eq!(max_output_tokens(&json!({}), kind, gpt4o), 16_384);
     assert_eq!(max_output_tokens(&json!({}), kind, None), 32_768);
@@ -74,14 +75,35 @@ fn output_allowance_prefers_request_then_model_then_default() {
         max_output_tokens(&json!({"max_tokens":100}), ApiKind::OpenAiEmbeddings, None),
         0
     );
+    // Legacy completions: 16 tokens by default, one answer set per prompt of a list.
+    let c = ApiKind::OpenAiCompletions;
+    assert_eq!(max_output_tokens(&json!({"prompt":"x"}), c, None), 16);
+    assert_eq!(
+        max_output_tokens(
+            &json!({"prompt":["a","b","c"],"max_tokens":10,"n":2}),
+            c,
+            None
+        ),
+        60
+    );
+    assert_eq!(
+        max_output_tokens(&json!({"prompt":[[1,2],[3]],"max_tokens":10}), c, None),
+        20
+    );
+    assert_eq!(
+        max_output_tokens(&json!({"prompt":[1,2,3],"max_tokens":10}), c, None),
+        10,
+        "one prompt of token ids"
+    );
 }
 
 #[test]
 fn worst_case_combines_estimate_and_allowance() {
     let price = Catalog::builtin().price("gpt-4o").expect("priced");
     let body = json!({"messages":[{"role":"user","content":"Hello!"}],"max_tokens":100});
-    // input: 10 chars -> 4 + 8 + 16 = 28 tokens × $2.50/M = 70 µ$; output 100 × $10/M = 1000 µ$
-    assert_eq!(worst_case_micros(&body, ApiKind::OpenAiChat, price), 1_070);
+    // input bound: 37 bytes of JSON text + 8 per message + 16 = 61 tokens × $2.50/M = 152.5 µ$;
+    // output 100 × $10/M = 1000 µ$; rounded up once.
+    assert_eq!(worst_case_micros(&body, ApiKind::OpenAiChat, price), 1_153);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! [`cost_micros`] → [`Reservation::commit`].
 
 mod api_kind;
+mod bound;
 mod budget;
 mod catalog;
 mod corrections;
@@ -17,6 +18,10 @@ mod provider;
 pub mod usage;
 
 pub use api_kind::ApiKind;
+pub use bound::{
+    extra_output_bound, input_token_bound, unmetered, Unmetered, FALLBACK_CONTEXT_TOKENS,
+    IMAGE_TOKENS,
+};
 pub use budget::{
     format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,
     DEFAULT_WARNING_PERCENT,
@@ -25,8 +30,9 @@ pub use catalog::{Catalog, PriceOverride, PRICES_JSON};
 pub use corrections::{Correction, RateField, CORRECTIONS};
 pub use cost::{cost_micros, cost_pico, max_cost_micros, pico_to_micros_ceil};
 pub use estimate::{
-    estimate_input_tokens, max_output_tokens, worst_case_micros, worst_case_micros_for,
-    DEFAULT_MAX_OUTPUT_TOKENS, MEDIA_BLOB_TOKENS,
+    default_output_tokens, estimate_input_tokens, max_output_tokens, output_limit_field,
+    requested_output_tokens, worst_case_micros, worst_case_micros_for, DEFAULT_MAX_OUTPUT_TOKENS,
+    MEDIA_BLOB_TOKENS,
 };
 pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
 pub use price::{

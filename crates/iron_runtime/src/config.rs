@@ -39,6 +39,7 @@ pub struct RouterOptions {
     pub budget_warning_percent: Option<f64>,
     pub pricing: Option<serde_json::Value>,
     pub unknown_model: Option<serde_json::Value>,
+    pub unmetered_calls: Option<String>,
     pub safety: Option<serde_json::Value>,
     pub reliability: Option<serde_json::Value>,
     pub state_path: Option<String>,

@@ -17,11 +17,23 @@ pub enum UnknownModel {
     Allow { cost_micros: u64 },
 }
 
+/// What to do, while a budget is set, with a call whose cost cannot be held before it is sent
+/// (an endpoint the router does not price, a provider-run tool, a background response).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnmeteredCalls {
+    /// Refuse it (the default: it could spend without limit).
+    Block,
+    /// Forward it: unpriced endpoints are recorded at $0, provider-run tools are held and priced
+    /// from their usage (their per-use fees are not).
+    Allow,
+}
+
 /// The budget and prices of one router.
 pub struct CostPolicy {
     catalog: Catalog,
     pub ledger: BudgetLedger,
     pub unknown_model: UnknownModel,
+    pub unmetered_calls: UnmeteredCalls,
     events: EventBus,
 }
 
@@ -86,12 +98,14 @@ pub fn api_kind(api: Api) -> iron_cost::ApiKind {
 }
 
 impl CostPolicy {
-    /// Build from `budgetUsd`, `budgetWarningPercent`, `pricing` and `unknownModel`.
+    /// Build from `budgetUsd`, `budgetWarningPercent`, `pricing`, `unknownModel` and
+    /// `unmeteredCalls`.
     pub fn from_options(
         budget_usd: Option<f64>,
         warning_percent: Option<f64>,
         pricing: Option<&serde_json::Value>,
         unknown: Option<&serde_json::Value>,
+        unmetered: Option<&str>,
         events: EventBus,
     ) -> Result<CostPolicy, ConfigError> {
         let mut overrides = Vec::new();
@@ -148,6 +162,16 @@ impl CostPolicy {
                 ))
             }
         };
+        let unmetered_calls = match unmetered {
+            None | Some("block") => UnmeteredCalls::Block,
+            Some("allow") => UnmeteredCalls::Allow,
+            Some(other) => {
+                return Err(cfg_err(
+                    "unmeteredCalls",
+                    format!("must be 'block' or 'allow', got '{other}'"),
+                ))
+            }
+        };
         let ledger = BudgetLedger::new(budget_usd.map(usd_to_micros));
         if let Some(w) = warning_percent {
             if !(w.is_finite() && (1.0..=100.0).contains(&w)) {
@@ -162,6 +186,7 @@ impl CostPolicy {
             catalog,
             ledger,
             unknown_model,
+            unmetered_calls,
             events,
         })
     }

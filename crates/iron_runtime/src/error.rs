@@ -32,6 +32,8 @@ pub enum RouterError {
     #[error("{message}")]
     UnknownModelPrice { message: String },
     #[error("{message}")]
+    UnmeteredCall { message: String },
+    #[error("{message}")]
     PiiBlocked { message: String },
     #[error("{message}")]
     CircuitOpen {
@@ -70,6 +72,7 @@ impl RouterError {
             RouterError::UpstreamTimeout { .. } => "UPSTREAM_TIMEOUT",
             RouterError::BudgetExceeded { .. } => "BUDGET_EXCEEDED",
             RouterError::UnknownModelPrice { .. } => "UNKNOWN_MODEL_PRICE",
+            RouterError::UnmeteredCall { .. } => "UNMETERED_CALL",
             RouterError::PiiBlocked { .. } => "PII_BLOCKED",
             RouterError::CircuitOpen { .. } => "CIRCUIT_OPEN",
             RouterError::Forbidden { .. } => "FORBIDDEN",
@@ -85,7 +88,9 @@ impl RouterError {
             RouterError::ProviderMismatch { .. }
             | RouterError::BadRequestBody(_)
             | RouterError::PiiBlocked { .. } => StatusCode::BAD_REQUEST,
-            RouterError::UnknownModelPrice { .. } => StatusCode::BAD_REQUEST,
+            RouterError::UnknownModelPrice { .. } | RouterError::UnmeteredCall { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             RouterError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RouterError::KeyServer(_) | RouterError::UpstreamUnreachable { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -144,6 +149,7 @@ impl RouterError {
             RouterError::CircuitOpen { .. } => "circuit_open",
             RouterError::ProviderMismatch { .. } => "provider_mismatch",
             RouterError::UnknownModelPrice { .. } => "unknown_model_price",
+            RouterError::UnmeteredCall { .. } => "unmetered_call",
             _ => "iron_cage_error",
         }
     }
@@ -155,6 +161,7 @@ impl RouterError {
             | RouterError::PiiBlocked { .. }
             | RouterError::ProviderMismatch { .. }
             | RouterError::UnknownModelPrice { .. }
+            | RouterError::UnmeteredCall { .. }
             | RouterError::BodyTooLarge { .. }
             | RouterError::Forbidden { .. }
             // An open breaker is there to fail fast: an SDK waiting out its retry-after (30 s

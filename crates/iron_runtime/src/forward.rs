@@ -38,7 +38,7 @@ const FORWARDED: [&str; 12] = [
 
 /// Headers for the upstream request.
 pub fn upstream_headers(client: &HeaderMap, key: &ProviderKey) -> Result<HeaderMap, String> {
-    let mut h = HeaderMap::with_capacity(FORWARDED.len() + 2);
+    let mut h = HeaderMap::with_capacity(FORWARDED.len() + 3);
     // One pass over the client's few headers; each kept name is looked up in the short allowlist.
     for (name, v) in client {
         if let Some(&kept) = FORWARDED.iter().find(|f| **f == name.as_str()) {
@@ -48,6 +48,9 @@ pub fn upstream_headers(client: &HeaderMap, key: &ProviderKey) -> Result<HeaderM
     if !h.contains_key("content-type") {
         h.insert("content-type", HeaderValue::from_static("application/json"));
     }
+    // Without it a provider may compress (RFC 9110: no header means any coding is acceptable), and
+    // the router reads answers for usage and PII.
+    h.insert("accept-encoding", HeaderValue::from_static("identity"));
     let secret = key
         .auth_header()
         .cloned()
@@ -188,7 +191,13 @@ mod tests {
         client.insert("cookie", "a=b".parse().unwrap());
         client.insert("anthropic-beta", "tools-2024".parse().unwrap());
         client.insert("connection", "keep-alive".parse().unwrap());
+        client.insert("accept-encoding", "gzip, br".parse().unwrap());
         let h = upstream_headers(&client, &key).unwrap();
+        assert_eq!(
+            h.get("accept-encoding").unwrap(),
+            "identity",
+            "answers must come readable"
+        );
         assert_eq!(h.get("x-api-key").unwrap(), "sk-ant-real");
         assert!(h.get("authorization").is_none());
         assert!(h.get("cookie").is_none());

@@ -13,6 +13,9 @@ pub struct RequestInfo {
     /// `stream_options` is present at all.
     pub has_stream_options: bool,
     pub include_usage: Option<bool>,
+    /// The answer is to carry log probabilities (`logprobs`, `top_logprobs`, or a Responses
+    /// `include` of `…logprobs`): they repeat the answer's text token by token.
+    pub wants_logprobs: bool,
 }
 
 #[derive(Deserialize)]
@@ -24,6 +27,9 @@ struct Light {
     max_output_tokens: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
     stream_options: Option<serde_json::Value>,
+    logprobs: Option<serde_json::Value>,
+    top_logprobs: Option<serde_json::Value>,
+    include: Option<serde_json::Value>,
 }
 
 /// `Some(value)` whenever the key is present, `null` included (plain `Option` would read null as absent).
@@ -58,7 +64,26 @@ pub fn inspect(body: &[u8]) -> RequestInfo {
             .as_ref()
             .and_then(|o| o.get("include_usage"))
             .and_then(|v| v.as_bool()),
+        wants_logprobs: wants_logprobs(&l),
     }
+}
+
+fn wants_logprobs(l: &Light) -> bool {
+    let positive = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::Number(n)) => n.as_f64().is_some_and(|x| x > 0.0),
+        _ => false,
+    };
+    let included = l
+        .include
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .any(|x| x.ends_with("logprobs"))
+        });
+    positive(&l.logprobs) || positive(&l.top_logprobs) || included
 }
 
 /// Ask an OpenAI chat stream for its usage chunk. Without `stream_options` the key is inserted as
@@ -102,6 +127,22 @@ mod tests {
         assert!(!i.has_stream_options);
         assert!(!inspect(b"--boundary").is_json);
         assert!(!inspect(b"{not json").is_json);
+        assert!(!i.wants_logprobs);
+        for b in [
+            &br#"{"logprobs":true}"#[..],
+            br#"{"logprobs":5}"#,
+            br#"{"top_logprobs":2}"#,
+            br#"{"include":["message.output_text.logprobs"]}"#,
+        ] {
+            assert!(inspect(b).wants_logprobs, "{}", String::from_utf8_lossy(b));
+        }
+        for b in [
+            &br#"{"logprobs":false}"#[..],
+            br#"{"logprobs":null,"top_logprobs":0}"#,
+            br#"{"include":["reasoning.encrypted_content"]}"#,
+        ] {
+            assert!(!inspect(b).wants_logprobs, "{}", String::from_utf8_lossy(b));
+        }
     }
 
     #[test]

@@ -291,6 +291,24 @@ async fn proxy(
         }
     }
 
+    // Log probabilities repeat the answer token by token, where the response policy cannot
+    // redact: a value it hides in the text would reach the client there.
+    if info.wants_logprobs
+        && shared.policies.safety.response_rewrites
+        && matches!(
+            api,
+            Api::OpenAiChat | Api::OpenAiCompletions | Api::OpenAiResponses
+        )
+    {
+        return Err(Denial::new(
+            RouterError::PiiBlocked {
+                message: "Iron Cage's response PII policy cannot check log probabilities: they repeat the answer token by token, so a value it redacts or blocks in the text would reach you there. Send the request without logprobs / top_logprobs, or set every response-side type of the safety option to 'log' or 'off'.".into(),
+            },
+            shape,
+            "pii",
+        ));
+    }
+
     // Parse the body once, only when a policy needs the tree. A body with a repeated key is read
     // as unreadable: the policies would see the last copy, a provider might use the first.
     let needs_tree = info.is_json
@@ -305,8 +323,11 @@ async fn proxy(
     // Input safety: scan the prompt; redact before forwarding or refuse.
     let body = input_safety(shared, id, api, doc.as_mut(), body, shape)?;
 
-    // Budget: hold the worst-case cost before anything leaves the machine.
+    // Budget: refuse what cannot be held, hold the worst-case cost before anything leaves the
+    // machine, and cap the answer at what was held.
+    refuse_unmetered(shared, &parts.method, &path, api, doc.as_ref(), shape)?;
     let hold = reserve_budget(shared, &info, api, key.provider, doc.as_ref(), &body, shape)?;
+    let body = cap_output(api, doc.as_ref(), &hold, body);
     drop(doc);
 
     // Usage on OpenAI chat streams: ask for it when the client did not.
@@ -458,7 +479,14 @@ fn reserve_budget(
     let kind = crate::cost_policy::api_kind(api);
     hold.estimated_input_tokens = iron_cost::estimate_input_tokens(value, kind);
     let amount = match &hold.price {
-        Some(p) => iron_cost::worst_case_micros_for(value, kind, p, hold.estimated_input_tokens),
+        // The hold is a bound the provider cannot exceed (bytes, images, context window), not
+        // the estimate: concurrent calls held at a guess could overshoot together.
+        Some(p) => iron_cost::worst_case_micros_for(
+            value,
+            kind,
+            p,
+            iron_cost::input_token_bound(value, kind, Some(p)),
+        ),
         None => match cost.unknown_model {
             crate::cost_policy::UnknownModel::Allow { cost_micros } => {
                 hold.flat_cost_micros = Some(cost_micros);
@@ -489,6 +517,94 @@ fn reserve_budget(
         }
     }
     Ok(hold)
+}
+
+/// POST endpoints that never bill tokens (moderation, token counting, uploads, cancellations).
+fn free_post(path: &str) -> bool {
+    matches!(
+        path,
+        "/v1/moderations" | "/v1/responses/input_tokens" | "/v1/files" | "/v1/uploads"
+    ) || path.starts_with("/v1/uploads/")
+        || path.ends_with("/cancel")
+}
+
+/// Phase: while a budget is set, refuse a call whose cost cannot be held before it is sent: a
+/// billable-looking endpoint the router does not price (image, audio, batch..., or an odd spelling
+/// of a priced one), a provider-run tool, a background response. `unmeteredCalls: 'allow'` lets
+/// them through.
+fn refuse_unmetered(
+    shared: &Shared,
+    method: &axum::http::Method,
+    path: &str,
+    api: Api,
+    doc: Option<&serde_json::Value>,
+    shape: Provider,
+) -> Result<(), Denial> {
+    use axum::http::Method;
+    let cost = &shared.policies.cost;
+    if !cost.has_limit() || cost.unmetered_calls == crate::cost_policy::UnmeteredCalls::Allow {
+        return Ok(());
+    }
+    let reason = if api.is_billable() {
+        doc.and_then(|d| iron_cost::unmetered(d, crate::cost_policy::api_kind(api)))
+            .map(|u| u.to_string())
+    } else if api == Api::Other
+        && !matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
+        )
+        && !free_post(path)
+    {
+        let shown = crate::keys::sanitize(path);
+        Some(format!("Iron Cage does not price {method} {shown} (it prices chat completions, completions, responses and embeddings on OpenAI, and messages on Anthropic, at their usual paths)"))
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Denial::new(
+            RouterError::UnmeteredCall {
+                message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, and a provider-run tool is priced from its tokens without its per-use fees)."),
+            },
+            shape,
+            "budget",
+        )),
+    }
+}
+
+/// Phase: with a hold in place, a chat or Responses request that sets no output limit gets the one
+/// the hold assumed (the model's maximum, else 32,768 tokens), so the answer cannot cost more than
+/// was held. Raise it per model with `pricing.<model>.maxOutputTokens`, or set the limit yourself.
+fn cap_output(api: Api, doc: Option<&serde_json::Value>, hold: &BudgetHold, body: Bytes) -> Bytes {
+    let (Some(_), Some(price), Some(doc)) = (&hold.reservation, &hold.price, doc) else {
+        return body;
+    };
+    let Some(field) = iron_cost::output_limit_field(crate::cost_policy::api_kind(api)) else {
+        return body;
+    };
+    let Some(obj) = doc.as_object() else {
+        return body;
+    };
+    if ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .any(|k| obj.contains_key(*k))
+    {
+        return body;
+    }
+    let Some(pos) = body.iter().position(|b| *b == b'{') else {
+        return body;
+    };
+    let limit = iron_cost::default_output_tokens(Some(price));
+    let rest = &body[pos + 1..];
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(body.len() + 40);
+    out.extend_from_slice(&body[..=pos]);
+    out.extend_from_slice(format!("\"{field}\":{limit}").as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
 }
 
 fn maybe_inject_usage(

@@ -56,6 +56,7 @@ impl Policies {
             raw.budget_warning_percent,
             raw.pricing.as_ref(),
             raw.unknown_model.as_ref(),
+            raw.unmetered_calls.as_deref(),
             events.clone(),
         )?;
         let safety = SafetyPolicy::from_option(raw.safety.as_ref())?;

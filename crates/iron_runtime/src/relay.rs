@@ -335,6 +335,16 @@ fn process_sse(
         if ev.event == Some("error") || ev.data.starts_with("{\"error\"") {
             p.saw_error_event = true;
         }
+        if p.filter.is_some() && ev.unreadable {
+            flush_or_stop(p, &mut out, &mut run)?;
+            return Err((out.freeze(), SseStop::Blocked("The provider's stream held a line Iron Cage could not read (not UTF-8, or a bare carriage return), so its PII policy could not check it; the stream was stopped.".into())));
+        }
+        if !ev.has_data {
+            // A comment, `retry:` or an event name alone: clients dispatch nothing for it.
+            flush_or_stop(p, &mut out, &mut run)?;
+            out.extend_from_slice(&raw);
+            continue;
+        }
         if p.filter.is_some() {
             if let Some(data_at) = offset_in(&raw, &ev.data) {
                 if let Some(d) = p.template.read(ev.event, &ev.data) {

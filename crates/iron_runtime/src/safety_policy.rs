@@ -14,6 +14,8 @@ pub struct SafetyPolicy {
     pub request_active: bool,
     /// Some response-side type is not `off`: answers are scanned.
     pub response_active: bool,
+    /// Some response-side type is `redact` or `block`: answers may be changed or stopped.
+    pub response_rewrites: bool,
 }
 
 /// The shape a request body is read in: a `count_tokens` body is a Messages body (its prompt goes to
@@ -51,7 +53,7 @@ impl SafetyPolicy {
                 message: e.message,
             })?,
         };
-        let active = |d: Direction| {
+        let any = |d: Direction, wanted: &dyn Fn(Action) -> bool| {
             let customs = policy
                 .custom
                 .iter()
@@ -60,10 +62,13 @@ impl SafetyPolicy {
                 .iter()
                 .cloned()
                 .chain(customs)
-                .any(|k| policy.direction(d).action(&k, d) != Action::Off)
+                .any(|k| wanted(policy.direction(d).action(&k, d)))
         };
-        let request_active = active(Direction::Request);
-        let response_active = active(Direction::Response);
+        let request_active = any(Direction::Request, &|a| a != Action::Off);
+        let response_active = any(Direction::Response, &|a| a != Action::Off);
+        let response_rewrites = any(Direction::Response, &|a| {
+            matches!(a, Action::Redact | Action::Block)
+        });
         let engine = SafetyEngine::new(&policy).map_err(|e| ConfigError {
             field: e.field,
             message: e.message,
@@ -72,6 +77,7 @@ impl SafetyPolicy {
             engine,
             request_active,
             response_active,
+            response_rewrites,
         })
     }
 }

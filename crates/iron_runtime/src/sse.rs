@@ -75,20 +75,35 @@ impl SseSplitter {
 pub struct ParsedEvent<'a> {
     pub event: Option<&'a str>,
     pub data: std::borrow::Cow<'a, str>,
+    /// The event has at least one `data:` line (comments and `retry:` alone dispatch nothing).
+    pub has_data: bool,
+    /// A line is not valid UTF-8 or holds a bare carriage return: SSE clients decode the first
+    /// with replacement characters and end a line at the second, so what they read may differ
+    /// from what the router read. A policy that must check the stream stops it.
+    pub unreadable: bool,
 }
 
-/// Parse one raw event; invalid UTF-8 lines are skipped (they cannot be JSON anyway).
+/// Parse one raw event.
 pub fn parse_event(raw: &[u8]) -> ParsedEvent<'_> {
     let mut event = None;
     let mut data: Option<std::borrow::Cow<'_, str>> = None;
+    let mut unreadable = false;
     // Line ends found with memchr: splitting byte by byte was a tenth of a burst's relay time.
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', raw).chain(std::iter::once(raw.len()));
     for end in ends {
+        if start > end {
+            break;
+        }
         let line = &raw[start..end];
         start = end + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if memchr::memchr(b'\r', line).is_some() {
+            unreadable = true;
+            continue;
+        }
         let Ok(line) = std::str::from_utf8(line) else {
+            unreadable = true;
             continue;
         };
         if let Some(v) = line.strip_prefix("event:") {
@@ -103,13 +118,32 @@ pub fn parse_event(raw: &[u8]) -> ParsedEvent<'_> {
     }
     ParsedEvent {
         event,
+        has_data: data.is_some(),
         data: data.unwrap_or(std::borrow::Cow::Borrowed("")),
+        unreadable,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_without_data_and_unreadable_lines_are_told_apart() {
+        let e = parse_event(b": ping\n\n");
+        assert!(!e.has_data && !e.unreadable);
+        let e = parse_event(b"retry: 3000\r\n\r\n");
+        assert!(!e.has_data && !e.unreadable);
+        let e = parse_event(b"event: x\ndata: {}\r\n\r\n");
+        assert!(e.has_data && !e.unreadable);
+        assert_eq!((e.event, &*e.data), (Some("x"), "{}"));
+        // A bare CR ends a line for SSE clients: they would read a data line the router did not.
+        let e = parse_event(b"id: 7\rdata: {\"t\":\"secret\"}\n\n");
+        assert!(e.unreadable && !e.has_data);
+        // Clients decode invalid UTF-8 with replacement characters; the router cannot check it.
+        let e = parse_event(b"data: {\"t\":\"a\xff\"}\n\n");
+        assert!(e.unreadable);
+    }
 
     #[test]
     fn splits_across_chunks() {

@@ -14,11 +14,11 @@ use std::time::Duration;
 const PROMPT: &str = "Count to three, please.";
 const MAX_TOKENS: u64 = 100;
 const N: usize = 200;
-/// Input tokens the router estimates for the body: "user" + PROMPT's letters and spaces = 25
-/// characters → ⌈25 / 3⌉ = 9, + 2 for "," and ".", + 8 for the one message + 16 = 35.
-const EST_INPUT: u64 = 35;
-/// gpt-4o at $2.50 / $10 per 1M tokens: 35 × 2.50 + 100 × 10 = 87.5 + 1000 = 1087.5 µ$, rounded up.
-const EACH: u64 = 1088;
+/// The router's bound on the body's input tokens: one per byte of the messages' JSON text
+/// (`[{"role":"user","content":PROMPT}]` = 54) + 8 for the one message + 16 = 78.
+const INPUT_BOUND: u64 = 78;
+/// gpt-4o at $2.50 / $10 per 1M tokens: 78 × 2.50 + 100 × 10 = 195 + 1000 = 1195 µ$.
+const EACH: u64 = 1195;
 /// Room for 20.5 calls: exactly 20 fit.
 const LIMIT: u64 = EACH * 41 / 2;
 
@@ -27,10 +27,10 @@ fn body(stream: bool) -> Value {
             "messages": [{ "role": "user", "content": PROMPT }] })
 }
 
-/// OpenAI usage equal to the worst case held: the estimated input and all of max_tokens.
+/// OpenAI usage equal to the worst case held: the input bound and all of max_tokens.
 fn usage() -> Value {
-    json!({ "prompt_tokens": EST_INPUT, "completion_tokens": MAX_TOKENS,
-            "total_tokens": EST_INPUT + MAX_TOKENS })
+    json!({ "prompt_tokens": INPUT_BOUND, "completion_tokens": MAX_TOKENS,
+            "total_tokens": INPUT_BOUND + MAX_TOKENS })
 }
 
 fn json_reply() -> Reply {
@@ -217,10 +217,10 @@ async fn refused_calls_reach_nobody_and_raising_the_budget_lets_calls_pass() {
         while !matches!(&**events.recv().await.expect("event"), RouterEvent::Response { .. }) {}
         let (code, v, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
         assert_eq!(code, 402, "{text}");
-        // $0.001588 limit, $0.001088 spent, $0.00 reserved, $0.0005 left, up to $0.001088.
+        // $0.001695 limit, $0.001195 spent, $0.00 reserved, $0.0005 left, up to $0.001195.
         assert_eq!(
             v["error"]["message"],
-            "Iron Cage budget $0.001588 would be exceeded: $0.001088 spent, $0.00 reserved by requests in flight, $0.0005 left, this request may cost up to $0.001088; raise budgetUsd or lower max_tokens"
+            "Iron Cage budget $0.001695 would be exceeded: $0.001195 spent, $0.00 reserved by requests in flight, $0.0005 left, this request may cost up to $0.001195 (its whole output limit, and its input counted at one token per byte up to the model's context window); raise budgetUsd or lower max_tokens"
         );
         assert_eq!(provider.seen().len(), 1);
 
@@ -228,6 +228,144 @@ async fn refused_calls_reach_nobody_and_raising_the_budget_lets_calls_pass() {
         let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
         assert_eq!(code, 200, "{text}");
         assert_eq!(provider.seen().len(), 2);
+        router.stop().await;
+    })
+    .await;
+}
+
+/// Calls whose cost the router cannot hold are refused while a budget is set, and reach nobody:
+/// endpoints it does not price (or odd spellings of priced ones), provider-run tools, background
+/// responses. Free calls still pass, and `unmeteredCalls: 'allow'` forwards the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_the_budget_cannot_hold_are_refused_unless_allowed() {
+    bounded(20, async {
+        let provider = FakeProvider::start(json_reply()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(&ks, json!({ "budgetUsd": 10.0 }));
+        let refused = [
+            (
+                "/v1/images/generations",
+                json!({ "model": "gpt-image-1", "prompt": "a cat" }),
+            ),
+            (
+                "/v1/batches",
+                json!({ "input_file_id": "file-1", "endpoint": "/v1/chat/completions" }),
+            ),
+            ("/v1//chat/completions", body(false)),
+            (
+                "/v1/responses",
+                json!({ "model": "gpt-4o", "input": "hi", "background": true }),
+            ),
+            (
+                "/v1/responses",
+                json!({ "model": "gpt-4o", "input": "hi", "tools": [{ "type": "web_search" }] }),
+            ),
+        ];
+        for (path, b) in &refused {
+            let (code, v, text) = status_json(post(&router, path, b).await).await;
+            assert_eq!(code, 400, "{path}: {text}");
+            assert_eq!(v["error"]["code"], "unmetered_call", "{text}");
+            let message = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("unmeteredCalls: 'allow'"), "{message}");
+        }
+        assert_eq!(
+            provider.seen().len(),
+            0,
+            "a refused call reached the provider"
+        );
+        // Free calls pass: reads and moderation.
+        let resp = client()
+            .get(format!("http://127.0.0.1:{}/v1/models", router.port()))
+            .header("authorization", format!("Bearer {IC}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), 200);
+        let (code, _, text) =
+            status_json(post(&router, "/v1/moderations", &json!({ "input": "hi" })).await).await;
+        assert_eq!(code, 200, "{text}");
+        assert_eq!(provider.seen().len(), 2);
+        router.stop().await;
+
+        let router = start_router(&ks, json!({ "budgetUsd": 10.0, "unmeteredCalls": "allow" }));
+        for (path, b) in &refused {
+            let (code, _, text) = status_json(post(&router, path, b).await).await;
+            assert_eq!(code, 200, "{path}: {text}");
+        }
+        assert_eq!(provider.seen().len(), 2 + refused.len());
+        router.stop().await;
+    })
+    .await;
+}
+
+/// A chat or Responses request without an output limit is sent with the one its hold assumed, so
+/// the provider cannot answer past what was held; a request's own limit is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_an_output_limit_gets_the_one_that_was_held() {
+    bounded(20, async {
+        let provider = FakeProvider::start(json_reply()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(&ks, json!({ "budgetUsd": 10.0 }));
+        let no_limit =
+            json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": PROMPT }] });
+        let (code, _, text) =
+            status_json(post(&router, "/v1/chat/completions", &no_limit).await).await;
+        assert_eq!(code, 200, "{text}");
+        let (code, _, text) = status_json(
+            post(
+                &router,
+                "/v1/responses",
+                &json!({ "model": "gpt-4o", "input": "hi" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(code, 200, "{text}");
+        let (code, _, text) =
+            status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(code, 200, "{text}");
+        let sent: Vec<Value> = provider
+            .seen()
+            .iter()
+            .map(|s| serde_json::from_slice(&s.body).expect("JSON forwarded"))
+            .collect();
+        // gpt-4o's largest answer in the catalog is 16,384 tokens.
+        assert_eq!(sent[0]["max_completion_tokens"], 16_384);
+        assert_eq!(sent[0]["messages"][0]["content"], PROMPT);
+        assert_eq!(sent[1]["max_output_tokens"], 16_384);
+        assert_eq!(sent[2]["max_tokens"], MAX_TOKENS);
+        assert!(sent[2].get("max_completion_tokens").is_none());
+        router.stop().await;
+
+        // Without a budget nothing is held and the body goes as it came.
+        let router = start_router(&ks, json!({}));
+        let (code, _, _) =
+            status_json(post(&router, "/v1/chat/completions", &no_limit).await).await;
+        assert_eq!(code, 200);
+        let last = provider.seen().pop().expect("forwarded");
+        assert_eq!(last.body, no_limit.to_string().as_bytes());
+        router.stop().await;
+    })
+    .await;
+}
+
+/// Input the request only refers to (a previous response) is held at the model's context window:
+/// a small budget refuses the call instead of letting its hidden input overshoot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_held_elsewhere_is_held_at_the_context_window() {
+    bounded(20, async {
+        let provider = FakeProvider::start(json_reply()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        // gpt-4o: 128,000 tokens × $2.50/M = $0.32 of input alone.
+        let router = start_router(&ks, json!({ "budgetUsd": 0.30 }));
+        let follow_up = json!({ "model": "gpt-4o", "input": "and then?", "previous_response_id": "resp_1", "max_output_tokens": 10 });
+        let (code, v, text) = status_json(post(&router, "/v1/responses", &follow_up).await).await;
+        assert_eq!(code, 402, "{text}");
+        assert!(v["error"]["message"].as_str().unwrap_or_default().contains("$0.3201"), "{text}");
+        let inline = json!({ "model": "gpt-4o", "input": "and then?", "max_output_tokens": 10 });
+        let (code, _, text) = status_json(post(&router, "/v1/responses", &inline).await).await;
+        assert_eq!(code, 200, "{text}");
+        assert_eq!(provider.seen().len(), 1);
         router.stop().await;
     })
     .await;

@@ -11,10 +11,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROMPT: &str = "Count to three, please.";
-/// gpt-4o, max_tokens 500, estimated input 35 tokens ("user" + PROMPT's letters and spaces = 25
-/// chars → 9, + 2 punctuation + 8 + 16): 35 × $2.50/M + 500 × $10/M = 87.5 + 5000 = 5087.5 µ$, rounded up.
-const HOLD: u64 = 5088;
-/// The input part of any estimate for this body: 35 × $2.50/M = 87.5 µ$.
+/// gpt-4o, max_tokens 500, input bound 78 tokens (54 bytes of the messages' JSON text + 8 per
+/// message + 16): 78 × $2.50/M + 500 × $10/M = 195 + 5000 = 5195 µ$.
+const HOLD: u64 = 5195;
+/// The input part of an estimate for this body (35 tokens, the best guess, not the bound):
+/// 35 × $2.50/M = 87.5 µ$.
 const INPUT_PART: u64 = 87;
 
 fn body(stream: bool) -> Value {

@@ -548,3 +548,69 @@ async fn a_long_burst_keeps_every_event_whole_in_order_and_redacted() {
     })
     .await;
 }
+
+/// Comments and `retry:` lines are legal SSE (gateways send `: ping` keep-alives): they pass
+/// through a filtered stream instead of ending it, and the text around them is still redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comments_and_retry_lines_pass_through_a_filtered_stream() {
+    let mut events = upstream_events(Api::Chat, &splits()[1].1);
+    events.insert(0, ": OPENROUTER PROCESSING\n\n".to_string());
+    events.insert(2, "retry: 3000\n\n".to_string());
+    events.insert(3, ": ping\r\n\r\n".to_string());
+    let (got, raw) = redacted_stream(Api::Chat, events).await;
+    assert_no_values("comments", &raw);
+    assert_eq!(joined_text(Api::Chat, &got), REDACTED);
+    assert!(raw.contains(": ping"), "{raw}");
+    assert!(!raw.contains("\"error\""), "the stream was stopped: {raw}");
+}
+
+/// A line the router cannot read the way SSE clients do (a bare carriage return ends a line for
+/// them) stops a filtered stream: the text it may hide is not sent. (Invalid UTF-8, the other
+/// such line, is covered by the parser's unit tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_clients_read_differently_stops_a_filtered_stream() {
+    let hidden =
+        format!("{{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"mail {EMAIL}\"}}}}]}}");
+    let mut events = upstream_events(Api::Chat, &["Hello there".to_string()]);
+    events.insert(2, format!(": c\rdata: {hidden}\n\n"));
+    let (got, raw) = redacted_stream(Api::Chat, events).await;
+    assert!(!raw.contains(EMAIL), "{raw}");
+    assert!(raw.contains("could not read"), "{raw}");
+    assert!(joined_text(Api::Chat, &got).starts_with("Hello"), "{raw}");
+}
+
+/// Log probabilities spell the answer out token by token, where redaction cannot reach: while the
+/// response policy may redact or block, a request for them is refused before it is sent; with a
+/// response policy that only logs, it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_probabilities_are_refused_while_answers_may_be_redacted() {
+    let events = upstream_events(Api::Chat, &splits()[0].1);
+    let (provider, _ks, router) = start(Api::Chat, events.clone(), 0, json!({})).await;
+    let (path, body) = path_and_body(Api::Chat);
+    let mut with_logprobs = body.clone();
+    with_logprobs["logprobs"] = json!(true);
+    let (code, v, text) = status_json(post(&router, path, &with_logprobs).await).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("without logprobs"),
+        "{text}"
+    );
+    assert_eq!(provider.seen().len(), 0);
+    router.stop().await;
+
+    let (provider, _ks, router) = start(
+        Api::Chat,
+        events,
+        0,
+        json!({"response": {"default": "log", "secret": "log"}}),
+    )
+    .await;
+    let resp = post(&router, path, &with_logprobs).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let _ = resp.text().await;
+    assert_eq!(provider.seen().len(), 1);
+    router.stop().await;
+}

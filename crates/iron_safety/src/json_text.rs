@@ -1,7 +1,8 @@
 //! JSON text (tool-call arguments arrive as fragments of a JSON document) scanned as plain text:
 //! each escape sequence becomes one private-use character before scanning and is restored after,
 //! so `\n` is not read as the letter `n` glued to the next value, and a placeholder can never split
-//! an escape and break the JSON.
+//! an escape and break the JSON. A `\uXXXX` escape of a character a JSON string may hold as it is
+//! (`\u0040` for `@`) is decoded instead: the value a reader of the JSON gets is what is scanned.
 
 // `\` + ASCII c  <->  U+E000 + c.
 const ESC_BASE: u32 = 0xE000;
@@ -61,7 +62,18 @@ impl EscapeCodec {
                         }
                         Some(h) if h.bytes().all(|b| b.is_ascii_hexdigit()) => {
                             let unit = u32::from_str_radix(h, 16).unwrap_or(0);
-                            out.push(mapped(UNIT_BASE + unit));
+                            // A character that may stand unescaped in a JSON string is scanned
+                            // (and sent on) as itself: `jane\u0040x.io` is the address its reader
+                            // gets, so the scanner must see it too. Quotes, backslashes, controls
+                            // and surrogate halves stay escapes.
+                            match char::from_u32(unit) {
+                                Some(c)
+                                    if unit >= 0x20 && c != '"' && c != '\\' && !is_reserved(c) =>
+                                {
+                                    out.push(c)
+                                }
+                                _ => out.push(mapped(UNIT_BASE + unit)),
+                            }
                             i += 6;
                         }
                         _ => {
@@ -120,8 +132,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unicode_escapes_of_plain_characters_are_scanned_as_those_characters() {
+        let text = r#"{"to":"jane.doe\u0040example.com","card":"\u00341111","q":"\u0022\u005c\u000a\ud83d\ude00"}"#;
+        let enc = encode_whole(text);
+        assert!(enc.contains("jane.doe@example.com"), "{enc}");
+        assert!(enc.contains("41111"), "{enc}");
+        // Quotes, backslashes, controls and surrogates keep their escapes.
+        let back = decode(&enc);
+        assert_eq!(
+            back,
+            r#"{"to":"jane.doe@example.com","card":"41111","q":"\u0022\u005c\u000a\ud83d\ude00"}"#
+        );
+        let a: serde_json::Value = serde_json::from_str(text).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&back).unwrap();
+        assert_eq!(a, b, "the JSON means the same");
+    }
+
+    #[test]
     fn escapes_round_trip_across_fragments() {
-        let text = r#"{"body":"Hi,\njane@x.io \"q\" \u00e9 \\ end","k":"\ue001"}"#;
+        let text = r#"{"body":"Hi,\njane@x.io \"q\" \u000a \\ end","k":"\ue001"}"#;
         assert_eq!(decode(&encode_whole(text)), text);
         for cut in 0..=text.len() {
             if !text.is_char_boundary(cut) {

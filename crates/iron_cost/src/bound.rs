@@ -1,0 +1,278 @@
+//! Hard upper bounds on what one request can bill, for budget holds.
+//!
+//! [`crate::estimate_input_tokens`] is a best guess (used to price a call whose usage never
+//! arrived); a hold needs a bound the provider cannot exceed, or concurrent calls overshoot the
+//! budget. The bounds here rest on facts, not on text statistics:
+//! - byte-level BPE tokenizers (OpenAI, Anthropic) never give a token less than one byte, so the
+//!   UTF-8 bytes of every text a request sends bound its text tokens;
+//! - an image costs at most [`IMAGE_TOKENS`] tokens at any size or detail;
+//! - a billed call's input never exceeds the model's context window (a larger one is refused);
+//! - input the request only refers to (a previous response, a stored file or prompt, a document
+//!   by URL) can be anything up to the context window.
+
+use crate::api_kind::ApiKind;
+use crate::price::ModelPrice;
+use serde_json::Value;
+
+/// Upper bound on one image's input tokens: OpenAI's patch models reach ~3,800 at the largest
+/// detail, tiled models 1,445, Anthropic ~1,600.
+pub const IMAGE_TOKENS: u64 = 4_096;
+/// Context assumed for a model whose context window the catalog does not give (or whose long
+/// context tier means a beta can raise it): the largest window any listed model has.
+pub const FALLBACK_CONTEXT_TOKENS: u64 = 1_050_000;
+/// Tokens a provider adds for one tool it defines itself (e.g. Anthropic's computer or bash
+/// tools), beyond the request's bytes.
+const PROVIDER_TOOL_TOKENS: u64 = 2_048;
+/// Tokens per message for role markers and separators, and per request.
+const PER_MESSAGE_TOKENS: u64 = 8;
+const PER_REQUEST_TOKENS: u64 = 16;
+const MAX_DEPTH: usize = 256;
+
+/// Why a request's cost cannot be held from the request alone; the router refuses such calls
+/// while a budget is set unless the `unmeteredCalls` option allows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmetered {
+    /// A tool the provider runs itself (web search, code execution, file search, MCP...): each
+    /// use feeds results back through the model and some add per-use fees.
+    ServerTool(String),
+    /// A Responses call run in the background: its usage arrives later, on another request.
+    Background,
+}
+
+impl std::fmt::Display for Unmetered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unmetered::ServerTool(t) => write!(f, "it uses the provider-run tool '{t}', whose searches, fetches or runs bill input and fees the router cannot bound"),
+            Unmetered::Background => write!(f, "it runs in the background (background: true), so its usage is reported later on another request"),
+        }
+    }
+}
+
+/// The first reason `body` cannot be held, if any.
+pub fn unmetered(body: &Value, kind: ApiKind) -> Option<Unmetered> {
+    if kind == ApiKind::OpenAiResponses && body.get("background") == Some(&Value::Bool(true)) {
+        return Some(Unmetered::Background);
+    }
+    if !matches!(kind, ApiKind::OpenAiResponses | ApiKind::AnthropicMessages) {
+        return None;
+    }
+    if kind == ApiKind::AnthropicMessages
+        && body
+            .get("mcp_servers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    {
+        return Some(Unmetered::ServerTool("mcp_servers".into()));
+    }
+    let tools = body.get("tools").and_then(Value::as_array)?;
+    tools.iter().find_map(|t| {
+        let ty = t.get("type").and_then(Value::as_str)?;
+        is_server_tool(kind, ty).then(|| Unmetered::ServerTool(ty.to_string()))
+    })
+}
+
+/// OpenAI Responses: every tool type but `function` and `custom` runs at OpenAI. Anthropic: typed
+/// tools are the provider's; of those, the computer, bash, text editor and memory tools run on
+/// the client (they only add a fixed prompt), the rest (web search and fetch, code execution,
+/// tool search...) on Anthropic's side.
+fn is_server_tool(kind: ApiKind, ty: &str) -> bool {
+    match kind {
+        ApiKind::OpenAiResponses => !matches!(ty, "function" | "custom"),
+        ApiKind::AnthropicMessages => ty != "custom" && !is_anthropic_client_tool(ty),
+        _ => false,
+    }
+}
+
+fn is_anthropic_client_tool(ty: &str) -> bool {
+    ["computer_", "bash_", "text_editor_", "memory_"]
+        .iter()
+        .any(|p| ty.starts_with(p))
+}
+
+/// Context window to bound input by: the catalog's, unless the model has a long-context tier
+/// (a beta header can then raise the window) or the catalog does not know it.
+fn context_tokens(price: Option<&ModelPrice>) -> u64 {
+    match price {
+        Some(p) if p.long_context.is_none() => p.context_window.unwrap_or(FALLBACK_CONTEXT_TOKENS),
+        _ => FALLBACK_CONTEXT_TOKENS,
+    }
+}
+
+/// Upper bound on the input tokens `body` can bill: text bytes, [`IMAGE_TOKENS`] per image, a
+/// fixed allowance per provider-defined client tool and per message; the whole context window
+/// when the request refers to input it does not carry (`previous_response_id`, `conversation`,
+/// a stored `prompt`, files and documents by id, URL or base64). Never above the context window.
+pub fn input_token_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> u64 {
+    let context = context_tokens(price);
+    let fields: &[&str] = match kind {
+        ApiKind::OpenAiChat => &["messages", "tools", "functions", "response_format"],
+        ApiKind::OpenAiCompletions => &["prompt", "suffix"],
+        ApiKind::OpenAiResponses => &["input", "instructions", "tools", "text"],
+        ApiKind::OpenAiEmbeddings => &["input"],
+        ApiKind::AnthropicMessages | ApiKind::AnthropicCountTokens => {
+            &["messages", "system", "tools"]
+        }
+        ApiKind::Other => return context,
+    };
+    if kind == ApiKind::OpenAiResponses
+        && ["previous_response_id", "conversation", "prompt"]
+            .iter()
+            .any(|k| body.get(k).is_some_and(|v| !v.is_null()))
+    {
+        return context;
+    }
+    let mut walk = Walk::default();
+    for field in fields {
+        if let Some(v) = body.get(field) {
+            let mode = match *field {
+                "tools" | "functions" | "response_format" | "text" => Mode::Plain,
+                "prompt" => Mode::TokenIds,
+                "input" if kind != ApiKind::OpenAiResponses => Mode::TokenIds,
+                _ => Mode::Content,
+            };
+            walk.value(v, mode, 0);
+        }
+    }
+    if walk.hidden {
+        return context;
+    }
+    if kind == ApiKind::AnthropicMessages {
+        let provider_tools = body
+            .get("tools")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter(|t| {
+                        t.get("type")
+                            .and_then(Value::as_str)
+                            .is_some_and(is_anthropic_client_tool)
+                    })
+                    .count() as u64
+            })
+            .unwrap_or(0);
+        walk.tokens = walk
+            .tokens
+            .saturating_add(provider_tools.saturating_mul(PROVIDER_TOOL_TOKENS));
+    }
+    let messages = ["messages", "input"]
+        .iter()
+        .filter_map(|f| body.get(f).and_then(Value::as_array))
+        .map(|a| a.len() as u64)
+        .sum::<u64>();
+    walk.bytes
+        .saturating_add(walk.tokens)
+        .saturating_add(messages.saturating_mul(PER_MESSAGE_TOKENS))
+        .saturating_add(PER_REQUEST_TOKENS)
+        .min(context)
+}
+
+/// Output the request can bill beyond its output limit: OpenAI's predicted output (`prediction`)
+/// is billed as output where the model does not use it, one token per byte at most.
+pub fn extra_output_bound(body: &Value, kind: ApiKind) -> u64 {
+    if kind != ApiKind::OpenAiChat {
+        return 0;
+    }
+    let mut walk = Walk::default();
+    if let Some(p) = body.get("prediction") {
+        walk.value(p, Mode::Plain, 0);
+    }
+    walk.bytes.saturating_add(walk.tokens)
+}
+
+/// How a walk reads what it meets.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Message content: typed parts (images, files, stored items) are recognised.
+    Content,
+    /// Prompts and embedding inputs, where numbers are token ids.
+    TokenIds,
+    /// Schemas and settings sent as text: every key and value is text, whatever it is called.
+    Plain,
+}
+
+#[derive(Default)]
+struct Walk {
+    /// UTF-8 bytes of texts, with the quotes, colons and commas of their JSON (tool schemas and
+    /// structured content reach the model as text).
+    bytes: u64,
+    /// Tokens counted directly: images, token ids.
+    tokens: u64,
+    /// The request refers to input it does not carry.
+    hidden: bool,
+}
+
+impl Walk {
+    fn add(&mut self, bytes: usize) {
+        self.bytes = self.bytes.saturating_add(bytes as u64);
+    }
+
+    fn value(&mut self, v: &Value, mode: Mode, depth: usize) {
+        if self.hidden {
+            return;
+        }
+        if depth > MAX_DEPTH {
+            // serde_json refuses nesting deeper than 128, so no parsed body gets here.
+            self.hidden = true;
+            return;
+        }
+        match v {
+            Value::String(s) => self.add(s.len() + 3),
+            Value::Number(_) if mode == Mode::TokenIds => {
+                self.tokens = self.tokens.saturating_add(1)
+            }
+            Value::Number(n) => self.add(n.to_string().len() + 1),
+            Value::Array(items) => {
+                self.add(2);
+                items.iter().for_each(|i| self.value(i, mode, depth + 1))
+            }
+            Value::Object(map) => self.object(map, mode, depth),
+            Value::Bool(_) | Value::Null => self.add(6),
+        }
+    }
+
+    fn object(&mut self, map: &serde_json::Map<String, Value>, mode: Mode, depth: usize) {
+        if mode != Mode::Plain && self.special_part(map) {
+            return;
+        }
+        self.add(2);
+        let inner = if mode == Mode::TokenIds {
+            Mode::Content
+        } else {
+            mode
+        };
+        for (k, v) in map {
+            self.add(k.len() + 3);
+            self.value(v, inner, depth + 1);
+        }
+    }
+
+    /// Images count [`IMAGE_TOKENS`]; files, documents and stored items make the input hidden.
+    fn special_part(&mut self, map: &serde_json::Map<String, Value>) -> bool {
+        let ty = map.get("type").and_then(Value::as_str).unwrap_or("");
+        // Images: OpenAI chat `image_url`, Responses `input_image`, Anthropic `image`.
+        if matches!(ty, "image_url" | "input_image" | "image") {
+            self.tokens = self.tokens.saturating_add(IMAGE_TOKENS);
+            return true;
+        }
+        // Files and documents (PDF pages are text plus an image each): by reference or inline,
+        // their tokens are not their bytes. Anthropic documents with a plain-text source are text.
+        let text_document = ty == "document"
+            && map
+                .get("source")
+                .and_then(|s| s.get("type"))
+                .and_then(Value::as_str)
+                .is_some_and(|t| t == "text" || t == "content");
+        if (matches!(ty, "file" | "input_file" | "document" | "item_reference") && !text_document)
+            || map.contains_key("file_id")
+            || map.contains_key("file_url")
+        {
+            self.hidden = true;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+#[path = "bound_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 // AgentRuntime end to end: real agent processes (Node with the openai SDK, Python with urllib) calling a fake
 // provider through their own routers; stop (SIGTERM, SIGKILL after the grace, grandchildren), restart policy,
 // budget exhaustion, and the typed `agent` events.
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -203,6 +204,29 @@ describe.skipIf(process.platform === 'win32')('AgentRuntime', () => {
     await until(() => events.some((e) => e.action === 'stopped'))
     expect(events.find((e) => e.action === 'stopped')!.reason).toBe(info.reason)
     expect(existsSync(join(scratch, 'state.db'))).toBe(true)
+  })
+
+  it.skipIf(process.platform !== 'linux')('unref() lets the host exit while an agent runs, and the agent does not outlive it', async () => {
+    const pidFile = join(scratch, 'unref-agent.pid')
+    const host = `
+import { writeFileSync } from 'node:fs'
+import { AgentRuntime } from ${JSON.stringify(join(ROOT, 'dist', 'index.js'))}
+const rt = new AgentRuntime({ providerKey: ${JSON.stringify(KEY)}, providerBaseUrl: ${JSON.stringify(up.url)} })
+const agent = rt.startAgent({ command: 'sleep', args: ['30'] })
+writeFileSync(${JSON.stringify(pidFile)}, String(agent.pid))
+rt.unref()
+`
+    const started = Date.now()
+    const code = await new Promise<number | null>((resolve) => {
+      const p = spawn(process.execPath, ['--input-type=module', '-e', host], { stdio: 'ignore' })
+      p.on('close', resolve)
+    })
+    expect(code).toBe(0)
+    expect(Date.now() - started).toBeLessThan(10_000)
+    const pid = Number(readFileSync(pidFile, 'utf8'))
+    expect(pid).toBeGreaterThan(0)
+    // The agent's router died with its host: the agent is sent SIGTERM rather than left orphaned.
+    await until(() => gone(pid))
   })
 
   it('errors carry codes and name the fix', async () => {

@@ -1,6 +1,7 @@
 // The `iron-cage` CLI as users run it (the built dist/cli.js): agents in Node (openai SDK) and Python (urllib)
 // through `iron-cage run` to a fake provider; exit codes, summaries, Ctrl-C, budget stop, serve, demo, help,
 // and the live status line under a pseudo-terminal.
+import os from 'node:os'
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -128,6 +129,12 @@ describe.skipIf(process.platform === 'win32')('iron-cage run', () => {
     })
     expect(r.code).toBe(137)
     expect(lastJson(r.stdout).agent).toMatchObject({ status: 'stopped', signal: 'SIGKILL' })
+  })
+
+  it('a child ended by another signal reports it by name and exits 128 + its number on this platform', async () => {
+    const r = await cli(['run', ...keyArgs(), '--json', '--', 'sh', '-c', 'kill -USR1 $$'])
+    expect(r.code).toBe(128 + os.constants.signals.SIGUSR1)
+    expect(lastJson(r.stdout).agent).toMatchObject({ signal: 'SIGUSR1' })
   })
 
   it('--on-budget stop ends the agent when its budget is exhausted and says why', async () => {

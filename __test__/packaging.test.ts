@@ -86,6 +86,7 @@ beforeAll(async () => {
   const stage = join(work, 'iron-cage')
   mkdirSync(stage)
   for (const f of pkg.files) if (existsSync(join(ROOT, f))) cpSync(join(ROOT, f), join(stage, f), { recursive: true })
+  // What prepack checks (the loader and the facade) was copied: packing works as for a release.
   const published = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, unknown>
   published.optionalDependencies = Object.fromEntries(readdirSync(join(ROOT, 'npm')).map((d) => [`@iron-cage/binding-${d}`, pkg.version]))
   writeFileSync(join(stage, 'package.json'), JSON.stringify(published, null, 2))
@@ -122,12 +123,20 @@ describe('package contents', () => {
   it('the root tarball holds the JS, the types, the loader and the examples, and no binary or sources', () => {
     expect(root.files).toEqual(
       expect.arrayContaining([
-        'package.json', 'binding.cjs', 'binding.d.cts',
+        'package.json', 'LICENSE', 'binding.cjs', 'binding.d.cts',
         'dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts',
         'examples/fake-upstream.mjs', 'examples/fake-upstream.d.mts',
       ]),
     )
     expect(root.files.filter((f) => f.endsWith('.node') || /^(src|src-ts|crates|__test__|npm)\//.test(f))).toEqual([])
+  })
+
+  it('packing without the built loader is refused with the fix (the package could never load)', async () => {
+    const incomplete = join(work, 'incomplete')
+    cpSync(join(work, 'iron-cage'), incomplete, { recursive: true })
+    rmSync(join(incomplete, 'binding.cjs'))
+    const err = await pack(incomplete, work).catch((e: { stderr?: string }) => e)
+    expect((err as { stderr?: string }).stderr ?? '').toContain('binding.cjs missing: run npm run build first')
   })
 
   it(`the platform tarball holds its package.json, README and the binary`, () => {
@@ -210,5 +219,15 @@ describe('installed from the tarballs in a fresh project', () => {
     fake.reset()
     writeFileSync(join(work, 'bare', 'smoke.cjs'), SMOKE_CJS)
     expect(await run('bare', 'smoke.cjs', { NAPI_RS_NATIVE_LIBRARY_PATH: file })).toMatchObject({ answer: 'Hello from the fake provider.', running: false })
+  })
+
+  it('a binary that is there but cannot load is reported with its own error, not as "not installed"', async () => {
+    const damaged = join(work, 'damaged.node')
+    writeFileSync(damaged, 'this is not a shared library')
+    const r = await run('bare', 'no-binary.cjs', { NAPI_RS_NATIVE_LIBRARY_PATH: damaged })
+    expect(r.name).toBe('IronCageError')
+    expect(r.message).toContain('installed but could not be loaded')
+    expect(r.message).toMatch(/damaged\.node|ELF|header|too short/i)
+    expect(r.message).not.toContain('which was not installed')
   })
 })

@@ -97,7 +97,7 @@ interface NativeAgentRuntime {
   statsJson(id: string): string | null
   listJson(): string
   stopAgent(id: string, graceMs?: number | null): Promise<string | null>
-  waitAgent(id: string): Promise<string | null>
+  onAgentFinished(id: string, callback: (info: string) => void): boolean
   shutdown(graceMs?: number | null): Promise<void>
   subscribe(callback: (batch: string) => void): void
 }
@@ -266,7 +266,9 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
     }
     this.#running += 1
     this.#holdOpen()
-    const done = this.#inner.waitAgent(info.id).then((json) => {
+    const done = new Promise<string | null>((resolve) => {
+      if (!this.#inner.onAgentFinished(info.id, resolve)) resolve(null)
+    }).then((json) => {
       this.#running -= 1
       if (this.#running === 0) this.#release()
       return json ? parseInfo(json) : info

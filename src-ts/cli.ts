@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `iron-cage` command: run an agent under a budget (`run`), run a router for other shells (`serve`),
 // and the offline demo (`demo`). Argument parsing uses node:util parseArgs only.
+import os from 'node:os'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -315,11 +316,11 @@ async function runAgent(plan: RunPlan): Promise<number> {
 /** The child's exit code, or 128 + signal number as shells report it. */
 function exitCodeOf(info: AgentInfo): number {
   if (info.exitCode !== null) return info.exitCode
-  const n = info.signal ? SIGNALS[info.signal] : undefined
-  return n ? 128 + n : 1
+  if (!info.signal) return 1
+  // Signal numbers are the platform's (SIGUSR1 is 10 on Linux, 30 on macOS); "SIG40" names a number.
+  const n = (os.constants.signals as Record<string, number | undefined>)[info.signal] ?? Number(/^SIG(\d+)$/.exec(info.signal)?.[1])
+  return n > 0 ? 128 + n : 1
 }
-
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 }
 
 function runPlan(argv: string[]): RunPlan {
   const { values, rest } = parse('run', argv, RUN_OPTIONS)

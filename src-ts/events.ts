@@ -32,7 +32,7 @@ export interface ResponseEvent {
   estimated: boolean
   latencyMs: number
   ttftMs: number | null
-  outcome: 'complete' | 'client_aborted' | 'upstream_error' | 'timeout'
+  outcome: 'complete' | 'client_aborted' | 'upstream_error' | 'timeout' | 'blocked'
 }
 
 export interface BlockedEvent {

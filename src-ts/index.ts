@@ -3,6 +3,6 @@ export type { BudgetStatus, LedgerStats, ModelStats, Provider, RouterStats } fro
 export { IronCageError } from './errors.js'
 export type { IronCageErrorCode } from './errors.js'
 export type * from './events.js'
-export type * from './options.js'
+export type { LlmRouterOptions, ModelPriceOption, PiiAction, PiiDirectionPolicy, ReliabilityOptions, SafetyOptions } from './options.js'
 export { Agent, AgentRuntime } from './agent-runtime.js'
 export type { AgentEvent, AgentInfo, AgentMetrics, AgentRuntimeOptions, AgentStatus, StartAgentOptions } from './agent-runtime.js'

@@ -93,11 +93,22 @@ impl NativeAgentRuntime {
         Some(or_null(serde_json::to_string(&info)))
     }
 
-    /// Resolve with the final info once the agent finished; null for an unknown id.
-    #[napi]
-    pub async fn wait_agent(&self, id: String) -> Option<String> {
-        let agent = self.inner.agent(&id)?;
-        Some(or_null(serde_json::to_string(&agent.wait_finished().await)))
+    /// Call `callback` once with the final info (JSON) when the agent has finished; false for an
+    /// unknown id. A callback, not a promise: a pending promise would keep Node running, and
+    /// `AgentRuntime.unref()` must let it exit while agents run (the facade's own timer keeps it
+    /// alive otherwise).
+    #[napi(ts_args_type = "id: string, callback: (info: string) => void")]
+    pub fn on_agent_finished(&self, id: String, callback: EventSink) -> bool {
+        let Some(agent) = self.inner.agent(&id) else {
+            return false;
+        };
+        within_runtime_if_available(|| {
+            tokio::spawn(async move {
+                let info = or_null(serde_json::to_string(&agent.wait_finished().await));
+                let _ = callback.call(info, ThreadsafeFunctionCallMode::NonBlocking);
+            });
+        });
+        true
     }
 
     /// Stop every agent, flush the state store, refuse new agents.

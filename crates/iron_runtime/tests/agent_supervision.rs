@@ -451,3 +451,95 @@ async fn the_agent_never_gets_the_key_or_the_iron_cage_token() {
     assert!(env.contains(&format!("IRON_CAGE_TOKEN={token}\n")));
     assert!(env.contains(&format!("OPENAI_API_KEY={token}\n")));
 }
+
+/// The agent's standard streams are blocking even when ours are not (Node makes piped stdout
+/// non-blocking; a program that does not expect it loses output on EAGAIN). The agent is python,
+/// not `sh`: dash clears the flag itself and would hide the defect.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_agent_gets_blocking_standard_streams() {
+    let dir = scratch("nonblock");
+    let (r, w) = {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two descriptors into the array it is given.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        (fds[0], fds[1])
+    };
+    // SAFETY: fcntl on a descriptor this test owns.
+    unsafe {
+        let flags = libc::fcntl(w, libc::F_GETFL);
+        assert_eq!(libc::fcntl(w, libc::F_SETFL, flags | libc::O_NONBLOCK), 0);
+    }
+    // The agent's stdout is this process's stdout: point it at the non-blocking pipe for the test.
+    // SAFETY: dup/dup2 on descriptors of this process; stdout is restored below.
+    let saved = unsafe { libc::dup(1) };
+    assert!(saved >= 0);
+    assert_eq!(unsafe { libc::dup2(w, 1) }, 1);
+    let out = dir.join("flags");
+    let rt = runtime();
+    let started = rt.start_agent(
+        AgentSpec::from_json(
+            &serde_json::json!({ "command": "python3", "args": ["-c",
+                format!("import fcntl; open({:?}, 'w').write('flags: %o' % fcntl.fcntl(1, fcntl.F_GETFL))", out.display().to_string())] })
+            .to_string(),
+        )
+        .expect("spec"),
+    );
+    // SAFETY: as above.
+    unsafe {
+        libc::dup2(saved, 1);
+        libc::close(saved);
+        libc::close(w);
+        libc::close(r);
+    }
+    let agent = started.expect("starts");
+    let info = bounded(10, agent.wait_finished()).await;
+    assert_eq!(info.exit_code, Some(0), "{:?}", info.reason);
+    let line = std::fs::read_to_string(&out).expect("flags written");
+    let octal = line.trim().trim_start_matches("flags:").trim();
+    let flags = u32::from_str_radix(octal, 8).expect("octal flags");
+    assert_eq!(
+        flags & libc::O_NONBLOCK as u32,
+        0,
+        "agent's stdout is non-blocking: {line}"
+    );
+}
+
+/// The child side of `agents_do_not_outlive_a_host_that_dies`: starts an agent, records its pid
+/// and exits at once without stopping it (as `process.exit` or an uncaught exception would).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn host_dies_child_entry() {
+    let Some(pid_file) = std::env::var_os("IRON_HOST_DIES_PID_FILE") else {
+        return;
+    };
+    let rt = runtime();
+    let agent = rt
+        .start_agent(sh("sleep 30", serde_json::json!({})))
+        .expect("starts");
+    std::fs::write(&pid_file, agent.info().pid.expect("pid").to_string()).expect("pid file");
+    std::process::exit(0);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn agents_do_not_outlive_a_host_that_dies() {
+    let dir = scratch("orphan");
+    let pid_file = dir.join("pid");
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["host_dies_child_entry", "--exact", "--test-threads=1"])
+        .env("IRON_HOST_DIES_PID_FILE", &pid_file)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("host runs");
+    assert!(status.success());
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("agent started")
+        .parse()
+        .expect("pid");
+    let t = Instant::now();
+    while alive(pid) && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(pid), "agent {pid} outlived its host");
+}

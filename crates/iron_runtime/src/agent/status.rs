@@ -78,22 +78,51 @@ pub struct AgentMetrics {
 
 /// The conventional name of signal `n` (`SIGTERM`, …), or `SIG<n>` for others.
 pub fn signal_name(n: i32) -> String {
-    let name = match n {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return format!("SIG{n}"),
-    };
-    name.to_string()
+    SIGNALS
+        .iter()
+        .find(|(num, _)| *num == n)
+        .map(|(_, name)| name.to_string())
+        .unwrap_or_else(|| format!("SIG{n}"))
 }
+
+/// Signal numbers differ between platforms (SIGUSR1 is 10 on Linux, 30 on macOS): the names come
+/// from the platform's own constants.
+#[cfg(unix)]
+const SIGNALS: &[(i32, &str)] = &[
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGILL, "SIGILL"),
+    (libc::SIGTRAP, "SIGTRAP"),
+    (libc::SIGABRT, "SIGABRT"),
+    (libc::SIGBUS, "SIGBUS"),
+    (libc::SIGFPE, "SIGFPE"),
+    (libc::SIGKILL, "SIGKILL"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGSEGV, "SIGSEGV"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGPIPE, "SIGPIPE"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGCHLD, "SIGCHLD"),
+    (libc::SIGCONT, "SIGCONT"),
+    (libc::SIGSTOP, "SIGSTOP"),
+    (libc::SIGTSTP, "SIGTSTP"),
+    (libc::SIGTTIN, "SIGTTIN"),
+    (libc::SIGTTOU, "SIGTTOU"),
+    (libc::SIGURG, "SIGURG"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGWINCH, "SIGWINCH"),
+    (libc::SIGIO, "SIGIO"),
+    (libc::SIGSYS, "SIGSYS"),
+];
+
+/// No POSIX signals off Unix: an exit is never reported as one there.
+#[cfg(not(unix))]
+const SIGNALS: &[(i32, &str)] = &[];
 
 /// The number of a signal name from `signal_name` (for the shell's 128+n exit code).
 pub fn signal_number(name: &str) -> Option<i32> {
@@ -113,6 +142,7 @@ mod tests {
         assert_eq!(AgentStatus::Crashed.as_str(), "crashed");
     }
 
+    #[cfg(unix)]
     #[test]
     fn signal_names_round_trip() {
         assert_eq!(signal_name(15), "SIGTERM");
@@ -121,5 +151,14 @@ mod tests {
         assert_eq!(signal_number("SIGINT"), Some(2));
         assert_eq!(signal_number("SIG40"), Some(40));
         assert_eq!(signal_number("nope"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn names_come_from_the_platform() {
+        assert_eq!(signal_name(libc::SIGUSR1), "SIGUSR1");
+        assert_eq!(signal_name(libc::SIGBUS), "SIGBUS");
+        assert_eq!(signal_number("SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(signal_name(40), "SIG40");
     }
 }

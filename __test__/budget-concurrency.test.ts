@@ -23,13 +23,13 @@ const SONNET = { worstInput: 6_000_000, output: 15_000_000 }
 /**
  * The router's bound on input tokens (iron_cost::input_token_bound) for a body of text messages: one token per
  * UTF-8 byte of the JSON text of `messages` and `system` (each string + 3 for its quotes and comma, each key
- * + 3, each array or object + 2, a number its digits + 1, true/false/null 6); + 8 per message, + 16.
+ * + 3, each array or object + 2, a number 25, true/false/null 6); + 8 per message, + 16.
  */
 function inputBoundTokens(json: { messages?: unknown[]; system?: unknown }): number {
   let bytes = 0
   const walk = (v: unknown): void => {
     if (typeof v === 'string') bytes += Buffer.byteLength(v) + 3
-    else if (typeof v === 'number') bytes += String(v).length + 1
+    else if (typeof v === 'number') bytes += 25
     else if (Array.isArray(v)) {
       bytes += 2
       v.forEach(walk)

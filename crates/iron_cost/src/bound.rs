@@ -220,7 +220,8 @@ impl Walk {
             Value::Number(_) if mode == Mode::TokenIds => {
                 self.tokens = self.tokens.saturating_add(1)
             }
-            Value::Number(n) => self.add(n.to_string().len() + 1),
+            // A parsed number prints in at most 24 characters (f64, i64 or u64).
+            Value::Number(_) => self.add(25),
             Value::Array(items) => {
                 self.add(2);
                 items.iter().for_each(|i| self.value(i, mode, depth + 1))

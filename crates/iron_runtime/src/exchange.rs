@@ -30,6 +30,24 @@ impl Api {
         }
     }
 
+    /// The API whose answer a `GET` of `path` returns: a stored response (`/v1/responses/{id}`,
+    /// also streamed with `?stream=true`) or a stored chat completion. Not billed again, but its
+    /// text is checked like the original answer's.
+    pub fn retrieved(path: &str) -> Option<Api> {
+        let p = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+        let one_segment = |rest: &str| !rest.is_empty() && !rest.contains('/');
+        if p.strip_prefix("/v1/responses/").is_some_and(one_segment) {
+            Some(Api::OpenAiResponses)
+        } else if p
+            .strip_prefix("/v1/chat/completions/")
+            .is_some_and(one_segment)
+        {
+            Some(Api::OpenAiChat)
+        } else {
+            None
+        }
+    }
+
     /// Lowercase name for events and the ledger.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,6 +75,9 @@ pub struct Exchange {
     pub shape: Provider,
     pub model: Option<String>,
     pub api: Api,
+    /// The API whose answer shape the response has: `api`, or for a retrieval (see
+    /// [`Api::retrieved`]) the API that made the answer.
+    pub answer_api: Api,
     pub stream: bool,
     /// The router asked for usage on an OpenAI chat stream; the usage-only chunk is removed.
     pub strip_usage_chunk: bool,
@@ -73,4 +94,7 @@ pub struct Exchange {
     /// The status the client got when the router answered in the provider's place (a whole answer
     /// blocked by the response policy); events and the ledger report it. `None`: the provider's.
     pub client_status: Option<u16>,
+    /// The model may bill thinking the stream does not show (see `RequestInfo::may_reason`): a
+    /// stream cut short before its usage is charged its hold, not the text seen.
+    pub may_reason: bool,
 }

@@ -16,6 +16,10 @@ pub struct RequestInfo {
     /// The answer is to carry log probabilities (`logprobs`, `top_logprobs`, or a Responses
     /// `include` of `…logprobs`): they repeat the answer's text token by token.
     pub wants_logprobs: bool,
+    /// The model may think before it answers, billing output the stream does not show: a request
+    /// with `reasoning`, `reasoning_effort` or Anthropic `thinking` turned on, or an OpenAI
+    /// reasoning model (o-series, gpt-5, codex).
+    pub may_reason: bool,
 }
 
 #[derive(Deserialize)]
@@ -30,6 +34,9 @@ struct Light {
     logprobs: Option<serde_json::Value>,
     top_logprobs: Option<serde_json::Value>,
     include: Option<serde_json::Value>,
+    reasoning: Option<serde_json::Value>,
+    reasoning_effort: Option<serde_json::Value>,
+    thinking: Option<serde_json::Value>,
 }
 
 /// `Some(value)` whenever the key is present, `null` included (plain `Option` would read null as absent).
@@ -65,7 +72,24 @@ pub fn inspect(body: &[u8]) -> RequestInfo {
             .and_then(|o| o.get("include_usage"))
             .and_then(|v| v.as_bool()),
         wants_logprobs: wants_logprobs(&l),
+        may_reason: may_reason(&l),
     }
+}
+
+fn may_reason(l: &Light) -> bool {
+    let set = |v: &Option<serde_json::Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    let thinking_on = l
+        .thinking
+        .as_ref()
+        .and_then(|t| t.get("type"))
+        .and_then(|t| t.as_str())
+        .is_some_and(|t| t != "disabled");
+    let model = l.model.as_ref().and_then(|m| m.as_str()).unwrap_or("");
+    let model = model.rsplit('/').next().unwrap_or(model);
+    let reasoning_model = model.starts_with("gpt-5")
+        || model.contains("codex")
+        || (model.starts_with('o') && model[1..].starts_with(|c: char| c.is_ascii_digit()));
+    set(&l.reasoning) || set(&l.reasoning_effort) || thinking_on || reasoning_model
 }
 
 fn wants_logprobs(l: &Light) -> bool {

@@ -360,6 +360,12 @@ async fn proxy(
         shape,
         model: info.model.clone(),
         api,
+        answer_api: match api {
+            Api::Other if parts.method == axum::http::Method::GET => {
+                Api::retrieved(&path).unwrap_or(api)
+            }
+            _ => api,
+        },
         stream: info.stream,
         strip_usage_chunk,
         host,
@@ -369,6 +375,7 @@ async fn proxy(
         flat_cost_micros: hold.flat_cost_micros,
         permit: answer.permit,
         client_status: None,
+        may_reason: info.may_reason,
     };
 
     // Relay.

@@ -75,14 +75,21 @@ pub async fn relay(
         .is_some_and(|v| v.starts_with("text/event-stream"));
     // A body relayed unchanged keeps its length (no chunked encoding); SSE events may be rewritten.
     let headers = client_response_headers(upstream.headers(), !is_sse);
-    let shape = api_shape(ex.api);
+    let shape = api_shape(ex.answer_api);
     // These run inside the request's own task (see `pipeline::route`), so a client that leaves
     // cannot cut them short before they settle.
     if !status.is_success() {
         // A provider's error may quote the key it was sent: read it (bounded) and redact it.
         return crate::relay_buffered::relay_error_body(shared, ex, upstream, headers).await;
     }
-    let inspect = shared.policies.safety.response_active && shape != ApiShape::Other;
+    // An answer of no known shape is read whole when it is JSON (every string is checked); other
+    // media (audio, images as bytes) pass as they are.
+    let json = upstream
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let inspect = shared.policies.safety.response_active && (shape != ApiShape::Other || json);
     // A small answer that is not a stream goes out whole: head and body in one write, without a
     // relay task (the client cannot use half a JSON document anyway).
     let small = upstream
@@ -136,12 +143,17 @@ async fn run(
     let mut ttft: Option<u64> = None;
     let track_usage = success && ex.api.is_billable();
     let mut sse = is_sse.then(|| SideParser {
-        shape: api_shape(ex.api),
+        shape: api_shape(ex.answer_api),
         splitter: SseSplitter::new(MAX_SSE_EVENT),
         saw_error_event: false,
         usage: track_usage.then(StreamUsage::new),
-        filter: (success && shared.policies.safety.response_active)
-            .then(|| shared.policies.safety.engine.sse_filter(api_shape(ex.api))),
+        filter: (success && shared.policies.safety.response_active).then(|| {
+            shared
+                .policies
+                .safety
+                .engine
+                .sse_filter(api_shape(ex.answer_api))
+        }),
         template: DeltaTemplate::default(),
     });
     let mut json_copy: Option<Vec<u8>> = (!is_sse && track_usage).then(Vec::new);

@@ -47,7 +47,11 @@ pub(crate) async fn relay_error_body(
     };
     drop(body);
     let text = String::from_utf8_lossy(&buf);
-    let clean = crate::logging::redact(&text).into_bytes();
+    let mut clean = crate::logging::redact(&text).into_bytes();
+    // Providers quote the input in validation errors: the response policy checks every string.
+    if shared.policies.safety.response_active {
+        clean = check_error_body(&shared, &ex, clean);
+    }
     settle(
         &shared,
         &mut ex,
@@ -67,6 +71,41 @@ pub(crate) async fn relay_error_body(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// An error answer with the response policy applied to every string of it (JSON), or to all of it
+/// (text): values are redacted whatever their action, since an error cannot be half-sent; one
+/// the policy blocks withholds the provider's message.
+fn check_error_body(shared: &Shared, ex: &Exchange, body: Vec<u8>) -> Vec<u8> {
+    let (mut doc, is_json) = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => (v, true),
+        Err(_) => (
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()),
+            false,
+        ),
+    };
+    let verdict = shared
+        .policies
+        .safety
+        .engine
+        .inspect_response(iron_safety::ApiShape::Other, &mut doc);
+    crate::safety_policy::report(&shared.events, ex.id, "response", &verdict.detections);
+    if verdict.blocked {
+        let message = "The provider's error message contained a value the Iron Cage PII policy blocks; it was withheld.";
+        return crate::error::RouterError::PiiBlocked {
+            message: message.into(),
+        }
+        .body(ex.shape)
+        .to_string()
+        .into_bytes();
+    }
+    if !verdict.modified {
+        return body;
+    }
+    match doc {
+        serde_json::Value::String(s) if !is_json => s.into_bytes(),
+        v => serde_json::to_vec(&v).unwrap_or(body),
+    }
 }
 
 /// A whole JSON answer, read before the client sees any of it: inspected by the response PII
@@ -121,7 +160,7 @@ pub(crate) async fn relay_whole_json(
             .policies
             .safety
             .engine
-            .read_response_unchanged(api_shape(ex.api), &buf)
+            .read_response_unchanged(api_shape(ex.answer_api), &buf)
         {
             // The common case, read without a tree: nothing to redact or block.
             Some(iron_safety::UnchangedAnswer {
@@ -218,7 +257,7 @@ fn inspect_tree(
         .policies
         .safety
         .engine
-        .inspect_response(api_shape(ex.api), &mut doc);
+        .inspect_response(api_shape(ex.answer_api), &mut doc);
     crate::safety_policy::report(&shared.events, ex.id, "response", &verdict.detections);
     if verdict.blocked {
         let message = verdict

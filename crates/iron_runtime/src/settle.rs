@@ -101,7 +101,14 @@ pub(crate) fn settle(
     } else {
         match (&usage, &ex.price) {
             (Some(u), Some(p)) => {
-                iron_cost::cost_micros(p, crate::cost_policy::cost_provider(ex.provider), u)
+                let seen =
+                    iron_cost::cost_micros(p, crate::cost_policy::cost_provider(ex.provider), u);
+                // Cut short while the model may have been thinking: the text seen says nothing of
+                // the thinking billed, so the hold (the most it could be) is charged.
+                match &reservation {
+                    Some(r) if estimated && ex.may_reason => seen.max(r.amount()),
+                    _ => seen,
+                }
             }
             // A JSON answer cut short: the provider billed it, we cannot see how much; charge the hold.
             (None, Some(_)) if estimated => reservation.as_ref().map(|r| r.amount()).unwrap_or(0),

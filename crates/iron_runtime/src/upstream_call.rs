@@ -184,6 +184,11 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
             }
             Err(e) => {
                 let _ = permit.record(Outcome::Failure);
+                // A timeout waiting for the answer's head: the provider has the request and may
+                // still be generating (and billing) it; another attempt would be a second call.
+                if matches!(e, SendError::Timeout(_)) {
+                    return Err(send_denial(e, call.host, call.shape, attempt > 0));
+                }
                 match next_delay_within(rel, attempt, None, started, deadline, &mut rng) {
                     Some(delay) => {
                         attempt += 1;

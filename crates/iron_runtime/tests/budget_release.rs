@@ -176,6 +176,45 @@ async fn client_hanging_up_mid_stream_is_charged_an_estimate_and_releases_the_ho
     .await;
 }
 
+/// A reasoning model bills thinking the stream never shows: cut short before its usage, the call
+/// is charged its hold rather than the few words seen (a review saw $0.0006 recorded for ~$0.16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reasoning_stream_cut_short_is_charged_its_hold() {
+    bounded(20, async {
+        let mut events: Vec<String> = (0..30).map(|i| chunk(&format!(" word{i}"))).collect();
+        events.push("data: [DONE]\n\n".into());
+        let provider = FakeProvider::start(Reply::Sse {
+            events,
+            gap: Duration::from_millis(100),
+        })
+        .await;
+        let (_ks, router) = router_on(&provider.url()).await;
+        let mut sub = router.events().subscribe();
+        let mut b = body(true);
+        b["model"] = json!("o3-mini");
+        let mut resp = post(&router, "/v1/chat/completions", &b).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let mut seen = String::new();
+        while !streamed_text(&seen).contains("word1") {
+            let c = resp.chunk().await.expect("read").expect("more chunks");
+            seen.push_str(&String::from_utf8_lossy(&c));
+        }
+        let hold = router.budget_status().reserved_micros;
+        assert!(hold > 0);
+        drop(resp);
+        let (status, cost, estimated, outcome) = next_response(&mut sub).await;
+        assert_eq!(
+            (status, estimated, outcome.as_str()),
+            (200, true, "client_aborted")
+        );
+        assert_eq!(cost, hold, "charged the hold, not the words seen");
+        let s = router.budget_status();
+        assert_eq!((s.reserved_micros, s.spent_micros), (0, hold));
+        router.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_error_status_costs_nothing_and_releases_the_hold() {
     bounded(20, async {

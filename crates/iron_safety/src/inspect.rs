@@ -176,6 +176,27 @@ impl Walker<'_> {
         }
     }
 
+    /// A body of no known shape (an endpoint the router has no reader for, an error answer): every
+    /// string is text, except values that only name or identify things and encoded blobs.
+    fn any(&mut self, v: &mut Value, depth: usize) {
+        if depth > 256 {
+            return;
+        }
+        match v {
+            Value::String(s) if is_blob(s) => {}
+            Value::String(_) => self.text(Some(v)),
+            Value::Array(items) => items.iter_mut().for_each(|x| self.any(x, depth + 1)),
+            Value::Object(map) => {
+                for (k, x) in map.iter_mut() {
+                    if !is_identifier_key(k) {
+                        self.any(x, depth + 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn finish(self) -> Verdict {
         let direction = self.guard.direction();
         Verdict {
@@ -185,6 +206,32 @@ impl Walker<'_> {
             message: self.tally.block_message(direction),
         }
     }
+}
+
+/// Keys whose values name or identify (ids, model names, types, statuses, timestamps) or hold
+/// encoded data (images, embeddings): not text a person wrote or reads.
+fn is_identifier_key(k: &str) -> bool {
+    matches!(
+        k,
+        "id" | "object"
+            | "model"
+            | "role"
+            | "type"
+            | "status"
+            | "finish_reason"
+            | "stop_reason"
+            | "system_fingerprint"
+            | "service_tier"
+            | "b64_json"
+            | "embedding"
+            | "encrypted_content"
+    ) || k.ends_with("_id")
+        || k.ends_with("_at")
+}
+
+/// A long string without whitespace: base64 or another encoding, not text.
+fn is_blob(s: &str) -> bool {
+    s.len() >= 64 * 1024 && !s.bytes().any(|b| b.is_ascii_whitespace())
 }
 
 fn each_in(v: Option<&mut Value>, mut f: impl FnMut(&mut Value)) {
@@ -222,7 +269,7 @@ pub fn inspect_request(guard: &TextGuard, api: ApiShape, body: &mut Value) -> Re
             });
             w.tool_definitions(body);
         }
-        ApiShape::Other => {}
+        ApiShape::Other => w.any(body, 0),
     }
     w.finish()
 }
@@ -247,7 +294,8 @@ pub fn inspect_response(guard: &TextGuard, api: ApiShape, body: &mut Value) -> R
         }
         ApiShape::OpenAiResponses => w.responses_items(body.get_mut("output")),
         ApiShape::AnthropicMessages => w.anthropic_blocks(body.get_mut("content")),
-        ApiShape::OpenAiEmbeddings | ApiShape::Other => {}
+        ApiShape::OpenAiEmbeddings => {}
+        ApiShape::Other => w.any(body, 0),
     }
     w.finish()
 }

@@ -81,7 +81,9 @@ pub(crate) fn inspect_response_unchanged(
             ok
         }
         // No answer text to scan in an embedding; nothing is read.
-        ApiShape::OpenAiEmbeddings | ApiShape::Other => true,
+        ApiShape::OpenAiEmbeddings => true,
+        // No known shape: every string is read, by the tree walk.
+        ApiShape::Other => return None,
         ApiShape::OpenAiResponses => return None,
     };
     if !unchanged || tally.is_blocked() {

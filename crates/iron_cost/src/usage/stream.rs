@@ -16,6 +16,8 @@ pub struct StreamUsage {
     anthropic_final: bool,
     /// Characters of generated text, tool arguments and thinking seen in deltas.
     output_chars: u64,
+    /// Quarter tokens of that text, for the estimate of a stream cut short.
+    output_quarters: u64,
 }
 
 impl StreamUsage {
@@ -96,9 +98,25 @@ impl StreamUsage {
     /// text (an OpenAI chat or completions text chunk without usage, an Anthropic `text_delta`):
     /// the same as [`observe`](Self::observe) on that event, without parsing it again.
     pub fn observe_text(&mut self, text: &str) {
-        self.output_chars = self
-            .output_chars
-            .saturating_add(text.chars().count() as u64);
+        self.count_text(text);
+    }
+
+    /// Characters, and quarter tokens for the estimate: an ASCII character a quarter of a token,
+    /// any other a whole one (CJK runs about one token per character; a quarter undercounted them
+    /// by half).
+    fn count_text(&mut self, text: &str) {
+        let (mut ascii, mut other) = (0u64, 0u64);
+        for b in text.bytes() {
+            if b.is_ascii() {
+                ascii += 1;
+            } else if b >= 0xC0 {
+                other += 1;
+            }
+        }
+        self.output_chars = self.output_chars.saturating_add(ascii + other);
+        self.output_quarters = self
+            .output_quarters
+            .saturating_add(ascii.saturating_add(other.saturating_mul(4)));
     }
 
     /// Characters of output seen so far.
@@ -113,12 +131,12 @@ impl StreamUsage {
 
     /// The usage, and whether it is an estimate. Without a final report, missing input comes
     /// from `estimated_input_tokens` and output is the larger of any reported count and
-    /// output characters / 4, rounded up.
+    /// the text seen: a quarter token per ASCII character, one per other character, rounded up.
     pub fn finish(self, estimated_input_tokens: u64) -> (Usage, bool) {
         if let Some(u) = self.final_usage {
             return (u, false);
         }
-        let from_text = self.output_chars.div_ceil(4);
+        let from_text = self.output_quarters.div_ceil(4);
         match self.anthropic {
             Some(c) if self.anthropic_final => (c.to_usage(), false),
             Some(c) => {
@@ -165,7 +183,7 @@ impl StreamUsage {
 
     fn add_chars(&mut self, text: Option<&Value>) {
         if let Some(s) = text.and_then(Value::as_str) {
-            self.output_chars = self.output_chars.saturating_add(s.chars().count() as u64);
+            self.count_text(s);
         }
     }
 }

@@ -14,10 +14,10 @@ fn reserve_stream_settle_for_an_anthropic_call() {
         .expect("priced");
     let body = json!({"model":"claude-haiku-4-5-20251001","max_tokens":1000,
         "messages":[{"role":"user","content":"Say hi"}]});
-    // Input: "user" + "Say hi" = 10 chars -> 4 + 8 + 16 = 28 tokens at the 1h-write rate $2/M = 56 µ$;
-    // output 1000 × $5/M = 5000 µ$.
+    // Input bound: 37 bytes of the messages' JSON text + 8 per message + 16 = 61 tokens at the 1h-write
+    // rate $2/M = 122 µ$; output 1000 × $5/M = 5000 µ$.
     let hold = worst_case_micros(&body, kind, price);
-    assert_eq!(hold, 5_056);
+    assert_eq!(hold, 5_122);
 
     let ledger = BudgetLedger::new(Some(6_000));
     let reservation = ledger.reserve(hold).expect("fits");

@@ -705,3 +705,42 @@ async fn error_answers_are_checked() {
     );
     router.stop().await;
 }
+
+/// A prompt the request policy redacts is re-encoded with its keys in their order: the order of a
+/// JSON schema's properties is the order of the structured answer's fields (and prompt caching
+/// compares bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redacted_request_keeps_its_key_order() {
+    let provider = FakeProvider::json(json!({ "choices": [] })).await;
+    let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+    let router = start_router(
+        &ks,
+        json!({ "safety": { "request": { "default": "redact" } } }),
+    );
+    let body = json!({ "model": "gpt-4o", "messages": [{ "role": "user", "content": format!("mail {EMAIL}") }],
+        "response_format": { "type": "json_schema", "json_schema": { "name": "a", "schema": { "type": "object",
+            "properties": { "zip": { "type": "string" }, "city": { "type": "string" }, "amount": { "type": "number" } } } } } });
+    let sent = serde_json::to_string(&body).expect("json");
+    assert!(
+        sent.find("\"zip\"") < sent.find("\"amount\""),
+        "serde_json keeps insertion order: {sent}"
+    );
+    let resp = post_with(
+        &router,
+        "/v1/chat/completions",
+        sent,
+        &[("authorization", &format!("Bearer {IC}"))],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let seen = provider.seen().pop().expect("forwarded");
+    let forwarded = String::from_utf8_lossy(&seen.body).into_owned();
+    assert!(!forwarded.contains(EMAIL), "{forwarded}");
+    let at = |k: &str| forwarded.find(&format!("\"{k}\"")).expect(k);
+    assert!(
+        at("zip") < at("city") && at("city") < at("amount"),
+        "{forwarded}"
+    );
+    assert!(at("model") < at("messages"), "{forwarded}");
+    router.stop().await;
+}

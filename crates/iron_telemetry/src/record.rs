@@ -151,9 +151,11 @@ mod tests {
 
     #[test]
     fn text_line_keeps_one_record_per_line() {
+        // Inserted in name order: serde_json's map keeps insertion order when another crate of the
+        // build enables `preserve_order`, and sorts otherwise.
         let mut fields = Map::new();
-        fields.insert("path".into(), Value::from("/v1\nx"));
         fields.insert("n".into(), Value::from(3));
+        fields.insert("path".into(), Value::from("/v1\nx"));
         let r = Rendered::new(Level::WARN, "t", "a\nb".into(), fields, 0);
         assert_eq!(
             r.line(LogFormat::Text),

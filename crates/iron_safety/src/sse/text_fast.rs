@@ -140,25 +140,28 @@ impl SseOutputFilter {
     /// Keeps an OpenAI chunk's `id`, `object`, `created` and `model` for synthesized chunks,
     /// copying only what changed (on a stream, nothing after the first chunk).
     fn note_meta(&mut self, meta: &ChunkMeta<'_>) {
-        let texts = [
-            ("id", &meta.id),
-            ("object", &meta.object),
-            ("model", &meta.model),
-        ];
-        for (k, v) in texts {
-            if let Some(v) = v {
-                if !matches!(self.chunk_meta.get(k), Some(Value::String(s)) if s == v) {
-                    self.chunk_meta
-                        .insert(k.to_string(), Value::String(v.to_string()));
+        // Inserted in the order the general path uses (`id`, `object`, `created`, `model`, as
+        // OpenAI sends them), so a synthesized chunk reads the same from either path.
+        fn set_text(
+            meta_map: &mut serde_json::Map<String, Value>,
+            k: &str,
+            v: &Option<std::borrow::Cow<'_, str>>,
+        ) {
+            if let Some(v) = v.as_deref() {
+                if !matches!(meta_map.get(k), Some(Value::String(s)) if s == v) {
+                    meta_map.insert(k.to_string(), Value::String(v.to_string()));
                 }
             }
         }
+        set_text(&mut self.chunk_meta, "id", &meta.id);
+        set_text(&mut self.chunk_meta, "object", &meta.object);
         if let Some(c) = meta.created {
             if self.chunk_meta.get("created").and_then(Value::as_u64) != Some(c) {
                 self.chunk_meta
                     .insert("created".to_string(), Value::from(c));
             }
         }
+        set_text(&mut self.chunk_meta, "model", &meta.model);
     }
 }
 

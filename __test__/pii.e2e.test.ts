@@ -4,7 +4,7 @@
 // events carry SHA-256 digests only, and redaction does not hold a stream back.
 import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
-import { createHash } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { LlmRouter } from '../src-ts/index.js'
 import type { BlockedEvent, PiiEvent } from '../src-ts/events.js'
@@ -25,6 +25,9 @@ const CARD = '4111 1111 1111 1111'
 const CARD_DIGITS = '4111111111111111'
 
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex')
+// Digests in pii events are HMAC-SHA256 under safety.digestKey (a random key per router without it).
+const DIGEST_KEY = 'pii-e2e-digest-key-8b2f'
+const digest = (s: string): string => createHmac('sha256', DIGEST_KEY).update(s, 'utf8').digest('hex')
 
 let openaiUp: FakeProvider
 let anthropicUp: FakeProvider
@@ -60,7 +63,7 @@ interface Setup {
 /** A router for one provider with the given safety option, recording `pii` and `blocked` events. */
 async function setup(provider: 'openai' | 'anthropic', safety?: SafetyOptions): Promise<Setup> {
   const keys = provider === 'openai' ? openaiKeys : anthropicKeys
-  const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, ...(safety ? { safety } : {}) })
+  const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, safety: { ...safety, digestKey: DIGEST_KEY } })
   routers.push(router)
   const pii: PiiEvent[] = []
   const blocked: BlockedEvent[] = []
@@ -118,7 +121,8 @@ describe('secrets in requests are blocked by default', () => {
     await until('blocked event', () => s.blocked.length === 1 && s.pii.length === 1)
     expect(s.blocked[0]).toMatchObject({ reason: 'pii', code: 'PII_BLOCKED' })
     expect(s.blocked[0]!.message).not.toContain(AWS_KEY)
-    expect(s.pii[0]).toMatchObject({ direction: 'request', detections: [{ kind: 'secret', count: 1, action: 'block', sha256: [sha256(AWS_KEY)] }] })
+    expect(s.pii[0]).toMatchObject({ direction: 'request', detections: [{ kind: 'secret', count: 1, action: 'block', sha256: [digest(AWS_KEY)] }] })
+    expect(digest(AWS_KEY)).not.toBe(sha256(AWS_KEY))
     expect(JSON.stringify([s.pii, s.blocked])).not.toContain(AWS_KEY)
   })
 
@@ -163,7 +167,7 @@ describe('secrets in requests are blocked by default', () => {
     expect(err.message).not.toContain(AWS_KEY)
     expect(anthropicUp.requests).toHaveLength(0)
     await until('pii event', () => s.pii.length === 1)
-    expect(s.pii[0]!.detections).toEqual([{ kind: 'secret', count: 2, action: 'block', sha256: [sha256(AWS_KEY), sha256(GITHUB_TOKEN)].sort() }])
+    expect(s.pii[0]!.detections).toEqual([{ kind: 'secret', count: 2, action: 'block', sha256: [digest(AWS_KEY), digest(GITHUB_TOKEN)].sort() }])
   })
 })
 
@@ -189,7 +193,7 @@ describe('redaction in requests: the provider sees the placeholder', () => {
     expect(seen.json.model).toBe('gpt-4o-mini')
     expect(seen.body).not.toContain(EMAIL)
     await until('pii event', () => s.pii.length === 1)
-    expect(s.pii[0]).toMatchObject({ direction: 'request', detections: [{ kind: 'email', count: 3, action: 'redact', sha256: [sha256(EMAIL)] }] })
+    expect(s.pii[0]).toMatchObject({ direction: 'request', detections: [{ kind: 'email', count: 3, action: 'redact', sha256: [digest(EMAIL)] }] })
   })
 
   it('OpenAI Responses: instructions and input items are redacted', async () => {
@@ -228,7 +232,7 @@ describe('redaction in requests: the provider sees the placeholder', () => {
     expect(seen.json.max_tokens).toBe(64)
     expect(seen.body).not.toContain(EMAIL)
     await until('pii event', () => s.pii.length === 1)
-    expect(s.pii[0]!.detections).toEqual([{ kind: 'email', count: 4, action: 'redact', sha256: [sha256(EMAIL)] }])
+    expect(s.pii[0]!.detections).toEqual([{ kind: 'email', count: 4, action: 'redact', sha256: [digest(EMAIL)] }])
   })
 
   it('with secret set to redact, the key is replaced and the request goes through', async () => {
@@ -276,8 +280,8 @@ describe('redaction in streamed answers', () => {
       expect(s.pii[0]).toMatchObject({ direction: 'response' })
       // One entry per kind, in the documented kind order (email, phone, creditCard, …).
       expect(s.pii[0]!.detections).toEqual([
-        { kind: 'email', count: 1, action: 'redact', sha256: [sha256(EMAIL)] },
-        { kind: 'creditCard', count: 1, action: 'redact', sha256: [sha256(CARD)] },
+        { kind: 'email', count: 1, action: 'redact', sha256: [digest(EMAIL)] },
+        { kind: 'creditCard', count: 1, action: 'redact', sha256: [digest(CARD)] },
       ])
     })
 
@@ -315,8 +319,8 @@ describe('redaction in streamed answers', () => {
       expect(final.content.map((b) => (b.type === 'text' ? b.text : b.type))).toEqual([REDACTED])
       await until('pii event', () => s.pii.length === 1)
       expect(s.pii[0]!.detections.map((d) => [d.kind, d.count, d.action, d.sha256])).toEqual([
-        ['email', 1, 'redact', [sha256(EMAIL)]],
-        ['creditCard', 1, 'redact', [sha256(CARD)]],
+        ['email', 1, 'redact', [digest(EMAIL)]],
+        ['creditCard', 1, 'redact', [digest(CARD)]],
       ])
     })
   }
@@ -352,7 +356,7 @@ describe('block in streamed answers ends the stream with an SDK error', () => {
     expect(text.startsWith('Sure. Your card')).toBe(true)
     expect(text.replace(/\s/g, '')).not.toMatch(/4111111/)
     await until('pii event', () => s.pii.length === 1)
-    expect(s.pii[0]!.detections).toEqual([{ kind: 'creditCard', count: 1, action: 'block', sha256: [sha256(CARD)] }])
+    expect(s.pii[0]!.detections).toEqual([{ kind: 'creditCard', count: 1, action: 'block', sha256: [digest(CARD)] }])
   })
 
   it('Anthropic stream: the SDK throws, the card was never delivered', async () => {
@@ -388,7 +392,7 @@ describe('redaction in non-streamed JSON answers', () => {
     await until('pii events', () => s.pii.length === 2)
     for (const e of s.pii) {
       expect(e.direction).toBe('response')
-      expect(e.detections.map((d) => d.sha256[0])).toEqual([sha256(EMAIL), sha256(CARD)])
+      expect(e.detections.map((d) => d.sha256[0])).toEqual([digest(EMAIL), digest(CARD)])
     }
     expect(JSON.stringify(s.pii)).not.toContain(EMAIL)
     expect(JSON.stringify(s.pii)).not.toContain(CARD)

@@ -32,6 +32,10 @@ export interface SafetyOptions {
   request?: PiiDirectionPolicy
   response?: PiiDirectionPolicy
   custom?: Array<{ name: string; pattern: string }>
+  /** Secret (16+ characters) keying the HMAC-SHA256 digests that stand for values found, in events and
+   *  the audit trail: equal values then give equal digests across routers and restarts. Default: a random
+   *  key per router (digests match within it only). Digests are keyed so they cannot be reversed. */
+  digestKey?: string
 }
 
 /** Circuit breaker, retry and timeout settings. */

@@ -21,6 +21,13 @@ fn answer() -> String {
     format!("Sure. Card {CARD}, mail {EMAIL}, IBAN {IBAN} today.")
 }
 
+/// Digests in `pii` events are HMAC-SHA256 under `safety.digestKey` (a random key without it).
+const DIGEST_KEY: &str = "pii-stream-digest-key-5c1e";
+
+fn digest(s: &str) -> String {
+    iron_safety::value_digest(DIGEST_KEY, s)
+}
+
 fn sha256(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
@@ -321,7 +328,7 @@ async fn pii_event_for_a_stream_carries_counts_and_sha256_only() {
             Api::Anthropic,
             upstream_events(Api::Anthropic, &pieces),
             0,
-            json!({"response": {"default": "redact"}}),
+            json!({"response": {"default": "redact"}, "digestKey": DIGEST_KEY}),
         )
         .await;
         let mut sub = router.events().subscribe();
@@ -343,11 +350,13 @@ async fn pii_event_for_a_stream_carries_counts_and_sha256_only() {
         assert_eq!(
             v["detections"],
             json!([
-                {"kind": "email", "count": 1, "action": "redact", "sha256": [sha256(EMAIL)]},
-                {"kind": "creditCard", "count": 1, "action": "redact", "sha256": [sha256(CARD)]},
-                {"kind": "iban", "count": 1, "action": "redact", "sha256": [sha256(IBAN)]},
+                {"kind": "email", "count": 1, "action": "redact", "sha256": [digest(EMAIL)]},
+                {"kind": "creditCard", "count": 1, "action": "redact", "sha256": [digest(CARD)]},
+                {"kind": "iban", "count": 1, "action": "redact", "sha256": [digest(IBAN)]},
             ])
         );
+        // Keyed: a plain SHA-256 of a card could be reversed by hashing candidates.
+        assert_ne!(digest(CARD), sha256(CARD));
         assert_no_values("pii event", &v.to_string());
         router.stop().await;
     })

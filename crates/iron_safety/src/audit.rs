@@ -40,13 +40,13 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Records one value of `kind` handled with `action`.
-    pub fn record(&mut self, kind: &PiiKind, action: Action, value: &str, label: &'static str) {
+    /// Records one value of `kind` handled with `action`, by its digest (see [`DigestKey`]).
+    pub fn record(&mut self, kind: &PiiKind, action: Action, digest: String, label: &'static str) {
         let entry = self.entries.entry(kind.clone()).or_default();
         entry.count = entry.count.saturating_add(1);
         entry.action = Some(entry.action.map_or(action, |a| a.max(action)));
         if entry.hashes.len() < MAX_HASHES_PER_KIND {
-            entry.hashes.insert(sha256_hex(value));
+            entry.hashes.insert(digest);
         }
         if !label.is_empty() {
             entry.labels.insert(label);
@@ -149,6 +149,61 @@ impl Tally {
     }
 }
 
+/// The key of the digests that stand for values in detections, events and the audit trail:
+/// HMAC-SHA256, so a digest cannot be reversed by hashing guesses (a card number's bank prefix and
+/// last four leave a million candidates: an unkeyed SHA-256 gave it back in under a second).
+/// Equal values give equal digests under one key: with `safety.digestKey` across routers and
+/// restarts, else within one router (a random key made when it starts).
+#[derive(Clone)]
+pub struct DigestKey(ring::hmac::Key);
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(..)")
+    }
+}
+
+impl DigestKey {
+    /// A key from a secret the user keeps (`safety.digestKey`).
+    pub fn from_secret(secret: &str) -> DigestKey {
+        DigestKey(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            secret.as_bytes(),
+        ))
+    }
+
+    /// A fresh key from the operating system's random source.
+    pub fn random() -> DigestKey {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .expect("the operating system's random source failed");
+        DigestKey(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes))
+    }
+
+    /// Lower-case hex HMAC-SHA256 of `value`.
+    pub fn digest(&self, value: &str) -> String {
+        hex(ring::hmac::sign(&self.0, value.as_bytes()).as_ref())
+    }
+}
+
+/// [`DigestKey::from_secret`]`(secret).digest(value)`: what a detection of `value` reports under
+/// `safety.digestKey: secret` (to look a known value up in the audit trail).
+pub fn value_digest(secret: &str, value: &str) -> String {
+    DigestKey::from_secret(secret).digest(value)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 /// Lower-case hex SHA-256 of `value`.
 pub fn sha256_hex(value: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -168,8 +223,8 @@ mod tests {
     #[test]
     fn block_message_names_types_not_values() {
         let mut t = Tally::default();
-        t.record(&PiiKind::Secret, Action::Block, "sk-abc", "OpenAI key");
-        t.record(&PiiKind::Email, Action::Log, "a@b.co", "");
+        t.record(&PiiKind::Secret, Action::Block, "d1".into(), "OpenAI key");
+        t.record(&PiiKind::Email, Action::Log, "d2".into(), "");
         assert_eq!(
             t.block_message(Direction::Request).as_deref(),
             Some("Request blocked by Iron Cage PII policy: secret ×1 (OpenAI key). Remove it or set safety.request.secret to 'redact'.")
@@ -178,5 +233,18 @@ mod tests {
             sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn digests_are_keyed() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            value_digest("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let (a, b) = (DigestKey::random(), DigestKey::random());
+        assert_eq!(a.digest("4111111111111111"), a.digest("4111111111111111"));
+        assert_ne!(a.digest("4111111111111111"), b.digest("4111111111111111"));
+        assert_ne!(a.digest("abc"), sha256_hex("abc"));
     }
 }

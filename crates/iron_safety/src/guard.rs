@@ -1,7 +1,7 @@
 //! A compiled scanner plus the actions of one direction: scans a text, records detections and
 //! returns the redacted text.
 
-use crate::audit::Tally;
+use crate::audit::{DigestKey, Tally};
 use crate::kind::{Action, Direction, PiiKind};
 use crate::policy::SafetyPolicy;
 use crate::scanner::{Finding, Scanner};
@@ -26,6 +26,8 @@ pub struct TextGuard {
     actions: Vec<(PiiKind, Action)>,
     /// Prompts only: what earlier scans of the same texts found.
     seen: Option<Mutex<SeenTexts>>,
+    /// Keys the digests recorded for values found.
+    digest_key: DigestKey,
 }
 
 /// Texts shorter than this are scanned every time (it costs less than keeping them).
@@ -83,8 +85,23 @@ fn text_hash(text: &str) -> u64 {
 }
 
 impl TextGuard {
-    /// Compiles the scanner for every kind whose action in `direction` is not `Off`.
+    /// Compiles the scanner for every kind whose action in `direction` is not `Off`; digests are
+    /// keyed by `safety.digestKey`, else by a random key of this guard's own.
     pub fn new(policy: &SafetyPolicy, direction: Direction) -> Result<TextGuard, regex::Error> {
+        let key = match &policy.digest_key {
+            Some(secret) => DigestKey::from_secret(secret),
+            None => DigestKey::random(),
+        };
+        TextGuard::with_digest_key(policy, direction, key)
+    }
+
+    /// [`TextGuard::new`] with the digest key given (one engine's two guards share theirs, so a
+    /// value in a prompt and in an answer has one digest).
+    pub fn with_digest_key(
+        policy: &SafetyPolicy,
+        direction: Direction,
+        digest_key: DigestKey,
+    ) -> Result<TextGuard, regex::Error> {
         let dp = policy.direction(direction);
         let mut actions = Vec::new();
         let kinds: Vec<PiiKind> = SCAN_ORDER
@@ -108,7 +125,13 @@ impl TextGuard {
             scanner,
             actions,
             seen: (direction == Direction::Request).then(Mutex::default),
+            digest_key,
         })
+    }
+
+    /// The digest a detection of `value` reports.
+    pub fn digest(&self, value: &str) -> String {
+        self.digest_key.digest(value)
     }
 
     /// Request or response.
@@ -165,7 +188,7 @@ impl TextGuard {
                 continue;
             };
             let action = self.action(&f.kind);
-            tally.record(&f.kind, action, value, f.label);
+            tally.record(&f.kind, action, self.digest(value), f.label);
             if matches!(action, Action::Redact | Action::Block) {
                 let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
                 buf.push_str(&text[copied..f.span.start]);

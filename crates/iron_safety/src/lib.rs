@@ -20,7 +20,7 @@ mod stream;
 mod text_delta;
 mod whole_fast;
 
-pub use audit::{sha256_hex, Detection, Tally};
+pub use audit::{sha256_hex, value_digest, Detection, DigestKey, Tally};
 pub use guard::{TextGuard, SCAN_ORDER};
 pub use inspect::{ApiShape, RequestVerdict, ResponseVerdict, Verdict};
 pub use kind::{Action, Direction, PiiKind};
@@ -44,8 +44,12 @@ pub struct SafetyEngine {
 impl SafetyEngine {
     /// Compiles `policy`; fails only on a custom regex the combined scanner cannot hold.
     pub fn new(policy: &SafetyPolicy) -> Result<SafetyEngine, PolicyError> {
+        let key = match &policy.digest_key {
+            Some(secret) => DigestKey::from_secret(secret),
+            None => DigestKey::random(),
+        };
         let compile = |d: Direction| {
-            TextGuard::new(policy, d)
+            TextGuard::with_digest_key(policy, d, key.clone())
                 .map(Arc::new)
                 .map_err(|e| PolicyError {
                     field: "safety.custom".to_string(),

@@ -50,6 +50,9 @@ pub struct SafetyPolicy {
     pub response: DirectionPolicy,
     /// User patterns, scanned in both directions.
     pub custom: Vec<CustomPattern>,
+    /// Keys the HMAC digests that stand for values found (`safety.digestKey`); `None`: a random
+    /// key per router.
+    pub digest_key: Option<String>,
 }
 
 /// A policy that cannot be used, naming the field (`safety.request.email`) and what is wrong.
@@ -109,13 +112,32 @@ impl SafetyPolicy {
             }
         };
         for key in obj.keys() {
-            if !matches!(key.as_str(), "request" | "response" | "custom") {
+            if !matches!(
+                key.as_str(),
+                "request" | "response" | "custom" | "digestKey"
+            ) {
                 return Err(err(
                     format!("safety.{key}"),
-                    "unknown key; expected request, response or custom",
+                    "unknown key; expected request, response, custom or digestKey",
                 ));
             }
         }
+        let digest_key = match obj.get("digestKey") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if (16..=4096).contains(&s.len()) => Some(s.clone()),
+            Some(Value::String(_)) => {
+                return Err(err(
+                    "safety.digestKey",
+                    "must be a secret of 16 to 4096 characters (it keys the digests of values found; keep it like a password)",
+                ))
+            }
+            Some(other) => {
+                return Err(err(
+                    "safety.digestKey",
+                    format!("expected a string, got {}", type_name(other)),
+                ))
+            }
+        };
         let custom = parse_custom(obj.get("custom").unwrap_or(&Value::Null))?;
         let names: Vec<&str> = custom.iter().map(|c| c.name.as_str()).collect();
         let request = parse_direction("safety.request", obj.get("request"), &names)?;
@@ -124,6 +146,7 @@ impl SafetyPolicy {
             request,
             response,
             custom,
+            digest_key,
         })
     }
 

@@ -126,8 +126,9 @@ impl StreamRedactor {
         for f in findings.iter().filter(|f| f.span.start >= cut) {
             if self.guard.action(&f.kind) == Action::Block {
                 let value = joined.get(f.span.clone()).unwrap_or("");
+                let digest = self.guard.digest(value);
                 self.held_blocks
-                    .record(&f.kind, Action::Block, value, f.label);
+                    .record(&f.kind, Action::Block, digest, f.label);
             }
         }
         // Values straddling the released context are redacted from where the new text starts.
@@ -264,8 +265,9 @@ impl StreamRedactor {
             .apply(before, &findings, &mut self.tally)
             .unwrap_or_else(|| before.to_string());
         let action = self.guard.action(&PiiKind::Secret);
+        let digest = self.guard.digest(&joined[start..]);
         self.tally
-            .record(&PiiKind::Secret, action, &joined[start..], "private key");
+            .record(&PiiKind::Secret, action, digest, "private key");
         out.push_str(&PiiKind::Secret.placeholder());
         self.context.clear();
         self.resume = 0;

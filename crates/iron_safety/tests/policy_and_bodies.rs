@@ -1,6 +1,8 @@
 //! Policy parsing (defaults, errors naming the field) and request/response body inspection.
 
-use iron_safety::{sha256_hex, Action, ApiShape, Direction, PiiKind, SafetyEngine, SafetyPolicy};
+use iron_safety::{
+    sha256_hex, value_digest, Action, ApiShape, Direction, PiiKind, SafetyEngine, SafetyPolicy,
+};
 use serde_json::json;
 
 const KEY: &str = "sk-proj-Ab3dEf9hIjK1mNoP2rStU7wXyZ0aBcD4eFgH5iJkL6mNoP8qRsT";
@@ -89,7 +91,9 @@ fn invalid_values_and_regexes_name_the_field() {
 
 #[test]
 fn openai_chat_request_with_key_is_blocked_with_types_not_values() {
-    let engine = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    let policy =
+        SafetyPolicy::from_value(&json!({"digestKey": "test-digest-key-0123"})).expect("policy");
+    let engine = SafetyEngine::new(&policy).expect("engine");
     let mut body = json!({"model":"gpt-4o","messages":[
         {"role":"system","content":"be nice"},
         {"role":"user","content":[{"type":"text","text":format!("my key {KEY}")}]}]});
@@ -99,7 +103,24 @@ fn openai_chat_request_with_key_is_blocked_with_types_not_values() {
         v.message.as_deref(),
         Some("Request blocked by Iron Cage PII policy: secret ×1 (OpenAI key). Remove it or set safety.request.secret to 'redact'.")
     );
-    assert_eq!(v.detections[0].value_sha256, vec![sha256_hex(KEY)]);
+    // A keyed digest (HMAC-SHA256 under safety.digestKey), never the value nor its plain SHA-256.
+    assert_eq!(
+        v.detections[0].value_sha256,
+        vec![value_digest("test-digest-key-0123", KEY)]
+    );
+    assert_ne!(v.detections[0].value_sha256, vec![sha256_hex(KEY)]);
+    // Without a digestKey each engine keys its own digests: not comparable across engines.
+    let a = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    let b = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    let digest = |e: &SafetyEngine| {
+        let mut body = json!({"messages":[{"role":"user","content":format!("my key {KEY}")}]});
+        e.inspect_request(ApiShape::OpenAiChat, &mut body)
+            .detections[0]
+            .value_sha256
+            .clone()
+    };
+    assert_eq!(digest(&a), digest(&a));
+    assert_ne!(digest(&a), digest(&b));
     assert_eq!(body["model"], "gpt-4o");
 }
 

@@ -424,14 +424,23 @@ fn input_safety(
         ));
     }
     if verdict.modified {
-        // Sized up front: growing from empty costs several copies of a long prompt.
-        let mut out = Vec::with_capacity(body.len() + 256);
-        return serde_json::to_writer(&mut out, doc)
-            .map(|()| Bytes::from(out))
-            .map_err(|e| {
-                let msg = format!("could not re-encode the redacted body: {e}");
-                Denial::new(RouterError::Internal(msg), shape, "pii")
-            });
+        // Schemas are rendered into the prompt in their members' order (a structured answer's
+        // fields come in that order): with any, the original bytes get the redacted strings
+        // written in, keeping the order; otherwise the tree is written as it is (its keys sorted,
+        // which the provider reads the same) without a second parse.
+        let schemas = ["tools", "functions", "response_format", "text"]
+            .iter()
+            .any(|k| doc.get(k).is_some_and(|v| !v.is_null()));
+        let encoded = if schemas {
+            crate::unique_json::reencode_in_order(&body, doc)
+        } else {
+            let mut out = Vec::with_capacity(body.len() + 256);
+            serde_json::to_writer(&mut out, &*doc).map(|()| out)
+        };
+        return encoded.map(Bytes::from).map_err(|e| {
+            let msg = format!("could not re-encode the redacted body: {e}");
+            Denial::new(RouterError::Internal(msg), shape, "pii")
+        });
     }
     Ok(body)
 }

@@ -100,6 +100,144 @@ impl<'de> Visitor<'de> for UniqueVisitor {
     }
 }
 
+/// The original `body` with the strings of `redacted` (its tree after redaction changed some
+/// strings) written in: members stay in the document's order. `serde_json`'s map sorts keys, and
+/// re-encoding the tree reordered a JSON schema's properties, which is the order of a structured
+/// answer's fields (a `reasoning` field written before `answer` on purpose came after it) and
+/// changed the bytes a prompt cache compares. Only a redacted body pays for this second parse.
+pub fn reencode_in_order(body: &[u8], redacted: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    let mut ordered: Ordered = serde_json::from_slice(body)?;
+    ordered.overlay(redacted);
+    let mut out = Vec::with_capacity(body.len() + 256);
+    serde_json::to_writer(&mut out, &ordered)?;
+    Ok(out)
+}
+
+/// A JSON value whose objects keep their members in document order.
+enum Ordered {
+    Leaf(Value),
+    Array(Vec<Ordered>),
+    Object(Vec<(String, Ordered)>),
+}
+
+impl Ordered {
+    /// Takes every string of `v` found at the same place (redaction changes strings only).
+    fn overlay(&mut self, v: &Value) {
+        match (self, v) {
+            (Ordered::Leaf(leaf @ Value::String(_)), Value::String(s)) => {
+                *leaf = Value::String(s.clone())
+            }
+            (Ordered::Array(items), Value::Array(vs)) => {
+                for (item, v) in items.iter_mut().zip(vs) {
+                    item.overlay(v);
+                }
+            }
+            (Ordered::Object(members), Value::Object(map)) => {
+                for (k, member) in members.iter_mut() {
+                    if let Some(v) = map.get(k.as_str()) {
+                        member.overlay(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl serde::Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Ordered::Leaf(v) => v.serialize(s),
+            Ordered::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(i)?;
+                }
+                seq.end()
+            }
+            Ordered::Object(members) => {
+                let mut map = s.serialize_map(Some(members.len()))?;
+                for (k, v) in members {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OrderedVisitor)
+    }
+}
+
+struct OrderedVisitor;
+
+impl<'de> Visitor<'de> for OrderedVisitor {
+    type Value = Ordered;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(Value::Bool(b)))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(Value::Number(n.into())))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(Value::Number(n.into())))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(
+            Number::from_f64(n).map_or(Value::Null, Value::Number),
+        ))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(Value::String(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(Value::String(s)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(Value::Null))
+    }
+
+    fn visit_none<E>(self) -> Result<Ordered, E> {
+        Ok(Ordered::Leaf(Value::Null))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Ordered, D::Error> {
+        Ordered::deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Ordered, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(i) = seq.next_element::<Ordered>()? {
+            items.push(i);
+        }
+        Ok(Ordered::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+        let mut members = Vec::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let v: Ordered = map.next_value()?;
+            members.push((k, v));
+        }
+        Ok(Ordered::Object(members))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +333,18 @@ mod tests {
                 Value::Object(m)
             }
         }
+    }
+
+    #[test]
+    fn a_redacted_tree_is_written_back_in_document_order() {
+        let body = br#"{"z":1,"a":[{"y":"secret one","b":"keep"},"secret two"],"m":{"q":true,"c":null},"n":1.5}"#;
+        let mut tree = parse_unique(body).unwrap();
+        tree["a"][0]["y"] = Value::String("[R]".into());
+        tree["a"][1] = Value::String("[R2]".into());
+        let out = reencode_in_order(body, &tree).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"z":1,"a":[{"y":"[R]","b":"keep"},"[R2]"],"m":{"q":true,"c":null},"n":1.5}"#
+        );
     }
 }

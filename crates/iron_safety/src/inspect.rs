@@ -131,6 +131,9 @@ impl Walker<'_> {
                     }
                 }
                 Some("tool_result") => self.anthropic_blocks(block.get_mut("content")),
+                // Documents (text sources, titles, context), search results and thinking carry
+                // text too: every string but ids, types and encoded data.
+                Some("document" | "search_result" | "thinking") => self.any(block, 0),
                 _ => {}
             }
         }
@@ -143,7 +146,11 @@ impl Walker<'_> {
         for item in items {
             match item.get("type").and_then(Value::as_str) {
                 Some("function_call") => self.json_string(item.get_mut("arguments")),
-                Some("function_call_output") => self.content(item.get_mut("output")),
+                Some("function_call_output" | "custom_tool_call_output") => {
+                    self.content(item.get_mut("output"))
+                }
+                Some("custom_tool_call") => self.text(item.get_mut("input")),
+                Some("reasoning") => self.any(item, 0),
                 _ => self.content(item.get_mut("content")),
             }
         }
@@ -225,13 +232,17 @@ fn is_identifier_key(k: &str) -> bool {
             | "b64_json"
             | "embedding"
             | "encrypted_content"
+            // Opaque end-user ids and cache keys, by contract (hash them if they hold PII).
+            | "user"
+            | "safety_identifier"
+            | "prompt_cache_key"
     ) || k.ends_with("_id")
         || k.ends_with("_at")
 }
 
-/// A long string without whitespace: base64 or another encoding, not text.
+/// Encoded data, not text: a data URL, or a long string without whitespace (base64 and the like).
 fn is_blob(s: &str) -> bool {
-    s.len() >= 64 * 1024 && !s.bytes().any(|b| b.is_ascii_whitespace())
+    s.starts_with("data:") || (s.len() >= 64 * 1024 && !s.bytes().any(|b| b.is_ascii_whitespace()))
 }
 
 fn each_in(v: Option<&mut Value>, mut f: impl FnMut(&mut Value)) {
@@ -271,7 +282,30 @@ pub fn inspect_request(guard: &TextGuard, api: ApiShape, body: &mut Value) -> Re
         }
         ApiShape::Other => w.any(body, 0),
     }
+    // Every other member is read as text too (predicted output, response formats and their
+    // schemas, stored prompt variables, a completion's suffix, metadata): a secret there reaches
+    // the provider like one in a message.
+    if let (Some(covered), Value::Object(map)) = (covered_request_members(api), &mut *body) {
+        for (k, v) in map.iter_mut() {
+            if !covered.contains(&k.as_str()) && !is_identifier_key(k) {
+                w.any(v, 1);
+            }
+        }
+    }
     w.finish()
+}
+
+/// The request members the shape's own walk reads (with the care their shapes need: tool-call
+/// arguments are JSON text, for one).
+fn covered_request_members(api: ApiShape) -> Option<&'static [&'static str]> {
+    match api {
+        ApiShape::OpenAiChat => Some(&["messages", "tools", "functions"]),
+        ApiShape::OpenAiResponses => Some(&["instructions", "input", "tools"]),
+        ApiShape::OpenAiCompletions => Some(&["prompt"]),
+        ApiShape::OpenAiEmbeddings => Some(&["input"]),
+        ApiShape::AnthropicMessages => Some(&["system", "messages", "tools"]),
+        ApiShape::Other => None,
+    }
 }
 
 /// Scans and redacts the answer text of a non-streamed response body.

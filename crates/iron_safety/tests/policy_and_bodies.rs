@@ -259,3 +259,54 @@ fn malformed_bodies_do_not_panic() {
         }
     }
 }
+
+/// Members outside the messages are text too: a value there reaches the provider like one in a
+/// message (a review found secrets passing in each of these).
+#[test]
+fn every_member_of_a_request_is_checked_not_only_the_messages() {
+    let p =
+        SafetyPolicy::from_value(&json!({"request": {"default": "redact", "secret": "redact"}}))
+            .expect("policy");
+    let engine = SafetyEngine::new(&p).expect("engine");
+    let mail = "jane.doe@example.com";
+    let cases = [
+        (
+            ApiShape::OpenAiChat,
+            json!({"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],
+            "prediction":{"type":"content","content":format!("to {mail}")},
+            "response_format":{"type":"json_schema","json_schema":{"name":"r","schema":{"type":"object",
+                "properties":{"to":{"type":"string","description":format!("e.g. {mail}")}}}}},
+            "metadata":{"owner":mail}}),
+        ),
+        (
+            ApiShape::OpenAiCompletions,
+            json!({"model":"gpt-3.5-turbo-instruct","prompt":"hi","suffix":format!("cc {mail}")}),
+        ),
+        (
+            ApiShape::OpenAiResponses,
+            json!({"model":"gpt-4o","prompt":{"id":"pmpt_1","variables":{"who":mail}},
+            "input":[{"type":"custom_tool_call_output","call_id":"c1","output":format!("sent to {mail}")},
+                     {"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":format!("ask {mail}")}]}]}),
+        ),
+        (
+            ApiShape::AnthropicMessages,
+            json!({"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":[
+            {"type":"document","source":{"type":"text","media_type":"text/plain","data":format!("contact {mail}")},"title":"notes"},
+            {"type":"search_result","source":"https://x","title":"t","content":[{"type":"text","text":format!("by {mail}")}]},
+            {"type":"thinking","thinking":format!("the user is {mail}"),"signature":"sig"}]}]}),
+        ),
+    ];
+    for (api, mut body) in cases {
+        let before = body.to_string();
+        let v = engine.inspect_request(api, &mut body);
+        let after = body.to_string();
+        assert!(v.modified, "{api:?}: {before}");
+        assert!(
+            !after.contains(mail),
+            "{api:?} still holds the value: {after}"
+        );
+        assert!(after.contains("[EMAIL]"), "{after}");
+        // Ids, types and model names are left alone.
+        assert!(after.contains("\"model\""), "{after}");
+    }
+}

@@ -137,7 +137,10 @@ pub fn body_stream(r: UpstreamResponse) -> crate::upstream_h1::UpstreamBody {
 
 /// Response headers the client may see: hop-by-hop and length/encoding headers are recomputed.
 pub fn client_response_headers(upstream: &HeaderMap, keep_length: bool) -> HeaderMap {
-    const DROP: [&str; 11] = [
+    // `content-encoding` stays: the router asks for `identity`, and a provider that compresses
+    // anyway has its body passed on as it came (or refused where a policy must read it), so the
+    // client needs the header to decode it.
+    const DROP: [&str; 10] = [
         "connection",
         "keep-alive",
         "proxy-connection",
@@ -148,7 +151,6 @@ pub fn client_response_headers(upstream: &HeaderMap, keep_length: bool) -> Heade
         "proxy-authenticate",
         "set-cookie",
         "alt-svc",
-        "content-encoding",
     ];
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (k, v) in upstream {
@@ -180,6 +182,21 @@ mod tests {
             upstream_url("https://h/base", "/v1/messages", Some("")),
             "https://h/base/v1/messages"
         );
+    }
+
+    #[test]
+    fn a_compressed_answer_keeps_its_encoding_for_the_client() {
+        let mut up = HeaderMap::new();
+        up.insert("content-encoding", "gzip".parse().unwrap());
+        up.insert("content-length", "10".parse().unwrap());
+        up.insert("set-cookie", "a=b".parse().unwrap());
+        let h = client_response_headers(&up, true);
+        assert_eq!(h.get("content-encoding").unwrap(), "gzip");
+        assert_eq!(h.get("content-length").unwrap(), "10");
+        assert!(h.get("set-cookie").is_none());
+        assert!(client_response_headers(&up, false)
+            .get("content-length")
+            .is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::config::ConfigError;
 use crate::events::{now_ms, Published, RouterEvent};
 use iron_runtime_state::{AuditRow, RequestRow, Store, StoreConfig};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The store plus this router's identity in it.
 pub struct Ledger {
@@ -15,6 +15,63 @@ pub struct Ledger {
     /// True when `agentId` was given: spent is restored from and kept for that agent.
     pub restores: bool,
     pub strict: bool,
+    /// With `statePath` and `agentId`: an exclusive lock on the pair while this router runs. Two
+    /// routers restoring the same agent's spent would each enforce the whole budget.
+    owner: Mutex<Option<std::fs::File>>,
+}
+
+/// Take the exclusive lock for `agent_id`'s budget in the state file at `path`: a lock file next to
+/// it, holding the owner's pid (for the message another router gets).
+fn lock_agent(path: &str, agent_id: &str) -> Result<std::fs::File, ConfigError> {
+    use std::io::{Read, Seek, Write};
+    let safe: String = agent_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let lock_path = format!("{path}.{safe}.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| ConfigError {
+            field: "statePath".into(),
+            message: format!("could not create the lock file {lock_path}: {e}"),
+        })?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "{}", std::process::id());
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            let by = if owner.is_empty() {
+                String::new()
+            } else {
+                format!(" (process {owner})")
+            };
+            Err(ConfigError {
+                field: "agentId".into(),
+                message: format!("agent '{agent_id}' in {path} is in use by another router{by}: two routers would each enforce its whole budget. Stop the other one first, or give this router another agentId"),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(ConfigError {
+            field: "statePath".into(),
+            message: format!("could not lock {lock_path}: {e}"),
+        }),
+    }
 }
 
 impl Ledger {
@@ -41,6 +98,10 @@ impl Ledger {
         };
         cfg.flush_interval_ms = flush_interval_ms;
         cfg.strict = strict;
+        let owner = match (path, agent_id) {
+            (Some(p), Some(a)) => Some(lock_agent(p, a)?),
+            _ => None,
+        };
         let store = Store::open(cfg).map_err(|e| ConfigError {
             field: "statePath".into(),
             message: format!("could not open the state database: {e}"),
@@ -50,6 +111,7 @@ impl Ledger {
             agent_id: agent_id.unwrap_or("router").to_string(),
             restores: agent_id.is_some(),
             strict,
+            owner: Mutex::new(owner),
         })
     }
 
@@ -104,5 +166,12 @@ impl Ledger {
     pub async fn flush(&self) {
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+    }
+
+    /// Give the agent's budget up to the next router (after the last write: used by stop).
+    pub fn release(&self) {
+        if let Ok(mut owner) = self.owner.lock() {
+            owner.take();
+        }
     }
 }

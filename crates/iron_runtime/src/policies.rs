@@ -126,6 +126,7 @@ impl Policies {
     /// Flush and release what the policies hold (state writer, dashboard link).
     pub async fn shutdown(&self) {
         self.ledger.flush().await;
+        self.ledger.release();
         tracing::info!(target: "iron_cage", "router stopped");
         self.logging.close();
     }

@@ -158,3 +158,39 @@ async fn without_state_path_the_ledger_lives_in_memory_and_nothing_is_restored()
     })
     .await;
 }
+
+/// Two routers restoring the same agent's spent from one state file would each enforce the whole
+/// budget (a review spent $1.996 on $1 this way): the second is refused while the first runs, and
+/// starts once it stopped.
+#[tokio::test]
+async fn one_agent_budget_has_one_router_at_a_time() {
+    bounded(20, async {
+        let dir = TempDir::new("owner");
+        let db = dir.0.join("state.db");
+        let up = FakeProvider::json(chat_completion()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &up.url()).await;
+        let opts = json!({ "apiKey": IC, "serverUrl": ks.url(), "statePath": db.to_string_lossy(),
+                           "agentId": "shared-agent", "budgetUsd": 1 });
+        let first = iron_runtime::Router::start_json(&opts.to_string()).expect("first starts");
+        let err = iron_runtime::Router::start_json(&opts.to_string())
+            .err()
+            .expect("a second router for the same agent is refused");
+        let text = err.to_string();
+        assert!(text.contains("agentId"), "{text}");
+        assert!(text.contains("in use by another router"), "{text}");
+        assert!(
+            text.contains(&std::process::id().to_string()),
+            "names the owner: {text}"
+        );
+        // Another agent in the same file is fine.
+        let mut other = opts.clone();
+        other["agentId"] = json!("other-agent");
+        let neighbour = iron_runtime::Router::start_json(&other.to_string()).expect("other agent");
+        first.stop().await;
+        let second =
+            iron_runtime::Router::start_json(&opts.to_string()).expect("starts after stop");
+        second.stop().await;
+        neighbour.stop().await;
+    })
+    .await;
+}

@@ -80,6 +80,18 @@ impl Walker<'_> {
             Value::String(_) => self.text(Some(v)),
             Value::Array(a) => a.iter_mut().for_each(|x| self.all_strings(x)),
             Value::Object(o) => o.values_mut().for_each(|x| self.all_strings(x)),
+            // Arguments are arbitrary JSON: a card number sent as a number is still a card number.
+            // A redacted one becomes its placeholder string.
+            Value::Number(n) if n.as_u64().is_some_and(|x| x >= 100_000) => {
+                let mut text = Value::String(n.to_string());
+                let before = self.modified;
+                self.modified = false;
+                self.text(Some(&mut text));
+                if self.modified {
+                    *v = text;
+                }
+                self.modified |= before;
+            }
             _ => {}
         }
     }

@@ -310,3 +310,32 @@ fn every_member_of_a_request_is_checked_not_only_the_messages() {
         assert!(after.contains("\"model\""), "{after}");
     }
 }
+
+/// Tool arguments are arbitrary JSON: a card number written as a JSON number is found too.
+#[test]
+fn numbers_in_tool_arguments_are_checked() {
+    let p = SafetyPolicy::from_value(
+        &json!({"request": {"default": "redact"}, "response": {"default": "redact"}}),
+    )
+    .expect("policy");
+    let engine = SafetyEngine::new(&p).expect("engine");
+    let mut answer = json!({"content":[{"type":"tool_use","id":"u","name":"pay","input":{"card_number":4111111111111111u64,"amount":42}}]});
+    let v = engine.inspect_response(ApiShape::AnthropicMessages, &mut answer);
+    assert!(v.modified);
+    assert_eq!(
+        answer["content"][0]["input"]["card_number"],
+        "[CREDIT_CARD]"
+    );
+    assert_eq!(
+        answer["content"][0]["input"]["amount"], 42,
+        "small numbers are left alone"
+    );
+    let mut chat = json!({"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function",
+        "function":{"name":"pay","arguments":"{\"card_number\":4111111111111111}"}}]}}]});
+    let v = engine.inspect_response(ApiShape::OpenAiChat, &mut chat);
+    assert!(v.modified);
+    let args = chat["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap();
+    assert_eq!(args, r#"{"card_number":"[CREDIT_CARD]"}"#);
+}

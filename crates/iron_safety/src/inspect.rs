@@ -65,7 +65,9 @@ impl Walker<'_> {
                 for part in parts {
                     match part {
                         Value::String(_) => self.text(Some(part)),
-                        Value::Object(_) => self.text(part.get_mut("text")),
+                        // Text parts, and every other string a part carries (a refusal, an image
+                        // URL's query, annotations); types, ids and data URLs aside.
+                        Value::Object(_) => self.any(part, 1),
                         _ => {}
                     }
                 }
@@ -136,7 +138,19 @@ impl Walker<'_> {
         };
         for block in blocks {
             match block.get("type").and_then(Value::as_str) {
-                Some("text") => self.text(block.get_mut("text")),
+                Some("text") => {
+                    self.text(block.get_mut("text"));
+                    // Citations quote the sources they cite.
+                    if let Some(c) = block.get_mut("citations") {
+                        self.any(c, 1);
+                    }
+                }
+                Some("server_tool_use") => {
+                    if let Some(input) = block.get_mut("input") {
+                        self.all_strings(input);
+                    }
+                }
+                Some(t) if t.ends_with("_tool_result") && t != "tool_result" => self.any(block, 0),
                 Some("tool_use") => {
                     if let Some(input) = block.get_mut("input") {
                         self.all_strings(input);
@@ -333,6 +347,13 @@ pub fn inspect_response(guard: &TextGuard, api: ApiShape, body: &mut Value) -> R
                 w.content(msg.get_mut("content"));
                 w.text(msg.get_mut("refusal"));
                 w.tool_calls(msg);
+                // An audio answer's transcript, and the annotations (cited pages' titles, URLs).
+                if let Some(audio) = msg.get_mut("audio") {
+                    w.text(audio.get_mut("transcript"));
+                }
+                if let Some(a) = msg.get_mut("annotations") {
+                    w.any(a, 1);
+                }
             }
         }),
         ApiShape::OpenAiCompletions => {

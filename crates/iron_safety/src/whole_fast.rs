@@ -50,7 +50,13 @@ pub(crate) fn inspect_response_unchanged(
             usage = UsageRead::Read(a.usage);
             let mut ok = true;
             for message in a.choices.iter().filter_map(|c| c.message.as_ref()) {
-                if message.tool_calls.is_some() || message.function_call.is_some() {
+                // Text outside content and refusal (tool calls, an audio transcript, annotations)
+                // is read by the tree walk.
+                if message.tool_calls.is_some()
+                    || message.function_call.is_some()
+                    || message.audio.is_some()
+                    || message.annotations.as_ref().is_some_and(|a| !a.is_empty())
+                {
                     return None;
                 }
                 // The tree walk's order: content, then refusal.
@@ -72,10 +78,12 @@ pub(crate) fn inspect_response_unchanged(
             let mut ok = true;
             for block in &a.content {
                 match block.kind.as_ref() {
-                    "text" => ok &= check(block.text.as_ref()),
-                    // Tool inputs and nested results are arbitrary JSON: the tree walk reads them.
-                    "tool_use" | "tool_result" => return None,
-                    _ => {}
+                    "text" if block.citations.is_none() => ok &= check(block.text.as_ref()),
+                    "thinking" => ok &= check(block.thinking.as_ref()),
+                    "redacted_thinking" => {}
+                    // Citations, tool inputs and results, thinking, provider-run tools: the tree
+                    // walk reads them.
+                    _ => return None,
                 }
             }
             ok
@@ -125,6 +133,10 @@ struct ChatAnswerMessage<'a> {
     tool_calls: Option<IgnoredAny>,
     #[serde(default)]
     function_call: Option<IgnoredAny>,
+    #[serde(default)]
+    audio: Option<IgnoredAny>,
+    #[serde(default)]
+    annotations: Option<Vec<IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -155,4 +167,8 @@ struct AnthropicBlock<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow, default, deserialize_with = "crate::text_delta::opt_borrowed")]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "crate::text_delta::opt_borrowed")]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default)]
+    citations: Option<IgnoredAny>,
 }

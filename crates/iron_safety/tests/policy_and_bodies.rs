@@ -339,3 +339,58 @@ fn numbers_in_tool_arguments_are_checked() {
         .unwrap();
     assert_eq!(args, r#"{"card_number":"[CREDIT_CARD]"}"#);
 }
+
+/// Answer fields beside the main text carry text too: audio transcripts, citations, refusal
+/// parts, provider-run tool inputs and results.
+#[test]
+fn answer_fields_beside_the_text_are_checked() {
+    let p = SafetyPolicy::from_value(
+        &json!({"request": {"default": "redact"}, "response": {"default": "redact"}}),
+    )
+    .expect("policy");
+    let engine = SafetyEngine::new(&p).expect("engine");
+    let mail = "jane.doe@example.com";
+    let cases = [
+        (
+            ApiShape::OpenAiChat,
+            json!({"choices":[{"index":0,"message":{"role":"assistant","content":null,
+            "audio":{"id":"audio_1","data":"UklGRg==","transcript":format!("write to {mail}")},
+            "annotations":[{"type":"url_citation","url_citation":{"title":format!("page of {mail}"),"url":"https://x"}}]}}]}),
+        ),
+        (
+            ApiShape::OpenAiResponses,
+            json!({"output":[{"type":"message","id":"m","role":"assistant","content":[
+            {"type":"refusal","refusal":format!("I won't mail {mail}")}]},
+            {"type":"reasoning","id":"rs","summary":[{"type":"summary_text","text":format!("user is {mail}")}]}]}),
+        ),
+        (
+            ApiShape::AnthropicMessages,
+            json!({"content":[
+            {"type":"text","text":"See the source.","citations":[{"type":"char_location","cited_text":format!("contact {mail}"),"document_index":0}]},
+            {"type":"server_tool_use","id":"s","name":"web_search","input":{"query":format!("who is {mail}")}},
+            {"type":"web_search_tool_result","tool_use_id":"s","content":[{"type":"web_search_result","title":format!("{mail} profile"),"url":"https://x"}]},
+            {"type":"thinking","thinking":format!("mail {mail}"),"signature":"sig"}]}),
+        ),
+    ];
+    for (api, mut body) in cases {
+        // The tree-free reader must not pass such an answer as unchanged.
+        let bytes = body.to_string();
+        assert!(
+            engine
+                .inspect_response_unchanged(api, bytes.as_bytes())
+                .is_none(),
+            "{api:?}: the fast reader vouched for {bytes}"
+        );
+        let v = engine.inspect_response(api, &mut body);
+        let after = body.to_string();
+        assert!(v.modified, "{api:?}");
+        assert!(
+            !after.contains(mail),
+            "{api:?} still holds the value: {after}"
+        );
+    }
+    // In a request, a secret in an image URL's query reaches the provider too.
+    let mut req = json!({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":format!("https://img.example/a.png?owner={mail}")}}]}]});
+    let v = engine.inspect_request(ApiShape::OpenAiChat, &mut req);
+    assert!(v.modified, "{req}");
+}

@@ -157,9 +157,10 @@ impl Walker<'_> {
                     }
                 }
                 Some("tool_result") => self.anthropic_blocks(block.get_mut("content")),
-                // Documents (text sources, titles, context), search results and thinking carry
-                // text too: every string but ids, types and encoded data.
-                Some("document" | "search_result" | "thinking") => self.any(block, 0),
+                // Documents (text sources, titles, context) and search results carry text too:
+                // every string but ids, types and encoded data. Thinking blocks are left as they
+                // are: the provider signs them and refuses a changed one when it comes back.
+                Some("document" | "search_result") => self.any(block, 0),
                 _ => {}
             }
         }
@@ -176,7 +177,12 @@ impl Walker<'_> {
                     self.content(item.get_mut("output"))
                 }
                 Some("custom_tool_call") => self.text(item.get_mut("input")),
-                Some("reasoning") => self.any(item, 0),
+                // Reasoning summaries in answers; in a request they are the provider's own items
+                // coming back, which must come back unchanged.
+                Some("reasoning") if self.guard.direction() == crate::kind::Direction::Response => {
+                    self.any(item, 0)
+                }
+                Some("reasoning") => {}
                 _ => self.content(item.get_mut("content")),
             }
         }

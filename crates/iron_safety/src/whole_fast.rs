@@ -79,8 +79,8 @@ pub(crate) fn inspect_response_unchanged(
             for block in &a.content {
                 match block.kind.as_ref() {
                     "text" if block.citations.is_none() => ok &= check(block.text.as_ref()),
-                    "thinking" => ok &= check(block.thinking.as_ref()),
-                    "redacted_thinking" => {}
+                    // Signed by the provider, which refuses a changed one when it comes back.
+                    "thinking" | "redacted_thinking" => {}
                     // Citations, tool inputs and results, thinking, provider-run tools: the tree
                     // walk reads them.
                     _ => return None,
@@ -167,8 +167,6 @@ struct AnthropicBlock<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow, default, deserialize_with = "crate::text_delta::opt_borrowed")]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "crate::text_delta::opt_borrowed")]
-    thinking: Option<Cow<'a, str>>,
     #[serde(default)]
     citations: Option<IgnoredAny>,
 }

@@ -285,15 +285,13 @@ fn every_member_of_a_request_is_checked_not_only_the_messages() {
         (
             ApiShape::OpenAiResponses,
             json!({"model":"gpt-4o","prompt":{"id":"pmpt_1","variables":{"who":mail}},
-            "input":[{"type":"custom_tool_call_output","call_id":"c1","output":format!("sent to {mail}")},
-                     {"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":format!("ask {mail}")}]}]}),
+            "input":[{"type":"custom_tool_call_output","call_id":"c1","output":format!("sent to {mail}")}]}),
         ),
         (
             ApiShape::AnthropicMessages,
             json!({"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":[
             {"type":"document","source":{"type":"text","media_type":"text/plain","data":format!("contact {mail}")},"title":"notes"},
-            {"type":"search_result","source":"https://x","title":"t","content":[{"type":"text","text":format!("by {mail}")}]},
-            {"type":"thinking","thinking":format!("the user is {mail}"),"signature":"sig"}]}]}),
+            {"type":"search_result","source":"https://x","title":"t","content":[{"type":"text","text":format!("by {mail}")}]}]}]}),
         ),
     ];
     for (api, mut body) in cases {
@@ -308,6 +306,24 @@ fn every_member_of_a_request_is_checked_not_only_the_messages() {
         assert!(after.contains("[EMAIL]"), "{after}");
         // Ids, types and model names are left alone.
         assert!(after.contains("\"model\""), "{after}");
+    }
+    // The provider's own signed items coming back (thinking, reasoning) are left as they are: a
+    // changed one is refused.
+    for (api, mut body) in [
+        (
+            ApiShape::AnthropicMessages,
+            json!({"messages":[{"role":"assistant","content":[
+            {"type":"thinking","thinking":format!("the user is {mail}"),"signature":"sig"}]}]}),
+        ),
+        (
+            ApiShape::OpenAiResponses,
+            json!({"input":[{"type":"reasoning","id":"rs_1",
+            "summary":[{"type":"summary_text","text":format!("ask {mail}")}]}]}),
+        ),
+    ] {
+        let before = body.clone();
+        engine.inspect_request(api, &mut body);
+        assert_eq!(body, before, "{api:?}");
     }
 }
 
@@ -368,8 +384,7 @@ fn answer_fields_beside_the_text_are_checked() {
             json!({"content":[
             {"type":"text","text":"See the source.","citations":[{"type":"char_location","cited_text":format!("contact {mail}"),"document_index":0}]},
             {"type":"server_tool_use","id":"s","name":"web_search","input":{"query":format!("who is {mail}")}},
-            {"type":"web_search_tool_result","tool_use_id":"s","content":[{"type":"web_search_result","title":format!("{mail} profile"),"url":"https://x"}]},
-            {"type":"thinking","thinking":format!("mail {mail}"),"signature":"sig"}]}),
+            {"type":"web_search_tool_result","tool_use_id":"s","content":[{"type":"web_search_result","title":format!("{mail} profile"),"url":"https://x"}]}]}),
         ),
     ];
     for (api, mut body) in cases {

@@ -157,6 +157,7 @@ async fn run(
         template: DeltaTemplate::default(),
     });
     let mut json_copy: Option<Vec<u8>> = (!is_sse && track_usage).then(Vec::new);
+    let mut copy_overflowed = false;
 
     // One timer for the whole relay, reset per chunk (not a new timer per chunk).
     let idle_timer = tokio::time::sleep(timeouts.idle);
@@ -227,7 +228,9 @@ async fn run(
                     if copy.len() + chunk.len() <= MAX_JSON_COPY {
                         copy.extend_from_slice(&chunk);
                     } else {
+                        // Too large to read for its usage: priced at its hold, not $0.
                         json_copy = None;
+                        copy_overflowed = true;
                     }
                 }
                 chunk
@@ -296,6 +299,7 @@ async fn run(
     let usage = match (sse.and_then(|p| p.usage), json_copy) {
         (Some(su), _) => Metered::Stream(su),
         (None, Some(copy)) => Metered::Json(copy),
+        (None, None) if copy_overflowed => Metered::Unreadable,
         _ => Metered::Nothing,
     };
     settle(

@@ -191,9 +191,13 @@ pub(crate) async fn relay_whole_json(
             host: ex.host.clone(),
             what: format!("the answer did not complete within the {what} timeout"),
         }),
+        Ending::StreamTooLarge => Err(RouterError::UpstreamUnreachable {
+            host: ex.host.clone(),
+            reason: format!("its answer is larger than {} MiB, the most Iron Cage reads whole to check it; ask for less per call (fewer inputs, a base64 encoding_format for embeddings)", MAX_JSON_COPY >> 20),
+        }),
         _ => Err(RouterError::UpstreamUnreachable {
             host: ex.host.clone(),
-            reason: "the answer broke off or was too large".into(),
+            reason: "the answer broke off".into(),
         }),
     };
     // Only billable calls are metered, as on the streaming path.

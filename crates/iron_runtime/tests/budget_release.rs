@@ -407,3 +407,41 @@ async fn a_body_the_router_cannot_read_is_not_forwarded_unbudgeted() {
     })
     .await;
 }
+
+/// An answer too large to read whole (over 64 MiB, e.g. many float embeddings) cannot be read for
+/// its usage: it is charged its hold, not $0; where the response policy must read it, the client
+/// is told it was too large (not that it was not JSON).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_too_large_to_read_is_charged_its_hold() {
+    bounded(60, async {
+        let filler = "x".repeat(65 << 20);
+        let answer = format!(
+            r#"{{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{{"index":0,"message":{{"role":"assistant","content":"{filler}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}}}"#
+        );
+        drop(filler);
+        let provider = FakeProvider::start(Reply::Json {
+            status: 200,
+            body: answer,
+        }).await;
+        // Response policy off: the answer is passed on and priced at its hold.
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let off = json!({ "response": { "default": "off", "secret": "off" } });
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0, "safety": off }));
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &body(false)).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.bytes().await.expect("whole answer").len() > 65 << 20);
+        let (status, cost, estimated, _) = next_response(&mut sub).await;
+        assert_eq!((status, estimated), (200, true));
+        assert_eq!(cost, HOLD, "priced at the hold, not $0");
+        router.stop().await;
+        // Default policy: refused, saying why.
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0 }));
+        let (code, v, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(code, 502, "{}", &text[..text.len().min(300)]);
+        assert!(v["error"]["message"].as_str().unwrap_or_default().contains("larger than 64 MiB"), "{v}");
+        assert_eq!(router.budget_status().spent_micros, HOLD);
+        router.stop().await;
+    })
+    .await;
+}

@@ -104,16 +104,10 @@ fn context_tokens(price: Option<&ModelPrice>) -> u64 {
 /// a stored `prompt`, files and documents by id, URL or base64). Never above the context window.
 pub fn input_token_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> u64 {
     let context = context_tokens(price);
-    let fields: &[&str] = match kind {
-        ApiKind::OpenAiChat => &["messages", "tools", "functions", "response_format"],
-        ApiKind::OpenAiCompletions => &["prompt", "suffix"],
-        ApiKind::OpenAiResponses => &["input", "instructions", "tools", "text"],
-        ApiKind::OpenAiEmbeddings => &["input"],
-        ApiKind::AnthropicMessages | ApiKind::AnthropicCountTokens => {
-            &["messages", "system", "tools"]
-        }
-        ApiKind::Other => return context,
-    };
+    if kind == ApiKind::Other {
+        return context;
+    }
+    let fields = crate::estimate::input_fields(kind);
     if kind == ApiKind::OpenAiResponses
         && ["previous_response_id", "conversation", "prompt"]
             .iter()

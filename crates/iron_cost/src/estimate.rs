@@ -17,11 +17,9 @@ const MEDIA_MIN_CHARS: usize = 1_024;
 /// Nesting depth beyond which the walk stops (bodies from serde_json are at most 128 deep).
 const MAX_DEPTH: usize = 256;
 
-/// Conservative upper bound on the input tokens of `body`: characters of all text fields
-/// (messages and their content parts, system, tools JSON, input, prompt, instructions) / 3,
-/// rounded up, + 8 per message + 16. Token-id arrays count one token per id.
-pub fn estimate_input_tokens(body: &Value, kind: ApiKind) -> u64 {
-    let fields: &[&str] = match kind {
+/// The request members whose text is the call's input, per API (none for `Other`).
+pub(crate) fn input_fields(kind: ApiKind) -> &'static [&'static str] {
+    match kind {
         ApiKind::OpenAiChat => &["messages", "tools", "functions", "response_format"],
         ApiKind::OpenAiCompletions => &["prompt", "suffix"],
         ApiKind::OpenAiResponses => &["input", "instructions", "tools", "text"],
@@ -30,7 +28,14 @@ pub fn estimate_input_tokens(body: &Value, kind: ApiKind) -> u64 {
             &["messages", "system", "tools"]
         }
         ApiKind::Other => &[],
-    };
+    }
+}
+
+/// Conservative upper bound on the input tokens of `body`: characters of all text fields
+/// (messages and their content parts, system, tools JSON, input, prompt, instructions) / 3,
+/// rounded up, + 8 per message + 16. Token-id arrays count one token per id.
+pub fn estimate_input_tokens(body: &Value, kind: ApiKind) -> u64 {
+    let fields = input_fields(kind);
     let mut size = Size::default();
     if kind == ApiKind::Other {
         size.walk(body, None, 0);

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod auth_limit;
 mod auth_token;
 pub mod browser;
+mod budget_phase;
 pub mod config;
 pub mod cost_policy;
 pub mod dashboard;

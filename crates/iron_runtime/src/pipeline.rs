@@ -1,7 +1,8 @@
 //! The request pipeline as named phases, top to bottom:
 //! accept → auth → route → read body → key → mismatch → (input safety → budget → breaker) → forward → relay.
-//! Relay and settle live in `relay.rs`.
+//! The budget phases live in `budget_phase.rs`, relay and settle in `relay.rs`.
 
+use crate::budget_phase::{cap_output, refuse_unmetered, reserve_budget};
 use crate::error::RouterError;
 use crate::events::{now_ms, RouterEvent};
 use crate::exchange::{Api, Exchange};
@@ -32,7 +33,7 @@ pub struct Denial {
 }
 
 impl Denial {
-    fn new(error: RouterError, shape: Provider, reason: &'static str) -> Self {
+    pub(crate) fn new(error: RouterError, shape: Provider, reason: &'static str) -> Self {
         Denial {
             error,
             shape,
@@ -443,184 +444,6 @@ fn input_safety(
         });
     }
     Ok(body)
-}
-
-/// What the budget phase decided for one request.
-struct BudgetHold {
-    price: Option<iron_cost::ModelPrice>,
-    reservation: Option<iron_cost::Reservation>,
-    flat_cost_micros: Option<u64>,
-    estimated_input_tokens: u64,
-}
-
-/// Phase: reserve the worst-case cost atomically (only while a budget is set); refuse with 402 when it
-/// does not fit, or refuse an unpriced model unless `unknownModel` allows it.
-fn reserve_budget(
-    shared: &Shared,
-    info: &RequestInfo,
-    api: Api,
-    provider: Provider,
-    doc: Option<&serde_json::Value>,
-    body: &Bytes,
-    shape: Provider,
-) -> Result<BudgetHold, Denial> {
-    let cost = &shared.policies.cost;
-    let price = info
-        .model
-        .as_deref()
-        .and_then(|m| cost.price(provider, m))
-        .cloned();
-    let mut hold = BudgetHold {
-        price,
-        reservation: None,
-        flat_cost_micros: None,
-        estimated_input_tokens: (body.len() as u64).div_ceil(4),
-    };
-    if !(api.is_billable() && cost.has_limit()) {
-        return Ok(hold);
-    }
-    let value = match doc {
-        Some(v) if info.is_json => v,
-        // A body the router cannot read could still be one the provider bills (a repeated
-        // `model` key, for one): without a hold it could overshoot the budget, so it stays here.
-        _ if !body.is_empty() => {
-            return Err(Denial::new(
-                RouterError::BadRequestBody("it is not one JSON object with no repeated keys, so Iron Cage cannot hold budget for it and did not forward it. Send valid JSON in which no object repeats a key.".into()),
-                shape,
-                "budget",
-            ));
-        }
-        _ => return Ok(hold),
-    };
-    let kind = crate::cost_policy::api_kind(api);
-    hold.estimated_input_tokens = iron_cost::estimate_input_tokens(value, kind);
-    let amount = match &hold.price {
-        // The hold is a bound the provider cannot exceed (bytes, images, context window), not
-        // the estimate: concurrent calls held at a guess could overshoot together.
-        Some(p) => iron_cost::worst_case_micros_for(
-            value,
-            kind,
-            p,
-            iron_cost::input_token_bound(value, kind, Some(p)),
-        ),
-        None => match cost.unknown_model {
-            crate::cost_policy::UnknownModel::Allow { cost_micros } => {
-                hold.flat_cost_micros = Some(cost_micros);
-                cost_micros
-            }
-            crate::cost_policy::UnknownModel::Block => {
-                let m = info.model.as_deref().unwrap_or("(no model)");
-                return Err(Denial::new(
-                    RouterError::UnknownModelPrice {
-                        message: format!("Iron Cage cannot price model '{m}' and a budget is set, so the call is refused (unknownModel: 'block'). Give its price with the pricing option, e.g. pricing: {{ \"{m}\": {{ input: 1.0, output: 2.0 }} }} (USD per 1M tokens), or allow it at a flat cost with unknownModel: {{ action: 'allow', costUsd: 0.01 }}."),
-                    },
-                    shape,
-                    "budget",
-                ));
-            }
-        },
-    };
-    match cost.ledger.reserve(amount) {
-        Ok(r) => hold.reservation = Some(r),
-        Err(denied) => {
-            return Err(Denial::new(
-                RouterError::BudgetExceeded {
-                    message: format!("Iron Cage {denied}"),
-                },
-                shape,
-                "budget",
-            ));
-        }
-    }
-    Ok(hold)
-}
-
-/// POST endpoints that never bill tokens (moderation, token counting, uploads, cancellations).
-fn free_post(path: &str) -> bool {
-    matches!(
-        path,
-        "/v1/moderations" | "/v1/responses/input_tokens" | "/v1/files" | "/v1/uploads"
-    ) || path.starts_with("/v1/uploads/")
-        || path.ends_with("/cancel")
-}
-
-/// Phase: while a budget is set, refuse a call whose cost cannot be held before it is sent: a
-/// billable-looking endpoint the router does not price (image, audio, batch..., or an odd spelling
-/// of a priced one), a provider-run tool, a background response. `unmeteredCalls: 'allow'` lets
-/// them through.
-fn refuse_unmetered(
-    shared: &Shared,
-    method: &axum::http::Method,
-    path: &str,
-    api: Api,
-    doc: Option<&serde_json::Value>,
-    shape: Provider,
-) -> Result<(), Denial> {
-    use axum::http::Method;
-    let cost = &shared.policies.cost;
-    if !cost.has_limit() || cost.unmetered_calls == crate::cost_policy::UnmeteredCalls::Allow {
-        return Ok(());
-    }
-    let reason = if api.is_billable() {
-        doc.and_then(|d| iron_cost::unmetered(d, crate::cost_policy::api_kind(api)))
-            .map(|u| u.to_string())
-    } else if api == Api::Other
-        && !matches!(
-            *method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
-        )
-        && !free_post(path)
-    {
-        let shown = crate::keys::sanitize(path);
-        Some(format!("Iron Cage does not price {method} {shown} (it prices chat completions, completions, responses and embeddings on OpenAI, and messages on Anthropic, at their usual paths)"))
-    } else {
-        None
-    };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(Denial::new(
-            RouterError::UnmeteredCall {
-                message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, and a provider-run tool is priced from its tokens without its per-use fees)."),
-            },
-            shape,
-            "budget",
-        )),
-    }
-}
-
-/// Phase: with a hold in place, a chat or Responses request that sets no output limit gets the one
-/// the hold assumed (the model's maximum, else 32,768 tokens), so the answer cannot cost more than
-/// was held. Raise it per model with `pricing.<model>.maxOutputTokens`, or set the limit yourself.
-fn cap_output(api: Api, doc: Option<&serde_json::Value>, hold: &BudgetHold, body: Bytes) -> Bytes {
-    let (Some(_), Some(price), Some(doc)) = (&hold.reservation, &hold.price, doc) else {
-        return body;
-    };
-    let Some(field) = iron_cost::output_limit_field(crate::cost_policy::api_kind(api)) else {
-        return body;
-    };
-    let Some(obj) = doc.as_object() else {
-        return body;
-    };
-    if ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-        .iter()
-        .any(|k| obj.contains_key(*k))
-    {
-        return body;
-    }
-    let Some(pos) = body.iter().position(|b| *b == b'{') else {
-        return body;
-    };
-    let limit = iron_cost::default_output_tokens(Some(price));
-    let rest = &body[pos + 1..];
-    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-    let mut out = Vec::with_capacity(body.len() + 40);
-    out.extend_from_slice(&body[..=pos]);
-    out.extend_from_slice(format!("\"{field}\":{limit}").as_bytes());
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(rest);
-    Bytes::from(out)
 }
 
 fn maybe_inject_usage(

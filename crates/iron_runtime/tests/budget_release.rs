@@ -132,27 +132,38 @@ async fn read_request(s: &mut tokio::net::TcpStream) {
     }
 }
 
+/// A provider streaming 30 words, one every 100 ms.
+async fn slow_words() -> FakeProvider {
+    let mut events: Vec<String> = (0..30).map(|i| chunk(&format!(" word{i}"))).collect();
+    events.push("data: [DONE]\n\n".into());
+    FakeProvider::start(Reply::Sse {
+        events,
+        gap: Duration::from_millis(100),
+    })
+    .await
+}
+
+/// Post `body` and read until the first words arrive (the router may re-split the pieces it
+/// relays); the response is handed back unfinished.
+async fn first_words(router: &Router, body: &Value) -> reqwest::Response {
+    let mut resp = post(router, "/v1/chat/completions", body).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut seen = String::new();
+    while !streamed_text(&seen).contains("word1") {
+        let c = resp.chunk().await.expect("read").expect("more chunks");
+        seen.push_str(&String::from_utf8_lossy(&c));
+    }
+    resp
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_hanging_up_mid_stream_is_charged_an_estimate_and_releases_the_hold() {
     bounded(20, async {
-        let mut events: Vec<String> = (0..30).map(|i| chunk(&format!(" word{i}"))).collect();
-        events.push("data: [DONE]\n\n".into());
-        let provider = FakeProvider::start(Reply::Sse {
-            events,
-            gap: Duration::from_millis(100),
-        })
-        .await;
+        let provider = slow_words().await;
         let (_ks, router) = router_on(&provider.url()).await;
         let mut sub = router.events().subscribe();
 
-        let mut resp = post(&router, "/v1/chat/completions", &body(true)).await;
-        assert_eq!(resp.status().as_u16(), 200);
-        // Read until the first words arrive (the router may re-split the pieces it relays).
-        let mut seen = String::new();
-        while !streamed_text(&seen).contains("word1") {
-            let c = resp.chunk().await.expect("read").expect("more chunks");
-            seen.push_str(&String::from_utf8_lossy(&c));
-        }
+        let resp = first_words(&router, &body(true)).await;
         assert_eq!(
             router.budget_status().reserved_micros,
             HOLD,
@@ -181,24 +192,12 @@ async fn client_hanging_up_mid_stream_is_charged_an_estimate_and_releases_the_ho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reasoning_stream_cut_short_is_charged_its_hold() {
     bounded(20, async {
-        let mut events: Vec<String> = (0..30).map(|i| chunk(&format!(" word{i}"))).collect();
-        events.push("data: [DONE]\n\n".into());
-        let provider = FakeProvider::start(Reply::Sse {
-            events,
-            gap: Duration::from_millis(100),
-        })
-        .await;
+        let provider = slow_words().await;
         let (_ks, router) = router_on(&provider.url()).await;
         let mut sub = router.events().subscribe();
         let mut b = body(true);
         b["model"] = json!("o3-mini");
-        let mut resp = post(&router, "/v1/chat/completions", &b).await;
-        assert_eq!(resp.status().as_u16(), 200);
-        let mut seen = String::new();
-        while !streamed_text(&seen).contains("word1") {
-            let c = resp.chunk().await.expect("read").expect("more chunks");
-            seen.push_str(&String::from_utf8_lossy(&c));
-        }
+        let resp = first_words(&router, &b).await;
         let hold = router.budget_status().reserved_micros;
         assert!(hold > 0);
         drop(resp);

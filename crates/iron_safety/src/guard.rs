@@ -147,6 +147,21 @@ impl TextGuard {
             .map_or(Action::Off, |(_, a)| *a)
     }
 
+    /// A cache for [`TextGuard::open_custom_prefix`], or `None` when no custom pattern is scanned.
+    pub fn custom_prefix_cache(&self) -> Option<crate::scanner::PrefixCache> {
+        self.scanner.custom_prefix_cache()
+    }
+
+    /// Where the end of `text` (from `from` on) may be the start of a custom value still forming.
+    pub fn open_custom_prefix(
+        &self,
+        text: &str,
+        from: usize,
+        cache: &mut crate::scanner::PrefixCache,
+    ) -> Option<usize> {
+        self.scanner.open_custom_prefix(text, from, cache)
+    }
+
     /// The confirmed values in `text`.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         self.scanner.scan(text)
@@ -200,6 +215,56 @@ impl TextGuard {
             s.push_str(&text[copied..]);
             s
         })
+    }
+
+    /// [`TextGuard::apply`] for JSON text in which every escape is one character (so each `"` is
+    /// a string delimiter), starting inside a string when `in_string`: a value outside a string
+    /// (a number) becomes its placeholder as a JSON string, and a value that crosses a quote
+    /// keeps the quote's effect, so the text stays JSON.
+    pub fn apply_json(
+        &self,
+        text: &str,
+        findings: &[Finding],
+        in_string: bool,
+        tally: &mut Tally,
+    ) -> Option<String> {
+        let mut out: Option<String> = None;
+        let mut copied = 0;
+        let mut state = in_string;
+        for f in findings {
+            let Some(value) = text.get(f.span.clone()) else {
+                continue;
+            };
+            let action = self.action(&f.kind);
+            tally.record(&f.kind, action, self.digest(value), f.label);
+            if !matches!(action, Action::Redact | Action::Block) {
+                continue;
+            }
+            let before = &text[copied..f.span.start];
+            state ^= before.bytes().filter(|&b| b == b'"').count() % 2 == 1;
+            let starts_in = state;
+            state ^= value.bytes().filter(|&b| b == b'"').count() % 2 == 1;
+            let buf = out.get_or_insert_with(|| String::with_capacity(text.len() + 8));
+            buf.push_str(before);
+            if !starts_in {
+                buf.push('"');
+            }
+            buf.push_str(&f.kind.placeholder());
+            if !state {
+                buf.push('"');
+            }
+            copied = f.span.end;
+        }
+        out.map(|mut s| {
+            s.push_str(&text[copied..]);
+            s
+        })
+    }
+
+    /// [`TextGuard::process`] for a whole JSON text (see [`TextGuard::apply_json`]).
+    pub fn process_json(&self, text: &str, tally: &mut Tally) -> Option<String> {
+        let findings = self.scanner.scan(text);
+        self.apply_json(text, &findings, false, tally)
     }
 }
 

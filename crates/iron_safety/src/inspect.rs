@@ -81,7 +81,10 @@ impl Walker<'_> {
         match v {
             Value::String(_) => self.text(Some(v)),
             Value::Array(a) => a.iter_mut().for_each(|x| self.all_strings(x)),
-            Value::Object(o) => o.values_mut().for_each(|x| self.all_strings(x)),
+            Value::Object(o) => {
+                o.values_mut().for_each(|x| self.all_strings(x));
+                self.object_keys(o);
+            }
             // Arguments are arbitrary JSON: a card number sent as a number is still a card number.
             // A redacted one becomes its placeholder string.
             Value::Number(n) if n.as_u64().is_some_and(|x| x >= 100_000) => {
@@ -95,6 +98,32 @@ impl Walker<'_> {
                 self.modified |= before;
             }
             _ => {}
+        }
+    }
+
+    /// The member names of an arbitrary object (tool arguments use e-mails and phone numbers as
+    /// keys: `{"jane@x.io": {...}}`): a name with a value in it is renamed to its redacted form
+    /// (made unique with `#2`, `#3` … if another member has that name already).
+    fn object_keys(&mut self, o: &mut serde_json::Map<String, Value>) {
+        let mut renames = Vec::new();
+        for k in o.keys() {
+            if k.len() < 3 {
+                continue;
+            }
+            if let Some(new) = self.guard.process(k, &mut self.tally) {
+                renames.push((k.clone(), new));
+            }
+        }
+        for (old, new) in renames {
+            let Some(v) = o.remove(&old) else { continue };
+            let mut name = new.clone();
+            let mut n = 2;
+            while o.contains_key(&name) {
+                name = format!("{new}#{n}");
+                n += 1;
+            }
+            o.insert(name, v);
+            self.modified = true;
         }
     }
 

@@ -6,6 +6,8 @@ use crate::kind::PiiKind;
 use crate::recognizer::Recognizer;
 use crate::recognizers::{self, CustomRecognizer};
 use regex::{Regex, RegexBuilder};
+pub(crate) use regex_automata::hybrid::dfa::Cache as PrefixCache;
+use regex_automata::hybrid::dfa::DFA as PrefixDfa;
 use regex_automata::meta;
 use regex_automata::{Anchored, Input};
 use std::ops::Range;
@@ -29,7 +31,14 @@ pub struct Scanner {
     /// Each recognizer alone, used only to retry a rejected short candidate's start position (an
     /// anchored search: it looks no further than a value starting exactly there).
     singles: Vec<meta::Regex>,
+    /// The custom patterns alone as an anchored lazy DFA, to tell whether the end of a stream's
+    /// text could still grow into one of them (see [`Scanner::open_custom_prefix`]).
+    custom_prefix: Option<PrefixDfa>,
 }
+
+/// How far back from the end of a stream's text a custom value still forming is looked for (and
+/// so held back): longer than names, addresses and code names; a longer one is released in part.
+pub const CUSTOM_PREFIX_BYTES: usize = 256;
 
 // How far past a rejected candidate's start the per-kind retry looks; longer than any short value.
 const RETRY_WINDOW: usize = 128;
@@ -45,7 +54,12 @@ impl Scanner {
                 pattern.clone(),
             )));
         }
-        Scanner::from_recognizers(recs)
+        let mut scanner = Scanner::from_recognizers(recs)?;
+        if !custom.is_empty() {
+            let patterns: Vec<&str> = custom.iter().map(|(_, p)| p.as_str()).collect();
+            scanner.custom_prefix = Some(prefix_dfa(&patterns)?);
+        }
+        Ok(scanner)
     }
 
     /// A scanner over arbitrary recognizers; earlier ones win when candidates start at the same place.
@@ -68,6 +82,7 @@ impl Scanner {
                 recognizers,
                 combined: None,
                 singles,
+                custom_prefix: None,
             });
         }
         let patterns: Vec<&str> = recognizers.iter().map(|r| r.pattern()).collect();
@@ -83,7 +98,38 @@ impl Scanner {
             recognizers,
             combined: Some(combined),
             singles,
+            custom_prefix: None,
         })
+    }
+
+    /// A cache for [`Scanner::open_custom_prefix`] (one per stream), or `None` without custom
+    /// patterns.
+    pub fn custom_prefix_cache(&self) -> Option<PrefixCache> {
+        self.custom_prefix.as_ref().map(PrefixDfa::create_cache)
+    }
+
+    /// The earliest position at or after `from`, within the last [`CUSTOM_PREFIX_BYTES`] of
+    /// `text`, where the rest of `text` is the beginning of a custom pattern's match that more
+    /// text could complete (`Jane` or `Jane ` for `Jane Doe`, `221 Baker ` for an address). A
+    /// stream holds that tail back instead of releasing the first words of a value. The DFA
+    /// giving up (a Unicode word boundary before non-ASCII text, a thrashing cache) counts as
+    /// "could be": holding is the safe side.
+    pub fn open_custom_prefix(
+        &self,
+        text: &str,
+        from: usize,
+        cache: &mut PrefixCache,
+    ) -> Option<usize> {
+        let dfa = self.custom_prefix.as_ref()?;
+        let len = text.len();
+        let mut p = from.max(len.saturating_sub(CUSTOM_PREFIX_BYTES));
+        while p < len {
+            if text.is_char_boundary(p) && prefix_alive(dfa, cache, text, p) {
+                return Some(p);
+            }
+            p += 1;
+        }
+        None
     }
 
     /// The kinds this scanner looks for, in priority order.
@@ -178,6 +224,40 @@ pub(crate) fn build(pattern: &str) -> Result<Regex, regex::Error> {
         .size_limit(64 * 1024 * 1024)
         .dfa_size_limit(64 * 1024 * 1024)
         .build()
+}
+
+/// The custom patterns as one anchored lazy DFA (starts anchored at any position asked).
+fn prefix_dfa(patterns: &[&str]) -> Result<PrefixDfa, regex::Error> {
+    let config = PrefixDfa::config()
+        .unicode_word_boundary(true)
+        .cache_capacity(2 * 1024 * 1024);
+    PrefixDfa::builder()
+        .configure(config)
+        .thompson(
+            regex_automata::nfa::thompson::Config::new().nfa_size_limit(Some(64 * 1024 * 1024)),
+        )
+        .build_many(patterns)
+        .map_err(|_| regex::Error::CompiledTooBig(64 * 1024 * 1024))
+}
+
+/// True when `text[start..]` can be extended into a match of some pattern starting at `start`
+/// (or the DFA gave up).
+fn prefix_alive(dfa: &PrefixDfa, cache: &mut PrefixCache, text: &str, start: usize) -> bool {
+    let input = Input::new(text)
+        .span(start..text.len())
+        .anchored(Anchored::Yes);
+    let Ok(mut sid) = dfa.start_state_forward(cache, &input) else {
+        return true;
+    };
+    for &b in &text.as_bytes()[start..] {
+        match dfa.next_state(cache, sid, b) {
+            Ok(next) if next.is_dead() => return false,
+            Ok(next) if next.is_quit() => return true,
+            Ok(next) => sid = next,
+            Err(_) => return true,
+        }
+    }
+    true
 }
 
 fn next_boundary(text: &str, at: usize) -> usize {

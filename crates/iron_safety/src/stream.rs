@@ -12,6 +12,12 @@ use std::sync::Arc;
 pub const WINDOW_BYTES: usize = 64;
 /// A run without whitespace (key, e-mail, JWT) is held whole up to this size.
 pub const RUN_CAP_BYTES: usize = 8 * 1024;
+/// In a run longer than [`RUN_CAP_BYTES`] (minified JSON, compact tool arguments), the token at
+/// its end made of characters keys, tokens and e-mails are written with (no quote, comma, brace
+/// or colon) is still held whole up to this size: a JWT is a match only once its second dot has
+/// arrived, and an e-mail once its domain has. A longer token (a base64 blob) keeps only the
+/// window.
+pub const VALUE_TOKEN_CAP_BYTES: usize = 8 * 1024;
 // Already released text kept as left context (word boundaries, "SSN:" before a number).
 const CONTEXT_BYTES: usize = 64;
 const PEM_BEGIN: &str = "-----BEGIN";
@@ -31,12 +37,22 @@ pub struct StreamRedactor {
     /// Byte offset in `context` where the last released value ended: scanning resumes there, as
     /// a whole-text scan does, so a value glued to the previous one is found the same way.
     resume: usize,
+    /// The custom patterns' prefix DFA cache (none without custom patterns).
+    prefix_cache: Option<crate::scanner::PrefixCache>,
+    /// JSON text (tool-call arguments): a value found outside a string (a number) is replaced by
+    /// its placeholder as a string, so the arguments stay JSON.
+    json: bool,
+    /// JSON text: whether the released text ends inside a string.
+    in_string: bool,
 }
 
 impl StreamRedactor {
     /// A redactor applying `guard`'s policy.
     pub fn new(guard: Arc<TextGuard>) -> StreamRedactor {
         StreamRedactor {
+            prefix_cache: guard.custom_prefix_cache(),
+            json: false,
+            in_string: false,
             guard,
             pending: String::new(),
             context: String::new(),
@@ -45,6 +61,14 @@ impl StreamRedactor {
             swallowing: false,
             resume: 0,
         }
+    }
+
+    /// A redactor for JSON text in which every escape is one character (the encoding of
+    /// `json_text`): a value outside a string becomes a string placeholder.
+    pub(crate) fn new_json(guard: Arc<TextGuard>) -> StreamRedactor {
+        let mut r = StreamRedactor::new(guard);
+        r.json = true;
+        r
     }
 
     /// Adds `text` and returns the text that is safe to emit now (possibly empty).
@@ -113,6 +137,11 @@ impl StreamRedactor {
             self.safe_cut(&joined, ctx_len)
         };
         if !all {
+            if let Some(cache) = self.prefix_cache.as_mut() {
+                if let Some(p) = self.guard.open_custom_prefix(&joined, ctx_len, cache) {
+                    cut = cut.min(p.max(ctx_len));
+                }
+            }
             for f in &findings {
                 if f.span.start < cut && f.span.end > cut {
                     cut = f.span.start.max(ctx_len);
@@ -148,10 +177,15 @@ impl StreamRedactor {
                 f
             })
             .collect();
-        let out = self
-            .guard
-            .apply(released, &shifted, &mut self.tally)
-            .unwrap_or_else(|| released.to_string());
+        let out = if self.json {
+            let start_in_string = self.in_string;
+            self.in_string ^= released.bytes().filter(|&b| b == b'"').count() % 2 == 1;
+            self.guard
+                .apply_json(released, &shifted, start_in_string, &mut self.tally)
+        } else {
+            self.guard.apply(released, &shifted, &mut self.tally)
+        }
+        .unwrap_or_else(|| released.to_string());
         let resume = own_end.max(self.resume.min(ctx_len));
         self.context = joined[..cut].to_string();
         // Keep the whole unfinished run as context too (up to the run cap): whether a value in it
@@ -175,7 +209,13 @@ impl StreamRedactor {
         let len = joined.len();
         let tail_start = after_last_whitespace(joined, len);
         let mut cut = if len - tail_start > RUN_CAP_BYTES {
-            floor_boundary(joined, len.saturating_sub(WINDOW_BYTES))
+            let window = floor_boundary(joined, len.saturating_sub(WINDOW_BYTES));
+            let token = value_token_start(joined, len);
+            if len - token <= VALUE_TOKEN_CAP_BYTES {
+                window.min(token)
+            } else {
+                window
+            }
         } else {
             tail_start
         };
@@ -282,6 +322,17 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// Start of the token at the end of `text[..end]` made of the characters keys, tokens and
+/// e-mail addresses are written with.
+fn value_token_start(text: &str, end: usize) -> usize {
+    let keep = text.as_bytes()[..end]
+        .iter()
+        .rev()
+        .take_while(|&&b| b.is_ascii_alphanumeric() || b"._~+/=@%-".contains(&b))
+        .count();
+    end - keep
 }
 
 /// Keeps only the last `max` bytes (at a char boundary) of `s`.

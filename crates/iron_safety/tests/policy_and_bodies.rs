@@ -356,6 +356,32 @@ fn numbers_in_tool_arguments_are_checked() {
     assert_eq!(args, r#"{"card_number":"[CREDIT_CARD]"}"#);
 }
 
+/// Tool arguments may use a value as a member name (`{"jane@x.io": {...}}`): it is found and
+/// the member renamed; a request that must block such a key is refused.
+#[test]
+fn member_names_in_tool_arguments_are_checked() {
+    let p = SafetyPolicy::from_value(
+        &json!({"request": {"email": "block"}, "response": {"default": "redact"}}),
+    )
+    .expect("policy");
+    let engine = SafetyEngine::new(&p).expect("engine");
+    let mut answer = json!({"content":[{"type":"tool_use","id":"u","name":"notify","input":{
+        "recipients":{"jane.doe@example.com":true,"john@example.org":false,"[EMAIL]":1},"id":7}}]});
+    let v = engine.inspect_response(ApiShape::AnthropicMessages, &mut answer);
+    assert!(v.modified);
+    assert_eq!(
+        answer["content"][0]["input"],
+        json!({"recipients":{"[EMAIL]":1,"[EMAIL]#2":true,"[EMAIL]#3":false},"id":7}),
+        "every member kept, none overwritten"
+    );
+    let mut request = json!({"model":"gpt-4o","messages":[
+        {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function",
+            "function":{"name":"notify","arguments":"{\"jane.doe@example.com\":true}"}}]},
+        {"role":"tool","tool_call_id":"c","content":"ok"}]});
+    let v = engine.inspect_request(ApiShape::OpenAiChat, &mut request);
+    assert!(v.blocked, "an e-mail used as a key is still an e-mail");
+}
+
 /// Answer fields beside the main text carry text too: audio transcripts, citations, refusal
 /// parts, provider-run tool inputs and results.
 #[test]

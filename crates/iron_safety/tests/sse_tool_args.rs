@@ -247,3 +247,36 @@ fn finish_flushes_a_stream_that_ended_without_closing_events() {
     assert!(!chat_args(&rest).is_empty(), "held arguments are flushed");
     assert!(!chat_args(&rest).contains("1111"));
 }
+
+#[test]
+fn a_card_sent_as_a_json_number_is_redacted_to_a_string_and_the_arguments_stay_json() {
+    // Models write numbers unquoted: the placeholder must become a JSON string, in every split,
+    // and in the whole copies (`.done`, output items) too.
+    let args = r#"{"card_number":4111111111111111,"amount":12,"note":"card 4111111111111111","n":[5555555555554444]}"#;
+    let expected = json!({"card_number":"[CREDIT_CARD]","amount":12,"note":"card [CREDIT_CARD]","n":["[CREDIT_CARD]"]});
+    let splits = [
+        vec![args.to_string()],
+        vec![args[..20].to_string(), args[20..].to_string()],
+        per_char(args),
+    ];
+    for pieces in splits {
+        let mut f = filter(ApiShape::OpenAiChat, REDACT);
+        let mut out = Vec::new();
+        for e in chat_events(&pieces) {
+            out.extend(emitted(f.on_event(None, &e)));
+        }
+        let joined = chat_args(&out);
+        assert_eq!(json_of(&joined), expected, "{joined}");
+    }
+    let mut f = filter(ApiShape::OpenAiResponses, REDACT);
+    let done = json!({"type":"response.function_call_arguments.done","item_id":"fc_1","output_index":0,"arguments":args});
+    let out = emitted(f.on_event(
+        Some("response.function_call_arguments.done"),
+        &done.to_string(),
+    ));
+    let whole = json_of(&out[0].1)["arguments"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(json_of(&whole), expected, "{whole}");
+}

@@ -51,6 +51,35 @@ fn every_corpus_line_streams_to_the_same_redaction_as_the_whole_text() {
 }
 
 #[test]
+fn custom_patterns_spanning_words_stream_like_the_whole_text_beside_every_built_in_kind() {
+    let policy = SafetyPolicy::from_value(&serde_json::json!({
+        "response": {"default": "redact"},
+        "custom": [
+            {"name": "patient", "pattern": "(?:Jane|John) (?:Doe|Smith)"},
+            {"name": "address", "pattern": "\\d+ [A-Z][a-z]+ (?:Street|Avenue)"},
+        ],
+    }))
+    .expect("policy");
+    let guard = SafetyEngine::new(&policy).expect("engine").response_guard();
+    let mut mismatches = Vec::new();
+    for l in corpus_lines::plain_lines() {
+        let text = format!("Dear John Smith, {l} and Jane Doe at 12 Main Street, Jane.");
+        let expected = whole(&guard, &text);
+        assert!(
+            expected.contains("[PATIENT]") && expected.contains("[ADDRESS]"),
+            "{expected}"
+        );
+        for size in [1, 2, 3, 5, 7] {
+            let got = streamed(&guard, &text, size);
+            if got != expected {
+                mismatches.push(format!("{size}: {got:?} != {expected:?}"));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
+
+#[test]
 fn groups_glued_to_labels_or_made_of_letters_are_held_whole() {
     // Regressions: the first group used to flow before the value was complete ("GB82 WEST [IBAN]",
     // "card:4111 [CREDIT_CARD]", "+1 [PHONE]").

@@ -127,3 +127,97 @@ fn prose_flows_word_by_word_and_only_digit_groups_are_held() {
     assert_eq!(rest, "[CREDIT_CARD] ");
     assert_eq!(r.finish(), "today");
 }
+
+fn custom_redactor(pattern: &str, action: &str) -> StreamRedactor {
+    let policy = SafetyPolicy::from_value(&serde_json::json!({
+        "response": {"default": "off", "name": action},
+        "custom": [{"name": "name", "pattern": pattern}],
+    }))
+    .expect("policy");
+    let engine = SafetyEngine::new(&policy).expect("engine");
+    StreamRedactor::new(engine.response_guard())
+}
+
+#[test]
+fn a_custom_pattern_spanning_words_is_held_until_it_completes_or_cannot() {
+    for (pattern, expected) in [
+        (
+            r"(?:Jane|John) (?:Doe|Smith)",
+            "Patient [NAME] lives at 221 Baker Street, see you. Jane went home.",
+        ),
+        (
+            r"\d+ [A-Z][a-z]+ (?:Street|Avenue)",
+            "Patient Jane Doe lives at [NAME], see you. Jane went home.",
+        ),
+    ] {
+        let text =
+            format!("{LEAD}Patient Jane Doe lives at 221 Baker Street, see you. Jane went home.");
+        let whole = {
+            let mut r = custom_redactor(pattern, "redact");
+            let mut out = r.push(&text);
+            out.push_str(&r.finish());
+            out
+        };
+        let mut r = custom_redactor(pattern, "redact");
+        let mut outs: Vec<String> = text.split_inclusive(' ').map(|w| r.push(w)).collect();
+        outs.push(r.finish());
+        assert_eq!(outs.concat(), whole, "{pattern}: word by word = whole text");
+        assert_eq!(whole, format!("{LEAD}{expected}"));
+        // Ordinary words still flow before the end; "Jane" that is not followed by a surname is released.
+        assert!(outs.iter().position(|o| !o.is_empty()).expect("output") < 10);
+        assert!(outs.concat().ends_with("Jane went home."));
+    }
+    // Chunk by chunk, one character at a time, block mode: nothing of the value goes out first.
+    let text = format!("{LEAD}Patient Jane Doe lives here.");
+    let mut r = custom_redactor(r"(?:Jane|John) (?:Doe|Smith)", "block");
+    let mut sent = String::new();
+    for c in text.chars() {
+        sent.push_str(&r.push(&c.to_string()));
+        if r.is_blocked() {
+            break;
+        }
+    }
+    assert!(r.is_blocked());
+    assert!(
+        !sent.contains("Jane"),
+        "released before the block: {sent:?}"
+    );
+}
+
+#[test]
+fn a_jwt_at_the_end_of_a_long_run_is_not_released_in_part() {
+    // Minified JSON longer than the run cap, then a JWT arriving 8 bytes at a time: a JWT only
+    // matches once its second dot is there, so its header and payload must be held until then.
+    let payload = "eyJzdWIiOiIxMjM0NTY3ODkwIiwiZW1haWwiOiJqYW5lLmRvZUBleGFtcGxlLmNvbSIsIm5hbWUiOiJKYW5lIERvZSJ9";
+    let jwt = format!("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{payload}.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c");
+    let rows: Vec<String> = (0..400)
+        .map(|i| format!(r#"{{"id":{i},"v":"abcdef"}}"#))
+        .collect();
+    let text = format!(r#"{{"rows":[{}],"api_key":"{jwt}"}}"#, rows.join(","));
+    assert!(text.len() > iron_safety::RUN_CAP_BYTES);
+    let chunks: Vec<&str> = text
+        .as_bytes()
+        .chunks(8)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    let (outs, all) = run(&chunks);
+    assert!(
+        all.ends_with(r#""api_key":"[SECRET]"}"#),
+        "{}",
+        &all[all.len() - 60..]
+    );
+    assert!(
+        outs.iter().all(|o| !o.contains(&payload[..20])),
+        "payload leaked"
+    );
+    // The run itself still flows while it grows: most of it is out before the key arrives.
+    let before_key: usize = outs[..chunks.len() - jwt.len() / 8 - 2]
+        .iter()
+        .map(String::len)
+        .sum();
+    assert!(
+        before_key > text.len() / 2,
+        "released {before_key} of {}",
+        text.len()
+    );
+}

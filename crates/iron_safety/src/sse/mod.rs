@@ -151,7 +151,13 @@ impl SseOutputFilter {
 
     fn push_json(&mut self, key: StreamKey, fragment: &str) -> String {
         let encoded = self.codecs.entry(key).or_default().encode(fragment);
-        json_text::decode(&self.push(key, &encoded))
+        let guard = &self.guard;
+        let out = self
+            .streams
+            .entry(key)
+            .or_insert_with(|| StreamRedactor::new_json(guard.clone()))
+            .push(&encoded);
+        json_text::decode(&out)
     }
 
     fn flush(&mut self, key: StreamKey) -> String {
@@ -214,7 +220,7 @@ impl SseOutputFilter {
         if let Some(Value::String(s)) = v {
             let mut scratch = Tally::default();
             let encoded = json_text::encode_whole(s);
-            if let Some(new) = self.guard.process(&encoded, &mut scratch) {
+            if let Some(new) = self.guard.process_json(&encoded, &mut scratch) {
                 *s = json_text::decode(&new);
             }
             if scratch.is_blocked() {

@@ -65,24 +65,24 @@ pub(crate) fn lower_context_before(text: &str, pos: usize, max: usize) -> String
 /// an ISBN or a longer dotted/dashed number: `<alnum><sep>` just before, or `<sep><alnum>` just after
 /// (for a space separator the neighbour must be a digit, since words around a value are normal).
 pub(crate) fn continues_number_run(text: &str, span: &Range<usize>, seps: &[char]) -> bool {
-    let before = char_before(text, span.start);
-    if let Some(sep) = before {
-        if seps.contains(&sep) {
-            let b2 = char_before(text, span.start - sep.len_utf8());
-            if b2.is_some_and(|c| neighbour_continues(sep, c)) {
-                return true;
-            }
-        }
-    }
-    if let Some(sep) = char_at(text, span.end) {
-        if seps.contains(&sep) {
-            let a2 = char_at(text, span.end + sep.len_utf8());
-            if a2.is_some_and(|c| neighbour_continues(sep, c)) {
-                return true;
-            }
-        }
-    }
-    false
+    run_continues_before(text, span.start, seps) || run_continues_after(text, span.end, seps)
+}
+
+/// `<alnum><sep>` just before `start` (see [`continues_number_run`]).
+pub(crate) fn run_continues_before(text: &str, start: usize, seps: &[char]) -> bool {
+    char_before(text, start).is_some_and(|sep| {
+        seps.contains(&sep)
+            && char_before(text, start - sep.len_utf8())
+                .is_some_and(|c| neighbour_continues(sep, c))
+    })
+}
+
+/// `<sep><alnum>` just after `end` (see [`continues_number_run`]).
+pub(crate) fn run_continues_after(text: &str, end: usize, seps: &[char]) -> bool {
+    char_at(text, end).is_some_and(|sep| {
+        seps.contains(&sep)
+            && char_at(text, end + sep.len_utf8()).is_some_and(|c| neighbour_continues(sep, c))
+    })
 }
 
 fn neighbour_continues(sep: char, c: char) -> bool {

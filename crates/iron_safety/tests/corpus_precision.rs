@@ -123,3 +123,46 @@ fn every_kind_has_precision_and_recall_of_at_least_95_percent() {
     }
     assert!(failures.is_empty(), "below 0.95: {failures:?}");
 }
+
+/// Spellings a review found missed: a card followed on its line by the expiry or security code,
+/// an international number in parentheses, a leaked `address:password` line.
+#[test]
+fn values_followed_by_their_companions_are_found_exactly() {
+    let scanner = Scanner::new(&SCAN_ORDER, &[]).expect("scanner");
+    let cases = [
+        (
+            "Card 4111 1111 1111 1111 12/26 on file",
+            "4111 1111 1111 1111",
+        ),
+        ("4111111111111111 123", "4111111111111111"),
+        ("stored as 5555555555554444/12/2026.", "5555555555554444"),
+        ("4111-1111-1111-1111-0427 expiry", "4111-1111-1111-1111"),
+        (
+            "Call me (mobile +44 20 7946 0958) tomorrow.",
+            "+44 20 7946 0958",
+        ),
+        (
+            "leaked login jane.doe@example.com:Winter2024!",
+            "jane.doe@example.com",
+        ),
+    ];
+    for (text, value) in cases {
+        let found: Vec<&str> = scanner
+            .scan(text)
+            .iter()
+            .map(|f| &text[f.span.clone()])
+            .collect();
+        assert_eq!(found, [value], "{text}");
+    }
+    for text in [
+        "Account 4111 1111 1111 1111 1234 5678 9012 is a long reference",
+        "clone deploy@build.example.com:~/app and git@github.com:org/repo.git",
+        "listen on admin@db.example.com:5432",
+    ] {
+        assert!(
+            scanner.scan(text).is_empty(),
+            "{text}: {:?}",
+            scanner.scan(text)
+        );
+    }
+}

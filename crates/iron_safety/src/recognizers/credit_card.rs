@@ -2,7 +2,9 @@
 //! issuer prefix whose length rules fit.
 
 use crate::kind::PiiKind;
-use crate::recognizer::{continues_number_run, digits_of, Confirmed, Recognizer};
+use crate::recognizer::{
+    digits_of, run_continues_after, run_continues_before, Confirmed, Recognizer,
+};
 use std::ops::Range;
 
 /// Finds card numbers such as `4111 1111 1111 1111` or `3782-822463-10005`.
@@ -32,16 +34,64 @@ impl Recognizer for CreditCardRecognizer {
         issuer(&digits_of(candidate)).unwrap_or("")
     }
 
+    /// The longest valid number from the candidate's start: the pattern is greedy, so a card
+    /// followed on the same line by its expiry or security code (`4111 1111 1111 1111 12/26`,
+    /// `4111111111111111 123`) first matches with part of that; trailing groups are dropped
+    /// until a card is left. A number that goes on as a longer run of digit groups (a UUID's
+    /// tail, an account number) is not a card, unless what follows is just an expiry or code.
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
-        if continues_number_run(text, &span, &[' ', '-', '.', '/']) {
+        if run_continues_before(text, span.start, &RUN_SEPARATORS) {
             return None;
         }
-        let candidate = text.get(span.clone())?;
-        self.validate(candidate).then(|| Confirmed {
-            label: self.label(candidate),
-            span,
-        })
+        let mut end = span.end;
+        loop {
+            let candidate = text.get(span.start..end)?;
+            if self.validate(candidate)
+                && (!run_continues_after(text, end, &RUN_SEPARATORS)
+                    || expiry_or_code_follows(text, end))
+            {
+                return Some(Confirmed {
+                    label: self.label(candidate),
+                    span: span.start..end,
+                });
+            }
+            let cut = candidate.rfind([' ', '-']).filter(|&i| i > 0)?;
+            end = span.start + cut;
+        }
     }
+}
+
+const RUN_SEPARATORS: [char; 4] = [' ', '-', '.', '/'];
+
+/// After a card number: one separator, then an expiry (`12/26`, `12/2026`) or a 3–4 digit
+/// security code, and nothing more of the run.
+fn expiry_or_code_follows(text: &str, end: usize) -> bool {
+    let rest = text.get(end..).unwrap_or("");
+    let Some(rest) = rest.strip_prefix([' ', '/', '-']) else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    let digits = |from: usize| {
+        b[from.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let first = digits(0);
+    let len = match first {
+        2 if b.get(2) == Some(&b'/')
+            && (1..=12).contains(&(u32::from(b[0] - b'0') * 10 + u32::from(b[1] - b'0'))) =>
+        {
+            match digits(3) {
+                n @ (2 | 4) => 3 + n,
+                _ => return false,
+            }
+        }
+        3 | 4 => first,
+        _ => return false,
+    };
+    !run_continues_after(text, end + 1 + len, &RUN_SEPARATORS)
+        && !rest[len..].starts_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// Separators, when present, are all the same and split the number into groups of 3–6 digits

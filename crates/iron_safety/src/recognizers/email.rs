@@ -55,15 +55,19 @@ impl Recognizer for EmailRecognizer {
 
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
         let candidate = text.get(span.clone())?;
-        // `git@github.com:org/repo.git`, `user@host:8080`: an scp-style path or a port, not a mailbox.
-        let rest = text.get(span.end..).unwrap_or("");
-        let mut after = rest.chars();
-        if after.next() == Some(':')
-            && after
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || "/~._-".contains(c))
-        {
-            return None;
+        // `git@github.com:org/repo.git`, `user@host:8080`, `deploy@host.example.com:~/app`: an
+        // scp-style path or a port, not a mailbox. `jane@example.com:Winter2024!` (a leaked
+        // login line) is an address followed by something else.
+        if let Some(after) = text.get(span.end..).and_then(|r| r.strip_prefix(':')) {
+            let word = after.split(char::is_whitespace).next().unwrap_or("");
+            let port = !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit());
+            let path = word.starts_with(['/', '~'])
+                || word.contains('/')
+                || word.ends_with(".git")
+                || word.starts_with("./");
+            if port || path {
+                return None;
+            }
         }
         self.validate(candidate)
             .then_some(Confirmed { span, label: "" })
@@ -90,6 +94,9 @@ mod tests {
         assert!(!r.validate("x@1.2"));
         let scp = "git@github.com:org/repo.git";
         assert!(r.confirm(scp, 0..14).is_none());
+        assert!(r.confirm("user@host.example.com:8080", 0..21).is_none());
+        let combo = "jane.doe@example.com:Winter2024!";
+        assert_eq!(r.confirm(combo, 0..20).map(|c| c.span), Some(0..20));
         let sentence = "write to ops@example.com: we reply fast";
         assert_eq!(r.confirm(sentence, 9..24).map(|c| c.span), Some(9..24));
     }

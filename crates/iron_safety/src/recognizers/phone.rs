@@ -43,6 +43,15 @@ impl Recognizer for PhoneRecognizer {
     }
 
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
+        let mut span = span;
+        // `(mobile +44 20 7946 0958)`: the pattern's optional `)` took the closing parenthesis.
+        if text.get(span.clone()).is_some_and(|c| {
+            c.starts_with('+')
+                && c.ends_with(')')
+                && c.matches(')').count() > c.matches('(').count()
+        }) {
+            span.end -= 1;
+        }
         let candidate = text.get(span.clone())?;
         // `+` glued to a word, digit, `:` or `)` is arithmetic or a UTC offset, not a phone number.
         if candidate.starts_with('+') {

@@ -371,6 +371,16 @@ fn covered_request_members(api: ApiShape) -> Option<&'static [&'static str]> {
 
 /// Scans and redacts the answer text of a non-streamed response body.
 pub fn inspect_response(guard: &TextGuard, api: ApiShape, body: &mut Value) -> ResponseVerdict {
+    response_walker(guard, api, body).finish()
+}
+
+/// What [`inspect_response`] found in `body` (redacted in place) and whether it changed it.
+pub(crate) fn walk_response(guard: &TextGuard, api: ApiShape, body: &mut Value) -> (Tally, bool) {
+    let w = response_walker(guard, api, body);
+    (w.tally, w.modified)
+}
+
+fn response_walker<'a>(guard: &'a TextGuard, api: ApiShape, body: &mut Value) -> Walker<'a> {
     let mut w = Walker {
         guard,
         tally: Tally::default(),
@@ -399,5 +409,5 @@ pub fn inspect_response(guard: &TextGuard, api: ApiShape, body: &mut Value) -> R
         ApiShape::OpenAiEmbeddings => {}
         ApiShape::Other => w.any(body, 0),
     }
-    w.finish()
+    w
 }

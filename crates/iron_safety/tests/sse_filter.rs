@@ -193,3 +193,127 @@ fn unparseable_event_fails_closed() {
     };
     assert!(message.contains("failed closed"), "{message}");
 }
+
+/// What a client gets from every event's data: the concatenated strings of every member named
+/// `text`, `delta`, `content`, `partial_json` or `data` (wherever they are), so text an SDK would keep is
+/// seen wherever an upstream put it.
+fn all_text(events: &[SseEvent]) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match x {
+                        Value::String(s)
+                            if ["text", "delta", "content", "partial_json", "data"]
+                                .contains(&k.as_str()) =>
+                        {
+                            out.push_str(s)
+                        }
+                        _ => walk(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    for (_, d) in events {
+        if let Ok(v) = serde_json::from_str::<Value>(d) {
+            walk(&v, &mut out);
+        }
+    }
+    out
+}
+
+/// Framing a hostile or broken upstream could use to slip text past the filter, each read the
+/// way the SDKs read it: the data's `type` decides (not the `event:` name), a chunk whose
+/// `error` is null/false/empty is a normal chunk, text in start events counts, `1e0` is index 1.
+#[test]
+fn text_in_unusual_framing_is_filtered_as_the_sdks_would_read_it() {
+    let mail = "jane.doe@example.com";
+    let block = r#"{"response":{"email":"block"}}"#;
+    let blocked = |f: &mut SseOutputFilter, event: Option<&str>, data: &str| {
+        matches!(f.on_event(event, data), FilterOutcome::Block { .. })
+            || matches!(f.finish(), FilterOutcome::Block { .. })
+    };
+    // Anthropic: a text delta under another event name.
+    let mut f = filter(ApiShape::AnthropicMessages, block);
+    let d = json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":format!("mail {mail} ok")}});
+    assert!(blocked(&mut f, Some("message_delta"), &d.to_string()));
+    // Responses: a text delta named as a progress event.
+    let mut f = filter(ApiShape::OpenAiResponses, block);
+    let d = json!({"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":format!("mail {mail} ok")});
+    assert!(blocked(
+        &mut f,
+        Some("response.in_progress"),
+        &d.to_string()
+    ));
+    // Chat: `"error": null` (and false, "", 0) is a normal chunk to the SDK.
+    for err in [json!(null), json!(false), json!(""), json!(0)] {
+        let mut f = filter(ApiShape::OpenAiChat, block);
+        let mut c: Value =
+            serde_json::from_str(&chat_chunk(Some(&format!("mail {mail} ok")), None))
+                .expect("chunk");
+        c["error"] = err.clone();
+        assert!(blocked(&mut f, None, &c.to_string()), "error: {err}");
+    }
+    // Text carried whole in start events.
+    let starts = [
+        (
+            ApiShape::AnthropicMessages,
+            "message_start",
+            json!({"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":format!("hi {mail}")}]}}),
+        ),
+        (
+            ApiShape::AnthropicMessages,
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":format!("hi {mail}")}}),
+        ),
+        (
+            ApiShape::AnthropicMessages,
+            "content_block_start",
+            json!({"type":"content_block_start","index":1,"content_block":{"type":"web_fetch_tool_result","tool_use_id":"srvtoolu_1","content":{"type":"web_fetch_result","url":"https://x.test","content":{"type":"document","source":{"type":"text","media_type":"text/plain","data":format!("contact {mail}")}}}}}),
+        ),
+        (
+            ApiShape::OpenAiResponses,
+            "response.output_item.added",
+            json!({"type":"response.output_item.added","output_index":0,"item":{"type":"message","id":"msg_1","role":"assistant","content":[{"type":"output_text","text":format!("hi {mail}"),"annotations":[]}]}}),
+        ),
+        (
+            ApiShape::OpenAiResponses,
+            "response.content_part.added",
+            json!({"type":"response.content_part.added","output_index":0,"content_index":0,"item_id":"msg_1","part":{"type":"output_text","text":format!("hi {mail}"),"annotations":[]}}),
+        ),
+    ];
+    for (api, name, data) in &starts {
+        let mut f = filter(*api, block);
+        assert!(
+            blocked(&mut f, Some(name), &data.to_string()),
+            "{name}: {data}"
+        );
+        let mut f = filter(*api, REDACT);
+        let out = emitted(f.on_event(Some(name), &data.to_string()));
+        let text = all_text(&out);
+        assert!(
+            !text.contains("jane.doe") && text.contains("[EMAIL]"),
+            "{name}: {text}"
+        );
+    }
+    // `index: 1e0` is choice 1 to a JavaScript reader: one stream with `index: 1`.
+    let mut f = filter(ApiShape::OpenAiChat, REDACT);
+    let chunk = |index: Value, text: &str| {
+        json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o",
+               "choices":[{"index":index,"delta":{"content":text},"finish_reason":null}]})
+        .to_string()
+    };
+    let mut out = Vec::new();
+    let one: Value = serde_json::from_str("1e0").expect("number");
+    out.extend(emitted(f.on_event(None, &chunk(one, "write jane.doe@exa"))));
+    out.extend(emitted(f.on_event(None, &chunk(json!(1), "mple.com now"))));
+    if let FilterOutcome::Emit(e) = f.finish() {
+        out.extend(e);
+    }
+    let text = all_text(&out);
+    assert!(!text.contains("jane.doe@exa"), "{text}");
+}

@@ -12,8 +12,25 @@ impl SseOutputFilter {
     ) -> Result<Vec<SseEvent>, String> {
         let mut v = parsed_or_parse(parsed, data)?;
         let kind = event_kind(event, &v);
-        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let index = index_of(v.get("index"));
         match kind.as_deref() {
+            // Whole blocks arrive in start events: a server tool's result, and whatever text an
+            // upstream puts there (the SDKs keep it).
+            Some("message_start") => {
+                let changed = v
+                    .get_mut("message")
+                    .is_some_and(|m| self.check_embedded(ApiShape::AnthropicMessages, m));
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
+            Some("content_block_start") => {
+                let Some(block) = v.get_mut("content_block").map(Value::take) else {
+                    return Ok(vec![pass(event, data)]);
+                };
+                let mut wrapper = json!({ "content": [block] });
+                let changed = self.check_embedded(ApiShape::AnthropicMessages, &mut wrapper);
+                v["content_block"] = wrapper["content"][0].take();
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
             Some("content_block_delta") => {
                 let delta_type = v
                     .get("delta")

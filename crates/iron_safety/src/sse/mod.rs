@@ -215,6 +215,15 @@ impl SseOutputFilter {
         FilterOutcome::Emit(out)
     }
 
+    /// A whole answer part carried inside an event (Anthropic `message_start` and
+    /// `content_block_start`, Responses `output_item.added`): walked like a non-streamed answer
+    /// of `api`; its values count as new ones. True when it was changed.
+    fn check_embedded(&mut self, api: ApiShape, body: &mut Value) -> bool {
+        let (tally, modified) = crate::inspect::walk_response(&self.guard, api, body);
+        self.tally.merge(&tally);
+        modified
+    }
+
     /// Like [`Self::redact_whole`] for complete tool-call arguments (JSON text).
     fn redact_whole_json(&mut self, v: Option<&mut Value>) {
         if let Some(Value::String(s)) = v {
@@ -266,7 +275,9 @@ impl SseOutputFilter {
             return Ok(out);
         }
         let mut v = parsed_or_parse(parsed, data)?;
-        if v.get("error").is_some() {
+        // The SDKs raise an error for a chunk whose `error` is truthy and read any other chunk
+        // (`"error": null`, `false`, `""`, `0`) as a normal one: so must the filter.
+        if v.get("error").is_some_and(js_truthy) {
             return Ok(vec![pass(event, data)]);
         }
         for k in ["id", "object", "created", "model"] {
@@ -280,7 +291,7 @@ impl SseOutputFilter {
         let mut changed = false;
         if let Some(Value::Array(choices)) = v.get_mut("choices") {
             for choice in choices.iter_mut() {
-                let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let index = index_of(choice.get("index"));
                 let finishing = choice.get("finish_reason").is_some_and(|f| !f.is_null());
                 let holder = if text_field == "content" {
                     choice.get_mut("delta")
@@ -317,10 +328,7 @@ impl SseOutputFilter {
                 }
                 if let Some(Value::Array(calls)) = holder.get_mut("tool_calls") {
                     for call in calls.iter_mut() {
-                        let key = (
-                            index,
-                            TOOL_SLOT + call.get("index").and_then(Value::as_u64).unwrap_or(0),
-                        );
+                        let key = (index, TOOL_SLOT + index_of(call.get("index")));
                         let Some(args) = call
                             .get("function")
                             .and_then(|f| f.get("arguments"))
@@ -365,6 +373,15 @@ impl SseOutputFilter {
         Ok(before)
     }
 
+    /// The event as it came, or re-serialized when `changed`.
+    fn rewritten_if(&self, changed: bool, event: Option<&str>, data: &str, v: &Value) -> SseEvent {
+        if changed {
+            (event.map(str::to_string), v.to_string())
+        } else {
+            pass(event, data)
+        }
+    }
+
     fn synth_chunk(&self, key: StreamKey, text_field: &str, text: String) -> String {
         let mut chunk = self.chunk_meta.clone();
         let index = key.0;
@@ -385,11 +402,37 @@ fn pass(event: Option<&str>, data: &str) -> SseEvent {
     (event.map(str::to_string), data.to_string())
 }
 
-/// The event's name: its `event:` line, else the `type` field of its data.
+/// The event's kind: the `type` field of its data, else its `event:` line. The SDKs act on the
+/// data's type (an Anthropic client takes any event its name lets through and files it by that
+/// type), so a text delta sent under another event name is still a text delta.
 fn event_kind(event: Option<&str>, v: &Value) -> Option<String> {
-    event
+    v.get("type")
+        .and_then(Value::as_str)
         .map(str::to_string)
-        .or_else(|| v.get("type").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| event.map(str::to_string))
+}
+
+/// An array index as a JavaScript reader gets it (`1e0` and `1.0` are 1); anything else is 0.
+pub(super) fn index_of(v: Option<&Value>) -> u64 {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
+                .map_or(u64::MAX, |f| f as u64)
+        }),
+        _ => 0,
+    }
+}
+
+/// JavaScript truthiness of a JSON value.
+fn js_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
 }
 
 /// The caller's parse of `data` when it has one, else our own.

@@ -63,10 +63,36 @@ impl SseOutputFilter {
         let mut v = parsed_or_parse(parsed, data)?;
         let kind = event_kind(event, &v);
         let key = (
-            v.get("output_index").and_then(Value::as_u64).unwrap_or(0),
-            v.get("content_index").and_then(Value::as_u64).unwrap_or(0),
+            index_of(v.get("output_index")),
+            index_of(v.get("content_index")),
         );
         match kind.as_deref() {
+            // Items and parts as they start, and the response as created: normally empty, but
+            // the SDKs keep whatever text they carry.
+            Some("response.output_item.added") => {
+                let Some(item) = v.get_mut("item").map(Value::take) else {
+                    return Ok(vec![pass(event, data)]);
+                };
+                let mut wrapper = json!({ "output": [item] });
+                let changed = self.check_embedded(ApiShape::OpenAiResponses, &mut wrapper);
+                v["item"] = wrapper["output"][0].take();
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
+            Some("response.content_part.added") => {
+                let Some(part) = v.get_mut("part").map(Value::take) else {
+                    return Ok(vec![pass(event, data)]);
+                };
+                let mut wrapper = json!({ "output": [{"type": "message", "content": [part]}] });
+                let changed = self.check_embedded(ApiShape::OpenAiResponses, &mut wrapper);
+                v["part"] = wrapper["output"][0]["content"][0].take();
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
+            Some("response.created" | "response.in_progress" | "response.queued") => {
+                let changed = v
+                    .get_mut("response")
+                    .is_some_and(|r| self.check_embedded(ApiShape::OpenAiResponses, r));
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
             Some("response.output_text.delta") => {
                 Ok(self.responses_delta(key, false, event, data, v))
             }

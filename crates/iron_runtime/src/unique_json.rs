@@ -121,11 +121,15 @@ enum Ordered {
 }
 
 impl Ordered {
-    /// Takes every string of `v` found at the same place (redaction changes strings only).
+    /// Takes what redaction changed in `v`, found at the same place: strings, numbers that
+    /// became their placeholder strings, and an object whose member names changed (a value used
+    /// as a name is renamed), which is then taken whole (its members in `v`'s order).
     fn overlay(&mut self, v: &Value) {
-        match (self, v) {
-            (Ordered::Leaf(leaf @ Value::String(_)), Value::String(s)) => {
-                *leaf = Value::String(s.clone())
+        match (&mut *self, v) {
+            (Ordered::Leaf(leaf), v) => {
+                if leaf != v {
+                    *leaf = v.clone();
+                }
             }
             (Ordered::Array(items), Value::Array(vs)) => {
                 for (item, v) in items.iter_mut().zip(vs) {
@@ -133,6 +137,12 @@ impl Ordered {
                 }
             }
             (Ordered::Object(members), Value::Object(map)) => {
+                let same_names = members.len() == map.len()
+                    && members.iter().all(|(k, _)| map.contains_key(k.as_str()));
+                if !same_names {
+                    *self = Ordered::Leaf(v.clone());
+                    return;
+                }
                 for (k, member) in members.iter_mut() {
                     if let Some(v) = map.get(k.as_str()) {
                         member.overlay(v);

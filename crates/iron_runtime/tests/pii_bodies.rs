@@ -109,3 +109,41 @@ async fn a_redacted_request_keeps_its_key_order() {
     );
     router.stop().await;
 }
+
+/// A body with tools is written back in its own order; what redaction changed that is not a
+/// string (a card sent as a JSON number, an e-mail used as a member name in a tool's input) must
+/// be written back too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redacted_request_with_tools_carries_every_redaction() {
+    let provider = FakeProvider::json(
+        json!({ "content": [], "usage": { "input_tokens": 1, "output_tokens": 1 } }),
+    )
+    .await;
+    let ks = FakeKeyServer::with_key(ANTHROPIC_KEY, Some("anthropic"), &provider.url()).await;
+    let router = start_router(
+        &ks,
+        json!({ "safety": { "request": { "default": "redact" } } }),
+    );
+    let body = json!({ "model": "claude-sonnet-4-5", "max_tokens": 10,
+        "tools": [{ "name": "pay", "description": "pay", "input_schema": { "type": "object" } }],
+        "messages": [
+            { "role": "user", "content": "pay it" },
+            { "role": "assistant", "content": [{ "type": "tool_use", "id": "toolu_1", "name": "pay",
+                "input": { "card": 4111111111111111u64, "cc": { EMAIL: true } } }] },
+            { "role": "user", "content": [{ "type": "tool_result", "tool_use_id": "toolu_1", "content": "done" }] }
+        ] });
+    let (code, _, text) = status_json(post(&router, "/v1/messages", &body).await).await;
+    assert_eq!(code, 200, "{text}");
+    let seen = provider.seen().pop().expect("forwarded");
+    let forwarded = String::from_utf8_lossy(&seen.body).into_owned();
+    assert!(
+        !forwarded.contains("4111111111111111") && !forwarded.contains(EMAIL),
+        "{forwarded}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&forwarded).expect("JSON");
+    assert_eq!(
+        v["messages"][1]["content"][0]["input"],
+        json!({ "card": "[CREDIT_CARD]", "cc": { "[EMAIL]": true } })
+    );
+    router.stop().await;
+}

@@ -126,11 +126,7 @@ impl Ordered {
     /// as a name is renamed), which is then taken whole (its members in `v`'s order).
     fn overlay(&mut self, v: &Value) {
         match (&mut *self, v) {
-            (Ordered::Leaf(leaf), v) => {
-                if leaf != v {
-                    *leaf = v.clone();
-                }
-            }
+            (Ordered::Leaf(leaf), v) if leaf != v => *leaf = v.clone(),
             (Ordered::Array(items), Value::Array(vs)) => {
                 for (item, v) in items.iter_mut().zip(vs) {
                     item.overlay(v);

@@ -49,7 +49,9 @@ impl<'a> TextDelta<'a> {
                     let delta = choice.delta?;
                     let plain = delta.tool_calls.is_none()
                         && delta.refusal.is_none()
-                        && delta.reasoning_content.is_none();
+                        && delta.reasoning_content.is_none()
+                        && delta.audio.is_none()
+                        && delta.function_call.is_none();
                     if !plain || choice.text.is_some() {
                         return None;
                     }
@@ -249,6 +251,10 @@ struct ChatDeltaFields<'a> {
     refusal: Option<IgnoredAny>,
     #[serde(default)]
     reasoning_content: Option<IgnoredAny>,
+    #[serde(default)]
+    audio: Option<IgnoredAny>,
+    #[serde(default)]
+    function_call: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]

@@ -317,3 +317,95 @@ fn text_in_unusual_framing_is_filtered_as_the_sdks_would_read_it() {
     let text = all_text(&out);
     assert!(!text.contains("jane.doe@exa"), "{text}");
 }
+
+/// Streamed texts beside the main text are filtered like it, split values included: chat
+/// refusals, audio transcripts and legacy `function_call` arguments; Responses refusals,
+/// reasoning summaries and text, audio transcripts and custom tool input.
+#[test]
+fn side_texts_of_streamed_answers_are_redacted_across_events() {
+    let pieces = ["Write to jane.doe@exa", "mple.com soon"];
+    let expect = |joined: &str, what: &str| {
+        assert!(
+            joined.contains("[EMAIL]") && !joined.contains("jane") && joined.ends_with("soon"),
+            "{what}: {joined:?}"
+        );
+    };
+    let chat = |delta: Value, finish: Value| {
+        json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-audio-preview",
+               "choices":[{"index":0,"delta":delta,"finish_reason":finish}]})
+        .to_string()
+    };
+    type Make = fn(&str) -> Value;
+    let chat_cases: [(&str, Make, &[&str]); 3] = [
+        ("refusal", |t| json!({ "refusal": t }), &["refusal"]),
+        (
+            "audio",
+            |t| json!({ "audio": { "id": "a1", "transcript": t } }),
+            &["audio", "transcript"],
+        ),
+        (
+            "function_call",
+            |t| json!({ "function_call": { "arguments": t } }),
+            &["function_call", "arguments"],
+        ),
+    ];
+    for (what, make, path) in chat_cases {
+        let mut f = filter(ApiShape::OpenAiChat, REDACT);
+        let mut out = Vec::new();
+        for p in pieces {
+            out.extend(emitted(f.on_event(None, &chat(make(p), Value::Null))));
+        }
+        out.extend(emitted(f.on_event(None, &chat(json!({}), json!("stop")))));
+        let joined: String = out
+            .iter()
+            .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| {
+                path.iter()
+                    .try_fold(&v["choices"][0]["delta"], |v, k| v.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        expect(&joined, what);
+    }
+    let responses: [(&str, Value); 5] = [
+        (
+            "response.refusal.delta",
+            json!({"output_index":0,"content_index":0,"item_id":"msg_1"}),
+        ),
+        (
+            "response.reasoning_summary_text.delta",
+            json!({"output_index":0,"summary_index":0,"item_id":"rs_1"}),
+        ),
+        (
+            "response.reasoning_text.delta",
+            json!({"output_index":0,"content_index":0,"item_id":"rs_1"}),
+        ),
+        ("response.audio.transcript.delta", json!({})),
+        (
+            "response.custom_tool_call_input.delta",
+            json!({"output_index":1,"item_id":"ctc_1"}),
+        ),
+    ];
+    for (kind, fields) in responses {
+        let mut f = filter(ApiShape::OpenAiResponses, REDACT);
+        let mut out = Vec::new();
+        for p in pieces {
+            let mut e = fields.clone();
+            e["type"] = json!(kind);
+            e["delta"] = json!(p);
+            out.extend(emitted(f.on_event(Some(kind), &e.to_string())));
+        }
+        let done = json!({"type":"response.completed","response":{"id":"r1","output":[]}});
+        out.extend(emitted(
+            f.on_event(Some("response.completed"), &done.to_string()),
+        ));
+        let joined: String = out
+            .iter()
+            .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+            .filter(|v| v["type"] == kind)
+            .filter_map(|v| v["delta"].as_str().map(str::to_string))
+            .collect();
+        expect(&joined, kind);
+    }
+}

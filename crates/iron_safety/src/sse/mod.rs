@@ -43,6 +43,17 @@ type StreamKey = (u64, u64);
 
 /// Second key part of tool-call argument streams (chat adds the tool call's index).
 const TOOL_SLOT: u64 = 1 << 32;
+/// Streams beside the main text, by second key part (plus a content or summary index where the
+/// API has one): refusals, reasoning summaries, reasoning text, audio transcripts, custom tool
+/// input (plain text), and the legacy `function_call` arguments of chat (JSON, so a tool slot).
+const REFUSAL_SLOT: u64 = 1 << 20;
+const SUMMARY_SLOT: u64 = 2 << 20;
+const REASONING_SLOT: u64 = 3 << 20;
+const AUDIO_SLOT: u64 = 4 << 20;
+const CUSTOM_INPUT_SLOT: u64 = 5 << 20;
+const LEGACY_FUNCTION_SLOT: u64 = TOOL_SLOT + (1 << 31);
+/// Indexes read from events are capped below the slots (a hostile `1e300` cannot overflow a key).
+const INDEX_CAP: u64 = REFUSAL_SLOT - 1;
 
 fn is_tool_key(key: StreamKey) -> bool {
     key.1 >= TOOL_SLOT
@@ -326,6 +337,30 @@ impl SseOutputFilter {
                         before.push((None, self.synth_chunk((index, 0), text_field, text)));
                     }
                 }
+                // The choice's other streamed texts: a refusal, an audio answer's transcript, and
+                // the legacy `function_call` arguments (JSON text).
+                for (slot, path) in [
+                    (REFUSAL_SLOT, &["refusal"][..]),
+                    (AUDIO_SLOT, &["audio", "transcript"][..]),
+                    (LEGACY_FUNCTION_SLOT, &["function_call", "arguments"][..]),
+                ] {
+                    let Some(s) = string_at(holder, path) else {
+                        continue;
+                    };
+                    let key = (index, slot);
+                    let mut out = if is_tool_key(key) {
+                        self.push_json(key, &s)
+                    } else {
+                        self.push(key, &s)
+                    };
+                    if finishing {
+                        out.push_str(&self.flush(key));
+                    }
+                    if out != s {
+                        set_string_at(holder, path, out);
+                        changed = true;
+                    }
+                }
                 if let Some(Value::Array(calls)) = holder.get_mut("tool_calls") {
                     for call in calls.iter_mut() {
                         let key = (index, TOOL_SLOT + index_of(call.get("index")));
@@ -348,12 +383,12 @@ impl SseOutputFilter {
                     }
                 }
                 if finishing {
-                    // Tool calls whose last fragment came in an earlier chunk.
+                    // Tool calls (and other texts) whose last fragment came in an earlier chunk.
                     let open: Vec<StreamKey> = self
                         .streams
                         .keys()
                         .copied()
-                        .filter(|k| k.0 == index && is_tool_key(*k))
+                        .filter(|k| k.0 == index)
                         .collect();
                     for key in open {
                         let flushed = self.flush(key);
@@ -385,9 +420,15 @@ impl SseOutputFilter {
     fn synth_chunk(&self, key: StreamKey, text_field: &str, text: String) -> String {
         let mut chunk = self.chunk_meta.clone();
         let index = key.0;
-        let choice = if is_tool_key(key) {
+        let choice = if key.1 == LEGACY_FUNCTION_SLOT {
+            json!({"index": index, "delta": {"function_call": {"arguments": text}}, "finish_reason": null})
+        } else if is_tool_key(key) {
             let call = json!({"index": key.1 - TOOL_SLOT, "function": {"arguments": text}});
             json!({"index": index, "delta": {"tool_calls": [call]}, "finish_reason": null})
+        } else if key.1 == REFUSAL_SLOT {
+            json!({"index": index, "delta": {"refusal": text}, "finish_reason": null})
+        } else if key.1 == AUDIO_SLOT {
+            json!({"index": index, "delta": {"audio": {"transcript": text}}, "finish_reason": null})
         } else if text_field == "content" {
             json!({"index": index, "delta": {"content": text}, "finish_reason": null})
         } else {
@@ -412,15 +453,32 @@ fn event_kind(event: Option<&str>, v: &Value) -> Option<String> {
         .or_else(|| event.map(str::to_string))
 }
 
-/// An array index as a JavaScript reader gets it (`1e0` and `1.0` are 1); anything else is 0.
+/// An array index as a JavaScript reader gets it (`1e0` and `1.0` are 1; anything else not a
+/// number is 0), capped at [`INDEX_CAP`].
 pub(super) fn index_of(v: Option<&Value>) -> u64 {
-    match v {
+    let i = match v {
         Some(Value::Number(n)) => n.as_u64().unwrap_or_else(|| {
             n.as_f64()
                 .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
-                .map_or(u64::MAX, |f| f as u64)
+                .map_or(INDEX_CAP, |f| f as u64)
         }),
         _ => 0,
+    };
+    i.min(INDEX_CAP)
+}
+
+/// The string at `path` in `v`.
+fn string_at(v: &Value, path: &[&str]) -> Option<String> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// Sets the string at `path` in `v` (which holds one there).
+fn set_string_at(v: &mut Value, path: &[&str], s: String) {
+    if let Some(x) = path.iter().try_fold(v, |v, k| v.get_mut(k)) {
+        *x = Value::String(s);
     }
 }
 

@@ -111,8 +111,49 @@ impl SseOutputFilter {
                     }),
                 )
             }
-            Some("response.content_part.done") => {
-                self.redact_whole(v.get_mut("part").and_then(|p| p.get_mut("text")));
+            // Texts beside the answer's main text: refusals, reasoning summaries and reasoning
+            // text, an audio answer's transcript, a custom tool's input.
+            Some(
+                kind @ ("response.refusal.delta"
+                | "response.reasoning_summary_text.delta"
+                | "response.reasoning_text.delta"
+                | "response.audio.transcript.delta"
+                | "response.custom_tool_call_input.delta"),
+            ) => {
+                let key = (key.0, side_slot(kind, &v));
+                Ok(self.responses_delta(key, false, event, data, v))
+            }
+            Some(
+                kind @ ("response.refusal.done"
+                | "response.reasoning_summary_text.done"
+                | "response.reasoning_text.done"
+                | "response.audio.transcript.done"
+                | "response.custom_tool_call_input.done"),
+            ) => {
+                let key = (key.0, side_slot(kind, &v));
+                let field = match kind {
+                    "response.refusal.done" => "refusal",
+                    "response.custom_tool_call_input.done" => "input",
+                    _ => "text",
+                };
+                Ok(self
+                    .responses_done(key, event, data, v, |f, v| f.redact_whole(v.get_mut(field))))
+            }
+            Some("response.reasoning_summary_part.added") => {
+                let changed = v.get_mut("part").is_some_and(|p| {
+                    let mut wrapper =
+                        json!({ "output": [{"type": "reasoning", "summary": [p.take()]}] });
+                    let changed = self.check_embedded(ApiShape::OpenAiResponses, &mut wrapper);
+                    *p = wrapper["output"][0]["summary"][0].take();
+                    changed
+                });
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
+            Some("response.content_part.done" | "response.reasoning_summary_part.done") => {
+                if let Some(part) = v.get_mut("part") {
+                    self.redact_whole(part.get_mut("text"));
+                    self.redact_whole(part.get_mut("refusal"));
+                }
                 Ok(vec![(
                     event.map(str::to_string),
                     reserialize_if_changed(data, &v),
@@ -147,15 +188,20 @@ impl SseOutputFilter {
         }
     }
 
+    /// A finished output item (its values were counted in the deltas: only a block-action
+    /// value adds to the tally here), walked like a whole answer's item.
     fn redact_output_item(&mut self, item: Option<&mut Value>) {
         let Some(item) = item else { return };
         if item.get("type").and_then(Value::as_str) == Some("function_call") {
-            self.redact_whole_json(item.get_mut("arguments"));
+            // As text, the way its deltas were redacted (the same bytes, members in order).
+            return self.redact_whole_json(item.get_mut("arguments"));
         }
-        if let Some(Value::Array(parts)) = item.get_mut("content") {
-            for part in parts.iter_mut() {
-                self.redact_whole(part.get_mut("text"));
-            }
+        let mut wrapper = json!({ "output": [item.take()] });
+        let (tally, _) =
+            crate::inspect::walk_response(&self.guard, ApiShape::OpenAiResponses, &mut wrapper);
+        *item = wrapper["output"][0].take();
+        if tally.is_blocked() {
+            self.tally.merge(&tally);
         }
     }
 
@@ -165,16 +211,34 @@ impl SseOutputFilter {
         current: &Value,
         text: String,
     ) -> SseEvent {
-        let kind = if is_tool_key(key) {
-            "response.function_call_arguments.delta"
-        } else {
-            "response.output_text.delta"
+        let (kind, index_field, index) = match key.1 {
+            k if is_tool_key(key) => ("response.function_call_arguments.delta", None, k),
+            k if k >= CUSTOM_INPUT_SLOT => ("response.custom_tool_call_input.delta", None, k),
+            k if k >= AUDIO_SLOT => ("response.audio.transcript.delta", None, k),
+            k if k >= REASONING_SLOT => (
+                "response.reasoning_text.delta",
+                Some("content_index"),
+                k - REASONING_SLOT,
+            ),
+            k if k >= SUMMARY_SLOT => (
+                "response.reasoning_summary_text.delta",
+                Some("summary_index"),
+                k - SUMMARY_SLOT,
+            ),
+            k if k >= REFUSAL_SLOT => (
+                "response.refusal.delta",
+                Some("content_index"),
+                k - REFUSAL_SLOT,
+            ),
+            k => ("response.output_text.delta", Some("content_index"), k),
         };
-        let mut delta = if is_tool_key(key) {
-            json!({"type": kind, "output_index": key.0, "delta": text})
-        } else {
-            json!({"type": kind, "output_index": key.0, "content_index": key.1, "delta": text})
-        };
+        let mut delta = json!({"type": kind, "delta": text});
+        if kind != "response.audio.transcript.delta" {
+            delta["output_index"] = json!(key.0);
+        }
+        if let Some(field) = index_field {
+            delta[field] = json!(index);
+        }
         if let Some(id) = self.item_ids.get(&key).or_else(|| current.get("item_id")) {
             delta["item_id"] = id.clone();
         }
@@ -182,5 +246,17 @@ impl SseOutputFilter {
             delta["sequence_number"] = seq.clone();
         }
         (Some(kind.to_string()), delta.to_string())
+    }
+}
+
+/// The second key part of a Responses side text event (see the slots in the parent module).
+fn side_slot(kind: &str, v: &Value) -> u64 {
+    let content = index_of(v.get("content_index"));
+    match kind.trim_end_matches(".delta").trim_end_matches(".done") {
+        "response.refusal" => REFUSAL_SLOT + content,
+        "response.reasoning_summary_text" => SUMMARY_SLOT + index_of(v.get("summary_index")),
+        "response.reasoning_text" => REASONING_SLOT + content,
+        "response.audio.transcript" => AUDIO_SLOT,
+        _ => CUSTOM_INPUT_SLOT,
     }
 }

@@ -12,11 +12,66 @@ use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// `bytes` as a JSON value, or an error if it is not JSON or any object in it repeats a key.
+///
+/// A string escape of half a surrogate pair (`"\ud83d"`, what `JSON.stringify` writes for a
+/// string cut inside an emoji, as agents do when they shorten history) is read as U+FFFD: JSON
+/// allows it, JavaScript and Python accept it, `serde_json` refuses it.
 pub fn parse_unique(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    match parse_strict(bytes) {
+        Err(e) => match mask_lone_surrogates(bytes) {
+            Some(masked) => parse_strict(&masked),
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let UniqueValue(v) = UniqueValue::deserialize(&mut de)?;
     de.end()?;
     Ok(v)
+}
+
+/// `bytes` with every `\uXXXX` escape of a surrogate half not paired with its other half written
+/// as `\ufffd` (the same length), or `None` when there is none.
+fn mask_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+    let unit = |at: usize| -> Option<u16> {
+        let hex = bytes.get(at..at + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()
+    };
+    let mut out: Option<Vec<u8>> = None;
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                in_string = !in_string;
+                i += 1;
+            }
+            b'\\' if in_string => match unit(i) {
+                Some(0xD800..=0xDBFF) => {
+                    if matches!(unit(i + 6), Some(0xDC00..=0xDFFF)) {
+                        i += 12;
+                    } else {
+                        out.get_or_insert_with(|| bytes.to_vec())[i..i + 6]
+                            .copy_from_slice(b"\\ufffd");
+                        i += 6;
+                    }
+                }
+                Some(0xDC00..=0xDFFF) => {
+                    out.get_or_insert_with(|| bytes.to_vec())[i..i + 6].copy_from_slice(b"\\ufffd");
+                    i += 6;
+                }
+                Some(_) => i += 6,
+                None => i += 2,
+            },
+            _ => i += 1,
+        }
+    }
+    out
 }
 
 struct UniqueValue(Value);
@@ -247,6 +302,21 @@ impl<'de> Visitor<'de> for OrderedVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_a_surrogate_pair_reads_as_the_replacement_character() {
+        let body = br#"{"a":"trip \ud83d\ude00 end \ud83d","b":"\udc00x","c":"\\ud83d","d":"\ud83d\u0041"}"#;
+        assert!(parse_strict(body).is_err(), "serde_json refuses it");
+        let v = parse_unique(body).expect("read");
+        assert_eq!(v["a"], "trip \u{1f600} end \u{fffd}");
+        assert_eq!(v["b"], "\u{fffd}x");
+        assert_eq!(v["c"], "\\ud83d", "an escaped backslash is not an escape");
+        assert_eq!(v["d"], "\u{fffd}A");
+        assert!(
+            parse_unique(br#"{"a":"\ud83d""#).is_err(),
+            "still JSON or not"
+        );
+    }
 
     #[test]
     fn equals_serde_json_on_bodies_without_repeated_keys() {

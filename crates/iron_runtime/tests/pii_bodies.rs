@@ -147,3 +147,48 @@ async fn a_redacted_request_with_tools_carries_every_redaction() {
     );
     router.stop().await;
 }
+
+/// A prompt cut inside an emoji (`JSON.stringify` writes half a surrogate pair as `\ud83d`) is
+/// read, not refused: forwarded as it came when nothing is redacted, with U+FFFD where the half
+/// was when the policy rewrites the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_ending_in_half_an_emoji_is_checked_and_forwarded() {
+    let provider = FakeProvider::json(json!({ "choices": [] })).await;
+    let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+    let router = start_router(
+        &ks,
+        json!({ "safety": { "request": { "email": "redact" } } }),
+    );
+    let auth = format!("Bearer {IC}");
+    let clean =
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Summary: great trip \ud83d"}]}"#;
+    let resp = post_with(
+        &router,
+        "/v1/chat/completions",
+        clean.to_string(),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let seen = provider.seen().pop().expect("forwarded");
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        clean,
+        "forwarded as it came"
+    );
+    let with_mail = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"mail {EMAIL} \ud83d"}}]}}"#
+    );
+    let resp = post_with(
+        &router,
+        "/v1/chat/completions",
+        with_mail,
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let seen = provider.seen().pop().expect("forwarded");
+    let v: serde_json::Value = serde_json::from_slice(&seen.body).expect("JSON");
+    assert_eq!(v["messages"][0]["content"], "mail [EMAIL] \u{fffd}");
+    router.stop().await;
+}

@@ -409,3 +409,42 @@ fn side_texts_of_streamed_answers_are_redacted_across_events() {
         expect(&joined, kind);
     }
 }
+
+/// Text for a choice or block after it finished would be a second stream to the redactor but
+/// one text to the client (a value split across the end passes in halves): the stream stops.
+#[test]
+fn text_after_a_choice_or_block_finished_stops_the_stream() {
+    let stopped = |o: FilterOutcome| matches!(o, FilterOutcome::Block { message } if message.contains("already finished"));
+    // Chat: finish, then more text for the same choice (also as `1e0` after `1`).
+    let mut f = filter(ApiShape::OpenAiChat, REDACT);
+    emitted(f.on_event(None, &chat_chunk(Some("Mail jane.doe@exa"), None)));
+    emitted(f.on_event(None, &chat_chunk(None, Some("stop"))));
+    assert!(stopped(
+        f.on_event(None, &chat_chunk(Some("mple.com now"), None))
+    ));
+    let mut f = filter(ApiShape::OpenAiChat, REDACT);
+    let first = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":1,"delta":{"content":"Mail jane.doe@exa"},"finish_reason":"stop"}]}"#;
+    let again = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":1e0,"delta":{"content":"mple.com now"},"finish_reason":null}]}"#;
+    emitted(f.on_event(None, first));
+    assert!(stopped(f.on_event(None, again)));
+    // Other choices go on; an empty delta after the finish is fine.
+    let mut f = filter(ApiShape::OpenAiChat, REDACT);
+    emitted(f.on_event(None, &chat_chunk(None, Some("stop"))));
+    emitted(f.on_event(None, &chat_chunk(Some(""), None)));
+    let other = chat_chunk(Some("hello"), None).replace("\"index\":0", "\"index\":1");
+    emitted(f.on_event(None, &other));
+    // Anthropic: a delta for a block after its stop.
+    let mut f = filter(ApiShape::AnthropicMessages, REDACT);
+    let d = |t: &str| {
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}})
+            .to_string()
+    };
+    emitted(f.on_event(Some("content_block_delta"), &d("Mail jane.doe@exa")));
+    emitted(f.on_event(
+        Some("content_block_stop"),
+        r#"{"type":"content_block_stop","index":0}"#,
+    ));
+    assert!(stopped(
+        f.on_event(Some("content_block_delta"), &d("mple.com now"))
+    ));
+}

@@ -57,6 +57,7 @@ impl SseOutputFilter {
                 Ok(vec![(event.map(str::to_string), v.to_string())])
             }
             Some("content_block_stop") => {
+                self.closed_indexes.insert(index);
                 let mut out = Vec::new();
                 for key in [(index, 0), (index, TOOL_SLOT)] {
                     let flushed = self.flush(key);

@@ -72,6 +72,13 @@ pub struct SseOutputFilter {
     chunk_meta: Map<String, Value>,
     tally: Tally,
     blocked: Option<String>,
+    /// Choices (chat) and content blocks (Anthropic) that have finished, and Responses streams
+    /// whose `.done` has come: text for them afterwards is held state the redactor no longer
+    /// has (a value split across the end would pass in two halves), so the stream stops.
+    closed_indexes: std::collections::BTreeSet<u64>,
+    closed_keys: std::collections::BTreeSet<StreamKey>,
+    /// Set when text arrived for a closed stream.
+    reopened: bool,
 }
 
 impl SseOutputFilter {
@@ -86,6 +93,9 @@ impl SseOutputFilter {
             chunk_meta: Map::new(),
             tally: Tally::default(),
             blocked: None,
+            closed_indexes: Default::default(),
+            closed_keys: Default::default(),
+            reopened: false,
         }
     }
 
@@ -116,6 +126,9 @@ impl SseOutputFilter {
             ApiShape::OpenAiEmbeddings | ApiShape::Other => Ok(vec![pass(event, data)]),
         };
         let events = match result {
+            Ok(_) if self.reopened => {
+                return self.fail_closed("text for a choice or block that had already finished")
+            }
             Ok(events) => events,
             Err(why) => return self.fail_closed(&why),
         };
@@ -152,7 +165,15 @@ impl SseOutputFilter {
         all.detections(Direction::Response)
     }
 
+    /// True when `key` belongs to a choice, block or stream that has finished.
+    fn is_closed(&self, key: StreamKey) -> bool {
+        self.closed_indexes.contains(&key.0) || self.closed_keys.contains(&key)
+    }
+
     fn push(&mut self, key: StreamKey, text: &str) -> String {
+        if !text.is_empty() && self.is_closed(key) {
+            self.reopened = true;
+        }
         let guard = &self.guard;
         self.streams
             .entry(key)
@@ -161,6 +182,9 @@ impl SseOutputFilter {
     }
 
     fn push_json(&mut self, key: StreamKey, fragment: &str) -> String {
+        if !fragment.is_empty() && self.is_closed(key) {
+            self.reopened = true;
+        }
         let encoded = self.codecs.entry(key).or_default().encode(fragment);
         let guard = &self.guard;
         let out = self
@@ -396,6 +420,7 @@ impl SseOutputFilter {
                             before.push((None, self.synth_chunk(key, text_field, flushed)));
                         }
                     }
+                    self.closed_indexes.insert(index);
                 }
             }
         }

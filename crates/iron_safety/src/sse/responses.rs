@@ -49,6 +49,7 @@ impl SseOutputFilter {
         if !flushed.is_empty() {
             out.push(self.synth_responses_delta(key, &v, flushed));
         }
+        self.closed_keys.insert(key);
         redact(self, &mut v);
         out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
         out

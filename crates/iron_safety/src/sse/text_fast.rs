@@ -42,6 +42,9 @@ impl SseOutputFilter {
         }
         let outcome = match &delta.text {
             None => FilterOutcome::Unchanged,
+            Some(text) if !text.is_empty() && self.is_closed(delta.key) => {
+                self.fail_closed("text for a choice or block that had already finished")
+            }
             Some(text) => {
                 let out = self.push(delta.key, text);
                 if out == **text {
@@ -75,6 +78,9 @@ impl SseOutputFilter {
         }
         if texts.is_empty() {
             return Some(RunOutcome::Texts(Vec::new()));
+        }
+        if self.is_closed(key) {
+            return None;
         }
         let guard = &self.guard;
         let stream = self

@@ -158,6 +158,8 @@ fn values_followed_by_their_companions_are_found_exactly() {
         "Account 4111 1111 1111 1111 1234 5678 9012 is a long reference",
         "clone deploy@build.example.com:~/app and git@github.com:org/repo.git",
         "listen on admin@db.example.com:5432",
+        "version 4111.1111.1111.1112 of the build, mixed 4111 1111-1111.1111",
+        "released 2024.01.15 as build 2024.0115.0001",
     ] {
         assert!(
             scanner.scan(text).is_empty(),

@@ -16,7 +16,8 @@ impl Recognizer for CreditCardRecognizer {
     }
 
     fn pattern(&self) -> &str {
-        r"(?-u:\b)[1-9](?:[ \-]?[0-9]){11,18}(?-u:\b)"
+        // Groups split by a space, two spaces, a no-break space, a dash or a dot.
+        r"(?-u:\b)[1-9](?:(?:[ \-.\xA0]|  )?[0-9]){11,18}(?-u:\b)"
     }
 
     fn validate(&self, candidate: &str) -> bool {
@@ -55,13 +56,18 @@ impl Recognizer for CreditCardRecognizer {
                     span: span.start..end,
                 });
             }
-            let cut = candidate.rfind([' ', '-']).filter(|&i| i > 0)?;
-            end = span.start + cut;
+            let cut = candidate
+                .rfind(|c: char| !c.is_ascii_digit())
+                .filter(|&i| i > 0)?;
+            end = span.start
+                + candidate[..cut]
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .len();
         }
     }
 }
 
-const RUN_SEPARATORS: [char; 4] = [' ', '-', '.', '/'];
+const RUN_SEPARATORS: [char; 5] = [' ', '-', '.', '/', '\u{a0}'];
 
 /// After a card number: one separator, then an expiry (`12/26`, `12/2026`) or a 3–4 digit
 /// security code, and nothing more of the run.
@@ -94,17 +100,24 @@ fn expiry_or_code_follows(text: &str, end: usize) -> bool {
         && !rest[len..].starts_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// Separators, when present, are all the same and split the number into groups of 3–6 digits
-/// (4-4-4-4, 4-6-5, 4-4-4-4-3), the first being 4.
+/// Separators, when present, are all the same (one space, two spaces, a no-break space, a dash or
+/// a dot) and split the number into groups of 3–6 digits (4-4-4-4, 4-6-5, 4-4-4-4-3), the first
+/// being 4.
 fn grouping_ok(candidate: &str) -> bool {
-    let seps: Vec<char> = candidate.chars().filter(|c| !c.is_ascii_digit()).collect();
-    if seps.is_empty() {
+    let groups: Vec<&str> = candidate
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if groups.len() == 1 {
         return true;
     }
+    let seps: Vec<&str> = candidate
+        .split(|c: char| c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
     if seps.windows(2).any(|w| w[0] != w[1]) {
         return false;
     }
-    let groups: Vec<&str> = candidate.split(seps[0]).collect();
     groups[0].len() == 4 && groups.iter().all(|g| (3..=6).contains(&g.len()))
 }
 

@@ -20,7 +20,7 @@ impl Recognizer for EmailRecognizer {
     }
 
     fn pattern(&self) -> &str {
-        r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}(?-u:\b)"
+        r"(?-u:\b)[A-Za-z0-9_][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}(?-u:\b)"
     }
 
     fn validate(&self, candidate: &str) -> bool {

@@ -69,6 +69,9 @@ const PRICE_KEYS = {
   cache_write_mtok: 'cache_write_5m',
   cache_write_1h_mtok: 'cache_write_1h',
   output_mtok: 'output',
+  input_audio_mtok: 'input_audio',
+  cache_audio_read_mtok: 'cached_input_audio',
+  output_audio_mtok: 'output_audio',
 };
 
 function parseArgs() {
@@ -86,7 +89,8 @@ async function loadSource() {
   const req = createRequire(join(ROOT, 'package.json'));
   let pkgJson;
   try {
-    pkgJson = dir ? join(dir, 'package.json') : req.resolve('@pydantic/genai-prices/package.json');
+    // The package's `exports` map does not expose package.json: resolve its entry point (dist/…).
+    pkgJson = dir ? join(dir, 'package.json') : join(dirname(dirname(req.resolve('@pydantic/genai-prices'))), 'package.json');
   } catch {
     throw new Error(
       '@pydantic/genai-prices is not installed: run `npm install --save-dev @pydantic/genai-prices@0.1.8`, ' +

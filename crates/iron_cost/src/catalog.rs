@@ -105,6 +105,7 @@ impl Catalog {
                 cached_input: opt(o.cached_input_per_mtok, "cachedInput")?,
                 cache_write_5m: opt(o.cache_write_5m_per_mtok, "cacheWrite5m")?,
                 cache_write_1h: opt(o.cache_write_1h_per_mtok, "cacheWrite1h")?,
+                ..PartialRates::default()
             };
             let name = normalize(&o.model);
             out.models.push(ModelPrice {
@@ -194,6 +195,9 @@ fn parse_model(id: &str, e: &Map<String, Value>) -> Result<ParsedModel, String> 
                 cache_write_5m: t.cache_write_5m.or(base.cache_write_5m),
                 cache_write_1h: t.cache_write_1h.or(base.cache_write_1h),
                 output: t.output.or(base.output),
+                input_audio: t.input_audio.or(base.input_audio),
+                cached_input_audio: t.cached_input_audio.or(base.cached_input_audio),
+                output_audio: t.output_audio.or(base.output_audio),
             };
             Some(LongContextTier {
                 above_input_tokens: above,
@@ -232,6 +236,9 @@ fn parse_rates(id: &str, e: &Map<String, Value>) -> Result<PartialRates, String>
         cache_write_5m: rate("cache_write_5m")?,
         cache_write_1h: rate("cache_write_1h")?,
         output: rate("output")?,
+        input_audio: rate("input_audio")?,
+        cached_input_audio: rate("cached_input_audio")?,
+        output_audio: rate("output_audio")?,
     })
 }
 

@@ -107,7 +107,10 @@ fn overrides_price_custom_models_and_take_precedence() {
             cached_input: 200_000,
             cache_write_5m: 2_500_000,
             cache_write_1h: 4_000_000,
-            output: 8_000_000
+            output: 8_000_000,
+            input_audio: 2_000_000,
+            cached_input_audio: 200_000,
+            output_audio: 8_000_000,
         }
     );
     assert_eq!(c.price("gpt-4o").map(|p| p.rates.input), Some(1_000_000));

@@ -1,7 +1,8 @@
 //! Worst-case token estimates for a request body, made before it is sent (for reservations).
 
 use crate::api_kind::ApiKind;
-use crate::cost::max_cost_micros;
+use crate::bound::InputBound;
+use crate::cost::{max_cost_micros_for, HoldTokens};
 use crate::price::ModelPrice;
 use serde_json::Value;
 
@@ -130,24 +131,34 @@ pub fn max_output_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
 const LEGACY_COMPLETIONS_DEFAULT_TOKENS: u64 = 16;
 
 /// Worst-case cost of sending `body` to the model `price` describes, in micro-USD: the input
-/// bound of [`crate::input_token_bound`] and the output allowance (plus predicted output).
+/// bound of [`crate::input_bound`] and the output allowance (plus predicted output).
 pub fn worst_case_micros(body: &Value, kind: ApiKind, price: &ModelPrice) -> u64 {
     worst_case_micros_for(
         body,
         kind,
         price,
-        crate::bound::input_token_bound(body, kind, Some(price)),
+        crate::bound::input_bound(body, kind, Some(price)),
     )
 }
 
-/// [`worst_case_micros`] for a given bound on the input tokens.
-pub fn worst_case_micros_for(body: &Value, kind: ApiKind, price: &ModelPrice, input: u64) -> u64 {
-    max_cost_micros(
+/// [`worst_case_micros`] for a given bound on the input: its audio part at audio rates, and the
+/// output at audio rates too when the request asks for an audio answer.
+pub fn worst_case_micros_for(
+    body: &Value,
+    kind: ApiKind,
+    price: &ModelPrice,
+    input: InputBound,
+) -> u64 {
+    max_cost_micros_for(
         price,
         price.provider,
-        input,
-        max_output_tokens(body, kind, Some(price))
-            .saturating_add(crate::bound::extra_output_bound(body, kind)),
+        &HoldTokens {
+            input: input.tokens,
+            input_audio: input.audio_tokens,
+            output: max_output_tokens(body, kind, Some(price))
+                .saturating_add(crate::bound::extra_output_bound(body, kind)),
+            audio_output: crate::bound::audio_output(body),
+        },
     )
 }
 

@@ -19,8 +19,8 @@ pub mod usage;
 
 pub use api_kind::ApiKind;
 pub use bound::{
-    extra_output_bound, input_token_bound, unmetered, Unmetered, FALLBACK_CONTEXT_TOKENS,
-    IMAGE_TOKENS,
+    audio_output, extra_output_bound, input_bound, input_token_bound, unmetered, InputBound,
+    Unmetered, AUDIO_BYTES_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, IMAGE_TOKENS,
 };
 pub use budget::{
     format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,
@@ -28,7 +28,9 @@ pub use budget::{
 };
 pub use catalog::{Catalog, PriceOverride, PRICES_JSON};
 pub use corrections::{Correction, RateField, CORRECTIONS};
-pub use cost::{cost_micros, cost_pico, max_cost_micros, pico_to_micros_ceil};
+pub use cost::{
+    cost_micros, cost_pico, max_cost_micros, max_cost_micros_for, pico_to_micros_ceil, HoldTokens,
+};
 pub use estimate::{
     default_output_tokens, estimate_input_tokens, max_output_tokens, output_limit_field,
     requested_output_tokens, worst_case_micros, worst_case_micros_for, DEFAULT_MAX_OUTPUT_TOKENS,

@@ -10,7 +10,8 @@ pub type PicoUsd = u64;
 /// `tokens × rate` cannot overflow u128 for any u64 token count.
 pub const MAX_RATE_PICO: PicoUsd = 1_000_000_000_000;
 
-/// The five per-token rates of one pricing tier.
+/// The per-token rates of one pricing tier: five for text (and any token the provider does not
+/// break down), three for audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TokenRates {
     /// Uncached input tokens.
@@ -23,6 +24,12 @@ pub struct TokenRates {
     pub cache_write_1h: PicoUsd,
     /// Output tokens (reasoning / thinking tokens included).
     pub output: PicoUsd,
+    /// Uncached audio input tokens (OpenAI audio and realtime models).
+    pub input_audio: PicoUsd,
+    /// Audio input tokens read from the prompt cache.
+    pub cached_input_audio: PicoUsd,
+    /// Audio output tokens.
+    pub output_audio: PicoUsd,
 }
 
 /// Rates as a data source gives them: any cache rate may be missing.
@@ -38,6 +45,12 @@ pub struct PartialRates {
     pub cache_write_1h: Option<PicoUsd>,
     /// Output rate (missing means free, as for embeddings).
     pub output: Option<PicoUsd>,
+    /// Audio input rate, if the source has one.
+    pub input_audio: Option<PicoUsd>,
+    /// Cached audio input rate, if the source has one.
+    pub cached_input_audio: Option<PicoUsd>,
+    /// Audio output rate, if the source has one.
+    pub output_audio: Option<PicoUsd>,
 }
 
 impl PartialRates {
@@ -46,18 +59,30 @@ impl PartialRates {
     /// Anthropic: 5m write 1.25×, 1h write 2×, cache read 0.1× (pricing page). OpenAI has no
     /// cache-write surcharge and no discount unless the source lists one, so writes and reads
     /// default to the input rate (never under-charging); a 1h write defaults to 2× for both.
+    ///
+    /// Audio: a model the source lists no audio rates for prices audio tokens as text (its input,
+    /// cached input and output rates). A listed audio input rate without a cached one is also the
+    /// cached audio rate (no discount the source does not list).
     pub fn resolve(self, provider: Provider) -> TokenRates {
         let input = self.input;
         let (write_5m, read) = match provider {
             Provider::Anthropic => (input.saturating_mul(5) / 4, input / 10),
             Provider::OpenAi => (input, input),
         };
+        let cached_input = self.cached_input.unwrap_or(read);
+        let output = self.output.unwrap_or(0);
         TokenRates {
             input,
-            cached_input: self.cached_input.unwrap_or(read),
+            cached_input,
             cache_write_5m: self.cache_write_5m.unwrap_or(write_5m),
             cache_write_1h: self.cache_write_1h.unwrap_or(input.saturating_mul(2)),
-            output: self.output.unwrap_or(0),
+            output,
+            input_audio: self.input_audio.unwrap_or(input),
+            cached_input_audio: self
+                .cached_input_audio
+                .or(self.input_audio)
+                .unwrap_or(cached_input),
+            output_audio: self.output_audio.unwrap_or(output),
         }
     }
 }
@@ -160,6 +185,43 @@ mod tests {
         assert_eq!(
             (r.cached_input, r.cache_write_5m, r.cache_write_1h, r.output),
             (20_000, 20_000, 40_000, 0)
+        );
+    }
+
+    #[test]
+    fn audio_rates_default_to_text_rates_unless_listed() {
+        let text_only = PartialRates {
+            input: 2_500_000,
+            cached_input: Some(1_250_000),
+            output: Some(10_000_000),
+            ..Default::default()
+        }
+        .resolve(Provider::OpenAi);
+        assert_eq!(
+            (
+                text_only.input_audio,
+                text_only.cached_input_audio,
+                text_only.output_audio
+            ),
+            (2_500_000, 1_250_000, 10_000_000)
+        );
+        // A listed audio input rate without a cached one: no discount the source does not list.
+        let audio = PartialRates {
+            input: 2_500_000,
+            cached_input: Some(1_250_000),
+            output: Some(10_000_000),
+            input_audio: Some(32_000_000),
+            output_audio: Some(64_000_000),
+            ..Default::default()
+        }
+        .resolve(Provider::OpenAi);
+        assert_eq!(
+            (
+                audio.input_audio,
+                audio.cached_input_audio,
+                audio.output_audio
+            ),
+            (32_000_000, 32_000_000, 64_000_000)
         );
     }
 

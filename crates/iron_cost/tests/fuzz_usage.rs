@@ -151,6 +151,7 @@ proptest! {
             cache_write_1h_tokens: share(d),
             output_tokens: output / 100 * a,
             reasoning_tokens: 0,
+            ..Usage::default()
         };
         prop_assert!(usage.total_input_tokens() <= input);
         let cost = cost_micros(price, price.provider, &usage);

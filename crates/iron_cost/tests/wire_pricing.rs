@@ -126,3 +126,58 @@ fn openai_stream_prices_the_usage_chunk() {
     assert!(!estimated);
     assert_eq!(cost_micros(price, Provider::OpenAi, &usage), 5_615);
 }
+
+#[test]
+fn gpt_audio_chat_prices_audio_tokens_at_audio_rates() {
+    // prompt 1000 of which 800 audio, completion 500 of which 400 audio (gpt-audio: text $2.50 in,
+    // $10 out; audio $32 in, $64 out per 1M): 200 × 2.5 + 800 × 32 + 100 × 10 + 400 × 64
+    // = 500 + 25600 + 1000 + 25600 = 52700 µ$. At text rates it would be 7500.
+    let body = r#"{"object":"chat.completion","choices":[],"usage":{"prompt_tokens":1000,
+        "completion_tokens":500,"total_tokens":1500,
+        "prompt_tokens_details":{"cached_tokens":0,"audio_tokens":800},
+        "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":400}}}"#;
+    assert_eq!(
+        priced(
+            Provider::OpenAi,
+            "gpt-audio-2025-08-28",
+            "/v1/chat/completions",
+            body
+        ),
+        52_700
+    );
+    // Streamed, the same usage arrives in the last chunk.
+    let price = Catalog::builtin()
+        .price_for(Provider::OpenAi, "gpt-audio")
+        .expect("priced");
+    let mut s = StreamUsage::new();
+    s.observe(
+        None,
+        r#"{"choices":[{"index":0,"delta":{"audio":{"transcript":"Hi"}}}],"usage":null}"#,
+    );
+    s.observe(
+        None,
+        r#"{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":500,
+        "prompt_tokens_details":{"audio_tokens":800},"completion_tokens_details":{"audio_tokens":400}}}"#,
+    );
+    let (usage, estimated) = s.finish(5);
+    assert!(!estimated);
+    assert_eq!(cost_micros(price, Provider::OpenAi, &usage), 52_700);
+}
+
+#[test]
+fn cached_audio_is_priced_at_the_cached_audio_rate() {
+    // gpt-realtime-mini: text $0.60 in, $0.06 cached; audio $10 in, $0.30 cached (per 1M).
+    // prompt 1000: 600 cached; 700 audio. Audio fills the 400 uncached first, 300 are cached:
+    // 400 × 10 + 300 × 0.30 + 300 × 0.06 = 4000 + 90 + 18 = 4108 µ$.
+    let body = r#"{"usage":{"prompt_tokens":1000,"completion_tokens":0,
+        "prompt_tokens_details":{"cached_tokens":600,"audio_tokens":700}}}"#;
+    assert_eq!(
+        priced(
+            Provider::OpenAi,
+            "gpt-realtime-mini",
+            "/v1/chat/completions",
+            body
+        ),
+        4_108
+    );
+}

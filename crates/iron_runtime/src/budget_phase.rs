@@ -59,14 +59,9 @@ pub(crate) fn reserve_budget(
     let kind = crate::cost_policy::api_kind(api);
     hold.estimated_input_tokens = iron_cost::estimate_input_tokens(value, kind);
     let amount = match &hold.price {
-        // The hold is a bound the provider cannot exceed (bytes, images, context window), not
-        // the estimate: concurrent calls held at a guess could overshoot together.
-        Some(p) => iron_cost::worst_case_micros_for(
-            value,
-            kind,
-            p,
-            iron_cost::input_token_bound(value, kind, Some(p)),
-        ),
+        // The hold is a bound the provider cannot exceed (bytes, images, audio, context window),
+        // not the estimate: concurrent calls held at a guess could overshoot together.
+        Some(p) => iron_cost::worst_case_micros(value, kind, p),
         None => match cost.unknown_model {
             crate::cost_policy::UnknownModel::Allow { cost_micros } => {
                 hold.flat_cost_micros = Some(cost_micros);

@@ -61,6 +61,7 @@ impl AnthropicCounters {
             cache_write_1h_tokens: w1h,
             output_tokens: self.output,
             reasoning_tokens: self.thinking.min(self.output),
+            ..Usage::default()
         }
     }
 }
@@ -96,7 +97,8 @@ mod tests {
                 cache_write_5m_tokens: 1500,
                 cache_write_1h_tokens: 500,
                 output_tokens: 350,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                ..Usage::default()
             }
         );
     }

@@ -22,6 +22,12 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Reasoning / thinking tokens: informational, already inside `output_tokens`.
     pub reasoning_tokens: u64,
+    /// Audio tokens among `input_tokens` (priced at the audio input rate; the rest is text).
+    pub input_audio_tokens: u64,
+    /// Audio tokens among `cache_read_tokens` (priced at the cached audio rate).
+    pub cache_read_audio_tokens: u64,
+    /// Audio tokens among `output_tokens` (priced at the audio output rate).
+    pub output_audio_tokens: u64,
 }
 
 impl Usage {

@@ -51,6 +51,14 @@ pub enum Unmetered {
     ServerTool(String),
     /// A Responses call run in the background: its usage arrives later, on another request.
     Background,
+    /// A request for a service tier (priority) the price data has no rates for, for this model
+    /// at this input size: the provider bills it above the standard rates by an unknown amount.
+    ServiceTier {
+        /// The tier asked for.
+        tier: &'static str,
+        /// The catalog id of the model.
+        model: String,
+    },
 }
 
 impl std::fmt::Display for Unmetered {
@@ -58,6 +66,7 @@ impl std::fmt::Display for Unmetered {
         match self {
             Unmetered::ServerTool(t) => write!(f, "it uses the provider-run tool '{t}', whose searches, fetches or runs bill input and fees the router cannot bound"),
             Unmetered::Background => write!(f, "it runs in the background (background: true), so its usage is reported later on another request"),
+            Unmetered::ServiceTier { tier, model } => write!(f, "it asks for service_tier '{tier}', and Iron Cage's price data has no {tier} rates for {model} at this input size (the provider bills it above the standard rates)"),
         }
     }
 }

@@ -202,7 +202,7 @@ fn a_long_audio_clip_is_held_at_the_audio_rate() {
     let cost = crate::cost_micros(gpt_audio, crate::Provider::OpenAi, &billed);
     assert!(cost >= 960_000, "{cost}");
     // Held as text the clip was capped at the context window: 128,000 × $2.50/M = 320,000 µ$.
-    let hold = crate::worst_case_micros(&body, ApiKind::OpenAiChat, gpt_audio);
+    let hold = crate::worst_case_micros(&body, ApiKind::OpenAiChat, gpt_audio).expect("held");
     assert!(hold >= cost, "hold {hold} < cost {cost}");
     // The whole bound may be audio at $32/M, or text at $2.50/M: every split is covered.
     assert_eq!(
@@ -236,10 +236,10 @@ fn an_audio_answer_is_held_at_the_audio_output_rate() {
         crate::cost_micros(gpt_audio, crate::Provider::OpenAi, &all_audio),
         64_000
     );
-    let hold = crate::worst_case_micros(&spoken, ApiKind::OpenAiChat, gpt_audio);
+    let hold = crate::worst_case_micros(&spoken, ApiKind::OpenAiChat, gpt_audio).expect("held");
     assert!(hold >= 64_000, "{hold}");
     // Without an audio answer, output is held at the text rate ($10/M).
-    let hold = crate::worst_case_micros(&written, ApiKind::OpenAiChat, gpt_audio);
+    let hold = crate::worst_case_micros(&written, ApiKind::OpenAiChat, gpt_audio).expect("held");
     assert!((10_000..64_000).contains(&hold), "{hold}");
     // `audio` alone asks for an audio answer too.
     assert!(audio_output(

@@ -1,6 +1,6 @@
 //! Cost of a call from its usage, and the worst-case cost used for budget reservations.
 
-use crate::price::{ModelPrice, PicoUsd};
+use crate::price::{ModelPrice, PicoUsd, ServiceTier};
 use crate::provider::Provider;
 use crate::usage::Usage;
 
@@ -12,10 +12,12 @@ const PICO_PER_MICRO: u128 = 1_000_000;
 /// Usage is already normalised (uncached input, reasoning inside output), so one formula serves
 /// both providers: input + cache reads + 5m writes + 1h writes + output, each at its rate, where
 /// the audio tokens among input, cache reads and output take the audio rates and the rest the
-/// text rates. When total input of all kinds exceeds the long-context threshold, the tier rates
-/// price everything. `provider` names the wire shape `usage` came from; it does not change the sum.
+/// text rates. The rates are those of the service tier the answer reports (standard when the data
+/// has none for it: see [`ModelPrice::billed_rates`]); when total input of all kinds exceeds the
+/// long-context threshold, the long-context rates price everything. `provider` names the wire
+/// shape `usage` came from; it does not change the sum.
 pub fn cost_pico(price: &ModelPrice, _provider: Provider, usage: &Usage) -> u128 {
-    let r = price.rates_for(usage.total_input_tokens());
+    let r = price.billed_rates(usage.service_tier, usage.total_input_tokens());
     let term = |tokens: u64, rate: PicoUsd| u128::from(tokens) * u128::from(rate);
     // The audio counts are parts of their totals; clamped so a report can never bill more tokens
     // than its totals say.
@@ -49,34 +51,39 @@ pub struct HoldTokens {
     pub output: u64,
     /// Whether the output may be audio (the request asks for an audio answer).
     pub audio_output: bool,
+    /// The service tier whose rates apply.
+    pub tier: ServiceTier,
 }
 
-/// Upper bound for a call with at most `input_tokens` input and `max_output_tokens` output, all
-/// of it text: see [`max_cost_micros_for`].
+/// Upper bound for a call at standard rates with at most `input_tokens` input and
+/// `max_output_tokens` output, all of it text: see [`max_cost_micros_for`].
 pub fn max_cost_micros(
     price: &ModelPrice,
     provider: Provider,
     input_tokens: u64,
     max_output_tokens: u64,
 ) -> u64 {
-    max_cost_micros_for(
-        price,
-        provider,
-        &HoldTokens {
-            input: input_tokens,
-            output: max_output_tokens,
-            ..HoldTokens::default()
-        },
-    )
+    let tokens = HoldTokens {
+        input: input_tokens,
+        output: max_output_tokens,
+        ..HoldTokens::default()
+    };
+    // Standard rates always exist.
+    max_cost_micros_for(price, provider, &tokens).unwrap_or(u64::MAX)
 }
 
 /// Upper bound for a call within `tokens`: text input at the highest input-side rate the
 /// provider could bill (Anthropic: up to the 1-hour cache-write rate; OpenAI: input or cache
 /// write), the tokens that may be audio at the higher of that and the audio input rates, output
 /// at the output rate (the higher of the text and audio output rates when the answer may be
-/// audio), using the long-context tier when the input bound is above its threshold.
-pub fn max_cost_micros_for(price: &ModelPrice, provider: Provider, tokens: &HoldTokens) -> u64 {
-    let r = price.rates_for(tokens.input);
+/// audio), at the rates of `tokens.tier`, using the long-context rates when the input bound is
+/// above their threshold. `None` when the data has no rates for that service tier and input size.
+pub fn max_cost_micros_for(
+    price: &ModelPrice,
+    provider: Provider,
+    tokens: &HoldTokens,
+) -> Option<u64> {
+    let r = price.tier_rates_for(tokens.tier, tokens.input)?;
     let input_rate = match provider {
         Provider::OpenAi => r.input.max(r.cache_write_5m),
         Provider::Anthropic => r.input.max(r.cache_write_5m).max(r.cache_write_1h),
@@ -93,7 +100,7 @@ pub fn max_cost_micros_for(price: &ModelPrice, provider: Provider, tokens: &Hold
     let pico = (u128::from(tokens.input - audio) * u128::from(input_rate))
         .saturating_add(u128::from(audio) * u128::from(audio_rate))
         .saturating_add(u128::from(tokens.output) * u128::from(output_rate));
-    pico_to_micros_ceil(pico)
+    Some(pico_to_micros_ceil(pico))
 }
 
 /// Pico-USD to micro-USD, rounded up and saturated at `u64::MAX`.

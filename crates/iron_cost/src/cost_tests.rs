@@ -154,6 +154,8 @@ fn rounding_happens_once_per_call_not_per_term() {
             ..TokenRates::default()
         },
         long_context: None,
+        priority: None,
+        flex: None,
         max_output_tokens: None,
         context_window: None,
     };

@@ -33,13 +33,13 @@ pub use cost::{
 };
 pub use estimate::{
     default_output_tokens, estimate_input_tokens, max_output_tokens, output_limit_field,
-    requested_output_tokens, worst_case_micros, worst_case_micros_for, DEFAULT_MAX_OUTPUT_TOKENS,
-    MEDIA_BLOB_TOKENS,
+    requested_output_tokens, requested_service_tier, worst_case_micros, worst_case_micros_at,
+    worst_case_micros_for, DEFAULT_MAX_OUTPUT_TOKENS, MEDIA_BLOB_TOKENS,
 };
 pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
 pub use price::{
     usd_per_mtok_to_pico, InvalidPrice, LongContextTier, ModelPrice, PartialRates, PicoUsd,
-    TokenRates, MAX_RATE_PICO,
+    ServiceTier, TierPrice, TokenRates, MAX_RATE_PICO,
 };
 pub use provider::Provider;
 pub use usage::stream::StreamUsage;

@@ -85,6 +85,74 @@ impl PartialRates {
             output_audio: self.output_audio.unwrap_or(output),
         }
     }
+
+    /// Resolves the rates of a service tier: a rate the tier lists is its own; one it does not is
+    /// the larger of the provider default derived from the tier's own rates ([`Self::resolve`])
+    /// and `floor`'s (the standard rate for the same tokens), so no tier is priced below what the
+    /// data gives and a priority tier never below standard.
+    pub fn resolve_over(self, provider: Provider, floor: &TokenRates) -> TokenRates {
+        let d = self.resolve(provider);
+        let pick = |listed: Option<PicoUsd>, derived: PicoUsd, floor: PicoUsd| {
+            listed.unwrap_or(derived.max(floor))
+        };
+        TokenRates {
+            input: self.input,
+            cached_input: pick(self.cached_input, d.cached_input, floor.cached_input),
+            cache_write_5m: pick(self.cache_write_5m, d.cache_write_5m, floor.cache_write_5m),
+            cache_write_1h: pick(self.cache_write_1h, d.cache_write_1h, floor.cache_write_1h),
+            output: pick(self.output, d.output, floor.output),
+            input_audio: pick(self.input_audio, d.input_audio, floor.input_audio),
+            cached_input_audio: pick(
+                self.cached_input_audio,
+                d.cached_input_audio,
+                floor.cached_input_audio,
+            ),
+            output_audio: pick(self.output_audio, d.output_audio, floor.output_audio),
+        }
+    }
+}
+
+/// OpenAI's processing tiers, as an answer's `service_tier` reports them. `auto`, `default`,
+/// `scale` and anything else bill at the standard rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServiceTier {
+    /// Standard rates (`default`).
+    #[default]
+    Standard,
+    /// Priority processing: about 1.7-2× standard.
+    Priority,
+    /// Flex processing: about half of standard, slower.
+    Flex,
+}
+
+impl ServiceTier {
+    /// The tier a `service_tier` value names (`priority`, `flex`; anything else is standard).
+    pub fn parse(name: &str) -> ServiceTier {
+        match name {
+            "priority" => ServiceTier::Priority,
+            "flex" => ServiceTier::Flex,
+            _ => ServiceTier::Standard,
+        }
+    }
+
+    /// The tier's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceTier::Standard => "default",
+            ServiceTier::Priority => "priority",
+            ServiceTier::Flex => "flex",
+        }
+    }
+}
+
+/// The rates of one service tier (priority or flex) of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierPrice {
+    /// The tier's rates.
+    pub rates: TokenRates,
+    /// The tier's long-context rates. When the model has a long-context tier and this is `None`,
+    /// the service tier's price above the threshold is unknown.
+    pub long_context: Option<LongContextTier>,
 }
 
 /// Rates that replace the base rates for a whole request once its input is large enough.
@@ -107,6 +175,10 @@ pub struct ModelPrice {
     pub rates: TokenRates,
     /// Optional long-context tier.
     pub long_context: Option<LongContextTier>,
+    /// Priority-processing rates (OpenAI), if the data has them.
+    pub priority: Option<TierPrice>,
+    /// Flex-processing rates (OpenAI), if the data has them.
+    pub flex: Option<TierPrice>,
     /// Largest `max_tokens` the model accepts, if known.
     pub max_output_tokens: Option<u64>,
     /// Context window in tokens, if known.
@@ -120,6 +192,38 @@ impl ModelPrice {
             Some(tier) if total_input_tokens > tier.above_input_tokens => &tier.rates,
             _ => &self.rates,
         }
+    }
+
+    /// The rates of service tier `tier` for a request with `total_input_tokens` input tokens of
+    /// all kinds: `None` when the data has no rates for that tier, or none for that input size
+    /// (above the long-context threshold, where the tier lists no long-context rates).
+    pub fn tier_rates_for(
+        &self,
+        tier: ServiceTier,
+        total_input_tokens: u64,
+    ) -> Option<&TokenRates> {
+        let t = match tier {
+            ServiceTier::Standard => return Some(self.rates_for(total_input_tokens)),
+            ServiceTier::Priority => self.priority.as_ref()?,
+            ServiceTier::Flex => self.flex.as_ref()?,
+        };
+        if let Some(lc) = &t.long_context {
+            if total_input_tokens > lc.above_input_tokens {
+                return Some(&lc.rates);
+            }
+        }
+        match &self.long_context {
+            Some(lc) if total_input_tokens > lc.above_input_tokens => None,
+            _ => Some(&t.rates),
+        }
+    }
+
+    /// The rates an answer served at `tier` is billed at: the tier's, or the standard rates when
+    /// the data has none for it (a flex call is then charged more than it cost, a priority call
+    /// less: see the budget hold, which refuses to hold priority calls it has no rates for).
+    pub fn billed_rates(&self, tier: ServiceTier, total_input_tokens: u64) -> &TokenRates {
+        self.tier_rates_for(tier, total_input_tokens)
+            .unwrap_or_else(|| self.rates_for(total_input_tokens))
     }
 }
 
@@ -252,6 +356,8 @@ mod tests {
                 above_input_tokens: 200_000,
                 rates: tier_rates,
             }),
+            priority: None,
+            flex: None,
             max_output_tokens: None,
             context_window: None,
         };

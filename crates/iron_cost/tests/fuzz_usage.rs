@@ -138,7 +138,7 @@ proptest! {
         let models = Catalog::builtin().models();
         let price = &models[model.index(models.len())];
         let body = json!({"model": price.id, "messages": [{"role": "user", "content": body.clone()}], "max_tokens": body.get("max_tokens")});
-        let reserved = worst_case_micros(&body, kind, price);
+        let reserved = worst_case_micros(&body, kind, price).expect("standard rates");
         let input = estimate_input_tokens(&body, kind);
         let output = max_output_tokens(&body, kind, Some(price));
         // Split the estimated input across uncached, cache read and cache writes in any way.

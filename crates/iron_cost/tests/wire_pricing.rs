@@ -181,3 +181,54 @@ fn cached_audio_is_priced_at_the_cached_audio_rate() {
         4_108
     );
 }
+
+#[test]
+fn openai_answers_are_priced_at_the_service_tier_they_report() {
+    // gpt-5, 1000 in (200 cached) / 1000 out. Priority: 800 × 2.50 + 200 × 0.25 + 1000 × 20
+    // = 2000 + 50 + 20000 = 22050 µ$; standard: 1000 + 25 + 10000 = 11025; flex: 500 + 12.5 + 5000
+    // = 5512.5 → 5513.
+    let usage = r#"{"prompt_tokens":1000,"completion_tokens":1000,"prompt_tokens_details":{"cached_tokens":200}}"#;
+    for (tier, cost) in [
+        ("priority", 22_050),
+        ("default", 11_025),
+        ("auto", 11_025),
+        ("flex", 5_513),
+    ] {
+        let body = format!(
+            r#"{{"object":"chat.completion","service_tier":"{tier}","choices":[],"usage":{usage}}}"#
+        );
+        assert_eq!(
+            priced(Provider::OpenAi, "gpt-5", "/v1/chat/completions", &body),
+            cost,
+            "{tier}"
+        );
+    }
+    // The Responses API reports it on the response object, streamed in the terminal event.
+    let body = r#"{"object":"response","service_tier":"priority","usage":{"input_tokens":1000,
+        "input_tokens_details":{"cached_tokens":200},"output_tokens":1000}}"#;
+    assert_eq!(
+        priced(Provider::OpenAi, "gpt-5", "/v1/responses", body),
+        22_050
+    );
+    let price = Catalog::builtin()
+        .price_for(Provider::OpenAi, "gpt-5")
+        .expect("priced");
+    let mut s = StreamUsage::new();
+    s.observe(
+        Some("response.completed"),
+        r#"{"type":"response.completed","response":{"service_tier":"flex","usage":{"input_tokens":1000,
+        "input_tokens_details":{"cached_tokens":200},"output_tokens":1000}}}"#,
+    );
+    assert_eq!(cost_micros(price, Provider::OpenAi, &s.finish(0).0), 5_513);
+    // Chat streams carry it on every chunk, the usage chunk included.
+    let mut s = StreamUsage::new();
+    s.observe(
+        None,
+        r#"{"service_tier":"priority","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#,
+    );
+    s.observe(
+        None,
+        &format!(r#"{{"service_tier":"priority","choices":[],"usage":{usage}}}"#),
+    );
+    assert_eq!(cost_micros(price, Provider::OpenAi, &s.finish(0).0), 22_050);
+}

@@ -74,6 +74,7 @@ fn split(c: Counts) -> Usage {
         input_audio_tokens: input_audio,
         cache_read_audio_tokens: (audio - input_audio).min(cached),
         output_audio_tokens: c.output_audio.min(c.output),
+        ..Usage::default()
     }
 }
 

@@ -298,6 +298,8 @@ function convertModel(provider, model, date, warnings) {
     tier[field] = pico(t.price);
   }
   if (threshold !== null) entry.long_context = { above_input_tokens: threshold, ...tier };
+  // USD per 1,000 web searches -> integer pico-USD per search.
+  if (typeof src.web_searches_kcount === 'number') entry.web_search = Math.round(src.web_searches_kcount * 1e9);
   if (model.context_window) entry.context_window = model.context_window;
   if (MAX_OUTPUT_TOKENS[model.id]) entry.max_output_tokens = MAX_OUTPUT_TOKENS[model.id];
   const rules = { aliases: new Set(), prefixes: new Set() };
@@ -369,7 +371,7 @@ async function main() {
     source: version,
     second_source: `litellm@${litellm.version} (${LITELLM_MAP}): OpenAI priority and flex rates, audio rates the first source lacks`,
     prices_as_of: date,
-    unit: 'pico-USD per token (USD per 1M tokens x 1e6)',
+    unit: 'pico-USD per token (USD per 1M tokens x 1e6); web_search: pico-USD per search (USD per 1k searches x 1e9)',
     models,
   };
   writeFileSync(join(OUT_DIR, 'prices.json'), render(doc));

@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+/// Largest accepted per-search fee: $1,000 a search.
+const MAX_FEE_PICO: PicoUsd = 1_000_000_000_000_000;
+
 /// The generated price data (see `scripts/update-prices.mjs`), embedded at build time.
 pub const PRICES_JSON: &str = include_str!("../data/prices.json");
 
@@ -121,6 +124,7 @@ impl Catalog {
                 long_context: None,
                 priority: None,
                 flex: None,
+                web_search: None,
                 max_output_tokens: o.max_output_tokens,
                 context_window: None,
             });
@@ -224,6 +228,14 @@ fn parse_model(id: &str, e: &Map<String, Value>) -> Result<ParsedModel, String> 
         long_context,
         priority,
         flex,
+        web_search: match e.get("web_search") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().filter(|&f| f <= MAX_FEE_PICO).ok_or_else(|| {
+                format!(
+                    "model {id}: web_search must be an integer pico-USD fee per search, got {v}"
+                )
+            })?),
+        },
         max_output_tokens: e.get("max_output_tokens").and_then(Value::as_u64),
         context_window: e.get("context_window").and_then(Value::as_u64),
     };

@@ -14,8 +14,9 @@ const PICO_PER_MICRO: u128 = 1_000_000;
 /// the audio tokens among input, cache reads and output take the audio rates and the rest the
 /// text rates. The rates are those of the service tier the answer reports (standard when the data
 /// has none for it: see [`ModelPrice::billed_rates`]); when total input of all kinds exceeds the
-/// long-context threshold, the long-context rates price everything. `provider` names the wire
-/// shape `usage` came from; it does not change the sum.
+/// long-context threshold, the long-context rates price everything. Each web search the provider
+/// ran adds the model's search fee. `provider` names the wire shape `usage` came from; it does not
+/// change the sum.
 pub fn cost_pico(price: &ModelPrice, _provider: Provider, usage: &Usage) -> u128 {
     let r = price.billed_rates(usage.service_tier, usage.total_input_tokens());
     let term = |tokens: u64, rate: PicoUsd| u128::from(tokens) * u128::from(rate);
@@ -33,6 +34,10 @@ pub fn cost_pico(price: &ModelPrice, _provider: Provider, usage: &Usage) -> u128
         .saturating_add(term(usage.cache_write_1h_tokens, r.cache_write_1h))
         .saturating_add(term(usage.output_tokens - output_audio, r.output))
         .saturating_add(term(output_audio, r.output_audio))
+        .saturating_add(term(
+            usage.web_search_requests,
+            price.web_search.unwrap_or(0),
+        ))
 }
 
 /// Cost of `usage` in micro-USD, rounded UP once per call (a call is never free by rounding).

@@ -156,6 +156,7 @@ fn rounding_happens_once_per_call_not_per_term() {
         long_context: None,
         priority: None,
         flex: None,
+        web_search: None,
         max_output_tokens: None,
         context_window: None,
     };

@@ -179,6 +179,9 @@ pub struct ModelPrice {
     pub priority: Option<TierPrice>,
     /// Flex-processing rates (OpenAI), if the data has them.
     pub flex: Option<TierPrice>,
+    /// Fee per web search the provider runs for the call (its web search tool), in pico-USD, if
+    /// the data has one.
+    pub web_search: Option<PicoUsd>,
     /// Largest `max_tokens` the model accepts, if known.
     pub max_output_tokens: Option<u64>,
     /// Context window in tokens, if known.
@@ -358,6 +361,7 @@ mod tests {
             }),
             priority: None,
             flex: None,
+            web_search: None,
             max_output_tokens: None,
             context_window: None,
         };

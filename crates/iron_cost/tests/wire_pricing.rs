@@ -232,3 +232,57 @@ fn openai_answers_are_priced_at_the_service_tier_they_report() {
     );
     assert_eq!(cost_micros(price, Provider::OpenAi, &s.finish(0).0), 22_050);
 }
+
+#[test]
+fn provider_run_web_searches_add_their_fee() {
+    // claude-sonnet-4-5: 1000 × $3 + 500 × $15 = 3000 + 7500 µ$, plus 3 searches at $10 per 1,000
+    // = 30000 µ$: 40500 µ$.
+    let body = r#"{"type":"message","content":[],"usage":{"input_tokens":1000,"output_tokens":500,
+        "server_tool_use":{"web_search_requests":3}}}"#;
+    assert_eq!(
+        priced(
+            Provider::Anthropic,
+            "claude-sonnet-4-5",
+            "/v1/messages",
+            body
+        ),
+        40_500
+    );
+    // Streamed: the (cumulative) count arrives with the usage of message_delta.
+    let price = Catalog::builtin()
+        .price_for(Provider::Anthropic, "claude-sonnet-4-5")
+        .expect("priced");
+    let mut s = StreamUsage::new();
+    s.observe(
+        Some("message_start"),
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":1000,"output_tokens":1}}}"#,
+    );
+    s.observe(
+        Some("message_delta"),
+        r#"{"type":"message_delta","usage":{"output_tokens":500,"server_tool_use":{"web_search_requests":3}}}"#,
+    );
+    assert_eq!(
+        cost_micros(price, Provider::Anthropic, &s.finish(0).0),
+        40_500
+    );
+    // OpenAI Responses: one fee per web_search_call output item. gpt-5: 1000 × $1.25 + 500 × $10
+    // = 1250 + 5000 µ$, plus 2 × $0.01: 26250 µ$.
+    let body = r#"{"object":"response","output":[
+        {"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"a"}},
+        {"type":"web_search_call","id":"ws_2","status":"completed","action":{"type":"search","query":"b"}},
+        {"type":"message","id":"msg_1","role":"assistant","content":[{"type":"output_text","text":"hi"}]}],
+        "usage":{"input_tokens":1000,"output_tokens":500}}"#;
+    assert_eq!(
+        priced(Provider::OpenAi, "gpt-5", "/v1/responses", body),
+        26_250
+    );
+    let gpt5 = Catalog::builtin()
+        .price_for(Provider::OpenAi, "gpt-5")
+        .expect("priced");
+    let mut s = StreamUsage::new();
+    s.observe(
+        Some("response.completed"),
+        &format!(r#"{{"type":"response.completed","response":{body}}}"#),
+    );
+    assert_eq!(cost_micros(gpt5, Provider::OpenAi, &s.finish(0).0), 26_250);
+}

@@ -163,7 +163,7 @@ pub(crate) fn refuse_unmetered(
 fn unmetered_denial(reason: &str, shape: Provider) -> Denial {
     Denial::new(
         RouterError::UnmeteredCall {
-            message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, a provider-run tool is priced from its tokens without its per-use fees, a service tier without rates at standard rates)."),
+            message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, a provider-run tool is priced from its tokens and its web search fees, without its other per-use fees, a service tier without rates at standard rates)."),
         },
         shape,
         "budget",

@@ -29,6 +29,9 @@ pub struct Usage {
     pub cache_read_audio_tokens: u64,
     /// Audio tokens among `output_tokens` (priced at the audio output rate).
     pub output_audio_tokens: u64,
+    /// Web searches the provider ran for the call (Anthropic `server_tool_use.web_search_requests`,
+    /// OpenAI Responses `web_search_call` output items), each billed the model's search fee.
+    pub web_search_requests: u64,
     /// The tier OpenAI says it served the call at (the answer's `service_tier`, beside `usage`);
     /// standard for Anthropic and when the answer does not say.
     pub service_tier: ServiceTier,
@@ -47,11 +50,12 @@ impl Usage {
 /// Usage from a complete (non-streaming) JSON response body of `kind`; `None` when the body
 /// carries none. `count_tokens` is free, so it yields zero usage.
 pub fn usage_from_response(kind: ApiKind, body: &Value) -> Option<Usage> {
-    with_tier(
+    let usage = with_tier(
         kind,
         usage_member(kind, body.get("usage")),
         body.get("service_tier"),
-    )
+    );
+    with_searches(kind, usage, body.get("output"))
 }
 
 /// Usage from a response's top-level `usage` value already read (`None` when it has none), for
@@ -86,6 +90,9 @@ pub fn usage_from_bytes(kind: ApiKind, body: &[u8]) -> Option<Usage> {
         usage: Option<Value>,
         #[serde(default)]
         service_tier: Option<Value>,
+        /// Responses output items, for their web search calls.
+        #[serde(default)]
+        output: Option<Value>,
     }
     match kind {
         // Any JSON at all counts for these, not only objects with a `usage` member.
@@ -94,13 +101,25 @@ pub fn usage_from_bytes(kind: ApiKind, body: &[u8]) -> Option<Usage> {
         }
         _ => {
             let top = serde_json::from_slice::<Top>(body).ok()?;
-            with_tier(
+            let usage = with_tier(
                 kind,
                 usage_member(kind, top.usage.as_ref()),
                 top.service_tier.as_ref(),
-            )
+            );
+            with_searches(kind, usage, top.output.as_ref())
         }
     }
+}
+
+/// Counts the web searches of an OpenAI Responses answer: its `web_search_call` output items (each
+/// one tool call, billed per call whatever its action).
+fn with_searches(kind: ApiKind, usage: Option<Usage>, output: Option<&Value>) -> Option<Usage> {
+    usage.map(|mut u| {
+        if kind == ApiKind::OpenAiResponses {
+            u.web_search_requests = openai::web_search_calls(output);
+        }
+        u
+    })
 }
 
 /// Sets the service tier an OpenAI answer reports (its top-level `service_tier`) on its usage.

@@ -42,6 +42,19 @@ pub fn embeddings_usage(usage: &Value) -> Option<Usage> {
     })
 }
 
+/// Web search calls among a Responses answer's `output` items.
+pub fn web_search_calls(output: Option<&Value>) -> u64 {
+    output
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter(|i| i.get("type").and_then(Value::as_str) == Some("web_search_call"))
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
 /// OpenAI's inclusive counts, as reported.
 struct Counts {
     prompt: u64,

@@ -87,10 +87,12 @@ impl StreamUsage {
             "response.completed" | "response.incomplete" | "response.failed" => {
                 let response = v.get("response");
                 self.note_tier(response.and_then(|r| r.get("service_tier")));
-                if let Some(u) = response
+                if let Some(mut u) = response
                     .and_then(|r| r.get("usage"))
                     .and_then(openai::responses_usage)
                 {
+                    u.web_search_requests =
+                        openai::web_search_calls(response.and_then(|r| r.get("output")));
                     self.final_usage = Some(u);
                 }
             }

@@ -19,7 +19,10 @@
 // The genai-prices package is resolved from node_modules, or from the directory in $GENAI_PRICES_DIR.
 //
 // Output is deterministic for a given package version and date: models sorted by id, one per line,
-// prices as integer pico-USD per token (USD per 1M tokens x 1e6) so the Rust side does no float math.
+// prices as integer pico-USD per token (USD per 1M tokens x 1e6; web search fees in pico-USD per search)
+// so the Rust side does no float math. Per model: text rates, audio rates (input_audio, cached_input_audio,
+// output_audio), an optional long_context tier, optional priority and flex service tiers (each with its
+// own optional long_context), and web_search.
 // Deliberate corrections of known data errors live in crates/iron_cost/src/corrections.rs, not here.
 
 import { readFileSync, writeFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';

@@ -4,6 +4,13 @@
 //! Flow per call: [`ApiKind::from_path`] → [`Catalog::price`] → [`worst_case_micros`] →
 //! [`BudgetLedger::reserve`] → forward → [`usage_from_response`] or [`StreamUsage`] →
 //! [`cost_micros`] → [`Reservation::commit`].
+//!
+//! A price ([`ModelPrice`]) has text and audio rates ([`TokenRates`]), an optional long-context
+//! tier, optional OpenAI priority and flex rates ([`TierPrice`]) and an optional web search fee.
+//! [`Usage`] says which tokens were audio, which service tier served the call and how many web
+//! searches ran; [`cost_micros`] prices each at its own rate. The hold prices the bound of
+//! [`input_bound`] (audio clips by their bytes) at the tier the request asks for, and refuses
+//! ([`Unmetered`]) a priority request the data has no priority rates for.
 
 mod api_kind;
 mod bound;

@@ -3,17 +3,33 @@
 // `@pydantic/genai-prices` npm package, and crates/iron_cost/data/source-matches.json (which
 // catalog entry the data source's own matcher picks for every model named in the pinned SDKs).
 //
-// Usage: node scripts/update-prices.mjs [--date=YYYY-MM-DD]
-//   --date  picks, for models whose price changes on a date, the price in force that day (default: today, UTC).
-// The package is resolved from node_modules, or from the directory in $GENAI_PRICES_DIR.
+// A second source, LiteLLM's price map (`litellm/model_prices_and_context_window_backup.json` in the
+// `litellm` PyPI package), gives what genai-prices does not carry, for OpenAI models only: the rates of
+// the priority and flex service tiers, and audio rates a model lacks. An entry is used only where its
+// standard input and output rates equal genai-prices' for the same model (so both describe one price
+// period); entries are matched to catalog models by id or alias, with a snapshot date suffix or without.
+//
+// Usage: node scripts/update-prices.mjs [--date=YYYY-MM-DD] [--litellm=SOURCE [--litellm-version=X.Y.Z]]
+//   --date     picks, for models whose price changes on a date, the price in force that day (default: today, UTC).
+//   --litellm  pypi            download the newest litellm wheel with `pip download` (needs pip)
+//              pypi@X.Y.Z      download that version
+//              <file>.whl      a litellm wheel already downloaded (version from its file name)
+//              <file>.json     the price map itself; give its package version with --litellm-version
+//              Default: pypi@<the litellm version prices.json records>, so a rerun changes only what was asked.
+// The genai-prices package is resolved from node_modules, or from the directory in $GENAI_PRICES_DIR.
 //
 // Output is deterministic for a given package version and date: models sorted by id, one per line,
-// prices as integer pico-USD per token (USD per 1M tokens x 1e6) so the Rust side does no float math.
+// prices as integer pico-USD per token (USD per 1M tokens x 1e6; web search fees in pico-USD per search)
+// so the Rust side does no float math. Per model: text rates, audio rates (input_audio, cached_input_audio,
+// output_audio), an optional long_context tier, optional priority and flex service tiers (each with its
+// own optional long_context), and web_search.
 // Deliberate corrections of known data errors live in crates/iron_cost/src/corrections.rs, not here.
 
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -69,16 +85,150 @@ const PRICE_KEYS = {
   cache_write_mtok: 'cache_write_5m',
   cache_write_1h_mtok: 'cache_write_1h',
   output_mtok: 'output',
+  input_audio_mtok: 'input_audio',
+  cache_audio_read_mtok: 'cached_input_audio',
+  output_audio_mtok: 'output_audio',
 };
 
+const USAGE = 'usage: node scripts/update-prices.mjs [--date=YYYY-MM-DD] [--litellm=pypi[@X.Y.Z]|<file>.whl|<file>.json [--litellm-version=X.Y.Z]]';
+
 function parseArgs() {
-  let date = new Date().toISOString().slice(0, 10);
+  const args = { date: new Date().toISOString().slice(0, 10), litellm: null, litellmVersion: null };
   for (const arg of process.argv.slice(2)) {
-    const m = /^--date=(\d{4}-\d{2}-\d{2})$/.exec(arg);
-    if (m) date = m[1];
-    else throw new Error(`unknown argument ${arg}; usage: node scripts/update-prices.mjs [--date=YYYY-MM-DD]`);
+    let m;
+    if ((m = /^--date=(\d{4}-\d{2}-\d{2})$/.exec(arg))) args.date = m[1];
+    else if ((m = /^--litellm=(.+)$/.exec(arg))) args.litellm = m[1];
+    else if ((m = /^--litellm-version=([0-9][0-9A-Za-z.+-]*)$/.exec(arg))) args.litellmVersion = m[1];
+    else throw new Error(`unknown argument ${arg}; ${USAGE}`);
   }
-  return date;
+  return args;
+}
+
+const LITELLM_MAP = 'litellm/model_prices_and_context_window_backup.json';
+
+/** The map file out of a litellm wheel (a zip), read with Python's zipfile (pip brings Python). */
+function mapFromWheel(wheel) {
+  const py = 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))';
+  return execFileSync('python3', ['-c', py, wheel, LITELLM_MAP], { maxBuffer: 1 << 28 }).toString('utf8');
+}
+
+function wheelVersion(wheel) {
+  const m = /^litellm-([^-]+)-/.exec(basename(wheel));
+  if (!m) throw new Error(`${wheel} is not named like a litellm wheel (litellm-<version>-….whl)`);
+  return m[1];
+}
+
+/** LiteLLM's price map and its package version, from the --litellm argument (see the header). */
+function loadLitellm(args) {
+  let spec = args.litellm;
+  if (!spec) {
+    const current = join(OUT_DIR, 'prices.json');
+    const recorded = existsSync(current) && /^litellm@([^\s]+)/.exec(JSON.parse(readFileSync(current, 'utf8')).second_source ?? '');
+    if (!recorded) throw new Error(`prices.json records no litellm version: pass --litellm; ${USAGE}`);
+    spec = `pypi@${recorded[1]}`;
+  }
+  const pypi = /^pypi(?:@(.+))?$/.exec(spec);
+  if (pypi) {
+    const dir = mkdtempSync(join(tmpdir(), 'litellm-'));
+    try {
+      const req = pypi[1] ? `litellm==${pypi[1]}` : 'litellm';
+      console.log(`downloading ${req} from PyPI (pip download --no-deps)`);
+      execFileSync('python3', ['-m', 'pip', 'download', req, '--no-deps', '--only-binary=:all:', '-q', '-d', dir], { stdio: 'inherit' });
+      const wheel = readdirSync(dir).find((f) => f.startsWith('litellm-') && f.endsWith('.whl'));
+      if (!wheel) throw new Error('pip downloaded no litellm wheel');
+      return { version: wheelVersion(wheel), map: JSON.parse(mapFromWheel(join(dir, wheel))) };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  if (spec.endsWith('.whl')) return { version: wheelVersion(spec), map: JSON.parse(mapFromWheel(spec)) };
+  if (!args.litellmVersion) throw new Error('--litellm=<file>.json needs --litellm-version (the litellm package version it came from)');
+  return { version: args.litellmVersion, map: JSON.parse(readFileSync(spec, 'utf8')) };
+}
+
+// LiteLLM keys (USD per token) -> our field names, for a service tier (suffix `_priority` / `_flex`,
+// and `_above_272k_tokens_<tier>` for its long-context rates) and for audio.
+const LITELLM_TIER_KEYS = {
+  input_cost_per_token: 'input',
+  cache_read_input_token_cost: 'cached_input',
+  cache_creation_input_token_cost: 'cache_write_5m',
+  output_cost_per_token: 'output',
+};
+const LITELLM_AUDIO_KEYS = {
+  input_cost_per_audio_token: 'input_audio',
+  cache_read_input_audio_token_cost: 'cached_input_audio',
+  output_cost_per_audio_token: 'output_audio',
+};
+const SERVICE_TIERS = ['priority', 'flex'];
+const SNAPSHOT_SUFFIX = /-(\d{4}-\d{2}-\d{2}|\d{8})$/;
+
+/** USD per token -> integer pico-USD per token. */
+function picoPerToken(usd) {
+  return Math.round(usd * 1e12);
+}
+
+/** One rate over the LiteLLM entries of a model (the highest, with a warning, if they differ). */
+function litellmRate(entries, key, id, warnings) {
+  const values = entries.filter(([, v]) => typeof v[key] === 'number').map(([k, v]) => [k, picoPerToken(v[key])]);
+  if (!values.length) return undefined;
+  const max = Math.max(...values.map(([, p]) => p));
+  if (values.some(([, p]) => p !== max)) warnings.push(`${id}: litellm ${key} differs between ${values.map(([k, p]) => `${k}=${p}`).join(', ')}; the highest is kept`);
+  return max;
+}
+
+/** Adds service-tier rates, and the audio rates genai-prices lacks, to OpenAI models. */
+function addLitellm(models, map, warnings) {
+  const names = new Map();
+  for (const [id, e] of Object.entries(models)) {
+    if (e.provider !== 'openai') continue;
+    for (const n of [id, ...(e.aliases ?? [])]) names.set(n, id);
+  }
+  const interesting = (v) => Object.keys(v).some((k) => SERVICE_TIERS.some((t) => k.endsWith(`_${t}`)) || k in LITELLM_AUDIO_KEYS);
+  const byModel = new Map();
+  for (const [key, v] of Object.entries(map)) {
+    if (!v || typeof v !== 'object' || v.litellm_provider !== 'openai' || !interesting(v)) continue;
+    const k = key.toLowerCase();
+    // An exact name first: `gpt-4o-2024-05-13` is its own model, not a snapshot of `gpt-4o`.
+    const id = names.get(k) ?? names.get(k.replace(SNAPSHOT_SUFFIX, ''));
+    if (!id) continue;
+    const e = models[id];
+    if (picoPerToken(v.input_cost_per_token ?? -1) !== e.input || picoPerToken(v.output_cost_per_token ?? 0) !== (e.output ?? 0)) {
+      warnings.push(`${id}: litellm ${key} has other standard rates; its tier and audio rates are not used`);
+      continue;
+    }
+    if (!byModel.has(id)) byModel.set(id, []);
+    byModel.get(id).push([key, v]);
+  }
+  for (const [id, entries] of byModel) {
+    const e = models[id];
+    for (const [key, field] of Object.entries(LITELLM_AUDIO_KEYS)) {
+      const v = e[field] === undefined ? litellmRate(entries, key, id, warnings) : undefined;
+      if (v !== undefined) e[field] = v;
+    }
+    for (const tier of SERVICE_TIERS) {
+      const rates = (suffix) => {
+        const out = {};
+        for (const [key, field] of Object.entries(LITELLM_TIER_KEYS)) {
+          const v = litellmRate(entries, `${key}${suffix}_${tier}`, id, warnings);
+          if (v !== undefined) out[field] = v;
+        }
+        return out;
+      };
+      const t = rates('');
+      if (t.input === undefined || t.output === undefined) {
+        if (Object.keys(t).length) warnings.push(`${id}: litellm lists ${tier} rates without input and output; none kept`);
+        continue;
+      }
+      const long = rates('_above_272k_tokens');
+      if (Object.keys(long).length) {
+        if (!e.long_context) warnings.push(`${id}: litellm lists ${tier} long-context rates but genai-prices no long-context tier; dropped`);
+        else if (long.input === undefined) warnings.push(`${id}: litellm ${tier} long-context rates lack input; dropped`);
+        // The threshold is genai-prices' (the standard long-context tier's).
+        else t.long_context = { above_input_tokens: e.long_context.above_input_tokens, ...long };
+      }
+      e[tier] = t;
+    }
+  }
 }
 
 async function loadSource() {
@@ -86,7 +236,8 @@ async function loadSource() {
   const req = createRequire(join(ROOT, 'package.json'));
   let pkgJson;
   try {
-    pkgJson = dir ? join(dir, 'package.json') : req.resolve('@pydantic/genai-prices/package.json');
+    // The package's `exports` map does not expose package.json: resolve its entry point (dist/…).
+    pkgJson = dir ? join(dir, 'package.json') : join(dirname(dirname(req.resolve('@pydantic/genai-prices'))), 'package.json');
   } catch {
     throw new Error(
       '@pydantic/genai-prices is not installed: run `npm install --save-dev @pydantic/genai-prices@0.1.8`, ' +
@@ -150,6 +301,8 @@ function convertModel(provider, model, date, warnings) {
     tier[field] = pico(t.price);
   }
   if (threshold !== null) entry.long_context = { above_input_tokens: threshold, ...tier };
+  // USD per 1,000 web searches -> integer pico-USD per search.
+  if (typeof src.web_searches_kcount === 'number') entry.web_search = Math.round(src.web_searches_kcount * 1e9);
   if (model.context_window) entry.context_window = model.context_window;
   if (MAX_OUTPUT_TOKENS[model.id]) entry.max_output_tokens = MAX_OUTPUT_TOKENS[model.id];
   const rules = { aliases: new Set(), prefixes: new Set() };
@@ -202,8 +355,10 @@ function sourceMatches(mod, date) {
 }
 
 async function main() {
-  const date = parseArgs();
+  const args = parseArgs();
+  const date = args.date;
   const { version, mod } = await loadSource();
+  const litellm = loadLitellm(args);
   const warnings = [];
   const models = {};
   for (const providerId of PROVIDERS) {
@@ -214,10 +369,12 @@ async function main() {
       if (entry) models[model.id] = entry;
     }
   }
+  addLitellm(models, litellm.map, warnings);
   const doc = {
     source: version,
+    second_source: `litellm@${litellm.version} (${LITELLM_MAP}): OpenAI priority and flex rates, audio rates the first source lacks`,
     prices_as_of: date,
-    unit: 'pico-USD per token (USD per 1M tokens x 1e6)',
+    unit: 'pico-USD per token (USD per 1M tokens x 1e6); web_search: pico-USD per search (USD per 1k searches x 1e9)',
     models,
   };
   writeFileSync(join(OUT_DIR, 'prices.json'), render(doc));
@@ -225,7 +382,7 @@ async function main() {
   const sorted = Object.fromEntries(Object.keys(matches).sort().map((k) => [k, matches[k]]));
   writeFileSync(join(OUT_DIR, 'source-matches.json'), `${JSON.stringify({ source: version, matches: sorted }, null, 1)}\n`);
   for (const w of warnings) console.warn(`warning: ${w}`);
-  console.log(`wrote ${Object.keys(models).length} models from ${version} (prices as of ${date})`);
+  console.log(`wrote ${Object.keys(models).length} models from ${version} and litellm@${litellm.version} (prices as of ${date})`);
 }
 
 main().catch((err) => {

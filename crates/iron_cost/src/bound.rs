@@ -6,6 +6,8 @@
 //! - byte-level BPE tokenizers (OpenAI, Anthropic) never give a token less than one byte, so the
 //!   UTF-8 bytes of every text a request sends bound its text tokens;
 //! - an image costs at most [`IMAGE_TOKENS`] tokens at any size or detail;
+//! - an audio clip costs at most one token per [`AUDIO_BYTES_PER_TOKEN`] bytes of it, and those
+//!   tokens are held at the audio input rate;
 //! - a billed call's input never exceeds the model's context window (a larger one is refused);
 //! - input the request only refers to (a previous response, a stored file or prompt, a document
 //!   by URL) can be anything up to the context window.
@@ -17,6 +19,16 @@ use serde_json::Value;
 /// Upper bound on one image's input tokens: OpenAI's patch models reach ~3,800 at the largest
 /// detail, tiled models 1,445, Anthropic ~1,600.
 pub const IMAGE_TOKENS: u64 = 4_096;
+/// Bytes of an inline audio clip (decoded from base64) per audio token, at most.
+///
+/// OpenAI bills audio input at about 10 tokens a second (one per 100 ms: $0.06 a minute at
+/// $100 per 1M tokens, as first announced). Chat accepts `wav` and `mp3` clips: the leanest MP3 is
+/// 8 kbit/s (1,000 bytes a second, the lowest bitrate of MPEG-2.5 Layer III) and the leanest PCM
+/// WAV 8 kHz 8-bit mono (8,000 bytes a second), so a clip has at least 100 bytes per token. 32
+/// leaves room for a token rate up to 3× the documented one and for WAV files holding a lean
+/// speech codec (G.723.1 runs at 5.3 kbit/s, 66 bytes per token); the context window caps the
+/// hold of a long clip in any case.
+pub const AUDIO_BYTES_PER_TOKEN: u64 = 32;
 /// Context assumed for a model whose context window the catalog does not give (or whose long
 /// context tier means a beta can raise it): the largest window any listed model has.
 pub const FALLBACK_CONTEXT_TOKENS: u64 = 1_050_000;
@@ -27,6 +39,8 @@ const PROVIDER_TOOL_TOKENS: u64 = 2_048;
 const PER_MESSAGE_TOKENS: u64 = 8;
 const PER_REQUEST_TOKENS: u64 = 16;
 const MAX_DEPTH: usize = 256;
+/// Bytes of an audio part besides its clip (`type`, `format` and their keys), counted as text.
+const AUDIO_PART_TEXT_BYTES: usize = 96;
 
 /// Why a request's cost cannot be held from the request alone; the router refuses such calls
 /// while a budget is set unless the `unmeteredCalls` option allows them.
@@ -37,6 +51,14 @@ pub enum Unmetered {
     ServerTool(String),
     /// A Responses call run in the background: its usage arrives later, on another request.
     Background,
+    /// A request for a service tier (priority) the price data has no rates for, for this model
+    /// at this input size: the provider bills it above the standard rates by an unknown amount.
+    ServiceTier {
+        /// The tier asked for.
+        tier: &'static str,
+        /// The catalog id of the model.
+        model: String,
+    },
 }
 
 impl std::fmt::Display for Unmetered {
@@ -44,6 +66,7 @@ impl std::fmt::Display for Unmetered {
         match self {
             Unmetered::ServerTool(t) => write!(f, "it uses the provider-run tool '{t}', whose searches, fetches or runs bill input and fees the router cannot bound"),
             Unmetered::Background => write!(f, "it runs in the background (background: true), so its usage is reported later on another request"),
+            Unmetered::ServiceTier { tier, model } => write!(f, "it asks for service_tier '{tier}', and Iron Cage's price data has no {tier} rates for {model} at this input size (the provider bills it above the standard rates)"),
         }
     }
 }
@@ -98,14 +121,39 @@ fn context_tokens(price: Option<&ModelPrice>) -> u64 {
     }
 }
 
-/// Upper bound on the input tokens `body` can bill: text bytes, [`IMAGE_TOKENS`] per image, a
-/// fixed allowance per provider-defined client tool and per message; the whole context window
-/// when the request refers to input it does not carry (`previous_response_id`, `conversation`,
-/// a stored `prompt`, files and documents by id, URL or base64). Never above the context window.
+/// Upper bound on the input one request can bill, and on how much of it may be audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputBound {
+    /// Input tokens of all kinds.
+    pub tokens: u64,
+    /// How many of `tokens` may be audio (all of them when the input is not carried whole).
+    pub audio_tokens: u64,
+}
+
+impl InputBound {
+    /// The whole context window, any of it audio: for input the request does not carry.
+    fn whole(context: u64) -> InputBound {
+        InputBound {
+            tokens: context,
+            audio_tokens: context,
+        }
+    }
+}
+
+/// Upper bound on the input tokens `body` can bill: [`input_bound`]`.tokens`.
 pub fn input_token_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> u64 {
+    input_bound(body, kind, price).tokens
+}
+
+/// Upper bound on the input `body` can bill: text bytes, [`IMAGE_TOKENS`] per image, one token per
+/// [`AUDIO_BYTES_PER_TOKEN`] bytes of inline audio (counted as audio), a fixed allowance per
+/// provider-defined client tool and per message; the whole context window, any of it audio, when
+/// the request refers to input it does not carry (`previous_response_id`, `conversation`, a stored
+/// `prompt`, files and documents by id, URL or base64). Never above the context window.
+pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> InputBound {
     let context = context_tokens(price);
     if kind == ApiKind::Other {
-        return context;
+        return InputBound::whole(context);
     }
     let fields = crate::estimate::input_fields(kind);
     if kind == ApiKind::OpenAiResponses
@@ -113,7 +161,7 @@ pub fn input_token_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
             .iter()
             .any(|k| body.get(k).is_some_and(|v| !v.is_null()))
     {
-        return context;
+        return InputBound::whole(context);
     }
     let mut walk = Walk::default();
     for field in fields {
@@ -128,7 +176,7 @@ pub fn input_token_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
         }
     }
     if walk.hidden {
-        return context;
+        return InputBound::whole(context);
     }
     if kind == ApiKind::AnthropicMessages {
         let provider_tools = body
@@ -153,11 +201,27 @@ pub fn input_token_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
         .filter_map(|f| body.get(f).and_then(Value::as_array))
         .map(|a| a.len() as u64)
         .sum::<u64>();
-    walk.bytes
+    let tokens = walk
+        .bytes
         .saturating_add(walk.tokens)
+        .saturating_add(walk.audio)
         .saturating_add(messages.saturating_mul(PER_MESSAGE_TOKENS))
         .saturating_add(PER_REQUEST_TOKENS)
-        .min(context)
+        .min(context);
+    InputBound {
+        tokens,
+        audio_tokens: walk.audio.min(tokens),
+    }
+}
+
+/// Whether the answer to `body` may be audio: the request asks for it with `modalities`
+/// containing `"audio"` or with an `audio` output configuration (OpenAI chat).
+pub fn audio_output(body: &Value) -> bool {
+    let modalities = body
+        .get("modalities")
+        .and_then(Value::as_array)
+        .is_some_and(|m| m.iter().any(|x| x.as_str() == Some("audio")));
+    modalities || body.get("audio").is_some_and(|a| !a.is_null())
 }
 
 /// Output the request can bill beyond its output limit: OpenAI's predicted output (`prediction`)
@@ -191,6 +255,8 @@ struct Walk {
     bytes: u64,
     /// Tokens counted directly: images, token ids.
     tokens: u64,
+    /// Audio tokens of inline clips.
+    audio: u64,
     /// The request refers to input it does not carry.
     hidden: bool,
 }
@@ -241,9 +307,31 @@ impl Walk {
         }
     }
 
-    /// Images count [`IMAGE_TOKENS`]; files, documents and stored items make the input hidden.
+    /// Images count [`IMAGE_TOKENS`]; audio clips their audio tokens; files, documents and stored
+    /// items make the input hidden.
     fn special_part(&mut self, map: &serde_json::Map<String, Value>) -> bool {
         let ty = map.get("type").and_then(Value::as_str).unwrap_or("");
+        // Audio: OpenAI `{"type":"input_audio","input_audio":{"data":<base64>,"format":…}}`.
+        if ty == "input_audio" {
+            let data = map
+                .get("input_audio")
+                .and_then(|a| a.get("data"))
+                .and_then(Value::as_str);
+            match data {
+                Some(b64) => {
+                    // Base64 carries 3 bytes in 4 characters.
+                    let bytes = (b64.len() as u64).saturating_mul(3) / 4;
+                    self.audio = self
+                        .audio
+                        .saturating_add(bytes.div_ceil(AUDIO_BYTES_PER_TOKEN));
+                    // The part's type, format and keys, as text.
+                    self.add(AUDIO_PART_TEXT_BYTES);
+                }
+                // A clip by reference: its length is unknown here.
+                None => self.hidden = true,
+            }
+            return true;
+        }
         // Images: OpenAI chat `image_url`, Responses `input_image`, Anthropic `image`.
         if matches!(ty, "image_url" | "input_image" | "image") {
             self.tokens = self.tokens.saturating_add(IMAGE_TOKENS);

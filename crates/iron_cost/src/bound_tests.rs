@@ -172,3 +172,90 @@ fn predicted_output_adds_to_the_output_bound() {
     assert!(extra_output_bound(&body, ApiKind::OpenAiChat) >= 1000);
     assert_eq!(extra_output_bound(&body, ApiKind::OpenAiResponses), 0);
 }
+
+/// A chat request to gpt-audio carrying one clip of `b64_chars` base64 characters.
+fn audio_request(b64_chars: usize, extra: Value) -> Value {
+    let mut body = json!({"model":"gpt-audio","messages":[{"role":"user","content":[
+        {"type":"text","text":"What is said?"},
+        {"type":"input_audio","input_audio":{"data":"A".repeat(b64_chars),"format":"mp3"}}]}]});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
+}
+
+#[test]
+fn a_long_audio_clip_is_held_at_the_audio_rate() {
+    let gpt_audio = Catalog::builtin().price("gpt-audio").expect("priced");
+    // 4,000,000 base64 characters: 3,000,000 bytes, 50 minutes of the leanest MP3 (8 kbit/s),
+    // billed at about 10 tokens a second: 30,000 audio tokens at $32/M = 960,000 µ$.
+    let body = audio_request(4_000_000, json!({"max_completion_tokens": 100}));
+    let bound = input_bound(&body, ApiKind::OpenAiChat, Some(gpt_audio));
+    assert_eq!(bound.audio_tokens, 3_000_000 / AUDIO_BYTES_PER_TOKEN);
+    assert!(bound.tokens >= bound.audio_tokens + 13);
+    let billed = crate::Usage {
+        input_tokens: 30_010,
+        input_audio_tokens: 30_000,
+        output_tokens: 100,
+        ..crate::Usage::default()
+    };
+    let cost = crate::cost_micros(gpt_audio, crate::Provider::OpenAi, &billed);
+    assert!(cost >= 960_000, "{cost}");
+    // Held as text the clip was capped at the context window: 128,000 × $2.50/M = 320,000 µ$.
+    let hold = crate::worst_case_micros(&body, ApiKind::OpenAiChat, gpt_audio).expect("held");
+    assert!(hold >= cost, "hold {hold} < cost {cost}");
+    // The whole bound may be audio at $32/M, or text at $2.50/M: every split is covered.
+    assert_eq!(
+        hold,
+        bound.audio_tokens * 32 + ((bound.tokens - bound.audio_tokens) * 5).div_ceil(2) + 100 * 10
+    );
+}
+
+#[test]
+fn an_audio_answer_is_held_at_the_audio_output_rate() {
+    let gpt_audio = Catalog::builtin().price("gpt-audio").expect("priced");
+    let text = chat(json!("Say hello"))
+        .as_object()
+        .cloned()
+        .map(Value::Object);
+    let mut spoken = text.clone().expect("object");
+    spoken["modalities"] = json!(["text", "audio"]);
+    spoken["audio"] = json!({"voice":"alloy","format":"wav"});
+    spoken["max_completion_tokens"] = json!(1000);
+    let mut written = text.expect("object");
+    written["max_completion_tokens"] = json!(1000);
+    assert!(audio_output(&spoken));
+    assert!(!audio_output(&written));
+    // 1,000 output tokens all audio: 1000 × $64/M = 64,000 µ$.
+    let all_audio = crate::Usage {
+        output_tokens: 1000,
+        output_audio_tokens: 1000,
+        ..crate::Usage::default()
+    };
+    assert_eq!(
+        crate::cost_micros(gpt_audio, crate::Provider::OpenAi, &all_audio),
+        64_000
+    );
+    let hold = crate::worst_case_micros(&spoken, ApiKind::OpenAiChat, gpt_audio).expect("held");
+    assert!(hold >= 64_000, "{hold}");
+    // Without an audio answer, output is held at the text rate ($10/M).
+    let hold = crate::worst_case_micros(&written, ApiKind::OpenAiChat, gpt_audio).expect("held");
+    assert!((10_000..64_000).contains(&hold), "{hold}");
+    // `audio` alone asks for an audio answer too.
+    assert!(audio_output(
+        &json!({"audio":{"voice":"alloy","format":"mp3"}})
+    ));
+}
+
+#[test]
+fn an_audio_part_without_inline_data_is_held_at_the_context_window() {
+    let gpt_audio = Catalog::builtin().price("gpt-audio").expect("priced");
+    let body = chat(json!([{"type":"input_audio","input_audio":{"format":"wav"}}]));
+    assert_eq!(
+        input_bound(&body, ApiKind::OpenAiChat, Some(gpt_audio)),
+        InputBound {
+            tokens: 128_000,
+            audio_tokens: 128_000
+        }
+    );
+}

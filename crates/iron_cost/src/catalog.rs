@@ -4,12 +4,15 @@ use crate::corrections::apply_corrections;
 use crate::model_name::{normalize, strip_snapshot_suffix};
 use crate::price::{
     usd_per_mtok_to_pico, InvalidPrice, LongContextTier, ModelPrice, PartialRates, PicoUsd,
-    MAX_RATE_PICO,
+    TierPrice, TokenRates, MAX_RATE_PICO,
 };
 use crate::provider::Provider;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
+
+/// Largest accepted per-search fee: $1,000 a search.
+const MAX_FEE_PICO: PicoUsd = 1_000_000_000_000_000;
 
 /// The generated price data (see `scripts/update-prices.mjs`), embedded at build time.
 pub const PRICES_JSON: &str = include_str!("../data/prices.json");
@@ -68,10 +71,16 @@ impl Catalog {
             .ok_or("price data has no \"models\" object")?;
         let mut catalog = Catalog {
             source: format!(
-                "{} (prices as of {})",
+                "{}{} (prices as of {})",
                 doc.get("source")
                     .and_then(Value::as_str)
                     .unwrap_or("unknown source"),
+                // The second source's name and version: its first word.
+                doc.get("second_source")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.split_whitespace().next())
+                    .map(|s| format!(" and {s}"))
+                    .unwrap_or_default(),
                 doc.get("prices_as_of")
                     .and_then(Value::as_str)
                     .unwrap_or("unknown date")
@@ -105,6 +114,7 @@ impl Catalog {
                 cached_input: opt(o.cached_input_per_mtok, "cachedInput")?,
                 cache_write_5m: opt(o.cache_write_5m_per_mtok, "cacheWrite5m")?,
                 cache_write_1h: opt(o.cache_write_1h_per_mtok, "cacheWrite1h")?,
+                ..PartialRates::default()
             };
             let name = normalize(&o.model);
             out.models.push(ModelPrice {
@@ -112,6 +122,9 @@ impl Catalog {
                 provider: o.provider,
                 rates: partial.resolve(o.provider),
                 long_context: None,
+                priority: None,
+                flex: None,
+                web_search: None,
                 max_output_tokens: o.max_output_tokens,
                 context_window: None,
             });
@@ -194,6 +207,9 @@ fn parse_model(id: &str, e: &Map<String, Value>) -> Result<ParsedModel, String> 
                 cache_write_5m: t.cache_write_5m.or(base.cache_write_5m),
                 cache_write_1h: t.cache_write_1h.or(base.cache_write_1h),
                 output: t.output.or(base.output),
+                input_audio: t.input_audio.or(base.input_audio),
+                cached_input_audio: t.cached_input_audio.or(base.cached_input_audio),
+                output_audio: t.output_audio.or(base.output_audio),
             };
             Some(LongContextTier {
                 above_input_tokens: above,
@@ -203,15 +219,78 @@ fn parse_model(id: &str, e: &Map<String, Value>) -> Result<ParsedModel, String> 
         None => None,
     };
     let rates = base.resolve(provider);
+    let priority = parse_service_tier(id, e, "priority", provider, &rates, long_context.as_ref())?;
+    let flex = parse_service_tier(id, e, "flex", provider, &rates, long_context.as_ref())?;
     let price = ModelPrice {
         id: id.to_ascii_lowercase(),
         provider,
         rates,
         long_context,
+        priority,
+        flex,
+        web_search: match e.get("web_search") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().filter(|&f| f <= MAX_FEE_PICO).ok_or_else(|| {
+                format!(
+                    "model {id}: web_search must be an integer pico-USD fee per search, got {v}"
+                )
+            })?),
+        },
         max_output_tokens: e.get("max_output_tokens").and_then(Value::as_u64),
         context_window: e.get("context_window").and_then(Value::as_u64),
     };
     Ok((price, strings(e.get("aliases")), strings(e.get("prefixes"))))
+}
+
+/// The `priority` or `flex` member of a model entry: the service tier's rates, with its own
+/// `long_context` rates if any (a rate it does not list: see [`PartialRates::resolve_over`]; for
+/// its long-context rates, over both the tier's rates and the standard long-context rates).
+fn parse_service_tier(
+    id: &str,
+    e: &Map<String, Value>,
+    key: &str,
+    provider: Provider,
+    base: &TokenRates,
+    base_long_context: Option<&LongContextTier>,
+) -> Result<Option<TierPrice>, String> {
+    let Some(t) = e.get(key).and_then(Value::as_object) else {
+        return Ok(None);
+    };
+    let what = format!("{id} {key}");
+    let rates = parse_rates(&what, t)?.resolve_over(provider, base);
+    let long_context = match t.get("long_context").and_then(Value::as_object) {
+        Some(lc) => {
+            let above = lc
+                .get("above_input_tokens")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("model {what}: long_context without above_input_tokens"))?;
+            let standard_lc = base_long_context.map_or(base, |b| &b.rates);
+            let floor = max_each(&rates, standard_lc);
+            Some(LongContextTier {
+                above_input_tokens: above,
+                rates: parse_rates(&what, lc)?.resolve_over(provider, &floor),
+            })
+        }
+        None => None,
+    };
+    Ok(Some(TierPrice {
+        rates,
+        long_context,
+    }))
+}
+
+/// The larger of two rates for each kind of token.
+fn max_each(a: &TokenRates, b: &TokenRates) -> TokenRates {
+    TokenRates {
+        input: a.input.max(b.input),
+        cached_input: a.cached_input.max(b.cached_input),
+        cache_write_5m: a.cache_write_5m.max(b.cache_write_5m),
+        cache_write_1h: a.cache_write_1h.max(b.cache_write_1h),
+        output: a.output.max(b.output),
+        input_audio: a.input_audio.max(b.input_audio),
+        cached_input_audio: a.cached_input_audio.max(b.cached_input_audio),
+        output_audio: a.output_audio.max(b.output_audio),
+    }
 }
 
 fn parse_rates(id: &str, e: &Map<String, Value>) -> Result<PartialRates, String> {
@@ -232,6 +311,9 @@ fn parse_rates(id: &str, e: &Map<String, Value>) -> Result<PartialRates, String>
         cache_write_5m: rate("cache_write_5m")?,
         cache_write_1h: rate("cache_write_1h")?,
         output: rate("output")?,
+        input_audio: rate("input_audio")?,
+        cached_input_audio: rate("cached_input_audio")?,
+        output_audio: rate("output_audio")?,
     })
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::price::TokenRates;
+use crate::price::{ServiceTier, TokenRates};
 
 fn id_of(model: &str) -> Option<&'static str> {
     Catalog::builtin().price(model).map(|p| p.id.as_str())
@@ -107,7 +107,10 @@ fn overrides_price_custom_models_and_take_precedence() {
             cached_input: 200_000,
             cache_write_5m: 2_500_000,
             cache_write_1h: 4_000_000,
-            output: 8_000_000
+            output: 8_000_000,
+            input_audio: 2_000_000,
+            cached_input_audio: 200_000,
+            output_audio: 8_000_000,
         }
     );
     assert_eq!(c.price("gpt-4o").map(|p| p.rates.input), Some(1_000_000));
@@ -177,4 +180,70 @@ fn price_for_checks_the_provider() {
         Some(1_000_000)
     );
     assert!(c.price_for(Provider::OpenAi, "claude-haiku-4-5").is_none());
+}
+
+#[test]
+fn service_tier_rates_are_loaded_from_the_second_source() {
+    let c = Catalog::builtin();
+    assert!(c.source().contains("litellm@"), "{}", c.source());
+    let gpt5 = c.price("gpt-5-2025-08-07").expect("priced");
+    let priority = gpt5.priority.expect("gpt-5 has priority rates");
+    assert_eq!(
+        (
+            priority.rates.input,
+            priority.rates.cached_input,
+            priority.rates.output
+        ),
+        (2_500_000, 250_000, 20_000_000)
+    );
+    let flex = gpt5.flex.expect("gpt-5 has flex rates");
+    assert_eq!(
+        (flex.rates.input, flex.rates.cached_input, flex.rates.output),
+        (625_000, 62_500, 5_000_000)
+    );
+    // Anthropic models carry none; gpt-5-nano only flex.
+    let sonnet = c.price("claude-sonnet-4-5").expect("priced");
+    assert!(sonnet.priority.is_none() && sonnet.flex.is_none());
+    let nano = c.price("gpt-5-nano").expect("priced");
+    assert!(nano.priority.is_none() && nano.flex.is_some());
+}
+
+#[test]
+fn a_service_tier_fills_what_it_does_not_list_never_below_standard() {
+    let text = r#"{"models":{"m":{"provider":"openai","input":1000000,"cached_input":100000,
+        "cache_write_5m":1250000,"output":8000000,"input_audio":30000000,
+        "long_context":{"above_input_tokens":272000,"input":2000000,"output":12000000},
+        "priority":{"input":2000000,"output":16000000,
+          "long_context":{"above_input_tokens":272000,"input":4000000}},
+        "flex":{"input":500000,"cached_input":50000,"output":4000000}}}}"#;
+    let c = Catalog::from_json(text).expect("parses");
+    let m = c.price("m").expect("priced");
+    let p = m.priority.expect("priority");
+    // Unlisted: the larger of the default from the tier's input (OpenAI: the input rate itself)
+    // and the standard rate.
+    assert_eq!(p.rates.cached_input, 2_000_000);
+    assert_eq!(p.rates.cache_write_5m, 2_000_000);
+    assert_eq!(p.rates.input_audio, 30_000_000);
+    // Long context: its own input; its output at least both the tier's and standard long context's.
+    let lc = p.long_context.expect("priority long context");
+    assert_eq!((lc.rates.input, lc.rates.output), (4_000_000, 16_000_000));
+    let f = m.flex.expect("flex");
+    assert_eq!(
+        (f.rates.cached_input, f.rates.cache_write_5m),
+        (50_000, 1_250_000)
+    );
+    // Flex lists no long-context rates while the model has a long-context tier: unknown there.
+    assert!(m.tier_rates_for(ServiceTier::Flex, 272_001).is_none());
+    assert_eq!(
+        m.tier_rates_for(ServiceTier::Flex, 272_000)
+            .map(|r| r.input),
+        Some(500_000)
+    );
+    assert_eq!(
+        m.tier_rates_for(ServiceTier::Priority, 272_001)
+            .map(|r| r.input),
+        Some(4_000_000)
+    );
+    // Billing falls back to standard rates where a tier has none.
+    assert_eq!(m.billed_rates(ServiceTier::Flex, 300_000).input, 2_000_000);
 }

@@ -151,8 +151,12 @@ fn rounding_happens_once_per_call_not_per_term() {
             cache_write_5m: 0,
             cache_write_1h: 0,
             output: 400_000,
+            ..TokenRates::default()
         },
         long_context: None,
+        priority: None,
+        flex: None,
+        web_search: None,
         max_output_tokens: None,
         context_window: None,
     };

@@ -1,8 +1,9 @@
 //! Worst-case token estimates for a request body, made before it is sent (for reservations).
 
 use crate::api_kind::ApiKind;
-use crate::cost::max_cost_micros;
-use crate::price::ModelPrice;
+use crate::bound::{InputBound, Unmetered};
+use crate::cost::{max_cost_micros_for, HoldTokens};
+use crate::price::{ModelPrice, ServiceTier};
 use serde_json::Value;
 
 /// Output allowance when neither the request nor the catalog gives a limit.
@@ -129,25 +130,85 @@ pub fn max_output_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
 /// OpenAI's default `max_tokens` for legacy completions.
 const LEGACY_COMPLETIONS_DEFAULT_TOKENS: u64 = 16;
 
+/// The service tier an OpenAI request asks for in `service_tier`: `priority`, `flex`, else
+/// standard (`auto`, `default` or none).
+///
+/// `auto` and no tier run at the project's default tier, which is standard unless the project's
+/// owner set another in its settings; the router cannot see that setting, so it holds them at
+/// standard rates. A request that must be held at priority rates says `service_tier: "priority"`,
+/// and one that must never run at them says `"default"`. Settlement prices the tier the answer
+/// reports either way.
+pub fn requested_service_tier(body: &Value, kind: ApiKind) -> ServiceTier {
+    match kind {
+        ApiKind::OpenAiChat | ApiKind::OpenAiCompletions | ApiKind::OpenAiResponses => body
+            .get("service_tier")
+            .and_then(Value::as_str)
+            .map_or(ServiceTier::Standard, ServiceTier::parse),
+        _ => ServiceTier::Standard,
+    }
+}
+
 /// Worst-case cost of sending `body` to the model `price` describes, in micro-USD: the input
-/// bound of [`crate::input_token_bound`] and the output allowance (plus predicted output).
-pub fn worst_case_micros(body: &Value, kind: ApiKind, price: &ModelPrice) -> u64 {
+/// bound of [`crate::input_bound`] and the output allowance (plus predicted output), at the rates
+/// of the service tier it asks for (see [`worst_case_micros_for`]).
+pub fn worst_case_micros(
+    body: &Value,
+    kind: ApiKind,
+    price: &ModelPrice,
+) -> Result<u64, Unmetered> {
     worst_case_micros_for(
         body,
         kind,
         price,
-        crate::bound::input_token_bound(body, kind, Some(price)),
+        crate::bound::input_bound(body, kind, Some(price)),
     )
 }
 
-/// [`worst_case_micros`] for a given bound on the input tokens.
-pub fn worst_case_micros_for(body: &Value, kind: ApiKind, price: &ModelPrice, input: u64) -> u64 {
-    max_cost_micros(
+/// [`worst_case_micros`] for a given bound on the input: its audio part at audio rates, the
+/// output at audio rates too when the request asks for an audio answer. A request for priority
+/// processing is held at priority rates, and cannot be held ([`Unmetered::ServiceTier`]) when the
+/// data has none for the model at this input size; one for flex at the higher of the flex and
+/// standard rates (flex is never dearer, but a hold must not rest on that).
+pub fn worst_case_micros_for(
+    body: &Value,
+    kind: ApiKind,
+    price: &ModelPrice,
+    input: InputBound,
+) -> Result<u64, Unmetered> {
+    let asked = requested_service_tier(body, kind);
+    let at = |tier| worst_case_micros_at(body, kind, price, input, tier);
+    match asked {
+        ServiceTier::Standard => Ok(at(ServiceTier::Standard).unwrap_or(u64::MAX)),
+        ServiceTier::Flex => Ok(at(ServiceTier::Standard)
+            .unwrap_or(u64::MAX)
+            .max(at(ServiceTier::Flex).unwrap_or(0))),
+        ServiceTier::Priority => at(ServiceTier::Priority).ok_or(Unmetered::ServiceTier {
+            tier: asked.as_str(),
+            model: price.id.clone(),
+        }),
+    }
+}
+
+/// The worst case of `body` at the rates of `tier`, whatever it asks for; `None` when the data
+/// has no rates for that tier at this input size.
+pub fn worst_case_micros_at(
+    body: &Value,
+    kind: ApiKind,
+    price: &ModelPrice,
+    input: InputBound,
+    tier: ServiceTier,
+) -> Option<u64> {
+    max_cost_micros_for(
         price,
         price.provider,
-        input,
-        max_output_tokens(body, kind, Some(price))
-            .saturating_add(crate::bound::extra_output_bound(body, kind)),
+        &HoldTokens {
+            input: input.tokens,
+            input_audio: input.audio_tokens,
+            output: max_output_tokens(body, kind, Some(price))
+                .saturating_add(crate::bound::extra_output_bound(body, kind)),
+            audio_output: crate::bound::audio_output(body),
+            tier,
+        },
     )
 }
 

@@ -103,7 +103,10 @@ fn worst_case_combines_estimate_and_allowance() {
     let body = json!({"messages":[{"role":"user","content":"Hello!"}],"max_tokens":100});
     // input bound: 37 bytes of JSON text + 8 per message + 16 = 61 tokens × $2.50/M = 152.5 µ$;
     // output 100 × $10/M = 1000 µ$; rounded up once.
-    assert_eq!(worst_case_micros(&body, ApiKind::OpenAiChat, price), 1_153);
+    assert_eq!(
+        worst_case_micros(&body, ApiKind::OpenAiChat, price),
+        Ok(1_153)
+    );
 }
 
 #[test]
@@ -184,4 +187,56 @@ fn text_weight_matches_the_per_character_rule() {
         size.add_text(s);
         assert_eq!((size.chars, size.tokens), reference(s), "{s:?}");
     }
+}
+
+#[test]
+fn a_priority_request_is_held_at_priority_rates_or_not_at_all() {
+    let c = Catalog::builtin();
+    let gpt5 = c.price("gpt-5").expect("priced");
+    let ask = |tier: Option<&str>| {
+        let mut b = json!({"model":"gpt-5","max_completion_tokens":1000,
+            "messages":[{"role":"user","content":"hi"}]});
+        if let Some(t) = tier {
+            b["service_tier"] = json!(t);
+        }
+        b
+    };
+    let standard = worst_case_micros(&ask(None), ApiKind::OpenAiChat, gpt5).expect("held");
+    let priority =
+        worst_case_micros(&ask(Some("priority")), ApiKind::OpenAiChat, gpt5).expect("held");
+    // Output dominates: 1000 × $20 against 1000 × $10.
+    assert!(priority >= 2 * standard - 100, "{priority} vs {standard}");
+    for tier in ["auto", "default", "flex", "scale"] {
+        assert_eq!(
+            worst_case_micros(&ask(Some(tier)), ApiKind::OpenAiChat, gpt5),
+            Ok(standard),
+            "{tier}"
+        );
+    }
+    assert_eq!(
+        requested_service_tier(&ask(Some("priority")), ApiKind::OpenAiResponses),
+        ServiceTier::Priority
+    );
+    assert_eq!(
+        requested_service_tier(&ask(Some("priority")), ApiKind::AnthropicMessages),
+        ServiceTier::Standard
+    );
+    // No priority rates for the model: not held.
+    let nano = c.price("gpt-5-nano").expect("priced");
+    assert_eq!(
+        worst_case_micros(&ask(Some("priority")), ApiKind::OpenAiChat, nano),
+        Err(Unmetered::ServiceTier {
+            tier: "priority",
+            model: "gpt-5-nano".into()
+        })
+    );
+    // gpt-5.4 has priority rates but none above its long-context threshold: a request whose input
+    // bound reaches past it (here: input it only refers to) is not held either; a short one is.
+    let gpt54 = c.price("gpt-5.4").expect("priced");
+    let short =
+        json!({"model":"gpt-5.4","service_tier":"priority","input":"hi","max_output_tokens":10});
+    assert!(worst_case_micros(&short, ApiKind::OpenAiResponses, gpt54).is_ok());
+    let mut long = short.clone();
+    long["previous_response_id"] = json!("resp_1");
+    assert!(worst_case_micros(&long, ApiKind::OpenAiResponses, gpt54).is_err());
 }

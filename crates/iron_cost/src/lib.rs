@@ -4,6 +4,13 @@
 //! Flow per call: [`ApiKind::from_path`] → [`Catalog::price`] → [`worst_case_micros`] →
 //! [`BudgetLedger::reserve`] → forward → [`usage_from_response`] or [`StreamUsage`] →
 //! [`cost_micros`] → [`Reservation::commit`].
+//!
+//! A price ([`ModelPrice`]) has text and audio rates ([`TokenRates`]), an optional long-context
+//! tier, optional OpenAI priority and flex rates ([`TierPrice`]) and an optional web search fee.
+//! [`Usage`] says which tokens were audio, which service tier served the call and how many web
+//! searches ran; [`cost_micros`] prices each at its own rate. The hold prices the bound of
+//! [`input_bound`] (audio clips by their bytes) at the tier the request asks for, and refuses
+//! ([`Unmetered`]) a priority request the data has no priority rates for.
 
 mod api_kind;
 mod bound;
@@ -19,8 +26,8 @@ pub mod usage;
 
 pub use api_kind::ApiKind;
 pub use bound::{
-    extra_output_bound, input_token_bound, unmetered, Unmetered, FALLBACK_CONTEXT_TOKENS,
-    IMAGE_TOKENS,
+    audio_output, extra_output_bound, input_bound, input_token_bound, unmetered, InputBound,
+    Unmetered, AUDIO_BYTES_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, IMAGE_TOKENS,
 };
 pub use budget::{
     format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,
@@ -28,16 +35,18 @@ pub use budget::{
 };
 pub use catalog::{Catalog, PriceOverride, PRICES_JSON};
 pub use corrections::{Correction, RateField, CORRECTIONS};
-pub use cost::{cost_micros, cost_pico, max_cost_micros, pico_to_micros_ceil};
+pub use cost::{
+    cost_micros, cost_pico, max_cost_micros, max_cost_micros_for, pico_to_micros_ceil, HoldTokens,
+};
 pub use estimate::{
     default_output_tokens, estimate_input_tokens, max_output_tokens, output_limit_field,
-    requested_output_tokens, worst_case_micros, worst_case_micros_for, DEFAULT_MAX_OUTPUT_TOKENS,
-    MEDIA_BLOB_TOKENS,
+    requested_output_tokens, requested_service_tier, worst_case_micros, worst_case_micros_at,
+    worst_case_micros_for, DEFAULT_MAX_OUTPUT_TOKENS, MEDIA_BLOB_TOKENS,
 };
 pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
 pub use price::{
     usd_per_mtok_to_pico, InvalidPrice, LongContextTier, ModelPrice, PartialRates, PicoUsd,
-    TokenRates, MAX_RATE_PICO,
+    ServiceTier, TierPrice, TokenRates, MAX_RATE_PICO,
 };
 pub use provider::Provider;
 pub use usage::stream::StreamUsage;

@@ -10,7 +10,8 @@ pub type PicoUsd = u64;
 /// `tokens × rate` cannot overflow u128 for any u64 token count.
 pub const MAX_RATE_PICO: PicoUsd = 1_000_000_000_000;
 
-/// The five per-token rates of one pricing tier.
+/// The per-token rates of one pricing tier: five for text (and any token the provider does not
+/// break down), three for audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TokenRates {
     /// Uncached input tokens.
@@ -23,6 +24,12 @@ pub struct TokenRates {
     pub cache_write_1h: PicoUsd,
     /// Output tokens (reasoning / thinking tokens included).
     pub output: PicoUsd,
+    /// Uncached audio input tokens (OpenAI audio and realtime models).
+    pub input_audio: PicoUsd,
+    /// Audio input tokens read from the prompt cache.
+    pub cached_input_audio: PicoUsd,
+    /// Audio output tokens.
+    pub output_audio: PicoUsd,
 }
 
 /// Rates as a data source gives them: any cache rate may be missing.
@@ -38,6 +45,12 @@ pub struct PartialRates {
     pub cache_write_1h: Option<PicoUsd>,
     /// Output rate (missing means free, as for embeddings).
     pub output: Option<PicoUsd>,
+    /// Audio input rate, if the source has one.
+    pub input_audio: Option<PicoUsd>,
+    /// Cached audio input rate, if the source has one.
+    pub cached_input_audio: Option<PicoUsd>,
+    /// Audio output rate, if the source has one.
+    pub output_audio: Option<PicoUsd>,
 }
 
 impl PartialRates {
@@ -46,20 +59,100 @@ impl PartialRates {
     /// Anthropic: 5m write 1.25×, 1h write 2×, cache read 0.1× (pricing page). OpenAI has no
     /// cache-write surcharge and no discount unless the source lists one, so writes and reads
     /// default to the input rate (never under-charging); a 1h write defaults to 2× for both.
+    ///
+    /// Audio: a model the source lists no audio rates for prices audio tokens as text (its input,
+    /// cached input and output rates). A listed audio input rate without a cached one is also the
+    /// cached audio rate (no discount the source does not list).
     pub fn resolve(self, provider: Provider) -> TokenRates {
         let input = self.input;
         let (write_5m, read) = match provider {
             Provider::Anthropic => (input.saturating_mul(5) / 4, input / 10),
             Provider::OpenAi => (input, input),
         };
+        let cached_input = self.cached_input.unwrap_or(read);
+        let output = self.output.unwrap_or(0);
         TokenRates {
             input,
-            cached_input: self.cached_input.unwrap_or(read),
+            cached_input,
             cache_write_5m: self.cache_write_5m.unwrap_or(write_5m),
             cache_write_1h: self.cache_write_1h.unwrap_or(input.saturating_mul(2)),
-            output: self.output.unwrap_or(0),
+            output,
+            input_audio: self.input_audio.unwrap_or(input),
+            cached_input_audio: self
+                .cached_input_audio
+                .or(self.input_audio)
+                .unwrap_or(cached_input),
+            output_audio: self.output_audio.unwrap_or(output),
         }
     }
+
+    /// Resolves the rates of a service tier: a rate the tier lists is its own; one it does not is
+    /// the larger of the provider default derived from the tier's own rates ([`Self::resolve`])
+    /// and `floor`'s (the standard rate for the same tokens), so no tier is priced below what the
+    /// data gives and a priority tier never below standard.
+    pub fn resolve_over(self, provider: Provider, floor: &TokenRates) -> TokenRates {
+        let d = self.resolve(provider);
+        let pick = |listed: Option<PicoUsd>, derived: PicoUsd, floor: PicoUsd| {
+            listed.unwrap_or(derived.max(floor))
+        };
+        TokenRates {
+            input: self.input,
+            cached_input: pick(self.cached_input, d.cached_input, floor.cached_input),
+            cache_write_5m: pick(self.cache_write_5m, d.cache_write_5m, floor.cache_write_5m),
+            cache_write_1h: pick(self.cache_write_1h, d.cache_write_1h, floor.cache_write_1h),
+            output: pick(self.output, d.output, floor.output),
+            input_audio: pick(self.input_audio, d.input_audio, floor.input_audio),
+            cached_input_audio: pick(
+                self.cached_input_audio,
+                d.cached_input_audio,
+                floor.cached_input_audio,
+            ),
+            output_audio: pick(self.output_audio, d.output_audio, floor.output_audio),
+        }
+    }
+}
+
+/// OpenAI's processing tiers, as an answer's `service_tier` reports them. `auto`, `default`,
+/// `scale` and anything else bill at the standard rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServiceTier {
+    /// Standard rates (`default`).
+    #[default]
+    Standard,
+    /// Priority processing: about 1.7-2× standard.
+    Priority,
+    /// Flex processing: about half of standard, slower.
+    Flex,
+}
+
+impl ServiceTier {
+    /// The tier a `service_tier` value names (`priority`, `flex`; anything else is standard).
+    pub fn parse(name: &str) -> ServiceTier {
+        match name {
+            "priority" => ServiceTier::Priority,
+            "flex" => ServiceTier::Flex,
+            _ => ServiceTier::Standard,
+        }
+    }
+
+    /// The tier's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceTier::Standard => "default",
+            ServiceTier::Priority => "priority",
+            ServiceTier::Flex => "flex",
+        }
+    }
+}
+
+/// The rates of one service tier (priority or flex) of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierPrice {
+    /// The tier's rates.
+    pub rates: TokenRates,
+    /// The tier's long-context rates. When the model has a long-context tier and this is `None`,
+    /// the service tier's price above the threshold is unknown.
+    pub long_context: Option<LongContextTier>,
 }
 
 /// Rates that replace the base rates for a whole request once its input is large enough.
@@ -82,6 +175,13 @@ pub struct ModelPrice {
     pub rates: TokenRates,
     /// Optional long-context tier.
     pub long_context: Option<LongContextTier>,
+    /// Priority-processing rates (OpenAI), if the data has them.
+    pub priority: Option<TierPrice>,
+    /// Flex-processing rates (OpenAI), if the data has them.
+    pub flex: Option<TierPrice>,
+    /// Fee per web search the provider runs for the call (its web search tool), in pico-USD, if
+    /// the data has one.
+    pub web_search: Option<PicoUsd>,
     /// Largest `max_tokens` the model accepts, if known.
     pub max_output_tokens: Option<u64>,
     /// Context window in tokens, if known.
@@ -95,6 +195,38 @@ impl ModelPrice {
             Some(tier) if total_input_tokens > tier.above_input_tokens => &tier.rates,
             _ => &self.rates,
         }
+    }
+
+    /// The rates of service tier `tier` for a request with `total_input_tokens` input tokens of
+    /// all kinds: `None` when the data has no rates for that tier, or none for that input size
+    /// (above the long-context threshold, where the tier lists no long-context rates).
+    pub fn tier_rates_for(
+        &self,
+        tier: ServiceTier,
+        total_input_tokens: u64,
+    ) -> Option<&TokenRates> {
+        let t = match tier {
+            ServiceTier::Standard => return Some(self.rates_for(total_input_tokens)),
+            ServiceTier::Priority => self.priority.as_ref()?,
+            ServiceTier::Flex => self.flex.as_ref()?,
+        };
+        if let Some(lc) = &t.long_context {
+            if total_input_tokens > lc.above_input_tokens {
+                return Some(&lc.rates);
+            }
+        }
+        match &self.long_context {
+            Some(lc) if total_input_tokens > lc.above_input_tokens => None,
+            _ => Some(&t.rates),
+        }
+    }
+
+    /// The rates an answer served at `tier` is billed at: the tier's, or the standard rates when
+    /// the data has none for it (a flex call is then charged more than it cost, a priority call
+    /// less: see the budget hold, which refuses to hold priority calls it has no rates for).
+    pub fn billed_rates(&self, tier: ServiceTier, total_input_tokens: u64) -> &TokenRates {
+        self.tier_rates_for(tier, total_input_tokens)
+            .unwrap_or_else(|| self.rates_for(total_input_tokens))
     }
 }
 
@@ -164,6 +296,43 @@ mod tests {
     }
 
     #[test]
+    fn audio_rates_default_to_text_rates_unless_listed() {
+        let text_only = PartialRates {
+            input: 2_500_000,
+            cached_input: Some(1_250_000),
+            output: Some(10_000_000),
+            ..Default::default()
+        }
+        .resolve(Provider::OpenAi);
+        assert_eq!(
+            (
+                text_only.input_audio,
+                text_only.cached_input_audio,
+                text_only.output_audio
+            ),
+            (2_500_000, 1_250_000, 10_000_000)
+        );
+        // A listed audio input rate without a cached one: no discount the source does not list.
+        let audio = PartialRates {
+            input: 2_500_000,
+            cached_input: Some(1_250_000),
+            output: Some(10_000_000),
+            input_audio: Some(32_000_000),
+            output_audio: Some(64_000_000),
+            ..Default::default()
+        }
+        .resolve(Provider::OpenAi);
+        assert_eq!(
+            (
+                audio.input_audio,
+                audio.cached_input_audio,
+                audio.output_audio
+            ),
+            (32_000_000, 32_000_000, 64_000_000)
+        );
+    }
+
+    #[test]
     fn usd_conversion_is_exact_and_rejects_nonsense() {
         assert_eq!(usd_per_mtok_to_pico(2.5, "x"), Ok(2_500_000));
         assert_eq!(usd_per_mtok_to_pico(0.075, "x"), Ok(75_000));
@@ -190,6 +359,9 @@ mod tests {
                 above_input_tokens: 200_000,
                 rates: tier_rates,
             }),
+            priority: None,
+            flex: None,
+            web_search: None,
             max_output_tokens: None,
             context_window: None,
         };

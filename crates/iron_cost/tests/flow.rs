@@ -16,7 +16,7 @@ fn reserve_stream_settle_for_an_anthropic_call() {
         "messages":[{"role":"user","content":"Say hi"}]});
     // Input bound: 37 bytes of the messages' JSON text + 8 per message + 16 = 61 tokens at the 1h-write
     // rate $2/M = 122 µ$; output 1000 × $5/M = 5000 µ$.
-    let hold = worst_case_micros(&body, kind, price);
+    let hold = worst_case_micros(&body, kind, price).expect("held");
     assert_eq!(hold, 5_122);
 
     let ledger = BudgetLedger::new(Some(6_000));

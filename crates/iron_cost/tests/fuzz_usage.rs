@@ -138,7 +138,7 @@ proptest! {
         let models = Catalog::builtin().models();
         let price = &models[model.index(models.len())];
         let body = json!({"model": price.id, "messages": [{"role": "user", "content": body.clone()}], "max_tokens": body.get("max_tokens")});
-        let reserved = worst_case_micros(&body, kind, price);
+        let reserved = worst_case_micros(&body, kind, price).expect("standard rates");
         let input = estimate_input_tokens(&body, kind);
         let output = max_output_tokens(&body, kind, Some(price));
         // Split the estimated input across uncached, cache read and cache writes in any way.
@@ -151,6 +151,7 @@ proptest! {
             cache_write_1h_tokens: share(d),
             output_tokens: output / 100 * a,
             reasoning_tokens: 0,
+            ..Usage::default()
         };
         prop_assert!(usage.total_input_tokens() <= input);
         let cost = cost_micros(price, price.provider, &usage);

@@ -59,14 +59,27 @@ pub(crate) fn reserve_budget(
     let kind = crate::cost_policy::api_kind(api);
     hold.estimated_input_tokens = iron_cost::estimate_input_tokens(value, kind);
     let amount = match &hold.price {
-        // The hold is a bound the provider cannot exceed (bytes, images, context window), not
-        // the estimate: concurrent calls held at a guess could overshoot together.
-        Some(p) => iron_cost::worst_case_micros_for(
-            value,
-            kind,
-            p,
-            iron_cost::input_token_bound(value, kind, Some(p)),
-        ),
+        // The hold is a bound the provider cannot exceed (bytes, images, audio, context window),
+        // not the estimate: concurrent calls held at a guess could overshoot together.
+        Some(p) => match iron_cost::worst_case_micros(value, kind, p) {
+            Ok(amount) => amount,
+            // A priority request for a model without priority rates: refused like other calls
+            // that cannot be held; allowed, it is held (and, if the answer says priority,
+            // charged) at standard rates.
+            Err(reason) => match cost.unmetered_calls {
+                crate::cost_policy::UnmeteredCalls::Allow => iron_cost::worst_case_micros_at(
+                    value,
+                    kind,
+                    p,
+                    iron_cost::input_bound(value, kind, Some(p)),
+                    iron_cost::ServiceTier::Standard,
+                )
+                .unwrap_or(u64::MAX),
+                crate::cost_policy::UnmeteredCalls::Block => {
+                    return Err(unmetered_denial(&reason.to_string(), shape));
+                }
+            },
+        },
         None => match cost.unknown_model {
             crate::cost_policy::UnknownModel::Allow { cost_micros } => {
                 hold.flat_cost_micros = Some(cost_micros);
@@ -142,14 +155,19 @@ pub(crate) fn refuse_unmetered(
     };
     match reason {
         None => Ok(()),
-        Some(reason) => Err(Denial::new(
-            RouterError::UnmeteredCall {
-                message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, and a provider-run tool is priced from its tokens without its per-use fees)."),
-            },
-            shape,
-            "budget",
-        )),
+        Some(reason) => Err(unmetered_denial(&reason, shape)),
     }
+}
+
+/// The refusal of a call whose cost cannot be held, for `reason`.
+fn unmetered_denial(reason: &str, shape: Provider) -> Denial {
+    Denial::new(
+        RouterError::UnmeteredCall {
+            message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, a provider-run tool is priced from its tokens and its web search fees, without its other per-use fees, a service tier without rates at standard rates)."),
+        },
+        shape,
+        "budget",
+    )
 }
 
 /// Phase: with a hold in place, a chat or Responses request that sets no output limit gets the one

@@ -24,7 +24,7 @@ pub enum UnmeteredCalls {
     /// Refuse it (the default: it could spend without limit).
     Block,
     /// Forward it: unpriced endpoints are recorded at $0, provider-run tools are held and priced
-    /// from their usage (their per-use fees are not).
+    /// from their usage, with their web search fees (their other per-use fees are not).
     Allow,
 }
 

@@ -94,7 +94,8 @@ pub struct Exchange {
     /// The status the client got when the router answered in the provider's place (a whole answer
     /// blocked by the response policy); events and the ledger report it. `None`: the provider's.
     pub client_status: Option<u16>,
-    /// The model may bill thinking the stream does not show (see `RequestInfo::may_reason`): a
-    /// stream cut short before its usage is charged its hold, not the text seen.
+    /// The model may bill thinking or audio the stream does not show as text (see
+    /// `RequestInfo::may_reason`): a stream cut short before its usage is charged its hold, not
+    /// the text seen.
     pub may_reason: bool,
 }

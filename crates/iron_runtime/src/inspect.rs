@@ -16,9 +16,9 @@ pub struct RequestInfo {
     /// The answer is to carry log probabilities (`logprobs`, `top_logprobs`, or a Responses
     /// `include` of `…logprobs`): they repeat the answer's text token by token.
     pub wants_logprobs: bool,
-    /// The model may think before it answers, billing output the stream does not show: a request
-    /// with `reasoning`, `reasoning_effort` or Anthropic `thinking` turned on, or an OpenAI
-    /// reasoning model (o-series, gpt-5, codex).
+    /// The answer may bill output the stream does not show as text: a request with `reasoning`,
+    /// `reasoning_effort` or Anthropic `thinking` turned on, an OpenAI reasoning model (o-series,
+    /// gpt-5, codex), or one asking for an audio answer (`modalities` with `"audio"`, or `audio`).
     pub may_reason: bool,
 }
 
@@ -37,6 +37,8 @@ struct Light {
     reasoning: Option<serde_json::Value>,
     reasoning_effort: Option<serde_json::Value>,
     thinking: Option<serde_json::Value>,
+    modalities: Option<serde_json::Value>,
+    audio: Option<serde_json::Value>,
 }
 
 /// `Some(value)` whenever the key is present, `null` included (plain `Option` would read null as absent).
@@ -89,7 +91,13 @@ fn may_reason(l: &Light) -> bool {
     let reasoning_model = model.starts_with("gpt-5")
         || model.contains("codex")
         || (model.starts_with('o') && model[1..].starts_with(|c: char| c.is_ascii_digit()));
-    set(&l.reasoning) || set(&l.reasoning_effort) || thinking_on || reasoning_model
+    // Audio is billed by the token but streamed as base64 bytes, not as text the estimate counts.
+    let audio_answer = set(&l.audio)
+        || l.modalities
+            .as_ref()
+            .and_then(|m| m.as_array())
+            .is_some_and(|m| m.iter().any(|x| x.as_str() == Some("audio")));
+    set(&l.reasoning) || set(&l.reasoning_effort) || thinking_on || reasoning_model || audio_answer
 }
 
 fn wants_logprobs(l: &Light) -> bool {
@@ -166,6 +174,23 @@ mod tests {
             br#"{"include":["reasoning.encrypted_content"]}"#,
         ] {
             assert!(!inspect(b).wants_logprobs, "{}", String::from_utf8_lossy(b));
+        }
+    }
+
+    #[test]
+    fn an_audio_answer_may_bill_output_the_stream_shows_no_text_of() {
+        for b in [
+            &br#"{"model":"gpt-audio","modalities":["text","audio"],"audio":{"voice":"alloy","format":"pcm16"}}"#[..],
+            br#"{"model":"gpt-audio","modalities":["audio"]}"#,
+            br#"{"model":"gpt-audio","audio":{"voice":"alloy","format":"wav"}}"#,
+        ] {
+            assert!(inspect(b).may_reason, "{}", String::from_utf8_lossy(b));
+        }
+        for b in [
+            &br#"{"model":"gpt-audio","modalities":["text"]}"#[..],
+            br#"{"model":"gpt-audio","audio":null}"#,
+        ] {
+            assert!(!inspect(b).may_reason, "{}", String::from_utf8_lossy(b));
         }
     }
 

@@ -103,8 +103,9 @@ pub(crate) fn settle(
             (Some(u), Some(p)) => {
                 let seen =
                     iron_cost::cost_micros(p, crate::cost_policy::cost_provider(ex.provider), u);
-                // Cut short while the model may have been thinking: the text seen says nothing of
-                // the thinking billed, so the hold (the most it could be) is charged.
+                // Cut short while the model may have been thinking or speaking: the text seen says
+                // nothing of the thinking or audio billed, so the hold (the most it could be) is
+                // charged.
                 match &reservation {
                     Some(r) if estimated && ex.may_reason => seen.max(r.amount()),
                     _ => seen,

@@ -13,6 +13,7 @@ pub(crate) struct AnthropicCounters {
     ephemeral_1h: Option<u64>,
     output: u64,
     thinking: u64,
+    web_searches: u64,
 }
 
 impl AnthropicCounters {
@@ -31,6 +32,10 @@ impl AnthropicCounters {
         set(
             &mut self.thinking,
             &["output_tokens_details", "thinking_tokens"],
+        );
+        set(
+            &mut self.web_searches,
+            &["server_tool_use", "web_search_requests"],
         );
         if let Some(v) = count(usage, &["cache_creation", "ephemeral_5m_input_tokens"]) {
             self.ephemeral_5m = Some(v);
@@ -61,6 +66,8 @@ impl AnthropicCounters {
             cache_write_1h_tokens: w1h,
             output_tokens: self.output,
             reasoning_tokens: self.thinking.min(self.output),
+            web_search_requests: self.web_searches,
+            ..Usage::default()
         }
     }
 }
@@ -96,7 +103,8 @@ mod tests {
                 cache_write_5m_tokens: 1500,
                 cache_write_1h_tokens: 500,
                 output_tokens: 350,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                ..Usage::default()
             }
         );
     }
@@ -125,6 +133,14 @@ mod tests {
             (u.cache_write_5m_tokens, u.cache_write_1h_tokens),
             (600, 400)
         );
+    }
+
+    #[test]
+    fn server_tool_web_searches_are_counted() {
+        let u = messages_usage(&json!({"input_tokens":10,"output_tokens":5,
+            "server_tool_use":{"web_search_requests":3,"web_fetch_requests":1}}))
+        .expect("usage");
+        assert_eq!(u.web_search_requests, 3);
     }
 
     #[test]

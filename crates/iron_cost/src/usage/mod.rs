@@ -5,6 +5,7 @@ pub mod openai;
 pub mod stream;
 
 use crate::api_kind::ApiKind;
+use crate::price::ServiceTier;
 use serde_json::Value;
 
 /// Billed tokens of one call. `input_tokens` is UNCACHED input on every provider.
@@ -22,6 +23,18 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Reasoning / thinking tokens: informational, already inside `output_tokens`.
     pub reasoning_tokens: u64,
+    /// Audio tokens among `input_tokens` (priced at the audio input rate; the rest is text).
+    pub input_audio_tokens: u64,
+    /// Audio tokens among `cache_read_tokens` (priced at the cached audio rate).
+    pub cache_read_audio_tokens: u64,
+    /// Audio tokens among `output_tokens` (priced at the audio output rate).
+    pub output_audio_tokens: u64,
+    /// Web searches the provider ran for the call (Anthropic `server_tool_use.web_search_requests`,
+    /// OpenAI Responses `web_search_call` output items), each billed the model's search fee.
+    pub web_search_requests: u64,
+    /// The tier OpenAI says it served the call at (the answer's `service_tier`, beside `usage`);
+    /// standard for Anthropic and when the answer does not say.
+    pub service_tier: ServiceTier,
 }
 
 impl Usage {
@@ -37,11 +50,18 @@ impl Usage {
 /// Usage from a complete (non-streaming) JSON response body of `kind`; `None` when the body
 /// carries none. `count_tokens` is free, so it yields zero usage.
 pub fn usage_from_response(kind: ApiKind, body: &Value) -> Option<Usage> {
-    usage_member(kind, body.get("usage"))
+    let usage = with_tier(
+        kind,
+        usage_member(kind, body.get("usage")),
+        body.get("service_tier"),
+    );
+    with_searches(kind, usage, body.get("output"))
 }
 
 /// Usage from a response's top-level `usage` value already read (`None` when it has none), for
 /// every kind but `count_tokens` and `Other`, which read the whole body ([`usage_from_bytes`]).
+/// An OpenAI answer's service tier is not inside `usage`, so the usage is standard-tier: read
+/// OpenAI answers with [`usage_from_bytes`] or [`usage_from_response`].
 pub fn usage_from_member(kind: ApiKind, usage: Option<&Value>) -> Option<Usage> {
     match kind {
         ApiKind::AnthropicCountTokens | ApiKind::Other => None,
@@ -68,17 +88,52 @@ pub fn usage_from_bytes(kind: ApiKind, body: &[u8]) -> Option<Usage> {
     struct Top {
         #[serde(default)]
         usage: Option<Value>,
+        #[serde(default)]
+        service_tier: Option<Value>,
+        /// Responses output items, for their web search calls.
+        #[serde(default)]
+        output: Option<Value>,
     }
     match kind {
         // Any JSON at all counts for these, not only objects with a `usage` member.
         ApiKind::AnthropicCountTokens | ApiKind::Other => {
             usage_from_response(kind, &serde_json::from_slice(body).ok()?)
         }
-        _ => usage_member(
-            kind,
-            serde_json::from_slice::<Top>(body).ok()?.usage.as_ref(),
-        ),
+        _ => {
+            let top = serde_json::from_slice::<Top>(body).ok()?;
+            let usage = with_tier(
+                kind,
+                usage_member(kind, top.usage.as_ref()),
+                top.service_tier.as_ref(),
+            );
+            with_searches(kind, usage, top.output.as_ref())
+        }
     }
+}
+
+/// Counts the web searches of an OpenAI Responses answer: its `web_search_call` output items (each
+/// one tool call, billed per call whatever its action).
+fn with_searches(kind: ApiKind, usage: Option<Usage>, output: Option<&Value>) -> Option<Usage> {
+    usage.map(|mut u| {
+        if kind == ApiKind::OpenAiResponses {
+            u.web_search_requests = openai::web_search_calls(output);
+        }
+        u
+    })
+}
+
+/// Sets the service tier an OpenAI answer reports (its top-level `service_tier`) on its usage.
+fn with_tier(kind: ApiKind, usage: Option<Usage>, tier: Option<&Value>) -> Option<Usage> {
+    let openai = matches!(
+        kind,
+        ApiKind::OpenAiChat | ApiKind::OpenAiCompletions | ApiKind::OpenAiResponses
+    );
+    usage.map(|mut u| {
+        if let Some(name) = tier.and_then(Value::as_str).filter(|_| openai) {
+            u.service_tier = ServiceTier::parse(name);
+        }
+        u
+    })
 }
 
 /// A non-negative integer at `path`, or `None`.

@@ -4,28 +4,33 @@ use super::{count, Usage};
 use serde_json::Value;
 
 /// Chat/completions `usage`: `cached_tokens` (and `cache_write_tokens`) are a SUBSET of
-/// `prompt_tokens`; `reasoning_tokens` are INSIDE `completion_tokens`.
+/// `prompt_tokens`; `reasoning_tokens` are INSIDE `completion_tokens`; so are the `audio_tokens`
+/// of `prompt_tokens_details` and `completion_tokens_details` (audio models: the rest is text).
 pub fn chat_usage(usage: &Value) -> Option<Usage> {
     usage.as_object()?;
-    Some(split_input(
-        count(usage, &["prompt_tokens"]).unwrap_or(0),
-        count(usage, &["prompt_tokens_details", "cached_tokens"]).unwrap_or(0),
-        count(usage, &["prompt_tokens_details", "cache_write_tokens"]).unwrap_or(0),
-        count(usage, &["completion_tokens"]).unwrap_or(0),
-        count(usage, &["completion_tokens_details", "reasoning_tokens"]).unwrap_or(0),
-    ))
+    Some(split(Counts {
+        prompt: count(usage, &["prompt_tokens"]).unwrap_or(0),
+        cached: count(usage, &["prompt_tokens_details", "cached_tokens"]).unwrap_or(0),
+        written: count(usage, &["prompt_tokens_details", "cache_write_tokens"]).unwrap_or(0),
+        prompt_audio: count(usage, &["prompt_tokens_details", "audio_tokens"]).unwrap_or(0),
+        output: count(usage, &["completion_tokens"]).unwrap_or(0),
+        reasoning: count(usage, &["completion_tokens_details", "reasoning_tokens"]).unwrap_or(0),
+        output_audio: count(usage, &["completion_tokens_details", "audio_tokens"]).unwrap_or(0),
+    }))
 }
 
 /// Responses API `usage`: same subset rules under the names `input_tokens` / `output_tokens`.
 pub fn responses_usage(usage: &Value) -> Option<Usage> {
     usage.as_object()?;
-    Some(split_input(
-        count(usage, &["input_tokens"]).unwrap_or(0),
-        count(usage, &["input_tokens_details", "cached_tokens"]).unwrap_or(0),
-        count(usage, &["input_tokens_details", "cache_write_tokens"]).unwrap_or(0),
-        count(usage, &["output_tokens"]).unwrap_or(0),
-        count(usage, &["output_tokens_details", "reasoning_tokens"]).unwrap_or(0),
-    ))
+    Some(split(Counts {
+        prompt: count(usage, &["input_tokens"]).unwrap_or(0),
+        cached: count(usage, &["input_tokens_details", "cached_tokens"]).unwrap_or(0),
+        written: count(usage, &["input_tokens_details", "cache_write_tokens"]).unwrap_or(0),
+        prompt_audio: 0,
+        output: count(usage, &["output_tokens"]).unwrap_or(0),
+        reasoning: count(usage, &["output_tokens_details", "reasoning_tokens"]).unwrap_or(0),
+        output_audio: 0,
+    }))
 }
 
 /// Embeddings `usage`: only `prompt_tokens`.
@@ -37,18 +42,52 @@ pub fn embeddings_usage(usage: &Value) -> Option<Usage> {
     })
 }
 
-/// Splits OpenAI's inclusive prompt count into uncached / cache-read / cache-write parts.
-fn split_input(prompt: u64, cached: u64, written: u64, output: u64, reasoning: u64) -> Usage {
+/// Web search calls among a Responses answer's `output` items.
+pub fn web_search_calls(output: Option<&Value>) -> u64 {
+    output
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter(|i| i.get("type").and_then(Value::as_str) == Some("web_search_call"))
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
+/// OpenAI's inclusive counts, as reported.
+struct Counts {
+    prompt: u64,
+    cached: u64,
+    written: u64,
+    prompt_audio: u64,
+    output: u64,
+    reasoning: u64,
+    output_audio: u64,
+}
+
+/// Splits OpenAI's inclusive prompt count into uncached / cache-read / cache-write parts, and
+/// places the prompt's audio tokens. The usage does not say which cached tokens were audio, so
+/// audio is counted uncached first, then cached: the split that costs most, since audio's premium
+/// over text is larger on uncached input than on cached input in every listed price.
+fn split(c: Counts) -> Usage {
     // Clamped so an inconsistent report can never make the parts exceed the whole.
-    let cached = cached.min(prompt);
-    let written = written.min(prompt - cached);
+    let cached = c.cached.min(c.prompt);
+    let written = c.written.min(c.prompt - cached);
+    let uncached = c.prompt - cached - written;
+    let audio = c.prompt_audio.min(c.prompt);
+    let input_audio = audio.min(uncached);
     Usage {
-        input_tokens: prompt - cached - written,
+        input_tokens: uncached,
         cache_read_tokens: cached,
         cache_write_5m_tokens: written,
         cache_write_1h_tokens: 0,
-        output_tokens: output,
-        reasoning_tokens: reasoning.min(output),
+        output_tokens: c.output,
+        reasoning_tokens: c.reasoning.min(c.output),
+        input_audio_tokens: input_audio,
+        cache_read_audio_tokens: (audio - input_audio).min(cached),
+        output_audio_tokens: c.output_audio.min(c.output),
+        ..Usage::default()
     }
 }
 
@@ -103,8 +142,43 @@ mod tests {
                 cache_write_5m_tokens: 500,
                 cache_write_1h_tokens: 0,
                 output_tokens: 900,
-                reasoning_tokens: 600
+                reasoning_tokens: 600,
+                ..Usage::default()
             }
+        );
+    }
+
+    #[test]
+    fn chat_audio_tokens_are_parts_of_prompt_and_completion_tokens() {
+        let body = json!({"usage":{"prompt_tokens":1000,"completion_tokens":500,
+            "prompt_tokens_details":{"cached_tokens":600,"audio_tokens":700},
+            "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":400}}});
+        let u = usage_from_response(ApiKind::OpenAiChat, &body).expect("usage");
+        assert_eq!(
+            u,
+            Usage {
+                input_tokens: 400,
+                cache_read_tokens: 600,
+                output_tokens: 500,
+                // Uncached first (400), the rest (300) among the cached tokens.
+                input_audio_tokens: 400,
+                cache_read_audio_tokens: 300,
+                output_audio_tokens: 400,
+                ..Usage::default()
+            }
+        );
+        // Counts larger than their totals are clamped.
+        let u = chat_usage(&json!({"prompt_tokens":10,"completion_tokens":5,
+            "prompt_tokens_details":{"audio_tokens":50},
+            "completion_tokens_details":{"audio_tokens":9}}))
+        .expect("usage");
+        assert_eq!(
+            (
+                u.input_audio_tokens,
+                u.cache_read_audio_tokens,
+                u.output_audio_tokens
+            ),
+            (10, 0, 5)
         );
     }
 

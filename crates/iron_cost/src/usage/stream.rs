@@ -3,6 +3,7 @@
 
 use super::anthropic::AnthropicCounters;
 use super::{openai, Usage};
+use crate::price::ServiceTier;
 use serde_json::Value;
 
 /// Accumulates usage over the SSE events of one streamed response (any supported shape).
@@ -18,6 +19,8 @@ pub struct StreamUsage {
     output_chars: u64,
     /// Quarter tokens of that text, for the estimate of a stream cut short.
     output_quarters: u64,
+    /// The service tier OpenAI events report (chat chunks, the terminal Responses event).
+    service_tier: Option<ServiceTier>,
 }
 
 impl StreamUsage {
@@ -82,11 +85,14 @@ impl StreamUsage {
             | "response.reasoning_text.delta"
             | "response.reasoning_summary_text.delta" => self.add_chars(v.get("delta")),
             "response.completed" | "response.incomplete" | "response.failed" => {
-                if let Some(u) = v
-                    .get("response")
+                let response = v.get("response");
+                self.note_tier(response.and_then(|r| r.get("service_tier")));
+                if let Some(mut u) = response
                     .and_then(|r| r.get("usage"))
                     .and_then(openai::responses_usage)
                 {
+                    u.web_search_requests =
+                        openai::web_search_calls(response.and_then(|r| r.get("output")));
                     self.final_usage = Some(u);
                 }
             }
@@ -133,6 +139,14 @@ impl StreamUsage {
     /// from `estimated_input_tokens` and output is the larger of any reported count and
     /// the text seen: a quarter token per ASCII character, one per other character, rounded up.
     pub fn finish(self, estimated_input_tokens: u64) -> (Usage, bool) {
+        let (mut usage, estimated) = self.usage(estimated_input_tokens);
+        if let Some(tier) = self.service_tier {
+            usage.service_tier = tier;
+        }
+        (usage, estimated)
+    }
+
+    fn usage(&self, estimated_input_tokens: u64) -> (Usage, bool) {
         if let Some(u) = self.final_usage {
             return (u, false);
         }
@@ -155,8 +169,17 @@ impl StreamUsage {
         }
     }
 
-    /// OpenAI chat / legacy completions chunk: text in `choices[]`, usage on the last chunk.
+    /// Keeps the service tier an OpenAI event reports.
+    fn note_tier(&mut self, tier: Option<&Value>) {
+        if let Some(name) = tier.and_then(Value::as_str) {
+            self.service_tier = Some(ServiceTier::parse(name));
+        }
+    }
+
+    /// OpenAI chat / legacy completions chunk: text in `choices[]`, usage on the last chunk, the
+    /// service tier on every chunk.
     fn observe_chat_chunk(&mut self, v: &Value) {
+        self.note_tier(v.get("service_tier"));
         if let Some(choices) = v.get("choices").and_then(Value::as_array) {
             for choice in choices {
                 self.add_chars(choice.get("text"));

@@ -63,7 +63,8 @@ fn anthropic_message_delta_usage_is_cumulative_last_wins() {
             cache_write_5m_tokens: 1200,
             cache_write_1h_tokens: 0,
             output_tokens: 17,
-            reasoning_tokens: 0
+            reasoning_tokens: 0,
+            ..Usage::default()
         }
     );
 }

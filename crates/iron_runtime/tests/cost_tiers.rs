@@ -1,0 +1,178 @@
+//! OpenAI service tiers through the router: an answer is charged at the rates of the tier it says it
+//! ran at (whichever way the router read it), a request asking for priority is held at priority
+//! rates, and one asking for a tier the price data has no rates for is refused like other calls the
+//! budget cannot hold.
+
+mod common;
+
+use common::*;
+use iron_runtime::RouterEvent;
+use serde_json::{json, Value};
+
+/// gpt-5: standard $1.25 in / $10 out, priority $2.50 / $20, flex $0.625 / $5 (per 1M tokens).
+fn answer(tier: &str) -> Value {
+    json!({ "id": "chatcmpl-t", "object": "chat.completion", "model": "gpt-5-2025-08-07",
+        "service_tier": tier,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": "one two three" }, "finish_reason": "stop" }],
+        "usage": { "prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000 } })
+}
+
+fn request(extra: Value) -> Value {
+    let mut b = json!({ "model": "gpt-5", "max_completion_tokens": 1000,
+        "messages": [{ "role": "user", "content": "Count to three." }] });
+    if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    b
+}
+
+/// The cost of the next settled call.
+async fn next_cost(events: &mut iron_runtime::events::Subscription) -> u64 {
+    loop {
+        let ev = events.recv().await.expect("event bus open");
+        if let RouterEvent::Response { cost_micros, .. } = &**ev {
+            return *cost_micros;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_is_charged_at_the_rates_of_the_tier_it_ran_at() {
+    bounded(20, async {
+        // 1000 × in + 1000 × out: priority 2500 + 20000, standard 1250 + 10000, flex 625 + 5000.
+        let cases = [("priority", 22_500), ("default", 11_250), ("flex", 5_625)];
+        // The response policy's own pass reads the usage (the default), the answer's bytes are
+        // read for it (policy off), or the parsed tree is (an answer the policy redacts): each must
+        // see the tier beside the usage.
+        for options in [
+            json!({ "budgetUsd": 10.0 }),
+            json!({ "budgetUsd": 10.0,
+                "safety": { "response": { "default": "off", "secret": "off" } } }),
+            json!({ "budgetUsd": 10.0, "safety": { "response": { "default": "redact" } },
+                "answer": "mail jane.doe@example.com" }),
+        ] {
+            for (tier, cost) in cases {
+                let mut reply = answer(tier);
+                let mut options = options.clone();
+                if let Some(text) = options.as_object_mut().and_then(|o| o.remove("answer")) {
+                    reply["choices"][0]["message"]["content"] = text;
+                }
+                let provider = FakeProvider::json(reply).await;
+                let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+                let router = start_router(&ks, options.clone());
+                let mut sub = router.events().subscribe();
+                let (code, _, text) =
+                    status_json(post(&router, "/v1/chat/completions", &request(json!({}))).await)
+                        .await;
+                assert_eq!(code, 200, "{text}");
+                assert!(!text.contains("jane.doe"), "{text}");
+                assert_eq!(next_cost(&mut sub).await, cost, "{tier} {options}");
+                router.stop().await;
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_is_charged_at_the_tier_its_chunks_report() {
+    bounded(20, async {
+        let chunk = |choices: Value, usage: Value| {
+            format!(
+                "data: {}\n\n",
+                json!({ "id": "chatcmpl-t", "object": "chat.completion.chunk", "model": "gpt-5",
+                    "service_tier": "priority", "choices": choices, "usage": usage })
+            )
+        };
+        let provider = FakeProvider::start(Reply::Sse {
+            events: vec![
+                chunk(
+                    json!([{ "index": 0, "delta": { "content": "one" }, "finish_reason": null }]),
+                    Value::Null,
+                ),
+                chunk(
+                    json!([]),
+                    json!({ "prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000 }),
+                ),
+                "data: [DONE]\n\n".to_string(),
+            ],
+            gap: std::time::Duration::from_millis(1),
+        })
+        .await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(&ks, json!({ "budgetUsd": 10.0 }));
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &request(json!({ "stream": true }))).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let _ = resp.text().await;
+        assert_eq!(next_cost(&mut sub).await, 22_500);
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_request_is_held_at_priority_rates() {
+    bounded(20, async {
+        let provider = FakeProvider::json(answer("default")).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        // Input bound 70 tokens (46 bytes of the messages' JSON text + 8 + 16), output 1000:
+        // standard 70 × 1.25 + 1000 × 10 = 10,088 µ$ fits in $0.015; priority 70 × 2.5 + 1000 × 20
+        // = 20,175 µ$ does not.
+        // `auto` (the project's default tier, standard unless its owner changed it), `default`
+        // and `flex` are held at standard rates.
+        for (tier, status) in [
+            ("priority", 402),
+            ("auto", 200),
+            ("default", 200),
+            ("flex", 200),
+        ] {
+            let router = start_router(&ks, json!({ "budgetUsd": 0.015 }));
+            let (code, v, text) = status_json(
+                post(
+                    &router,
+                    "/v1/chat/completions",
+                    &request(json!({ "service_tier": tier })),
+                )
+                .await,
+            )
+            .await;
+            assert_eq!(code, status, "{tier}: {text}");
+            if status == 402 {
+                assert_eq!(v["error"]["code"], "budget_exceeded", "{text}");
+                assert_eq!(provider.seen().len(), 0);
+            }
+            router.stop().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_without_rates_cannot_be_held_unless_allowed() {
+    bounded(20, async {
+        let provider = FakeProvider::json(answer("priority")).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        // gpt-5-nano has flex rates in the data, no priority rates.
+        let nano = json!({ "model": "gpt-5-nano", "service_tier": "priority", "max_completion_tokens": 100,
+            "messages": [{ "role": "user", "content": "hi" }] });
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0 }));
+        let (code, v, text) = status_json(post(&router, "/v1/chat/completions", &nano).await).await;
+        assert_eq!(code, 400, "{text}");
+        assert_eq!(v["error"]["code"], "unmetered_call", "{text}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("service_tier 'priority'"), "{message}");
+        assert_eq!(provider.seen().len(), 0);
+        router.stop().await;
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0, "unmeteredCalls": "allow" }));
+        let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &nano).await).await;
+        assert_eq!(code, 200, "{text}");
+        router.stop().await;
+        // Without a budget nothing is held, so nothing is refused.
+        let router = start_router(&ks, json!({}));
+        let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &nano).await).await;
+        assert_eq!(code, 200, "{text}");
+        router.stop().await;
+    })
+    .await;
+}

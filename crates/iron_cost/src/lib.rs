@@ -50,4 +50,6 @@ pub use price::{
 };
 pub use provider::Provider;
 pub use usage::stream::StreamUsage;
-pub use usage::{usage_from_bytes, usage_from_member, usage_from_response, Usage};
+pub use usage::{
+    usage_from_bytes, usage_from_member, usage_from_member_with_tier, usage_from_response, Usage,
+};

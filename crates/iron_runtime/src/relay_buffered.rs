@@ -167,12 +167,22 @@ pub(crate) async fn relay_whole_json(
                 verdict,
                 usage: read,
             }) => {
-                // The same pass read the answer's usage, except for shapes it does not parse, and
-                // OpenAI's, whose service tier is beside the usage.
+                // The same pass read the answer's usage (and OpenAI's service tier beside it),
+                // except for shapes it does not parse.
                 usage = match (read, kind) {
-                    (iron_safety::UsageRead::Read(u), iron_cost::ApiKind::AnthropicMessages) => {
-                        iron_cost::usage_from_member(kind, u.as_ref())
-                    }
+                    (
+                        iron_safety::UsageRead::Read {
+                            usage,
+                            service_tier,
+                        },
+                        iron_cost::ApiKind::OpenAiChat
+                        | iron_cost::ApiKind::OpenAiCompletions
+                        | iron_cost::ApiKind::AnthropicMessages,
+                    ) => iron_cost::usage_from_member_with_tier(
+                        kind,
+                        usage.as_ref(),
+                        service_tier.as_ref(),
+                    ),
                     _ => iron_cost::usage_from_bytes(kind, &buf),
                 };
                 crate::safety_policy::report(

@@ -24,8 +24,14 @@ pub struct UnchangedAnswer {
 /// What the reader saw of the answer's top-level `usage` member.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UsageRead {
-    /// The top level was parsed: its `usage` value (`None` when absent or `null`).
-    Read(Option<Value>),
+    /// The top level was parsed: its `usage` value (`None` when absent or `null`), and for
+    /// OpenAI answers the `service_tier` beside it (the tier decides the rates).
+    Read {
+        /// The `usage` member.
+        usage: Option<Value>,
+        /// The `service_tier` member (OpenAI chat and completions answers; else `None`).
+        service_tier: Option<Value>,
+    },
     /// The reader did not parse this answer (embeddings, unknown shapes).
     NotRead,
 }
@@ -47,7 +53,10 @@ pub(crate) fn inspect_response_unchanged(
     let unchanged = match api {
         ApiShape::OpenAiChat => {
             let a: ChatAnswer<'_> = serde_json::from_slice(body).ok()?;
-            usage = UsageRead::Read(a.usage);
+            usage = UsageRead::Read {
+                usage: a.usage,
+                service_tier: a.service_tier,
+            };
             let mut ok = true;
             for message in a.choices.iter().filter_map(|c| c.message.as_ref()) {
                 // Text outside content and refusal (tool calls, an audio transcript, annotations)
@@ -67,14 +76,20 @@ pub(crate) fn inspect_response_unchanged(
         }
         ApiShape::OpenAiCompletions => {
             let a: CompletionsAnswer<'_> = serde_json::from_slice(body).ok()?;
-            usage = UsageRead::Read(a.usage);
+            usage = UsageRead::Read {
+                usage: a.usage,
+                service_tier: a.service_tier,
+            };
             a.choices
                 .iter()
                 .fold(true, |ok, c| check(c.text.as_ref()) & ok)
         }
         ApiShape::AnthropicMessages => {
             let a: AnthropicAnswer<'_> = serde_json::from_slice(body).ok()?;
-            usage = UsageRead::Read(a.usage);
+            usage = UsageRead::Read {
+                usage: a.usage,
+                service_tier: None,
+            };
             let mut ok = true;
             for block in &a.content {
                 match block.kind.as_ref() {
@@ -115,6 +130,8 @@ struct ChatAnswer<'a> {
     choices: Vec<ChatAnswerChoice<'a>>,
     #[serde(default)]
     usage: Option<Value>,
+    #[serde(default)]
+    service_tier: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +162,8 @@ struct CompletionsAnswer<'a> {
     choices: Vec<CompletionsChoice<'a>>,
     #[serde(default)]
     usage: Option<Value>,
+    #[serde(default)]
+    service_tier: Option<Value>,
 }
 
 #[derive(Deserialize)]

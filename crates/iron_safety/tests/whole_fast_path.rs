@@ -169,14 +169,27 @@ fn the_answer_usage_is_read_in_the_same_pass_as_the_tree_has_it() {
         ApiShape::OpenAiChat,
         json!({"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":10,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":6},"completion_tokens_details":{"reasoning_tokens":2}}}),
     ));
+    // OpenAI's service tier, beside the usage, decides the rates: read in the same pass.
+    shapes.push((
+        ApiShape::OpenAiChat,
+        json!({"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1},"service_tier":"priority"}),
+    ));
     for (api, answer) in shapes {
         let bytes = serde_json::to_vec(&answer).unwrap();
         let read = engine
             .read_response_unchanged(api, &bytes)
             .expect("a plain answer")
             .usage;
-        let want = answer.get("usage").filter(|u| !u.is_null()).cloned();
-        assert_eq!(read, UsageRead::Read(want), "{api:?} {answer}");
+        let usage = answer.get("usage").filter(|u| !u.is_null()).cloned();
+        let service_tier = answer.get("service_tier").cloned();
+        assert_eq!(
+            read,
+            UsageRead::Read {
+                usage,
+                service_tier
+            },
+            "{api:?} {answer}"
+        );
     }
     // Shapes the reader does not parse say so: the caller reads the usage from the bytes itself.
     let embedding =

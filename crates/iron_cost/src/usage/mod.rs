@@ -61,12 +61,23 @@ pub fn usage_from_response(kind: ApiKind, body: &Value) -> Option<Usage> {
 /// Usage from a response's top-level `usage` value already read (`None` when it has none), for
 /// every kind but `count_tokens` and `Other`, which read the whole body ([`usage_from_bytes`]).
 /// An OpenAI answer's service tier is not inside `usage`, so the usage is standard-tier: read
-/// OpenAI answers with [`usage_from_bytes`] or [`usage_from_response`].
+/// OpenAI answers with [`usage_from_member_with_tier`], [`usage_from_bytes`] or
+/// [`usage_from_response`].
 pub fn usage_from_member(kind: ApiKind, usage: Option<&Value>) -> Option<Usage> {
     match kind {
         ApiKind::AnthropicCountTokens | ApiKind::Other => None,
         _ => usage_member(kind, usage),
     }
+}
+
+/// [`usage_from_member`] for an answer whose `service_tier` (OpenAI: it decides the rates) was
+/// read beside its `usage` member.
+pub fn usage_from_member_with_tier(
+    kind: ApiKind,
+    usage: Option<&Value>,
+    service_tier: Option<&Value>,
+) -> Option<Usage> {
+    with_tier(kind, usage_from_member(kind, usage), service_tier)
 }
 
 /// Usage from the body's `usage` member (`None` when it has none).
@@ -90,9 +101,9 @@ pub fn usage_from_bytes(kind: ApiKind, body: &[u8]) -> Option<Usage> {
         usage: Option<Value>,
         #[serde(default)]
         service_tier: Option<Value>,
-        /// Responses output items, for their web search calls.
+        /// Responses output items, counted for their web search calls without a tree.
         #[serde(default)]
-        output: Option<Value>,
+        output: SearchCalls,
     }
     match kind {
         // Any JSON at all counts for these, not only objects with a `usage` member.
@@ -106,13 +117,110 @@ pub fn usage_from_bytes(kind: ApiKind, body: &[u8]) -> Option<Usage> {
                 usage_member(kind, top.usage.as_ref()),
                 top.service_tier.as_ref(),
             );
-            with_searches(kind, usage, top.output.as_ref())
+            usage.map(|mut u| {
+                if kind == ApiKind::OpenAiResponses {
+                    u.web_search_requests = top.output.0;
+                }
+                u
+            })
         }
     }
 }
 
-/// Counts the web searches of an OpenAI Responses answer: its `web_search_call` output items (each
-/// one tool call, billed per call whatever its action).
+/// The number of `web_search_call` items in a Responses `output` array, read without building
+/// the items (anything that is not an array counts none).
+#[derive(Default)]
+struct SearchCalls(u64);
+
+impl<'de> serde::Deserialize<'de> for SearchCalls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CountVisitor)
+    }
+}
+
+/// One output item: true when it is an object whose `type` is `web_search_call`.
+struct IsSearchCall(bool);
+
+impl<'de> serde::Deserialize<'de> for IsSearchCall {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ItemVisitor)
+    }
+}
+
+/// The scalar visits of a visitor that reads them as `$out` ("nothing to count").
+macro_rules! ignore_scalars {
+    ($out:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+    };
+}
+
+struct CountVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CountVisitor {
+    type Value = SearchCalls;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    ignore_scalars!(SearchCalls(0));
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<SearchCalls, A::Error> {
+        let mut n = 0;
+        while let Some(IsSearchCall(hit)) = seq.next_element()? {
+            n += u64::from(hit);
+        }
+        Ok(SearchCalls(n))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SearchCalls, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(SearchCalls(0))
+    }
+}
+
+struct ItemVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ItemVisitor {
+    type Value = IsSearchCall;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    ignore_scalars!(IsSearchCall(false));
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<IsSearchCall, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(IsSearchCall(false))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<IsSearchCall, A::Error> {
+        let mut hit = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "type" {
+                let v: Value = map.next_value()?;
+                hit = v.as_str() == Some("web_search_call");
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(IsSearchCall(hit))
+    }
+}
+
 fn with_searches(kind: ApiKind, usage: Option<Usage>, output: Option<&Value>) -> Option<Usage> {
     usage.map(|mut u| {
         if kind == ApiKind::OpenAiResponses {
@@ -144,6 +252,19 @@ pub(crate) fn count(v: &Value, path: &[&str]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn responses_search_calls_are_counted_from_the_bytes_whatever_the_output_holds() {
+        let body = br#"{"output":[{"type":"web_search_call","id":"ws_1","action":{"type":"search"}},{"id":"m","type":"message","content":[{"type":"output_text","text":"web_search_call"}]},{"type":"web_search_call"},"odd",[1],null],"usage":{"input_tokens":5,"output_tokens":2}}"#;
+        let u = usage_from_bytes(ApiKind::OpenAiResponses, body).expect("usage");
+        assert_eq!(u.web_search_requests, 2);
+        let odd = br#"{"output":"text","usage":{"input_tokens":5,"output_tokens":2}}"#;
+        let u = usage_from_bytes(ApiKind::OpenAiResponses, odd).expect("usage");
+        assert_eq!(u.web_search_requests, 0);
+        let chat =
+            br#"{"choices":[],"output":{"a":1},"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+        assert!(usage_from_bytes(ApiKind::OpenAiChat, chat).is_some());
+    }
 
     #[test]
     fn malformed_or_usage_less_bodies_yield_none() {

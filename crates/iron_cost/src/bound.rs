@@ -5,7 +5,8 @@
 //! budget. The bounds here rest on facts, not on text statistics:
 //! - byte-level BPE tokenizers (OpenAI, Anthropic) never give a token less than one byte, so the
 //!   UTF-8 bytes of every text a request sends bound its text tokens;
-//! - an image costs at most [`IMAGE_TOKENS`] tokens at any size or detail;
+//! - an image costs at most [`IMAGE_TOKENS`] tokens at any size or detail
+//!   ([`GPT_4O_MINI_IMAGE_TOKENS`] on gpt-4o-mini, which counts image tokens ~33× higher);
 //! - an audio clip costs at most one token per [`AUDIO_BYTES_PER_TOKEN`] bytes of it, and those
 //!   tokens are held at the audio input rate;
 //! - a billed call's input never exceeds the model's context window (a larger one is refused);
@@ -19,6 +20,18 @@ use serde_json::Value;
 /// Upper bound on one image's input tokens: OpenAI's patch models reach ~3,800 at the largest
 /// detail, tiled models 1,445, Anthropic ~1,600.
 pub const IMAGE_TOKENS: u64 = 4_096;
+/// One image's input tokens at most for `gpt-4o-mini`, which OpenAI bills at 2,833 tokens per
+/// image plus 5,667 per 512-pixel tile (its image prices equal gpt-4o's at a ~33× lower token
+/// rate); a high-detail image is at most 8 tiles (2048 × 768 after scaling).
+pub const GPT_4O_MINI_IMAGE_TOKENS: u64 = 2_833 + 8 * 5_667;
+
+/// The image bound for `price`'s model.
+fn image_tokens(price: Option<&ModelPrice>) -> u64 {
+    match price {
+        Some(p) if p.id.starts_with("gpt-4o-mini") => GPT_4O_MINI_IMAGE_TOKENS,
+        _ => IMAGE_TOKENS,
+    }
+}
 /// Bytes of an inline audio clip (decoded from base64) per audio token, at most.
 ///
 /// OpenAI bills audio input at about 10 tokens a second (one per 100 ms: $0.06 a minute at
@@ -163,7 +176,10 @@ pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> I
     {
         return InputBound::whole(context);
     }
-    let mut walk = Walk::default();
+    let mut walk = Walk {
+        image_tokens: image_tokens(price),
+        ..Walk::default()
+    };
     for field in fields {
         if let Some(v) = body.get(field) {
             let mode = match *field {
@@ -230,7 +246,10 @@ pub fn extra_output_bound(body: &Value, kind: ApiKind) -> u64 {
     if kind != ApiKind::OpenAiChat {
         return 0;
     }
-    let mut walk = Walk::default();
+    let mut walk = Walk {
+        image_tokens: IMAGE_TOKENS,
+        ..Walk::default()
+    };
     if let Some(p) = body.get("prediction") {
         walk.value(p, Mode::Plain, 0);
     }
@@ -259,6 +278,8 @@ struct Walk {
     audio: u64,
     /// The request refers to input it does not carry.
     hidden: bool,
+    /// Tokens one image can bill for this model.
+    image_tokens: u64,
 }
 
 impl Walk {
@@ -334,7 +355,7 @@ impl Walk {
         }
         // Images: OpenAI chat `image_url`, Responses `input_image`, Anthropic `image`.
         if matches!(ty, "image_url" | "input_image" | "image") {
-            self.tokens = self.tokens.saturating_add(IMAGE_TOKENS);
+            self.tokens = self.tokens.saturating_add(self.image_tokens);
             return true;
         }
         // Files and documents (PDF pages are text plus an image each): by reference or inline,

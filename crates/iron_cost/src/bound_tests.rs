@@ -97,6 +97,15 @@ fn images_count_their_maximum_whatever_their_size_or_source() {
         {"type":"image","source":{"type":"url","url":"https://x/a.png"}},
         {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBO"}}]}]});
     assert!(input_token_bound(&two, ApiKind::AnthropicMessages, None) >= 2 * IMAGE_TOKENS);
+    // gpt-4o-mini bills an image at up to 2,833 + 8 × 5,667 tokens (a high-detail 2048×768
+    // image): a review's fake provider charged 36,835 for one against a hold of 4,096.
+    let mini = Catalog::builtin().price("gpt-4o-mini");
+    let image =
+        chat(json!([{"type":"image_url","image_url":{"url":"https://x/i.png","detail":"high"}}]));
+    let b = input_token_bound(&image, ApiKind::OpenAiChat, mini);
+    assert!(b >= GPT_4O_MINI_IMAGE_TOKENS && b >= 48_169, "{b}");
+    let dated = Catalog::builtin().price("gpt-4o-mini-2024-07-18");
+    assert!(input_token_bound(&image, ApiKind::OpenAiChat, dated) >= 48_169);
 }
 
 #[test]

@@ -27,7 +27,8 @@ pub mod usage;
 pub use api_kind::ApiKind;
 pub use bound::{
     audio_output, extra_output_bound, input_bound, input_token_bound, unmetered, InputBound,
-    Unmetered, AUDIO_BYTES_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, IMAGE_TOKENS,
+    Unmetered, AUDIO_BYTES_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, GPT_4O_MINI_IMAGE_TOKENS,
+    IMAGE_TOKENS,
 };
 pub use budget::{
     format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,

@@ -62,6 +62,11 @@ impl Ending {
 
 /// Start relaying `upstream` to the client; returns the response whose body streams from a task.
 /// A non-streamed JSON answer that the response PII policy must inspect is read whole first.
+/// Response header naming the call's id (as in events, `/_iron/*` and the state file).
+pub const REQUEST_ID_HEADER: &str = "x-iron-cage-request-id";
+/// Response header with a whole (non-streamed) answer's cost in USD, when the model is priced.
+pub const COST_HEADER: &str = "x-iron-cage-cost-usd";
+
 pub async fn relay(
     shared: Arc<Shared>,
     ex: Exchange,
@@ -74,7 +79,9 @@ pub async fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     // A body relayed unchanged keeps its length (no chunked encoding); SSE events may be rewritten.
-    let headers = client_response_headers(upstream.headers(), !is_sse);
+    let mut headers = client_response_headers(upstream.headers(), !is_sse);
+    // The id events, the audit trail and the ledger know this call by.
+    headers.insert(REQUEST_ID_HEADER, axum::http::HeaderValue::from(ex.id));
     let shape = api_shape(ex.answer_api);
     // These run inside the request's own task (see `pipeline::route`), so a client that leaves
     // cannot cut them short before they settle.

@@ -231,7 +231,7 @@ pub(crate) async fn relay_whole_json(
         }
         _ => ending,
     };
-    settle(&shared, &mut ex, status_code, &ending, ttft, false, metered);
+    let cost = settle(&shared, &mut ex, status_code, &ending, ttft, false, metered);
     shared.policies.ledger.commit_if_strict().await;
     match outcome {
         Ok(bytes) => {
@@ -239,6 +239,13 @@ pub(crate) async fn relay_whole_json(
                 axum::http::header::CONTENT_LENGTH,
                 axum::http::HeaderValue::from(bytes.len()),
             );
+            // A whole answer is settled before it goes out: its cost goes with it.
+            if let Some(micros) = cost {
+                let usd = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+                if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
+                    headers.insert(crate::relay::COST_HEADER, v);
+                }
+            }
             let mut resp = Response::new(Body::from(bytes));
             *resp.status_mut() = status;
             *resp.headers_mut() = headers;

@@ -44,7 +44,7 @@ pub(crate) fn settle(
     ttft: Option<u64>,
     saw_error_event: bool,
     metered: Metered,
-) {
+) -> Option<u64> {
     let success = (200..300).contains(&status);
     let ok = success && *ending == Ending::Complete && !saw_error_event;
     // A stream that ran to its end but carried the provider's error event did not complete.
@@ -181,4 +181,6 @@ pub(crate) fn settle(
             outcome: outcome.to_string(),
         });
     }
+    // What the call cost, when it is known (a priced model, or a flat cost for unknown ones).
+    (ex.price.is_some() || ex.flat_cost_micros.is_some()).then_some(cost_micros)
 }

@@ -176,3 +176,57 @@ async fn a_tier_without_rates_cannot_be_held_unless_allowed() {
     })
     .await;
 }
+
+/// Every answer names its call (`x-iron-cage-request-id`, the id of its events and ledger row); a
+/// whole answer also carries its cost (`x-iron-cage-cost-usd`), so an agent in any language can
+/// read what the call cost without a listener. A stream's cost is known only at its end: events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_answers_carry_their_cost_and_every_answer_its_request_id() {
+    bounded(20, async {
+        let provider = FakeProvider::json(answer("priority")).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(&ks, json!({ "budgetUsd": 10.0 }));
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &request(json!({}))).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        assert_eq!(header("x-iron-cage-cost-usd").as_deref(), Some("0.022500"));
+        let id = header("x-iron-cage-request-id").expect("request id");
+        let ev = loop {
+            let ev = sub.recv().await.expect("events");
+            if let RouterEvent::Response {
+                request_id,
+                cost_micros,
+                ..
+            } = &**ev
+            {
+                break (*request_id, *cost_micros);
+            }
+        };
+        assert_eq!((id, 22_500), (ev.0.to_string(), ev.1));
+        router.stop().await;
+
+        let provider = FakeProvider::start(Reply::Sse {
+            events: vec!["data: [DONE]\n\n".to_string()],
+            gap: std::time::Duration::from_millis(1),
+        })
+        .await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(&ks, json!({}));
+        let resp = post(
+            &router,
+            "/v1/chat/completions",
+            &request(json!({ "stream": true })),
+        )
+        .await;
+        assert!(resp.headers().contains_key("x-iron-cage-request-id"));
+        assert!(!resp.headers().contains_key("x-iron-cage-cost-usd"));
+        router.stop().await;
+    })
+    .await;
+}

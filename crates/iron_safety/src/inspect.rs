@@ -251,6 +251,7 @@ impl Walker<'_> {
             return;
         }
         match v {
+            Value::String(s) if s.starts_with("data:") => self.data_url(v),
             Value::String(s) if is_blob(s) => {}
             Value::String(_) => self.text(Some(v)),
             Value::Array(items) => items.iter_mut().for_each(|x| self.any(x, depth + 1)),
@@ -262,6 +263,57 @@ impl Walker<'_> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A `data:` URL: a text file inline (`data:text/plain;base64,…`, JSON, CSV, XML, a `.env`)
+    /// is text the model reads, so it is decoded, checked and, when redacted, encoded again.
+    /// Other media (images, PDFs, audio) pass as they are.
+    fn data_url(&mut self, v: &mut Value) {
+        use base64::Engine as _;
+        let Value::String(url) = v else { return };
+        let Some((head, data)) = url.split_once(',') else {
+            return;
+        };
+        let media = head
+            .trim_start_matches("data:")
+            .split(';')
+            .next()
+            .unwrap_or("");
+        let textual = media.starts_with("text/")
+            || matches!(
+                media,
+                "application/json"
+                    | "application/xml"
+                    | "application/x-yaml"
+                    | "application/yaml"
+                    | "application/x-sh"
+                    | "application/javascript"
+                    | "application/sql"
+            );
+        if !textual || data.len() > MAX_DATA_URL_BYTES {
+            return;
+        }
+        let b64 = head.ends_with(";base64");
+        let decoded = if b64 {
+            match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
+                Ok(bytes) => bytes,
+                Err(_) => return,
+            }
+        } else {
+            percent_decode(data)
+        };
+        let Ok(text) = String::from_utf8(decoded) else {
+            return;
+        };
+        if let Some(new) = self.guard.process(&text, &mut self.tally) {
+            let body = if b64 {
+                base64::engine::general_purpose::STANDARD.encode(new.as_bytes())
+            } else {
+                percent_encode(&new)
+            };
+            *url = format!("{head},{body}");
+            self.modified = true;
         }
     }
 
@@ -300,6 +352,47 @@ fn is_identifier_key(k: &str) -> bool {
     ) || k.ends_with("_id")
         || k.ends_with("_at")
 }
+
+/// The bytes of a percent-encoded `data:` URL body (`%40` → `@`; a stray `%` stays).
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Percent-encodes everything but URL-unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
+/// Inline text files larger than this (encoded) are passed as other media are.
+const MAX_DATA_URL_BYTES: usize = 32 << 20;
 
 /// Encoded data, not text: a data URL, or a long string without whitespace (base64 and the like).
 fn is_blob(s: &str) -> bool {

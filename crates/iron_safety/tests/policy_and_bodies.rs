@@ -382,6 +382,73 @@ fn member_names_in_tool_arguments_are_checked() {
     assert!(v.blocked, "an e-mail used as a key is still an e-mail");
 }
 
+/// A text file sent inline (`data:text/plain;base64,…`: a `.env`, a CSV, JSON) is text the model
+/// reads: decoded and checked; redacted, it is encoded again. Images and PDFs pass as they are.
+#[test]
+fn inline_text_files_are_decoded_and_checked() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let unb64 = |s: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .expect("base64"),
+        )
+        .expect("utf-8")
+    };
+    let env = "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\nOWNER=jane.doe@example.com\n";
+    let body = |url: String| {
+        json!({"model":"gpt-4o","messages":[{"role":"user","content":[
+            {"type":"text","text":"what is in this file?"},
+            {"type":"file","file":{"filename":"prod.env","file_data":url}}]}]})
+    };
+    // Default policy: a secret in the file blocks the request.
+    let engine = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    let mut req = body(format!("data:text/plain;base64,{}", b64(env)));
+    assert!(
+        engine
+            .inspect_request(ApiShape::OpenAiChat, &mut req)
+            .blocked
+    );
+    // Redacted: the file goes on, encoded again, without the values.
+    let p =
+        SafetyPolicy::from_value(&json!({"request": {"default": "redact", "secret": "redact"}}))
+            .expect("policy");
+    let engine = SafetyEngine::new(&p).expect("engine");
+    let mut req = body(format!("data:text/plain;base64,{}", b64(env)));
+    let v = engine.inspect_request(ApiShape::OpenAiChat, &mut req);
+    assert!(v.modified && !v.blocked);
+    let url = req["messages"][0]["content"][1]["file"]["file_data"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let data = url
+        .strip_prefix("data:text/plain;base64,")
+        .expect("same media type");
+    assert_eq!(unb64(data), "AWS_ACCESS_KEY_ID=[SECRET]\nOWNER=[EMAIL]\n");
+    // Percent-encoded (no base64) too; an image or a PDF is left alone.
+    let mut req = body("data:text/csv,name%2Cmail%0AJane%2Cjane.doe%40example.com".to_string());
+    engine.inspect_request(ApiShape::OpenAiChat, &mut req);
+    let url = req["messages"][0]["content"][1]["file"]["file_data"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert!(
+        !url.contains("jane") && url.contains("%5BEMAIL%5D"),
+        "{url}"
+    );
+    for media in ["image/png", "application/pdf"] {
+        let url = format!("data:{media};base64,{}", b64(env));
+        let mut req = body(url.clone());
+        let v = engine.inspect_request(ApiShape::OpenAiChat, &mut req);
+        assert!(!v.modified, "{media}");
+        assert_eq!(
+            req["messages"][0]["content"][1]["file"]["file_data"],
+            url.as_str()
+        );
+    }
+}
+
 /// Answer fields beside the main text carry text too: audio transcripts, citations, refusal
 /// parts, provider-run tool inputs and results.
 #[test]

@@ -543,3 +543,46 @@ async fn agents_do_not_outlive_a_host_that_dies() {
     }
     assert!(!alive(pid), "agent {pid} outlived its host");
 }
+
+/// A descendant that left the agent's process group (`setsid`, as daemons and some launchers do)
+/// is still stopped with it: SIGTERM with the group, SIGKILL when it ignores that.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn descendants_that_left_the_group_are_stopped_too() {
+    let rt = runtime();
+    let dir = scratch("setsid");
+    let (polite, stubborn) = (dir.join("polite"), dir.join("stubborn"));
+    let script = format!(
+        "setsid sh -c 'echo $$ > {}; while :; do sleep 0.05; done' & \
+         setsid sh -c 'trap \"\" TERM; echo $$ > {}; while :; do sleep 0.05; done' & \
+         while :; do sleep 0.05; done",
+        polite.display(),
+        stubborn.display()
+    );
+    let agent = rt
+        .start_agent(sh(&script, serde_json::json!({})))
+        .expect("starts");
+    let polite: u32 = wait_for_file(&polite).await.trim().parse().expect("pid");
+    let stubborn: u32 = wait_for_file(&stubborn).await.trim().parse().expect("pid");
+    let leader = agent.info().pid.expect("pid");
+    let group = |pid| iron_runtime::agent::process_group::proc_state_and_pgrp(pid).map(|(_, g)| g);
+    assert_ne!(group(polite), Some(leader), "left the agent's group");
+    assert!(alive(polite) && alive(stubborn));
+    bounded(
+        10,
+        rt.stop_agent(&agent.id, Some(Duration::from_millis(400))),
+    )
+    .await
+    .expect("stops");
+    for _ in 0..100 {
+        if !alive(polite) && !alive(stubborn) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(polite), "setsid descendant {polite} stopped");
+    assert!(
+        !alive(stubborn),
+        "setsid descendant {stubborn} ignoring SIGTERM killed"
+    );
+}

@@ -138,6 +138,110 @@ pub fn proc_state_and_pgrp(pid: u32) -> Option<(char, u32)> {
     Some((state, pgrp))
 }
 
+/// A process that left the agent's group (`setsid`, `setpgid`: daemons, some shells' job control)
+/// but descends from its leader, so a stop must reach it too. Known by pid and start time, so a pid
+/// the system has since reused is never signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Escapee {
+    pid: u32,
+    start: u64,
+}
+
+/// Fields of `/proc/<pid>/stat` a stop needs: state, parent, group, start time.
+#[cfg(target_os = "linux")]
+fn proc_stat(pid: u32) -> Option<(char, u32, u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first()?.chars().next()?;
+    Some((
+        state,
+        f.get(1)?.parse().ok()?,
+        f.get(2)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+    ))
+}
+
+/// The live descendants of `leader` outside group `pgid` (found through their parents, so only
+/// while the parent chain is alive: a stop looks before it signals anything).
+#[cfg(target_os = "linux")]
+pub fn escaped_descendants(leader: u32, pgid: u32) -> Vec<Escapee> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let procs: Vec<(u32, char, u32, u32, u64)> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            proc_stat(pid).map(|(st, ppid, pgrp, start)| (pid, st, ppid, pgrp, start))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![leader];
+    let mut seen = std::collections::HashSet::from([leader]);
+    while let Some(parent) = frontier.pop() {
+        for &(pid, state, ppid, pgrp, start) in &procs {
+            if ppid != parent || !seen.insert(pid) {
+                continue;
+            }
+            frontier.push(pid);
+            if pgrp != pgid && state != 'Z' && state != 'X' {
+                out.push(Escapee { pid, start });
+            }
+        }
+    }
+    out
+}
+
+/// No `/proc` to follow parents through: only the group is reached.
+#[cfg(not(target_os = "linux"))]
+pub fn escaped_descendants(_leader: u32, _pgid: u32) -> Vec<Escapee> {
+    Vec::new()
+}
+
+/// True while `e` is the same live process.
+#[cfg(target_os = "linux")]
+fn escapee_alive(e: &Escapee) -> bool {
+    proc_stat(e.pid)
+        .is_some_and(|(state, _, _, start)| start == e.start && state != 'Z' && state != 'X')
+}
+
+#[cfg(not(target_os = "linux"))]
+fn escapee_alive(_e: &Escapee) -> bool {
+    false
+}
+
+/// Sends `sig` to each escapee that is still the process it was.
+pub fn signal_escapees(escapees: &[Escapee], sig: StopSignal) {
+    #[cfg(unix)]
+    for e in escapees.iter().filter(|e| escapee_alive(e)) {
+        let Ok(pid) = libc::pid_t::try_from(e.pid) else {
+            continue;
+        };
+        let signo = match sig {
+            StopSignal::Term => libc::SIGTERM,
+            StopSignal::Kill => libc::SIGKILL,
+        };
+        // SAFETY: kill takes two integers and touches no memory of ours.
+        unsafe { libc::kill(pid, signo) };
+    }
+    #[cfg(not(unix))]
+    let _ = (escapees, sig);
+}
+
+/// Wait until every escapee is gone or `deadline` passes. True if they all went.
+pub async fn wait_escapees_gone(escapees: &[Escapee], deadline: Instant) -> bool {
+    loop {
+        if !escapees.iter().any(escapee_alive) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Wait until group `pgid` is empty or `deadline` passes. True if it emptied.
 pub async fn wait_group_gone(pgid: u32, deadline: Instant) -> bool {
     loop {
@@ -172,6 +276,21 @@ mod tests {
         let (state, pgrp) = proc_state_and_pgrp(std::process::id()).unwrap();
         assert!(matches!(state, 'R' | 'S'), "state {state}");
         assert!(pgrp > 0);
+    }
+
+    #[test]
+    fn our_own_children_outside_our_group_are_found() {
+        // A child in a group of its own, as `setsid` would leave it.
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("5");
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().expect("sleep");
+        let me = std::process::id();
+        let (_, pgrp) = proc_state_and_pgrp(me).expect("our group");
+        let found = escaped_descendants(me, pgrp);
+        assert!(found.iter().any(|e| e.pid == child.id()), "{found:?}");
+        signal_escapees(&found, StopSignal::Kill);
+        let _ = child.wait();
     }
 
     #[test]

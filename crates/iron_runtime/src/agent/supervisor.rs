@@ -1,7 +1,10 @@
 //! The supervisor task of one agent: wait for the process, stop it on request (SIGTERM, SIGKILL after
 //! the grace, whole process group), restart it on crash per the policy, and record every transition.
 
-use super::process_group::{reap_leftovers, signal_group, wait_group_gone, StopSignal};
+use super::process_group::{
+    escaped_descendants, reap_leftovers, signal_escapees, signal_group, wait_escapees_gone,
+    wait_group_gone, StopSignal,
+};
 use super::spawn::{spawn_agent, RouterEnv};
 use super::status::{signal_name, AgentStatus};
 use super::supervised::{StopRequest, SupervisedAgent};
@@ -122,12 +125,17 @@ async fn terminate(
         let _ = child.start_kill();
         return child.wait().await;
     };
+    // Descendants that left the group (`setsid`) are found while their parents still live.
+    let mut escaped = escaped_descendants(pgid, pgid);
     signal_group(pgid, StopSignal::Term);
+    signal_escapees(&escaped, StopSignal::Term);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
             _ = tokio::time::sleep_until(deadline.into()) => {
+                escaped.extend(escaped_descendants(pgid, pgid));
                 signal_group(pgid, StopSignal::Kill);
+                signal_escapees(&escaped, StopSignal::Kill);
                 break child.wait().await;
             }
             Some(again) = stops.recv() => {
@@ -138,6 +146,9 @@ async fn terminate(
     // Members that ignored SIGTERM get the rest of the grace, then SIGKILL.
     if !wait_group_gone(pgid, deadline).await {
         signal_group(pgid, StopSignal::Kill);
+    }
+    if !wait_escapees_gone(&escaped, deadline).await {
+        signal_escapees(&escaped, StopSignal::Kill);
     }
     status
 }

@@ -160,6 +160,8 @@ fn values_followed_by_their_companions_are_found_exactly() {
         "listen on admin@db.example.com:5432",
         "version 4111.1111.1111.1112 of the build, mixed 4111 1111-1111.1111",
         "released 2024.01.15 as build 2024.0115.0001",
+        "ref 4111 1111 1111 1111 12/26 123 4567 is a long reference",
+        "rsync -a backup@nas.example.com::photos ./",
     ] {
         assert!(
             scanner.scan(text).is_empty(),

@@ -69,13 +69,33 @@ impl Recognizer for CreditCardRecognizer {
 
 const RUN_SEPARATORS: [char; 5] = [' ', '-', '.', '/', '\u{a0}'];
 
-/// After a card number: one separator, then an expiry (`12/26`, `12/2026`) or a 3–4 digit
-/// security code, and nothing more of the run.
+/// After a card number: an expiry (`12/26`, `12/2026`) and / or a 3–4 digit security code, in
+/// either order, each after one separator, and nothing more of the run.
 fn expiry_or_code_follows(text: &str, end: usize) -> bool {
-    let rest = text.get(end..).unwrap_or("");
-    let Some(rest) = rest.strip_prefix([' ', '/', '-']) else {
-        return false;
-    };
+    let mut at = end;
+    let (mut expiry, mut code) = (false, false);
+    while let Some(len) = companion_at(text, at, !expiry, !code) {
+        if len.1 {
+            expiry = true;
+        } else {
+            code = true;
+        }
+        at += 1 + len.0;
+        if !run_continues_after(text, at, &RUN_SEPARATORS) {
+            return !text[at..].starts_with(|c: char| c.is_ascii_alphanumeric());
+        }
+    }
+    false
+}
+
+/// The length of an expiry (`true`) or a security code (`false`) after one separator at `at`.
+fn companion_at(
+    text: &str,
+    at: usize,
+    want_expiry: bool,
+    want_code: bool,
+) -> Option<(usize, bool)> {
+    let rest = text.get(at..)?.strip_prefix([' ', '/', '-'])?;
     let b = rest.as_bytes();
     let digits = |from: usize| {
         b[from.min(b.len())..]
@@ -84,20 +104,16 @@ fn expiry_or_code_follows(text: &str, end: usize) -> bool {
             .count()
     };
     let first = digits(0);
-    let len = match first {
-        2 if b.get(2) == Some(&b'/')
-            && (1..=12).contains(&(u32::from(b[0] - b'0') * 10 + u32::from(b[1] - b'0'))) =>
-        {
-            match digits(3) {
-                n @ (2 | 4) => 3 + n,
-                _ => return false,
-            }
-        }
-        3 | 4 => first,
-        _ => return false,
-    };
-    !run_continues_after(text, end + 1 + len, &RUN_SEPARATORS)
-        && !rest[len..].starts_with(|c: char| c.is_ascii_alphanumeric())
+    let month_ok =
+        |b: &[u8]| (1..=12).contains(&(u32::from(b[0] - b'0') * 10 + u32::from(b[1] - b'0')));
+    match first {
+        2 if want_expiry && b.get(2) == Some(&b'/') && month_ok(b) => match digits(3) {
+            n @ (2 | 4) => Some((3 + n, true)),
+            _ => None,
+        },
+        3 | 4 if want_code => Some((first, false)),
+        _ => None,
+    }
 }
 
 /// Separators, when present, are all the same (one space, two spaces, a no-break space, a dash or

@@ -60,8 +60,12 @@ impl Recognizer for EmailRecognizer {
         // login line) is an address followed by something else.
         if let Some(after) = text.get(span.end..).and_then(|r| r.strip_prefix(':')) {
             let word = after.split(char::is_whitespace).next().unwrap_or("");
-            let port = !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit());
-            let path = word.starts_with(['/', '~'])
+            // A port is at most 65535; `jane@x.io:123456` is an address and a password.
+            let port = (1..=5).contains(&word.len())
+                && word.bytes().all(|b| b.is_ascii_digit())
+                && word.parse::<u32>().is_ok_and(|p| p <= 65_535);
+            // `backup@nas.example.com::photos` is an rsync module.
+            let path = word.starts_with(['/', '~', ':'])
                 || word.contains('/')
                 || word.ends_with(".git")
                 || word.starts_with("./");

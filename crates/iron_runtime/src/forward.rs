@@ -155,7 +155,12 @@ pub fn client_response_headers(upstream: &HeaderMap, keep_length: bool) -> Heade
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (k, v) in upstream {
         let n = k.as_str();
-        if DROP.contains(&n) || (!keep_length && n == "content-length") {
+        // The router's own headers (cost, request id, error code) are the router's to set: an
+        // upstream's copy would pass for one.
+        if DROP.contains(&n)
+            || (!keep_length && n == "content-length")
+            || n.starts_with("x-iron-cage-")
+        {
             continue;
         }
         out.append(k.clone(), v.clone());
@@ -190,7 +195,13 @@ mod tests {
         up.insert("content-encoding", "gzip".parse().unwrap());
         up.insert("content-length", "10".parse().unwrap());
         up.insert("set-cookie", "a=b".parse().unwrap());
+        // An upstream cannot pass off its own cost or request id for the router's.
+        up.insert("x-iron-cage-cost-usd", "0.000001".parse().unwrap());
+        up.insert("x-iron-cage-request-id", "7".parse().unwrap());
         let h = client_response_headers(&up, true);
+        assert!(
+            h.get("x-iron-cage-cost-usd").is_none() && h.get("x-iron-cage-request-id").is_none()
+        );
         assert_eq!(h.get("content-encoding").unwrap(), "gzip");
         assert_eq!(h.get("content-length").unwrap(), "10");
         assert!(h.get("set-cookie").is_none());

@@ -251,7 +251,15 @@ pub(crate) async fn relay_whole_json(
             *resp.headers_mut() = headers;
             resp
         }
-        Err(e) => e.into_response(ex.shape),
+        Err(e) => {
+            // The router's refusal of an answer the provider gave (and bills): still this call.
+            let mut resp = e.into_response(ex.shape);
+            resp.headers_mut().insert(
+                crate::relay::REQUEST_ID_HEADER,
+                axum::http::HeaderValue::from(ex.id),
+            );
+            resp
+        }
     }
 }
 

@@ -227,6 +227,20 @@ async fn whole_answers_carry_their_cost_and_every_answer_its_request_id() {
         assert!(resp.headers().contains_key("x-iron-cage-request-id"));
         assert!(!resp.headers().contains_key("x-iron-cage-cost-usd"));
         router.stop().await;
+
+        // An answer the response policy blocks is still this call (billed, with events).
+        let mut reply = answer("default");
+        reply["choices"][0]["message"]["content"] = json!("mail jane.doe@example.com");
+        let provider = FakeProvider::json(reply).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(
+            &ks,
+            json!({ "safety": { "response": { "email": "block" } } }),
+        );
+        let resp = post(&router, "/v1/chat/completions", &request(json!({}))).await;
+        assert_eq!(resp.status().as_u16(), 400);
+        assert!(resp.headers().contains_key("x-iron-cage-request-id"));
+        router.stop().await;
     })
     .await;
 }

@@ -427,6 +427,30 @@ fn text_after_a_choice_or_block_finished_stops_the_stream() {
     let again = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":1e0,"delta":{"content":"mple.com now"},"finish_reason":null}]}"#;
     emitted(f.on_event(None, first));
     assert!(stopped(f.on_event(None, again)));
+    // `"1"` is choice 1 to a JavaScript reader too.
+    let mut f = filter(ApiShape::OpenAiChat, REDACT);
+    emitted(f.on_event(None, first));
+    assert!(stopped(f.on_event(None, &again.replace("1e0", "\"1\""))));
+    // An index the filter cannot follow as the client will (negative, fractional, padded) stops it.
+    for odd in ["-1", "0.5", "\"01\"", "null", "true", "99999999999"] {
+        let mut f = filter(ApiShape::OpenAiChat, REDACT);
+        let o = f.on_event(None, &again.replace("1e0", odd));
+        assert!(
+            matches!(o, FilterOutcome::Block { ref message } if message.contains("index")),
+            "{odd}: {o:?}"
+        );
+        let mut f = filter(ApiShape::AnthropicMessages, REDACT);
+        let d = format!(
+            r#"{{"type":"content_block_delta","index":{odd},"delta":{{"type":"text_delta","text":"hi"}}}}"#
+        );
+        assert!(
+            matches!(
+                f.on_event(Some("content_block_delta"), &d),
+                FilterOutcome::Block { .. }
+            ),
+            "{odd}"
+        );
+    }
     // Other choices go on; an empty delta after the finish is fine.
     let mut f = filter(ApiShape::OpenAiChat, REDACT);
     emitted(f.on_event(None, &chat_chunk(None, Some("stop"))));

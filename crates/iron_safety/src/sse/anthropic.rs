@@ -12,7 +12,7 @@ impl SseOutputFilter {
     ) -> Result<Vec<SseEvent>, String> {
         let mut v = parsed_or_parse(parsed, data)?;
         let kind = event_kind(event, &v);
-        let index = index_of(v.get("index"));
+        let index = index_of(v.get("index"))?;
         match kind.as_deref() {
             // Whole blocks arrive in start events: a server tool's result, and whatever text an
             // upstream puts there (the SDKs keep it).

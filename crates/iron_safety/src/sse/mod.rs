@@ -326,7 +326,7 @@ impl SseOutputFilter {
         let mut changed = false;
         if let Some(Value::Array(choices)) = v.get_mut("choices") {
             for choice in choices.iter_mut() {
-                let index = index_of(choice.get("index"));
+                let index = index_of(choice.get("index"))?;
                 let finishing = choice.get("finish_reason").is_some_and(|f| !f.is_null());
                 let holder = if text_field == "content" {
                     choice.get_mut("delta")
@@ -387,7 +387,7 @@ impl SseOutputFilter {
                 }
                 if let Some(Value::Array(calls)) = holder.get_mut("tool_calls") {
                     for call in calls.iter_mut() {
-                        let key = (index, TOOL_SLOT + index_of(call.get("index")));
+                        let key = (index, TOOL_SLOT + index_of(call.get("index"))?);
                         let Some(args) = call
                             .get("function")
                             .and_then(|f| f.get("arguments"))
@@ -478,18 +478,30 @@ fn event_kind(event: Option<&str>, v: &Value) -> Option<String> {
         .or_else(|| event.map(str::to_string))
 }
 
-/// An array index as a JavaScript reader gets it (`1e0` and `1.0` are 1; anything else not a
-/// number is 0), capped at [`INDEX_CAP`].
-pub(super) fn index_of(v: Option<&Value>) -> u64 {
+/// An array index as the SDKs read it: absent is 0, a whole number (`1`, `1.0`, `1e0`) or a
+/// canonical numeric string (`"1"`: JavaScript's `choices["1"]` is `choices[1]`) is that number.
+/// Anything else (negative, fractional, `"01"`, `null`, past [`INDEX_CAP`]) names a slot the
+/// filter cannot follow the way the client will, so the stream stops.
+pub(super) fn index_of(v: Option<&Value>) -> Result<u64, String> {
     let i = match v {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or_else(|| {
+        None => Some(0),
+        Some(Value::Number(n)) => n.as_u64().or_else(|| {
             n.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
-                .map_or(INDEX_CAP, |f| f as u64)
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= INDEX_CAP as f64)
+                .map(|f| f as u64)
         }),
-        _ => 0,
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= 7
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && (s == "0" || !s.starts_with('0')) =>
+        {
+            s.parse().ok()
+        }
+        Some(_) => None,
     };
-    i.min(INDEX_CAP)
+    i.filter(|&i| i <= INDEX_CAP)
+        .ok_or_else(|| "an event index that is not a whole number".to_string())
 }
 
 /// The string at `path` in `v`.

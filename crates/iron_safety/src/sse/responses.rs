@@ -64,8 +64,8 @@ impl SseOutputFilter {
         let mut v = parsed_or_parse(parsed, data)?;
         let kind = event_kind(event, &v);
         let key = (
-            index_of(v.get("output_index")),
-            index_of(v.get("content_index")),
+            index_of(v.get("output_index"))?,
+            index_of(v.get("content_index"))?,
         );
         match kind.as_deref() {
             // Items and parts as they start, and the response as created: normally empty, but
@@ -121,7 +121,7 @@ impl SseOutputFilter {
                 | "response.audio.transcript.delta"
                 | "response.custom_tool_call_input.delta"),
             ) => {
-                let key = (key.0, side_slot(kind, &v));
+                let key = (key.0, side_slot(kind, &v)?);
                 Ok(self.responses_delta(key, false, event, data, v))
             }
             Some(
@@ -131,7 +131,7 @@ impl SseOutputFilter {
                 | "response.audio.transcript.done"
                 | "response.custom_tool_call_input.done"),
             ) => {
-                let key = (key.0, side_slot(kind, &v));
+                let key = (key.0, side_slot(kind, &v)?);
                 let field = match kind {
                     "response.refusal.done" => "refusal",
                     "response.custom_tool_call_input.done" => "input",
@@ -251,13 +251,15 @@ impl SseOutputFilter {
 }
 
 /// The second key part of a Responses side text event (see the slots in the parent module).
-fn side_slot(kind: &str, v: &Value) -> u64 {
-    let content = index_of(v.get("content_index"));
-    match kind.trim_end_matches(".delta").trim_end_matches(".done") {
-        "response.refusal" => REFUSAL_SLOT + content,
-        "response.reasoning_summary_text" => SUMMARY_SLOT + index_of(v.get("summary_index")),
-        "response.reasoning_text" => REASONING_SLOT + content,
-        "response.audio.transcript" => AUDIO_SLOT,
-        _ => CUSTOM_INPUT_SLOT,
-    }
+fn side_slot(kind: &str, v: &Value) -> Result<u64, String> {
+    let content = index_of(v.get("content_index"))?;
+    Ok(
+        match kind.trim_end_matches(".delta").trim_end_matches(".done") {
+            "response.refusal" => REFUSAL_SLOT + content,
+            "response.reasoning_summary_text" => SUMMARY_SLOT + index_of(v.get("summary_index"))?,
+            "response.reasoning_text" => REASONING_SLOT + content,
+            "response.audio.transcript" => AUDIO_SLOT,
+            _ => CUSTOM_INPUT_SLOT,
+        },
+    )
 }

@@ -8,10 +8,18 @@
 const ESC_BASE: u32 = 0xE000;
 // `\uXXXX`  <->  U+F0000 + 0xXXXX (supplementary private use area A).
 const UNIT_BASE: u32 = 0xF_0000;
+// The whitespace escapes stand for whitespace the scanner must see as such (a custom pattern
+// `Jane\s+Doe` against `"Jane\nDoe"`, a value ending at a line break), so each becomes a
+// Unicode whitespace character that a JSON text otherwise holds only inside strings, where it is
+// stored as its `\u` escape instead: `\n` <-> U+2028, `\r` <-> U+2029, `\t` <-> U+0085.
+const WHITESPACE_ESCAPES: [(u8, char); 3] =
+    [(b'n', '\u{2028}'), (b'r', '\u{2029}'), (b't', '\u{85}')];
 
 fn is_reserved(c: char) -> bool {
     let v = u32::from(c);
-    (ESC_BASE..ESC_BASE + 0x80).contains(&v) || (UNIT_BASE..=UNIT_BASE + 0xFFFF).contains(&v)
+    (ESC_BASE..ESC_BASE + 0x80).contains(&v)
+        || (UNIT_BASE..=UNIT_BASE + 0xFFFF).contains(&v)
+        || WHITESPACE_ESCAPES.iter().any(|&(_, w)| w == c)
 }
 
 fn mapped(v: u32) -> char {
@@ -83,7 +91,10 @@ impl EscapeCodec {
                     }
                 }
                 Some(b) if b.is_ascii() => {
-                    out.push(mapped(ESC_BASE + u32::from(b)));
+                    match WHITESPACE_ESCAPES.iter().find(|&&(e, _)| e == b) {
+                        Some(&(_, w)) => out.push(w),
+                        None => out.push(mapped(ESC_BASE + u32::from(b))),
+                    }
                     i += 2;
                 }
                 Some(_) => {
@@ -107,7 +118,10 @@ pub(crate) fn decode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let v = u32::from(c);
-        if (ESC_BASE..ESC_BASE + 0x80).contains(&v) {
+        if let Some(&(e, _)) = WHITESPACE_ESCAPES.iter().find(|&&(_, w)| w == c) {
+            out.push('\\');
+            out.push(char::from(e));
+        } else if (ESC_BASE..ESC_BASE + 0x80).contains(&v) {
             out.push('\\');
             out.push(mapped(v - ESC_BASE));
         } else if (UNIT_BASE..=UNIT_BASE + 0xFFFF).contains(&v) {
@@ -168,6 +182,12 @@ mod tests {
         }
         // A literal private-use character survives as an equivalent escape.
         assert_eq!(decode(&encode_whole("a\u{e06e}b")), "a\\ue06eb");
+        // So does a literal line separator (it stands for `\n` while scanning).
+        assert_eq!(decode(&encode_whole("a\u{2028}b")), "a\\u2028b");
+        // Escaped line breaks and tabs are whitespace to the scanner.
+        let enc = encode_whole(r#"{"n":"Jane\nDoe\tx\r"}"#);
+        assert!(enc.contains("Jane\u{2028}Doe\u{85}x\u{2029}"), "{enc:?}");
+        assert!(enc.chars().filter(|c| c.is_whitespace()).count() == 3);
         assert_eq!(decode(&encode_whole("bad \\")), "bad \\");
     }
 }

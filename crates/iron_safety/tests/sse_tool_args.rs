@@ -280,3 +280,45 @@ fn a_card_sent_as_a_json_number_is_redacted_to_a_string_and_the_arguments_stay_j
         .to_string();
     assert_eq!(json_of(&whole), expected, "{whole}");
 }
+
+#[test]
+fn escaped_line_breaks_and_tabs_in_arguments_are_whitespace_to_custom_patterns() {
+    // `\n` and `\t` in JSON text are a line break and a tab to the reader of the arguments: a
+    // custom pattern spanning whitespace must see them so, in every split and in the whole copies.
+    let policy = r#"{"response":{"name":"block","address":"redact"},"custom":[{"name":"name","pattern":"Jane\\s+Doe"},{"name":"address","pattern":"\\d+ [A-Z][a-z]+\\s+Street"}]}"#;
+    let args = r#"{"note":"Jane\nDoe","to":"221 Baker\tStreet"}"#;
+    for pieces in [vec![args.to_string()], per_char(args)] {
+        let mut f = filter(ApiShape::OpenAiChat, policy);
+        let blocked = chat_events(&pieces)
+            .iter()
+            .any(|e| matches!(f.on_event(None, e), FilterOutcome::Block { .. }));
+        assert!(blocked, "Jane\\nDoe blocks");
+    }
+    let redact = policy.replace(r#""name":"block""#, r#""name":"redact""#);
+    let mut f = filter(ApiShape::OpenAiChat, &redact);
+    let mut out = Vec::new();
+    for e in chat_events(&per_char(args)) {
+        out.extend(emitted(f.on_event(None, &e)));
+    }
+    let joined = chat_args(&out);
+    assert_eq!(
+        json_of(&joined),
+        json!({"note":"[NAME]","to":"[ADDRESS]"}),
+        "{joined}"
+    );
+    let mut f = filter(ApiShape::OpenAiResponses, &redact);
+    let done = json!({"type":"response.function_call_arguments.done","item_id":"fc_1","output_index":0,"arguments":args});
+    let out = emitted(f.on_event(
+        Some("response.function_call_arguments.done"),
+        &done.to_string(),
+    ));
+    let whole = json_of(&out[0].1)["arguments"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(
+        json_of(&whole),
+        json!({"note":"[NAME]","to":"[ADDRESS]"}),
+        "{whole}"
+    );
+}

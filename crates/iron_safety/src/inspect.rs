@@ -251,7 +251,7 @@ impl Walker<'_> {
             return;
         }
         match v {
-            Value::String(s) if s.starts_with("data:") => self.data_url(v),
+            Value::String(s) if is_data_url(s) => self.data_url(v),
             Value::String(s) if is_blob(s) => {}
             Value::String(_) => self.text(Some(v)),
             Value::Array(items) => items.iter_mut().for_each(|x| self.any(x, depth + 1)),
@@ -266,48 +266,51 @@ impl Walker<'_> {
         }
     }
 
-    /// A `data:` URL: a text file inline (`data:text/plain;base64,…`, JSON, CSV, XML, a `.env`)
-    /// is text the model reads, so it is decoded, checked and, when redacted, encoded again.
-    /// Other media (images, PDFs, audio) pass as they are.
+    /// A `data:` URL: a text file inline (`data:text/plain;base64,…`, JSON, CSV, XML, a `.env`
+    /// sent as `application/octet-stream`) is text the model reads, so it is decoded, checked and,
+    /// when redacted, encoded again. Read as leniently as a provider might: the scheme, type and
+    /// `base64` in any case, an empty type as text, base64 with line breaks, either alphabet and
+    /// no padding, bytes that are not UTF-8. Media (images, audio, video, fonts, PDFs, archives)
+    /// and anything with a NUL byte pass as they are.
     fn data_url(&mut self, v: &mut Value) {
-        use base64::Engine as _;
         let Value::String(url) = v else { return };
         let Some((head, data)) = url.split_once(',') else {
             return;
         };
-        let media = head
-            .trim_start_matches("data:")
-            .split(';')
-            .next()
-            .unwrap_or("");
-        let textual = media.starts_with("text/")
+        let mut params = head[5..].split(';').map(|p| p.trim().to_ascii_lowercase());
+        let media = params.next().unwrap_or_default();
+        let b64 = params.any(|p| p == "base64");
+        let binary = ["image/", "audio/", "video/", "font/", "model/"]
+            .iter()
+            .any(|p| media.starts_with(p))
             || matches!(
-                media,
-                "application/json"
-                    | "application/xml"
-                    | "application/x-yaml"
-                    | "application/yaml"
-                    | "application/x-sh"
-                    | "application/javascript"
-                    | "application/sql"
+                media.as_str(),
+                "application/pdf"
+                    | "application/zip"
+                    | "application/gzip"
+                    | "application/x-gzip"
+                    | "application/x-tar"
+                    | "application/x-7z-compressed"
+                    | "application/wasm"
             );
-        if !textual || data.len() > MAX_DATA_URL_BYTES {
+        if binary || data.len() > MAX_DATA_URL_BYTES {
             return;
         }
-        let b64 = head.ends_with(";base64");
         let decoded = if b64 {
-            match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
-                Ok(bytes) => bytes,
-                Err(_) => return,
+            match lenient_base64(data) {
+                Some(bytes) => bytes,
+                None => return,
             }
         } else {
             percent_decode(data)
         };
-        let Ok(text) = String::from_utf8(decoded) else {
+        if decoded.contains(&0) {
             return;
-        };
+        }
+        let text = String::from_utf8_lossy(&decoded);
         if let Some(new) = self.guard.process(&text, &mut self.tally) {
             let body = if b64 {
+                use base64::Engine as _;
                 base64::engine::general_purpose::STANDARD.encode(new.as_bytes())
             } else {
                 percent_encode(&new)
@@ -353,6 +356,33 @@ fn is_identifier_key(k: &str) -> bool {
         || k.ends_with("_at")
 }
 
+/// A `data:` URL, in any case.
+fn is_data_url(s: &str) -> bool {
+    s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:"))
+}
+
+/// Base64 as a lenient reader takes it: line breaks and spaces ignored, the standard or the
+/// URL-safe alphabet, padding or none.
+fn lenient_base64(data: &str) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    let config = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    let clean: String = data
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    GeneralPurpose::new(&base64::alphabet::STANDARD, config)
+        .decode(clean)
+        .ok()
+}
+
 /// The bytes of a percent-encoded `data:` URL body (`%40` → `@`; a stray `%` stays).
 fn percent_decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
@@ -396,7 +426,7 @@ const MAX_DATA_URL_BYTES: usize = 32 << 20;
 
 /// Encoded data, not text: a data URL, or a long string without whitespace (base64 and the like).
 fn is_blob(s: &str) -> bool {
-    s.starts_with("data:") || (s.len() >= 64 * 1024 && !s.bytes().any(|b| b.is_ascii_whitespace()))
+    is_data_url(s) || (s.len() >= 64 * 1024 && !s.bytes().any(|b| b.is_ascii_whitespace()))
 }
 
 fn each_in(v: Option<&mut Value>, mut f: impl FnMut(&mut Value)) {

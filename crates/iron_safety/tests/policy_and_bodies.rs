@@ -437,6 +437,40 @@ fn inline_text_files_are_decoded_and_checked() {
         !url.contains("jane") && url.contains("%5BEMAIL%5D"),
         "{url}"
     );
+    // Spelled as a lenient reader still reads it: any case, no type, wrapped or URL-safe base64,
+    // bytes that are not UTF-8, the type a `.env` usually gets.
+    let key = "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE";
+    let wrapped: String = b64(&format!("{key}\n# {}\n", "x".repeat(80)))
+        .as_bytes()
+        .chunks(76)
+        .map(|c| format!("{}\r\n", String::from_utf8_lossy(c)))
+        .collect();
+    let latin1 = {
+        use base64::Engine as _;
+        let mut bytes = format!("caf").into_bytes();
+        bytes.push(0xE9);
+        bytes.extend_from_slice(format!(" {key}").as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    let urlsafe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{key}??>>"));
+    let engine_block = SafetyEngine::new(&SafetyPolicy::default()).expect("engine");
+    for url in [
+        format!("DATA:TEXT/PLAIN;BASE64,{}", b64(key)),
+        format!("data:;base64,{}", b64(key)),
+        format!("data:text/plain;base64,{wrapped}"),
+        format!("data:text/plain;base64,{urlsafe}"),
+        format!("data:text/plain;base64,{latin1}"),
+        format!("data:application/octet-stream;base64,{}", b64(key)),
+        format!("data:application/toml;charset=utf-8;base64,{}", b64(key)),
+    ] {
+        let mut req = body(url.clone());
+        assert!(
+            engine_block
+                .inspect_request(ApiShape::OpenAiChat, &mut req)
+                .blocked,
+            "{url}"
+        );
+    }
     for media in ["image/png", "application/pdf"] {
         let url = format!("data:{media};base64,{}", b64(env));
         let mut req = body(url.clone());

@@ -447,7 +447,7 @@ fn inline_text_files_are_decoded_and_checked() {
         .collect();
     let latin1 = {
         use base64::Engine as _;
-        let mut bytes = format!("caf").into_bytes();
+        let mut bytes = b"caf".to_vec();
         bytes.push(0xE9);
         bytes.extend_from_slice(format!(" {key}").as_bytes());
         base64::engine::general_purpose::STANDARD.encode(bytes)

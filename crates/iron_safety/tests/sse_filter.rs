@@ -472,3 +472,61 @@ fn text_after_a_choice_or_block_finished_stops_the_stream() {
         f.on_event(Some("content_block_delta"), &d("mple.com now"))
     ));
 }
+
+/// Stream events that carry text whole or beside the text, and error events whose message the
+/// SDK raises: citations, annotations, code interpreter code, MCP call arguments, errors.
+#[test]
+fn citations_annotations_code_mcp_arguments_and_errors_in_streams_are_checked() {
+    let mail = "jane.doe@example.com";
+    let block = r#"{"response":{"email":"block"}}"#;
+    let blocked = |api: ApiShape, events: &[(Option<&str>, String)]| {
+        let mut f = filter(api, block);
+        events
+            .iter()
+            .any(|(e, d)| matches!(f.on_event(*e, d), FilterOutcome::Block { .. }))
+            || matches!(f.finish(), FilterOutcome::Block { .. })
+    };
+    let anthropic = [
+        json!({"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":format!("write to {mail}"),"document_index":0,"start_char_index":0,"end_char_index":10}}}),
+        json!({"type":"error","error":{"type":"invalid_request_error","message":format!("bad value {mail}")}}),
+    ];
+    for e in anthropic {
+        let name = e["type"].as_str().unwrap_or_default().to_string();
+        assert!(
+            blocked(ApiShape::AnthropicMessages, &[(Some(&name), e.to_string())]),
+            "{e}"
+        );
+    }
+    let half = |kind: &str, field: &str, i: usize| {
+        let text = ["write to jane.doe@exa", "mple.com soon"][i];
+        json!({"type":kind,"output_index":0,"item_id":"x",field:text}).to_string()
+    };
+    let responses: Vec<Vec<(Option<&str>, String)>> = vec![
+        vec![(None, json!({"type":"response.output_text.annotation.added","output_index":0,"content_index":0,"annotation_index":0,"annotation":{"type":"url_citation","title":format!("by {mail}"),"url":"https://x.test"}}).to_string())],
+        vec![(None, json!({"type":"error","code":"server_error","message":format!("failed for {mail}")}).to_string())],
+        vec![(None, json!({"type":"response.failed","response":{"id":"r","output":[],"error":{"code":"server_error","message":format!("failed for {mail}")}}}).to_string())],
+        vec![
+            (None, half("response.code_interpreter_call_code.delta", "delta", 0)),
+            (None, half("response.code_interpreter_call_code.delta", "delta", 1)),
+        ],
+        vec![
+            (None, half("response.mcp_call_arguments.delta", "delta", 0)),
+            (None, half("response.mcp_call_arguments.delta", "delta", 1)),
+        ],
+    ];
+    for events in &responses {
+        assert!(blocked(ApiShape::OpenAiResponses, events), "{events:?}");
+    }
+    // A chat chunk the SDK raises as an error (a truthy `error`): its message is checked too.
+    let chunk = json!({"id":"c","object":"chat.completion.chunk","choices":[],"error":{"message":format!("quota for {mail}")}});
+    assert!(blocked(ApiShape::OpenAiChat, &[(None, chunk.to_string())]));
+    // Redacted, not blocked: the citation goes on without the value.
+    let mut f = filter(ApiShape::AnthropicMessages, REDACT);
+    let c = json!({"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":format!("write to {mail}")}}});
+    let out = emitted(f.on_event(Some("content_block_delta"), &c.to_string()));
+    assert!(
+        !out[0].1.contains("jane.doe") && out[0].1.contains("[EMAIL]"),
+        "{}",
+        out[0].1
+    );
+}

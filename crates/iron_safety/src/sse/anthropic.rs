@@ -39,6 +39,13 @@ impl SseOutputFilter {
                 let (field, key) = match delta_type {
                     Some("text_delta") => ("text", (index, 0)),
                     Some("input_json_delta") => ("partial_json", (index, TOOL_SLOT)),
+                    // A citation arrives whole: the cited text, the document's title.
+                    Some("citations_delta") => {
+                        let changed = v
+                            .get_mut("delta")
+                            .is_some_and(|d| self.check_embedded(ApiShape::Other, d));
+                        return Ok(vec![self.rewritten_if(changed, event, data, &v)]);
+                    }
                     _ => return Ok(vec![pass(event, data)]),
                 };
                 let Some(Value::String(s)) = v.get("delta").and_then(|d| d.get(field)) else {
@@ -67,6 +74,11 @@ impl SseOutputFilter {
                 }
                 out.push(pass(event, data));
                 Ok(out)
+            }
+            // The SDK raises it with its message: checked like an error answer.
+            Some("error") => {
+                let changed = self.check_embedded(ApiShape::Other, &mut v);
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
             }
             Some("message_stop") => {
                 let mut out = Vec::new();

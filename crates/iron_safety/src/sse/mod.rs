@@ -51,7 +51,10 @@ const SUMMARY_SLOT: u64 = 2 << 20;
 const REASONING_SLOT: u64 = 3 << 20;
 const AUDIO_SLOT: u64 = 4 << 20;
 const CUSTOM_INPUT_SLOT: u64 = 5 << 20;
+const CODE_SLOT: u64 = 6 << 20;
 const LEGACY_FUNCTION_SLOT: u64 = TOOL_SLOT + (1 << 31);
+/// Responses MCP call arguments (JSON text, so a tool slot).
+const MCP_SLOT: u64 = TOOL_SLOT + (1 << 30);
 /// Indexes read from events are capped below the slots (a hostile `1e300` cannot overflow a key).
 const INDEX_CAP: u64 = REFUSAL_SLOT - 1;
 
@@ -313,7 +316,9 @@ impl SseOutputFilter {
         // The SDKs raise an error for a chunk whose `error` is truthy and read any other chunk
         // (`"error": null`, `false`, `""`, `0`) as a normal one: so must the filter.
         if v.get("error").is_some_and(js_truthy) {
-            return Ok(vec![pass(event, data)]);
+            // The SDK raises it, with its message: checked like an error answer.
+            let changed = self.check_embedded(ApiShape::Other, &mut v);
+            return Ok(vec![self.rewritten_if(changed, event, data, &v)]);
         }
         for k in ["id", "object", "created", "model"] {
             if let Some(x) = v.get(k) {

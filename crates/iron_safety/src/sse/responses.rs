@@ -114,12 +114,35 @@ impl SseOutputFilter {
             }
             // Texts beside the answer's main text: refusals, reasoning summaries and reasoning
             // text, an audio answer's transcript, a custom tool's input.
+            Some("response.mcp_call_arguments.delta") => {
+                Ok(self.responses_delta((key.0, MCP_SLOT), true, event, data, v))
+            }
+            Some("response.mcp_call_arguments.done") => {
+                Ok(
+                    self.responses_done((key.0, MCP_SLOT), event, data, v, |f, v| {
+                        f.redact_whole_json(v.get_mut("arguments"))
+                    }),
+                )
+            }
+            // Annotations arrive whole (a cited page's title and URL); errors carry a message the
+            // SDK raises.
+            Some("response.output_text.annotation.added") => {
+                let changed = v
+                    .get_mut("annotation")
+                    .is_some_and(|a| self.check_embedded(ApiShape::Other, a));
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
+            Some("error") => {
+                let changed = self.check_embedded(ApiShape::Other, &mut v);
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
             Some(
                 kind @ ("response.refusal.delta"
                 | "response.reasoning_summary_text.delta"
                 | "response.reasoning_text.delta"
                 | "response.audio.transcript.delta"
-                | "response.custom_tool_call_input.delta"),
+                | "response.custom_tool_call_input.delta"
+                | "response.code_interpreter_call_code.delta"),
             ) => {
                 let key = (key.0, side_slot(kind, &v)?);
                 Ok(self.responses_delta(key, false, event, data, v))
@@ -129,12 +152,14 @@ impl SseOutputFilter {
                 | "response.reasoning_summary_text.done"
                 | "response.reasoning_text.done"
                 | "response.audio.transcript.done"
-                | "response.custom_tool_call_input.done"),
+                | "response.custom_tool_call_input.done"
+                | "response.code_interpreter_call_code.done"),
             ) => {
                 let key = (key.0, side_slot(kind, &v)?);
                 let field = match kind {
                     "response.refusal.done" => "refusal",
                     "response.custom_tool_call_input.done" => "input",
+                    "response.code_interpreter_call_code.done" => "code",
                     _ => "text",
                 };
                 Ok(self
@@ -182,6 +207,10 @@ impl SseOutputFilter {
                         self.redact_output_item(Some(item));
                     }
                 }
+                // A failed response's error message, which the SDK raises.
+                if let Some(error) = v.get_mut("response").and_then(|r| r.get_mut("error")) {
+                    self.check_embedded(ApiShape::Other, error);
+                }
                 out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
                 Ok(out)
             }
@@ -213,7 +242,9 @@ impl SseOutputFilter {
         text: String,
     ) -> SseEvent {
         let (kind, index_field, index) = match key.1 {
+            MCP_SLOT => ("response.mcp_call_arguments.delta", None, MCP_SLOT),
             k if is_tool_key(key) => ("response.function_call_arguments.delta", None, k),
+            k if k >= CODE_SLOT => ("response.code_interpreter_call_code.delta", None, k),
             k if k >= CUSTOM_INPUT_SLOT => ("response.custom_tool_call_input.delta", None, k),
             k if k >= AUDIO_SLOT => ("response.audio.transcript.delta", None, k),
             k if k >= REASONING_SLOT => (
@@ -259,6 +290,7 @@ fn side_slot(kind: &str, v: &Value) -> Result<u64, String> {
             "response.reasoning_summary_text" => SUMMARY_SLOT + index_of(v.get("summary_index"))?,
             "response.reasoning_text" => REASONING_SLOT + content,
             "response.audio.transcript" => AUDIO_SLOT,
+            "response.code_interpreter_call_code" => CODE_SLOT,
             _ => CUSTOM_INPUT_SLOT,
         },
     )

@@ -218,9 +218,11 @@ impl TextGuard {
     }
 
     /// [`TextGuard::apply`] for JSON text in which every escape is one character (so each `"` is
-    /// a string delimiter), starting inside a string when `in_string`: a value outside a string
-    /// (a number) becomes its placeholder as a JSON string, and a value that crosses a quote
-    /// keeps the quote's effect, so the text stays JSON.
+    /// a string delimiter), starting inside a string when `in_string`, keeping the text JSON:
+    /// a value outside any string (a number, with its sign, fraction and exponent) becomes its
+    /// placeholder as a string; a value that crosses a string's quotes (a custom pattern over
+    /// `"Jane":"Doe"`) has each of its parts inside a string replaced, the quotes and JSON's
+    /// punctuation between strings kept.
     pub fn apply_json(
         &self,
         text: &str,
@@ -237,21 +239,54 @@ impl TextGuard {
             };
             let action = self.action(&f.kind);
             tally.record(&f.kind, action, self.digest(value), f.label);
-            if !matches!(action, Action::Redact | Action::Block) {
+            if !matches!(action, Action::Redact | Action::Block) || f.span.start < copied {
                 continue;
             }
             let before = &text[copied..f.span.start];
             state ^= before.bytes().filter(|&b| b == b'"').count() % 2 == 1;
-            let starts_in = state;
-            state ^= value.bytes().filter(|&b| b == b'"').count() % 2 == 1;
             let buf = out.get_or_insert_with(|| String::with_capacity(text.len() + 8));
-            buf.push_str(before);
-            if !starts_in {
+            let placeholder = f.kind.placeholder();
+            if !state && !value.contains('"') {
+                // A bare token: the whole JSON number it is part of becomes a string.
+                let start = if before.ends_with('-') {
+                    f.span.start - 1
+                } else {
+                    f.span.start
+                };
+                let tail = text[f.span.end..]
+                    .bytes()
+                    .take_while(|b| b.is_ascii_digit() || b"+-.eE".contains(b))
+                    .count();
+                buf.push_str(&text[copied..start]);
                 buf.push('"');
+                buf.push_str(&placeholder);
+                buf.push('"');
+                copied = f.span.end + tail;
+                continue;
             }
-            buf.push_str(&f.kind.placeholder());
-            if !state {
-                buf.push('"');
+            buf.push_str(before);
+            // Parts inside strings become the placeholder; between strings, JSON's punctuation
+            // and whitespace stay and any other token (a number, a literal) becomes a string.
+            let mut part_open = false;
+            for c in value.chars() {
+                if c == '"' {
+                    buf.push('"');
+                    state = !state;
+                    part_open = false;
+                } else if state {
+                    if !part_open {
+                        buf.push_str(&placeholder);
+                        part_open = true;
+                    }
+                } else if c.is_whitespace() || "{}[],:".contains(c) {
+                    buf.push(c);
+                    part_open = false;
+                } else if !part_open {
+                    buf.push('"');
+                    buf.push_str(&placeholder);
+                    buf.push('"');
+                    part_open = true;
+                }
             }
             copied = f.span.end;
         }

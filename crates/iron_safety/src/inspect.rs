@@ -87,8 +87,13 @@ impl Walker<'_> {
             }
             // Arguments are arbitrary JSON: a card number sent as a number is still a card number.
             // A redacted one becomes its placeholder string.
-            Value::Number(n) if n.as_u64().is_some_and(|x| x >= 100_000) => {
-                let mut text = Value::String(n.to_string());
+            Value::Number(n)
+                if n.as_u64()
+                    .or(n.as_i64().map(i64::unsigned_abs))
+                    .is_some_and(|x| x >= 100_000) =>
+            {
+                let digits = n.as_u64().or(n.as_i64().map(i64::unsigned_abs));
+                let mut text = Value::String(digits.unwrap_or(0).to_string());
                 let before = self.modified;
                 self.modified = false;
                 self.text(Some(&mut text));

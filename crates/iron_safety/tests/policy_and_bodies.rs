@@ -346,6 +346,13 @@ fn numbers_in_tool_arguments_are_checked() {
         answer["content"][0]["input"]["amount"], 42,
         "small numbers are left alone"
     );
+    // A negative number is the same digits.
+    let mut answer = json!({"content":[{"type":"tool_use","id":"u","name":"pay","input":{"card_number":-4111111111111111i64}}]});
+    engine.inspect_response(ApiShape::AnthropicMessages, &mut answer);
+    assert_eq!(
+        answer["content"][0]["input"]["card_number"],
+        "[CREDIT_CARD]"
+    );
     let mut chat = json!({"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function",
         "function":{"name":"pay","arguments":"{\"card_number\":4111111111111111}"}}]}}]});
     let v = engine.inspect_response(ApiShape::OpenAiChat, &mut chat);

@@ -322,3 +322,33 @@ fn escaped_line_breaks_and_tabs_in_arguments_are_whitespace_to_custom_patterns()
         "{whole}"
     );
 }
+
+#[test]
+fn redacted_arguments_stay_json_for_signed_numbers_and_values_that_cross_strings() {
+    // A card as a negative number, and custom values matched across JSON's own punctuation
+    // (`"Jane":"Doe"`, `"a":"Jane" ,"b":1`): the client must still parse what it gets, in every
+    // split, with no part of the value in it.
+    let policy = r#"{"response":{"default":"redact"},"custom":[{"name":"v","pattern":"Jane\\W+Doe"},{"name":"w","pattern":"Smith\\W+\\d+"}]}"#;
+    let cases = [
+        r#"{"n":-4111111111111111,"m":1}"#,
+        r#"{"Jane":"Doe","k":2}"#,
+        r#"{"who":["Smith",12345],"z":true}"#,
+    ];
+    for args in cases {
+        for pieces in [vec![args.to_string()], per_char(args)] {
+            let mut f = filter(ApiShape::OpenAiChat, policy);
+            let mut out = Vec::new();
+            for e in chat_events(&pieces) {
+                out.extend(emitted(f.on_event(None, &e)));
+            }
+            let joined = chat_args(&out);
+            let parsed: Value =
+                serde_json::from_str(&joined).unwrap_or_else(|e| panic!("{args} -> {joined}: {e}"));
+            assert!(
+                !joined.contains("4111") && !joined.contains("Doe") && !joined.contains("12345"),
+                "{args} -> {joined}"
+            );
+            assert!(parsed.is_object(), "{joined}");
+        }
+    }
+}

@@ -315,10 +315,19 @@ async fn proxy(
     let needs_tree = info.is_json
         && (shared.policies.safety.request_active
             || (api.is_billable() && shared.policies.cost.has_limit()));
-    let mut doc: Option<serde_json::Value> = if needs_tree {
-        crate::unique_json::parse_unique(&body).ok()
+    let (mut doc, masked) = if needs_tree {
+        match crate::unique_json::parse_unique_masked(&body) {
+            Ok((doc, masked)) => (Some(doc), masked),
+            Err(_) => (None, None),
+        }
     } else {
-        None
+        (None, None)
+    };
+    // Half surrogate pairs were read as U+FFFD: with a request policy on, that text (the one it
+    // checked) is what goes on, not bytes a provider might read as a value the policy never saw.
+    let body = match masked {
+        Some(m) if shared.policies.safety.request_active => Bytes::from(m),
+        _ => body,
     };
 
     // Input safety: scan the prompt; redact before forwarding or refuse.

@@ -17,12 +17,18 @@ use serde_json::{Map, Number, Value};
 /// string cut inside an emoji, as agents do when they shorten history) is read as U+FFFD: JSON
 /// allows it, JavaScript and Python accept it, `serde_json` refuses it.
 pub fn parse_unique(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    parse_unique_masked(bytes).map(|(v, _)| v)
+}
+
+/// [`parse_unique`], with the bytes that were read when they are not `bytes` (half surrogate
+/// pairs written as `\ufffd`): what a policy checked is what must be forwarded.
+pub fn parse_unique_masked(bytes: &[u8]) -> Result<(Value, Option<Vec<u8>>), serde_json::Error> {
     match parse_strict(bytes) {
         Err(e) => match mask_lone_surrogates(bytes) {
-            Some(masked) => parse_strict(&masked),
+            Some(masked) => parse_strict(&masked).map(|v| (v, Some(masked))),
             None => Err(e),
         },
-        ok => ok,
+        Ok(v) => Ok((v, None)),
     }
 }
 

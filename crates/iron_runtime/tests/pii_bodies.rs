@@ -149,10 +149,10 @@ async fn a_redacted_request_with_tools_carries_every_redaction() {
 }
 
 /// A prompt cut inside an emoji (`JSON.stringify` writes half a surrogate pair as `\ud83d`) is
-/// read, not refused: forwarded as it came when nothing is redacted, with U+FFFD where the half
-/// was when the policy rewrites the body.
+/// read, not refused, with U+FFFD in place of the half; that text, the one the policy checked, is
+/// what goes on (a half inside a value must not hide it from the policy and reach the provider).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prompt_ending_in_half_an_emoji_is_checked_and_forwarded() {
+async fn a_prompt_with_half_an_emoji_is_checked_and_forwarded_as_checked() {
     let provider = FakeProvider::json(json!({ "choices": [] })).await;
     let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
     let router = start_router(
@@ -173,11 +173,12 @@ async fn a_prompt_ending_in_half_an_emoji_is_checked_and_forwarded() {
     let seen = provider.seen().pop().expect("forwarded");
     assert_eq!(
         String::from_utf8_lossy(&seen.body),
-        clean,
-        "forwarded as it came"
+        clean.replace("\\ud83d", "\\ufffd"),
+        "the text the policy read"
     );
+    // With the value around it, in a body with a schema (written back in its own order).
     let with_mail = format!(
-        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"mail {EMAIL} \ud83d"}}]}}"#
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"mail {EMAIL} \ud83d and jane\ud83d@example.org"}}],"response_format":{{"type":"json_schema","json_schema":{{"name":"a","schema":{{"type":"object"}}}}}}}}"#
     );
     let resp = post_with(
         &router,
@@ -188,7 +189,12 @@ async fn a_prompt_ending_in_half_an_emoji_is_checked_and_forwarded() {
     .await;
     assert_eq!(resp.status().as_u16(), 200);
     let seen = provider.seen().pop().expect("forwarded");
+    let body = String::from_utf8_lossy(&seen.body).into_owned();
+    assert!(!body.contains("\\ud83d"), "{body}");
     let v: serde_json::Value = serde_json::from_slice(&seen.body).expect("JSON");
-    assert_eq!(v["messages"][0]["content"], "mail [EMAIL] \u{fffd}");
+    assert_eq!(
+        v["messages"][0]["content"],
+        "mail [EMAIL] \u{fffd} and jane\u{fffd}@example.org"
+    );
     router.stop().await;
 }

@@ -80,6 +80,9 @@ pub enum Unmetered {
     /// A tool the provider runs itself (web search, code execution, file search, MCP...): each
     /// use feeds results back through the model and some add per-use fees.
     ServerTool(String),
+    /// An OpenAI chat search model (see [`is_chat_search_model`]): it runs a web search on every
+    /// call, billed a per-search fee and search content the request does not show.
+    SearchModel(String),
     /// A Responses call run in the background: its usage arrives later, on another request.
     Background,
     /// A request for a service tier (priority) the price data has no rates for, for this model
@@ -90,39 +93,77 @@ pub enum Unmetered {
         /// The catalog id of the model.
         model: String,
     },
+    /// An Anthropic request for fast mode (`speed: "fast"`): billed at a premium over the
+    /// standard rates (several times them) that the price data does not carry.
+    FastMode,
 }
 
 impl std::fmt::Display for Unmetered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unmetered::ServerTool(t) => write!(f, "it uses the provider-run tool '{t}', whose searches, fetches or runs bill input and fees the router cannot bound"),
+            Unmetered::SearchModel(m) => write!(f, "the model '{m}' runs a provider-run web search on every call, whose fees and search content the router cannot bound"),
             Unmetered::Background => write!(f, "it runs in the background (background: true), so its usage is reported later on another request"),
             Unmetered::ServiceTier { tier, model } => write!(f, "it asks for service_tier '{tier}', and Iron Cage's price data has no {tier} rates for {model} at this input size (the provider bills it above the standard rates)"),
+            Unmetered::FastMode => write!(f, "it asks for Anthropic's fast mode (speed: 'fast'), which Anthropic bills at a premium over the standard rates, and Iron Cage's price data has no fast-mode rates; send it without speed: 'fast' to have it held at the standard rates"),
         }
     }
 }
 
 /// The first reason `body` cannot be held, if any.
 pub fn unmetered(body: &Value, kind: ApiKind) -> Option<Unmetered> {
-    if kind == ApiKind::OpenAiResponses && body.get("background") == Some(&Value::Bool(true)) {
-        return Some(Unmetered::Background);
-    }
-    if !matches!(kind, ApiKind::OpenAiResponses | ApiKind::AnthropicMessages) {
-        return None;
-    }
-    if kind == ApiKind::AnthropicMessages
-        && body
-            .get("mcp_servers")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-    {
-        return Some(Unmetered::ServerTool("mcp_servers".into()));
+    match kind {
+        ApiKind::OpenAiResponses if body.get("background") == Some(&Value::Bool(true)) => {
+            return Some(Unmetered::Background);
+        }
+        // Chat runs no tools of its own, but web search: asked for with `web_search_options`,
+        // and always run by the search models.
+        ApiKind::OpenAiChat => {
+            if body.get("web_search_options").is_some_and(|v| !v.is_null()) {
+                return Some(Unmetered::ServerTool("web_search_options".into()));
+            }
+            let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+            return is_chat_search_model(model).then(|| Unmetered::SearchModel(model.into()));
+        }
+        // Fast mode is `speed: "fast"`; any speed but the standard one is held as unknown.
+        ApiKind::AnthropicMessages
+            if body
+                .get("speed")
+                .is_some_and(|s| !s.is_null() && s.as_str() != Some("standard")) =>
+        {
+            return Some(Unmetered::FastMode);
+        }
+        ApiKind::AnthropicMessages
+            if body
+                .get("mcp_servers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()) =>
+        {
+            return Some(Unmetered::ServerTool("mcp_servers".into()));
+        }
+        ApiKind::OpenAiResponses | ApiKind::AnthropicMessages => {}
+        _ => return None,
     }
     let tools = body.get("tools").and_then(Value::as_array)?;
     tools.iter().find_map(|t| {
         let ty = t.get("type").and_then(Value::as_str)?;
         is_server_tool(kind, ty).then(|| Unmetered::ServerTool(ty.to_string()))
     })
+}
+
+/// Whether `model` is one of OpenAI's chat search models (`gpt-4o-search-preview`,
+/// `gpt-4o-mini-search-preview`, `gpt-5-search-api` and their snapshots), which run a web search
+/// on every chat completion.
+pub fn is_chat_search_model(model: &str) -> bool {
+    let name = crate::model_name::normalize(model);
+    name.contains("-search-preview") || name.contains("-search-api")
+}
+
+/// Web searches a call runs whatever its answer reports: one for an OpenAI chat completion of a
+/// search model (chat usage does not count them), none otherwise. Each is billed the model's
+/// search fee, where the price data has one.
+pub fn searches_per_call(kind: ApiKind, model: &str) -> u64 {
+    u64::from(kind == ApiKind::OpenAiChat && is_chat_search_model(model))
 }
 
 /// OpenAI Responses: every tool type but `function` and `custom` runs at OpenAI. Anthropic: typed

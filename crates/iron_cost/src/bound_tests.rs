@@ -165,7 +165,8 @@ fn provider_run_tools_and_background_calls_cannot_be_held() {
         ),
         None
     );
-    // Chat completions have no provider-run tools; background is a Responses option.
+    // Chat completions run no tools of their own but web search (see below); background is a
+    // Responses option.
     assert_eq!(
         unmetered(
             &json!({"background":true,"tools":[{"type":"web_search"}]}),
@@ -295,6 +296,85 @@ fn an_earlier_audio_answer_sent_back_by_id_is_held_at_the_context_window_as_audi
     // text as before.
     let text = json!({"messages":[{"role":"assistant","content":"hi","audio":{"voice":"alloy"}}]});
     assert!(input_token_bound(&text, ApiKind::OpenAiChat, audio_model) < 200);
+}
+
+/// Chat completions search the web when asked with `web_search_options`, and the search models
+/// always do: each search is billed a fee the tokens do not show (a review forwarded 20 searches
+/// on a $0.01 budget).
+#[test]
+fn chat_web_search_cannot_be_held() {
+    let c = ApiKind::OpenAiChat;
+    let messages = json!([{"role":"user","content":"news today?"}]);
+    assert_eq!(
+        unmetered(
+            &json!({"model":"gpt-4o","web_search_options":{},"messages":messages}),
+            c
+        ),
+        Some(Unmetered::ServerTool("web_search_options".into()))
+    );
+    for model in [
+        "gpt-4o-mini-search-preview",
+        "gpt-4o-search-preview-2025-03-11",
+        "openai/GPT-4o-search-preview",
+        "gpt-5-search-api",
+    ] {
+        let u = unmetered(&json!({"model":model,"messages":messages}), c);
+        assert_eq!(u, Some(Unmetered::SearchModel(model.into())), "{model}");
+        assert_eq!(searches_per_call(c, model), 1, "{model}");
+        assert_eq!(searches_per_call(ApiKind::OpenAiResponses, model), 0);
+    }
+    let plain = json!({"model":"gpt-4o-mini","web_search_options":null,"messages":messages});
+    assert_eq!(unmetered(&plain, c), None);
+    assert_eq!(searches_per_call(c, "gpt-4o-mini"), 0);
+    let message = Unmetered::SearchModel("gpt-4o-search-preview".into()).to_string();
+    assert!(message.contains("web search on every call"), "{message}");
+}
+
+/// Allowed, a search model's call is held with its one search fee where the data lists one.
+#[test]
+fn a_chat_search_model_is_held_with_its_search_fee() {
+    let catalog = Catalog::builtin();
+    let mini = catalog.price("gpt-4o-mini-search-preview").expect("priced");
+    assert_eq!(
+        mini.web_search,
+        Some(10_000_000_000),
+        "$10 per 1,000 searches"
+    );
+    let body = |model: &str| {
+        json!({"model":model,"max_completion_tokens":200,
+            "messages":[{"role":"user","content":"news today?"}]})
+    };
+    let c = ApiKind::OpenAiChat;
+    let searching = crate::worst_case_micros(&body("gpt-4o-mini-search-preview"), c, mini);
+    let plain = crate::worst_case_micros(&body("gpt-4o-mini"), c, mini);
+    assert_eq!(searching, plain.map(|p| p + 10_000));
+}
+
+/// Anthropic fast mode bills a multiple of the standard rates the price data does not carry.
+#[test]
+fn anthropic_fast_mode_cannot_be_held() {
+    let a = ApiKind::AnthropicMessages;
+    let body = |speed: Value| {
+        json!({"model":"claude-opus-5","max_tokens":100,"speed":speed,
+            "messages":[{"role":"user","content":"refactor"}]})
+    };
+    assert_eq!(
+        unmetered(&body(json!("fast")), a),
+        Some(Unmetered::FastMode)
+    );
+    assert_eq!(
+        unmetered(&body(json!("FAST")), a),
+        Some(Unmetered::FastMode)
+    );
+    assert_eq!(unmetered(&body(json!("standard")), a), None);
+    assert_eq!(unmetered(&body(Value::Null), a), None);
+    // `speed` is Anthropic's; OpenAI requests are not read for it.
+    assert_eq!(unmetered(&body(json!("fast")), ApiKind::OpenAiChat), None);
+    let message = Unmetered::FastMode.to_string();
+    assert!(
+        message.contains("speed: 'fast'") && message.contains("without speed: 'fast'"),
+        "{message}"
+    );
 }
 
 /// A fine-tuned gpt-4o-mini counts image tokens as gpt-4o-mini does.

@@ -189,8 +189,9 @@ pub fn worst_case_micros_for(
     }
 }
 
-/// The worst case of `body` at the rates of `tier`, whatever it asks for; `None` when the data
-/// has no rates for that tier at this input size.
+/// The worst case of `body` at the rates of `tier`, whatever it asks for, with the search fee of
+/// each search the call runs whatever its answer says ([`crate::searches_per_call`]); `None` when
+/// the data has no rates for that tier at this input size.
 pub fn worst_case_micros_at(
     body: &Value,
     kind: ApiKind,
@@ -198,7 +199,7 @@ pub fn worst_case_micros_at(
     input: InputBound,
     tier: ServiceTier,
 ) -> Option<u64> {
-    max_cost_micros_for(
+    let tokens = max_cost_micros_for(
         price,
         price.provider,
         &HoldTokens {
@@ -209,7 +210,11 @@ pub fn worst_case_micros_at(
             audio_output: crate::bound::audio_output(body),
             tier,
         },
-    )
+    )?;
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let searches = crate::bound::searches_per_call(kind, model);
+    let fees = u128::from(searches) * u128::from(price.web_search.unwrap_or(0));
+    Some(tokens.saturating_add(crate::cost::pico_to_micros_ceil(fees)))
 }
 
 #[derive(Default)]

@@ -10,8 +10,8 @@
 //! [`Usage`] says which tokens were audio, which service tier served the call and how many web
 //! searches ran; [`cost_micros`] prices each at its own rate. The hold prices the bound of
 //! [`input_bound`] (audio clips by their bytes, PCM WAV clips by their duration) at the tier the
-//! request asks for, and refuses
-//! ([`Unmetered`]) a priority request the data has no priority rates for.
+//! request asks for, and refuses ([`Unmetered`]) what it cannot bound: a priority request the data
+//! has no priority rates for, provider-run tools (chat web search included), Anthropic fast mode.
 
 mod api_kind;
 mod bound;
@@ -27,9 +27,9 @@ pub mod usage;
 
 pub use api_kind::ApiKind;
 pub use bound::{
-    audio_output, extra_output_bound, input_bound, input_token_bound, unmetered, InputBound,
-    Unmetered, AUDIO_BYTES_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, GPT_4O_MINI_IMAGE_TOKENS,
-    IMAGE_TOKENS, WAV_AUDIO_TOKENS_PER_SECOND,
+    audio_output, extra_output_bound, input_bound, input_token_bound, is_chat_search_model,
+    searches_per_call, unmetered, InputBound, Unmetered, AUDIO_BYTES_PER_TOKEN,
+    FALLBACK_CONTEXT_TOKENS, GPT_4O_MINI_IMAGE_TOKENS, IMAGE_TOKENS, WAV_AUDIO_TOKENS_PER_SECOND,
 };
 pub use budget::{
     format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,

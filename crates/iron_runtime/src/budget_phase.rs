@@ -123,8 +123,8 @@ fn free_post(path: &str) -> bool {
 
 /// Phase: while a budget is set, refuse a call whose cost cannot be held before it is sent: a
 /// billable-looking endpoint the router does not price (image, audio, batch..., or an odd spelling
-/// of a priced one), a provider-run tool, a background response. `unmeteredCalls: 'allow'` lets
-/// them through.
+/// of a priced one), a provider-run tool (chat web search included), a background response,
+/// Anthropic fast mode. `unmeteredCalls: 'allow'` lets them through.
 pub(crate) fn refuse_unmetered(
     shared: &Shared,
     method: &axum::http::Method,
@@ -163,7 +163,7 @@ pub(crate) fn refuse_unmetered(
 fn unmetered_denial(reason: &str, shape: Provider) -> Denial {
     Denial::new(
         RouterError::UnmeteredCall {
-            message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, a provider-run tool is priced from its tokens and its web search fees, without its other per-use fees, a service tier without rates at standard rates)."),
+            message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, a provider-run tool is priced from its tokens and its web search fees, without its other per-use fees, a service tier without rates and Anthropic fast mode at standard rates)."),
         },
         shape,
         "budget",

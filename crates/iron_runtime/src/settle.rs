@@ -79,6 +79,15 @@ pub(crate) fn settle(
     };
     // A broken provider could report absurd usage; no real call is larger than this.
     let usage = usage.map(clamp_usage);
+    // A chat search model searches on every call, and chat usage does not count its searches.
+    let searches = ex
+        .model
+        .as_deref()
+        .map_or(0, |m| iron_cost::searches_per_call(kind, m));
+    let usage = usage.map(|mut u| {
+        u.web_search_requests = u.web_search_requests.max(searches);
+        u
+    });
     // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
     // client aborts and 4xx are not.
     if let Some(permit) = ex.permit.take() {

@@ -1,5 +1,6 @@
 //! Budget holds through the router for input the request does not show as text: an earlier audio
-//! answer sent back by id, a WAV clip held by its duration.
+//! answer sent back by id, a WAV clip held by its duration, and Anthropic fast mode, whose premium
+//! the price data does not carry.
 
 mod common;
 
@@ -108,6 +109,52 @@ async fn a_wav_clip_is_held_by_the_duration_its_header_gives() {
         assert_eq!(code, 200, "{text}");
         // 210 audio tokens × $40/M + 20 text × $2.50/M + 20 output × $10/M = 8,650 µ$.
         assert_eq!(next_cost(&mut sub).await, 8_650);
+        router.stop().await;
+    })
+    .await;
+}
+
+/// Anthropic fast mode (`speed: "fast"`) bills several times the standard rates, which the price
+/// data does not carry: a review's three calls on a $1 budget were charged $0.505 each and billed
+/// $1.01 each. Under a budget it is refused, saying why and what to do; allowed, it is charged at
+/// the standard rates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_fast_mode_is_refused_under_a_budget_unless_allowed() {
+    bounded(20, async {
+        let provider = FakeProvider::json(json!({ "id": "msg_1", "type": "message", "role": "assistant",
+            "model": "claude-opus-5", "content": [{ "type": "text", "text": "ok" }], "stop_reason": "max_tokens",
+            "usage": { "input_tokens": 1000, "output_tokens": 20000, "service_tier": "standard", "speed": "fast" } }))
+        .await;
+        let ks = FakeKeyServer::with_key(ANTHROPIC_KEY, Some("anthropic"), &provider.url()).await;
+        let body = json!({ "model": "claude-opus-5", "speed": "fast", "max_tokens": 20000,
+            "messages": [{ "role": "user", "content": "refactor" }] })
+        .to_string();
+        let headers = [
+            ("x-api-key", IC),
+            ("anthropic-version", "2023-06-01"),
+            ("anthropic-beta", "fast-mode-2026-02-01"),
+        ];
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0 }));
+        let (code, v, text) =
+            status_json(post_with(&router, "/v1/messages", body.clone(), &headers).await).await;
+        assert_eq!(code, 400, "{text}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{text}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("fast mode")
+                && message.contains("without speed: 'fast'")
+                && message.contains("unmeteredCalls: 'allow'"),
+            "{message}"
+        );
+        assert!(provider.seen().is_empty());
+        router.stop().await;
+        // Allowed: charged at standard rates, 1000 × $5 + 20000 × $25 (per 1M) = 505,000 µ$.
+        let router = start_router(&ks, json!({ "budgetUsd": 1.0, "unmeteredCalls": "allow" }));
+        let mut sub = router.events().subscribe();
+        let (code, _, text) =
+            status_json(post_with(&router, "/v1/messages", body, &headers).await).await;
+        assert_eq!(code, 200, "{text}");
+        assert_eq!(next_cost(&mut sub).await, 505_000);
         router.stop().await;
     })
     .await;

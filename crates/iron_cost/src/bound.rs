@@ -229,7 +229,6 @@ pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> I
     if kind == ApiKind::Other {
         return InputBound::whole(context);
     }
-    let fields = crate::estimate::input_fields(kind);
     if kind == ApiKind::OpenAiResponses
         && ["previous_response_id", "conversation", "prompt"]
             .iter()
@@ -237,21 +236,7 @@ pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> I
     {
         return InputBound::whole(context);
     }
-    let mut walk = Walk {
-        image_tokens: image_tokens(price),
-        ..Walk::default()
-    };
-    for field in fields {
-        if let Some(v) = body.get(field) {
-            let mode = match *field {
-                "tools" | "functions" | "response_format" | "text" => Mode::Plain,
-                "prompt" => Mode::TokenIds,
-                "input" if kind != ApiKind::OpenAiResponses => Mode::TokenIds,
-                _ => Mode::Content,
-            };
-            walk.value(v, mode, 0);
-        }
-    }
+    let mut walk = walk_input(body, kind, price, false);
     if walk.hidden {
         return InputBound::whole(context);
     }
@@ -288,6 +273,52 @@ pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> I
     InputBound {
         tokens,
         audio_tokens: walk.audio.min(tokens),
+    }
+}
+
+/// Walks the input members of `body` (none for `Other`), counting what [`input_bound`] counts;
+/// with `through_hidden`, also what comes after a part the request only refers to.
+fn walk_input(
+    body: &Value,
+    kind: ApiKind,
+    price: Option<&ModelPrice>,
+    through_hidden: bool,
+) -> Walk {
+    let mut walk = Walk {
+        image_tokens: image_tokens(price),
+        through_hidden,
+        ..Walk::default()
+    };
+    for field in crate::estimate::input_fields(kind) {
+        if let Some(v) = body.get(field) {
+            let mode = match *field {
+                "tools" | "functions" | "response_format" | "text" => Mode::Plain,
+                "prompt" => Mode::TokenIds,
+                "input" if kind != ApiKind::OpenAiResponses => Mode::TokenIds,
+                _ => Mode::Content,
+            };
+            walk.value(v, mode, 0);
+        }
+    }
+    walk
+}
+
+/// Tokens of the media a request carries, counted as [`input_bound`] counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct MediaTokens {
+    /// Images: [`IMAGE_TOKENS`] each (the model's own image bound).
+    pub(crate) image: u64,
+    /// Inline audio clips: their audio tokens.
+    pub(crate) audio: u64,
+}
+
+/// The images and inline audio clips of `body`, at the counts of [`input_bound`] (also where the
+/// request refers to input it does not carry).
+pub(crate) fn media_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> MediaTokens {
+    let walk = walk_input(body, kind, price, true);
+    MediaTokens {
+        image: walk.images,
+        audio: walk.audio,
     }
 }
 
@@ -335,10 +366,14 @@ struct Walk {
     bytes: u64,
     /// Tokens counted directly: images, token ids.
     tokens: u64,
+    /// Tokens of images (a part of `tokens`).
+    images: u64,
     /// Audio tokens of inline clips.
     audio: u64,
     /// The request refers to input it does not carry.
     hidden: bool,
+    /// Keep counting after `hidden` is set (for the media of an estimate).
+    through_hidden: bool,
     /// Tokens one image can bill for this model.
     image_tokens: u64,
 }
@@ -349,7 +384,7 @@ impl Walk {
     }
 
     fn value(&mut self, v: &Value, mode: Mode, depth: usize) {
-        if self.hidden {
+        if self.hidden && !self.through_hidden {
             return;
         }
         if depth > MAX_DEPTH {
@@ -435,6 +470,7 @@ impl Walk {
         // Images: OpenAI chat `image_url`, Responses `input_image`, Anthropic `image`.
         if matches!(ty, "image_url" | "input_image" | "image") {
             self.tokens = self.tokens.saturating_add(self.image_tokens);
+            self.images = self.images.saturating_add(self.image_tokens);
             return true;
         }
         // Files and documents (PDF pages are text plus an image each): by reference or inline,

@@ -59,7 +59,7 @@ pub(crate) fn settle(
     // Usage: exact when the provider reported it; estimated for a stream cut short.
     let (usage, estimated) = match metered {
         Metered::Stream(su) => {
-            let (u, est) = su.finish(ex.estimated_input_tokens);
+            let (u, est) = su.finish_with(&ex.estimated_input_tokens);
             (Some(u), est)
         }
         Metered::Json(copy) => match iron_cost::usage_from_bytes(kind, &copy) {

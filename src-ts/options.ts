@@ -83,8 +83,10 @@ export interface LlmRouterOptions {
   /** With a budget set: refuse calls to models that cannot be priced (default), or charge a flat cost. */
   unknownModel?: 'block' | { action: 'block' } | { action: 'allow'; costUsd: number }
   /** With a budget set: refuse calls whose cost cannot be held before they are sent (endpoints the
-   *  router does not price, provider-run tools such as web search, background responses) — the
-   *  default — or forward them ('allow': unpriced endpoints are recorded at $0). */
+   *  router does not price, provider-run tools such as web search, chat search models, background
+   *  responses, priority without priority rates, Anthropic fast mode) — the default — or forward
+   *  them ('allow': unpriced endpoints are recorded at $0, priority without rates and fast mode are
+   *  charged at standard rates). */
   unmeteredCalls?: 'block' | 'allow'
   /** PII and secret policy per type and direction. Default: prompts block secrets and log the rest;
    *  answers redact secrets and log the rest. */

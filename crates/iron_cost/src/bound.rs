@@ -7,11 +7,12 @@
 //!   UTF-8 bytes of every text a request sends bound its text tokens;
 //! - an image costs at most [`IMAGE_TOKENS`] tokens at any size or detail
 //!   ([`GPT_4O_MINI_IMAGE_TOKENS`] on gpt-4o-mini, which counts image tokens ~33× higher);
-//! - an audio clip costs at most one token per [`AUDIO_BYTES_PER_TOKEN`] bytes of it, and those
-//!   tokens are held at the audio input rate;
+//! - an audio clip costs at most one token per [`AUDIO_BYTES_PER_TOKEN`] bytes of it, or for a PCM
+//!   WAV clip [`WAV_AUDIO_TOKENS_PER_SECOND`] per second of the duration its header gives, and
+//!   those tokens are held at the audio input rate;
 //! - a billed call's input never exceeds the model's context window (a larger one is refused);
 //! - input the request only refers to (a previous response, a stored file or prompt, a document
-//!   by URL) can be anything up to the context window.
+//!   by URL, an earlier audio answer by id) can be anything up to the context window.
 
 use crate::api_kind::ApiKind;
 use crate::price::ModelPrice;
@@ -25,12 +26,18 @@ pub const IMAGE_TOKENS: u64 = 4_096;
 /// rate); a high-detail image is at most 8 tiles (2048 × 768 after scaling).
 pub const GPT_4O_MINI_IMAGE_TOKENS: u64 = 2_833 + 8 * 5_667;
 
-/// The image bound for `price`'s model.
+/// The image bound for `price`'s model (a fine-tuned `ft:gpt-4o-mini` counts images as its base
+/// model does).
 fn image_tokens(price: Option<&ModelPrice>) -> u64 {
     match price {
-        Some(p) if p.id.starts_with("gpt-4o-mini") => GPT_4O_MINI_IMAGE_TOKENS,
+        Some(p) if base_model(&p.id).starts_with("gpt-4o-mini") => GPT_4O_MINI_IMAGE_TOKENS,
         _ => IMAGE_TOKENS,
     }
+}
+
+/// A catalog id without the `ft:` of a fine-tuned model.
+fn base_model(id: &str) -> &str {
+    id.strip_prefix("ft:").unwrap_or(id)
 }
 /// Bytes of an inline audio clip (decoded from base64) per audio token, at most.
 ///
@@ -42,6 +49,17 @@ fn image_tokens(price: Option<&ModelPrice>) -> u64 {
 /// speech codec (G.723.1 runs at 5.3 kbit/s, 66 bytes per token); the context window caps the
 /// hold of a long clip in any case.
 pub const AUDIO_BYTES_PER_TOKEN: u64 = 32;
+/// Audio tokens held per second of a WAV clip whose header fixes its duration (PCM, float, A-law
+/// or µ-law samples), the duration rounded up to whole seconds; never more than the byte rule
+/// ([`AUDIO_BYTES_PER_TOKEN`]) gives.
+///
+/// OpenAI bills audio input at about 10 tokens a second; 30 leaves the same 3× room for a higher
+/// rate as the byte rule does. Such a clip's duration is its sample frames over its sample rate,
+/// which the header gives (frames are `block_align` bytes), so it cannot be longer than the clip's
+/// bytes over the header's bytes per second: the smallest of its `byte_rate` and `sample_rate`
+/// times its frame size is used, whichever field a decoder reads. An ordinary 24 kHz 16-bit mono
+/// clip (48,000 bytes a second) is held at 1,600 bytes a token instead of 32.
+pub const WAV_AUDIO_TOKENS_PER_SECOND: u64 = 30;
 /// Context assumed for a model whose context window the catalog does not give (or whose long
 /// context tier means a beta can raise it): the largest window any listed model has.
 pub const FALLBACK_CONTEXT_TOKENS: u64 = 1_050_000;
@@ -62,6 +80,9 @@ pub enum Unmetered {
     /// A tool the provider runs itself (web search, code execution, file search, MCP...): each
     /// use feeds results back through the model and some add per-use fees.
     ServerTool(String),
+    /// An OpenAI chat search model (see [`is_chat_search_model`]): it runs a web search on every
+    /// call, billed a per-search fee and search content the request does not show.
+    SearchModel(String),
     /// A Responses call run in the background: its usage arrives later, on another request.
     Background,
     /// A request for a service tier (priority) the price data has no rates for, for this model
@@ -72,39 +93,77 @@ pub enum Unmetered {
         /// The catalog id of the model.
         model: String,
     },
+    /// An Anthropic request for fast mode (`speed: "fast"`): billed at a premium over the
+    /// standard rates (several times them) that the price data does not carry.
+    FastMode,
 }
 
 impl std::fmt::Display for Unmetered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unmetered::ServerTool(t) => write!(f, "it uses the provider-run tool '{t}', whose searches, fetches or runs bill input and fees the router cannot bound"),
+            Unmetered::SearchModel(m) => write!(f, "the model '{m}' runs a provider-run web search on every call, whose fees and search content the router cannot bound"),
             Unmetered::Background => write!(f, "it runs in the background (background: true), so its usage is reported later on another request"),
             Unmetered::ServiceTier { tier, model } => write!(f, "it asks for service_tier '{tier}', and Iron Cage's price data has no {tier} rates for {model} at this input size (the provider bills it above the standard rates)"),
+            Unmetered::FastMode => write!(f, "it asks for Anthropic's fast mode (speed: 'fast'), which Anthropic bills at a premium over the standard rates, and Iron Cage's price data has no fast-mode rates; send it without speed: 'fast' to have it held at the standard rates"),
         }
     }
 }
 
 /// The first reason `body` cannot be held, if any.
 pub fn unmetered(body: &Value, kind: ApiKind) -> Option<Unmetered> {
-    if kind == ApiKind::OpenAiResponses && body.get("background") == Some(&Value::Bool(true)) {
-        return Some(Unmetered::Background);
-    }
-    if !matches!(kind, ApiKind::OpenAiResponses | ApiKind::AnthropicMessages) {
-        return None;
-    }
-    if kind == ApiKind::AnthropicMessages
-        && body
-            .get("mcp_servers")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-    {
-        return Some(Unmetered::ServerTool("mcp_servers".into()));
+    match kind {
+        ApiKind::OpenAiResponses if body.get("background") == Some(&Value::Bool(true)) => {
+            return Some(Unmetered::Background);
+        }
+        // Chat runs no tools of its own, but web search: asked for with `web_search_options`,
+        // and always run by the search models.
+        ApiKind::OpenAiChat => {
+            if body.get("web_search_options").is_some_and(|v| !v.is_null()) {
+                return Some(Unmetered::ServerTool("web_search_options".into()));
+            }
+            let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+            return is_chat_search_model(model).then(|| Unmetered::SearchModel(model.into()));
+        }
+        // Fast mode is `speed: "fast"`; any speed but the standard one is held as unknown.
+        ApiKind::AnthropicMessages
+            if body
+                .get("speed")
+                .is_some_and(|s| !s.is_null() && s.as_str() != Some("standard")) =>
+        {
+            return Some(Unmetered::FastMode);
+        }
+        ApiKind::AnthropicMessages
+            if body
+                .get("mcp_servers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()) =>
+        {
+            return Some(Unmetered::ServerTool("mcp_servers".into()));
+        }
+        ApiKind::OpenAiResponses | ApiKind::AnthropicMessages => {}
+        _ => return None,
     }
     let tools = body.get("tools").and_then(Value::as_array)?;
     tools.iter().find_map(|t| {
         let ty = t.get("type").and_then(Value::as_str)?;
         is_server_tool(kind, ty).then(|| Unmetered::ServerTool(ty.to_string()))
     })
+}
+
+/// Whether `model` is one of OpenAI's chat search models (`gpt-4o-search-preview`,
+/// `gpt-4o-mini-search-preview`, `gpt-5-search-api` and their snapshots), which run a web search
+/// on every chat completion.
+pub fn is_chat_search_model(model: &str) -> bool {
+    let name = crate::model_name::normalize(model);
+    name.contains("-search-preview") || name.contains("-search-api")
+}
+
+/// Web searches a call runs whatever its answer reports: one for an OpenAI chat completion of a
+/// search model (chat usage does not count them), none otherwise. Each is billed the model's
+/// search fee, where the price data has one.
+pub fn searches_per_call(kind: ApiKind, model: &str) -> u64 {
+    u64::from(kind == ApiKind::OpenAiChat && is_chat_search_model(model))
 }
 
 /// OpenAI Responses: every tool type but `function` and `custom` runs at OpenAI. Anthropic: typed
@@ -159,16 +218,17 @@ pub fn input_token_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
 }
 
 /// Upper bound on the input `body` can bill: text bytes, [`IMAGE_TOKENS`] per image, one token per
-/// [`AUDIO_BYTES_PER_TOKEN`] bytes of inline audio (counted as audio), a fixed allowance per
+/// [`AUDIO_BYTES_PER_TOKEN`] bytes of inline audio (fewer for a WAV clip whose header gives its
+/// duration: [`WAV_AUDIO_TOKENS_PER_SECOND`]; counted as audio), a fixed allowance per
 /// provider-defined client tool and per message; the whole context window, any of it audio, when
 /// the request refers to input it does not carry (`previous_response_id`, `conversation`, a stored
-/// `prompt`, files and documents by id, URL or base64). Never above the context window.
+/// `prompt`, files and documents by id, URL or base64, an earlier audio answer by id). Never above
+/// the context window.
 pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> InputBound {
     let context = context_tokens(price);
     if kind == ApiKind::Other {
         return InputBound::whole(context);
     }
-    let fields = crate::estimate::input_fields(kind);
     if kind == ApiKind::OpenAiResponses
         && ["previous_response_id", "conversation", "prompt"]
             .iter()
@@ -176,21 +236,7 @@ pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> I
     {
         return InputBound::whole(context);
     }
-    let mut walk = Walk {
-        image_tokens: image_tokens(price),
-        ..Walk::default()
-    };
-    for field in fields {
-        if let Some(v) = body.get(field) {
-            let mode = match *field {
-                "tools" | "functions" | "response_format" | "text" => Mode::Plain,
-                "prompt" => Mode::TokenIds,
-                "input" if kind != ApiKind::OpenAiResponses => Mode::TokenIds,
-                _ => Mode::Content,
-            };
-            walk.value(v, mode, 0);
-        }
-    }
+    let mut walk = walk_input(body, kind, price, false);
     if walk.hidden {
         return InputBound::whole(context);
     }
@@ -227,6 +273,52 @@ pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> I
     InputBound {
         tokens,
         audio_tokens: walk.audio.min(tokens),
+    }
+}
+
+/// Walks the input members of `body` (none for `Other`), counting what [`input_bound`] counts;
+/// with `through_hidden`, also what comes after a part the request only refers to.
+fn walk_input(
+    body: &Value,
+    kind: ApiKind,
+    price: Option<&ModelPrice>,
+    through_hidden: bool,
+) -> Walk {
+    let mut walk = Walk {
+        image_tokens: image_tokens(price),
+        through_hidden,
+        ..Walk::default()
+    };
+    for field in crate::estimate::input_fields(kind) {
+        if let Some(v) = body.get(field) {
+            let mode = match *field {
+                "tools" | "functions" | "response_format" | "text" => Mode::Plain,
+                "prompt" => Mode::TokenIds,
+                "input" if kind != ApiKind::OpenAiResponses => Mode::TokenIds,
+                _ => Mode::Content,
+            };
+            walk.value(v, mode, 0);
+        }
+    }
+    walk
+}
+
+/// Tokens of the media a request carries, counted as [`input_bound`] counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct MediaTokens {
+    /// Images: [`IMAGE_TOKENS`] each (the model's own image bound).
+    pub(crate) image: u64,
+    /// Inline audio clips: their audio tokens.
+    pub(crate) audio: u64,
+}
+
+/// The images and inline audio clips of `body`, at the counts of [`input_bound`] (also where the
+/// request refers to input it does not carry).
+pub(crate) fn media_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> MediaTokens {
+    let walk = walk_input(body, kind, price, true);
+    MediaTokens {
+        image: walk.images,
+        audio: walk.audio,
     }
 }
 
@@ -274,10 +366,14 @@ struct Walk {
     bytes: u64,
     /// Tokens counted directly: images, token ids.
     tokens: u64,
+    /// Tokens of images (a part of `tokens`).
+    images: u64,
     /// Audio tokens of inline clips.
     audio: u64,
     /// The request refers to input it does not carry.
     hidden: bool,
+    /// Keep counting after `hidden` is set (for the media of an estimate).
+    through_hidden: bool,
     /// Tokens one image can bill for this model.
     image_tokens: u64,
 }
@@ -288,7 +384,7 @@ impl Walk {
     }
 
     fn value(&mut self, v: &Value, mode: Mode, depth: usize) {
-        if self.hidden {
+        if self.hidden && !self.through_hidden {
             return;
         }
         if depth > MAX_DEPTH {
@@ -328,23 +424,41 @@ impl Walk {
         }
     }
 
-    /// Images count [`IMAGE_TOKENS`]; audio clips their audio tokens; files, documents and stored
-    /// items make the input hidden.
+    /// Images count [`IMAGE_TOKENS`]; audio clips their audio tokens; files, documents, stored
+    /// items and earlier audio answers sent back by id make the input hidden.
     fn special_part(&mut self, map: &serde_json::Map<String, Value>) -> bool {
+        // An earlier audio answer sent back by id (OpenAI chat: an assistant turn's
+        // `"audio": {"id": "audio_…"}`): the provider feeds it to the model as audio input of a
+        // length the request does not show.
+        if map
+            .get("audio")
+            .is_some_and(|a| a.is_object() && a.get("id").is_some())
+        {
+            self.hidden = true;
+            return true;
+        }
         let ty = map.get("type").and_then(Value::as_str).unwrap_or("");
         // Audio: OpenAI `{"type":"input_audio","input_audio":{"data":<base64>,"format":…}}`.
         if ty == "input_audio" {
-            let data = map
-                .get("input_audio")
-                .and_then(|a| a.get("data"))
-                .and_then(Value::as_str);
+            let clip = map.get("input_audio");
+            let data = clip.and_then(|a| a.get("data")).and_then(Value::as_str);
             match data {
                 Some(b64) => {
                     // Base64 carries 3 bytes in 4 characters.
                     let bytes = (b64.len() as u64).saturating_mul(3) / 4;
-                    self.audio = self
-                        .audio
-                        .saturating_add(bytes.div_ceil(AUDIO_BYTES_PER_TOKEN));
+                    let by_bytes = bytes.div_ceil(AUDIO_BYTES_PER_TOKEN);
+                    let wav = clip
+                        .and_then(|a| a.get("format"))
+                        .and_then(Value::as_str)
+                        .is_some_and(|f| f.eq_ignore_ascii_case("wav"));
+                    let tokens = match wav.then(|| wav_bytes_per_second(b64)).flatten() {
+                        Some(rate) => bytes
+                            .div_ceil(rate)
+                            .saturating_mul(WAV_AUDIO_TOKENS_PER_SECOND)
+                            .min(by_bytes),
+                        None => by_bytes,
+                    };
+                    self.audio = self.audio.saturating_add(tokens);
                     // The part's type, format and keys, as text.
                     self.add(AUDIO_PART_TEXT_BYTES);
                 }
@@ -356,6 +470,7 @@ impl Walk {
         // Images: OpenAI chat `image_url`, Responses `input_image`, Anthropic `image`.
         if matches!(ty, "image_url" | "input_image" | "image") {
             self.tokens = self.tokens.saturating_add(self.image_tokens);
+            self.images = self.images.saturating_add(self.image_tokens);
             return true;
         }
         // Files and documents (PDF pages are text plus an image each): by reference or inline,
@@ -375,6 +490,84 @@ impl Walk {
         }
         false
     }
+}
+
+/// WAV format tags whose samples have a fixed size, so the header fixes the duration: PCM, IEEE
+/// float, A-law, µ-law.
+const FIXED_SIZE_WAV_FORMATS: [u16; 4] = [1, 3, 6, 7];
+/// The format tag of WAVE_FORMAT_EXTENSIBLE, whose sample format is in its extension.
+const WAV_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+/// Bytes of a clip decoded to find its `fmt ` chunk (chunks such as `LIST` may come first).
+const WAV_HEADER_BYTES: usize = 1_024;
+
+/// The fewest bytes a second of the base64 WAV clip `b64` can hold, from its RIFF header: the
+/// smaller of its `byte_rate` and its sample rate times its frame size (the smaller of
+/// `block_align` and the channels' sample bytes). `None` when there is no readable header or its
+/// samples are not of a fixed size (compressed formats).
+fn wav_bytes_per_second(b64: &str) -> Option<u64> {
+    let head = decode_base64_prefix(b64, WAV_HEADER_BYTES);
+    if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+        return None;
+    }
+    let u16_at = |b: &[u8], i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?));
+    let u32_at = |b: &[u8], i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+    let mut at = 12;
+    let fmt = loop {
+        let id = head.get(at..at + 4)?;
+        let size = u32_at(&head, at + 4)? as usize;
+        if id == b"fmt " {
+            break head.get(at + 8..(at + 8).saturating_add(size).min(head.len()))?;
+        }
+        // Chunks are padded to an even size.
+        at = at
+            .checked_add(8)?
+            .checked_add(size)?
+            .checked_add(size % 2)?;
+    };
+    let mut tag = u16_at(fmt, 0)?;
+    if tag == WAV_FORMAT_EXTENSIBLE {
+        // The sub-format GUID starts with the format tag it extends.
+        tag = u16_at(fmt, 24)?;
+    }
+    if !FIXED_SIZE_WAV_FORMATS.contains(&tag) {
+        return None;
+    }
+    let channels = u64::from(u16_at(fmt, 2)?);
+    let sample_rate = u64::from(u32_at(fmt, 4)?);
+    let byte_rate = u64::from(u32_at(fmt, 8)?);
+    let block_align = u64::from(u16_at(fmt, 12)?);
+    let bits = u64::from(u16_at(fmt, 14)?);
+    let frame = block_align.min((channels * bits).div_ceil(8));
+    let rate = byte_rate.min(sample_rate.saturating_mul(frame));
+    (rate > 0).then_some(rate)
+}
+
+/// Up to `max` bytes decoded from the start of base64 text (standard or URL-safe alphabet); the
+/// decoding stops at padding or at the first character of neither.
+fn decode_base64_prefix(b64: &str, max: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(max + 2);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in b64.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => break,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
 }
 
 #[cfg(test)]

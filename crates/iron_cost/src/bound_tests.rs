@@ -165,7 +165,8 @@ fn provider_run_tools_and_background_calls_cannot_be_held() {
         ),
         None
     );
-    // Chat completions have no provider-run tools; background is a Responses option.
+    // Chat completions run no tools of their own but web search (see below); background is a
+    // Responses option.
     assert_eq!(
         unmetered(
             &json!({"background":true,"tools":[{"type":"web_search"}]}),
@@ -267,4 +268,231 @@ fn an_audio_part_without_inline_data_is_held_at_the_context_window() {
             audio_tokens: 128_000
         }
     );
+}
+
+/// Multi-turn audio chat sends an earlier audio answer back by id; the provider bills it as audio
+/// input (a review's fake provider billed 3,000 audio tokens for five such turns, held as ~30
+/// bytes of text each).
+#[test]
+fn an_earlier_audio_answer_sent_back_by_id_is_held_at_the_context_window_as_audio() {
+    let audio_model = Catalog::builtin().price("gpt-4o-audio-preview");
+    let mut messages = Vec::new();
+    for i in 0..5 {
+        messages.push(json!({"role":"user","content":"next?"}));
+        messages.push(json!({"role":"assistant","audio":{"id":format!("audio_{i:024}")}}));
+    }
+    messages.push(json!({"role":"user","content":"summarise"}));
+    let body =
+        json!({"model":"gpt-4o-audio-preview","max_completion_tokens":100,"messages":messages});
+    let whole = InputBound {
+        tokens: 128_000,
+        audio_tokens: 128_000,
+    };
+    assert_eq!(input_bound(&body, ApiKind::OpenAiChat, audio_model), whole);
+    // Held at the audio rate: 128,000 × $40/M, plus 100 output tokens × $10/M.
+    let hold = crate::worst_case_micros(&body, ApiKind::OpenAiChat, audio_model.expect("priced"));
+    assert_eq!(hold, Ok(128_000 * 40 + 100 * 10));
+    // An `audio` member that is not a reference (a string, an output setting without an id) is
+    // text as before.
+    let text = json!({"messages":[{"role":"assistant","content":"hi","audio":{"voice":"alloy"}}]});
+    assert!(input_token_bound(&text, ApiKind::OpenAiChat, audio_model) < 200);
+}
+
+/// Chat completions search the web when asked with `web_search_options`, and the search models
+/// always do: each search is billed a fee the tokens do not show (a review forwarded 20 searches
+/// on a $0.01 budget).
+#[test]
+fn chat_web_search_cannot_be_held() {
+    let c = ApiKind::OpenAiChat;
+    let messages = json!([{"role":"user","content":"news today?"}]);
+    assert_eq!(
+        unmetered(
+            &json!({"model":"gpt-4o","web_search_options":{},"messages":messages}),
+            c
+        ),
+        Some(Unmetered::ServerTool("web_search_options".into()))
+    );
+    for model in [
+        "gpt-4o-mini-search-preview",
+        "gpt-4o-search-preview-2025-03-11",
+        "openai/GPT-4o-search-preview",
+        "gpt-5-search-api",
+    ] {
+        let u = unmetered(&json!({"model":model,"messages":messages}), c);
+        assert_eq!(u, Some(Unmetered::SearchModel(model.into())), "{model}");
+        assert_eq!(searches_per_call(c, model), 1, "{model}");
+        assert_eq!(searches_per_call(ApiKind::OpenAiResponses, model), 0);
+    }
+    let plain = json!({"model":"gpt-4o-mini","web_search_options":null,"messages":messages});
+    assert_eq!(unmetered(&plain, c), None);
+    assert_eq!(searches_per_call(c, "gpt-4o-mini"), 0);
+    let message = Unmetered::SearchModel("gpt-4o-search-preview".into()).to_string();
+    assert!(message.contains("web search on every call"), "{message}");
+}
+
+/// Allowed, a search model's call is held with its one search fee where the data lists one.
+#[test]
+fn a_chat_search_model_is_held_with_its_search_fee() {
+    let catalog = Catalog::builtin();
+    let mini = catalog.price("gpt-4o-mini-search-preview").expect("priced");
+    assert_eq!(
+        mini.web_search,
+        Some(10_000_000_000),
+        "$10 per 1,000 searches"
+    );
+    let body = |model: &str| {
+        json!({"model":model,"max_completion_tokens":200,
+            "messages":[{"role":"user","content":"news today?"}]})
+    };
+    let c = ApiKind::OpenAiChat;
+    let searching = crate::worst_case_micros(&body("gpt-4o-mini-search-preview"), c, mini);
+    let plain = crate::worst_case_micros(&body("gpt-4o-mini"), c, mini);
+    assert_eq!(searching, plain.map(|p| p + 10_000));
+}
+
+/// Anthropic fast mode bills a multiple of the standard rates the price data does not carry.
+#[test]
+fn anthropic_fast_mode_cannot_be_held() {
+    let a = ApiKind::AnthropicMessages;
+    let body = |speed: Value| {
+        json!({"model":"claude-opus-5","max_tokens":100,"speed":speed,
+            "messages":[{"role":"user","content":"refactor"}]})
+    };
+    assert_eq!(
+        unmetered(&body(json!("fast")), a),
+        Some(Unmetered::FastMode)
+    );
+    assert_eq!(
+        unmetered(&body(json!("FAST")), a),
+        Some(Unmetered::FastMode)
+    );
+    assert_eq!(unmetered(&body(json!("standard")), a), None);
+    assert_eq!(unmetered(&body(Value::Null), a), None);
+    // `speed` is Anthropic's; OpenAI requests are not read for it.
+    assert_eq!(unmetered(&body(json!("fast")), ApiKind::OpenAiChat), None);
+    let message = Unmetered::FastMode.to_string();
+    assert!(
+        message.contains("speed: 'fast'") && message.contains("without speed: 'fast'"),
+        "{message}"
+    );
+}
+
+/// A fine-tuned gpt-4o-mini counts image tokens as gpt-4o-mini does.
+#[test]
+fn a_fine_tuned_gpt_4o_mini_gets_the_gpt_4o_mini_image_bound() {
+    let ft = Catalog::builtin().price("ft:gpt-4o-mini-2024-07-18:org::abc");
+    assert_eq!(ft.map(|p| p.id.as_str()), Some("ft:gpt-4o-mini"));
+    let two = chat(json!([
+        {"type":"image_url","image_url":{"url":"https://e.x/a.png","detail":"high"}},
+        {"type":"image_url","image_url":{"url":"https://e.x/b.png"}}]));
+    assert!(input_token_bound(&two, ApiKind::OpenAiChat, ft) >= 2 * GPT_4O_MINI_IMAGE_TOKENS);
+    // A fine-tuned gpt-4o keeps the general bound.
+    let ft_4o = Catalog::builtin().price("ft:gpt-4o-2024-08-06:org::abc");
+    assert_eq!(ft_4o.map(|p| p.id.as_str()), Some("ft:gpt-4o"));
+    let b = input_token_bound(&two, ApiKind::OpenAiChat, ft_4o);
+    assert!(
+        (2 * IMAGE_TOKENS..2 * IMAGE_TOKENS + 100).contains(&b),
+        "{b}"
+    );
+}
+
+/// A WAV file: `fmt ` chunk fields as given, then `data` bytes of 1s.
+fn wav(
+    tag: u16,
+    channels: u16,
+    rate: u32,
+    byte_rate: u32,
+    align: u16,
+    bits: u16,
+    data: usize,
+) -> Vec<u8> {
+    let mut w = Vec::with_capacity(44 + data);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&((36 + data) as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVE");
+    // A LIST chunk before `fmt ` (odd-sized, so padded): the header is found past it.
+    w.extend_from_slice(b"LIST");
+    w.extend_from_slice(&3u32.to_le_bytes());
+    w.extend_from_slice(b"abc\0");
+    w.extend_from_slice(b"fmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&tag.to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&byte_rate.to_le_bytes());
+    w.extend_from_slice(&align.to_le_bytes());
+    w.extend_from_slice(&bits.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data as u32).to_le_bytes());
+    w.resize(w.len() + data, 1);
+    w
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn wav_audio_tokens(clip: &[u8], format: &str) -> u64 {
+    let body =
+        chat(json!([{"type":"input_audio","input_audio":{"data":base64(clip),"format":format}}]));
+    input_bound(&body, ApiKind::OpenAiChat, None).audio_tokens
+}
+
+/// A 24 kHz 16-bit mono WAV holds 48,000 bytes a second (~4,800 bytes a billed token): held at one
+/// token per 32 bytes, a 21-second clip (~$0.009 of audio) was held at ~$1.3.
+#[test]
+fn a_pcm_wav_clip_is_held_by_its_duration() {
+    let secs = 21;
+    let clip = wav(1, 1, 24_000, 48_000, 2, 16, secs * 48_000);
+    let by_bytes = (clip.len() as u64).div_ceil(AUDIO_BYTES_PER_TOKEN);
+    // 21 s of samples and the header: 22 whole seconds at 30 tokens a second.
+    assert_eq!(
+        wav_audio_tokens(&clip, "wav"),
+        22 * WAV_AUDIO_TOKENS_PER_SECOND
+    );
+    assert!(22 * WAV_AUDIO_TOKENS_PER_SECOND * 40 < by_bytes);
+    // Not a WAV by its format, or a compressed WAV (MPEG Layer 3 in RIFF): the byte rule.
+    assert_eq!(wav_audio_tokens(&clip, "mp3"), by_bytes);
+    let mp3_in_wav = wav(0x55, 1, 24_000, 4_000, 1, 0, secs * 4_000);
+    let mp3_bytes = (mp3_in_wav.len() as u64).div_ceil(AUDIO_BYTES_PER_TOKEN);
+    assert_eq!(wav_audio_tokens(&mp3_in_wav, "wav"), mp3_bytes);
+    // A header whose fields disagree is read at its fewest bytes a second (the longest duration):
+    // a byte rate of 1,000,000 beside 24 kHz × 2 bytes is read as 48,000; a block_align of 64
+    // beside 1 channel × 16 bits as 2 bytes a frame.
+    let lying = wav(1, 1, 24_000, 1_000_000, 64, 16, secs * 48_000);
+    assert_eq!(
+        wav_audio_tokens(&lying, "WAV"),
+        22 * WAV_AUDIO_TOKENS_PER_SECOND
+    );
+    // Never above the byte rule (8 kHz 8-bit: 8,000 bytes a second, 30 tokens for 1 s of 8,044
+    // bytes against 252 by bytes; a 1 byte a second header: the byte rule).
+    let lean = wav(1, 1, 8_000, 8_000, 1, 8, 8_000);
+    assert_eq!(
+        wav_audio_tokens(&lean, "wav"),
+        2 * WAV_AUDIO_TOKENS_PER_SECOND
+    );
+    let slow = wav(1, 1, 1, 1, 1, 8, 8_000);
+    assert_eq!(
+        wav_audio_tokens(&slow, "wav"),
+        (slow.len() as u64).div_ceil(AUDIO_BYTES_PER_TOKEN)
+    );
+    // No readable header: the byte rule.
+    let noise = vec![7u8; 48_000];
+    assert_eq!(wav_audio_tokens(&noise, "wav"), 1_500);
+    let truncated = &clip[..20];
+    assert_eq!(wav_audio_tokens(truncated, "wav"), 1);
 }

@@ -36,6 +36,55 @@ pub(crate) fn input_fields(kind: ApiKind) -> &'static [&'static str] {
 /// (messages and their content parts, system, tools JSON, input, prompt, instructions) / 3,
 /// rounded up, + 8 per message + 16. Token-id arrays count one token per id.
 pub fn estimate_input_tokens(body: &Value, kind: ApiKind) -> u64 {
+    text_estimate(body, kind, false)
+}
+
+/// The input a call is expected to bill, for pricing an answer whose usage never arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InputEstimate {
+    /// Input tokens of all kinds.
+    pub tokens: u64,
+    /// How many of `tokens` are audio (at most `tokens`).
+    pub audio_tokens: u64,
+    /// The service tier the request asks for (see [`requested_service_tier`]).
+    pub service_tier: ServiceTier,
+}
+
+impl InputEstimate {
+    /// `tokens` of text input at standard rates.
+    pub fn text(tokens: u64) -> InputEstimate {
+        InputEstimate {
+            tokens,
+            ..InputEstimate::default()
+        }
+    }
+}
+
+/// The input `body` is expected to bill, at the tier it asks for: its text as
+/// [`estimate_input_tokens`] counts it, and its images and inline audio clips as the hold's bound
+/// ([`crate::input_bound`]) counts them (the audio as audio): a best guess would price a clip or a
+/// gpt-4o-mini image far under its bill, and the provider bills them whole however the answer
+/// ends. A request of text alone gets [`estimate_input_tokens`].
+pub fn estimate_input(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> InputEstimate {
+    let media = crate::bound::media_tokens(body, kind, price);
+    let (tokens, audio_tokens) = if media == crate::bound::MediaTokens::default() {
+        (estimate_input_tokens(body, kind), 0)
+    } else {
+        let tokens = text_estimate(body, kind, true)
+            .saturating_add(media.image)
+            .saturating_add(media.audio);
+        (tokens, media.audio.min(tokens))
+    };
+    InputEstimate {
+        tokens,
+        audio_tokens,
+        service_tier: requested_service_tier(body, kind),
+    }
+}
+
+/// [`estimate_input_tokens`]; with `skip_media`, images and audio clips in message content are
+/// left out (the caller counts them).
+fn text_estimate(body: &Value, kind: ApiKind, skip_media: bool) -> u64 {
     let fields = input_fields(kind);
     let mut size = Size::default();
     if kind == ApiKind::Other {
@@ -47,6 +96,8 @@ pub fn estimate_input_tokens(body: &Value, kind: ApiKind) -> u64 {
             // Tool schemas are sent to the model as JSON text.
             size.chars = size.chars.saturating_add(json_chars(v));
         } else {
+            // Schemas and settings are text whatever their members are called.
+            size.skip_media = skip_media && !matches!(*field, "response_format" | "text");
             size.walk(v, Some(field), 0);
         }
     }
@@ -189,8 +240,9 @@ pub fn worst_case_micros_for(
     }
 }
 
-/// The worst case of `body` at the rates of `tier`, whatever it asks for; `None` when the data
-/// has no rates for that tier at this input size.
+/// The worst case of `body` at the rates of `tier`, whatever it asks for, with the search fee of
+/// each search the call runs whatever its answer says ([`crate::searches_per_call`]); `None` when
+/// the data has no rates for that tier at this input size.
 pub fn worst_case_micros_at(
     body: &Value,
     kind: ApiKind,
@@ -198,7 +250,7 @@ pub fn worst_case_micros_at(
     input: InputBound,
     tier: ServiceTier,
 ) -> Option<u64> {
-    max_cost_micros_for(
+    let tokens = max_cost_micros_for(
         price,
         price.provider,
         &HoldTokens {
@@ -209,13 +261,19 @@ pub fn worst_case_micros_at(
             audio_output: crate::bound::audio_output(body),
             tier,
         },
-    )
+    )?;
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let searches = crate::bound::searches_per_call(kind, model);
+    let fees = u128::from(searches) * u128::from(price.web_search.unwrap_or(0));
+    Some(tokens.saturating_add(crate::cost::pico_to_micros_ceil(fees)))
 }
 
 #[derive(Default)]
 struct Size {
     chars: u64,
     tokens: u64,
+    /// Leave out image and audio parts (counted elsewhere).
+    skip_media: bool,
 }
 
 /// Letter-and-digit runs longer than this are not words (hashes, keys, base64).
@@ -311,12 +369,21 @@ impl Size {
                 self.tokens = self.tokens.saturating_add(1)
             }
             Value::Array(items) => items.iter().for_each(|i| self.walk(i, key, depth + 1)),
+            Value::Object(map) if self.skip_media && is_media_part(map) => {}
             Value::Object(map) => map
                 .iter()
                 .for_each(|(k, v)| self.walk(v, Some(k), depth + 1)),
             _ => {}
         }
     }
+}
+
+/// An image or audio part, as [`crate::input_bound`] recognises them.
+fn is_media_part(map: &serde_json::Map<String, Value>) -> bool {
+    matches!(
+        map.get("type").and_then(Value::as_str),
+        Some("image_url" | "input_image" | "image" | "input_audio")
+    )
 }
 
 fn is_media_blob(key: Option<&str>, s: &str) -> bool {

@@ -240,3 +240,62 @@ fn a_priority_request_is_held_at_priority_rates_or_not_at_all() {
     long["previous_response_id"] = json!("resp_1");
     assert!(worst_case_micros(&long, ApiKind::OpenAiResponses, gpt54).is_err());
 }
+
+/// A stream cut before its usage is priced from [`estimate_input`]: text as the estimate counts
+/// it, images and audio clips as the hold's bound does, at the tier asked for.
+#[test]
+fn the_input_estimate_counts_media_as_the_bound_does() {
+    use crate::{input_bound, GPT_4O_MINI_IMAGE_TOKENS, IMAGE_TOKENS};
+    let c = Catalog::builtin();
+    let kind = ApiKind::OpenAiChat;
+    // Plain text: the estimate of today, at standard rates.
+    let text = json!({"model":"gpt-4.1","messages":[{"role":"user","content":"Count to three."}]});
+    assert_eq!(
+        estimate_input(&text, kind, c.price("gpt-4.1")),
+        InputEstimate::text(estimate_input_tokens(&text, kind))
+    );
+    // Priority asked for: the same tokens at priority rates.
+    let mut priority = text.clone();
+    priority["service_tier"] = json!("priority");
+    let e = estimate_input(&priority, kind, c.price("gpt-4.1"));
+    assert_eq!(
+        (e.tokens, e.service_tier),
+        (
+            estimate_input_tokens(&priority, kind),
+            ServiceTier::Priority
+        )
+    );
+    // An inline clip: its audio tokens by the bound (400,000 bytes / 32), as audio, not one
+    // 4,096-token text blob.
+    let clip = "A".repeat(533_336);
+    let audio = json!({"model":"gpt-4o-audio-preview","messages":[{"role":"user","content":[
+        {"type":"text","text":"transcribe"},
+        {"type":"input_audio","input_audio":{"data":clip,"format":"mp3"}}]}]});
+    let price = c.price("gpt-4o-audio-preview");
+    let e = estimate_input(&audio, kind, price);
+    let audio_tokens = input_bound(&audio, kind, price).audio_tokens;
+    assert_eq!(audio_tokens, 400_002 / 32 + 1);
+    assert_eq!(e.audio_tokens, audio_tokens);
+    // The text ("user", "text", "transcribe"): 18 characters -> 6, + 8 + 16.
+    assert_eq!(e.tokens, audio_tokens + 30);
+    // A gpt-4o-mini image by URL: 48,169 tokens, not its URL's text.
+    let image = json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":[
+        {"type":"text","text":"describe"},
+        {"type":"image_url","image_url":{"url":"https://example.com/big.png","detail":"high"}}]}]});
+    let e = estimate_input(&image, kind, c.price("gpt-4o-mini"));
+    assert!(e.tokens >= GPT_4O_MINI_IMAGE_TOKENS && e.tokens < GPT_4O_MINI_IMAGE_TOKENS + 40);
+    assert_eq!(e.audio_tokens, 0);
+    // An inline image is counted once (not also as a base64 blob).
+    let blob = format!("data:image/png;base64,{}", "A".repeat(200_000));
+    let inline = json!({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":blob}}]}]});
+    let e = estimate_input(&inline, kind, c.price("gpt-4o"));
+    assert!(
+        e.tokens >= IMAGE_TOKENS && e.tokens < IMAGE_TOKENS + 40,
+        "{e:?}"
+    );
+    // Media after input the request only refers to are still counted.
+    let referred = json!({"messages":[{"role":"user","content":[
+        {"type":"file","file":{"file_id":"file-1"}},
+        {"type":"image_url","image_url":{"url":"https://x/i.png"}}]}]});
+    assert!(estimate_input(&referred, kind, c.price("gpt-4o")).tokens >= IMAGE_TOKENS);
+}

@@ -9,8 +9,10 @@
 //! tier, optional OpenAI priority and flex rates ([`TierPrice`]) and an optional web search fee.
 //! [`Usage`] says which tokens were audio, which service tier served the call and how many web
 //! searches ran; [`cost_micros`] prices each at its own rate. The hold prices the bound of
-//! [`input_bound`] (audio clips by their bytes) at the tier the request asks for, and refuses
-//! ([`Unmetered`]) a priority request the data has no priority rates for.
+//! [`input_bound`] (audio clips by their bytes, PCM WAV clips by their duration) at the tier the
+//! request asks for, and refuses ([`Unmetered`]) what it cannot bound: a priority request the data
+//! has no priority rates for, provider-run tools (chat web search included), Anthropic fast mode.
+//! A stream cut before its usage is priced from [`estimate_input`] ([`StreamUsage::finish_with`]).
 
 mod api_kind;
 mod bound;
@@ -26,9 +28,9 @@ pub mod usage;
 
 pub use api_kind::ApiKind;
 pub use bound::{
-    audio_output, extra_output_bound, input_bound, input_token_bound, unmetered, InputBound,
-    Unmetered, AUDIO_BYTES_PER_TOKEN, FALLBACK_CONTEXT_TOKENS, GPT_4O_MINI_IMAGE_TOKENS,
-    IMAGE_TOKENS,
+    audio_output, extra_output_bound, input_bound, input_token_bound, is_chat_search_model,
+    searches_per_call, unmetered, InputBound, Unmetered, AUDIO_BYTES_PER_TOKEN,
+    FALLBACK_CONTEXT_TOKENS, GPT_4O_MINI_IMAGE_TOKENS, IMAGE_TOKENS, WAV_AUDIO_TOKENS_PER_SECOND,
 };
 pub use budget::{
     format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,
@@ -40,9 +42,10 @@ pub use cost::{
     cost_micros, cost_pico, max_cost_micros, max_cost_micros_for, pico_to_micros_ceil, HoldTokens,
 };
 pub use estimate::{
-    default_output_tokens, estimate_input_tokens, max_output_tokens, output_limit_field,
-    requested_output_tokens, requested_service_tier, worst_case_micros, worst_case_micros_at,
-    worst_case_micros_for, DEFAULT_MAX_OUTPUT_TOKENS, MEDIA_BLOB_TOKENS,
+    default_output_tokens, estimate_input, estimate_input_tokens, max_output_tokens,
+    output_limit_field, requested_output_tokens, requested_service_tier, worst_case_micros,
+    worst_case_micros_at, worst_case_micros_for, InputEstimate, DEFAULT_MAX_OUTPUT_TOKENS,
+    MEDIA_BLOB_TOKENS,
 };
 pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
 pub use price::{

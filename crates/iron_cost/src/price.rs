@@ -126,12 +126,16 @@ pub enum ServiceTier {
 }
 
 impl ServiceTier {
-    /// The tier a `service_tier` value names (`priority`, `flex`; anything else is standard).
+    /// The tier a `service_tier` value names (`priority`, `flex`, in any case and with spaces
+    /// around; anything else is standard).
     pub fn parse(name: &str) -> ServiceTier {
-        match name {
-            "priority" => ServiceTier::Priority,
-            "flex" => ServiceTier::Flex,
-            _ => ServiceTier::Standard,
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("priority") {
+            ServiceTier::Priority
+        } else if name.eq_ignore_ascii_case("flex") {
+            ServiceTier::Flex
+        } else {
+            ServiceTier::Standard
         }
     }
 
@@ -330,6 +334,21 @@ mod tests {
             ),
             (32_000_000, 32_000_000, 64_000_000)
         );
+    }
+
+    #[test]
+    fn a_tier_name_is_read_in_any_case() {
+        for (name, tier) in [
+            ("priority", ServiceTier::Priority),
+            ("Priority", ServiceTier::Priority),
+            (" PRIORITY ", ServiceTier::Priority),
+            ("Flex", ServiceTier::Flex),
+            ("auto", ServiceTier::Standard),
+            ("scale", ServiceTier::Standard),
+            ("priority-ish", ServiceTier::Standard),
+        ] {
+            assert_eq!(ServiceTier::parse(name), tier, "{name:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ pub(crate) struct BudgetHold {
     pub(crate) price: Option<iron_cost::ModelPrice>,
     pub(crate) reservation: Option<iron_cost::Reservation>,
     pub(crate) flat_cost_micros: Option<u64>,
-    pub(crate) estimated_input_tokens: u64,
+    /// The input the call is expected to bill (see `Exchange::estimated_input_tokens`).
+    pub(crate) estimated_input_tokens: iron_cost::InputEstimate,
 }
 
 /// Phase: reserve the worst-case cost atomically (only while a budget is set); refuse with 402 when it
@@ -38,7 +39,7 @@ pub(crate) fn reserve_budget(
         price,
         reservation: None,
         flat_cost_micros: None,
-        estimated_input_tokens: (body.len() as u64).div_ceil(4),
+        estimated_input_tokens: iron_cost::InputEstimate::text((body.len() as u64).div_ceil(4)),
     };
     if !(api.is_billable() && cost.has_limit()) {
         return Ok(hold);
@@ -57,7 +58,7 @@ pub(crate) fn reserve_budget(
         _ => return Ok(hold),
     };
     let kind = crate::cost_policy::api_kind(api);
-    hold.estimated_input_tokens = iron_cost::estimate_input_tokens(value, kind);
+    hold.estimated_input_tokens = iron_cost::estimate_input(value, kind, hold.price.as_ref());
     let amount = match &hold.price {
         // The hold is a bound the provider cannot exceed (bytes, images, audio, context window),
         // not the estimate: concurrent calls held at a guess could overshoot together.
@@ -123,8 +124,8 @@ fn free_post(path: &str) -> bool {
 
 /// Phase: while a budget is set, refuse a call whose cost cannot be held before it is sent: a
 /// billable-looking endpoint the router does not price (image, audio, batch..., or an odd spelling
-/// of a priced one), a provider-run tool, a background response. `unmeteredCalls: 'allow'` lets
-/// them through.
+/// of a priced one), a provider-run tool (chat web search included), a background response,
+/// Anthropic fast mode. `unmeteredCalls: 'allow'` lets them through.
 pub(crate) fn refuse_unmetered(
     shared: &Shared,
     method: &axum::http::Method,
@@ -163,7 +164,7 @@ pub(crate) fn refuse_unmetered(
 fn unmetered_denial(reason: &str, shape: Provider) -> Denial {
     Denial::new(
         RouterError::UnmeteredCall {
-            message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, a provider-run tool is priced from its tokens and its web search fees, without its other per-use fees, a service tier without rates at standard rates)."),
+            message: format!("Iron Cage cannot hold budget for this call: {reason}. With a budget set such calls are refused (unmeteredCalls: 'block'); set unmeteredCalls: 'allow' to forward them anyway (an unpriced endpoint is then recorded at $0, a provider-run tool is priced from its tokens and its web search fees, without its other per-use fees, a service tier without rates and Anthropic fast mode at standard rates)."),
         },
         shape,
         "budget",

@@ -82,7 +82,9 @@ pub struct Exchange {
     /// The router asked for usage on an OpenAI chat stream; the usage-only chunk is removed.
     pub strip_usage_chunk: bool,
     pub host: String,
-    pub estimated_input_tokens: u64,
+    /// The input the call is expected to bill, for an answer whose usage never arrives: its text
+    /// estimated, its images and audio clips at the hold's counts, at the tier it asked for.
+    pub estimated_input_tokens: iron_cost::InputEstimate,
     /// Price of the model, when the catalog knows it.
     pub price: Option<iron_cost::ModelPrice>,
     /// Budget held for this call; committed or released at settle.

@@ -59,7 +59,7 @@ pub(crate) fn settle(
     // Usage: exact when the provider reported it; estimated for a stream cut short.
     let (usage, estimated) = match metered {
         Metered::Stream(su) => {
-            let (u, est) = su.finish(ex.estimated_input_tokens);
+            let (u, est) = su.finish_with(&ex.estimated_input_tokens);
             (Some(u), est)
         }
         Metered::Json(copy) => match iron_cost::usage_from_bytes(kind, &copy) {
@@ -79,6 +79,15 @@ pub(crate) fn settle(
     };
     // A broken provider could report absurd usage; no real call is larger than this.
     let usage = usage.map(clamp_usage);
+    // A chat search model searches on every call, and chat usage does not count its searches.
+    let searches = ex
+        .model
+        .as_deref()
+        .map_or(0, |m| iron_cost::searches_per_call(kind, m));
+    let usage = usage.map(|mut u| {
+        u.web_search_requests = u.web_search_requests.max(searches);
+        u
+    });
     // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
     // client aborts and 4xx are not.
     if let Some(permit) = ex.permit.take() {

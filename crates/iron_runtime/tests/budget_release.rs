@@ -444,3 +444,64 @@ async fn an_answer_too_large_to_read_is_charged_its_hold() {
     })
     .await;
 }
+
+/// The provider bills a stream's input whole however the stream ends: cut before its usage, a call
+/// is charged its text estimate plus its images and audio clips as its hold counts them (audio at
+/// the audio rate), at the service tier it asked for. A review saw an audio clip charged as 4,096
+/// text tokens (4-64× under its bill), a gpt-4o-mini image URL as its URL's text, and a priority
+/// call at standard rates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_before_its_usage_is_charged_its_media_at_the_tier_asked_for() {
+    bounded(30, async {
+        const HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let framed = |s: String| format!("{:x}\r\n{s}\r\n", s.len());
+        // "one two three": 13 characters, 4 output tokens.
+        let parts = vec![framed(chunk("one")), framed(chunk(" two")), framed(chunk(" three"))];
+        let (port, _task) = breaking_upstream(HEAD, parts).await;
+        let (_ks, router) = router_on(&format!("http://127.0.0.1:{port}")).await;
+        let mut sub = router.events().subscribe();
+        // The charge of one call to the breaking upstream.
+        async fn cut(
+            router: &Router,
+            sub: &mut iron_runtime::events::Subscription,
+            body: Value,
+        ) -> u64 {
+            let resp = post(router, "/v1/chat/completions", &body).await;
+            assert_eq!(resp.status().as_u16(), 200);
+            let _ = resp.text().await;
+            let (status, cost, estimated, outcome) = next_response(sub).await;
+            assert_eq!((status, estimated, outcome.as_str()), (200, true, "upstream_error"));
+            cost
+        }
+
+        // A 400,000-byte MP3 clip (533,336 base64 characters): 12,501 audio tokens by the hold's
+        // rule, at $40/M on gpt-4o-audio-preview = 500,040 µ$; its text 30 tokens at $2.50/M and 4
+        // output tokens at $10/M: 500,155 µ$.
+        let clip = "A".repeat(533_336);
+        let audio = json!({ "model": "gpt-4o-audio-preview", "stream": true, "max_completion_tokens": 50,
+            "messages": [{ "role": "user", "content": [
+                { "type": "text", "text": "transcribe" },
+                { "type": "input_audio", "input_audio": { "data": clip, "format": "mp3" } }] }] });
+        assert_eq!(cut(&router, &mut sub, audio).await, 500_155);
+
+        // gpt-4o-mini by image URL: 48,169 image tokens + 30 of text at $0.15/M, 4 output tokens
+        // at $0.60/M: 7,232.35 µ$ rounded up.
+        let image = json!({ "model": "gpt-4o-mini", "stream": true, "max_completion_tokens": 10,
+            "messages": [{ "role": "user", "content": [
+                { "type": "text", "text": "describe" },
+                { "type": "image_url", "image_url": { "url": "https://example.com/big.png", "detail": "high" } }] }] });
+        assert_eq!(cut(&router, &mut sub, image).await, 7_233);
+
+        // Text alone is charged its estimate, as before: gpt-4.1 at $2/M in and $8/M out, 35 input
+        // tokens and 4 output = 102 µ$; asked for priority ($3.50 / $14): 178.5 µ$ rounded up.
+        let mut text = body(true);
+        text["model"] = json!("gpt-4.1");
+        assert_eq!(cut(&router, &mut sub, text.clone()).await, 102);
+        text["service_tier"] = json!("priority");
+        assert_eq!(cut(&router, &mut sub, text).await, 179);
+        let s = router.budget_status();
+        assert_eq!((s.reserved_micros, s.spent_micros), (0, 500_155 + 7_233 + 102 + 179));
+        router.stop().await;
+    })
+    .await;
+}

@@ -30,7 +30,8 @@ pub struct Usage {
     /// Audio tokens among `output_tokens` (priced at the audio output rate).
     pub output_audio_tokens: u64,
     /// Web searches the provider ran for the call (Anthropic `server_tool_use.web_search_requests`,
-    /// OpenAI Responses `web_search_call` output items), each billed the model's search fee.
+    /// OpenAI Responses `web_search_call` output items), each billed the model's search fee. A chat
+    /// answer does not count them: see [`crate::searches_per_call`].
     pub web_search_requests: u64,
     /// The tier OpenAI says it served the call at (the answer's `service_tier`, beside `usage`);
     /// standard for Anthropic and when the answer does not say.

@@ -3,6 +3,7 @@
 
 use super::anthropic::AnthropicCounters;
 use super::{openai, Usage};
+use crate::estimate::InputEstimate;
 use crate::price::ServiceTier;
 use serde_json::Value;
 
@@ -136,17 +137,28 @@ impl StreamUsage {
     }
 
     /// The usage, and whether it is an estimate. Without a final report, missing input comes
-    /// from `estimated_input_tokens` and output is the larger of any reported count and
-    /// the text seen: a quarter token per ASCII character, one per other character, rounded up.
+    /// from `estimated_input_tokens` (text at standard rates: see [`Self::finish_with`]) and
+    /// output is the larger of any reported count and the text seen: a quarter token per ASCII
+    /// character, one per other character, rounded up.
     pub fn finish(self, estimated_input_tokens: u64) -> (Usage, bool) {
-        let (mut usage, estimated) = self.usage(estimated_input_tokens);
-        if let Some(tier) = self.service_tier {
-            usage.service_tier = tier;
+        self.finish_with(&InputEstimate::text(estimated_input_tokens))
+    }
+
+    /// [`Self::finish`] with an estimate of the input that says how much of it is audio and which
+    /// service tier the request asked for ([`crate::estimate_input`]): without a final report,
+    /// missing input is `input`, and the usage is at the tier the stream reported, else at the
+    /// one asked for.
+    pub fn finish_with(self, input: &InputEstimate) -> (Usage, bool) {
+        let (mut usage, estimated) = self.usage(input);
+        match self.service_tier {
+            Some(tier) => usage.service_tier = tier,
+            None if estimated => usage.service_tier = input.service_tier,
+            None => {}
         }
         (usage, estimated)
     }
 
-    fn usage(&self, estimated_input_tokens: u64) -> (Usage, bool) {
+    fn usage(&self, input: &InputEstimate) -> (Usage, bool) {
         if let Some(u) = self.final_usage {
             return (u, false);
         }
@@ -160,7 +172,8 @@ impl StreamUsage {
             }
             None => {
                 let u = Usage {
-                    input_tokens: estimated_input_tokens,
+                    input_tokens: input.tokens,
+                    input_audio_tokens: input.audio_tokens.min(input.tokens),
                     output_tokens: from_text,
                     ..Usage::default()
                 };

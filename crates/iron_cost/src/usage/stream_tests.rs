@@ -206,3 +206,50 @@ fn multibyte_text_counts_characters_not_bytes() {
     acc.observe(None, r#"{"choices":[{"delta":{"content":"héllo 日本"}}]}"#);
     assert_eq!(acc.output_chars(), 8);
 }
+
+/// Cut before its usage, a stream's input is the estimate given: its audio part as audio, at the
+/// tier the request asked for unless a chunk reported the one it ran at. With a final report the
+/// estimate plays no part.
+#[test]
+fn a_cut_stream_takes_audio_and_tier_from_the_input_estimate() {
+    use crate::price::ServiceTier;
+    let input = InputEstimate {
+        tokens: 12_531,
+        audio_tokens: 12_501,
+        service_tier: ServiceTier::Priority,
+    };
+    let mut acc = StreamUsage::new();
+    acc.observe(
+        None,
+        r#"{"choices":[{"index":0,"delta":{"content":"word "}}]}"#,
+    );
+    let (u, estimated) = acc.clone().finish_with(&input);
+    assert!(estimated);
+    assert_eq!(
+        u,
+        Usage {
+            input_tokens: 12_531,
+            input_audio_tokens: 12_501,
+            output_tokens: 2,
+            service_tier: ServiceTier::Priority,
+            ..Usage::default()
+        }
+    );
+    // A chunk said the call ran at the standard tier.
+    acc.observe(
+        None,
+        r#"{"service_tier":"default","choices":[{"index":0,"delta":{"content":"x"}}]}"#,
+    );
+    assert_eq!(
+        acc.clone().finish_with(&input).0.service_tier,
+        ServiceTier::Standard
+    );
+    // Complete: the provider's usage and tier alone.
+    feed(&mut acc, OPENAI_CHAT_STREAM);
+    let (u, estimated) = acc.finish_with(&input);
+    assert!(!estimated);
+    assert_eq!(
+        (u.input_tokens, u.input_audio_tokens, u.service_tier),
+        (276, 0, ServiceTier::Standard)
+    );
+}

@@ -151,6 +151,11 @@ pub fn deny(shared: &Shared, id: u64, d: Denial) -> Response<Body> {
         });
     }
     let mut resp = d.error.into_response(d.shape);
+    // The id of the `blocked` event and ledger row of this refusal.
+    resp.headers_mut().insert(
+        crate::relay::REQUEST_ID_HEADER,
+        axum::http::HeaderValue::from(id),
+    );
     if d.retried {
         resp.headers_mut().insert(
             "x-should-retry",

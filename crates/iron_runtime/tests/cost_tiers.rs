@@ -241,6 +241,25 @@ async fn whole_answers_carry_their_cost_and_every_answer_its_request_id() {
         assert_eq!(resp.status().as_u16(), 400);
         assert!(resp.headers().contains_key("x-iron-cage-request-id"));
         router.stop().await;
+
+        // A refusal by the router names its `blocked` event too.
+        let router = start_router(&ks, json!({ "budgetUsd": 0.000001 }));
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &request(json!({}))).await;
+        assert_eq!(resp.status().as_u16(), 402);
+        let id = resp
+            .headers()
+            .get("x-iron-cage-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let blocked = loop {
+            let ev = sub.recv().await.expect("events");
+            if let RouterEvent::Blocked { request_id, .. } = &**ev {
+                break request_id.to_string();
+            }
+        };
+        assert_eq!(id, Some(blocked));
+        router.stop().await;
     })
     .await;
 }

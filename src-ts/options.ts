@@ -88,6 +88,10 @@ export interface LlmRouterOptions {
    *  them ('allow': unpriced endpoints are recorded at $0, priority without rates and fast mode are
    *  charged at standard rates). */
   unmeteredCalls?: 'block' | 'allow'
+  /** The service tier your OpenAI project runs requests at that ask for none or for 'auto'
+   *  ('default' unless the project's owner changed it in OpenAI's settings). With 'priority',
+   *  such requests are held at priority rates. Default 'default'. */
+  openaiProjectServiceTier?: 'default' | 'priority'
   /** PII and secret policy per type and direction. Default: prompts block secrets and log the rest;
    *  answers redact secrets and log the rest. */
   safety?: SafetyOptions
@@ -121,7 +125,7 @@ export interface LlmRouterOptions {
 
 const KNOWN = new Set<keyof LlmRouterOptions>([
   'apiKey', 'serverUrl', 'cacheTtlSeconds', 'keyStaleGraceSeconds', 'keyServerTimeoutMs', 'providerKey', 'providerBaseUrl', 'provider',
-  'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'unmeteredCalls', 'safety', 'reliability',
+  'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'unmeteredCalls', 'openaiProjectServiceTier', 'safety', 'reliability',
   'statePath', 'agentId', 'flushIntervalMs', 'strictPersistence', 'logLevel', 'logFormat', 'logger',
   'dashboardUrl', 'wsHeartbeatMs', 'allowedOrigins', 'maxConnections',
   'headerReadTimeoutMs',
@@ -139,6 +143,7 @@ const OPTION_TYPES: Partial<Record<keyof LlmRouterOptions, 'string' | 'number' |
   logLevel: 'string',
   logFormat: 'string',
   unmeteredCalls: 'string',
+  openaiProjectServiceTier: 'string',
   dashboardUrl: 'string',
   cacheTtlSeconds: 'number',
   keyStaleGraceSeconds: 'number',

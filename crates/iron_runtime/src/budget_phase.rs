@@ -62,7 +62,7 @@ pub(crate) fn reserve_budget(
     let amount = match &hold.price {
         // The hold is a bound the provider cannot exceed (bytes, images, audio, context window),
         // not the estimate: concurrent calls held at a guess could overshoot together.
-        Some(p) => match iron_cost::worst_case_micros(value, kind, p) {
+        Some(p) => match hold_amount(cost, value, kind, p) {
             Ok(amount) => amount,
             // A priority request for a model without priority rates: refused like other calls
             // that cannot be held; allowed, it is held (and, if the answer says priority,
@@ -158,6 +158,41 @@ pub(crate) fn refuse_unmetered(
         None => Ok(()),
         Some(reason) => Err(unmetered_denial(&reason, shape)),
     }
+}
+
+/// The worst case of `value` on `p`; an OpenAI request that names no tier (or `auto`) runs at the
+/// project's default tier, so on a project whose default is priority it is held as priority.
+fn hold_amount(
+    cost: &crate::cost_policy::CostPolicy,
+    value: &serde_json::Value,
+    kind: iron_cost::ApiKind,
+    p: &iron_cost::ModelPrice,
+) -> Result<u64, iron_cost::Unmetered> {
+    let openai = matches!(
+        kind,
+        iron_cost::ApiKind::OpenAiChat
+            | iron_cost::ApiKind::OpenAiCompletions
+            | iron_cost::ApiKind::OpenAiResponses
+    );
+    let unnamed = value
+        .get("service_tier")
+        .and_then(serde_json::Value::as_str)
+        .is_none_or(|t| t.trim().eq_ignore_ascii_case("auto"));
+    if openai && unnamed && cost.project_tier == iron_cost::ServiceTier::Priority {
+        let input = iron_cost::input_bound(value, kind, Some(p));
+        return iron_cost::worst_case_micros_at(
+            value,
+            kind,
+            p,
+            input,
+            iron_cost::ServiceTier::Priority,
+        )
+        .ok_or(iron_cost::Unmetered::ServiceTier {
+            tier: "priority",
+            model: p.id.clone(),
+        });
+    }
+    iron_cost::worst_case_micros(value, kind, p)
 }
 
 /// The refusal of a call whose cost cannot be held, for `reason`.

@@ -40,6 +40,7 @@ pub struct RouterOptions {
     pub pricing: Option<serde_json::Value>,
     pub unknown_model: Option<serde_json::Value>,
     pub unmetered_calls: Option<String>,
+    pub openai_project_service_tier: Option<String>,
     pub safety: Option<serde_json::Value>,
     pub reliability: Option<serde_json::Value>,
     pub state_path: Option<String>,

@@ -34,6 +34,9 @@ pub struct CostPolicy {
     pub ledger: BudgetLedger,
     pub unknown_model: UnknownModel,
     pub unmetered_calls: UnmeteredCalls,
+    /// The tier OpenAI runs a request at that asks for none or for `auto`: the project's default
+    /// (`openaiProjectServiceTier`), standard unless its owner changed it.
+    pub project_tier: iron_cost::ServiceTier,
     events: EventBus,
 }
 
@@ -187,8 +190,24 @@ impl CostPolicy {
             ledger,
             unknown_model,
             unmetered_calls,
+            project_tier: iron_cost::ServiceTier::Standard,
             events,
         })
+    }
+
+    /// Sets the OpenAI project's default tier from `openaiProjectServiceTier`.
+    pub fn set_project_tier(&mut self, tier: Option<&str>) -> Result<(), ConfigError> {
+        self.project_tier = match tier {
+            None | Some("default") => iron_cost::ServiceTier::Standard,
+            Some("priority") => iron_cost::ServiceTier::Priority,
+            Some(other) => {
+                return Err(cfg_err(
+                    "openaiProjectServiceTier",
+                    format!("must be 'default' or 'priority' (the tier your OpenAI project runs requests at that ask for none or for 'auto'), got '{other}'"),
+                ))
+            }
+        };
+        Ok(())
     }
 
     /// The price of `model` served by `provider`, if known.

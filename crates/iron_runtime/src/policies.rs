@@ -59,6 +59,8 @@ impl Policies {
             raw.unmetered_calls.as_deref(),
             events.clone(),
         )?;
+        let mut cost = cost;
+        cost.set_project_tier(raw.openai_project_service_tier.as_deref())?;
         let safety = SafetyPolicy::from_option(raw.safety.as_ref())?;
         let rel = match &raw.reliability {
             Some(v) => ReliabilityConfig::from_value(v.clone()).map_err(reliability_err)?,

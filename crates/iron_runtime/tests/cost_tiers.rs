@@ -263,3 +263,38 @@ async fn whole_answers_carry_their_cost_and_every_answer_its_request_id() {
     })
     .await;
 }
+
+/// A request that names no tier (or `auto`) runs at the OpenAI project's default tier: on a
+/// project whose default is priority (`openaiProjectServiceTier: 'priority'`) it is held at
+/// priority rates; one that asks for `default` is still held at standard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_whose_default_tier_is_priority_holds_untiered_calls_at_priority() {
+    bounded(20, async {
+        let provider = FakeProvider::json(answer("priority")).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        // Standard hold 10,088 µ$ fits in $0.015, priority 20,175 µ$ does not (see above).
+        let router = start_router(
+            &ks,
+            json!({ "budgetUsd": 0.015, "openaiProjectServiceTier": "priority" }),
+        );
+        for (extra, status) in [
+            (json!({}), 402),
+            (json!({ "service_tier": "auto" }), 402),
+            (json!({ "service_tier": "default" }), 200),
+        ] {
+            let (code, _, text) =
+                status_json(post(&router, "/v1/chat/completions", &request(extra.clone())).await)
+                    .await;
+            assert_eq!(code, status, "{extra}: {text}");
+        }
+        router.stop().await;
+        let opts = json!({ "providerKey": "sk-test-1234567890abcdef",
+            "providerBaseUrl": provider.url(), "openaiProjectServiceTier": "flex" });
+        let err = match iron_runtime::Router::start_json(&opts.to_string()) {
+            Ok(_) => panic!("flex accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("openaiProjectServiceTier"), "{err}");
+    })
+    .await;
+}

@@ -82,6 +82,16 @@ pub fn estimate_input(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -
     }
 }
 
+/// [`estimate_input`] for a body known to carry no image or audio (its bytes name neither): the
+/// text estimate at the tier it asks for, without the walk that looks for media.
+pub fn estimate_input_text(body: &Value, kind: ApiKind) -> InputEstimate {
+    InputEstimate {
+        tokens: estimate_input_tokens(body, kind),
+        audio_tokens: 0,
+        service_tier: requested_service_tier(body, kind),
+    }
+}
+
 /// [`estimate_input_tokens`]; with `skip_media`, images and audio clips in message content are
 /// left out (the caller counts them).
 fn text_estimate(body: &Value, kind: ApiKind, skip_media: bool) -> u64 {

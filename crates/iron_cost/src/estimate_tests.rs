@@ -299,3 +299,19 @@ fn the_input_estimate_counts_media_as_the_bound_does() {
         {"type":"image_url","image_url":{"url":"https://x/i.png"}}]}]});
     assert!(estimate_input(&referred, kind, c.price("gpt-4o")).tokens >= IMAGE_TOKENS);
 }
+
+#[test]
+fn the_text_estimate_equals_the_full_one_for_bodies_without_media() {
+    let gpt = Catalog::builtin().price("gpt-4o-mini");
+    let bodies = [
+        json!({"model":"gpt-4o-mini","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"mail maria@example.com about the 2024 report"}]}),
+        json!({"model":"gpt-4o-mini","service_tier":"priority","messages":[{"role":"user","content":[{"type":"text","text":"hello there"}]}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}),
+    ];
+    for b in bodies {
+        assert_eq!(
+            estimate_input_text(&b, ApiKind::OpenAiChat),
+            estimate_input(&b, ApiKind::OpenAiChat, gpt),
+            "{b}"
+        );
+    }
+}

@@ -42,10 +42,10 @@ pub use cost::{
     cost_micros, cost_pico, max_cost_micros, max_cost_micros_for, pico_to_micros_ceil, HoldTokens,
 };
 pub use estimate::{
-    default_output_tokens, estimate_input, estimate_input_tokens, max_output_tokens,
-    output_limit_field, requested_output_tokens, requested_service_tier, worst_case_micros,
-    worst_case_micros_at, worst_case_micros_for, InputEstimate, DEFAULT_MAX_OUTPUT_TOKENS,
-    MEDIA_BLOB_TOKENS,
+    default_output_tokens, estimate_input, estimate_input_text, estimate_input_tokens,
+    max_output_tokens, output_limit_field, requested_output_tokens, requested_service_tier,
+    worst_case_micros, worst_case_micros_at, worst_case_micros_for, InputEstimate,
+    DEFAULT_MAX_OUTPUT_TOKENS, MEDIA_BLOB_TOKENS,
 };
 pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
 pub use price::{

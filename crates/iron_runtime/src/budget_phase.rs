@@ -58,7 +58,17 @@ pub(crate) fn reserve_budget(
         _ => return Ok(hold),
     };
     let kind = crate::cost_policy::api_kind(api);
-    hold.estimated_input_tokens = iron_cost::estimate_input(value, kind, hold.price.as_ref());
+    // The walk for images and audio clips only when the body's bytes name either (every key and
+    // type that carries one does: `image_url`, `input_image`, `image`, `input_audio`, `audio`) or
+    // hold a `\u` escape (a name could be spelled with one).
+    let media = [b"image".as_slice(), b"audio".as_slice(), b"\\u".as_slice()]
+        .iter()
+        .any(|w| memchr::memmem::find(body, w).is_some());
+    hold.estimated_input_tokens = if media {
+        iron_cost::estimate_input(value, kind, hold.price.as_ref())
+    } else {
+        iron_cost::estimate_input_text(value, kind)
+    };
     let amount = match &hold.price {
         // The hold is a bound the provider cannot exceed (bytes, images, audio, context window),
         // not the estimate: concurrent calls held at a guess could overshoot together.

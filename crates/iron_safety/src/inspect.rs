@@ -302,7 +302,7 @@ impl Walker<'_> {
             return;
         }
         let decoded = if b64 {
-            match lenient_base64(data) {
+            match crate::b64::lenient_base64(data) {
                 Some(bytes) => bytes,
                 None => return,
             }
@@ -364,28 +364,6 @@ fn is_identifier_key(k: &str) -> bool {
 /// A `data:` URL, in any case.
 fn is_data_url(s: &str) -> bool {
     s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:"))
-}
-
-/// Base64 as a lenient reader takes it: line breaks and spaces ignored, the standard or the
-/// URL-safe alphabet, padding or none.
-fn lenient_base64(data: &str) -> Option<Vec<u8>> {
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    use base64::Engine as _;
-    let config = GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true);
-    let clean: String = data
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            c => c,
-        })
-        .collect();
-    GeneralPurpose::new(&base64::alphabet::STANDARD, config)
-        .decode(clean)
-        .ok()
 }
 
 /// The bytes of a percent-encoded `data:` URL body (`%40` → `@`; a stray `%` stays).

@@ -6,6 +6,7 @@
 //! provider APIs; [`StreamRedactor`] and [`SseOutputFilter`] do the same for streamed answers.
 
 mod audit;
+mod b64;
 mod guard;
 mod inspect;
 mod json_text;

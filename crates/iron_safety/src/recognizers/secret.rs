@@ -92,38 +92,13 @@ fn jwt_header_ok(candidate: &str) -> bool {
     let Some(header) = candidate.split('.').next() else {
         return false;
     };
-    let Some(bytes) = base64url_decode(header) else {
+    let Some(bytes) = crate::b64::lenient_base64(header) else {
         return false;
     };
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(serde_json::Value::Object(map)) => map.contains_key("alg"),
         _ => false,
     }
-}
-
-/// Decodes unpadded base64url; `None` on any character outside the alphabet.
-pub(crate) fn base64url_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for b in s.trim_end_matches('=').bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -139,6 +114,9 @@ mod tests {
         assert!(!r.validate("AKIAAAAAAAAAAAAAAAAA"));
         assert!(r.validate("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWJ5dGVz"));
         assert!(!r.validate("eyJub3RhIjoiand0In0.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWJ5dGVz"));
-        assert_eq!(base64url_decode("eyJhIjoxfQ"), Some(br#"{"a":1}"#.to_vec()));
+        assert_eq!(
+            crate::b64::lenient_base64("eyJhIjoxfQ"),
+            Some(br#"{"a":1}"#.to_vec())
+        );
     }
 }

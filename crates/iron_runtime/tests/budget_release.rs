@@ -103,6 +103,20 @@ async fn breaking_upstream(
     (port, task)
 }
 
+/// A stream upstream that sends "one", " two", " three" in chunked framing and closes before the
+/// final zero-length chunk: a break, not an end.
+async fn stream_cut_after_three_chunks() -> (u16, tokio::task::JoinHandle<()>) {
+    const HEAD: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+    let framed = |s: String| format!("{:x}\r\n{s}\r\n", s.len());
+    let parts = vec![
+        framed(chunk("one")),
+        framed(chunk(" two")),
+        framed(chunk(" three")),
+    ];
+    breaking_upstream(HEAD, parts).await
+}
+
 /// Read one HTTP/1.1 request (headers and a content-length body).
 async fn read_request(s: &mut tokio::net::TcpStream) {
     let mut buf = Vec::new();
@@ -240,11 +254,7 @@ async fn upstream_error_status_costs_nothing_and_releases_the_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_broken_mid_way_is_charged_an_estimate_and_the_client_gets_an_error_event() {
     bounded(20, async {
-        // Chunked framing, so a close before the final zero-length chunk is a break, not an end.
-        const HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-        let framed = |s: String| format!("{:x}\r\n{s}\r\n", s.len());
-        let parts = vec![framed(chunk("one")), framed(chunk(" two")), framed(chunk(" three"))];
-        let (port, _task) = breaking_upstream(HEAD, parts).await;
+        let (port, _task) = stream_cut_after_three_chunks().await;
         let (_ks, router) = router_on(&format!("http://127.0.0.1:{port}")).await;
         let mut sub = router.events().subscribe();
 
@@ -252,10 +262,16 @@ async fn stream_broken_mid_way_is_charged_an_estimate_and_the_client_gets_an_err
         assert_eq!(resp.status().as_u16(), 200);
         let text = resp.text().await.unwrap_or_default();
         assert!(streamed_text(&text).starts_with("one"), "{text}");
-        assert!(text.contains("stream broke"), "the client is told the stream broke: {text}");
+        assert!(
+            text.contains("stream broke"),
+            "the client is told the stream broke: {text}"
+        );
 
         let (status, cost, estimated, outcome) = next_response(&mut sub).await;
-        assert_eq!((status, estimated, outcome.as_str()), (200, true, "upstream_error"));
+        assert_eq!(
+            (status, estimated, outcome.as_str()),
+            (200, true, "upstream_error")
+        );
         assert!(cost > INPUT_PART && cost < HOLD, "estimate {cost}");
         let s = router.budget_status();
         assert_eq!((s.reserved_micros, s.spent_micros), (0, cost));
@@ -453,11 +469,8 @@ async fn an_answer_too_large_to_read_is_charged_its_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_cut_before_its_usage_is_charged_its_media_at_the_tier_asked_for() {
     bounded(30, async {
-        const HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-        let framed = |s: String| format!("{:x}\r\n{s}\r\n", s.len());
         // "one two three": 13 characters, 4 output tokens.
-        let parts = vec![framed(chunk("one")), framed(chunk(" two")), framed(chunk(" three"))];
-        let (port, _task) = breaking_upstream(HEAD, parts).await;
+        let (port, _task) = stream_cut_after_three_chunks().await;
         let (_ks, router) = router_on(&format!("http://127.0.0.1:{port}")).await;
         let mut sub = router.events().subscribe();
         // The charge of one call to the breaking upstream.

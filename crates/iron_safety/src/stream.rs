@@ -190,7 +190,7 @@ impl StreamRedactor {
         self.context = joined[..cut].to_string();
         // Keep the whole unfinished run as context too (up to the run cap): whether a value in it
         // is one (an e-mail's local part, a key's length) can depend on where the run began.
-        let run = cut - after_last_whitespace(&self.context, cut);
+        let run = cut - run_start(&self.context, cut);
         keep_tail(
             &mut self.context,
             CONTEXT_BYTES.max(run.min(RUN_CAP_BYTES) + 8),
@@ -201,13 +201,15 @@ impl StreamRedactor {
     }
 
     /// The furthest point that can be released. Held back: the trailing run since the last
-    /// whitespace (it may still grow into an e-mail, key or JWT), and, when that run is empty or a
+    /// whitespace or non-ASCII character (it may still grow into an e-mail, key or JWT, which are
+    /// all ASCII: text in scripts written without spaces flows as it comes), and, when that run
+    /// is empty or a
     /// digit group, the digit groups just before it (a card, phone or IBAN written with spaces),
     /// within the tail window; also the start of an unfinished private key. Everything else flows
     /// at once, so ordinary prose reaches the client word by word.
     fn safe_cut(&self, joined: &str, ctx_len: usize) -> usize {
         let len = joined.len();
-        let tail_start = after_last_whitespace(joined, len);
+        let tail_start = run_start(joined, len);
         let mut cut = if len - tail_start > RUN_CAP_BYTES {
             let window = floor_boundary(joined, len.saturating_sub(WINDOW_BYTES));
             let token = value_token_start(joined, len);
@@ -353,6 +355,17 @@ fn after_last_whitespace(text: &str, end: usize) -> usize {
         .rev()
         .find(|(_, c)| c.is_whitespace())
         .map_or(0, |(i, c)| i + c.len_utf8())
+}
+
+/// Byte index just after the last whitespace or non-ASCII character before `end` (0 when there
+/// is none): where a run of ASCII text that could hold a value begins. Every built-in value is
+/// ASCII (a card's no-break-space separators are whitespace), so none crosses such a character;
+/// custom patterns, which may match any text, are held by their own prefix check.
+fn run_start(text: &str, end: usize) -> usize {
+    text.as_bytes()[..end]
+        .iter()
+        .rposition(|&b| !b.is_ascii() || matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+        .map_or(0, |i| i + 1)
 }
 
 /// A short token that can be one group of a spaced card, phone, IBAN or SSN (`4111`, `(415)`,

@@ -221,3 +221,24 @@ fn a_jwt_at_the_end_of_a_long_run_is_not_released_in_part() {
         text.len()
     );
 }
+
+/// Scripts written without spaces (Chinese, Japanese, Thai) flow as they arrive: no value is made
+/// of their characters, so a run of them is not held as if it could still become a key or an
+/// e-mail. An address glued to such text is still held until complete and redacted.
+#[test]
+fn text_without_spaces_flows_and_values_glued_to_it_are_still_held() {
+    let mut r = redactor();
+    let mut out = String::new();
+    for piece in ["你好，", "我是一个", "助手。今天", "天气很好。"] {
+        let released = r.push(piece);
+        assert!(!released.is_empty(), "{piece:?} held back");
+        out.push_str(&released);
+    }
+    assert_eq!(out, "你好，我是一个助手。今天天气很好。");
+    let held = r.push("请写信给jane.doe@exa");
+    assert_eq!(held, "请写信给");
+    out.push_str(&held);
+    out.push_str(&r.push("mple.com谢谢"));
+    out.push_str(&r.finish());
+    assert_eq!(out, "你好，我是一个助手。今天天气很好。请写信给[EMAIL]谢谢");
+}

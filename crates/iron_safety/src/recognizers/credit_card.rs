@@ -16,8 +16,9 @@ impl Recognizer for CreditCardRecognizer {
     }
 
     fn pattern(&self) -> &str {
-        // Groups split by a space, two spaces, a no-break space, a dash or a dot.
-        r"(?-u:\b)[1-9](?:(?:[ \-.\xA0]|  )?[0-9]){11,18}(?-u:\b)"
+        // Groups split by a space, two spaces, a tab, a no-break space (also the narrow and the
+        // figure one that typesetting puts between digit groups), a dash or a dot.
+        r"(?-u:\b)[1-9](?:(?:[ \t\-.\xA0\u{2007}\u{202F}]|  )?[0-9]){11,18}(?-u:\b)"
     }
 
     fn validate(&self, candidate: &str) -> bool {
@@ -67,7 +68,7 @@ impl Recognizer for CreditCardRecognizer {
     }
 }
 
-const RUN_SEPARATORS: [char; 5] = [' ', '-', '.', '/', '\u{a0}'];
+const RUN_SEPARATORS: [char; 8] = [' ', '\t', '-', '.', '/', '\u{a0}', '\u{2007}', '\u{202f}'];
 
 /// After a card number: an expiry (`12/26`, `12/2026`) and / or a 3–4 digit security code, in
 /// either order, each after one separator, and nothing more of the run.
@@ -116,8 +117,8 @@ fn companion_at(
     }
 }
 
-/// Separators, when present, are all the same (one space, two spaces, a no-break space, a dash or
-/// a dot) and split the number into groups of 3–6 digits (4-4-4-4, 4-6-5, 4-4-4-4-3), the first
+/// Separators, when present, are all the same (one space, two spaces, a tab, a no-break space, a
+/// dash or a dot) and split the number into groups of 3–6 digits (4-4-4-4, 4-6-5, 4-4-4-4-3), the first
 /// being 4.
 fn grouping_ok(candidate: &str) -> bool {
     let groups: Vec<&str> = candidate

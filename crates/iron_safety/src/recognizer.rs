@@ -86,7 +86,8 @@ pub(crate) fn run_continues_after(text: &str, end: usize, seps: &[char]) -> bool
 }
 
 fn neighbour_continues(sep: char, c: char) -> bool {
-    if sep == ' ' {
+    // After a space (also a tab or a no-break space) a word is the next word, not the run.
+    if sep.is_whitespace() {
         c.is_ascii_digit()
     } else {
         c.is_ascii_alphanumeric()

@@ -145,6 +145,18 @@ fn values_followed_by_their_companions_are_found_exactly() {
             "leaked login jane.doe@example.com:Winter2024!",
             "jane.doe@example.com",
         ),
+        (
+            "Пишите на ivan@xn--e1afmkfd.xn--p1ai сегодня",
+            "ivan@xn--e1afmkfd.xn--p1ai",
+        ),
+        (
+            "Card:\t4111\t1111\t1111\t1111\tok",
+            "4111\t1111\t1111\t1111",
+        ),
+        (
+            "Carte 4111\u{202f}1111\u{202f}1111\u{202f}1111 merci",
+            "4111\u{202f}1111\u{202f}1111\u{202f}1111",
+        ),
     ];
     for (text, value) in cases {
         let found: Vec<&str> = scanner

@@ -20,7 +20,9 @@ impl Recognizer for EmailRecognizer {
     }
 
     fn pattern(&self) -> &str {
-        r"(?-u:\b)[A-Za-z0-9_][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,24}(?-u:\b)"
+        // The top-level domain is letters, or an internationalised one in its ASCII form
+        // (`xn--p1ai` for .рф), tried first so that `.xn` is not taken for the whole of it.
+        r"(?-u:\b)[A-Za-z0-9_][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)*\.(?:[Xx][Nn]--[A-Za-z0-9]{2,59}|[A-Za-z]{2,24})(?-u:\b)"
     }
 
     fn validate(&self, candidate: &str) -> bool {
@@ -48,9 +50,13 @@ impl Recognizer for EmailRecognizer {
         }
         let tld = labels[labels.len() - 1];
         let tld_lower = tld.to_ascii_lowercase();
-        tld.len() >= 2
-            && tld.bytes().all(|b| b.is_ascii_alphabetic())
-            && !FILE_EXTENSIONS.contains(&tld_lower.as_str())
+        let punycode = tld_lower
+            .strip_prefix("xn--")
+            .is_some_and(|rest| rest.len() >= 2 && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+        punycode
+            || (tld.len() >= 2
+                && tld.bytes().all(|b| b.is_ascii_alphabetic())
+                && !FILE_EXTENSIONS.contains(&tld_lower.as_str()))
     }
 
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
@@ -59,7 +65,11 @@ impl Recognizer for EmailRecognizer {
         // scp-style path or a port, not a mailbox. `jane@example.com:Winter2024!` (a leaked
         // login line) is an address followed by something else.
         if let Some(after) = text.get(span.end..).and_then(|r| r.strip_prefix(':')) {
-            let word = after.split(char::is_whitespace).next().unwrap_or("");
+            // The word ends at whitespace or at non-ASCII text, where a stream may release it.
+            let word = after
+                .split(|c: char| c.is_whitespace() || !c.is_ascii())
+                .next()
+                .unwrap_or("");
             // A port is at most 65535; `jane@x.io:123456` is an address and a password.
             let port = (1..=5).contains(&word.len())
                 && word.bytes().all(|b| b.is_ascii_digit())

@@ -1,17 +1,39 @@
-//! Remembers provider 429 `retry-after` deadlines per (provider, host).
+//! Remembers provider 429 `retry-after` deadlines per (provider, host, model).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::retry_after::MAX_HONOURED_RETRY_AFTER;
 
-/// Per (provider, host) "throttled until" deadlines, kept apart from the breaker (429s are not failures).
+/// Per (provider, host, model) "throttled until" deadlines, kept apart from the breaker (429s are
+/// not failures). Providers limit each model on its own (requests and tokens per minute), so a 429
+/// for one model does not hold calls to another. A wait is honoured up to
+/// [`MAX_HONOURED_RETRY_AFTER`]: a provider (or anything in between) asking for an hour or a day
+/// must not stop every call of the agent for that long; a call after the cap that is still
+/// limited gets a fresh 429 from the provider, which the client sees.
 pub struct ThrottleTracker {
     clock: Arc<dyn Clock>,
-    // Nested maps so lookups by `&str` need no key allocation.
-    until_ms: Mutex<HashMap<String, HashMap<String, u64>>>,
+    // Few entries at a time (one per limited model), dropped once past: a list scanned without
+    // allocating a key.
+    until_ms: Mutex<Vec<Entry>>,
 }
+
+struct Entry {
+    provider: String,
+    host: String,
+    model: String,
+    until_ms: u64,
+}
+
+impl Entry {
+    fn is(&self, provider: &str, host: &str, model: &str) -> bool {
+        self.provider == provider && self.host == host && self.model == model
+    }
+}
+
+// More limited models than this at once is not a real provider: the oldest deadlines go.
+const MAX_ENTRIES: usize = 256;
 
 impl std::fmt::Debug for ThrottleTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,49 +46,57 @@ impl ThrottleTracker {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             clock,
-            until_ms: Mutex::new(HashMap::new()),
+            until_ms: Mutex::new(Vec::new()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, u64>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
         self.until_ms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Notes a 429 asking to wait `retry_after`; an existing later deadline is kept.
-    pub fn record_throttle(&self, provider: &str, host: &str, retry_after: Duration) {
-        let wait = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
-        let deadline = self.clock.now_ms().saturating_add(wait);
-        let mut map = self.lock();
-        let hosts = match map.get_mut(provider) {
-            Some(hosts) => hosts,
-            None => map.entry(provider.to_string()).or_default(),
-        };
-        match hosts.get_mut(host) {
-            Some(existing) => *existing = (*existing).max(deadline),
-            None => {
-                hosts.insert(host.to_string(), deadline);
-            }
+    /// Notes a 429 for `model` asking to wait `retry_after` (capped at
+    /// [`MAX_HONOURED_RETRY_AFTER`]); an existing later deadline is kept.
+    pub fn record_throttle(&self, provider: &str, host: &str, model: &str, retry_after: Duration) {
+        let wait = retry_after.min(MAX_HONOURED_RETRY_AFTER).as_millis() as u64;
+        let now = self.clock.now_ms();
+        let deadline = now.saturating_add(wait);
+        let mut list = self.lock();
+        list.retain(|e| e.until_ms > now);
+        if let Some(e) = list.iter_mut().find(|e| e.is(provider, host, model)) {
+            e.until_ms = e.until_ms.max(deadline);
+            return;
         }
+        if list.len() >= MAX_ENTRIES {
+            list.remove(0);
+        }
+        list.push(Entry {
+            provider: provider.to_string(),
+            host: host.to_string(),
+            model: model.to_string(),
+            until_ms: deadline,
+        });
     }
 
-    /// Time left before (provider, host) may be called again, or `None` if not throttled.
-    pub fn remaining(&self, provider: &str, host: &str) -> Option<Duration> {
+    /// Time left before `model` at (provider, host) may be called again, or `None` if not
+    /// throttled.
+    pub fn remaining(&self, provider: &str, host: &str, model: &str) -> Option<Duration> {
+        let mut list = self.lock();
+        if list.is_empty() {
+            return None;
+        }
         let now = self.clock.now_ms();
-        let mut map = self.lock();
-        let hosts = map.get_mut(provider)?;
-        let until = *hosts.get(host)?;
+        let i = list.iter().position(|e| e.is(provider, host, model))?;
+        let until = list[i].until_ms;
         if until > now {
             return Some(Duration::from_millis(until - now));
         }
-        hosts.remove(host);
+        list.swap_remove(i);
         None
     }
 
-    /// Forgets the deadline for (provider, host), e.g. after a successful call.
-    pub fn clear(&self, provider: &str, host: &str) {
-        if let Some(hosts) = self.lock().get_mut(provider) {
-            hosts.remove(host);
-        }
+    /// Forgets the deadline for `model` at (provider, host), e.g. after a successful call.
+    pub fn clear(&self, provider: &str, host: &str, model: &str) {
+        self.lock().retain(|e| !e.is(provider, host, model));
     }
 }
 
@@ -79,33 +109,52 @@ mod tests {
     fn deadline_counts_down_and_expires() {
         let clock = ManualClock::new(5_000);
         let t = ThrottleTracker::new(Arc::new(clock.clone()));
-        assert_eq!(t.remaining("openai", "api.openai.com"), None);
-        t.record_throttle("openai", "api.openai.com", Duration::from_secs(20));
+        let host = "api.openai.com";
+        assert_eq!(t.remaining("openai", host, "gpt-4o"), None);
+        t.record_throttle("openai", host, "gpt-4o", Duration::from_secs(20));
         clock.advance(5_000);
         assert_eq!(
-            t.remaining("openai", "api.openai.com"),
+            t.remaining("openai", host, "gpt-4o"),
             Some(Duration::from_secs(15))
         );
-        // Other hosts and providers are unaffected.
-        assert_eq!(t.remaining("openai", "eu.api.openai.com"), None);
-        assert_eq!(t.remaining("anthropic", "api.openai.com"), None);
+        // Other models, hosts and providers are unaffected.
+        assert_eq!(t.remaining("openai", host, "gpt-4o-mini"), None);
+        assert_eq!(t.remaining("openai", "eu.api.openai.com", "gpt-4o"), None);
+        assert_eq!(t.remaining("anthropic", host, "gpt-4o"), None);
         clock.advance(15_000);
-        assert_eq!(t.remaining("openai", "api.openai.com"), None);
+        assert_eq!(t.remaining("openai", host, "gpt-4o"), None);
     }
 
     #[test]
     fn later_deadline_wins_and_clear_forgets() {
         let clock = ManualClock::new(0);
         let t = ThrottleTracker::new(Arc::new(clock));
-        t.record_throttle("anthropic", "h", Duration::from_secs(30));
-        t.record_throttle("anthropic", "h", Duration::from_secs(2));
-        assert_eq!(t.remaining("anthropic", "h"), Some(Duration::from_secs(30)));
-        t.record_throttle("anthropic", "h", Duration::MAX);
+        t.record_throttle("anthropic", "h", "m", Duration::from_secs(30));
+        t.record_throttle("anthropic", "h", "m", Duration::from_secs(2));
         assert_eq!(
-            t.remaining("anthropic", "h"),
-            Some(Duration::from_millis(u64::MAX))
+            t.remaining("anthropic", "h", "m"),
+            Some(Duration::from_secs(30))
         );
-        t.clear("anthropic", "h");
-        assert_eq!(t.remaining("anthropic", "h"), None);
+        t.clear("anthropic", "h", "m");
+        assert_eq!(t.remaining("anthropic", "h", "m"), None);
+    }
+
+    #[test]
+    fn a_wait_longer_than_the_cap_is_held_for_the_cap_only() {
+        let clock = ManualClock::new(0);
+        let t = ThrottleTracker::new(Arc::new(clock.clone()));
+        t.record_throttle("openai", "h", "m", Duration::from_secs(86_400));
+        assert_eq!(
+            t.remaining("openai", "h", "m"),
+            Some(MAX_HONOURED_RETRY_AFTER)
+        );
+        t.record_throttle("openai", "h", "n", Duration::MAX);
+        assert_eq!(
+            t.remaining("openai", "h", "n"),
+            Some(MAX_HONOURED_RETRY_AFTER)
+        );
+        clock.advance(MAX_HONOURED_RETRY_AFTER.as_millis() as u64);
+        assert_eq!(t.remaining("openai", "h", "m"), None);
+        assert_eq!(t.remaining("openai", "h", "n"), None);
     }
 }

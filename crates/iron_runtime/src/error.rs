@@ -167,6 +167,9 @@ impl RouterError {
             // An open breaker is there to fail fast: an SDK waiting out its retry-after (30 s
             // and more) inside one call is what it prevents. The caller may retry after it.
             | RouterError::CircuitOpen { .. }
+            // No answer in time: the provider has the request and may still be generating (and
+            // billing) it; another attempt would be a second call.
+            | RouterError::UpstreamTimeout { .. }
             | RouterError::InvalidApiKey => Some(false),
             _ => None,
         }

@@ -107,7 +107,8 @@ pub async fn send(
         Err(_) => Err(SendError::Timeout(
             "no response headers within the first-byte timeout",
         )),
-        Ok(Err(H1Error::ConnectTimeout)) => Err(SendError::Timeout("connect timeout")),
+        // Nothing was sent: as safe to retry as a refused connection.
+        Ok(Err(H1Error::ConnectTimeout)) => Err(SendError::Connect("connect timeout".into())),
         Ok(Err(H1Error::Connect(e))) => Err(SendError::Connect(e)),
         Ok(Err(H1Error::Io(e))) => Err(SendError::Other(e)),
         Ok(Ok(r)) => Ok(r),

@@ -30,6 +30,8 @@ pub struct Denial {
     pub reason: &'static str,
     /// The router already retried this call: the SDK is told not to retry it again on top.
     pub retried: bool,
+    /// The provider got the call and never answered in time: it may be billing it.
+    pub unanswered: bool,
 }
 
 impl Denial {
@@ -39,6 +41,7 @@ impl Denial {
             shape,
             reason,
             retried: false,
+            unanswered: false,
         }
     }
 }
@@ -113,6 +116,50 @@ struct Seen {
     provider: Option<Provider>,
     model: Option<String>,
     api: Option<Api>,
+    /// Charged although refused (a call the provider got but never answered in time).
+    charged: Option<Charged>,
+}
+
+/// What a call that got no answer was charged, and the input tokens that charge assumes.
+#[derive(Clone, Copy)]
+struct Charged {
+    cost_micros: u64,
+    input_tokens: u64,
+}
+
+/// Charges a call the provider received but did not answer within the timeout: it may still be
+/// working on it, and bills it (a whole answer is generated before its head is sent, whether
+/// anyone waits for it). A whole answer is charged its hold, as a whole answer cut short is; a
+/// stream, whose head comes before the first token, its estimated input. Without a budget or a
+/// price nothing is known to charge.
+fn charge_unanswered(
+    shared: &Shared,
+    hold: crate::budget_phase::BudgetHold,
+    stream: bool,
+    provider: Provider,
+) -> Charged {
+    let est = hold.estimated_input_tokens;
+    let reservation = hold.reservation;
+    let cost_micros = if let Some(flat) = hold.flat_cost_micros {
+        flat
+    } else if !stream {
+        reservation.as_ref().map_or(0, |r| r.amount())
+    } else {
+        hold.price.as_ref().map_or(0, |p| {
+            let usage = iron_cost::Usage {
+                input_tokens: est.tokens,
+                input_audio_tokens: est.audio_tokens.min(est.tokens),
+                service_tier: est.service_tier,
+                ..iron_cost::Usage::default()
+            };
+            iron_cost::cost_micros(p, crate::cost_policy::cost_provider(provider), &usage)
+        })
+    };
+    shared.policies.cost.settle(reservation, cost_micros);
+    Charged {
+        cost_micros,
+        input_tokens: est.tokens,
+    }
 }
 
 fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Instant) {
@@ -133,6 +180,9 @@ fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Ins
             latency_ms: started.elapsed().as_millis() as u64,
             blocked_reason: Some(d.reason.to_string()),
             error_code: Some(d.error.code().to_string()),
+            cost_micros: seen.charged.map_or(0, |c| c.cost_micros),
+            input_tokens: seen.charged.map_or(0, |c| c.input_tokens),
+            estimated: seen.charged.is_some(),
             ..Default::default()
         });
 }
@@ -354,7 +404,7 @@ async fn proxy(
     let headers = forward::upstream_headers(&parts.headers, &key)
         .map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
     // Breaker and forward, with retries where safe.
-    let answer = crate::upstream_call::call_upstream(
+    let called = crate::upstream_call::call_upstream(
         shared,
         crate::upstream_call::Call {
             method: parts.method.clone(),
@@ -363,11 +413,22 @@ async fn proxy(
             body,
             provider: key.provider,
             host: &host,
+            model: info.model.as_deref().unwrap_or(""),
             shape,
             started,
         },
     )
-    .await?;
+    .await;
+    let answer = match called {
+        Ok(answer) => answer,
+        Err(d) => {
+            // No answer within the first-byte or total timeout: the provider has the request.
+            if d.unanswered {
+                seen.charged = Some(charge_unanswered(shared, hold, info.stream, key.provider));
+            }
+            return Err(d);
+        }
+    };
     let ex = Exchange {
         id,
         started,

@@ -20,6 +20,8 @@ pub struct Call<'a> {
     pub body: Bytes,
     pub provider: Provider,
     pub host: &'a str,
+    /// The model asked for (empty when the request names none): rate limits are per model.
+    pub model: &'a str,
     pub shape: Provider,
     /// When the request arrived: the total timeout bounds every attempt and every wait.
     pub started: Instant,
@@ -47,6 +49,7 @@ fn circuit_denial(provider: Provider, host: &str, r: Rejected, shape: Provider) 
         shape,
         reason: "circuit",
         retried: false,
+        unanswered: false,
     }
 }
 
@@ -66,6 +69,7 @@ fn send_denial(e: SendError, host: &str, shape: Provider, retried: bool) -> Deni
         shape,
         reason: "upstream",
         retried,
+        unanswered: false,
     }
 }
 
@@ -93,11 +97,17 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
     let deadline = started + shared.policies.timeouts.total;
     let mut rng = jitter_source();
     let mut attempt: u32 = 0;
-    // A provider that said 429 with retry-after is not called again before that time.
-    if let Some(left) = rel.throttle.remaining(provider_name, call.host) {
+    // A model the provider answered 429 with retry-after for is not called again before that
+    // time (at most a minute).
+    if let Some(left) = rel.throttle.remaining(provider_name, call.host, call.model) {
         let secs = left.as_millis().div_ceil(1000).max(1) as u64;
+        let what = if call.model.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", call.model)
+        };
         let message = format!(
-            "{provider_name} at {} asked callers to slow down (429 with retry-after); Iron Cage holds calls for {secs} s more",
+            "{provider_name} at {} asked callers to slow down{what} (429 with retry-after); Iron Cage holds these calls for {secs} s more",
             call.host
         );
         return Err(Denial {
@@ -108,6 +118,7 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
             shape: call.shape,
             reason: "rate_limited",
             retried: false,
+            unanswered: false,
         });
     }
     loop {
@@ -147,10 +158,16 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
                 };
                 if status == 429 {
                     if let Some(d) = retry_after {
-                        rel.throttle.record_throttle(provider_name, call.host, d);
+                        rel.throttle
+                            .record_throttle(provider_name, call.host, call.model, d);
                     }
                 }
-                if !is_retryable_status(status) {
+                // The provider's own `x-should-retry: false` (as its SDKs read it) wins.
+                let provider_says_no = response
+                    .headers()
+                    .get("x-should-retry")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"false"));
+                if !is_retryable_status(status) || provider_says_no {
                     return Ok(Answer {
                         response,
                         permit: Some(permit),
@@ -187,7 +204,9 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
                 // A timeout waiting for the answer's head: the provider has the request and may
                 // still be generating (and billing) it; another attempt would be a second call.
                 if matches!(e, SendError::Timeout(_)) {
-                    return Err(send_denial(e, call.host, call.shape, attempt > 0));
+                    let mut d = send_denial(e, call.host, call.shape, attempt > 0);
+                    d.unanswered = true;
+                    return Err(d);
                 }
                 match next_delay_within(rel, attempt, None, started, deadline, &mut rng) {
                     Some(delay) => {

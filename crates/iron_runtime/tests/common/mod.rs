@@ -2,6 +2,8 @@
 //! on 127.0.0.1:0, plus a client and helpers that bound every test in time.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

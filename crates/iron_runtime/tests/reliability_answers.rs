@@ -1,0 +1,184 @@
+//! What the router does with the provider's own signals and silences: a 429's `retry-after` holds
+//! only the model it was for and at most a minute; `x-should-retry: false` stops the router's
+//! retries; a call that got no head within the first-byte timeout is not retried (by the router or
+//! the SDK) and is charged, since the provider has it; a connect timeout (nothing sent) is
+//! retried like a refused connection.
+
+mod common;
+
+use common::raw::*;
+use common::*;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+fn chat(model: &str, stream: bool) -> serde_json::Value {
+    json!({ "model": model, "max_tokens": 50, "stream": stream,
+            "messages": [{ "role": "user", "content": "Say hello, and tell me about the weather in Lisbon today." }] })
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_holds_only_its_model_and_for_at_most_a_minute() {
+    bounded(20, async {
+        // The first call is answered 429 asking to wait a day; every later one 200.
+        let (port, count, _t) = raw_upstream(|n, mut s| async move {
+            if read_request(&mut s).await {
+                let reply = if n == 1 {
+                    let body = r#"{"error":{"message":"Rate limit reached for gpt-4o","type":"requests","code":"rate_limit_exceeded"}}"#;
+                    format!("HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 86400\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                } else {
+                    ok_response()
+                };
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        })
+        .await;
+        let url = format!("http://127.0.0.1:{port}");
+        let (_ks, router) = router_for(&url, json!({}), None).await;
+        let first = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
+        assert_eq!(first.status(), 429, "the provider's 429 reaches the client");
+        // Another model is not held back by gpt-4o's limit.
+        let other = post(&router, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+        assert_eq!(other.status(), 200);
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        // gpt-4o is held by the router, for at most a minute (not the day asked for).
+        let held = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
+        assert_eq!(held.status(), 429);
+        let wait: u64 = header(&held, "retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("retry-after in seconds");
+        assert!((1..=60).contains(&wait), "retry-after {wait}");
+        let (_, json, _) = status_json(held).await;
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("gpt-4o"), "{message}");
+        assert_eq!(count.load(Ordering::SeqCst), 2, "the held call never left");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_the_provider_says_not_to_retry_is_passed_on_after_one_attempt() {
+    bounded(20, async {
+        let (port, count, _t) = raw_upstream(|_, mut s| async move {
+            if read_request(&mut s).await {
+                let body = r#"{"error":{"message":"The server had an error","type":"server_error"}}"#;
+                let reply = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\nx-should-retry: false\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        })
+        .await;
+        let url = format!("http://127.0.0.1:{port}");
+        let (_ks, router) = router_for(&url, json!({}), None).await;
+        let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
+        assert_eq!(resp.status(), 500);
+        assert_eq!(header(&resp, "x-should-retry").as_deref(), Some("false"));
+        assert_eq!(count.load(Ordering::SeqCst), 1, "one attempt");
+        assert_eq!(retries(&router), 0);
+    })
+    .await;
+}
+
+/// A provider that reads the request and never answers.
+async fn silent_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    let (port, count, _t) = raw_upstream(|_, mut s| async move {
+        if read_request(&mut s).await {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await;
+    (port, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_head_within_the_first_byte_timeout_is_not_retried_and_is_charged() {
+    bounded(30, async {
+        let (port, count) = silent_upstream().await;
+        let url = format!("http://127.0.0.1:{port}");
+        let over = json!({ "timeouts": { "firstByteMs": 300, "totalMs": 5000 } });
+        let (_ks, router) = router_for(&url, over, Some(1.0)).await;
+
+        // A whole answer is generated before its head: the provider bills it whether anyone
+        // waits. Charged its hold, like a whole answer cut short.
+        let before = router.budget_status();
+        let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
+        assert_eq!(resp.status(), 504);
+        assert_eq!(header(&resp, "x-should-retry").as_deref(), Some("false"));
+        assert_eq!(count.load(Ordering::SeqCst), 1, "not retried by the router");
+        let after = router.budget_status();
+        assert_eq!(after.reserved_micros, 0);
+        let whole_charge = after.spent_micros - before.spent_micros;
+        assert!(whole_charge > 0, "a timed-out whole answer is charged");
+
+        // A stream's head comes before its first token: charged its estimated input only.
+        let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", true)).await;
+        assert_eq!(resp.status(), 504);
+        assert_eq!(header(&resp, "x-should-retry").as_deref(), Some("false"));
+        let end = router.budget_status();
+        assert_eq!(end.reserved_micros, 0);
+        let stream_charge = end.spent_micros - after.spent_micros;
+        assert!(stream_charge > 0, "a timed-out stream is charged its input");
+        assert!(
+            stream_charge < whole_charge,
+            "input only ({stream_charge}) is less than the hold ({whole_charge})"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_timeout_is_retried_since_nothing_was_sent() {
+    bounded(30, async {
+        // A listener with a backlog of one that never accepts: once its queue is full, a new
+        // connection's handshake is never answered.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        let _listener = socket.listen(0).expect("listen");
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(s)) = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+            {
+                fillers.push(s);
+            }
+        }
+        let probe = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await;
+        assert!(
+            probe.is_err(),
+            "the full listener must leave connects hanging"
+        );
+
+        let url = format!("http://127.0.0.1:{port}");
+        let over =
+            json!({ "timeouts": { "connectMs": 200, "firstByteMs": 3000, "totalMs": 10000 } });
+        let (_ks, router) = router_for(&url, over, Some(1.0)).await;
+        let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
+        assert_eq!(resp.status(), 502, "a connect failure, not a 504");
+        assert_eq!(retries(&router), 2, "1 attempt + maxRetries 2 retries");
+        let s = router.budget_status();
+        assert_eq!(
+            (s.reserved_micros, s.spent_micros),
+            (0, 0),
+            "nothing sent, nothing charged"
+        );
+    })
+    .await;
+}

@@ -248,6 +248,49 @@ describe.skipIf(process.platform === 'win32')('iron-cage serve and demo', () => 
     expect(text.stderr).toContain('no key source')
   })
 
+  it('serve with a key server exports a token minted for the router, never the Iron Cage token', async () => {
+    const token = 'ic_serve_owner_token_77'
+    const keys = await startFakeKeyServer({ icToken: token, key: KEY, baseUrl: up.url })
+    try {
+      let firstLine: Promise<Record<string, unknown>> | undefined
+      let viaIronCageToken = 0
+      let viaMinted = 0
+      const r = await cli(['serve', '--server', keys.url, '--token', token, '--json'], {
+        onStart: (p) => {
+          firstLine = new Promise((resolve) => {
+            let buf = ''
+            p.stdout!.on('data', (d: Buffer) => {
+              buf += d.toString()
+              if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]!))
+            })
+          })
+          void firstLine.then(async (info) => {
+            const call = (key: string) =>
+              fetch(`${info.baseUrl}/chat/completions`, {
+                method: 'POST',
+                headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+                body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+              })
+            viaMinted = (await call(info.apiKey as string)).status
+            viaIronCageToken = (await call(token)).status
+            p.kill('SIGINT')
+          })
+        },
+      })
+      const info = await firstLine!
+      expect(r.code).toBe(0)
+      expect(info.apiKey).not.toBe(token)
+      expect(JSON.stringify(info.env)).not.toContain(token)
+      expect((info.env as Record<string, string>).OPENAI_API_KEY).toBe(info.apiKey)
+      expect(r.stdout).not.toContain(token)
+      expect(viaMinted).toBe(200)
+      // The router takes only what it handed out.
+      expect(viaIronCageToken).toBe(401)
+    } finally {
+      await keys.close()
+    }
+  })
+
   it('demo runs the real demo agent offline and shows a refusal and the summary', async () => {
     const r = await cli(['demo'])
     expect(r.code).toBe(0)

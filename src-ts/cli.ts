@@ -346,7 +346,9 @@ async function serve(argv: string[]): Promise<number> {
   const { values, rest } = parse('serve', argv, KEY_OPTIONS)
   if (rest.length) throw new UsageError(`serve takes no command (got '${rest.join(' ')}'); to run a program use: iron-cage run [options] -- ${rest.join(' ')}`)
   const budget = num(values, 'budget', 'an amount in USD such as 5')
-  const router = await LlmRouter.create({ ...routerOptions(values), ...(budget !== undefined ? { budgetUsd: budget } : {}) })
+  // The printed lines go to agents: they get a token minted for this router, never the Iron Cage
+  // token (which could fetch the real key from the key server and skip the router).
+  const router = await LlmRouter.create({ ...routerOptions(values), ...(budget !== undefined ? { budgetUsd: budget } : {}), mintClientToken: true })
   const env = router.env()
   if (values.json) {
     process.stdout.write(JSON.stringify({ baseUrl: router.baseUrl, anthropicBaseUrl: router.anthropicBaseUrl, apiKey: router.apiKey, port: router.port, provider: router.provider, env }) + '\n')

@@ -121,6 +121,13 @@ export interface LlmRouterOptions {
   maxConnections?: number
   /** Time a client has to send its request headers. Default 10000. */
   headerReadTimeoutMs?: number
+  /**
+   * Clients present a token minted for this router (`router.apiKey`, also in `router.env()`)
+   * instead of the Iron Cage token, which could fetch the real provider key from the key server
+   * itself. Set it when the router's token goes to a process you do not fully trust (an agent you
+   * did not write); `AgentRuntime` and `iron-cage run`/`serve` always do. Default false.
+   */
+  mintClientToken?: boolean
 }
 
 const KNOWN = new Set<keyof LlmRouterOptions>([
@@ -128,7 +135,7 @@ const KNOWN = new Set<keyof LlmRouterOptions>([
   'maxBodyBytes', 'budgetUsd', 'budgetWarningPercent', 'pricing', 'unknownModel', 'unmeteredCalls', 'openaiProjectServiceTier', 'safety', 'reliability',
   'statePath', 'agentId', 'flushIntervalMs', 'strictPersistence', 'logLevel', 'logFormat', 'logger',
   'dashboardUrl', 'wsHeartbeatMs', 'allowedOrigins', 'maxConnections',
-  'headerReadTimeoutMs',
+  'headerReadTimeoutMs', 'mintClientToken',
 ])
 
 /** The JS type of each scalar option (objects and arrays are checked on the native side). */
@@ -156,6 +163,7 @@ const OPTION_TYPES: Partial<Record<keyof LlmRouterOptions, 'string' | 'number' |
   maxConnections: 'number',
   headerReadTimeoutMs: 'number',
   strictPersistence: 'boolean',
+  mintClientToken: 'boolean',
 }
 
 /** Cheap shape checks with errors that name the field; the native side validates values. */

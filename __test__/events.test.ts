@@ -147,6 +147,20 @@ function client(router: LlmRouter, headers: Record<string, string> = {}): Client
 
 const notHeartbeat = (m: Record<string, unknown>) => m.type !== 'heartbeat' && m.type !== 'hello'
 
+describe('a listener that throws', () => {
+  it('surfaces each throw as an uncaught exception and costs no other event its delivery', async () => {
+    // In its own process: the throws are uncaught exceptions there, counted by the script.
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/throwing-listener.mjs', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    const [code] = (await once(child, 'exit')) as [number]
+    expect(code).toBe(0)
+    const seen = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, number>
+    // Every `blocked` event reached its (throwing) listener, every `response` its own.
+    expect(seen).toEqual({ responses: 10, blocked: 10, thrown: 10, dropped: 0 })
+  })
+})
+
 describe('GET /_iron/events (WebSocket)', () => {
   it('without a token the socket is closed with 4001 (no message, a wrong header, a wrong first message)', async () => {
     const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url })

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { IronCageError, fromNative } from './errors.js'
+import { emitEach } from './events.js'
 import { native } from './native.js'
 import { serializeOptions, toOptionsJson, type LlmRouterOptions } from './options.js'
 import type { ModelStats, RouterStats } from './router.js'
@@ -345,7 +346,7 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
       } catch {
         return
       }
-      for (const e of events) if (e.type === 'agent') this.emit('agent', e)
+      for (const e of events) if (e.type === 'agent') emitEach(() => this.emit('agent', e))
     })
   }
 }

@@ -105,3 +105,19 @@ export interface RouterEventMap {
   key: [KeyEvent]
   error: [RouterErrorEvent]
 }
+
+/**
+ * Runs one `emit` of a batch. A listener that throws must not cost the other events of its
+ * batch (of any type, for other listeners) their delivery: the error is rethrown on its own, as
+ * an uncaught exception, the way a throwing listener of a plain `EventEmitter` surfaces, and the
+ * batch goes on.
+ */
+export function emitEach(emit: () => unknown): void {
+  try {
+    emit()
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err
+    })
+  }
+}

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { IronCageError, fromNative } from './errors.js'
-import type { RouterEvent, RouterEventMap } from './events.js'
+import { emitEach, type RouterEvent, type RouterEventMap } from './events.js'
 import { native, type NativeRouter } from './native.js'
 import { serializeOptions, type LlmRouterOptions } from './options.js'
 
@@ -255,8 +255,9 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
       }
       for (const e of events) {
         if (e.type === 'error' && this.listenerCount('error') === 0) continue
-        ;(this.emit as (name: string, ev: RouterEvent) => boolean)(e.type, e)
+        emitEach(() => (this.emit as (name: string, ev: RouterEvent) => boolean)(e.type, e))
       }
     })
   }
 }
+

@@ -291,6 +291,18 @@ describe('GET /_iron/events (WebSocket)', () => {
       await router.stop()
     }
   })
+
+  it('open sockets are closed (1001) when the router stops', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, wsHeartbeatMs: 100 })
+    const c = client(router, { authorization: `Bearer ${IC}` })
+    try {
+      await until('hello', () => c.messages.some((m) => m.type === 'hello'))
+    } finally {
+      await router.stop()
+    }
+    const closed = await Promise.race([c.closed, new Promise<null>((r) => setTimeout(() => r(null), 3000))])
+    expect(closed).toEqual({ code: 1001, reason: 'the Iron Cage router stopped' })
+  })
 })
 
 // ------------------------------------------------------------------------------------------------ dashboard push
@@ -380,6 +392,51 @@ describe('dashboard push (dashboardUrl)', () => {
       await stub.close()
     }
   }, 60_000)
+
+  it('a dashboard that accepts and closes at once is retried with backoff, not in a loop', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await once(wss, 'listening')
+    let connections = 0
+    wss.on('connection', (ws) => {
+      connections++
+      ws.close(4003, 'token refused')
+    })
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, dashboardUrl: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}` })
+    try {
+      await new Promise((r) => setTimeout(r, 3500))
+      // Attempts after 0, 1, 1+2 s (the waits double from 1 s): a loop made thousands.
+      expect(connections).toBeGreaterThanOrEqual(2)
+      expect(connections).toBeLessThanOrEqual(4)
+    } finally {
+      await router.stop()
+      for (const c of wss.clients) c.terminate()
+      await new Promise<void>((r) => wss.close(() => r()))
+    }
+  })
+
+  it('messages lost while the dashboard is offline are counted', async () => {
+    // A port nothing listens on: every message waits in the buffer (1,000), the oldest go.
+    const spare = await stubDashboard()
+    const port = spare.port
+    await spare.close()
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, dashboardUrl: `ws://127.0.0.1:${port}` })
+    try {
+      up.behaviour.usage = { inputTokens: 10, outputTokens: 1 }
+      // Two messages per call (AGENT_EVENT and STATE_UPDATE): 520 calls make 1,040.
+      for (let i = 0; i < 52; i++) {
+        const statuses = await Promise.all(Array.from({ length: 10 }, () => chat(router, { model: 'gpt-4o-mini', max_tokens: 1, messages: user('offline') })))
+        expect(statuses.every((s) => s === 200)).toBe(true)
+      }
+      // (and the `key` event of the start: 1,041 in all)
+      await until('drops counted', () => router.stats().dashboardDropped >= 40)
+      const dropped = router.stats().dashboardDropped
+      expect(dropped).toBeLessThanOrEqual(41)
+      const metrics = await (await fetch(`http://127.0.0.1:${router.port}/_iron/metrics`, { headers: { authorization: `Bearer ${IC}` } })).text()
+      expect(metrics).toContain(`\niron_cage_dashboard_dropped_total ${dropped}\n`)
+    } finally {
+      await router.stop()
+    }
+  }, 30_000)
 })
 
 // ------------------------------------------------------------------------------------------------ event loop

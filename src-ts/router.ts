@@ -38,6 +38,8 @@ export interface RouterStats {
   byModel: Record<string, ModelStats>
   lastModel: string | null
   eventsDropped: number
+  /** Dashboard messages lost while the dashboard was offline (the oldest beyond 1,000 buffered). */
+  dashboardDropped: number
   /** Upstream attempts the router repeated (retry policy). */
   retries: number
   /**

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -67,86 +67,121 @@ pub async fn run(shared: Arc<Shared>, url: String, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url.as_str(), Some(link_limits()), false)) => c,
         };
-        let mut ws = match connected {
-            Ok(Ok((ws, _))) => ws,
-            _ => {
-                // Offline: keep collecting (bounded) until the next attempt.
-                let wait = tokio::time::sleep(backoff);
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = &mut wait => break,
-                        ev = sub.recv() => match ev {
-                            Some(ev) => push_bounded(&shared, &mut buffer, &ev),
-                            None => return,
-                        },
-                    }
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
+        if let Ok(Ok((ws, _))) = connected {
+            shared
+                .stats
+                .dashboard_connects
+                .fetch_add(1, Ordering::Relaxed);
+            let up_since = Instant::now();
+            match session(&shared, ws, &mut sub, &mut buffer, heartbeat_every, &stop).await {
+                Session::Stopped => return,
+                Session::Dropped => {}
             }
-        };
-        backoff = MIN_BACKOFF;
-        shared
-            .stats
-            .dashboard_connects
-            .fetch_add(1, Ordering::Relaxed);
-        let auth = json!({ "type": "AUTH", "token": shared.cfg.ic_token, "agent_id": shared.policies.ledger.agent_id }).to_string();
-        if ws.send(Message::Text(auth.into())).await.is_err() {
-            continue;
-        }
-        let mut ok = true;
-        while let Some(m) = buffer.front() {
-            if ws.send(Message::Text(m.clone().into())).await.is_err() {
-                ok = false;
-                break;
+            // Only a link that stayed up starts the backoff over: a dashboard that accepts and
+            // then closes at once (it refuses the token, say) is retried like one that is down,
+            // not in a tight loop.
+            if up_since.elapsed() >= STABLE_LINK {
+                backoff = MIN_BACKOFF;
             }
-            buffer.pop_front();
         }
-        let mut heartbeat = tokio::time::interval(heartbeat_every);
-        heartbeat.tick().await;
-        while ok {
+        // Offline: keep collecting (bounded) until the next attempt.
+        let wait = tokio::time::sleep(backoff);
+        tokio::pin!(wait);
+        loop {
             tokio::select! {
-                _ = stop.cancelled() => {
-                    let _ = ws.close(None).await;
-                    return;
-                }
-                ev = sub.recv() => {
-                    let Some(ev) = ev else { return };
-                    for m in to_message(&shared, &ev) {
-                        let text = m.to_string();
-                        // After a failed send, keep the rest of this event's messages for the next link.
-                        if !ok || ws.send(Message::Text(text.clone().into())).await.is_err() {
-                            buffer.push_back(text);
-                            ok = false;
-                        }
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    let hb = json!({ "type": "HEARTBEAT", "timestamp": now_ms() }).to_string();
-                    ok = ws.send(Message::Text(hb.into())).await.is_ok();
-                }
-                incoming = ws.next() => match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => ok = false,
-                    _ => {}
+                _ = stop.cancelled() => return,
+                _ = &mut wait => break,
+                ev = sub.recv() => match ev {
+                    Some(ev) => push_bounded(&shared, &mut buffer, &ev),
+                    None => return,
                 },
             }
         }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// How long a link must stay up for the next reconnect to start from the shortest wait again.
+const STABLE_LINK: Duration = Duration::from_secs(10);
+
+enum Session {
+    /// The router is stopping (or its events ended).
+    Stopped,
+    /// The link failed or the dashboard closed it.
+    Dropped,
+}
+
+/// One connected link: AUTH, what was buffered, then events and heartbeats until it drops.
+async fn session<S>(
+    shared: &Shared,
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    sub: &mut Subscription,
+    buffer: &mut VecDeque<String>,
+    heartbeat_every: Duration,
+    stop: &CancellationToken,
+) -> Session
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let auth = json!({ "type": "AUTH", "token": shared.cfg.ic_token, "agent_id": shared.policies.ledger.agent_id }).to_string();
+    if ws.send(Message::Text(auth.into())).await.is_err() {
+        return Session::Dropped;
+    }
+    while let Some(m) = buffer.front() {
+        if ws.send(Message::Text(m.clone().into())).await.is_err() {
+            return Session::Dropped;
+        }
+        buffer.pop_front();
+    }
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    heartbeat.tick().await;
+    let mut ok = true;
+    while ok {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                let _ = ws.close(None).await;
+                return Session::Stopped;
+            }
+            ev = sub.recv() => {
+                let Some(ev) = ev else { return Session::Stopped };
+                for m in to_message(shared, &ev) {
+                    let text = m.to_string();
+                    // After a failed send, keep the rest of this event's messages for the next link.
+                    if !ok || ws.send(Message::Text(text.clone().into())).await.is_err() {
+                        push_one(shared, buffer, text);
+                        ok = false;
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                let hb = json!({ "type": "HEARTBEAT", "timestamp": now_ms() }).to_string();
+                ok = ws.send(Message::Text(hb.into())).await.is_ok();
+            }
+            incoming = ws.next() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => ok = false,
+                _ => {}
+            },
+        }
+    }
+    Session::Dropped
 }
 
 fn push_bounded(shared: &Shared, buffer: &mut VecDeque<String>, ev: &RouterEvent) {
     for m in to_message(shared, ev) {
-        if buffer.len() >= BUFFER {
-            buffer.pop_front();
-            shared
-                .stats
-                .dashboard_dropped
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        buffer.push_back(m.to_string());
+        push_one(shared, buffer, m.to_string());
     }
+}
+
+/// Buffers one message for the next link; the oldest goes (and is counted) when the buffer is full.
+fn push_one(shared: &Shared, buffer: &mut VecDeque<String>, text: String) {
+    if buffer.len() >= BUFFER {
+        buffer.pop_front();
+        shared
+            .stats
+            .dashboard_dropped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    buffer.push_back(text);
 }
 
 /// The dashboard only sends small control messages: bound what one may cost (the library's defaults

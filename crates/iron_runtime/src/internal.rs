@@ -191,6 +191,15 @@ pub fn metrics(shared: &Shared) -> String {
             shared.stats.dashboard_connects.load(Ordering::Relaxed) as f64,
         )],
     );
+    metric(
+        "iron_cage_dashboard_dropped_total",
+        "counter",
+        "Dashboard messages lost while the dashboard was offline (the oldest of more than 1,000 buffered).",
+        vec![(
+            String::new(),
+            shared.stats.dashboard_dropped.load(Ordering::Relaxed) as f64,
+        )],
+    );
     let breakers = shared.policies.reliability.breakers.snapshots();
     metric(
         "iron_cage_breaker_open",

@@ -32,6 +32,9 @@ pub struct Shared {
     /// Open `/_iron/events` sockets, bounded like connections (`maxConnections`): an upgraded
     /// socket leaves the connection count when hyper hands it over.
     pub ws_sessions: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the router stops: what outlives the connection set (upgraded event sockets)
+    /// ends with it.
+    pub stopping: CancellationToken,
 }
 
 impl Shared {
@@ -40,6 +43,10 @@ impl Shared {
     pub fn stats_snapshot(&self) -> crate::stats::StatsSnapshot {
         let mut snap = self.stats.snapshot();
         snap.events_dropped = self.events.dropped();
+        snap.dashboard_dropped = self
+            .stats
+            .dashboard_dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
         let store = self.policies.ledger.store.stats();
         snap.ledger = crate::stats::LedgerStats {
             committed: store.committed,
@@ -104,6 +111,7 @@ impl Router {
         let events = EventBus::new(4096);
         let policies = crate::policies::Policies::from_config(&cfg, &events)?;
         let http = crate::forward::build_client(&policies);
+        let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
             token: TokenCheck::new(&cfg.client_token),
             keys: KeyCache::new(cfg.key_source.clone(), cfg.ic_token.clone(), events.clone()),
@@ -115,9 +123,9 @@ impl Router {
             policies,
             auth_limit: Default::default(),
             ws_sessions: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
+            stopping: cancel.clone(),
             cfg,
         });
-        let cancel = CancellationToken::new();
         let running = Arc::new(AtomicBool::new(true));
         let server = tokio::spawn(serve(listener, shared.clone(), cancel.clone()));
         // Pooled provider connections left idle are closed in the background, not kept open

@@ -35,6 +35,8 @@ pub struct StatsSnapshot {
     pub by_model: BTreeMap<String, ModelStats>,
     pub last_model: Option<String>,
     pub events_dropped: u64,
+    /// Dashboard messages lost while the dashboard was offline (the oldest of more than 1,000).
+    pub dashboard_dropped: u64,
     /// Upstream attempts repeated by the router's retry policy.
     pub retries: u64,
     /// The state store's writer (filled in by `Shared::stats_snapshot`).

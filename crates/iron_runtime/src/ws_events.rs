@@ -85,6 +85,11 @@ async fn serve(
     heartbeat.tick().await;
     loop {
         tokio::select! {
+            _ = shared.stopping.cancelled() => {
+                let frame = axum::extract::ws::CloseFrame { code: 1001, reason: "the Iron Cage router stopped".into() };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break;
+            }
             ev = sub.recv() => {
                 let Some(ev) = ev else { break };
                 if socket.send(Message::Text(ev.json().to_owned().into())).await.is_err() {

@@ -47,8 +47,9 @@ pub(crate) fn settle(
 ) -> Option<u64> {
     let success = (200..300).contains(&status);
     let ok = success && *ending == Ending::Complete && !saw_error_event;
-    // A stream that ran to its end but carried the provider's error event did not complete.
-    let outcome = if saw_error_event && *ending == Ending::Complete {
+    // A stream that ran to its end but carried the provider's error event did not complete, nor
+    // did a call the provider answered with an error status (4xx, 5xx).
+    let outcome = if (saw_error_event || !success) && *ending == Ending::Complete {
         "upstream_error"
     } else {
         ending.as_str()

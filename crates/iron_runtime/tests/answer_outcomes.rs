@@ -1,7 +1,8 @@
 //! How a call that the provider answered, but that did not end well for the client, is reported and
 //! priced: an answer that is not JSON (the response PII policy cannot read it: refused, priced at
 //! its hold), an answer the response policy blocks (the client's 400 in the event and the ledger,
-//! priced from its usage), a stream ending with the provider's error event, a `count_tokens`
+//! priced from its usage), a stream ending with the provider's error event or a call answered
+//! with an error status (outcome `upstream_error`, not `complete`), a `count_tokens`
 //! body (it goes to the provider too and is checked like a Messages body), and, with the answer
 //! checks off, an answer that is not JSON (passed on, priced at its hold instead of $0).
 
@@ -105,6 +106,23 @@ async fn a_stream_that_ends_with_the_providers_error_event_is_not_complete() {
         let RouterEvent::Response { outcome, .. } = response_event(&mut sub).await else { unreachable!() };
         assert_eq!(outcome, "upstream_error");
         assert_eq!(router.shared().stats.snapshot().completed, 0);
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_status_from_the_provider_is_an_upstream_error_not_complete() {
+    bounded(20, async {
+        let body = json!({ "error": { "message": "Invalid value for 'temperature'", "type": "invalid_request_error" } }).to_string();
+        let provider = FakeProvider::start(Reply::Json { status: 400, body }).await;
+        let (_ks, router) = router_to(&provider, json!({})).await;
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &chat_body("gpt-4o-mini")).await;
+        assert_eq!(resp.status().as_u16(), 400);
+        let RouterEvent::Response { status, outcome, .. } = response_event(&mut sub).await else { unreachable!() };
+        assert_eq!((status, outcome.as_str()), (400, "upstream_error"));
+        assert_eq!(router.shared().stats.snapshot().failed, 1);
         router.stop().await;
     })
     .await;

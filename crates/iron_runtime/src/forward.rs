@@ -154,6 +154,7 @@ pub fn client_response_headers(upstream: &HeaderMap, keep_length: bool) -> Heade
         "alt-svc",
     ];
     let mut out = HeaderMap::with_capacity(upstream.len());
+    let secrets = iron_telemetry::Redactor::global();
     for (k, v) in upstream {
         let n = k.as_str();
         // The router's own headers (cost, request id, error code) are the router's to set: an
@@ -162,6 +163,12 @@ pub fn client_response_headers(upstream: &HeaderMap, keep_length: bool) -> Heade
             || (!keep_length && n == "content-length")
             || n.starts_with("x-iron-cage-")
         {
+            continue;
+        }
+        // A provider (or a proxy before it) echoing the request's key in a debug header: the
+        // header goes, as a key in a body is redacted.
+        if secrets.holds_secret(v.as_bytes()) {
+            tracing::warn!(target: "iron_cage", header = n, "dropped a provider response header that held a key or token");
             continue;
         }
         out.append(k.clone(), v.clone());

@@ -46,12 +46,28 @@ pub(crate) async fn relay_error_body(
         }
     };
     drop(body);
-    let text = String::from_utf8_lossy(&buf);
-    let mut clean = crate::logging::redact(&text).into_bytes();
-    // Providers quote the input in validation errors: the response policy checks every string.
-    if shared.policies.safety.response_active {
-        clean = check_error_body(&shared, &ex, clean);
-    }
+    let clean = match compressed(&headers) {
+        // The router asks for uncompressed answers: a compressed error cannot be checked for the
+        // key it may quote (nor for PII), and redaction over its bytes would only corrupt it.
+        Some(encoding) => {
+            headers.remove(axum::http::header::CONTENT_ENCODING);
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            withheld_error(status.as_u16(), &encoding, ex.shape)
+        }
+        None => {
+            let text = String::from_utf8_lossy(&buf);
+            let mut clean = crate::logging::redact(&text).into_bytes();
+            // Providers quote the input in validation errors: the response policy checks every
+            // string.
+            if shared.policies.safety.response_active {
+                clean = check_error_body(&shared, &ex, clean);
+            }
+            clean
+        }
+    };
     settle(
         &shared,
         &mut ex,
@@ -71,6 +87,37 @@ pub(crate) async fn relay_error_body(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// The `content-encoding` of an answer that is compressed (anything but `identity`).
+fn compressed(headers: &axum::http::HeaderMap) -> Option<String> {
+    let v = headers.get(axum::http::header::CONTENT_ENCODING)?;
+    let v = String::from_utf8_lossy(v.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    (!v.is_empty() && v != "identity").then_some(v)
+}
+
+/// The body sent in place of a provider error that came compressed: the provider's status stays,
+/// the message says why its own text is not there.
+fn withheld_error(status: u16, encoding: &str, shape: crate::provider::Provider) -> Vec<u8> {
+    let encoding: String = encoding
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == ',' || *c == ' ')
+        .take(40)
+        .collect();
+    let message = format!(
+        "The provider answered {status} with a compressed body ({encoding}). Iron Cage asks providers for uncompressed answers and cannot check a compressed one for keys and PII, so the provider's message was withheld; the status is the provider's."
+    );
+    let doc = match shape {
+        crate::provider::Provider::OpenAi => serde_json::json!({
+            "error": { "message": message, "type": "upstream_error", "param": null, "code": "compressed_error_body" }
+        }),
+        crate::provider::Provider::Anthropic => serde_json::json!({
+            "type": "error", "error": { "type": "api_error", "message": message }
+        }),
+    };
+    serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 /// An error answer with the response policy applied to every string of it (JSON), or to all of it

@@ -322,6 +322,60 @@ async fn a_redirecting_provider_is_not_followed_and_the_key_stays_home() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_echoing_the_key_in_a_header_does_not_pass_it_on() {
+    bounded(30, async {
+        let (up, _ks, router) = setup().await;
+        for (status, body) in [
+            ("200 OK", chat_completion().to_string()),
+            ("401 Unauthorized", json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}).to_string()),
+        ] {
+            up.set(Act::Send(format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nx-debug-authorization: Bearer {OPENAI_KEY}\r\nx-request-id: req_123\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            ).into_bytes()));
+            let resp = post(&router, "/v1/chat/completions", &chat_body("gpt-4o-mini")).await;
+            assert_eq!(resp.status().as_u16().to_string(), status[..3]);
+            let headers = format!("{:?}", resp.headers());
+            assert!(!headers.contains(OPENAI_KEY), "{status}: {headers}");
+            assert!(resp.headers().get("x-debug-authorization").is_none());
+            // Other headers pass as they came.
+            assert_eq!(resp.headers().get("x-request-id").map(|v| v.as_bytes()), Some(&b"req_123"[..]));
+            let text = resp.text().await.unwrap_or_default();
+            assert!(!text.contains(OPENAI_KEY), "{status}: {text}");
+        }
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_error_is_withheld_with_its_status_not_corrupted() {
+    bounded(30, async {
+        let (up, _ks, router) = setup().await;
+        // gzip bytes (magic, method, then what would hide a quoted key from a text scan).
+        let gzipped: Vec<u8> = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56, 0x4a, 0x2d, 0xff, 0xfe, 0x80, 0x81]
+            .to_vec();
+        let mut raw = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            gzipped.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(&gzipped);
+        up.set(Act::Send(raw));
+        let resp = post(&router, "/v1/chat/completions", &chat_body("gpt-4o-mini")).await;
+        assert_eq!(resp.status().as_u16(), 400, "the provider's status stays");
+        assert!(resp.headers().get("content-encoding").is_none());
+        let (_, json, text) = status_json(resp).await;
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("compressed"), "{text}");
+        assert_eq!(json["error"]["code"], "compressed_error_body");
+        recovers(&router, &up, "compressed error").await;
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_key_server_cannot_crash_the_router_or_redirect_the_token() {
     bounded(60, async {
         let up = Scripted::start(good_json()).await;

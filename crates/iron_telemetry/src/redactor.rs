@@ -60,6 +60,12 @@ impl Redactor {
         }
     }
 
+    /// Whether `bytes` hold a registered secret (a real key, a token), without copying them.
+    pub fn holds_secret(&self, bytes: &[u8]) -> bool {
+        let set = self.secrets.read().unwrap_or_else(|p| p.into_inner());
+        !set.is_empty() && !set.find(bytes).is_empty()
+    }
+
     fn redact_secrets<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let set = self.secrets.read().unwrap_or_else(|p| p.into_inner());
         if set.is_empty() {

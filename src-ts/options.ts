@@ -119,7 +119,7 @@ export interface LlmRouterOptions {
   allowedOrigins?: string[]
   /** Concurrent client connections. Default 1024. */
   maxConnections?: number
-  /** Time a client has to send its request headers. Default 10000. */
+  /** Time a client has to send its request headers, and the longest pause in its body (408 beyond; the whole body within 60 s or this, whichever is longer). Default 10000. */
   headerReadTimeoutMs?: number
   /**
    * Clients present a token minted for this router (`router.apiKey`, also in `router.env()`)

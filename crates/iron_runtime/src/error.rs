@@ -21,6 +21,8 @@ pub enum RouterError {
     BodyTooLarge { limit: usize },
     #[error("Could not read the request body: {0}")]
     BadRequestBody(String),
+    #[error("The request body stopped arriving ({0}); send the whole body without pauses")]
+    BodyTimeout(String),
     #[error("Iron Cage key server error: {0}")]
     KeyServer(String),
     #[error("Provider unreachable at {host}: {reason}")]
@@ -67,6 +69,7 @@ impl RouterError {
             RouterError::ProviderMismatch { .. } => "PROVIDER_MISMATCH",
             RouterError::BodyTooLarge { .. } => "BODY_TOO_LARGE",
             RouterError::BadRequestBody(_) => "BAD_REQUEST_BODY",
+            RouterError::BodyTimeout(_) => "BODY_TIMEOUT",
             RouterError::KeyServer(_) => "KEY_SERVER_ERROR",
             RouterError::UpstreamUnreachable { .. } => "UPSTREAM_UNREACHABLE",
             RouterError::UpstreamTimeout { .. } => "UPSTREAM_TIMEOUT",
@@ -92,6 +95,7 @@ impl RouterError {
                 StatusCode::BAD_REQUEST
             }
             RouterError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RouterError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RouterError::KeyServer(_) | RouterError::UpstreamUnreachable { .. } => {
                 StatusCode::BAD_GATEWAY
             }

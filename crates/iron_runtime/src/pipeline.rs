@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A request the router refuses itself, with the reason category used in events and stats.
 pub struct Denial {
@@ -298,9 +298,14 @@ async fn proxy(
     shared.stats.on_request();
 
     // Body.
-    let body = read_body(&parts.headers, body, shared.cfg.max_body_bytes)
-        .await
-        .map_err(|e| Denial::new(e, shape, "limit"))?;
+    let body = read_body(
+        &parts.headers,
+        body,
+        shared.cfg.max_body_bytes,
+        Duration::from_millis(shared.cfg.header_read_timeout_ms),
+    )
+    .await
+    .map_err(|e| Denial::new(e, shape, "limit"))?;
     let info = inspect(&body);
     seen.model.clone_from(&info.model);
     let model_provider = info.model.as_deref().and_then(provider_from_model);
@@ -539,34 +544,73 @@ fn maybe_inject_usage(
     }
 }
 
+/// Reads the request body, bounded in size and in time: no pause longer than `idle` (the header
+/// read timeout) and all of it within `BODY_TOTAL` or `idle`, whichever is longer. A client that
+/// sent its headers and then trickles or stalls its body would otherwise hold a connection slot
+/// (`maxConnections`) for as long as it likes.
 async fn read_body(
     headers: &HeaderMap,
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
+    idle: Duration,
 ) -> Result<Bytes, RouterError> {
-    if let Some(len) = headers
+    let declared = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(RouterError::BodyTooLarge { limit });
+    }
+    let deadline = Instant::now() + idle.max(BODY_TOTAL);
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    loop {
+        let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) => {
+                let why = if Instant::now() >= deadline {
+                    format!("not all of it within {} s", idle.max(BODY_TOTAL).as_secs())
+                } else {
+                    format!("nothing for {} ms", idle.as_millis())
+                };
+                return Err(RouterError::BodyTimeout(why));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(RouterError::BadRequestBody(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let have = first.as_ref().map_or(0, Bytes::len) + rest.len();
+        if have + data.len() > limit {
             return Err(RouterError::BodyTooLarge { limit });
         }
-    }
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(RouterError::BodyTooLarge { limit })
-            } else {
-                Err(RouterError::BadRequestBody(e.to_string()))
+        // Most bodies come in one piece: keep it as it came, copy only when more follow.
+        match &first {
+            None if rest.is_empty() => first = Some(data),
+            _ => {
+                if let Some(f) = first.take() {
+                    rest.reserve(
+                        declared
+                            .map_or(0, |d| d as usize)
+                            .min(limit)
+                            .max(f.len() + data.len()),
+                    );
+                    rest.extend_from_slice(&f);
+                }
+                rest.extend_from_slice(&data);
             }
         }
     }
+    Ok(match first {
+        Some(f) => f,
+        None => Bytes::from(rest),
+    })
 }
+
+/// The longest a request body may take to arrive (unless the header read timeout is longer).
+const BODY_TOTAL: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

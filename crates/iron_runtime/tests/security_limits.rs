@@ -239,6 +239,33 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_its_body_gets_408_and_frees_its_slot() {
+    bounded(15, async {
+        let (_up, _ks, router) =
+            setup(json!({"headerReadTimeoutMs": 300, "maxConnections": 1})).await;
+        let port = router.port();
+        let started = Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        // With the token, a body announced at 200 bytes of which 10 come, then nothing.
+        s.write_all(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {IC}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"model\":\"").as_bytes())
+            .await
+            .expect("write");
+        let (answer, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+        let took = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("BODY_TIMEOUT") || answer.contains("stopped arriving"), "{answer}");
+        assert!(took < Duration::from_secs(3), "answered late: {took:?}");
+        drop(s);
+        // The one connection slot is free again.
+        still_serving(port).await;
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_get_503() {
     bounded(15, async {
         let (_up, _ks, router) = setup(json!({"maxConnections": 2})).await;

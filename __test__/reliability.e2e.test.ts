@@ -514,6 +514,11 @@ describe('budget reservations of failed requests are released', () => {
       fakes.anthropicUp.behaviour.fault = 'hang-before-headers'
       expect(((await failure(client.messages.create(MSG))) as InstanceType<typeof Anthropic.APIError>).status).toBe(504)
       expect(router.budgetStatus.reservedUsd).toBe(0)
+      // The provider has that call and may be billing it: a whole answer is charged its hold,
+      // and stats agree with the budget.
+      const charged = router.budgetStatus.spentUsd
+      expect(charged).toBeGreaterThan(0)
+      expect(router.stats().costUsd).toBeCloseTo(charged, 6)
       fakes.anthropicUp.behaviour.fault = { status: 529 }
       expect(((await failure(client.messages.create(MSG))) as InstanceType<typeof Anthropic.APIError>).status).toBe(529)
       expect(fakes.anthropicUp.hits).toBe(2)
@@ -523,7 +528,7 @@ describe('budget reservations of failed requests are released', () => {
       expect(err.message).toMatch(/circuit breaker/)
       expect(fakes.anthropicUp.hits).toBe(2)
       await expect.poll(() => router.budgetStatus.reservedUsd).toBe(0)
-      expect(router.budgetStatus.spentUsd).toBe(0)
+      expect(router.budgetStatus.spentUsd).toBe(charged)
     }, budget)
   })
 })

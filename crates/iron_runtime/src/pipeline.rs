@@ -429,7 +429,13 @@ async fn proxy(
         Err(d) => {
             // No answer within the first-byte or total timeout: the provider has the request.
             if d.unanswered {
-                seen.charged = Some(charge_unanswered(shared, hold, info.stream, key.provider));
+                let charged = charge_unanswered(shared, hold, info.stream, key.provider);
+                shared.stats.on_charged_refusal(
+                    info.model.as_deref(),
+                    charged.cost_micros,
+                    charged.input_tokens,
+                );
+                seen.charged = Some(charged);
             }
             return Err(d);
         }

@@ -130,6 +130,10 @@ async fn no_head_within_the_first_byte_timeout_is_not_retried_and_is_charged() {
             "input only ({stream_charge}) is less than the hold ({whole_charge})"
         );
         assert_eq!(count.load(Ordering::SeqCst), 2);
+        // Stats count the charges as the budget does (the calls are counted as refused).
+        let stats = router.shared().stats_snapshot();
+        assert_eq!(stats.cost_micros, end.spent_micros - before.spent_micros);
+        assert_eq!((stats.blocked, stats.completed + stats.failed), (2, 0));
     })
     .await;
 }

@@ -23,6 +23,9 @@ pub enum RouterError {
     BadRequestBody(String),
     #[error("Iron Cage key server error: {0}")]
     KeyServer(String),
+    /// The key server refused this token's key (revoked token, disabled or missing key).
+    #[error("{0}")]
+    KeyRefused(String),
     #[error("Provider unreachable at {host}: {reason}")]
     UpstreamUnreachable { host: String, reason: String },
     #[error("Provider at {host} timed out: {what}")]
@@ -68,6 +71,7 @@ impl RouterError {
             RouterError::BodyTooLarge { .. } => "BODY_TOO_LARGE",
             RouterError::BadRequestBody(_) => "BAD_REQUEST_BODY",
             RouterError::KeyServer(_) => "KEY_SERVER_ERROR",
+            RouterError::KeyRefused(_) => "KEY_REFUSED",
             RouterError::UpstreamUnreachable { .. } => "UPSTREAM_UNREACHABLE",
             RouterError::UpstreamTimeout { .. } => "UPSTREAM_TIMEOUT",
             RouterError::BudgetExceeded { .. } => "BUDGET_EXCEEDED",
@@ -103,7 +107,7 @@ impl RouterError {
                 }
                 Provider::OpenAi => StatusCode::SERVICE_UNAVAILABLE,
             },
-            RouterError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            RouterError::Forbidden { .. } | RouterError::KeyRefused(_) => StatusCode::FORBIDDEN,
             RouterError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             RouterError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -120,7 +124,9 @@ impl RouterError {
             (RouterError::CircuitOpen { .. }, Provider::OpenAi) => "server_error",
             (RouterError::UpstreamTimeout { .. }, Provider::Anthropic) => "timeout_error",
             (RouterError::BodyTooLarge { .. }, Provider::Anthropic) => "request_too_large",
-            (RouterError::Forbidden { .. }, Provider::Anthropic) => "permission_error",
+            (RouterError::Forbidden { .. } | RouterError::KeyRefused(_), Provider::Anthropic) => {
+                "permission_error"
+            }
             (RouterError::TooManyRequests { .. }, Provider::Anthropic) => "rate_limit_error",
             (
                 RouterError::KeyServer(_)
@@ -150,6 +156,7 @@ impl RouterError {
             RouterError::ProviderMismatch { .. } => "provider_mismatch",
             RouterError::UnknownModelPrice { .. } => "unknown_model_price",
             RouterError::UnmeteredCall { .. } => "unmetered_call",
+            RouterError::KeyRefused(_) => "key_refused",
             _ => "iron_cage_error",
         }
     }
@@ -164,6 +171,7 @@ impl RouterError {
             | RouterError::UnmeteredCall { .. }
             | RouterError::BodyTooLarge { .. }
             | RouterError::Forbidden { .. }
+            | RouterError::KeyRefused(_)
             // An open breaker is there to fail fast: an SDK waiting out its retry-after (30 s
             // and more) inside one call is what it prevents. The caller may retry after it.
             | RouterError::CircuitOpen { .. }

@@ -279,7 +279,7 @@ async fn proxy(
         .keys
         .get()
         .await
-        .map_err(|e| Denial::new(RouterError::KeyServer(e.0), shape, "key"))?;
+        .map_err(|e| Denial::new(e.into_router_error(), shape, "key"))?;
     seen.provider = Some(key.provider);
     if path_provider.is_none() && model_provider.is_none() {
         shape = key.provider;
@@ -365,6 +365,7 @@ async fn proxy(
             host: &host,
             shape,
             started,
+            key: &key,
         },
     )
     .await?;

@@ -60,9 +60,9 @@ export interface LlmRouterOptions {
   apiKey?: string
   /** The Iron Cage server; the real provider key comes from `GET {serverUrl}/api/keys`. https, or http on loopback. */
   serverUrl?: string
-  /** How long a fetched key is reused. Default 300. */
+  /** How long a fetched key is used before it is refreshed; past it, requests keep getting the cached key while one background fetch refreshes it (0: every request waits for a fetch). Default 300. */
   cacheTtlSeconds?: number
-  /** How long a cached key is still served when refreshing it fails. Default 600. */
+  /** How long past the TTL a cached key is still served while the key server cannot be reached, times out or fails (5xx, 429). A refusal (401 revoked token, 403 disabled key, 404 no key, 400 no project) drops it at once. Default 600. */
   keyStaleGraceSeconds?: number
   /** How long one key fetch may take before it fails (and `create()` resolves with `providerError`). Default 10000. */
   keyServerTimeoutMs?: number

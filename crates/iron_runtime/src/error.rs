@@ -25,6 +25,9 @@ pub enum RouterError {
     BodyTimeout(String),
     #[error("Iron Cage key server error: {0}")]
     KeyServer(String),
+    /// The key server refused this token's key (revoked token, disabled or missing key).
+    #[error("{0}")]
+    KeyRefused(String),
     #[error("Provider unreachable at {host}: {reason}")]
     UpstreamUnreachable { host: String, reason: String },
     #[error("Provider at {host} timed out: {what}")]
@@ -71,6 +74,7 @@ impl RouterError {
             RouterError::BadRequestBody(_) => "BAD_REQUEST_BODY",
             RouterError::BodyTimeout(_) => "BODY_TIMEOUT",
             RouterError::KeyServer(_) => "KEY_SERVER_ERROR",
+            RouterError::KeyRefused(_) => "KEY_REFUSED",
             RouterError::UpstreamUnreachable { .. } => "UPSTREAM_UNREACHABLE",
             RouterError::UpstreamTimeout { .. } => "UPSTREAM_TIMEOUT",
             RouterError::BudgetExceeded { .. } => "BUDGET_EXCEEDED",
@@ -107,7 +111,7 @@ impl RouterError {
                 }
                 Provider::OpenAi => StatusCode::SERVICE_UNAVAILABLE,
             },
-            RouterError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            RouterError::Forbidden { .. } | RouterError::KeyRefused(_) => StatusCode::FORBIDDEN,
             RouterError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             RouterError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -124,7 +128,9 @@ impl RouterError {
             (RouterError::CircuitOpen { .. }, Provider::OpenAi) => "server_error",
             (RouterError::UpstreamTimeout { .. }, Provider::Anthropic) => "timeout_error",
             (RouterError::BodyTooLarge { .. }, Provider::Anthropic) => "request_too_large",
-            (RouterError::Forbidden { .. }, Provider::Anthropic) => "permission_error",
+            (RouterError::Forbidden { .. } | RouterError::KeyRefused(_), Provider::Anthropic) => {
+                "permission_error"
+            }
             (RouterError::TooManyRequests { .. }, Provider::Anthropic) => "rate_limit_error",
             (
                 RouterError::KeyServer(_)
@@ -154,6 +160,7 @@ impl RouterError {
             RouterError::ProviderMismatch { .. } => "provider_mismatch",
             RouterError::UnknownModelPrice { .. } => "unknown_model_price",
             RouterError::UnmeteredCall { .. } => "unmetered_call",
+            RouterError::KeyRefused(_) => "key_refused",
             _ => "iron_cage_error",
         }
     }
@@ -168,6 +175,7 @@ impl RouterError {
             | RouterError::UnmeteredCall { .. }
             | RouterError::BodyTooLarge { .. }
             | RouterError::Forbidden { .. }
+            | RouterError::KeyRefused(_)
             // An open breaker is there to fail fast: an SDK waiting out its retry-after (30 s
             // and more) inside one call is what it prevents. The caller may retry after it.
             | RouterError::CircuitOpen { .. }

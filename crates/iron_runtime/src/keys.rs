@@ -1,10 +1,14 @@
-//! The provider key: fetched from the Iron Cage key server (`GET /api/keys`), cached for a TTL with a
-//! single-flight refresh, served stale for a grace period when a refresh fails.
+//! The provider key: fetched from the Iron Cage key server (`GET /api/keys`) and cached for a TTL.
+//! One fetch runs at a time. Past the TTL the cached key is served while a background fetch
+//! refreshes it, and for a grace period when the key server cannot be reached, is slow or fails
+//! (5xx, 429). A refusal (401 token revoked, 403 key disabled, 404 no key, 400 no project) drops it
+//! at once. A provider 401 fetches the key again (rotation) at most once per few seconds.
 
 use crate::config::{validate_upstream_url, KeySource};
 use crate::events::{EventBus, RouterEvent};
 use crate::provider::{provider_from_key, Provider};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A real provider key. Its Debug output never shows the key.
@@ -60,6 +64,20 @@ impl ProviderKey {
     pub fn auth_header(&self) -> Option<&axum::http::HeaderValue> {
         self.auth.as_ref()
     }
+
+    /// Put this key in upstream headers built for another key of the same provider (the retry
+    /// after a rotation); false when the key is not a valid header value.
+    pub fn replace_auth(&self, headers: &mut axum::http::HeaderMap) -> bool {
+        let Some(v) = self.auth.clone() else {
+            return false;
+        };
+        let name = match self.provider {
+            Provider::OpenAi => "authorization",
+            Provider::Anthropic => "x-api-key",
+        };
+        headers.insert(name, v);
+        true
+    }
 }
 
 impl std::fmt::Debug for ProviderKey {
@@ -79,22 +97,95 @@ struct Cached {
 
 /// Why a key could not be had; the message is safe to show (never contains a key).
 #[derive(Debug, Clone)]
-pub struct KeyError(pub String);
+pub struct KeyError(pub String, pub KeyErrorKind);
 
-/// Cache of the one key behind this router's IC token.
-pub struct KeyCache {
+/// What kind of failure a [`KeyError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyErrorKind {
+    /// The key server could not be asked or gave no usable answer (unreachable, slow, 5xx, 429,
+    /// malformed): a cached key is still served for the stale grace.
+    Unavailable,
+    /// The key server answered that this token may not have a key (401 token revoked or invalid,
+    /// 403 key disabled, 404 no key assigned, 400 token not in a project): the cached key is
+    /// dropped at once.
+    Refused,
+}
+
+impl KeyError {
+    /// A failure to get an answer (not a refusal).
+    pub fn unavailable(message: impl Into<String>) -> KeyError {
+        KeyError(message.into(), KeyErrorKind::Unavailable)
+    }
+
+    /// Whether the key server refused the key (rather than failing to answer).
+    pub fn is_refusal(&self) -> bool {
+        self.1 == KeyErrorKind::Refused
+    }
+
+    /// The router's answer to a request that could not get a key.
+    pub fn into_router_error(self) -> crate::error::RouterError {
+        match self.1 {
+            KeyErrorKind::Refused => crate::error::RouterError::KeyRefused(self.0),
+            KeyErrorKind::Unavailable => crate::error::RouterError::KeyServer(self.0),
+        }
+    }
+}
+
+/// The outcome of one key fetch, shared by every caller waiting for it (`None` until it is known).
+type Flight = tokio::sync::watch::Receiver<Option<Result<ProviderKey, KeyError>>>;
+
+/// Why a fetch was started (for the event it emits).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// No usable key: callers wait for this fetch.
+    Needed,
+    /// The TTL ran out: callers go on with the cached key meanwhile.
+    Background,
+    /// The provider answered 401 to a call made with the cached key.
+    ProviderRefused,
+}
+
+/// What the cache knows, behind one lock that is never held across an await.
+#[derive(Default)]
+struct State {
+    cached: Option<Cached>,
+    /// The fetch under way, if any: at most one at a time.
+    inflight: Option<Flight>,
+    /// When a fetch last failed for want of an answer: the stale key is served without asking
+    /// again for `RETRY_FAILED_REFRESH_AFTER`.
+    last_failure: Option<Instant>,
+    /// The key server's last refusal, repeated without asking again for `REPEAT_REFUSAL_FOR`.
+    refusal: Option<(Instant, KeyError)>,
+    /// When a provider 401 last caused a fetch (at most one per `REFETCH_ON_401_EVERY`).
+    last_401_fetch: Option<Instant>,
+}
+
+struct Inner {
     source: KeySource,
     ic_token: String,
     http: reqwest::Client,
-    cached: RwLock<Option<Arc<Cached>>>,
-    refresh: tokio::sync::Mutex<Option<Instant>>,
+    state: Mutex<State>,
     events: EventBus,
-    pub fetch_count: std::sync::atomic::AtomicU64,
+    fetch_count: Arc<AtomicU64>,
+}
+
+/// Cache of the one key behind this router's IC token.
+pub struct KeyCache {
+    inner: Arc<Inner>,
+    /// `GET /api/keys` requests made so far.
+    pub fetch_count: Arc<AtomicU64>,
     /// In static mode, the one key, built once.
     static_key: Option<ProviderKey>,
 }
 
+/// After a fetch failed for want of an answer, the stale key is served this long before asking again.
 const RETRY_FAILED_REFRESH_AFTER: Duration = Duration::from_secs(5);
+/// After the key server refused the key, requests are refused this long before asking again (a
+/// revoked token in a retry loop must not become a request to the key server per call).
+const REPEAT_REFUSAL_FOR: Duration = Duration::from_secs(5);
+/// A provider 401 fetches the key again at most this often (a key the provider refuses for good
+/// must not hammer the key server).
+const REFETCH_ON_401_EVERY: Duration = Duration::from_secs(5);
 const MAX_KEY_RESPONSE_BYTES: usize = 64 * 1024;
 
 impl KeyCache {
@@ -124,25 +215,26 @@ impl KeyCache {
             }
             KeySource::Server { .. } => None,
         };
+        let fetch_count = Arc::new(AtomicU64::new(0));
         KeyCache {
             static_key,
-            source,
-            ic_token,
-            http,
-            cached: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(None),
-            events,
-            fetch_count: std::sync::atomic::AtomicU64::new(0),
+            fetch_count: fetch_count.clone(),
+            inner: Arc::new(Inner {
+                source,
+                ic_token,
+                http,
+                state: Mutex::new(State::default()),
+                events,
+                fetch_count,
+            }),
         }
     }
 
-    fn current(&self) -> Option<Arc<Cached>> {
-        self.cached.read().ok().and_then(|g| g.clone())
-    }
-
-    /// The key, from cache when fresh; otherwise one caller refreshes while the others wait for it.
+    /// The key. Fresh from cache; past the TTL but within the stale grace, the cached key at once
+    /// while one background fetch refreshes it; with no usable key, callers wait for one shared
+    /// fetch (bounded by `keyServerTimeoutMs`). A refusal by the key server drops the cached key.
     pub async fn get(&self) -> Result<ProviderKey, KeyError> {
-        let (ttl, grace) = match &self.source {
+        let (ttl, grace) = match &self.inner.source {
             KeySource::Static {
                 key,
                 base_url,
@@ -164,66 +256,234 @@ impl KeyCache {
                 Duration::from_secs(*stale_grace_secs),
             ),
         };
-        if let Some(c) = self.current() {
-            if c.fetched_at.elapsed() < ttl {
-                return Ok(c.key.clone());
-            }
-        }
-        let mut last_failure = self.refresh.lock().await;
-        // Another caller may have refreshed while this one waited.
-        let stale = self.current();
-        if let Some(c) = &stale {
-            if c.fetched_at.elapsed() < ttl {
-                return Ok(c.key.clone());
-            }
-            // A refresh failed moments ago: serve the stale key rather than hammering the server.
-            if let Some(at) = *last_failure {
-                if at.elapsed() < RETRY_FAILED_REFRESH_AFTER && c.fetched_at.elapsed() < ttl + grace
-                {
+        let flight = {
+            let mut st = self.inner.lock();
+            let recently_failed = st
+                .last_failure
+                .is_some_and(|at| at.elapsed() < RETRY_FAILED_REFRESH_AFTER);
+            if let Some(c) = &st.cached {
+                let age = c.fetched_at.elapsed();
+                if age < ttl {
                     return Ok(c.key.clone());
                 }
-            }
-        }
-        match self.fetch().await {
-            Ok(key) => {
-                let refreshed = stale.is_some();
-                if let Ok(mut w) = self.cached.write() {
-                    *w = Some(Arc::new(Cached {
-                        key: key.clone(),
-                        fetched_at: Instant::now(),
-                    }));
+                if age < ttl + grace {
+                    let key = c.key.clone();
+                    // A refresh failed moments ago: serve the stale key rather than hammering the server.
+                    if recently_failed {
+                        return Ok(key);
+                    }
+                    // Stale while revalidating (with a TTL of 0, every request waits for a fetch).
+                    if !ttl.is_zero() {
+                        if st.inflight.is_none() {
+                            self.inner.start_fetch(&mut st, Cause::Background);
+                        }
+                        return Ok(key);
+                    }
                 }
-                *last_failure = None;
-                tracing::info!(target: "iron_cage", provider = key.provider.as_str(), refreshed, "provider key fetched from the key server");
+            }
+            if st.inflight.is_none() {
+                if let Some((at, e)) = &st.refusal {
+                    if at.elapsed() < REPEAT_REFUSAL_FOR {
+                        return Err(e.clone());
+                    }
+                }
+            }
+            match &st.inflight {
+                Some(f) => f.clone(),
+                None => self.inner.start_fetch(&mut st, Cause::Needed),
+            }
+        };
+        match Inner::wait(flight).await {
+            Ok(key) => Ok(key),
+            // With a TTL of 0 the cached key is served when the key server cannot be asked.
+            Err(e) if !e.is_refusal() => {
+                let st = self.inner.lock();
+                match &st.cached {
+                    Some(c) if c.fetched_at.elapsed() < ttl + grace => Ok(c.key.clone()),
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After the provider answered 401 to a call made with `used`: fetch the key again (sharing a
+    /// fetch under way, at most one per `REFETCH_ON_401_EVERY`) and return the key to retry the
+    /// call with, when the key server now has another one for the same provider and base URL.
+    /// `None` (pass the 401 on) when the key did not change, could not be fetched, or moved to
+    /// another upstream, and always in static mode.
+    pub async fn refetch_after_401(&self, used: &ProviderKey) -> Option<ProviderKey> {
+        if !matches!(self.inner.source, KeySource::Server { .. }) {
+            return None;
+        }
+        let flight = {
+            let mut st = self.inner.lock();
+            match (&st.inflight, &st.cached) {
+                (Some(f), _) => f.clone(),
+                // Another call's 401 already brought a new key.
+                (None, Some(c)) if c.key.expose() != used.expose() => {
+                    return replacement(used, &c.key);
+                }
+                _ => {
+                    if st
+                        .last_401_fetch
+                        .is_some_and(|at| at.elapsed() < REFETCH_ON_401_EVERY)
+                    {
+                        return None;
+                    }
+                    st.last_401_fetch = Some(Instant::now());
+                    self.inner.start_fetch(&mut st, Cause::ProviderRefused)
+                }
+            }
+        };
+        match Inner::wait(flight).await {
+            Ok(key) => replacement(used, &key),
+            Err(_) => None,
+        }
+    }
+}
+
+/// `new` when it can replace `used` in a call already built for `used`'s upstream.
+fn replacement(used: &ProviderKey, new: &ProviderKey) -> Option<ProviderKey> {
+    (new.expose() != used.expose()
+        && new.provider == used.provider
+        && new.base_url == used.base_url)
+        .then(|| new.clone())
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // A fetch task that ended without settling (its runtime shutting down) must not block
+        // every later fetch.
+        if st
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.has_changed().is_err())
+        {
+            st.inflight = None;
+        }
+        st
+    }
+
+    /// Start the one fetch (the caller holds the lock and saw none under way); it runs in its own
+    /// task, so that a caller going away does not cancel it.
+    fn start_fetch(self: &Arc<Self>, st: &mut State, cause: Cause) -> Flight {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        st.inflight = Some(rx.clone());
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let result = inner.fetch().await;
+            let result = inner.settle(result, cause);
+            let _ = tx.send(Some(result));
+        });
+        rx
+    }
+
+    /// Wait for a fetch's outcome.
+    async fn wait(mut flight: Flight) -> Result<ProviderKey, KeyError> {
+        let outcome = match flight.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        // The fetch task ended without an outcome (`lock` lets the next caller start another).
+        outcome.unwrap_or_else(|| {
+            Err(KeyError::unavailable(
+                "the key fetch ended without an answer",
+            ))
+        })
+    }
+
+    /// Record a fetch's outcome in the cache and tell the world.
+    fn settle(
+        &self,
+        result: Result<ProviderKey, KeyError>,
+        cause: Cause,
+    ) -> Result<ProviderKey, KeyError> {
+        let mut st = self.lock();
+        st.inflight = None;
+        match result {
+            Ok(key) => {
+                let previous = st.cached.take().map(|c| c.key);
+                st.cached = Some(Cached {
+                    key: key.clone(),
+                    fetched_at: Instant::now(),
+                });
+                st.last_failure = None;
+                st.refusal = None;
+                drop(st);
+                let refreshed = previous.is_some();
+                let changed = previous.is_some_and(|p| p.expose() != key.expose());
+                tracing::info!(target: "iron_cage", provider = key.provider.as_str(), refreshed, changed, "provider key fetched from the key server");
+                let message = (cause == Cause::ProviderRefused).then(|| {
+                    if changed {
+                        "the provider refused the cached key (401); the key server has a new one, used from now on".to_string()
+                    } else {
+                        "the provider refused the cached key (401); the key server still has the same key".to_string()
+                    }
+                });
                 self.events.emit(RouterEvent::Key {
                     action: if refreshed { "refreshed" } else { "fetched" }.into(),
                     provider: Some(key.provider.as_str().into()),
-                    message: None,
+                    message,
                 });
                 Ok(key)
             }
+            Err(e) if e.is_refusal() => {
+                // An answer, not an outage: the key must not be used any more.
+                let dropped = st.cached.take().is_some();
+                st.refusal = Some((Instant::now(), e.clone()));
+                st.last_failure = None;
+                drop(st);
+                tracing::warn!(target: "iron_cage", error = %e.0, dropped, "the key server refused the provider key; could not get the provider key");
+                self.events.emit(RouterEvent::Key {
+                    action: "failed".into(),
+                    provider: None,
+                    message: Some(if dropped {
+                        format!("{} The cached key was dropped.", e.0)
+                    } else {
+                        e.0.clone()
+                    }),
+                });
+                Err(e)
+            }
             Err(e) => {
-                *last_failure = Some(Instant::now());
-                if let Some(c) = stale {
-                    if c.fetched_at.elapsed() < ttl + grace {
+                st.last_failure = Some(Instant::now());
+                let grace = match &self.source {
+                    KeySource::Server {
+                        ttl_secs,
+                        stale_grace_secs,
+                        ..
+                    } => Duration::from_secs(*ttl_secs + *stale_grace_secs),
+                    KeySource::Static { .. } => Duration::ZERO,
+                };
+                let stale = st
+                    .cached
+                    .as_ref()
+                    .filter(|c| c.fetched_at.elapsed() < grace)
+                    .map(|c| c.key.provider);
+                drop(st);
+                match stale {
+                    Some(provider) => {
                         tracing::warn!(target: "iron_cage", error = %e.0, "key refresh failed; serving the cached key");
                         self.events.emit(RouterEvent::Key {
                             action: "stale".into(),
-                            provider: Some(c.key.provider.as_str().into()),
+                            provider: Some(provider.as_str().into()),
                             message: Some(format!(
                                 "key refresh failed, serving the cached key: {}",
                                 e.0
                             )),
                         });
-                        return Ok(c.key.clone());
+                    }
+                    None => {
+                        tracing::warn!(target: "iron_cage", error = %e.0, "could not get the provider key");
+                        self.events.emit(RouterEvent::Key {
+                            action: "failed".into(),
+                            provider: None,
+                            message: Some(e.0.clone()),
+                        });
                     }
                 }
-                tracing::warn!(target: "iron_cage", error = %e.0, "could not get the provider key");
-                self.events.emit(RouterEvent::Key {
-                    action: "failed".into(),
-                    provider: None,
-                    message: Some(e.0.clone()),
-                });
                 Err(e)
             }
         }
@@ -236,7 +496,7 @@ impl KeyCache {
             ..
         } = &self.source
         else {
-            return Err(KeyError("no key server configured".into()));
+            return Err(KeyError::unavailable("no key server configured"));
         };
         self.fetch_count
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -254,14 +514,14 @@ impl KeyCache {
                 } else {
                     describe_reqwest(&e)
                 };
-                KeyError(format!(
+                KeyError::unavailable(format!(
                     "could not reach the key server at {server_url}: {why}"
                 ))
             })?;
         let status = resp.status();
         let body = read_limited(resp, MAX_KEY_RESPONSE_BYTES)
             .await
-            .map_err(|e| KeyError(format!("key server at {server_url}: {e}")))?;
+            .map_err(|e| KeyError::unavailable(format!("key server at {server_url}: {e}")))?;
         if !status.is_success() {
             let server_msg = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -276,17 +536,27 @@ impl KeyCache {
                 })
                 .map(|m| server_message(&m))
                 .unwrap_or_else(|| "no error message".into());
-            let hint = match status.as_u16() {
-                401 => " (the Iron Cage token was rejected: check apiKey)",
-                403 => " (the provider key is disabled in the Iron Cage dashboard)",
-                404 => " (no provider key is assigned to this token's project)",
-                400 => " (the token is not assigned to a project)",
+            let code = status.as_u16();
+            // An answer about this token's key (not an outage): the key must not be used any more.
+            let refusal = match code {
+                401 => Some("the Iron Cage token was revoked or is not valid. Fix: create a new token in the Iron Cage dashboard and start the router with it (apiKey)"),
+                403 => Some("the provider key is disabled in the Iron Cage dashboard. Fix: enable it, or assign another provider key to the token's project"),
+                404 => Some("no provider key is assigned to this token's project. Fix: assign one in the Iron Cage dashboard"),
+                400 => Some("the Iron Cage token is not assigned to a project. Fix: assign it to a project in the Iron Cage dashboard"),
+                _ => None,
+            };
+            if let Some(why) = refusal {
+                return Err(KeyError(
+                    format!("Iron Cage key server answered {code}: {server_msg}: {why}. Calls are refused until the key server hands out a key again."),
+                    KeyErrorKind::Refused,
+                ));
+            }
+            let hint = match code {
                 429 => " (the key server is rate limiting; retry later)",
                 _ => "",
             };
-            return Err(KeyError(format!(
-                "key server answered {}: {server_msg}{hint}",
-                status.as_u16()
+            return Err(KeyError::unavailable(format!(
+                "key server answered {code}: {server_msg}{hint}"
             )));
         }
         parse_key_response(&body)
@@ -301,20 +571,20 @@ pub fn parse_key_response(body: &[u8]) -> Result<ProviderKey, KeyError> {
         api_key: Option<String>,
         base_url: Option<String>,
     }
-    let r: KeyResponse = serde_json::from_slice(body).map_err(|_| KeyError("key server sent a response that is not the expected JSON {provider?, api_key, base_url?}".into()))?;
+    let r: KeyResponse = serde_json::from_slice(body).map_err(|_| KeyError::unavailable("key server sent a response that is not the expected JSON {provider?, api_key, base_url?}"))?;
     let key = r
         .api_key
         .filter(|k| !k.trim().is_empty())
-        .ok_or_else(|| KeyError("key server response has no api_key".into()))?;
+        .ok_or_else(|| KeyError::unavailable("key server response has no api_key"))?;
     if key.len() > 8192 || key.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(KeyError(
-            "key server sent an api_key that is not a valid header value".into(),
+        return Err(KeyError::unavailable(
+            "key server sent an api_key that is not a valid header value",
         ));
     }
     crate::logging::register_secret(&key);
     let provider = match r.provider.as_deref() {
         Some(p) => Provider::parse(p).ok_or_else(|| {
-            KeyError(format!(
+            KeyError::unavailable(format!(
                 "key server named an unsupported provider '{}'",
                 sanitize(p)
             ))
@@ -323,7 +593,7 @@ pub fn parse_key_response(body: &[u8]) -> Result<ProviderKey, KeyError> {
     };
     let base_url = match r.base_url.filter(|u| !u.trim().is_empty()) {
         Some(u) => validate_upstream_url("base_url", &u).map_err(|e| {
-            KeyError(format!(
+            KeyError::unavailable(format!(
                 "key server sent an unusable base_url: {}",
                 e.message
             ))

@@ -334,7 +334,7 @@ async fn proxy(
         .keys
         .get()
         .await
-        .map_err(|e| Denial::new(RouterError::KeyServer(e.0), shape, "key"))?;
+        .map_err(|e| Denial::new(e.into_router_error(), shape, "key"))?;
     seen.provider = Some(key.provider);
     if path_provider.is_none() && model_provider.is_none() {
         shape = key.provider;
@@ -421,6 +421,7 @@ async fn proxy(
             model: info.model.as_deref().unwrap_or(""),
             shape,
             started,
+            key: &key,
         },
     )
     .await;

@@ -25,6 +25,8 @@ pub struct Call<'a> {
     pub shape: Provider,
     /// When the request arrived: the total timeout bounds every attempt and every wait.
     pub started: Instant,
+    /// The key `headers` carry: a provider 401 to it makes the router fetch the key again.
+    pub key: &'a crate::keys::ProviderKey,
 }
 
 /// The response head, and the breaker permit to record once the body has been relayed (`None` when
@@ -89,7 +91,7 @@ fn jitter_source() -> impl FnMut() -> f64 {
 }
 
 /// Admit, send, and retry where safe. Errors are provider-shaped denials.
-pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, Denial> {
+pub async fn call_upstream(shared: &Shared, mut call: Call<'_>) -> Result<Answer, Denial> {
     let rel = &shared.policies.reliability;
     let first_byte = shared.policies.timeouts.first_byte;
     let provider_name = call.provider.as_str();
@@ -97,6 +99,7 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
     let deadline = started + shared.policies.timeouts.total;
     let mut rng = jitter_source();
     let mut attempt: u32 = 0;
+    let mut rekeyed = false;
     // A model the provider answered 429 with retry-after for is not called again before that
     // time (at most a minute).
     if let Some(left) = rel.throttle.remaining(provider_name, call.host, call.model) {
@@ -156,6 +159,21 @@ pub async fn call_upstream(shared: &Shared, call: Call<'_>) -> Result<Answer, De
                         SystemTime::now(),
                     )
                 };
+                // The provider refused the key (rotated on the Iron Cage server?): with a new key
+                // from the key server the call is made once more; it was refused, so not billed.
+                if status == 401 && !rekeyed {
+                    rekeyed = true;
+                    let refetch = shared.keys.refetch_after_401(call.key);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if let Ok(Some(new_key)) = tokio::time::timeout(left, refetch).await {
+                        if new_key.replace_auth(&mut call.headers) {
+                            // A 401 is an answer, not a provider failure.
+                            let _ = permit.record(Outcome::Ignored);
+                            drop(response);
+                            continue;
+                        }
+                    }
+                }
                 if status == 429 {
                     if let Some(d) = retry_after {
                         rel.throttle

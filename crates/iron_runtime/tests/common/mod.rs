@@ -216,6 +216,9 @@ impl Seen {
 struct ProviderState {
     reply: Mutex<Reply>,
     seen: Mutex<Vec<Seen>>,
+    /// When set, only requests bearing this key (`Authorization: Bearer` or `x-api-key`) get the
+    /// reply; others get the provider's 401.
+    valid_key: Mutex<Option<String>>,
 }
 
 /// A provider on 127.0.0.1 that records requests.
@@ -240,8 +243,18 @@ async fn provider_handler(State(s): State<Arc<ProviderState>>, req: Request) -> 
         headers: parts.headers,
         body,
     };
+    let valid_key = s.valid_key.lock().map(|k| k.clone()).unwrap_or(None);
+    let refused = valid_key.is_some_and(|k| {
+        seen.header("authorization") != format!("Bearer {k}") && seen.header("x-api-key") != k
+    });
     if let Ok(mut v) = s.seen.lock() {
         v.push(seen);
+    }
+    if refused {
+        return json_response(
+            401,
+            r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#.to_string(),
+        );
     }
     let reply = s.reply.lock().map(|r| r.clone()).unwrap_or(Reply::Json {
         status: 500,
@@ -285,6 +298,7 @@ impl FakeProvider {
         let state = Arc::new(ProviderState {
             reply: Mutex::new(reply),
             seen: Mutex::new(Vec::new()),
+            valid_key: Mutex::new(None),
         });
         let app = axum::Router::new()
             .fallback(provider_handler)
@@ -309,6 +323,13 @@ impl FakeProvider {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Accept only `key` from now on (`None`: any key); other keys get a 401.
+    pub fn set_valid_key(&self, key: Option<&str>) {
+        if let Ok(mut k) = self.state.valid_key.lock() {
+            *k = key.map(str::to_string);
+        }
     }
 
     /// Requests received so far.

@@ -129,9 +129,9 @@ struct Charged {
 
 /// Charges a call the provider received but did not answer within the timeout: it may still be
 /// working on it, and bills it (a whole answer is generated before its head is sent, whether
-/// anyone waits for it). A whole answer is charged its hold, as a whole answer cut short is; a
-/// stream, whose head comes before the first token, its estimated input. Without a budget or a
-/// price nothing is known to charge.
+/// anyone waits for it). A whole answer is charged its hold, as a whole answer cut short is (its
+/// estimated input without a budget); a stream, whose head comes before the first token, its
+/// estimated input. Without a price nothing is known to charge.
 fn charge_unanswered(
     shared: &Shared,
     hold: crate::budget_phase::BudgetHold,
@@ -140,20 +140,25 @@ fn charge_unanswered(
 ) -> Charged {
     let est = hold.estimated_input_tokens;
     let reservation = hold.reservation;
+    let input_cost = hold.price.as_ref().map_or(0, |p| {
+        let usage = iron_cost::Usage {
+            input_tokens: est.tokens,
+            input_audio_tokens: est.audio_tokens.min(est.tokens),
+            service_tier: est.service_tier,
+            ..iron_cost::Usage::default()
+        };
+        iron_cost::cost_micros(p, crate::cost_policy::cost_provider(provider), &usage)
+    });
     let cost_micros = if let Some(flat) = hold.flat_cost_micros {
         flat
     } else if !stream {
-        reservation.as_ref().map_or(0, |r| r.amount())
+        // Without a budget there is no hold: its input at least.
+        reservation
+            .as_ref()
+            .map_or(0, |r| r.amount())
+            .max(input_cost)
     } else {
-        hold.price.as_ref().map_or(0, |p| {
-            let usage = iron_cost::Usage {
-                input_tokens: est.tokens,
-                input_audio_tokens: est.audio_tokens.min(est.tokens),
-                service_tier: est.service_tier,
-                ..iron_cost::Usage::default()
-            };
-            iron_cost::cost_micros(p, crate::cost_policy::cost_provider(provider), &usage)
-        })
+        input_cost
     };
     shared.policies.cost.settle(reservation, cost_micros);
     Charged {

@@ -139,6 +139,23 @@ async fn no_head_within_the_first_byte_timeout_is_not_retried_and_is_charged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_budget_an_unanswered_call_is_charged_its_input() {
+    bounded(30, async {
+        let (port, _count) = silent_upstream().await;
+        let url = format!("http://127.0.0.1:{port}");
+        let over = json!({ "timeouts": { "firstByteMs": 300, "totalMs": 5000 } });
+        let (_ks, router) = router_for(&url, over, None).await;
+        let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
+        assert_eq!(resp.status(), 504);
+        let stats = router.shared().stats_snapshot();
+        assert!(stats.cost_micros > 0, "charged its input, not $0");
+        assert!(stats.input_tokens > 0);
+        assert_eq!(router.budget_status().spent_micros, stats.cost_micros);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_timeout_is_retried_since_nothing_was_sent() {
     bounded(30, async {
         // A listener with a backlog of one that never accepts: once its queue is full, a new

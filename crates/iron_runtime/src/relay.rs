@@ -69,7 +69,7 @@ pub const COST_HEADER: &str = "x-iron-cage-cost-usd";
 
 pub async fn relay(
     shared: Arc<Shared>,
-    ex: Exchange,
+    mut ex: Exchange,
     upstream: UpstreamResponse,
 ) -> Response<Body> {
     let status = upstream.status();
@@ -107,6 +107,12 @@ pub async fn relay(
     if !is_sse && (inspect || small) {
         return crate::relay_buffered::relay_whole_json(shared, ex, upstream, headers, inspect)
             .await;
+    }
+    // The breaker learns a relayed answer's success from its head: a half-open probe frees its
+    // slot now rather than when the stream ends, minutes later perhaps (see
+    // `Permit::record_stream_head`); a failure later in the stream is still recorded at settle.
+    if let Some(permit) = ex.permit.as_mut() {
+        let _ = permit.record_stream_head();
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(run(shared, ex, upstream, tx, is_sse, status.as_u16()));

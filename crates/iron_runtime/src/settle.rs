@@ -89,7 +89,8 @@ pub(crate) fn settle(
         u
     });
     // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
-    // client aborts and 4xx are not.
+    // client aborts and 4xx are not. (A half-open probe that was streamed counted its success at
+    // its head; only a failure still counts, see `Permit::record_stream_head`.)
     if let Some(permit) = ex.permit.take() {
         let outcome = match ending {
             Ending::ClientAborted => Outcome::Ignored,

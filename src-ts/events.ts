@@ -32,7 +32,8 @@ export interface ResponseEvent {
   estimated: boolean
   latencyMs: number
   ttftMs: number | null
-  outcome: 'complete' | 'client_aborted' | 'upstream_error' | 'timeout' | 'blocked'
+  /** `client_timeout`: the client read nothing of the answer for `idleMs`, or was still behind when `totalMs` ran out; the relay stopped as for a client that left. */
+  outcome: 'complete' | 'client_aborted' | 'client_timeout' | 'upstream_error' | 'timeout' | 'blocked'
 }
 
 export interface BlockedEvent {

@@ -260,9 +260,36 @@ impl Permit {
         self.shared.settle(self.epoch, self.kind, outcome)
     }
 
-    /// Whether this permit is a half-open probe.
+    /// The 2xx head of a streamed answer arrived. For a half-open probe this is the probe's
+    /// success: it is counted now and frees the probe's slot, so enough probe heads close the
+    /// breaker while their streams still run. Returns the transition it caused, if any. For any
+    /// other permit (or a probe whose round is already over) it does nothing.
+    ///
+    /// Why streams differ from whole answers: a whole answer's outcome is known within moments of
+    /// its head, but a stream may run for minutes (up to the total timeout) after the provider has
+    /// shown it is serving again. Holding the probe until the stream ends would keep the breaker
+    /// half-open, refusing every other call, for that long. A failure later in the stream still
+    /// counts: `record(Outcome::Failure)` on this permit reopens the breaker while the same
+    /// half-open round is on, and counts one failure in the closed window once that round has
+    /// closed it (as for a stream admitted while closed). Its success or `Ignored` counts nothing
+    /// more.
+    pub fn record_stream_head(&mut self) -> Option<Transition> {
+        if self.kind != PermitKind::Probe || self.settled {
+            return None;
+        }
+        let now = self.shared.clock.now_ms();
+        let (change, epoch) =
+            self.shared
+                .lock()
+                .record_stream_head(&self.shared.config, now, self.epoch)?;
+        self.kind = PermitKind::StreamedProbe;
+        self.epoch = epoch;
+        self.shared.report(change)
+    }
+
+    /// Whether this permit is a half-open probe (its stream's head may already have counted).
     pub fn is_probe(&self) -> bool {
-        self.kind == PermitKind::Probe
+        matches!(self.kind, PermitKind::Probe | PermitKind::StreamedProbe)
     }
 }
 

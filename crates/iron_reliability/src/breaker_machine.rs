@@ -40,6 +40,9 @@ pub(crate) type Change = (BreakerState, BreakerState, Cause);
 pub(crate) enum PermitKind {
     Call,
     Probe,
+    /// A probe whose streamed answer's head already counted as its success (see
+    /// `Permit::record_stream_head`): only a failure later in the stream is still to count.
+    StreamedProbe,
     Untracked,
 }
 
@@ -185,6 +188,9 @@ impl Machine {
         kind: PermitKind,
         outcome: Outcome,
     ) -> Option<Change> {
+        if kind == PermitKind::StreamedProbe {
+            return self.record_stream_end(cfg, now, epoch, outcome);
+        }
         if epoch != self.epoch {
             return None;
         }
@@ -220,16 +226,62 @@ impl Machine {
                             Cause::ProbesSucceeded(n),
                         ))
                     }
-                    Outcome::Failure => {
-                        self.level = self.level.saturating_add(1);
-                        let open_ms = self.open(cfg, now);
-                        Some((
-                            BreakerState::HalfOpen,
-                            BreakerState::Open,
-                            Cause::ProbeFailed { open_ms },
-                        ))
-                    }
+                    Outcome::Failure => Some(self.probe_failed(cfg, now)),
                 }
+            }
+            _ => None,
+        }
+    }
+
+    /// A probe failed: the round fails and the breaker opens for longer than last time.
+    fn probe_failed(&mut self, cfg: &BreakerConfig, now: u64) -> Change {
+        self.level = self.level.saturating_add(1);
+        let open_ms = self.open(cfg, now);
+        (
+            BreakerState::HalfOpen,
+            BreakerState::Open,
+            Cause::ProbeFailed { open_ms },
+        )
+    }
+
+    /// The 2xx head of a half-open probe's streamed answer arrived: the probe counts as a success
+    /// now, freeing its slot. Returns the transition, if any, and the epoch the rest of the stream
+    /// is recorded against; `None` when the probe's round is over (nothing was counted).
+    pub(crate) fn record_stream_head(
+        &mut self,
+        cfg: &BreakerConfig,
+        now: u64,
+        epoch: u64,
+    ) -> Option<(Option<Change>, u64)> {
+        if epoch != self.epoch || self.state != BreakerState::HalfOpen {
+            return None;
+        }
+        let change = self.record(cfg, now, epoch, PermitKind::Probe, Outcome::Success);
+        Some((change, self.epoch))
+    }
+
+    /// The end of a probe's stream whose head already counted as its success: only a failure
+    /// counts, against the state that success was part of. Still the same half-open round: the
+    /// round fails, as for any failed probe. The closed state that round closed into (`epoch` is
+    /// the round's, one before the closed state's, or the closed state's own when this probe's
+    /// head closed it): one failure in the new window, as for a call admitted while closed.
+    /// Anything later (open again, a new round) has moved on without it.
+    fn record_stream_end(
+        &mut self,
+        cfg: &BreakerConfig,
+        now: u64,
+        epoch: u64,
+        outcome: Outcome,
+    ) -> Option<Change> {
+        if outcome != Outcome::Failure {
+            return None;
+        }
+        match self.state {
+            BreakerState::HalfOpen if epoch == self.epoch => Some(self.probe_failed(cfg, now)),
+            BreakerState::Closed if epoch == self.epoch || epoch.wrapping_add(1) == self.epoch => {
+                self.window.push(true);
+                self.consecutive = self.consecutive.saturating_add(1);
+                self.check_trip(cfg, now)
             }
             _ => None,
         }

@@ -14,9 +14,11 @@ pub struct Timeouts {
     pub connect_ms: u64,
     /// From sending the request to the response headers (long prompts on slow models need minutes).
     pub first_byte_ms: u64,
-    /// Between two body chunks of a stream (longer than Anthropic's ping cadence).
+    /// Between two body chunks of a stream (longer than Anthropic's ping cadence); also how long a
+    /// client may take none of a relayed answer before it is handled as a client that left.
     pub idle_ms: u64,
-    /// Whole request including the streamed body (above the SDKs' 10-minute default).
+    /// Whole request including the streamed body and its delivery to the client (above the SDKs'
+    /// 10-minute default).
     pub total_ms: u64,
 }
 

@@ -270,3 +270,179 @@ fn a_rejection_is_far_below_a_millisecond() {
         "{per_call:?} per rejection"
     );
 }
+
+/// Opens a breaker (5 consecutive failures) and lets the open period pass.
+fn open_then_wait(r: &Rig) {
+    r.run(&[F; 5]);
+    assert_eq!(r.state(), BreakerState::Open);
+    r.clock.advance(r.open_left_ms());
+}
+
+#[test]
+fn a_streamed_probe_closes_the_breaker_at_its_head_while_its_stream_still_runs() {
+    let r = rig(BreakerConfig {
+        half_open_probes: 1,
+        ..Default::default()
+    });
+    open_then_wait(&r);
+    let mut probe = r.breaker.try_acquire().expect("probe");
+    assert_eq!(r.state(), BreakerState::HalfOpen);
+    assert!(
+        r.breaker.try_acquire().is_err(),
+        "the only probe slot is taken"
+    );
+    let t = probe.record_stream_head().expect("the head closes it");
+    assert_eq!(
+        (t.from, t.to),
+        (BreakerState::HalfOpen, BreakerState::Closed)
+    );
+    assert!(probe.is_probe());
+    // Other calls flow while the probe's stream goes on.
+    for _ in 0..3 {
+        assert!(!r.breaker.try_acquire().expect("closed").is_probe());
+    }
+    // A second head of the same permit counts nothing.
+    assert_eq!(probe.record_stream_head(), None);
+    // The stream completing counts nothing more: the success was counted at the head.
+    assert_eq!(probe.record(S), None);
+    let s = r.breaker.snapshot();
+    assert_eq!(
+        (s.state, s.calls_in_window, s.consecutive_failures),
+        (BreakerState::Closed, 0, 0)
+    );
+    assert_eq!(
+        r.seen(),
+        [
+            "closed->open: 5 consecutive failures",
+            "open->half_open: open period of 30000 ms elapsed",
+            "half_open->closed: probe succeeded",
+        ]
+    );
+}
+
+#[test]
+fn a_streamed_probe_failing_after_its_head_counts_as_a_failure_in_the_closed_window() {
+    let r = rig(BreakerConfig {
+        half_open_probes: 1,
+        consecutive_failures: 2,
+        ..Default::default()
+    });
+    r.run(&[F, F]);
+    r.clock.advance(r.open_left_ms());
+    let mut probe = r.breaker.try_acquire().expect("probe");
+    probe.record_stream_head();
+    assert_eq!(r.state(), BreakerState::Closed);
+    // The stream breaks later: one failure in the closed window, like a stream admitted while closed.
+    assert_eq!(probe.record(F), None);
+    let s = r.breaker.snapshot();
+    assert_eq!(
+        (
+            s.state,
+            s.calls_in_window,
+            s.failures_in_window,
+            s.consecutive_failures
+        ),
+        (BreakerState::Closed, 1, 1, 1)
+    );
+    // It is part of the failure run: one more opens the breaker again.
+    r.run(&[F]);
+    assert_eq!(r.state(), BreakerState::Open);
+    assert_eq!(
+        r.seen().last().map(String::as_str),
+        Some("closed->open: 2 consecutive failures")
+    );
+}
+
+#[test]
+fn streamed_probes_close_after_enough_heads_and_an_earlier_probes_later_failure_still_counts() {
+    let r = rig(BreakerConfig {
+        half_open_probes: 3,
+        ..Default::default()
+    });
+    open_then_wait(&r);
+    let mut probes: Vec<_> = (0..3)
+        .map(|_| r.breaker.try_acquire().expect("probe"))
+        .collect();
+    assert!(r.breaker.try_acquire().is_err(), "three probes in flight");
+    assert_eq!(probes[0].record_stream_head(), None);
+    assert_eq!(probes[1].record_stream_head(), None);
+    let s = r.breaker.snapshot();
+    assert_eq!(
+        (s.state, s.probes_in_flight, s.probe_successes),
+        (BreakerState::HalfOpen, 1, 2)
+    );
+    // Successful heads still count towards the round: no fourth probe.
+    assert!(r.breaker.try_acquire().is_err());
+    assert!(probes[2].record_stream_head().is_some());
+    assert_eq!(r.state(), BreakerState::Closed);
+    // The first probe's stream (admitted in the round that has closed) breaks: it counts in the
+    // new closed window.
+    let first = probes.remove(0);
+    assert_eq!(first.record(F), None);
+    assert_eq!(r.breaker.snapshot().failures_in_window, 1);
+    // The others end well or are dropped: nothing more.
+    drop(probes);
+    let s = r.breaker.snapshot();
+    assert_eq!((s.calls_in_window, s.failures_in_window), (1, 1));
+}
+
+#[test]
+fn a_streamed_probe_failing_while_its_round_is_still_on_reopens_for_longer() {
+    let r = rig(BreakerConfig {
+        half_open_probes: 2,
+        ..Default::default()
+    });
+    open_then_wait(&r);
+    let mut probe = r.breaker.try_acquire().expect("probe");
+    assert_eq!(probe.record_stream_head(), None);
+    let s = r.breaker.snapshot();
+    assert_eq!(
+        (s.state, s.probes_in_flight, s.probe_successes),
+        (BreakerState::HalfOpen, 0, 1)
+    );
+    let t = probe.record(F).expect("the round fails");
+    assert_eq!((t.from, t.to), (BreakerState::HalfOpen, BreakerState::Open));
+    assert_eq!(r.open_left_ms(), 60_000);
+}
+
+#[test]
+fn a_streamed_probe_from_a_round_that_is_over_counts_nothing() {
+    let r = rig(BreakerConfig {
+        half_open_probes: 3,
+        ..Default::default()
+    });
+    open_then_wait(&r);
+    // A head arriving after its round reopened counts nothing, and neither does its end.
+    let mut a = r.breaker.try_acquire().expect("probe");
+    let b = r.breaker.try_acquire().expect("probe");
+    let _ = b.record(F);
+    assert_eq!(r.state(), BreakerState::Open);
+    let before = r.seen();
+    assert_eq!(a.record_stream_head(), None);
+    assert_eq!(a.record(F), None);
+    assert_eq!(r.seen(), before);
+    assert_eq!(r.open_left_ms(), 60_000, "the open period is not extended");
+    // Streamed probes whose round reopened after their heads: a failure does not extend the open
+    // period...
+    r.clock.advance(60_000);
+    let mut c = r.breaker.try_acquire().expect("probe");
+    let mut c2 = r.breaker.try_acquire().expect("probe");
+    let d = r.breaker.try_acquire().expect("probe");
+    assert_eq!(c.record_stream_head(), None);
+    assert_eq!(c2.record_stream_head(), None);
+    let _ = d.record(F);
+    assert_eq!(r.open_left_ms(), 120_000);
+    r.clock.advance(1_000);
+    assert_eq!(c.record(F), None);
+    assert_eq!(r.open_left_ms(), 119_000);
+    // ...nor counts in a later closed state.
+    r.clock.advance(119_000);
+    for _ in 0..3 {
+        let mut p = r.breaker.try_acquire().expect("probe");
+        p.record_stream_head();
+        let _ = p.record(S);
+    }
+    assert_eq!(r.state(), BreakerState::Closed);
+    assert_eq!(c2.record(F), None);
+    assert_eq!(r.breaker.snapshot().calls_in_window, 0);
+}

@@ -1,6 +1,7 @@
 //! Relay: bytes go to the client as they arrive; a side parser reads SSE events (usage, the injected
 //! usage chunk) without holding back more than one partial event. Settle runs when the relay ends,
-//! whatever the reason (complete, client abort, upstream break, timeout).
+//! whatever the reason (complete, client abort, a client that stopped reading, upstream break,
+//! timeout): the idle and total timeouts bound the wait for the client as well as for the provider.
 
 use crate::error::RouterError;
 use crate::exchange::Exchange;
@@ -17,9 +18,11 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use iron_cost::StreamUsage;
 use iron_safety::{ApiShape, DeltaTemplate, FilterOutcome, SseOutputFilter, TextDelta};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 const MAX_SSE_EVENT: usize = 8 * 1024 * 1024;
 /// A non-streamed answer up to this size (by its `content-length`) is read whole and sent at once.
@@ -31,6 +34,9 @@ pub(crate) const MAX_JSON_COPY: usize = 64 * 1024 * 1024;
 pub enum Ending {
     Complete,
     ClientAborted,
+    /// The client read nothing for the idle timeout, or was still behind when the total timeout
+    /// ran out ("idle" or "total"): handled as a client that left.
+    ClientTimeout(&'static str),
     UpstreamBroken(String),
     Timeout(&'static str),
     StreamTooLarge,
@@ -52,6 +58,7 @@ impl Ending {
         match self {
             Ending::Complete => "complete",
             Ending::ClientAborted => "client_aborted",
+            Ending::ClientTimeout(_) => "client_timeout",
             Ending::UpstreamBroken(_) => "upstream_error",
             Ending::Timeout(_) => "timeout",
             Ending::StreamTooLarge => "upstream_error",
@@ -69,7 +76,7 @@ pub const COST_HEADER: &str = "x-iron-cage-cost-usd";
 
 pub async fn relay(
     shared: Arc<Shared>,
-    ex: Exchange,
+    mut ex: Exchange,
     upstream: UpstreamResponse,
 ) -> Response<Body> {
     let status = upstream.status();
@@ -108,15 +115,87 @@ pub async fn relay(
         return crate::relay_buffered::relay_whole_json(shared, ex, upstream, headers, inspect)
             .await;
     }
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    tokio::spawn(run(shared, ex, upstream, tx, is_sse, status.as_u16()));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    // The breaker learns a relayed answer's success from its head: a half-open probe frees its
+    // slot now rather than when the stream ends, minutes later perhaps (see
+    // `Permit::record_stream_head`); a failure later in the stream is still recorded at settle.
+    if let Some(permit) = ex.permit.as_mut() {
+        let _ = permit.record_stream_head();
+    }
+    let (tx, rx) = mpsc::channel::<Piece>(16);
+    let timeouts = shared.policies.timeouts;
+    let cut = Arc::new(AtomicBool::new(false));
+    let client = ClientSink {
+        tx,
+        deadline: ex.started + timeouts.total,
+        idle: timeouts.idle,
+        cut: cut.clone(),
+        stopped: None,
+    };
+    tokio::spawn(run(shared, ex, upstream, client, is_sse, status.as_u16()));
+    let stream = futures_util::stream::unfold(Some((rx, cut)), |state| async move {
+        let (mut rx, cut) = state?;
+        match rx.recv().await {
+            Some(item) => Some((item, Some((rx, cut)))),
+            // The relay gave up on a client that stopped reading: what it still reads ends broken,
+            // not as a complete answer.
+            None if cut.load(Ordering::Acquire) => Some((Err(std::io::Error::other("Iron Cage stopped relaying: the client read nothing for the idle timeout, or the total timeout ran out")), None)),
+            None => None,
+        }
     });
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+type Piece = Result<Bytes, std::io::Error>;
+
+/// The client's end of a relayed body. Every piece must be taken within the idle timeout and
+/// before the total deadline: a client that stops reading would otherwise hold the upstream
+/// stream and the budget hold for as long as it keeps its socket open.
+struct ClientSink {
+    tx: mpsc::Sender<Piece>,
+    deadline: Instant,
+    idle: Duration,
+    /// Set when the relay gives up on the client: its body then ends with an error.
+    cut: Arc<AtomicBool>,
+    /// Why delivery stopped, once it has; later pieces are not sent.
+    stopped: Option<Ending>,
+}
+
+impl ClientSink {
+    /// Hands `piece` to the client's connection. A free slot takes it at once (a normal reader, and
+    /// every piece of a burst the client keeps up with, never waits on a timer); a full channel is
+    /// waited on until the idle timeout or the total deadline, whichever comes first.
+    async fn send(&mut self, piece: Piece) -> Result<(), Ending> {
+        if let Some(e) = &self.stopped {
+            return Err(e.clone());
+        }
+        let piece = match self.tx.try_send(piece) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(self.stop(Ending::ClientAborted)),
+            Err(TrySendError::Full(piece)) => piece,
+        };
+        let until = self.deadline.min(Instant::now() + self.idle);
+        match tokio::time::timeout_at(until.into(), self.tx.send(piece)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.stop(Ending::ClientAborted)),
+            Err(_) => {
+                self.cut.store(true, Ordering::Release);
+                let what = if Instant::now() >= self.deadline {
+                    "total"
+                } else {
+                    "idle"
+                };
+                Err(self.stop(Ending::ClientTimeout(what)))
+            }
+        }
+    }
+
+    fn stop(&mut self, why: Ending) -> Ending {
+        self.stopped = Some(why.clone());
+        why
+    }
 }
 
 pub(crate) struct SideParser {
@@ -139,7 +218,7 @@ async fn run(
     shared: Arc<Shared>,
     mut ex: Exchange,
     upstream: UpstreamResponse,
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    mut client: ClientSink,
     is_sse: bool,
     status: u16,
 ) {
@@ -170,15 +249,17 @@ async fn run(
     let idle_timer = tokio::time::sleep(timeouts.idle);
     tokio::pin!(idle_timer);
     let ending = loop {
-        let wait = timeouts
-            .idle
-            .min(deadline.saturating_duration_since(Instant::now()));
+        // Checked here too: an upstream that always has more ready would never let the timer win.
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break Ending::Timeout("total");
+        };
+        let wait = timeouts.idle.min(left);
         idle_timer
             .as_mut()
             .reset(tokio::time::Instant::now() + wait);
         let next = tokio::select! {
             biased;
-            _ = tx.closed() => break Ending::ClientAborted,
+            _ = client.tx.closed() => break Ending::ClientAborted,
             n = body.next() => Ok(n),
             _ = &mut idle_timer => Err(()),
         };
@@ -203,8 +284,8 @@ async fn run(
                         Ok((out, more)) => {
                             input = &[];
                             if !out.is_empty() {
-                                if tx.send(Ok(out)).await.is_err() {
-                                    break Some(Ending::ClientAborted);
+                                if let Err(e) = client.send(Ok(out)).await {
+                                    break Some(e);
                                 }
                                 // Let the client connection write this piece now: the socket
                                 // may hold the rest of a burst, and this task would process
@@ -216,11 +297,11 @@ async fn run(
                             }
                         }
                         Err((out, SseStop::TooLarge)) => {
-                            let _ = tx.send(Ok(out)).await;
+                            let _ = client.send(Ok(out)).await;
                             break Some(Ending::StreamTooLarge);
                         }
                         Err((out, SseStop::Blocked(message))) => {
-                            let _ = tx.send(Ok(out)).await;
+                            let _ = client.send(Ok(out)).await;
                             break Some(Ending::Blocked(message));
                         }
                     }
@@ -244,8 +325,8 @@ async fn run(
             }
         };
         if !out.is_empty() {
-            if tx.send(Ok(out)).await.is_err() {
-                break Ending::ClientAborted;
+            if let Err(e) = client.send(Ok(out)).await {
+                break e;
             }
             tokio::task::yield_now().await;
         }
@@ -258,11 +339,11 @@ async fn run(
             let rest = p.splitter.take_rest();
             if p.filter.is_none() {
                 if !rest.is_empty() {
-                    let _ = tx.send(Ok(rest)).await;
+                    let _ = client.send(Ok(rest)).await;
                 }
-            } else if let Some(message) = flush_filtered_tail(p, &ex, rest, &tx).await {
+            } else if let Some(message) = flush_filtered_tail(p, &ex, rest, &mut client).await {
                 let e = RouterError::PiiBlocked { message };
-                let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+                let _ = client.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
             }
         }
         (Ending::Timeout(what), Some(_)) => {
@@ -270,34 +351,42 @@ async fn run(
                 host: ex.host.clone(),
                 what: format!("no data for the {what} timeout in the middle of the stream"),
             };
-            let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+            let _ = client.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
         (Ending::UpstreamBroken(reason), Some(_)) => {
             let e = RouterError::UpstreamUnreachable {
                 host: ex.host.clone(),
                 reason: format!("stream broke: {reason}"),
             };
-            let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+            let _ = client.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
         (Ending::StreamTooLarge, Some(_)) => {
             let e = RouterError::UpstreamUnreachable {
                 host: ex.host.clone(),
                 reason: format!("an SSE event exceeded {MAX_SSE_EVENT} bytes"),
             };
-            let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+            let _ = client.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
         (Ending::Blocked(message), _) => {
             let e = RouterError::PiiBlocked {
                 message: message.clone(),
             };
-            let _ = tx.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+            let _ = client.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
         (Ending::Timeout(_) | Ending::UpstreamBroken(_), None) => {
-            let _ = tx
+            let _ = client
                 .send(Err(std::io::Error::other("upstream body ended early")))
                 .await;
         }
         _ => {}
+    }
+    // A client that stopped reading the end of a complete answer did not get it.
+    let ending = match (ending, &client.stopped) {
+        (Ending::Complete, Some(e @ Ending::ClientTimeout(_))) => e.clone(),
+        (ending, _) => ending,
+    };
+    if let Ending::ClientTimeout(what) = ending {
+        tracing::info!(target: "iron_cage", request_id = ex.id, timeout = what, "the client stopped reading the answer: its upstream stream is closed and the call settled");
     }
     let saw_error_event = sse.as_ref().is_some_and(|p| p.saw_error_event);
     if let Some(f) = sse.as_ref().and_then(|p| p.filter.as_ref()) {
@@ -320,7 +409,7 @@ async fn run(
     );
     // Strict persistence: the ledger row is committed before the client sees the end of the body.
     shared.policies.ledger.commit_if_strict().await;
-    drop(tx);
+    drop(client);
 }
 
 /// Output of a burst handed to the client at a time (see `process_sse`).
@@ -469,21 +558,21 @@ async fn flush_filtered_tail(
     p: &mut SideParser,
     ex: &Exchange,
     rest: Bytes,
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    client: &mut ClientSink,
 ) -> Option<String> {
     if !rest.is_empty() {
         let mut tail = BytesMut::from(&rest[..]);
         tail.extend_from_slice(b"\n\n");
         match process_sse(p, ex, &tail, usize::MAX) {
             Ok((out, _)) => {
-                let _ = tx.send(Ok(out)).await;
+                let _ = client.send(Ok(out)).await;
             }
             Err((out, SseStop::Blocked(message))) => {
-                let _ = tx.send(Ok(out)).await;
+                let _ = client.send(Ok(out)).await;
                 return Some(message);
             }
             Err((out, SseStop::TooLarge)) => {
-                let _ = tx.send(Ok(out)).await;
+                let _ = client.send(Ok(out)).await;
             }
         }
     }
@@ -495,7 +584,7 @@ async fn flush_filtered_tail(
                 write_event(&mut out, name.as_deref(), data);
             }
             if !out.is_empty() {
-                let _ = tx.send(Ok(out.freeze())).await;
+                let _ = client.send(Ok(out.freeze())).await;
             }
             None
         }

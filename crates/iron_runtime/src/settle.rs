@@ -90,10 +90,12 @@ pub(crate) fn settle(
         u
     });
     // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
-    // client aborts and 4xx are not.
+    // client aborts, clients that stopped reading and 4xx are not. (A half-open probe that was
+    // streamed counted its success at its head; only a failure still counts, see
+    // `Permit::record_stream_head`.)
     if let Some(permit) = ex.permit.take() {
         let outcome = match ending {
-            Ending::ClientAborted => Outcome::Ignored,
+            Ending::ClientAborted | Ending::ClientTimeout(_) => Outcome::Ignored,
             Ending::UpstreamBroken(_) | Ending::Timeout(_) | Ending::StreamTooLarge => {
                 Outcome::Failure
             }

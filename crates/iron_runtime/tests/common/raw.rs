@@ -113,3 +113,6 @@ pub fn ok_response() -> String {
         OK_JSON.len()
     )
 }
+
+/// Words for streamed test answers.
+pub const WORDS: [&str; 5] = ["lorem", "ipsum", "dolor", "sit", "amet"];

@@ -245,6 +245,8 @@ rt.unref()
     expect((thrown as Error).message).toMatch(/onBudgetExhausted/)
     await expect(rt.stopAgent('agt_missing')).rejects.toMatchObject({ code: 'AGENT_NOT_FOUND' })
     expect(() => new AgentRuntime({ providerKey: KEY, budgetUsd: 1 } as never)).toThrow(/pass budgetUsd to startAgent/)
+    // An empty statePath used to mean "in memory" without a word.
+    expect(() => new AgentRuntime({ providerKey: KEY, statePath: '' })).toThrow(/invalid option statePath: is empty: .* leave statePath out/)
     // NaN would reach the native side as null, i.e. "no budget".
     expect(() => rt.startAgent({ command: 'true', budgetUsd: NaN })).toThrow(/invalid option budgetUsd: expected a finite number, got NaN/)
     expect(() => rt.startAgent({ command: 'true', budgetUsd: Infinity })).toThrow(/invalid option budgetUsd: expected a finite number, got Infinity/)

@@ -3,7 +3,7 @@
 // The database is read with python3's built-in sqlite3 (see fixtures/state-sqlite.mjs).
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -78,7 +78,7 @@ const LEDGER_COLUMNS =
   'reasoning_tokens, cost_micros, estimated, blocked_reason, error_code, latency_ms, ttft_ms'
 
 describe('request ledger', () => {
-  it('after a mixed run (OpenAI and Anthropic, JSON and streamed, refused by auth, PII and budget) holds exactly one row per request', async () => {
+  it('after a mixed run (OpenAI and Anthropic, JSON and streamed, refused by PII and budget) holds exactly one row per request the token was given for', async () => {
     const db = join(dir, 'mixed.db')
 
     // ---- OpenAI agent
@@ -101,9 +101,10 @@ describe('request ledger', () => {
     // 4. o3 JSON with reasoning inside the output: 200 × 2 + 100 × 8 = 400 + 800 = 1200 µ$
     use({ inputTokens: 200, outputTokens: 100, reasoningTokens: 60 })
     expect((await openaiChat(a, { model: 'o3', messages: user('four') })).status).toBe(200)
-    // 5. refused: wrong token
+    // 5. refused: wrong token (counted in stats, no row: requests without the token cost no disk)
     const auth = await openaiChat(a, { model: 'gpt-4o', messages: user('five') }, 'ic_wrong_token')
     expect(auth.status).toBe(401)
+    expect(a.stats().blockedByReason.auth).toBe(1)
     // 6. refused: an e-mail address in the prompt (policy: block)
     const pii = await openaiChat(a, { model: 'gpt-4o', messages: user('mail me at jane.doe@example.com') })
     expect(pii.status).toBeGreaterThanOrEqual(400)
@@ -151,20 +152,18 @@ describe('request ledger', () => {
       { agent: 'agent-openai', provider: 'openai', model: 'gpt-4o', status: 200, tokens: [800, 200, 0, 50, 0], cost: 2750, estimated: 0, blocked: null },
       { agent: 'agent-openai', provider: 'openai', model: 'gpt-4o', status: 200, tokens: [400, 0, 0, 30, 0], cost: 1300, estimated: 0, blocked: null },
       { agent: 'agent-openai', provider: 'openai', model: 'o3', status: 200, tokens: [200, 0, 0, 100, 60], cost: 1200, estimated: 0, blocked: null },
-      { agent: 'agent-openai', provider: '', model: '', status: 401, tokens: [0, 0, 0, 0, 0], cost: 0, estimated: 0, blocked: 'auth' },
       { agent: 'agent-openai', provider: 'openai', model: 'gpt-4o', status: pii.status, tokens: [0, 0, 0, 0, 0], cost: 0, estimated: 0, blocked: 'pii' },
       { agent: 'agent-openai', provider: 'openai', model: 'gpt-4o', status: 402, tokens: [0, 0, 0, 0, 0], cost: 0, estimated: 0, blocked: 'budget' },
       { agent: 'agent-anthropic', provider: 'anthropic', model: 'claude-sonnet-4-5', status: 200, tokens: [300, 1000, 200, 40, 0], cost: 2550, estimated: 0, blocked: null },
       { agent: 'agent-anthropic', provider: 'anthropic', model: 'claude-haiku-4-5', status: 200, tokens: [50, 0, 0, 30, 0], cost: 200, estimated: 0, blocked: null },
-      { agent: 'agent-anthropic', provider: '', model: '', status: 401, tokens: [0, 0, 0, 0, 0], cost: 0, estimated: 0, blocked: 'auth' },
     ])
     expect(agents).toEqual([
-      { agent_id: 'agent-anthropic', n: 3, spent: 2750 },
-      { agent_id: 'agent-openai', n: 7, spent: 5700 },
+      { agent_id: 'agent-anthropic', n: 2, spent: 2750 },
+      { agent_id: 'agent-openai', n: 6, spent: 5700 },
     ])
     // The streamed rows carry a time to first token; JSON rows do not need one. Every row has an error code iff it failed.
     expect(rows![2]!.ttft_ms).not.toBeNull()
-    expect(rows![8]!.ttft_ms).not.toBeNull()
+    expect(rows![7]!.ttft_ms).not.toBeNull()
     for (const r of rows!) expect(r.error_code === null).toBe(r.status === 200)
     // The ledger and the `response` events agree on request ids and costs.
     const forwarded = rows!.slice(0, 4)
@@ -263,6 +262,32 @@ describe('spent across restarts', () => {
     const other = await LlmRouter.create({ ...opts, agentId: 'agent-other' })
     expect(other.totalSpent()).toBe(0)
     await other.stop()
+  })
+})
+
+describe.skipIf(process.platform !== 'linux')('stop() releases the state file', () => {
+  it('closes its descriptors (the writer thread with them) while the router is still referenced', async () => {
+    const sub = mkdtempSync(join(dir, 'release-'))
+    const fds = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(sub)
+        } catch {
+          return false
+        }
+      }).length
+    const kept: LlmRouter[] = []
+    for (let i = 0; i < 5; i++) {
+      const r = await LlmRouter.create({ apiKey: IC, serverUrl: openaiKeys.url, statePath: join(sub, 's.db'), agentId: `agent-${i}` })
+      expect((await openaiChat(r, { model: 'gpt-4o', messages: user('hi') })).status).toBe(200)
+      expect(fds()).toBeGreaterThan(0)
+      await r.stop()
+      kept.push(r)
+      expect(fds()).toBe(0)
+    }
+    // The lock files went with their owners.
+    expect(readdirSync(sub).filter((n) => n.endsWith('.lock'))).toEqual([])
+    expect(kept.every((r) => !r.isRunning)).toBe(true)
   })
 })
 

@@ -238,7 +238,8 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
     if ('budgetUsd' in router) {
       throw new IronCageError('INVALID_OPTIONS', 'invalid option budgetUsd: budgets are per agent; pass budgetUsd to startAgent')
     }
-    const json = `{"router":${serializeOptions(router as LlmRouterOptions)}${statePath ? `,"statePath":${JSON.stringify(statePath)}` : ''}}`
+    // An empty statePath goes on too: the native side refuses it, naming the fix.
+    const json = `{"router":${serializeOptions(router as LlmRouterOptions)}${statePath !== undefined ? `,"statePath":${JSON.stringify(statePath)}` : ''}}`
     try {
       this.#inner = new (native() as unknown as AgentBinding).NativeAgentRuntime(json)
     } catch (err) {

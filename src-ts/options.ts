@@ -99,11 +99,11 @@ export interface LlmRouterOptions {
   reliability?: ReliabilityOptions
   /** SQLite file for the request ledger, audit trail and agents (WAL); a file keeps everything. Default: in memory, keeping the newest 5,000 requests and audit events. */
   statePath?: string
-  /** This router's agent id in the state store; with `statePath`, spent is restored on start. */
+  /** This router's agent id in the state store; with `statePath`, spent is restored on start (a call a killed router left in flight is charged at its budget hold), and one router at a time may run the agent. */
   agentId?: string
   /** How often queued ledger rows are committed, in ms (and every 128 rows, whichever comes first). Default 100 (at most that is lost on a crash). */
   flushIntervalMs?: number
-  /** Commit each ledger row before its response completes. Default false. */
+  /** Commit each ledger row before its response completes (and, with `agentId`, each call's budget hold before it is forwarded). Default false. */
   strictPersistence?: boolean
   /** Log level; lines go to stderr unless `logger` is given. Default: no logging. */
   logLevel?: 'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'

@@ -16,12 +16,18 @@ pub(crate) struct BudgetHold {
     pub(crate) flat_cost_micros: Option<u64>,
     /// The input the call is expected to bill (see `Exchange::estimated_input_tokens`).
     pub(crate) estimated_input_tokens: iron_cost::InputEstimate,
+    /// The hold was queued to the state file (with `statePath` and `agentId`).
+    pub(crate) persisted: bool,
 }
 
 /// Phase: reserve the worst-case cost atomically (only while a budget is set); refuse with 402 when it
-/// does not fit, or refuse an unpriced model unless `unknownModel` allows it.
+/// does not fit, or refuse an unpriced model unless `unknownModel` allows it. With `statePath` and
+/// `agentId` the hold is written to the state file too (request `id`), until its ledger row
+/// replaces it: a router killed with the call in flight leaves it there for the next to charge.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn reserve_budget(
     shared: &Shared,
+    id: u64,
     info: &RequestInfo,
     api: Api,
     provider: Provider,
@@ -40,6 +46,7 @@ pub(crate) fn reserve_budget(
         reservation: None,
         flat_cost_micros: None,
         estimated_input_tokens: iron_cost::InputEstimate::text((body.len() as u64).div_ceil(4)),
+        persisted: false,
     };
     if !(api.is_billable() && cost.has_limit()) {
         return Ok(hold);
@@ -109,7 +116,16 @@ pub(crate) fn reserve_budget(
         },
     };
     match cost.ledger.reserve(amount) {
-        Ok(r) => hold.reservation = Some(r),
+        Ok(r) => {
+            hold.reservation = Some(r);
+            hold.persisted = shared.policies.ledger.hold(
+                id,
+                amount,
+                provider.as_str(),
+                info.model.as_deref(),
+                api.as_str(),
+            );
+        }
         Err(denied) => {
             return Err(Denial::new(
                 RouterError::BudgetExceeded {

@@ -103,8 +103,11 @@ async fn proxy_and_account(
                 if let Some(wait) = shared.auth_limit.on_failure(peer.ip()) {
                     d = Denial::new(RouterError::too_many_auth_failures(wait), d.shape, "auth");
                 }
+            } else {
+                // A request without the token costs no disk (anyone on the machine can send
+                // them); `stats().blockedByReason.auth` and the metrics count them.
+                record_denial(&shared, id, &seen, &d, started);
             }
-            record_denial(&shared, id, &seen, &d, started);
             deny(&shared, id, d)
         }
     }
@@ -401,7 +404,21 @@ async fn proxy(
     // Budget: refuse what cannot be held, hold the worst-case cost before anything leaves the
     // machine, and cap the answer at what was held.
     refuse_unmetered(shared, &parts.method, &path, api, doc.as_ref(), shape)?;
-    let hold = reserve_budget(shared, &info, api, key.provider, doc.as_ref(), &body, shape)?;
+    let hold = reserve_budget(
+        shared,
+        id,
+        &info,
+        api,
+        key.provider,
+        doc.as_ref(),
+        &body,
+        shape,
+    )?;
+    if hold.persisted {
+        // Strict persistence: the hold is on disk before the provider gets the call, as durably as
+        // spent is (a crash from here on charges it).
+        shared.policies.ledger.commit_if_strict().await;
+    }
     let body = cap_output(api, doc.as_ref(), &hold, body);
     drop(doc);
 

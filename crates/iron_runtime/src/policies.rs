@@ -98,7 +98,7 @@ impl Policies {
             raw.flush_interval_ms,
             raw.strict_persistence.unwrap_or(false),
         )?);
-        let restored = ledger.restored_spent();
+        let restored = ledger.restored_spent()?;
         if restored > 0 {
             let crossed = cost.ledger.add_spent(restored);
             cost.report(crossed);
@@ -125,9 +125,10 @@ impl Policies {
         })
     }
 
-    /// Flush and release what the policies hold (state writer, dashboard link).
+    /// Flush and release what the policies hold: the state store is committed and closed (its
+    /// writer thread joined, the file closed), then the agent's lock released.
     pub async fn shutdown(&self) {
-        self.ledger.flush().await;
+        self.ledger.close().await;
         self.ledger.release();
         tracing::info!(target: "iron_cage", "router stopped");
         self.logging.close();

@@ -167,3 +167,85 @@ async fn budget_exhausted_with_keep_running_lets_the_agent_finish() {
     assert_eq!(m.spent_micros, m.completed * COST_PER_CALL);
     assert_eq!(up.seen().len() as u64, m.completed);
 }
+
+#[cfg(target_os = "linux")]
+fn open_fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("fd dir")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// A finished agent used to keep its router, and with it the router's state store (a writer thread
+/// and its files) until the runtime went away, also after `shutdown()`. Its router is stopped and
+/// let go when it finishes (the store closed), keeping only the figures its info and metrics
+/// show; `shutdown()` closes the runtime's own store.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn finished_agents_and_shutdown_release_the_state_file() {
+    let up = provider().await;
+    let dir = std::env::temp_dir().join(format!(
+        "iron-agent-release-{}-{}",
+        std::process::id(),
+        iron_runtime::events::now_ms()
+    ));
+    let rt = runtime(&up, Some(dir.join("state.db")));
+    // The runtime's own store (agent rows).
+    let baseline = open_fds_under(&dir);
+    assert!(baseline > 0);
+    let mut agents = Vec::new();
+    for _ in 0..6 {
+        let agent = rt
+            .start_agent(py(
+                serde_json::json!({ "env": { "CALLS": "1" }, "budgetUsd": 1.0 }),
+            ))
+            .expect("starts");
+        assert!(agent.router().is_some());
+        let info = bounded(20, agent.wait_finished()).await;
+        assert_eq!(info.status, AgentStatus::Exited);
+        assert!(
+            agent.router().is_none(),
+            "a finished agent lets its router go"
+        );
+        // SQLite keeps the descriptors of a closed connection to a file that another connection
+        // of the process (here the runtime's) still has open, and reuses them for the next
+        // connection to it: at most those of the last agent's two connections stay.
+        let open = open_fds_under(&dir);
+        assert!(
+            open <= baseline + 2,
+            "{open} open, {baseline} for the runtime's store"
+        );
+        agents.push(agent);
+    }
+    for agent in &agents {
+        // What its info and metrics show stays.
+        let m = agent.metrics();
+        assert_eq!((m.requests, m.completed), (1, 1));
+        assert_eq!(m.spent_micros, COST_PER_CALL);
+        assert_eq!(m.budget_micros, Some(1_000_000));
+        assert_eq!(agent.stats().by_model["gpt-4o-mini"].requests, 1);
+        assert!(agent.info().base_url.starts_with("http://127.0.0.1:"));
+    }
+    rt.shutdown(None).await;
+    assert_eq!(
+        open_fds_under(&dir),
+        0,
+        "shutdown closes the runtime's store"
+    );
+    // Everything was written before the files closed.
+    let store = Store::open(StoreConfig::at_path(dir.join("state.db"))).expect("store");
+    for agent in &agents {
+        let row = store.agent(&agent.id).expect("read").expect("row");
+        assert_eq!(
+            (row.status.as_str(), row.spent_micros),
+            ("exited", COST_PER_CALL)
+        );
+        assert_eq!(
+            store.spent_for_agent(&agent.id).expect("sum"),
+            COST_PER_CALL
+        );
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}

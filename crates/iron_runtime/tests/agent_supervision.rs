@@ -113,8 +113,10 @@ async fn wires_the_environment_and_reports_the_exit_code() {
             serde_json::json!({ "name": "env-check", "env": { "MINE": "v1", "OPENAI_API_KEY": "sk-leak" } }),
         ))
         .expect("starts");
-    let router_url = agent.router().anthropic_base_url();
-    let token = agent.router().api_key().to_string();
+    // The test's runtime runs one task at a time: the agent cannot finish before the first await.
+    let router = agent.router().expect("runs while the agent runs");
+    let router_url = router.anthropic_base_url();
+    let token = router.api_key().to_string();
     let info = bounded(10, agent.wait_finished()).await;
     assert_eq!(info.status, AgentStatus::Crashed);
     assert_eq!(info.exit_code, Some(3));
@@ -139,8 +141,10 @@ async fn wires_the_environment_and_reports_the_exit_code() {
     assert!(token.starts_with("ic_"));
     assert_eq!(info.name, "env-check");
     assert_eq!(agent_actions(&mut sub), vec!["started", "crashed"]);
-    // The agent's router stops with it.
-    assert!(!agent.router().is_running());
+    // The agent's router stops with it, and the agent lets it go.
+    assert!(!router.is_running());
+    assert!(agent.router().is_none());
+    assert_eq!(info.anthropic_base_url, router_url);
 
     let ok = rt
         .start_agent(sh("exit 0", serde_json::json!({})))
@@ -411,17 +415,15 @@ async fn the_agent_never_gets_the_key_or_the_iron_cage_token() {
             } }),
         ))
         .expect("starts");
-    let token = agent.router().api_key().to_string();
+    let router = agent.router().expect("runs until stopped");
+    let token = router.api_key().to_string();
     assert_ne!(
         token, IC,
         "the agent's router must not take the Iron Cage token from it"
     );
     assert!(token.starts_with("ic_") && token.len() >= 32, "{token}");
     // The router takes the minted token and refuses the Iron Cage token.
-    let url = format!(
-        "{}/v1/chat/completions",
-        agent.router().anthropic_base_url()
-    );
+    let url = format!("{}/v1/chat/completions", router.anthropic_base_url());
     let client = reqwest::Client::new();
     let with = |t: &str| {
         client

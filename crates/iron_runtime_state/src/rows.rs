@@ -1,4 +1,4 @@
-//! The three kinds of row the store keeps, and how each maps to its table.
+//! The kinds of row the store keeps, and how each maps to its table.
 //!
 //! Insert and select SQL live next to each other here so the column lists cannot drift apart.
 
@@ -90,12 +90,38 @@ pub struct AuditRow {
     pub detail_json: String,
 }
 
+/// The budget held for a call that was forwarded and has not settled yet (`holds` table).
+///
+/// Written when the hold is taken and deleted, in the same transaction, by the call's ledger row
+/// (see `Store::record_request_replacing_hold`). A hold still on file when its agent's ledger is
+/// opened again belongs to a call the router never settled (it was killed): the provider may have
+/// billed it, so `Store::charge_unsettled_holds` charges it at the held amount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HoldRow {
+    /// Time the hold was taken, ms since the Unix epoch.
+    pub ts_ms: u64,
+    /// Agent whose budget holds it.
+    pub agent_id: String,
+    /// Router-assigned request id (the one its ledger row will carry).
+    pub request_id: String,
+    /// `openai`, `anthropic`, ...
+    pub provider: String,
+    /// Model name from the request.
+    pub model: String,
+    /// API surface, e.g. `chat.completions`.
+    pub api: String,
+    /// The amount held, micro-USD: the most the call can cost.
+    pub amount_micros: u64,
+}
+
 /// A row travelling to the writer thread.
 #[derive(Debug, Clone)]
 pub(crate) enum PendingRow {
     Agent(AgentRow),
-    Request(RequestRow),
+    /// A ledger row; `true` when it replaces the hold of the same agent and request, if one is on file.
+    Request(RequestRow, bool),
     Audit(AuditRow),
+    Hold(HoldRow),
 }
 
 impl PendingRow {
@@ -103,8 +129,9 @@ impl PendingRow {
     pub(crate) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
         match self {
             PendingRow::Agent(a) => a.upsert(conn),
-            PendingRow::Request(r) => r.insert(conn),
+            PendingRow::Request(r, _) => r.insert(conn),
             PendingRow::Audit(e) => e.insert(conn),
+            PendingRow::Hold(h) => h.insert(conn),
         }
     }
 }
@@ -163,7 +190,7 @@ impl RequestRow {
         reasoning_tokens, cost_micros, estimated, latency_ms, ttft_ms, blocked_reason, error_code \
         FROM requests";
 
-    fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
+    pub(crate) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO requests (ts_ms, agent_id, request_id, provider, model, api, status, \
              input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, \
@@ -220,7 +247,7 @@ impl RequestRow {
 impl AuditRow {
     pub(crate) const SELECT: &'static str = "SELECT ts_ms, agent_id, kind, detail_json FROM audit";
 
-    fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
+    pub(crate) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO audit (ts_ms, agent_id, kind, detail_json) VALUES (?1, ?2, ?3, ?4)",
         )?;
@@ -239,6 +266,54 @@ impl AuditRow {
             agent_id: row.get(1)?,
             kind: row.get(2)?,
             detail_json: row.get(3)?,
+        })
+    }
+}
+
+impl HoldRow {
+    pub(crate) const SELECT: &'static str =
+        "SELECT ts_ms, agent_id, request_id, provider, model, api, amount_micros FROM holds";
+
+    fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
+        // A request id is unique within one run of a router; a hold left by an earlier run was
+        // charged (and deleted) before this run took any, so a clash can only be a replay.
+        let mut stmt = conn.prepare_cached(
+            "INSERT OR REPLACE INTO holds (ts_ms, agent_id, request_id, provider, model, api, \
+             amount_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        stmt.execute(params![
+            to_sql(self.ts_ms),
+            self.agent_id,
+            self.request_id,
+            self.provider,
+            self.model,
+            self.api,
+            to_sql(self.amount_micros),
+        ])?;
+        Ok(())
+    }
+
+    /// Deletes the hold of `agent_id`'s request `request_id`, if one is on file.
+    pub(crate) fn delete(
+        conn: &Connection,
+        agent_id: &str,
+        request_id: &str,
+    ) -> rusqlite::Result<()> {
+        let mut stmt =
+            conn.prepare_cached("DELETE FROM holds WHERE agent_id = ?1 AND request_id = ?2")?;
+        stmt.execute(params![agent_id, request_id])?;
+        Ok(())
+    }
+
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            ts_ms: from_sql(row.get(0)?),
+            agent_id: row.get(1)?,
+            request_id: row.get(2)?,
+            provider: row.get(3)?,
+            model: row.get(4)?,
+            api: row.get(5)?,
+            amount_micros: from_sql(row.get(6)?),
         })
     }
 }

@@ -62,6 +62,19 @@ const MIGRATIONS: &[&str] = &[
     "DROP INDEX IF EXISTS idx_requests_ts;
     DROP INDEX IF EXISTS idx_audit_ts;
     DROP INDEX IF EXISTS idx_audit_agent_ts;",
+    // v4: budget holds of calls in flight, so that a call the router never settled (it was
+    // killed while the provider had the call) is charged when the agent's ledger is opened again.
+    // A few rows at most (one per call in flight); keyed for the delete that settles each.
+    "CREATE TABLE holds (
+        agent_id TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        provider TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        api TEXT NOT NULL DEFAULT '',
+        amount_micros INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (agent_id, request_id)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build creates and reads.
@@ -99,7 +112,7 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(v, 3);
+        assert_eq!(v, 4);
         // Running again is a no-op, not an error.
         migrate(&mut conn).expect("migrate twice");
     }
@@ -110,7 +123,7 @@ mod tests {
         conn.execute_batch("PRAGMA user_version = 99").expect("set");
         match migrate(&mut conn) {
             Err(StateError::SchemaTooNew { found, supported }) => {
-                assert_eq!((found, supported), (99, 3));
+                assert_eq!((found, supported), (99, 4));
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 
 use crate::rows::PendingRow;
 use crate::writer::{self, Ack, Command, Counters};
-use crate::{schema, AgentRow, AuditRow, RequestRow, StateError, StoreConfig};
+use crate::{schema, AgentRow, AuditRow, HoldRow, RequestRow, StateError, StoreConfig};
 
 /// How long a connection waits for another connection's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,13 +72,26 @@ impl FlushAck {
     }
 }
 
+/// The connections a store holds until it is closed.
+#[derive(Debug)]
+struct Conns {
+    /// Reads on the caller's thread (the writer's own connection for an in-memory store).
+    reader: Arc<Mutex<Connection>>,
+    /// The writer thread's connection, for the few writes made on the caller's thread
+    /// (`charge_unsettled_holds`); the writer thread holds its own reference.
+    writer: Arc<Mutex<Connection>>,
+}
+
 /// The state store: one writer thread plus a read connection.
+///
+/// [`Store::close`] (or dropping the last handle) commits what is queued, stops the writer thread
+/// and closes the file; a closed store refuses writes (`Closed`, counted as dropped) and reads.
 #[derive(Debug)]
 pub struct Store {
     tx: mpsc::Sender<Command>,
-    reader: Arc<Mutex<Connection>>,
+    conns: Mutex<Option<Conns>>,
     counters: Arc<Counters>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     /// The writer thread, to wake it early (it sleeps between batches; see `writer::run`).
     waker: std::thread::Thread,
     cfg: StoreConfig,
@@ -92,9 +105,11 @@ impl Store {
         let (writer_conn, reader) = match &cfg.path {
             Some(path) => {
                 let mut conn = open_file(path)?;
-                schema::migrate(&mut conn)?;
+                schema::migrate(&mut conn).map_err(|e| e.about_file(path))?;
                 let reader = open_file(path)?;
-                reader.execute_batch("PRAGMA query_only = ON")?;
+                reader
+                    .execute_batch("PRAGMA query_only = ON")
+                    .map_err(|e| StateError::on_file(path, e))?;
                 (Arc::new(Mutex::new(conn)), Arc::new(Mutex::new(reader)))
             }
             None => {
@@ -110,16 +125,20 @@ impl Store {
         let interval = Duration::from_millis(cfg.flush_interval_ms);
         let thread_counters = counters.clone();
         let retain = cfg.retain_rows;
+        let thread_conn = writer_conn.clone();
         let thread = std::thread::Builder::new()
             .name("iron-state-writer".into())
-            .spawn(move || writer::run(writer_conn, rx, interval, thread_counters, retain))
+            .spawn(move || writer::run(thread_conn, rx, interval, thread_counters, retain))
             .map_err(StateError::Spawn)?;
         Ok(Store {
             tx,
-            reader,
+            conns: Mutex::new(Some(Conns {
+                reader,
+                writer: writer_conn,
+            })),
             counters,
             waker: thread.thread().clone(),
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
             cfg,
         })
     }
@@ -131,7 +150,20 @@ impl Store {
 
     /// Queues a ledger row; never blocks. `Err(QueueFull)` means it was dropped (and counted).
     pub fn record_request(&self, row: RequestRow) -> Result<(), StateError> {
-        self.enqueue(PendingRow::Request(row))
+        self.enqueue(PendingRow::Request(row, false))
+    }
+
+    /// Queues a ledger row that replaces the hold of the same agent and request id, if one is on
+    /// file: the row is written and the hold deleted in one transaction, so a crash leaves one or
+    /// the other, never both. Never blocks.
+    pub fn record_request_replacing_hold(&self, row: RequestRow) -> Result<(), StateError> {
+        self.enqueue(PendingRow::Request(row, true))
+    }
+
+    /// Queues the budget hold of a call about to be forwarded; never blocks. Its ledger row,
+    /// queued with [`Store::record_request_replacing_hold`], deletes it.
+    pub fn record_hold(&self, row: HoldRow) -> Result<(), StateError> {
+        self.enqueue(PendingRow::Hold(row))
     }
 
     /// Queues an audit event; never blocks. The caller guarantees it holds no secrets or prompt text.
@@ -175,13 +207,122 @@ impl Store {
         }
     }
 
-    /// Flushes, stops the writer thread and waits for it.
-    pub fn close(mut self) -> Result<(), StateError> {
-        self.shutdown()
+    /// Commits what is queued, stops the writer thread, waits for it and closes the file (every
+    /// handle sharing this store sees it closed). Idempotent: a second call returns `Ok`.
+    pub fn close(&self) -> Result<(), StateError> {
+        let outcome = self.shutdown();
+        // The connections go last, after the writer's final commit.
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(conns);
+        outcome
     }
 
-    pub(crate) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        writer::lock(&self.reader)
+    /// True once [`Store::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Runs `f` on the read connection; `Err(Closed)` once the store is closed.
+    pub(crate) fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let reader = match &*self.conns.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(c) => c.reader.clone(),
+            None => return Err(StateError::Closed),
+        };
+        let conn = writer::lock(&reader);
+        f(&conn)
+    }
+
+    /// Runs `f` on the writer's connection, on the caller's thread; `Err(Closed)` once closed.
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let writer = match &*self.conns.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(c) => c.writer.clone(),
+            None => return Err(StateError::Closed),
+        };
+        let mut conn = writer::lock(&writer);
+        f(&mut conn)
+    }
+
+    /// `PRAGMA quick_check` of the whole file (every page, the b-trees and their order, not the
+    /// index contents). `Err(Damaged)` with the first problem found. Reads the whole file: about
+    /// 0.4 s per million ledger rows.
+    pub fn quick_check(&self) -> Result<(), StateError> {
+        let outcome = self.with_reader(|conn| {
+            let first: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+            Ok(first)
+        });
+        let path = self.cfg.path.clone().unwrap_or_default();
+        match outcome {
+            Ok(first) if first == "ok" => Ok(()),
+            Ok(first) => Err(StateError::Damaged {
+                path,
+                detail: first,
+            }),
+            Err(e) => Err(e.about_file(&path)),
+        }
+    }
+
+    /// Charges every hold `agent_id` left on file: calls forwarded by an earlier run that never
+    /// settled (it was killed). Each becomes a ledger row at its held amount (`estimated`, status
+    /// 0, error code `unsettled`) and an audit row (`hold_charged`), and the hold is deleted, in
+    /// one transaction. Only the agent's sole owner may call this (its live holds would be charged
+    /// too). Returns the holds charged.
+    pub fn charge_unsettled_holds(&self, agent_id: &str) -> Result<Vec<HoldRow>, StateError> {
+        // Whatever this handle queued is on file first, so a hold its ledger row replaced is gone.
+        self.flush()?;
+        let path = self.cfg.path.clone().unwrap_or_default();
+        self.with_writer(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let holds: Vec<HoldRow> = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "{} WHERE agent_id = ?1 ORDER BY ts_ms, request_id",
+                    HoldRow::SELECT
+                ))?;
+                let rows = stmt.query_map([agent_id], HoldRow::from_row)?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let now = now_ms();
+            for h in &holds {
+                RequestRow {
+                    ts_ms: now,
+                    agent_id: h.agent_id.clone(),
+                    request_id: h.request_id.clone(),
+                    provider: h.provider.clone(),
+                    model: h.model.clone(),
+                    api: h.api.clone(),
+                    status: 0,
+                    cost_micros: h.amount_micros,
+                    estimated: true,
+                    error_code: Some("unsettled".into()),
+                    ..RequestRow::default()
+                }
+                .insert(&tx)?;
+                AuditRow {
+                    ts_ms: now,
+                    agent_id: h.agent_id.clone(),
+                    kind: "hold_charged".into(),
+                    detail_json: format!(
+                        "{{\"request_id\":{},\"held_micros\":{},\"held_at_ms\":{},\"reason\":\"the router that forwarded this call stopped (killed or crashed) before it settled; the provider may have billed it, so it is charged at its hold\"}}",
+                        json_string(&h.request_id),
+                        h.amount_micros,
+                        h.ts_ms
+                    ),
+                }
+                .insert(&tx)?;
+            }
+            tx.execute("DELETE FROM holds WHERE agent_id = ?1", [agent_id])?;
+            tx.commit()?;
+            Ok(holds)
+        })
+        .map_err(|e| e.about_file(&path))
     }
 
     fn enqueue(&self, row: PendingRow) -> Result<(), StateError> {
@@ -209,8 +350,8 @@ impl Store {
         Ok(())
     }
 
-    fn shutdown(&mut self) -> Result<(), StateError> {
-        let Some(handle) = self.thread.take() else {
+    fn shutdown(&self) -> Result<(), StateError> {
+        let Some(handle) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return Ok(());
         };
         let (ack_tx, ack_rx) = mpsc::channel();
@@ -232,22 +373,62 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         // Best effort: commit what is queued; errors have nowhere to go from Drop.
-        let _ = self.shutdown();
+        let _ = self.close();
     }
 }
 
-/// Opens a file connection with WAL, NORMAL sync (durable across process crashes) and a busy timeout.
-fn open_file(path: &Path) -> Result<Connection, StateError> {
+/// A JSON string literal for `s`.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Creates the directory `path` is in, if it is missing.
+pub(crate) fn create_parent(path: &Path) -> Result<(), StateError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
     }
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(())
+}
+
+/// Opens a file connection with WAL, NORMAL sync (durable across process crashes) and a busy timeout.
+/// A file that cannot be used (not a database, damaged, read-only, not openable) is reported as such.
+fn open_file(path: &Path) -> Result<Connection, StateError> {
+    if path.as_os_str().is_empty() {
+        return Err(StateError::CannotOpen {
+            path: path.to_path_buf(),
+            detail: "the path is empty".into(),
+        });
+    }
+    create_parent(path)?;
+    let on_file = |e| StateError::on_file(path, e);
+    let conn = Connection::open(path).map_err(on_file)?;
+    // SQLite opens a file it may not write read-only, without an error: the first write would fail.
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(on_file)? {
+        return Err(StateError::ReadOnly {
+            path: path.to_path_buf(),
+            detail: "the file could only be opened read-only".into(),
+        });
+    }
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(on_file)?;
     // journal_mode answers with the resulting mode, so it must be read as a query.
-    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    let _mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(on_file)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL")
+        .map_err(on_file)?;
     Ok(conn)
 }

@@ -1,6 +1,7 @@
 //! The writer thread: collects rows for up to `flush_interval` or [`COMMIT_ROWS`] rows, whichever
 //! comes first, and commits each batch in one transaction.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::rows::PendingRow;
+use crate::rows::{HoldRow, PendingRow};
 
 /// A batch is committed when it holds this many rows, or when `flush_interval` has passed since its
 /// first row, whichever comes first; one trim statement deletes at most this many rows too. Small
@@ -197,8 +198,11 @@ fn commit(conn: &Mutex<Connection>, batch: &mut Batch, counters: &Counters, reta
 
 /// Writes all rows in one transaction; returns how many were committed and the first error, if any.
 ///
-/// A row SQLite rejects is skipped so it cannot take the rest of the batch with it.
+/// A row SQLite rejects is skipped so it cannot take the rest of the batch with it. A ledger row
+/// that replaces a hold deletes it in the same transaction; when the hold came in the same batch
+/// (a call that settled within one flush interval) neither is written: the row alone says it all.
 fn write_rows(conn: &Mutex<Connection>, rows: &[PendingRow]) -> (u64, Ack) {
+    let settled = settled_in_batch(rows);
     let mut guard = lock(conn);
     let tx = match guard.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -207,7 +211,22 @@ fn write_rows(conn: &Mutex<Connection>, rows: &[PendingRow]) -> (u64, Ack) {
     let mut written = 0u64;
     let mut first_error = None;
     for row in rows {
-        match row.insert(&tx) {
+        let outcome = match row {
+            PendingRow::Hold(h)
+                if settled.contains(&(h.agent_id.as_str(), h.request_id.as_str())) =>
+            {
+                Ok(())
+            }
+            PendingRow::Request(r, true) => r.insert(&tx).and_then(|()| {
+                if settled.contains(&(r.agent_id.as_str(), r.request_id.as_str())) {
+                    Ok(())
+                } else {
+                    HoldRow::delete(&tx, &r.agent_id, &r.request_id)
+                }
+            }),
+            other => other.insert(&tx),
+        };
+        match outcome {
             Ok(()) => written += 1,
             Err(e) => {
                 first_error.get_or_insert_with(|| e.to_string());
@@ -228,4 +247,26 @@ fn write_rows(conn: &Mutex<Connection>, rows: &[PendingRow]) -> (u64, Ack) {
             )),
         ),
     }
+}
+
+/// `(agent, request)` of the holds in `rows` that a later ledger row of the same batch replaces
+/// (empty, without allocating, for a batch with no holds).
+fn settled_in_batch(rows: &[PendingRow]) -> HashSet<(&str, &str)> {
+    let mut held = HashSet::new();
+    let mut settled = HashSet::new();
+    for row in rows {
+        match row {
+            PendingRow::Hold(h) => {
+                held.insert((h.agent_id.as_str(), h.request_id.as_str()));
+            }
+            PendingRow::Request(r, true) if !held.is_empty() => {
+                let key = (r.agent_id.as_str(), r.request_id.as_str());
+                if held.contains(&key) {
+                    settled.insert(key);
+                }
+            }
+            _ => {}
+        }
+    }
+    settled
 }

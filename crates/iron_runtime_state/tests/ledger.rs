@@ -241,7 +241,8 @@ fn a_path_that_is_a_directory_fails_to_open_without_panicking() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err =
         Store::open(StoreConfig::at_path(dir.path())).expect_err("a directory is no database");
-    assert!(matches!(err, StateError::Sqlite(_)), "{err:?}");
+    assert!(matches!(err, StateError::CannotOpen { .. }), "{err:?}");
+    assert!(err.to_string().contains("it is a directory"), "{err}");
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
     }
 
     let store = Store::open(StoreConfig::at_path(&path)).expect("open migrates");
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     // Old rows are intact and the columns added by v2 read as absent.
     let old = store.requests_for_agent("a1").expect("rows");
     assert_eq!(old.len(), 1);
@@ -83,7 +83,12 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+    // v4 adds the table of budget holds, empty.
+    let holds: i64 = conn
+        .query_row("SELECT COUNT(*) FROM holds", [], |r| r.get(0))
+        .expect("holds table");
+    assert_eq!(holds, 0);
     // v3 keeps only the index a read uses; the per-agent reads still search it, not the table.
     let mut names = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'")

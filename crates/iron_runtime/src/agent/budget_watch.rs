@@ -45,7 +45,7 @@ fn on_exhausted(agent: &SupervisedAgent) {
     if !first || agent.spec.on_budget_exhausted != BudgetAction::Stop {
         return;
     }
-    let b = agent.router.budget_status();
+    let b = agent.budget_status();
     let limit = b
         .limit_micros
         .map(|l| format!("${:.6}", l as f64 / 1e6))

@@ -26,7 +26,7 @@ pub enum AgentError {
     Spawn(String),
     #[error("no agent with id '{0}': list() shows the agents of this runtime")]
     NotFound(String),
-    #[error("could not open the state store: {0}; check that the statePath directory is writable")]
+    #[error("invalid option statePath: {0}")]
     State(String),
     #[error("the agent runtime was shut down: create a new AgentRuntime to start agents")]
     ShutDown,
@@ -126,6 +126,7 @@ impl AgentRuntime {
             events: self.events.clone(),
             store: self.store.clone(),
         };
+        let sub = router.events().subscribe();
         let (agent, stops) = SupervisedAgent::new(id, name, spec, router, reporting);
         {
             let mut s = agent.state();
@@ -135,7 +136,6 @@ impl AgentRuntime {
         agent.persist();
         agent.emit("started", None);
         let watch_cancel = CancellationToken::new();
-        let sub = agent.router.events().subscribe();
         tokio::spawn(watch_router(agent.clone(), sub, watch_cancel.clone()));
         let sup = agent.clone();
         let done = watch_cancel.clone();
@@ -179,7 +179,8 @@ impl AgentRuntime {
         Ok(agent.wait_finished().await)
     }
 
-    /// Stop every agent and refuse new ones; flushes the state store. Idempotent.
+    /// Stop every agent and refuse new ones; commits and closes the state store (its writer thread
+    /// joined, the file closed). Idempotent.
     pub async fn shutdown(&self, grace: Option<Duration>) {
         self.closed.store(true, Ordering::SeqCst);
         let agents = self.all();
@@ -196,7 +197,7 @@ impl AgentRuntime {
             e.watch_cancel.cancel();
         }
         if let Some(store) = self.store.clone() {
-            let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }
     }
 

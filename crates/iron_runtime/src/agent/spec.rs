@@ -253,9 +253,15 @@ impl RuntimeOptions {
                 ));
             }
         }
+        if r.state_path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(err(
+                "statePath",
+                "is empty: give the path of a SQLite file (a missing directory is created), or leave statePath out to keep the state in memory",
+            ));
+        }
         Ok(RuntimeOptions {
             router,
-            state_path: r.state_path.filter(|p| !p.is_empty()).map(PathBuf::from),
+            state_path: r.state_path.map(PathBuf::from),
         })
     }
 }
@@ -330,5 +336,9 @@ mod tests {
             RuntimeOptions::from_json(r#"{"router":{"providerKey":"k"},"statePath":"/tmp/s.db"}"#)
                 .unwrap();
         assert_eq!(o.state_path, Some(PathBuf::from("/tmp/s.db")));
+        let e = RuntimeOptions::from_json(r#"{"router":{"providerKey":"k"},"statePath":""}"#)
+            .expect_err("an empty statePath is refused");
+        assert_eq!(e.field, "statePath");
+        assert!(e.message.contains("leave statePath out"), "{}", e.message);
     }
 }

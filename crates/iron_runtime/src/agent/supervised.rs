@@ -3,6 +3,7 @@
 use super::spec::AgentSpec;
 use super::status::{AgentInfo, AgentMetrics, AgentStatus};
 use crate::events::{now_ms, EventBus, RouterEvent};
+use crate::server::BudgetStatusView;
 use crate::stats::StatsSnapshot;
 use crate::Router;
 use iron_runtime_state::{AgentRow, Store};
@@ -41,12 +42,28 @@ pub(crate) struct Reporting {
     pub store: Option<Arc<Store>>,
 }
 
+/// What a finished agent keeps of its router: the figures its info and metrics show.
+#[derive(Clone)]
+struct FinalFigures {
+    stats: StatsSnapshot,
+    budget: BudgetStatusView,
+}
+
+/// The agent's router while it runs; once the agent finished, only its final figures (the router,
+/// with its state store, HTTP client and tasks, is stopped and let go).
+enum RouterSlot {
+    Running(Arc<Router>),
+    Finished(Box<FinalFigures>),
+}
+
 /// One agent under supervision. Cheap to share (`Arc`); the supervisor task owns the process.
 pub struct SupervisedAgent {
     pub id: String,
     pub name: String,
     pub(crate) spec: AgentSpec,
-    pub(crate) router: Router,
+    router: Mutex<RouterSlot>,
+    base_url: String,
+    anthropic_base_url: String,
     state: Mutex<AgentState>,
     finished_tx: watch::Sender<bool>,
     stop_tx: mpsc::UnboundedSender<StopRequest>,
@@ -67,7 +84,9 @@ impl SupervisedAgent {
             id,
             name,
             spec,
-            router,
+            base_url: router.base_url(),
+            anthropic_base_url: router.anthropic_base_url(),
+            router: Mutex::new(RouterSlot::Running(Arc::new(router))),
             state: Mutex::new(AgentState {
                 status: AgentStatus::Starting,
                 finished: false,
@@ -94,9 +113,39 @@ impl SupervisedAgent {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The agent's own router (its budget, stats and base URLs).
-    pub fn router(&self) -> &Router {
-        &self.router
+    /// The agent's own router (its budget, stats and base URLs) while the agent has not finished;
+    /// `None` once it has (its final figures stay in `info`, `metrics` and `stats`).
+    pub fn router(&self) -> Option<Arc<Router>> {
+        match &*self.slot() {
+            RouterSlot::Running(r) => Some(r.clone()),
+            RouterSlot::Finished(_) => None,
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, RouterSlot> {
+        self.router.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Spent, reserved and limit: live from the router, or as they were when it stopped.
+    pub(crate) fn budget_status(&self) -> BudgetStatusView {
+        match &*self.slot() {
+            RouterSlot::Running(r) => r.budget_status(),
+            RouterSlot::Finished(f) => f.budget.clone(),
+        }
+    }
+
+    /// Stop the router and keep only its final figures: the state store is closed, and the rest
+    /// goes once the router's last tasks end. Idempotent.
+    pub(crate) async fn stop_router(&self) {
+        let Some(router) = self.router() else {
+            return;
+        };
+        router.stop().await;
+        let figures = FinalFigures {
+            stats: router.shared().stats.snapshot(),
+            budget: router.budget_status(),
+        };
+        *self.slot() = RouterSlot::Finished(Box::new(figures));
     }
 
     /// A snapshot for `list()` and the bindings.
@@ -116,15 +165,15 @@ impl SupervisedAgent {
             restarts: s.restarts,
             started_at_ms: s.started_at_ms,
             ended_at_ms: s.ended_at_ms,
-            base_url: self.router.base_url(),
-            anthropic_base_url: self.router.anthropic_base_url(),
+            base_url: self.base_url.clone(),
+            anthropic_base_url: self.anthropic_base_url.clone(),
         }
     }
 
     /// Requests, spend and last activity, from the agent's router.
     pub fn metrics(&self) -> AgentMetrics {
-        let stats = self.router.shared().stats.snapshot();
-        let budget = self.router.budget_status();
+        let stats = self.stats();
+        let budget = self.budget_status();
         let s = self.state();
         AgentMetrics {
             requests: stats.requests,
@@ -141,7 +190,10 @@ impl SupervisedAgent {
 
     /// The router's full counters (by model, blocked by reason), for summaries.
     pub fn stats(&self) -> StatsSnapshot {
-        self.router.shared().stats.snapshot()
+        match &*self.slot() {
+            RouterSlot::Running(r) => r.shared().stats.snapshot(),
+            RouterSlot::Finished(f) => f.stats.clone(),
+        }
     }
 
     /// Ask the supervisor to stop the agent. Returns false when it already finished.
@@ -186,7 +238,7 @@ impl SupervisedAgent {
             return;
         };
         let s = self.state().clone();
-        let budget = self.router.budget_status();
+        let budget = self.budget_status();
         let row = AgentRow {
             id: self.id.clone(),
             name: self.name.clone(),

@@ -200,14 +200,15 @@ fn set_status(agent: &SupervisedAgent, status: AgentStatus, reason: Option<Strin
     agent.persist();
 }
 
-/// Final transition: record, stop the router, persist, publish, wake waiters.
+/// Final transition: stop the router (its state store closed; only its final figures stay),
+/// record, persist, publish, wake waiters.
 async fn finish(
     agent: &Arc<SupervisedAgent>,
     status: AgentStatus,
     action: &str,
     reason: Option<String>,
 ) {
-    agent.router.stop().await;
+    agent.stop_router().await;
     {
         let mut s = agent.state();
         s.status = status;

@@ -148,7 +148,7 @@ function client(router: LlmRouter, headers: Record<string, string> = {}): Client
 const notHeartbeat = (m: Record<string, unknown>) => m.type !== 'heartbeat' && m.type !== 'hello'
 
 describe('a listener that throws', () => {
-  it('surfaces each throw as an uncaught exception and costs no other event its delivery', async () => {
+  it('surfaces each throw as an uncaught exception and costs no other listener or event its delivery', async () => {
     // In its own process: the throws are uncaught exceptions there, counted by the script.
     const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/throwing-listener.mjs', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
@@ -156,8 +156,9 @@ describe('a listener that throws', () => {
     const [code] = (await once(child, 'exit')) as [number]
     expect(code).toBe(0)
     const seen = JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, number>
-    // Every `blocked` event reached its (throwing) listener, every `response` its own.
-    expect(seen).toEqual({ responses: 10, blocked: 10, thrown: 10, dropped: 0 })
+    // Every `blocked` event reached its (throwing) listener and the one after it, every `response`
+    // its own; a `once` listener ran once.
+    expect(seen).toEqual({ responses: 10, blocked: 10, secondBlocked: 10, once: 1, thrown: 10, dropped: 0 })
   })
 })
 

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { IronCageError, fromNative } from './errors.js'
-import { emitEach } from './events.js'
+import { emitIsolated } from './events.js'
 import { native } from './native.js'
 import { serializeOptions, toOptionsJson, type LlmRouterOptions } from './options.js'
 import type { ModelStats, RouterStats } from './router.js'
@@ -347,7 +347,7 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
       } catch {
         return
       }
-      for (const e of events) if (e.type === 'agent') emitEach(() => this.emit('agent', e))
+      for (const e of events) if (e.type === 'agent') emitIsolated(this, 'agent', e)
     })
   }
 }

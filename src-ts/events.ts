@@ -1,3 +1,5 @@
+import type { EventEmitter } from 'node:events'
+
 /** Token counts by kind (`input` is uncached input). */
 export interface TokenCounts {
   input: number
@@ -108,17 +110,20 @@ export interface RouterEventMap {
 }
 
 /**
- * Runs one `emit` of a batch. A listener that throws must not cost the other events of its
- * batch (of any type, for other listeners) their delivery: the error is rethrown on its own, as
- * an uncaught exception, the way a throwing listener of a plain `EventEmitter` surfaces, and the
- * batch goes on.
+ * Delivers one event of a batch to each listener of its name in turn. A listener that throws must
+ * not cost the other listeners, nor the other events of its batch, their delivery: the error is
+ * rethrown on its own, as an uncaught exception (the way a throwing listener of a plain
+ * `EventEmitter` surfaces), and delivery goes on.
  */
-export function emitEach(emit: () => unknown): void {
-  try {
-    emit()
-  } catch (err) {
-    queueMicrotask(() => {
-      throw err
-    })
+export function emitIsolated(emitter: EventEmitter, name: string, event: unknown): void {
+  // `rawListeners`: `once` listeners come wrapped, and the wrapper removes itself when called.
+  for (const listener of emitter.rawListeners(name)) {
+    try {
+      ;(listener as (e: unknown) => void).call(emitter, event)
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err
+      })
+    }
   }
 }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { IronCageError, fromNative } from './errors.js'
-import { emitEach, type RouterEvent, type RouterEventMap } from './events.js'
+import { emitIsolated, type RouterEvent, type RouterEventMap } from './events.js'
 import { native, type NativeRouter } from './native.js'
 import { serializeOptions, type LlmRouterOptions } from './options.js'
 
@@ -257,7 +257,7 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
       }
       for (const e of events) {
         if (e.type === 'error' && this.listenerCount('error') === 0) continue
-        emitEach(() => (this.emit as (name: string, ev: RouterEvent) => boolean)(e.type, e))
+        emitIsolated(this as EventEmitter, e.type, e)
       }
     })
   }

@@ -18,6 +18,31 @@ pub(crate) struct BudgetHold {
     pub(crate) estimated_input_tokens: iron_cost::InputEstimate,
     /// The hold was queued to the state file (with `statePath` and `agentId`).
     pub(crate) persisted: bool,
+    /// The provider bills this kind of call (not a GET, a moderation, a token count, …).
+    pub(crate) billable: bool,
+    /// `estimated_input_tokens` is the body's length over 4 (no budget made the hold read the
+    /// body): good enough for nothing that bills; see [`estimate_from_body`].
+    pub(crate) cheap_estimate: bool,
+}
+
+/// The input of a call the hold phase did not read (no budget), estimated from its body as a
+/// hold would (images and audio as the hold counts them, at most the context window), and the
+/// hold it would have had: for the rare call charged without its usage (a stream cut short, no
+/// answer before the timeout).
+pub(crate) fn estimate_from_body(
+    shared: &Shared,
+    api: Api,
+    price: Option<&iron_cost::ModelPrice>,
+    body: &[u8],
+) -> Option<(iron_cost::InputEstimate, Option<u64>)> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let kind = crate::cost_policy::api_kind(api);
+    let mut est = iron_cost::estimate_input(&value, kind, price);
+    let bound = iron_cost::input_bound(&value, kind, price);
+    est.tokens = est.tokens.min(bound.tokens);
+    est.audio_tokens = est.audio_tokens.min(est.tokens);
+    let hold = price.and_then(|p| hold_amount(&shared.policies.cost, &value, kind, p).ok());
+    Some((est, hold))
 }
 
 /// Phase: reserve the worst-case cost atomically (only while a budget is set); refuse with 402 when it
@@ -47,6 +72,8 @@ pub(crate) fn reserve_budget(
         flat_cost_micros: None,
         estimated_input_tokens: iron_cost::InputEstimate::text((body.len() as u64).div_ceil(4)),
         persisted: false,
+        billable: api.is_billable(),
+        cheap_estimate: true,
     };
     if !(api.is_billable() && cost.has_limit()) {
         return Ok(hold);
@@ -76,6 +103,7 @@ pub(crate) fn reserve_budget(
     } else {
         iron_cost::estimate_input_text(value, kind)
     };
+    hold.cheap_estimate = false;
     let amount = match &hold.price {
         // The hold is a bound the provider cannot exceed (bytes, images, audio, context window),
         // not the estimate: concurrent calls held at a guess could overshoot together.

@@ -85,6 +85,9 @@ pub struct Exchange {
     /// The input the call is expected to bill, for an answer whose usage never arrives: its text
     /// estimated, its images and audio clips at the hold's counts, at the tier it asked for.
     pub estimated_input_tokens: iron_cost::InputEstimate,
+    /// The request body when `estimated_input_tokens` is only its length over 4 (no budget): read
+    /// for a real estimate if the stream ends before its usage.
+    pub estimate_body: Option<bytes::Bytes>,
     /// Price of the model, when the catalog knows it.
     pub price: Option<iron_cost::ModelPrice>,
     /// Budget held for this call; committed or released at settle.

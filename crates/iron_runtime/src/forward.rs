@@ -103,7 +103,14 @@ pub async fn send(
         .parse()
         .map_err(|e| SendError::Other(format!("the upstream URL is not valid: {e}")))?;
     use crate::upstream_h1::H1Error;
-    match tokio::time::timeout(first_byte, client.send(&method, &uri, &headers, &body)).await {
+    let wrote = std::sync::atomic::AtomicBool::new(false);
+    let sent = client.send(&method, &uri, &headers, &body, &wrote);
+    match tokio::time::timeout(first_byte, sent).await {
+        // Still connecting when the wait ran out (a first-byte timeout shorter than the connect
+        // timeout): nothing was sent, as safe to retry as a refused connection, and not billed.
+        Err(_) if !wrote.load(std::sync::atomic::Ordering::Acquire) => Err(SendError::Connect(
+            "no connection within the first-byte timeout".into(),
+        )),
         Err(_) => Err(SendError::Timeout(
             "no response headers within the first-byte timeout",
         )),

@@ -132,16 +132,27 @@ struct Charged {
 
 /// Charges a call the provider received but did not answer within the timeout: it may still be
 /// working on it, and bills it (a whole answer is generated before its head is sent, whether
-/// anyone waits for it). A whole answer is charged its hold, as a whole answer cut short is (its
-/// estimated input without a budget); a stream, whose head comes before the first token, its
-/// estimated input. Without a price nothing is known to charge.
+/// anyone waits for it). A whole answer is charged its hold, as a whole answer cut short is
+/// (without a budget, the hold it would have had); a stream, whose head comes before the first
+/// token, its estimated input. A call the provider does not bill (a token count, a moderation)
+/// and a model without a price are charged nothing.
 fn charge_unanswered(
     shared: &Shared,
     hold: crate::budget_phase::BudgetHold,
     stream: bool,
     provider: Provider,
-) -> Charged {
-    let est = hold.estimated_input_tokens;
+    api: Api,
+    body: Option<&[u8]>,
+) -> Option<Charged> {
+    if !hold.billable {
+        return None;
+    }
+    let (est, would_hold) = match body {
+        Some(b) if hold.cheap_estimate => {
+            crate::budget_phase::estimate_from_body(shared, api, hold.price.as_ref(), b)?
+        }
+        _ => (hold.estimated_input_tokens, None),
+    };
     let reservation = hold.reservation;
     let input_cost = hold.price.as_ref().map_or(0, |p| {
         let usage = iron_cost::Usage {
@@ -155,19 +166,18 @@ fn charge_unanswered(
     let cost_micros = if let Some(flat) = hold.flat_cost_micros {
         flat
     } else if !stream {
-        // Without a budget there is no hold: its input at least.
-        reservation
-            .as_ref()
-            .map_or(0, |r| r.amount())
-            .max(input_cost)
+        match &reservation {
+            Some(r) => r.amount(),
+            None => would_hold.unwrap_or(input_cost),
+        }
     } else {
         input_cost
     };
     shared.policies.cost.settle(reservation, cost_micros);
-    Charged {
+    Some(Charged {
         cost_micros,
         input_tokens: est.tokens,
-    }
+    })
 }
 
 fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Instant) {
@@ -430,6 +440,10 @@ async fn proxy(
     let host = key.host.to_string();
     let headers = forward::upstream_headers(&parts.headers, &key)
         .map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
+    // Without a budget the hold phase did not read the body: kept (shared, not copied) for the
+    // rare call charged without its usage.
+    let estimate_body =
+        (hold.cheap_estimate && hold.billable && info.is_json).then(|| body.clone());
     // Breaker and forward, with retries where safe.
     let called = crate::upstream_call::call_upstream(
         shared,
@@ -452,13 +466,17 @@ async fn proxy(
         Err(d) => {
             // No answer within the first-byte or total timeout: the provider has the request.
             if d.unanswered {
-                let charged = charge_unanswered(shared, hold, info.stream, key.provider);
-                shared.stats.on_charged_refusal(
-                    info.model.as_deref(),
-                    charged.cost_micros,
-                    charged.input_tokens,
-                );
-                seen.charged = Some(charged);
+                let body = estimate_body.as_deref();
+                if let Some(charged) =
+                    charge_unanswered(shared, hold, info.stream, key.provider, api, body)
+                {
+                    shared.stats.on_charged_refusal(
+                        info.model.as_deref(),
+                        charged.cost_micros,
+                        charged.input_tokens,
+                    );
+                    seen.charged = Some(charged);
+                }
             }
             return Err(d);
         }
@@ -480,6 +498,8 @@ async fn proxy(
         strip_usage_chunk,
         host,
         estimated_input_tokens: hold.estimated_input_tokens,
+        // A stream cut short before its usage is charged an estimate of its input.
+        estimate_body: estimate_body.filter(|_| info.stream),
         price: hold.price,
         reservation: hold.reservation,
         flat_cost_micros: hold.flat_cost_micros,

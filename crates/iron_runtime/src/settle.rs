@@ -60,6 +60,16 @@ pub(crate) fn settle(
     // Usage: exact when the provider reported it; estimated for a stream cut short.
     let (usage, estimated) = match metered {
         Metered::Stream(su) => {
+            if !su.has_final_usage() {
+                if let Some(body) = ex.estimate_body.take() {
+                    let price = ex.price.as_ref();
+                    if let Some((est, _)) =
+                        crate::budget_phase::estimate_from_body(shared, ex.api, price, &body)
+                    {
+                        ex.estimated_input_tokens = est;
+                    }
+                }
+            }
             let (u, est) = su.finish_with(&ex.estimated_input_tokens);
             (Some(u), est)
         }

@@ -281,6 +281,34 @@ async fn stream_broken_mid_way_is_charged_an_estimate_and_the_client_gets_an_err
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_budget_a_cut_stream_with_an_image_is_estimated_as_a_hold_counts_it() {
+    bounded(20, async {
+        let (port, _task) = stream_cut_after_three_chunks().await;
+        let url = format!("http://127.0.0.1:{port}");
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &url).await;
+        let router = start_router(&ks, json!({ "reliability": { "retry": { "maxRetries": 0 } } }));
+        router.ready().await.expect("key fetched");
+        let mut sub = router.events().subscribe();
+        // 2 MB of base64 (500k tokens counted as bytes over 4): one image, at most a few
+        // thousand tokens.
+        let image = format!("data:image/png;base64,{}", "A".repeat(2_000_000));
+        let body = json!({ "model": "gpt-4o", "max_tokens": 50, "stream": true, "messages": [{ "role": "user", "content": [
+            { "type": "text", "text": "What is in this picture?" },
+            { "type": "image_url", "image_url": { "url": image } } ] }] });
+        let resp = post(&router, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let _ = resp.text().await;
+        let (_, cost, estimated, _) = next_response(&mut sub).await;
+        assert!(estimated);
+        let tokens = router.shared().stats_snapshot().input_tokens;
+        assert!((100..=128_000).contains(&tokens), "{tokens} input tokens");
+        assert!(cost > 0);
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_body_broken_mid_way_is_charged_the_hold_and_nothing_stays_reserved() {
     bounded(20, async {
         // The provider answered (and billed) but its usage never arrived: the hold is the best bound.

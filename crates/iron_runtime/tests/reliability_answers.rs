@@ -155,51 +155,118 @@ async fn without_a_budget_an_unanswered_call_is_charged_its_input() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connect_timeout_is_retried_since_nothing_was_sent() {
-    bounded(30, async {
-        // A listener with a backlog of one that never accepts: once its queue is full, a new
-        // connection's handshake is never answered.
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket
-            .bind("127.0.0.1:0".parse().expect("addr"))
-            .expect("bind");
-        let port = socket.local_addr().expect("addr").port();
-        let _listener = socket.listen(0).expect("listen");
-        let mut fillers = Vec::new();
-        for _ in 0..4 {
-            if let Ok(Ok(s)) = tokio::time::timeout(
-                Duration::from_millis(200),
-                tokio::net::TcpStream::connect(("127.0.0.1", port)),
-            )
-            .await
-            {
-                fillers.push(s);
-            }
-        }
-        let probe = tokio::time::timeout(
-            Duration::from_millis(300),
+/// A port whose listener has a backlog of one and never accepts: once its queue is full, a new
+/// connection's handshake is never answered. Keep the returned values alive while it is used.
+async fn unconnectable_port() -> (u16, tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    let listener = socket.listen(0).expect("listen");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
             tokio::net::TcpStream::connect(("127.0.0.1", port)),
         )
-        .await;
-        assert!(
-            probe.is_err(),
-            "the full listener must leave connects hanging"
-        );
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let probe = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await;
+    assert!(
+        probe.is_err(),
+        "the full listener must leave connects hanging"
+    );
+    (port, listener, fillers)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_never_made_is_retried_and_not_charged_whichever_timeout_ends_it() {
+    bounded(40, async {
+        let (port, _listener, _fillers) = unconnectable_port().await;
         let url = format!("http://127.0.0.1:{port}");
-        let over =
-            json!({ "timeouts": { "connectMs": 200, "firstByteMs": 3000, "totalMs": 10000 } });
-        let (_ks, router) = router_for(&url, over, Some(1.0)).await;
-        let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
-        assert_eq!(resp.status(), 502, "a connect failure, not a 504");
-        assert_eq!(retries(&router), 2, "1 attempt + maxRetries 2 retries");
-        let s = router.budget_status();
-        assert_eq!(
-            (s.reserved_micros, s.spent_micros),
-            (0, 0),
-            "nothing sent, nothing charged"
+        // The connect timeout ends the wait, or a first-byte timeout shorter than it does: either
+        // way nothing was sent.
+        for timeouts in [
+            json!({ "connectMs": 200, "firstByteMs": 3000, "totalMs": 10000 }),
+            json!({ "connectMs": 3000, "firstByteMs": 200, "totalMs": 10000 }),
+        ] {
+            let over = json!({ "timeouts": timeouts });
+            let (_ks, router) = router_for(&url, over, Some(1.0)).await;
+            let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
+            assert_eq!(
+                resp.status(),
+                502,
+                "a connect failure, not a 504 ({timeouts})"
+            );
+            assert_eq!(
+                retries(&router),
+                2,
+                "1 attempt + maxRetries 2 retries ({timeouts})"
+            );
+            let s = router.budget_status();
+            assert_eq!(
+                (s.reserved_micros, s.spent_micros),
+                (0, 0),
+                "nothing sent, nothing charged ({timeouts})"
+            );
+            router.stop().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_call_the_provider_does_not_bill_is_not_charged() {
+    bounded(30, async {
+        let (port, _count) = silent_upstream().await;
+        let url = format!("http://127.0.0.1:{port}");
+        let ks = FakeKeyServer::with_key(ANTHROPIC_KEY, Some("anthropic"), &url).await;
+        let router = start_router(
+            &ks,
+            json!({ "budgetUsd": 0.05, "reliability": reliability(json!({ "timeouts": { "firstByteMs": 300, "totalMs": 5000 } })) }),
         );
+        router.ready().await.expect("key fetched");
+        let body = json!({ "model": "claude-sonnet-4-5", "messages": [{ "role": "user", "content": "x ".repeat(20_000) }] });
+        for _ in 0..2 {
+            let resp = post(&router, "/v1/messages/count_tokens", &body).await;
+            assert_eq!(resp.status(), 504);
+        }
+        let s = router.budget_status();
+        assert_eq!((s.reserved_micros, s.spent_micros), (0, 0), "token counts are free");
+        assert_eq!(router.shared().stats_snapshot().cost_micros, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_budget_an_image_is_estimated_as_a_hold_counts_it_not_by_its_bytes() {
+    bounded(30, async {
+        let (port, _count) = silent_upstream().await;
+        let url = format!("http://127.0.0.1:{port}");
+        let over = json!({ "timeouts": { "firstByteMs": 300, "totalMs": 5000 } });
+        let (_ks, router) = router_for(&url, over, None).await;
+        // 2 MB of base64: 500k tokens if bytes were counted; a gpt-4o image is at most a few
+        // thousand, and no input is over the 128k context window.
+        let image = format!("data:image/png;base64,{}", "A".repeat(2_000_000));
+        for stream in [false, true] {
+            let body = json!({ "model": "gpt-4o", "max_tokens": 50, "stream": stream, "messages": [{ "role": "user", "content": [
+                { "type": "text", "text": "What is in this picture?" },
+                { "type": "image_url", "image_url": { "url": image } } ] }] });
+            let before = router.shared().stats_snapshot();
+            let resp = post(&router, "/v1/chat/completions", &body).await;
+            assert_eq!(resp.status(), 504);
+            let after = router.shared().stats_snapshot();
+            let tokens = after.input_tokens - before.input_tokens;
+            assert!((100..=128_000).contains(&tokens), "stream {stream}: {tokens} input tokens");
+        }
     })
     .await;
 }

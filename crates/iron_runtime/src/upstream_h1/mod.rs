@@ -12,6 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -229,12 +230,17 @@ impl H1Client {
     /// Sends one request and returns the response head with its body still to be read. A pooled
     /// connection that turns out to be closed is replaced by a new one once (the request never
     /// reached a server that answered).
+    ///
+    /// `wrote` is set once the request has been written on the connection whose answer is awaited
+    /// (and cleared if that connection turns out stale): a caller that gives up waiting can tell
+    /// "never connected" (nothing sent, safe to retry) from "sent, no answer yet".
     pub async fn send(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: &Bytes,
+        wrote: &AtomicBool,
     ) -> Result<Response<UpstreamBody>, H1Error> {
         let https = match uri.scheme_str() {
             Some("https") => true,
@@ -257,14 +263,14 @@ impl H1Client {
         let request = encode_request(method, uri, authority.as_str(), headers, body);
         let head_only = *method == Method::HEAD;
         if let Some(conn) = self.pool.checkout(&origin) {
-            match exchange(conn, &request, head_only).await {
+            match exchange(conn, &request, head_only, wrote).await {
                 Ok(parts) => return Ok(self.response(origin, parts)),
-                Err(Exchange::Stale(_)) => {}
+                Err(Exchange::Stale(_)) => wrote.store(false, Ordering::Release),
                 Err(Exchange::Failed(e)) => return Err(H1Error::Io(e)),
             }
         }
         let conn = self.pool.connect(&origin).await?;
-        match exchange(conn, &request, head_only).await {
+        match exchange(conn, &request, head_only, wrote).await {
             Ok(parts) => Ok(self.response(origin, parts)),
             Err(Exchange::Stale(e) | Exchange::Failed(e)) => Err(H1Error::Io(e)),
         }
@@ -319,7 +325,12 @@ struct Head {
     rest: BytesMut,
 }
 
-async fn exchange(mut conn: Conn, request: &[u8], head_only: bool) -> Result<Head, Exchange> {
+async fn exchange(
+    mut conn: Conn,
+    request: &[u8],
+    head_only: bool,
+    wrote: &AtomicBool,
+) -> Result<Head, Exchange> {
     let sent = async {
         conn.write_all(request).await?;
         conn.flush().await
@@ -327,6 +338,7 @@ async fn exchange(mut conn: Conn, request: &[u8], head_only: bool) -> Result<Hea
     if let Err(e) = sent.await {
         return Err(Exchange::Stale(format!("sending the request failed: {e}")));
     }
+    wrote.store(true, Ordering::Release);
     let mut buf = BytesMut::with_capacity(HEAD_READ);
     loop {
         match read_more(&mut conn, &mut buf).await {

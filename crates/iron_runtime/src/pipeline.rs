@@ -108,7 +108,7 @@ async fn proxy_and_account(
                 // them); `stats().blockedByReason.auth` and the metrics count them.
                 record_denial(&shared, id, &seen, &d, started);
             }
-            deny(&shared, id, d)
+            deny_charged(&shared, id, d, seen.charged.map(|c| c.cost_micros))
         }
     }
 }
@@ -207,6 +207,11 @@ fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Ins
 
 /// Answer a denial in the provider's shape and tell the world.
 pub fn deny(shared: &Shared, id: u64, d: Denial) -> Response<Body> {
+    deny_charged(shared, id, d, None)
+}
+
+/// [`deny`] for a refusal that was charged (`cost_micros`): the event and the answer carry it.
+fn deny_charged(shared: &Shared, id: u64, d: Denial, cost_micros: Option<u64>) -> Response<Body> {
     shared.stats.on_blocked(d.reason);
     tracing::info!(target: "iron_cage", request_id = id, reason = d.reason, code = d.error.code(), message = %d.error, "request refused");
     if shared.events.has_subscribers() {
@@ -216,9 +221,16 @@ pub fn deny(shared: &Shared, id: u64, d: Denial) -> Response<Body> {
             reason: d.reason.to_string(),
             code: d.error.code().to_string(),
             message: d.error.to_string(),
+            cost_usd: cost_micros.map(|m| m as f64 / 1e6),
         });
     }
     let mut resp = d.error.into_response(d.shape);
+    if let Some(micros) = cost_micros {
+        let usd = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
+            resp.headers_mut().insert(crate::relay::COST_HEADER, v);
+        }
+    }
     // The id of the `blocked` event and ledger row of this refusal.
     resp.headers_mut().insert(
         crate::relay::REQUEST_ID_HEADER,

@@ -108,6 +108,7 @@ async fn no_head_within_the_first_byte_timeout_is_not_retried_and_is_charged() {
         // A whole answer is generated before its head: the provider bills it whether anyone
         // waits. Charged its hold, like a whole answer cut short.
         let before = router.budget_status();
+        let mut sub = router.events().subscribe();
         let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", false)).await;
         assert_eq!(resp.status(), 504);
         assert_eq!(header(&resp, "x-should-retry").as_deref(), Some("false"));
@@ -116,6 +117,20 @@ async fn no_head_within_the_first_byte_timeout_is_not_retried_and_is_charged() {
         assert_eq!(after.reserved_micros, 0);
         let whole_charge = after.spent_micros - before.spent_micros;
         assert!(whole_charge > 0, "a timed-out whole answer is charged");
+        // The refusal says what it was charged, as a whole answer does.
+        let shown = format!(
+            "{}.{:06}",
+            whole_charge / 1_000_000,
+            whole_charge % 1_000_000
+        );
+        assert_eq!(header(&resp, "x-iron-cage-cost-usd"), Some(shown));
+        let cost_in_event = loop {
+            let ev = sub.recv().await.expect("event bus open");
+            if let iron_runtime::RouterEvent::Blocked { cost_usd, .. } = &**ev {
+                break *cost_usd;
+            }
+        };
+        assert_eq!(cost_in_event, Some(whole_charge as f64 / 1e6));
 
         // A stream's head comes before its first token: charged its estimated input only.
         let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", true)).await;

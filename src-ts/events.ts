@@ -45,8 +45,6 @@ export interface BlockedEvent {
   reason: 'auth' | 'budget' | 'pii' | 'circuit' | 'mismatch' | 'limit' | 'key' | 'upstream' | 'host' | 'origin' | 'rate_limited'
   code: string
   message: string
-  /** What the refused call was charged: only for a call the provider got and never answered in time (a first-byte timeout), which it may be billing. */
-  costUsd?: number
 }
 
 export interface BudgetEvent {

@@ -66,6 +66,10 @@ pub const FALLBACK_CONTEXT_TOKENS: u64 = 1_050_000;
 /// Tokens a provider adds for one tool it defines itself (e.g. Anthropic's computer or bash
 /// tools), beyond the request's bytes.
 const PROVIDER_TOOL_TOKENS: u64 = 2_048;
+/// Tokens of the system prompt Anthropic adds to every Messages request that defines tools (its
+/// tool-use pricing page: 346 with `tool_choice` auto or none and 313 with any or a tool on current
+/// models, 530 on Claude 3 Opus with auto), billed as input but not in the request's bytes.
+const ANTHROPIC_TOOL_SYSTEM_TOKENS: u64 = 600;
 /// Tokens per message for role markers and separators, and per request.
 const PER_MESSAGE_TOKENS: u64 = 8;
 const PER_REQUEST_TOKENS: u64 = 16;
@@ -257,6 +261,13 @@ pub fn input_bound(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -> I
         walk.tokens = walk
             .tokens
             .saturating_add(provider_tools.saturating_mul(PROVIDER_TOOL_TOKENS));
+        let any_tools = body
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        if any_tools {
+            walk.tokens = walk.tokens.saturating_add(ANTHROPIC_TOOL_SYSTEM_TOKENS);
+        }
     }
     let messages = ["messages", "input"]
         .iter()

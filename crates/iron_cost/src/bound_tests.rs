@@ -484,3 +484,27 @@ fn a_pcm_wav_clip_is_held_by_its_duration() {
     let truncated = &clip[..20];
     assert_eq!(wav_audio_tokens(truncated, "wav"), 1);
 }
+
+#[test]
+fn anthropic_tools_add_the_tool_use_system_prompt_anthropic_bills() {
+    let sonnet = Catalog::builtin().price("claude-sonnet-4-5");
+    let plain = json!({"model":"claude-sonnet-4-5","max_tokens":1,"messages":[{"role":"user","content":"hi"}]});
+    let mut with_tool = plain.clone();
+    with_tool["tools"] =
+        json!([{"name":"get_time","description":"now","input_schema":{"type":"object"}}]);
+    let without = input_token_bound(&plain, ApiKind::AnthropicMessages, sonnet);
+    let with = input_token_bound(&with_tool, ApiKind::AnthropicMessages, sonnet);
+    let tool_bytes = with_tool["tools"].to_string().len() as u64;
+    // Anthropic adds up to 530 tokens of system prompt to a request with tools (346 on current
+    // models), billed as input and not in the request's bytes.
+    assert!(
+        with >= without + tool_bytes + 530,
+        "{with} < {without} + {tool_bytes} + 530"
+    );
+    let mut empty = plain.clone();
+    empty["tools"] = json!([]);
+    assert_eq!(
+        input_token_bound(&empty, ApiKind::AnthropicMessages, sonnet),
+        without + 2
+    );
+}

@@ -63,10 +63,6 @@ pub enum RouterEvent {
         reason: String,
         code: String,
         message: String,
-        /// What the refused call was charged: only for a call the provider got and never answered
-        /// in time (it may be billing it); absent otherwise.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cost_usd: Option<f64>,
     },
     #[serde(rename_all = "camelCase")]
     Budget {

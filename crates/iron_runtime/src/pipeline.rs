@@ -97,6 +97,7 @@ async fn proxy_and_account(
     let mut seen = Seen::default();
     match proxy(&shared, req, id, &mut seen).await {
         Ok(resp) => resp,
+        Err(d) if seen.charged.is_some() => answer_unanswered(&shared, id, &seen, d, started),
         Err(mut d) => {
             if d.reason == "auth" {
                 tracing::warn!(target: "iron_cage", peer = %peer.ip(), "request with a wrong or missing Iron Cage token");
@@ -108,7 +109,7 @@ async fn proxy_and_account(
                 // them); `stats().blockedByReason.auth` and the metrics count them.
                 record_denial(&shared, id, &seen, &d, started);
             }
-            deny_charged(&shared, id, d, seen.charged.map(|c| c.cost_micros))
+            deny(&shared, id, d)
         }
     }
 }
@@ -180,6 +181,92 @@ fn charge_unanswered(
     })
 }
 
+/// The answer to a call the provider got but did not answer in time, which was charged
+/// (`charge_unanswered`): not a refusal by the router but a failed call, reported as one (a
+/// `response` event with outcome `timeout`, a ledger row with its charge, `stats().failed`), with
+/// the timeout's 504 and what it cost.
+fn answer_unanswered(
+    shared: &Shared,
+    id: u64,
+    seen: &Seen,
+    d: Denial,
+    started: Instant,
+) -> Response<Body> {
+    let charged = seen.charged.unwrap_or(Charged {
+        cost_micros: 0,
+        input_tokens: 0,
+    });
+    let status = d.error.status(d.shape).as_u16();
+    let latency_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(target: "iron_cage", request_id = id, cost_micros = charged.cost_micros, message = %d.error, "no answer in time; the provider has the call, so it is charged");
+    shared.stats.on_settled(
+        seen.model.as_deref(),
+        false,
+        &crate::stats::ModelStats {
+            requests: 1,
+            input_tokens: charged.input_tokens,
+            cost_micros: charged.cost_micros,
+            ..Default::default()
+        },
+    );
+    let provider = seen
+        .provider
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    shared
+        .policies
+        .ledger
+        .record(iron_runtime_state::RequestRow {
+            ts_ms: now_ms(),
+            agent_id: String::new(),
+            request_id: id.to_string(),
+            provider: provider.clone(),
+            model: seen.model.clone().unwrap_or_default(),
+            api: seen.api.map(|a| a.as_str().to_string()).unwrap_or_default(),
+            status,
+            input_tokens: charged.input_tokens,
+            cost_micros: charged.cost_micros,
+            estimated: true,
+            latency_ms,
+            error_code: Some("timeout".to_string()),
+            ..Default::default()
+        });
+    if shared.events.has_subscribers() {
+        shared.events.emit(RouterEvent::Response {
+            request_id: id,
+            ts_ms: now_ms(),
+            provider,
+            model: seen.model.clone(),
+            status,
+            tokens: crate::events::Tokens {
+                input: charged.input_tokens,
+                ..Default::default()
+            },
+            cost_usd: charged.cost_micros as f64 / 1e6,
+            cost_micros: charged.cost_micros,
+            estimated: true,
+            latency_ms,
+            ttft_ms: None,
+            outcome: "timeout".to_string(),
+        });
+    }
+    let mut resp = d.error.into_response(d.shape);
+    let h = resp.headers_mut();
+    h.insert(
+        crate::relay::REQUEST_ID_HEADER,
+        axum::http::HeaderValue::from(id),
+    );
+    let usd = format!(
+        "{}.{:06}",
+        charged.cost_micros / 1_000_000,
+        charged.cost_micros % 1_000_000
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
+        h.insert(crate::relay::COST_HEADER, v);
+    }
+    resp
+}
+
 fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Instant) {
     shared
         .policies
@@ -198,20 +285,12 @@ fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Ins
             latency_ms: started.elapsed().as_millis() as u64,
             blocked_reason: Some(d.reason.to_string()),
             error_code: Some(d.error.code().to_string()),
-            cost_micros: seen.charged.map_or(0, |c| c.cost_micros),
-            input_tokens: seen.charged.map_or(0, |c| c.input_tokens),
-            estimated: seen.charged.is_some(),
             ..Default::default()
         });
 }
 
 /// Answer a denial in the provider's shape and tell the world.
 pub fn deny(shared: &Shared, id: u64, d: Denial) -> Response<Body> {
-    deny_charged(shared, id, d, None)
-}
-
-/// [`deny`] for a refusal that was charged (`cost_micros`): the event and the answer carry it.
-fn deny_charged(shared: &Shared, id: u64, d: Denial, cost_micros: Option<u64>) -> Response<Body> {
     shared.stats.on_blocked(d.reason);
     tracing::info!(target: "iron_cage", request_id = id, reason = d.reason, code = d.error.code(), message = %d.error, "request refused");
     if shared.events.has_subscribers() {
@@ -221,16 +300,9 @@ fn deny_charged(shared: &Shared, id: u64, d: Denial, cost_micros: Option<u64>) -
             reason: d.reason.to_string(),
             code: d.error.code().to_string(),
             message: d.error.to_string(),
-            cost_usd: cost_micros.map(|m| m as f64 / 1e6),
         });
     }
     let mut resp = d.error.into_response(d.shape);
-    if let Some(micros) = cost_micros {
-        let usd = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
-        if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
-            resp.headers_mut().insert(crate::relay::COST_HEADER, v);
-        }
-    }
     // The id of the `blocked` event and ledger row of this refusal.
     resp.headers_mut().insert(
         crate::relay::REQUEST_ID_HEADER,
@@ -482,11 +554,6 @@ async fn proxy(
                 if let Some(charged) =
                     charge_unanswered(shared, hold, info.stream, key.provider, api, body)
                 {
-                    shared.stats.on_charged_refusal(
-                        info.model.as_deref(),
-                        charged.cost_micros,
-                        charged.input_tokens,
-                    );
                     seen.charged = Some(charged);
                 }
             }

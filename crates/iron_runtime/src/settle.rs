@@ -127,9 +127,12 @@ pub(crate) fn settle(
                     iron_cost::cost_micros(p, crate::cost_policy::cost_provider(ex.provider), u);
                 // Cut short while the model may have been thinking or speaking: the text seen says
                 // nothing of the thinking or audio billed, so the hold (the most it could be) is
-                // charged.
+                // charged. Otherwise an estimate (characters over 4) can run past what the provider
+                // may bill (its output stops at the `max_tokens` the hold assumed): never more than
+                // the hold.
                 match &reservation {
                     Some(r) if estimated && ex.may_reason => seen.max(r.amount()),
+                    Some(r) if estimated => seen.min(r.amount()),
                     _ => seen,
                 }
             }

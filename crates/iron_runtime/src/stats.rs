@@ -115,20 +115,6 @@ impl Stats {
         }
     }
 
-    /// The charge for a call refused after the provider got it (no answer within the timeout):
-    /// its cost and the input it assumes, without counting the call again (it is `blocked`).
-    pub fn on_charged_refusal(&self, model: Option<&str>, cost_micros: u64, input_tokens: u64) {
-        if let Ok(mut s) = self.inner.lock() {
-            s.input_tokens = s.input_tokens.saturating_add(input_tokens);
-            s.cost_micros = s.cost_micros.saturating_add(cost_micros);
-            if let Some(model) = model {
-                let e = s.by_model.entry(model.to_string()).or_default();
-                e.input_tokens = e.input_tokens.saturating_add(input_tokens);
-                e.cost_micros = e.cost_micros.saturating_add(cost_micros);
-            }
-        }
-    }
-
     /// A copy of the counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         self.inner.lock().map(|s| s.clone()).unwrap_or_default()

@@ -309,6 +309,32 @@ async fn without_a_budget_a_cut_stream_with_an_image_is_estimated_as_a_hold_coun
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_is_never_charged_more_than_its_hold() {
+    bounded(20, async {
+        // 600 pieces of 64 characters (each one token, as models stream: 9,600 tokens counted as
+        // characters over 4), more than the 500 max_tokens the hold assumed; then a break.
+        const HEAD: &str =
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let framed = |s: String| format!("{:x}\r\n{s}\r\n", s.len());
+        let piece = "y".repeat(64);
+        let all: String = (0..600).map(|_| chunk(&piece)).collect();
+        let (port, _task) = breaking_upstream(HEAD, vec![framed(all)]).await;
+        let (_ks, router) = router_on(&format!("http://127.0.0.1:{port}")).await;
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &body(true)).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let _ = resp.text().await;
+        let (_, cost, estimated, _) = next_response(&mut sub).await;
+        assert!(estimated);
+        assert_eq!(cost, HOLD, "an estimate past the hold is charged the hold");
+        let s = router.budget_status();
+        assert_eq!((s.reserved_micros, s.spent_micros), (0, HOLD));
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_body_broken_mid_way_is_charged_the_hold_and_nothing_stays_reserved() {
     bounded(20, async {
         // The provider answered (and billed) but its usage never arrived: the hold is the best bound.

@@ -124,13 +124,26 @@ async fn no_head_within_the_first_byte_timeout_is_not_retried_and_is_charged() {
             whole_charge % 1_000_000
         );
         assert_eq!(header(&resp, "x-iron-cage-cost-usd"), Some(shown));
-        let cost_in_event = loop {
+        // Reported as a failed call, not a refusal: a `response` event with its charge.
+        let event = loop {
             let ev = sub.recv().await.expect("event bus open");
-            if let iron_runtime::RouterEvent::Blocked { cost_usd, .. } = &**ev {
-                break *cost_usd;
+            match &**ev {
+                iron_runtime::RouterEvent::Response {
+                    status,
+                    cost_micros,
+                    estimated,
+                    outcome,
+                    ..
+                } => {
+                    break (*status, *cost_micros, *estimated, outcome.clone());
+                }
+                iron_runtime::RouterEvent::Blocked { .. } => {
+                    panic!("a charged call is not a refusal")
+                }
+                _ => {}
             }
         };
-        assert_eq!(cost_in_event, Some(whole_charge as f64 / 1e6));
+        assert_eq!(event, (504, whole_charge, true, "timeout".to_string()));
 
         // A stream's head comes before its first token: charged its estimated input only.
         let resp = post(&router, "/v1/chat/completions", &chat("gpt-4o", true)).await;
@@ -145,10 +158,10 @@ async fn no_head_within_the_first_byte_timeout_is_not_retried_and_is_charged() {
             "input only ({stream_charge}) is less than the hold ({whole_charge})"
         );
         assert_eq!(count.load(Ordering::SeqCst), 2);
-        // Stats count the charges as the budget does (the calls are counted as refused).
+        // Stats count the charges as the budget does, and the calls as failed.
         let stats = router.shared().stats_snapshot();
         assert_eq!(stats.cost_micros, end.spent_micros - before.spent_micros);
-        assert_eq!((stats.blocked, stats.completed + stats.failed), (2, 0));
+        assert_eq!((stats.blocked, stats.completed, stats.failed), (0, 0, 2));
     })
     .await;
 }

@@ -98,8 +98,8 @@ fn compressed(headers: &axum::http::HeaderMap) -> Option<String> {
     (!v.is_empty() && v != "identity").then_some(v)
 }
 
-/// The body sent in place of a provider error that came compressed: the provider's status stays,
-/// the message says why its own text is not there.
+/// The body sent in place of a provider error that came compressed: the provider's status stays
+/// (with Anthropic's error type for it), the message says why its own text is not there.
 fn withheld_error(status: u16, encoding: &str, shape: crate::provider::Provider) -> Vec<u8> {
     let encoding: String = encoding
         .chars()
@@ -113,9 +113,20 @@ fn withheld_error(status: u16, encoding: &str, shape: crate::provider::Provider)
         crate::provider::Provider::OpenAi => serde_json::json!({
             "error": { "message": message, "type": "upstream_error", "param": null, "code": "compressed_error_body" }
         }),
-        crate::provider::Provider::Anthropic => serde_json::json!({
-            "type": "error", "error": { "type": "api_error", "message": message }
-        }),
+        crate::provider::Provider::Anthropic => {
+            // The type Anthropic gives this status, so a client reading it sees the right kind.
+            let kind = match status {
+                400 => "invalid_request_error",
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                413 => "request_too_large",
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                _ => "api_error",
+            };
+            serde_json::json!({ "type": "error", "error": { "type": kind, "message": message } })
+        }
     };
     serde_json::to_vec(&doc).unwrap_or_default()
 }
@@ -345,5 +356,28 @@ fn inspect_tree(
             .map_err(|e| RouterError::Internal(e.to_string()))
     } else {
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_withheld_anthropic_error_keeps_the_type_of_its_status() {
+        for (status, kind) in [
+            (429, "rate_limit_error"),
+            (400, "invalid_request_error"),
+            (500, "api_error"),
+            (529, "overloaded_error"),
+        ] {
+            let body = withheld_error(status, "gzip", crate::provider::Provider::Anthropic);
+            let doc: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(doc["error"]["type"], kind, "{status}");
+            assert!(doc["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("compressed"));
+        }
     }
 }

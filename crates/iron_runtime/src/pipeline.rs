@@ -124,6 +124,26 @@ struct Seen {
     charged: Option<Charged>,
 }
 
+impl Seen {
+    /// A ledger row for this request as far as the pipeline knew it.
+    fn row(&self, id: u64, status: u16, latency_ms: u64) -> iron_runtime_state::RequestRow {
+        iron_runtime_state::RequestRow {
+            ts_ms: now_ms(),
+            agent_id: String::new(),
+            request_id: id.to_string(),
+            provider: self
+                .provider
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
+            model: self.model.clone().unwrap_or_default(),
+            api: self.api.map(|a| a.as_str().to_string()).unwrap_or_default(),
+            status,
+            latency_ms,
+            ..Default::default()
+        }
+    }
+}
+
 /// What a call that got no answer was charged, and the input tokens that charge assumes.
 #[derive(Clone, Copy)]
 struct Charged {
@@ -209,27 +229,17 @@ fn answer_unanswered(
             ..Default::default()
         },
     );
-    let provider = seen
-        .provider
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
+    let row = seen.row(id, status, latency_ms);
+    let provider = row.provider.clone();
     shared
         .policies
         .ledger
         .record(iron_runtime_state::RequestRow {
-            ts_ms: now_ms(),
-            agent_id: String::new(),
-            request_id: id.to_string(),
-            provider: provider.clone(),
-            model: seen.model.clone().unwrap_or_default(),
-            api: seen.api.map(|a| a.as_str().to_string()).unwrap_or_default(),
-            status,
             input_tokens: charged.input_tokens,
             cost_micros: charged.cost_micros,
             estimated: true,
-            latency_ms,
             error_code: Some("timeout".to_string()),
-            ..Default::default()
+            ..row
         });
     if shared.events.has_subscribers() {
         shared.events.emit(RouterEvent::Response {
@@ -268,24 +278,18 @@ fn answer_unanswered(
 }
 
 fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Instant) {
+    let row = seen.row(
+        id,
+        d.error.status(d.shape).as_u16(),
+        started.elapsed().as_millis() as u64,
+    );
     shared
         .policies
         .ledger
         .record(iron_runtime_state::RequestRow {
-            ts_ms: now_ms(),
-            agent_id: String::new(),
-            request_id: id.to_string(),
-            provider: seen
-                .provider
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default(),
-            model: seen.model.clone().unwrap_or_default(),
-            api: seen.api.map(|a| a.as_str().to_string()).unwrap_or_default(),
-            status: d.error.status(d.shape).as_u16(),
-            latency_ms: started.elapsed().as_millis() as u64,
             blocked_reason: Some(d.reason.to_string()),
             error_code: Some(d.error.code().to_string()),
-            ..Default::default()
+            ..row
         });
 }
 

@@ -8,7 +8,7 @@ use common::*;
 use iron_runtime::{Router, RouterEvent};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const PROMPT: &str = "Count to three, please.";
 /// gpt-4o, max_tokens 500, input bound 78 tokens (54 bytes of the messages' JSON text + 8 per
@@ -89,7 +89,7 @@ async fn breaking_upstream(
         while let Ok((mut s, _)) = listener.accept().await {
             let parts = parts.clone();
             tokio::spawn(async move {
-                read_request(&mut s).await;
+                let _ = common::raw::read_request(&mut s).await;
                 let _ = s.write_all(head.as_bytes()).await;
                 for p in parts {
                     let _ = s.write_all(p.as_bytes()).await;
@@ -115,35 +115,6 @@ async fn stream_cut_after_three_chunks() -> (u16, tokio::task::JoinHandle<()>) {
         framed(chunk(" three")),
     ];
     breaking_upstream(HEAD, parts).await
-}
-
-/// Read one HTTP/1.1 request (headers and a content-length body).
-async fn read_request(s: &mut tokio::net::TcpStream) {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 8192];
-    loop {
-        let Ok(n) = s.read(&mut tmp).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return;
-            }
-        }
-    }
 }
 
 /// A provider streaming 30 words, one every 100 ms.

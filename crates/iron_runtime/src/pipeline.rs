@@ -12,11 +12,12 @@ use crate::provider::{
     normalise_path, provider_from_model, provider_from_path, strip_provider_prefix, Provider,
 };
 use crate::relay;
+use crate::request_body::read_body;
 use crate::server::Shared;
+use crate::unanswered::{answer_unanswered, charge_unanswered, Charged};
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, Response, StatusCode};
+use axum::http::{Request, Response, StatusCode};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -116,17 +117,22 @@ async fn proxy_and_account(
 
 /// What the pipeline had learnt about a request when it was refused (for the ledger).
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     provider: Option<Provider>,
-    model: Option<String>,
+    pub(crate) model: Option<String>,
     api: Option<Api>,
     /// Charged although refused (a call the provider got but never answered in time).
-    charged: Option<Charged>,
+    pub(crate) charged: Option<Charged>,
 }
 
 impl Seen {
     /// A ledger row for this request as far as the pipeline knew it.
-    fn row(&self, id: u64, status: u16, latency_ms: u64) -> iron_runtime_state::RequestRow {
+    pub(crate) fn row(
+        &self,
+        id: u64,
+        status: u16,
+        latency_ms: u64,
+    ) -> iron_runtime_state::RequestRow {
         iron_runtime_state::RequestRow {
             ts_ms: now_ms(),
             agent_id: String::new(),
@@ -142,139 +148,6 @@ impl Seen {
             ..Default::default()
         }
     }
-}
-
-/// What a call that got no answer was charged, and the input tokens that charge assumes.
-#[derive(Clone, Copy)]
-struct Charged {
-    cost_micros: u64,
-    input_tokens: u64,
-}
-
-/// Charges a call the provider received but did not answer within the timeout: it may still be
-/// working on it, and bills it (a whole answer is generated before its head is sent, whether
-/// anyone waits for it). A whole answer is charged its hold, as a whole answer cut short is
-/// (without a budget, the hold it would have had); a stream, whose head comes before the first
-/// token, its estimated input. A call the provider does not bill (a token count, a moderation)
-/// and a model without a price are charged nothing.
-fn charge_unanswered(
-    shared: &Shared,
-    hold: crate::budget_phase::BudgetHold,
-    stream: bool,
-    provider: Provider,
-    api: Api,
-    body: Option<&[u8]>,
-) -> Option<Charged> {
-    if !hold.billable {
-        return None;
-    }
-    let (est, would_hold) = match body {
-        Some(b) if hold.cheap_estimate => {
-            crate::budget_phase::estimate_from_body(shared, api, hold.price.as_ref(), b)?
-        }
-        _ => (hold.estimated_input_tokens, None),
-    };
-    let reservation = hold.reservation;
-    let input_cost = hold.price.as_ref().map_or(0, |p| {
-        let usage = iron_cost::Usage {
-            input_tokens: est.tokens,
-            input_audio_tokens: est.audio_tokens.min(est.tokens),
-            service_tier: est.service_tier,
-            ..iron_cost::Usage::default()
-        };
-        iron_cost::cost_micros(p, crate::cost_policy::cost_provider(provider), &usage)
-    });
-    let cost_micros = if let Some(flat) = hold.flat_cost_micros {
-        flat
-    } else if !stream {
-        match &reservation {
-            Some(r) => r.amount(),
-            None => would_hold.unwrap_or(input_cost),
-        }
-    } else {
-        input_cost
-    };
-    shared.policies.cost.settle(reservation, cost_micros);
-    Some(Charged {
-        cost_micros,
-        input_tokens: est.tokens,
-    })
-}
-
-/// The answer to a call the provider got but did not answer in time, which was charged
-/// (`charge_unanswered`): not a refusal by the router but a failed call, reported as one (a
-/// `response` event with outcome `timeout`, a ledger row with its charge, `stats().failed`), with
-/// the timeout's 504 and what it cost.
-fn answer_unanswered(
-    shared: &Shared,
-    id: u64,
-    seen: &Seen,
-    d: Denial,
-    started: Instant,
-) -> Response<Body> {
-    let charged = seen.charged.unwrap_or(Charged {
-        cost_micros: 0,
-        input_tokens: 0,
-    });
-    let status = d.error.status(d.shape).as_u16();
-    let latency_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(target: "iron_cage", request_id = id, cost_micros = charged.cost_micros, message = %d.error, "no answer in time; the provider has the call, so it is charged");
-    shared.stats.on_settled(
-        seen.model.as_deref(),
-        false,
-        &crate::stats::ModelStats {
-            requests: 1,
-            input_tokens: charged.input_tokens,
-            cost_micros: charged.cost_micros,
-            ..Default::default()
-        },
-    );
-    let row = seen.row(id, status, latency_ms);
-    let provider = row.provider.clone();
-    shared
-        .policies
-        .ledger
-        .record(iron_runtime_state::RequestRow {
-            input_tokens: charged.input_tokens,
-            cost_micros: charged.cost_micros,
-            estimated: true,
-            error_code: Some("timeout".to_string()),
-            ..row
-        });
-    if shared.events.has_subscribers() {
-        shared.events.emit(RouterEvent::Response {
-            request_id: id,
-            ts_ms: now_ms(),
-            provider,
-            model: seen.model.clone(),
-            status,
-            tokens: crate::events::Tokens {
-                input: charged.input_tokens,
-                ..Default::default()
-            },
-            cost_usd: charged.cost_micros as f64 / 1e6,
-            cost_micros: charged.cost_micros,
-            estimated: true,
-            latency_ms,
-            ttft_ms: None,
-            outcome: "timeout".to_string(),
-        });
-    }
-    let mut resp = d.error.into_response(d.shape);
-    let h = resp.headers_mut();
-    h.insert(
-        crate::relay::REQUEST_ID_HEADER,
-        axum::http::HeaderValue::from(id),
-    );
-    let usd = format!(
-        "{}.{:06}",
-        charged.cost_micros / 1_000_000,
-        charged.cost_micros % 1_000_000
-    );
-    if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
-        h.insert(crate::relay::COST_HEADER, v);
-    }
-    resp
 }
 
 fn record_denial(shared: &Shared, id: u64, seen: &Seen, d: &Denial, started: Instant) {
@@ -675,74 +548,6 @@ fn maybe_inject_usage(
         None => (body, false),
     }
 }
-
-/// Reads the request body, bounded in size and in time: no pause longer than `idle` (the header
-/// read timeout) and all of it within `BODY_TOTAL` or `idle`, whichever is longer. A client that
-/// sent its headers and then trickles or stalls its body would otherwise hold a connection slot
-/// (`maxConnections`) for as long as it likes.
-async fn read_body(
-    headers: &HeaderMap,
-    mut body: Incoming,
-    limit: usize,
-    idle: Duration,
-) -> Result<Bytes, RouterError> {
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(RouterError::BodyTooLarge { limit });
-    }
-    let deadline = Instant::now() + idle.max(BODY_TOTAL);
-    let mut first: Option<Bytes> = None;
-    let mut rest: Vec<u8> = Vec::new();
-    loop {
-        let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
-            Err(_) => {
-                let why = if Instant::now() >= deadline {
-                    format!("not all of it within {} s", idle.max(BODY_TOTAL).as_secs())
-                } else {
-                    format!("nothing for {} ms", idle.as_millis())
-                };
-                return Err(RouterError::BodyTimeout(why));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(RouterError::BadRequestBody(e.to_string())),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let have = first.as_ref().map_or(0, Bytes::len) + rest.len();
-        if have + data.len() > limit {
-            return Err(RouterError::BodyTooLarge { limit });
-        }
-        // Most bodies come in one piece: keep it as it came, copy only when more follow.
-        match &first {
-            None if rest.is_empty() => first = Some(data),
-            _ => {
-                if let Some(f) = first.take() {
-                    rest.reserve(
-                        declared
-                            .map_or(0, |d| d as usize)
-                            .min(limit)
-                            .max(f.len() + data.len()),
-                    );
-                    rest.extend_from_slice(&f);
-                }
-                rest.extend_from_slice(&data);
-            }
-        }
-    }
-    Ok(match first {
-        Some(f) => f,
-        None => Bytes::from(rest),
-    })
-}
-
-/// The longest a request body may take to arrive (unless the header read timeout is longer).
-const BODY_TOTAL: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

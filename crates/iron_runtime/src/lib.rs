@@ -15,6 +15,7 @@ pub mod exchange;
 pub mod forward;
 pub mod inspect;
 mod internal;
+mod key_wire;
 pub mod keys;
 pub mod ledger;
 pub mod logging;

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-
 use std::time::{Duration, Instant};
 
 async fn chat(router: &iron_runtime::Router) -> (u16, serde_json::Value, String) {

@@ -392,7 +392,7 @@ async function demo(argv: string[]): Promise<number> {
     [
       'iron-cage demo (offline)',
       `  fake provider:   ${provider.url}   fake key server: ${keys.url}`,
-      `  running: iron-cage run --server ${keys.url} --token ${IC} --budget 0.05 -- node examples/demo-agent.mjs`,
+      `  running: IRON_CAGE_SERVER_TOKEN=${IC} iron-cage run --server ${keys.url} --budget 0.05 -- node examples/demo-agent.mjs`,
       '',
     ].join('\n') + '\n',
   )

@@ -154,6 +154,17 @@ pub fn is_loopback_host(host: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A number of seconds the option takes whole (`0.5` would otherwise read as 0: no cache at all).
+fn whole_seconds(field: &str, x: f64) -> Result<u64, ConfigError> {
+    if x.fract() != 0.0 {
+        return Err(err(
+            field,
+            format!("must be a whole number of seconds, got {x}"),
+        ));
+    }
+    Ok(x as u64)
+}
+
 fn positive(
     field: &str,
     v: Option<f64>,
@@ -207,6 +218,16 @@ impl RouterConfig {
                     Some(p) => Provider::parse(p).ok_or_else(|| err("provider", format!("must be 'openai' or 'anthropic', got '{p}'")))?,
                     None => provider_from_key(key),
                 };
+                // The key server's options mean nothing without one: say so instead of ignoring them.
+                for (field, set) in [
+                    ("cacheTtlSeconds", o.cache_ttl_seconds.is_some()),
+                    ("keyStaleGraceSeconds", o.key_stale_grace_seconds.is_some()),
+                    ("keyServerTimeoutMs", o.key_server_timeout_ms.is_some()),
+                ] {
+                    if set {
+                        return Err(err(field, "only used with serverUrl (the key server); with providerKey there is no key to fetch or cache"));
+                    }
+                }
                 KeySource::Static { key: key.clone(), base_url, provider }
             }
             (None, Some(url)) => {
@@ -218,8 +239,8 @@ impl RouterConfig {
                 }
                 KeySource::Server {
                     server_url: validate_upstream_url("serverUrl", url)?,
-                    ttl_secs: positive("cacheTtlSeconds", o.cache_ttl_seconds, 300.0, 0.0, 86_400.0)? as u64,
-                    stale_grace_secs: positive("keyStaleGraceSeconds", o.key_stale_grace_seconds, 600.0, 0.0, 604_800.0)? as u64,
+                    ttl_secs: whole_seconds("cacheTtlSeconds", positive("cacheTtlSeconds", o.cache_ttl_seconds, 300.0, 0.0, 86_400.0)?)?,
+                    stale_grace_secs: whole_seconds("keyStaleGraceSeconds", positive("keyStaleGraceSeconds", o.key_stale_grace_seconds, 600.0, 0.0, 604_800.0)?)?,
                     timeout_ms: positive("keyServerTimeoutMs", o.key_server_timeout_ms, 10_000.0, 100.0, 300_000.0)? as u64,
                 }
             }
@@ -380,6 +401,22 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(e.field, "cacheTtlSeconds");
+        // 0.5 would read as 0 (no cache at all): whole seconds only.
+        let e = RouterConfig::from_json(
+            r#"{"apiKey":"ic_x","serverUrl":"https://x","cacheTtlSeconds":0.5}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "cacheTtlSeconds");
+        assert!(e.message.contains("whole number"), "{}", e.message);
+        // The key server's options without a key server are a mistake, not ignored.
+        let e = RouterConfig::from_json(
+            r#"{"providerKey":"sk-x","keyStaleGraceSeconds":-5,"keyServerTimeoutMs":1}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "keyStaleGraceSeconds");
+        assert!(e.message.contains("serverUrl"), "{}", e.message);
         let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"https://x","bogus":1}"#)
             .err()
             .unwrap();

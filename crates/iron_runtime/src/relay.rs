@@ -347,9 +347,14 @@ async fn run(
             }
         }
         (Ending::Timeout(what), Some(_)) => {
+            let what = if *what == "total" {
+                "the total timeout ran out in the middle of the stream".to_string()
+            } else {
+                format!("no data for the {what} timeout in the middle of the stream")
+            };
             let e = RouterError::UpstreamTimeout {
                 host: ex.host.clone(),
-                what: format!("no data for the {what} timeout in the middle of the stream"),
+                what,
             };
             let _ = client.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }

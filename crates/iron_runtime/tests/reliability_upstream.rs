@@ -283,7 +283,7 @@ async fn total_timeout_ends_a_busy_stream_with_an_sse_error_event() {
         let err: Value = serde_json::from_str(tail.trim_start_matches("event: error\ndata: ")).expect("JSON error");
         assert_eq!(err["error"]["type"], "server_error");
         let msg = err["error"]["message"].as_str().unwrap_or_default();
-        assert!(msg.contains("timed out") && msg.contains("total"), "{msg}");
+        assert!(msg.contains("timed out") && msg.contains("the total timeout ran out"), "{msg}");
         assert_eq!(provider.seen().len(), 1);
         let outcome = loop {
             let ev = sub.recv().await.expect("event bus open");

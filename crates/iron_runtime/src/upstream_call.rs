@@ -174,6 +174,21 @@ pub async fn call_upstream(shared: &Shared, mut call: Call<'_>) -> Result<Answer
                         }
                     }
                 }
+                // A redirect is neither followed nor passed on: the client's SDK would follow it and
+                // send the prompt to an address the router never checked (or the call unbudgeted).
+                if matches!(status, 301 | 302 | 303 | 307 | 308) {
+                    let _ = permit.record(Outcome::Failure);
+                    return Err(Denial {
+                        error: RouterError::UpstreamUnreachable {
+                            host: call.host.to_string(),
+                            reason: format!("the provider answered {status}, a redirect; Iron Cage neither follows redirects nor passes them on (the client would send the request to an address it never checked). Check the provider base URL"),
+                        },
+                        shape: call.shape,
+                        reason: "upstream",
+                        retried: attempt > 0,
+                        unanswered: false,
+                    });
+                }
                 if status == 429 {
                     if let Some(d) = retry_after {
                         rel.throttle

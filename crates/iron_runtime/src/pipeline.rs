@@ -454,8 +454,9 @@ async fn proxy(
         strip_usage_chunk,
         host,
         estimated_input_tokens: hold.estimated_input_tokens,
-        // A stream cut short before its usage is charged an estimate of its input.
-        estimate_body: estimate_body.filter(|_| info.stream),
+        // A stream cut short before its usage is charged an estimate of its input, a whole answer
+        // cut short the hold it would have had.
+        estimate_body,
         price: hold.price,
         reservation: hold.reservation,
         flat_cost_micros: hold.flat_cost_micros,

@@ -275,16 +275,18 @@ pub(crate) async fn relay_whole_json(
         Metered::Nothing
     };
     let status_code = status.as_u16();
+    // The client gets the router's answer in place of the provider's: the books say so.
+    if let Err(e) = &outcome {
+        ex.client_status = Some(e.status(ex.shape).as_u16());
+    }
     // How the call ended for the books: the provider answered (and bills it) even when the client
     // gets the router's refusal instead.
     let ending = match (&ending, &outcome) {
         (Ending::Complete, Err(e @ RouterError::PiiBlocked { .. })) => {
-            ex.client_status = Some(e.status(ex.shape).as_u16());
             Ending::Blocked(e.to_string())
         }
         // An answer that is not JSON: priced at its hold (the usage cannot be read), a provider fault.
-        (Ending::Complete, Err(e @ RouterError::UpstreamUnreachable { reason, .. })) => {
-            ex.client_status = Some(e.status(ex.shape).as_u16());
+        (Ending::Complete, Err(RouterError::UpstreamUnreachable { reason, .. })) => {
             Ending::UpstreamBroken(reason.clone())
         }
         _ => ending,
@@ -310,12 +312,19 @@ pub(crate) async fn relay_whole_json(
             resp
         }
         Err(e) => {
-            // The router's refusal of an answer the provider gave (and bills): still this call.
+            // The router's refusal of an answer the provider gave (and bills): still this call,
+            // with what it cost.
             let mut resp = e.into_response(ex.shape);
             resp.headers_mut().insert(
                 crate::relay::REQUEST_ID_HEADER,
                 axum::http::HeaderValue::from(ex.id),
             );
+            if let Some(micros) = cost {
+                let usd = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+                if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
+                    resp.headers_mut().insert(crate::relay::COST_HEADER, v);
+                }
+            }
             resp
         }
     }

@@ -136,8 +136,19 @@ pub(crate) fn settle(
                     _ => seen,
                 }
             }
-            // A JSON answer cut short: the provider billed it, we cannot see how much; charge the hold.
-            (None, Some(_)) if estimated => reservation.as_ref().map(|r| r.amount()).unwrap_or(0),
+            // A JSON answer cut short: the provider billed it, we cannot see how much; charge the
+            // hold (without a budget, the hold it would have had).
+            (None, Some(p)) if estimated => match &reservation {
+                Some(r) => r.amount(),
+                None => ex
+                    .estimate_body
+                    .take()
+                    .and_then(|b| {
+                        crate::budget_phase::estimate_from_body(shared, ex.api, Some(p), &b)
+                    })
+                    .and_then(|(_, hold)| hold)
+                    .unwrap_or(0),
+            },
             _ => 0,
         }
     };

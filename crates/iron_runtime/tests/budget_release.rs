@@ -323,16 +323,40 @@ async fn json_body_broken_mid_way_is_charged_the_hold_and_nothing_stays_reserved
         // relaying them) or a 200 whose body breaks.
         let resp = post(&router, "/v1/chat/completions", &body(false)).await;
         let code = resp.status().as_u16();
+        let cost_header = resp
+            .headers()
+            .get("x-iron-cage-cost-usd")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let whole = resp.bytes().await;
         assert!(
             code == 502 || (code == 200 && whole.is_err()),
             "status {code}"
         );
 
+        // The event and the ledger say what the client got, and the answer what it cost.
         let (status, cost, estimated, _) = next_response(&mut sub).await;
-        assert_eq!((status, cost, estimated), (200, HOLD, true));
+        assert_eq!((status, cost, estimated), (code, HOLD, true));
+        if code == 502 {
+            assert_eq!(cost_header.as_deref(), Some("0.005195"));
+        }
         let s = router.budget_status();
         assert_eq!((s.reserved_micros, s.spent_micros), (0, HOLD));
+        router.stop().await;
+
+        // Without a budget: the hold it would have had, not $0.
+        let url = format!("http://127.0.0.1:{port}");
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &url).await;
+        let router = start_router(
+            &ks,
+            json!({ "reliability": { "retry": { "maxRetries": 0 } } }),
+        );
+        router.ready().await.expect("key fetched");
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &body(false)).await;
+        let _ = resp.bytes().await;
+        let (_, cost, estimated, _) = next_response(&mut sub).await;
+        assert_eq!((cost, estimated), (HOLD, true));
         router.stop().await;
     })
     .await;

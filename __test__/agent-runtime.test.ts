@@ -2,7 +2,7 @@
 // provider through their own routers; stop (SIGTERM, SIGKILL after the grace, grandchildren), restart policy,
 // budget exhaustion, and the typed `agent` events.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -252,5 +252,16 @@ rt.unref()
     expect(() => rt.startAgent({ command: 'true', budgetUsd: Infinity })).toThrow(/invalid option budgetUsd: expected a finite number, got Infinity/)
     await rt.shutdown()
     expect(() => rt.startAgent({ command: 'true' })).toThrow(/create a new AgentRuntime/)
+    // Refused from the call to shutdown() on, not once its native part has run: an agent started
+    // in the same tick outlived the shutdown.
+    const other = new AgentRuntime({ providerKey: KEY, providerBaseUrl: up.url })
+    const stopping = other.shutdown()
+    expect(() => other.startAgent({ command: 'sleep', args: ['30'] })).toThrow(expect.objectContaining({ code: 'RUNTIME_SHUT_DOWN' }))
+    await stopping
+    expect(other.list()).toEqual([])
+    // A state file the runtime cannot use is an option error, as for a router.
+    const notSqlite = join(mkdtempSync(join(tmpdir(), 'ic-rt-')), 'state.db')
+    writeFileSync(notSqlite, 'not a database, just text '.repeat(100))
+    expect(() => new AgentRuntime({ providerKey: KEY, statePath: notSqlite })).toThrow(expect.objectContaining({ code: 'INVALID_OPTIONS' }))
   })
 })

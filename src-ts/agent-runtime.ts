@@ -259,6 +259,11 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
       throw new IronCageError('INVALID_OPTIONS', 'invalid option args: expected an array of strings')
     }
     checkGrace(options.graceMs)
+    // Refused from the moment shutdown() is called, not only once its native part has begun:
+    // an agent started in the same tick would outlive the shutdown.
+    if (this.#shutdown) {
+      throw new IronCageError('RUNTIME_SHUT_DOWN', 'the runtime was shut down (runtime.shutdown()); create a new AgentRuntime to start agents')
+    }
     const json = toOptionsJson(options as unknown as Record<string, unknown>)
     let info: AgentInfo
     try {

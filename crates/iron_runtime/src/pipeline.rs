@@ -82,7 +82,10 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
     let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
     // Its own task: a client that leaves before the answer must not cancel the call half-way (the
     // provider bills it, and the ledger, stats and budget must see how it ended).
-    let task = tokio::spawn(proxy_and_account(shared, req, peer, id));
+    let task = tokio::spawn(async move {
+        let _in_flight = shared.calls.enter();
+        proxy_and_account(shared.clone(), req, peer, id).await
+    });
     task.await.unwrap_or_else(|_| {
         RouterError::Internal("the request task failed".into()).into_response(Provider::OpenAi)
     })

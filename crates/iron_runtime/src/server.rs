@@ -35,6 +35,54 @@ pub struct Shared {
     /// Cancelled when the router stops: what outlives the connection set (upgraded event sockets)
     /// ends with it.
     pub stopping: CancellationToken,
+    /// Provider calls still being made or settled (each in its own task, which outlives its
+    /// client's connection): `stop` lets them settle before the state store closes.
+    pub calls: CallsInFlight,
+}
+
+/// A count of calls in flight that can be waited on until it reaches zero.
+#[derive(Default)]
+pub struct CallsInFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One call in flight; dropping it (the call settled, or its task ended any other way) counts it out.
+pub struct CallGuard<'a>(&'a CallsInFlight);
+
+impl CallsInFlight {
+    /// Counts a call in until the returned guard is dropped.
+    pub fn enter(&self) -> CallGuard<'_> {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self)
+    }
+
+    /// Calls in flight now.
+    pub fn now(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until no call is in flight, at most `limit`; whether that happened.
+    pub async fn settled_within(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            if self.now() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.now() == 0;
+            }
+        }
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Shared {
@@ -124,6 +172,7 @@ impl Router {
             auth_limit: Default::default(),
             ws_sessions: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             stopping: cancel.clone(),
+            calls: CallsInFlight::default(),
             cfg,
         });
         let running = Arc::new(AtomicBool::new(true));
@@ -257,12 +306,19 @@ impl Router {
 
     /// Stop accepting, let in-flight requests finish for a short grace, then close. Idempotent.
     pub async fn stop(&self) {
+        self.stop_within(STOP_GRACE).await;
+    }
+
+    /// Stop accepting, give provider calls in flight up to `calls_grace` to settle (a call whose
+    /// client left still runs to its end, to be charged and recorded), then close.
+    pub async fn stop_within(&self, calls_grace: Duration) {
         self.running.store(false, Ordering::SeqCst);
         self.cancel.cancel();
         let handle = self.server.lock().ok().and_then(|mut g| g.take());
         if let Some(h) = handle {
             let _ = h.await;
         }
+        self.shared.calls.settled_within(calls_grace).await;
         self.shared.policies.shutdown().await;
     }
 }

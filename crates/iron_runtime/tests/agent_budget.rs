@@ -249,3 +249,55 @@ async fn finished_agents_and_shutdown_release_the_state_file() {
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Sends one call with a 0.3 s client timeout and exits without waiting for the answer.
+const PY_IMPATIENT: &str = r#"
+import json, os, urllib.request
+base, key = os.environ["OPENAI_BASE_URL"], os.environ["OPENAI_API_KEY"]
+body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode()
+req = urllib.request.Request(base + "/chat/completions", data=body, method="POST",
+    headers={"authorization": "Bearer " + key, "content-type": "application/json"})
+try:
+    urllib.request.urlopen(req, timeout=0.3)
+except Exception as e:
+    print("gave up:", type(e).__name__, flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_left_at_the_provider_when_the_agent_ends_is_still_charged() {
+    bounded(30, async {
+        // The provider answers after a second: the agent is gone by then.
+        let (port, count, _t) = common::raw::raw_upstream(|_, mut s| async move {
+            use tokio::io::AsyncWriteExt;
+            if common::raw::read_request(&mut s).await {
+                tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+                let _ = s.write_all(common::raw::ok_response().as_bytes()).await;
+            }
+        })
+        .await;
+        let rt = AgentRuntime::new(RuntimeOptions {
+            router: serde_json::from_value(serde_json::json!({
+                "providerKey": common::OPENAI_KEY,
+                "providerBaseUrl": format!("http://127.0.0.1:{port}"),
+            }))
+            .expect("router options"),
+            state_path: None,
+        })
+        .expect("runtime");
+        let spec = serde_json::json!({ "command": "python3", "args": ["-c", PY_IMPATIENT], "budgetUsd": 1.0 });
+        let agent = rt
+            .start_agent(AgentSpec::from_json(&spec.to_string()).expect("spec"))
+            .expect("starts");
+        let info = agent.wait_finished().await;
+        assert_eq!(info.exit_code, Some(0));
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The call the provider answered (and bills) after the agent left is in its figures.
+        let m = agent.metrics();
+        assert_eq!(m.requests, 1);
+        assert!(m.spent_micros > 0, "charged: {m:?}");
+        assert_eq!(m.completed + m.failed, 1);
+        // And the figures of a finished agent include its ledger counters.
+        assert!(agent.stats().ledger.committed >= 1, "{:?}", agent.stats().ledger);
+    })
+    .await;
+}

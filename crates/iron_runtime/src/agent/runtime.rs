@@ -40,7 +40,7 @@ impl AgentError {
             AgentError::Router(e) => e.code(),
             AgentError::Spawn(_) => "SPAWN_FAILED",
             AgentError::NotFound(_) => "AGENT_NOT_FOUND",
-            AgentError::State(_) => "STATE_ERROR",
+            AgentError::State(_) => "INVALID_OPTIONS",
             AgentError::ShutDown => "RUNTIME_SHUT_DOWN",
         }
     }

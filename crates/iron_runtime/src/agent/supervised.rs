@@ -135,14 +135,16 @@ impl SupervisedAgent {
     }
 
     /// Stop the router and keep only its final figures: the state store is closed, and the rest
-    /// goes once the router's last tasks end. Idempotent.
+    /// goes once the router's last tasks end. Calls the agent left at the provider settle first
+    /// (at most the total timeout): they are billed, so charged and recorded. Idempotent.
     pub(crate) async fn stop_router(&self) {
         let Some(router) = self.router() else {
             return;
         };
-        router.stop().await;
+        let total = router.shared().policies.timeouts.total;
+        router.stop_within(total).await;
         let figures = FinalFigures {
-            stats: router.shared().stats.snapshot(),
+            stats: router.shared().stats_snapshot(),
             budget: router.budget_status(),
         };
         *self.slot() = RouterSlot::Finished(Box::new(figures));
@@ -191,7 +193,7 @@ impl SupervisedAgent {
     /// The router's full counters (by model, blocked by reason), for summaries.
     pub fn stats(&self) -> StatsSnapshot {
         match &*self.slot() {
-            RouterSlot::Running(r) => r.shared().stats.snapshot(),
+            RouterSlot::Running(r) => r.shared().stats_snapshot(),
             RouterSlot::Finished(f) => f.stats.clone(),
         }
     }

@@ -6,6 +6,7 @@ pub mod auth_limit;
 mod auth_token;
 pub mod browser;
 mod budget_phase;
+mod client_sink;
 pub mod config;
 pub mod cost_policy;
 pub mod dashboard;

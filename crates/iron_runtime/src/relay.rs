@@ -3,6 +3,7 @@
 //! whatever the reason (complete, client abort, a client that stopped reading, upstream break,
 //! timeout): the idle and total timeouts bound the wait for the client as well as for the provider.
 
+use crate::client_sink::{ClientSink, Piece};
 use crate::error::RouterError;
 use crate::exchange::Exchange;
 use crate::forward::client_response_headers;
@@ -11,7 +12,7 @@ use crate::relay_runs::{flush_or_stop, offset_in, TextRun, MAX_RUN};
 use crate::safety_policy::api_shape;
 use crate::server::Shared;
 use crate::settle::{settle, Metered};
-use crate::sse::{parse_event, SseSplitter};
+use crate::sse::{parse_event, write_event, SseSplitter};
 use axum::body::Body;
 use axum::http::Response;
 use bytes::{Bytes, BytesMut};
@@ -20,9 +21,8 @@ use iron_cost::StreamUsage;
 use iron_safety::{ApiShape, DeltaTemplate, FilterOutcome, SseOutputFilter, TextDelta};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 const MAX_SSE_EVENT: usize = 8 * 1024 * 1024;
 /// A non-streamed answer up to this size (by its `content-length`) is read whole and sent at once.
@@ -73,6 +73,14 @@ impl Ending {
 pub const REQUEST_ID_HEADER: &str = "x-iron-cage-request-id";
 /// Response header with a whole (non-streamed) answer's cost in USD, when the model is priced.
 pub const COST_HEADER: &str = "x-iron-cage-cost-usd";
+
+/// Sets [`COST_HEADER`] to `micros` as USD with six decimals (`0.022500`).
+pub(crate) fn set_cost_header(headers: &mut axum::http::HeaderMap, micros: u64) {
+    let usd = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
+        headers.insert(COST_HEADER, v);
+    }
+}
 
 pub async fn relay(
     shared: Arc<Shared>,
@@ -146,56 +154,6 @@ pub async fn relay(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
-}
-
-type Piece = Result<Bytes, std::io::Error>;
-
-/// The client's end of a relayed body. Every piece must be taken within the idle timeout and
-/// before the total deadline: a client that stops reading would otherwise hold the upstream
-/// stream and the budget hold for as long as it keeps its socket open.
-struct ClientSink {
-    tx: mpsc::Sender<Piece>,
-    deadline: Instant,
-    idle: Duration,
-    /// Set when the relay gives up on the client: its body then ends with an error.
-    cut: Arc<AtomicBool>,
-    /// Why delivery stopped, once it has; later pieces are not sent.
-    stopped: Option<Ending>,
-}
-
-impl ClientSink {
-    /// Hands `piece` to the client's connection. A free slot takes it at once (a normal reader, and
-    /// every piece of a burst the client keeps up with, never waits on a timer); a full channel is
-    /// waited on until the idle timeout or the total deadline, whichever comes first.
-    async fn send(&mut self, piece: Piece) -> Result<(), Ending> {
-        if let Some(e) = &self.stopped {
-            return Err(e.clone());
-        }
-        let piece = match self.tx.try_send(piece) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Closed(_)) => return Err(self.stop(Ending::ClientAborted)),
-            Err(TrySendError::Full(piece)) => piece,
-        };
-        let until = self.deadline.min(Instant::now() + self.idle);
-        match tokio::time::timeout_at(until.into(), self.tx.send(piece)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(self.stop(Ending::ClientAborted)),
-            Err(_) => {
-                self.cut.store(true, Ordering::Release);
-                let what = if Instant::now() >= self.deadline {
-                    "total"
-                } else {
-                    "idle"
-                };
-                Err(self.stop(Ending::ClientTimeout(what)))
-            }
-        }
-    }
-
-    fn stop(&mut self, why: Ending) -> Ending {
-        self.stopped = Some(why.clone());
-        why
-    }
 }
 
 pub(crate) struct SideParser {
@@ -596,21 +554,6 @@ async fn flush_filtered_tail(
         FilterOutcome::Block { message } => Some(message),
         FilterOutcome::Unchanged => None,
     }
-}
-
-/// Serialise one SSE event.
-pub(crate) fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
-    if let Some(n) = name {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b"\n");
-    }
-    for line in data.split('\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(b"\n");
-    }
-    out.extend_from_slice(b"\n");
 }
 
 /// The event's data as a JSON object, if it is one (`[DONE]` and other non-JSON data are not).

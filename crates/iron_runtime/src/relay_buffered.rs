@@ -301,10 +301,7 @@ pub(crate) async fn relay_whole_json(
             );
             // A whole answer is settled before it goes out: its cost goes with it.
             if let Some(micros) = cost {
-                let usd = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
-                if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
-                    headers.insert(crate::relay::COST_HEADER, v);
-                }
+                crate::relay::set_cost_header(&mut headers, micros);
             }
             let mut resp = Response::new(Body::from(bytes));
             *resp.status_mut() = status;
@@ -320,10 +317,7 @@ pub(crate) async fn relay_whole_json(
                 axum::http::HeaderValue::from(ex.id),
             );
             if let Some(micros) = cost {
-                let usd = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
-                if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
-                    resp.headers_mut().insert(crate::relay::COST_HEADER, v);
-                }
+                crate::relay::set_cost_header(resp.headers_mut(), micros);
             }
             resp
         }

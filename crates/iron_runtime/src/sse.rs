@@ -124,6 +124,21 @@ pub fn parse_event(raw: &[u8]) -> ParsedEvent<'_> {
     }
 }
 
+/// Serialise one SSE event.
+pub(crate) fn write_event(out: &mut BytesMut, name: Option<&str>, data: &str) {
+    if let Some(n) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,13 +132,6 @@ pub(crate) fn answer_unanswered(
         crate::relay::REQUEST_ID_HEADER,
         axum::http::HeaderValue::from(id),
     );
-    let usd = format!(
-        "{}.{:06}",
-        charged.cost_micros / 1_000_000,
-        charged.cost_micros % 1_000_000
-    );
-    if let Ok(v) = axum::http::HeaderValue::from_str(&usd) {
-        h.insert(crate::relay::COST_HEADER, v);
-    }
+    crate::relay::set_cost_header(h, charged.cost_micros);
     resp
 }

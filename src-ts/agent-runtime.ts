@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { IronCageError, fromNative } from './errors.js'
-import { emitIsolated } from './events.js'
+import { emitIsolated } from './emit.js'
 import { native } from './native.js'
 import { serializeOptions, toOptionsJson, type LlmRouterOptions } from './options.js'
 import type { ModelStats, RouterStats } from './router.js'
@@ -67,28 +67,28 @@ export interface AgentRuntimeEventMap {
 /** Options of `AgentRuntime`: the router options every agent's router starts from, plus `statePath`. */
 export type AgentRuntimeOptions = Omit<LlmRouterOptions, 'budgetUsd'> & {
   /** SQLite file where agents (and their routers' ledgers) are persisted. */
-  statePath?: string
+  statePath?: string | undefined
 }
 
 /** What `startAgent` runs. */
 export interface StartAgentOptions {
-  name?: string
+  name?: string | undefined
   /** The program: `'python3'`, `'node'`, a path… (no shell: pass arguments in `args`). */
   command: string
-  args?: string[]
-  cwd?: string
+  args?: string[] | undefined
+  cwd?: string | undefined
   /** Extra environment; the router variables (`OPENAI_BASE_URL`, `OPENAI_API_KEY`, …) always win. */
-  env?: Record<string, string>
+  env?: Record<string, string> | undefined
   /** This agent's own budget in USD. Default: no limit. */
-  budgetUsd?: number
+  budgetUsd?: number | undefined
   /** Restart on crash (non-zero exit or signal): at most `maxRestarts` times, waiting `backoffMs` (doubling). */
-  restart?: { maxRestarts: number; backoffMs?: number }
+  restart?: { maxRestarts: number; backoffMs?: number | undefined } | undefined
   /** When the budget is exhausted: keep running (calls get 402, the default) or stop the agent. */
-  onBudgetExhausted?: 'keep-running' | 'stop'
+  onBudgetExhausted?: 'keep-running' | 'stop' | undefined
   /** SIGTERM → SIGKILL grace for stops the runtime decides (budget, shutdown). Default 5000. */
-  graceMs?: number
+  graceMs?: number | undefined
   /** The child's stdin: `'ignore'` (default) or `'inherit'`. stdout and stderr are inherited. */
-  stdin?: 'inherit' | 'ignore'
+  stdin?: 'inherit' | 'ignore' | undefined
 }
 
 interface NativeAgentRuntime {
@@ -208,7 +208,7 @@ export class Agent {
   }
 
   /** SIGTERM to the agent's process group, SIGKILL after `graceMs` (default the agent's `graceMs`). */
-  stop(options: { graceMs?: number } = {}): Promise<AgentInfo> {
+  stop(options: { graceMs?: number | undefined } = {}): Promise<AgentInfo> {
     return this.#runtime.stopAgent(this.#first.id, options)
   }
 }
@@ -296,7 +296,7 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
   }
 
   /** SIGTERM to the agent's process group, SIGKILL after `graceMs`; resolves with the final info. */
-  async stopAgent(id: string, options: { graceMs?: number } = {}): Promise<AgentInfo> {
+  async stopAgent(id: string, options: { graceMs?: number | undefined } = {}): Promise<AgentInfo> {
     const grace = checkGrace(options.graceMs)
     const json = await this.#inner.stopAgent(id, grace ?? null)
     if (json === null) {
@@ -306,7 +306,7 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
   }
 
   /** Stop every agent (SIGTERM, SIGKILL after the grace) and refuse new ones. Idempotent. */
-  shutdown(options: { graceMs?: number } = {}): Promise<void> {
+  shutdown(options: { graceMs?: number | undefined } = {}): Promise<void> {
     if (!this.#shutdown) {
       const grace = checkGrace(options.graceMs)
       this.#shutdown = this.#inner.shutdown(grace ?? null).finally(() => this.#release())

@@ -1,5 +1,3 @@
-import type { EventEmitter } from 'node:events'
-
 /** Token counts by kind (`input` is uncached input). */
 export interface TokenCounts {
   input: number
@@ -107,23 +105,4 @@ export interface RouterEventMap {
   circuit: [CircuitEvent]
   key: [KeyEvent]
   error: [RouterErrorEvent]
-}
-
-/**
- * Delivers one event of a batch to each listener of its name in turn. A listener that throws must
- * not cost the other listeners, nor the other events of its batch, their delivery: the error is
- * rethrown on its own, as an uncaught exception (the way a throwing listener of a plain
- * `EventEmitter` surfaces), and delivery goes on.
- */
-export function emitIsolated(emitter: EventEmitter, name: string, event: unknown): void {
-  // `rawListeners`: `once` listeners come wrapped, and the wrapper removes itself when called.
-  for (const listener of emitter.rawListeners(name)) {
-    try {
-      ;(listener as (e: unknown) => void).call(emitter, event)
-    } catch (err) {
-      queueMicrotask(() => {
-        throw err
-      })
-    }
-  }
 }

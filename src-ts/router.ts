@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { IronCageError, fromNative } from './errors.js'
-import { emitIsolated, type RouterEvent, type RouterEventMap } from './events.js'
+import { emitIsolated } from './emit.js'
+import type { RouterEvent, RouterEventMap } from './events.js'
 import { native, type NativeRouter } from './native.js'
 import { serializeOptions, type LlmRouterOptions } from './options.js'
 

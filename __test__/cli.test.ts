@@ -213,6 +213,21 @@ describe.skipIf(process.platform === 'win32')('iron-cage run', () => {
     }
     expect((await cli(['run', '--help'])).stdout).toContain('Examples:')
     expect((await cli(['--help'])).stdout).toContain('npx iron-cage demo')
+    expect((await cli(['--help'])).stdout).toContain('iron-cage --version')
+  })
+
+  it('--version and -v print the version from package.json', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+    for (const flag of ['--version', '-v']) {
+      const r = await cli([flag])
+      expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' })
+    }
+  })
+
+  it('the CLI is built as ESM only (bin runs dist/cli.js; a CJS copy would ship unused)', () => {
+    const p = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }
+    expect(p.bin).toEqual({ 'iron-cage': './dist/cli.js' })
+    expect(existsSync(join(ROOT, 'dist', 'cli.cjs'))).toBe(false)
   })
 })
 
@@ -299,6 +314,16 @@ describe.skipIf(process.platform === 'win32')('iron-cage serve and demo', () => 
     expect(r.stdout).toMatch(/refused by Iron Cage \(HTTP 402\): .*raise budgetUsd or lower max_tokens/)
     expect(r.stderr).toMatch(/gpt-4o\s+1\s+16\s+20\s+0\s+\$0\.000240/)
     expect(r.stderr).toContain('blocked: 1 (budget 1)')
+  })
+
+  it('demo without a loadable native binary fails before announcing a run', async () => {
+    const r = await cli(['demo'], { env: { NAPI_RS_NATIVE_LIBRARY_PATH: join(scratch, 'no-such-binary.node') } })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('[NATIVE_BINDING_MISSING]')
+    expect(r.stderr).toContain('no-such-binary.node')
+    expect(r.stderr).not.toContain('iron-cage demo (offline)')
+    expect(r.stderr).not.toContain('Your own agent')
+    expect(r.stdout).toBe('')
   })
 
   it.skipIf(!existsSync('/usr/bin/script'))('draws the live status line on a terminal (script pseudo-terminal)', async () => {

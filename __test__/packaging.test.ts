@@ -129,6 +129,8 @@ describe('package contents', () => {
       ]),
     )
     expect(root.files.filter((f) => f.endsWith('.node') || /^(src|src-ts|crates|__test__|npm)\//.test(f))).toEqual([])
+    // The CLI is ESM only (bin: dist/cli.js).
+    expect(root.files.filter((f) => f.startsWith('dist/'))).toEqual(['dist/cli.js', 'dist/index.cjs', 'dist/index.d.cts', 'dist/index.d.ts', 'dist/index.js'])
   })
 
   it('packing without the built loader is refused with the fix (the package could never load)', async () => {

@@ -2,13 +2,14 @@
 // The `iron-cage` command: run an agent under a budget (`run`), run a router for other shells (`serve`),
 // and the offline demo (`demo`). Argument parsing uses node:util parseArgs only.
 import os from 'node:os'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { AgentRuntime, type Agent, type AgentInfo } from './agent-runtime.js'
 import { IronCageError } from './errors.js'
 import type { LlmRouterOptions } from './options.js'
+import { native } from './native.js'
 import { LlmRouter, type RouterStats } from './router.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -23,6 +24,7 @@ Usage:
   iron-cage serve [options]                        run a router for agents started elsewhere
   iron-cage demo                                   the offline demo (fake provider, real agent)
   iron-cage <command> --help                       options and examples
+  iron-cage --version                              the installed version (also -v)
 
 Start here:
   npx iron-cage demo`,
@@ -378,6 +380,8 @@ async function serve(argv: string[]): Promise<number> {
 
 async function demo(argv: string[]): Promise<number> {
   if (argv.length) throw new UsageError(`demo takes no options (got '${argv.join(' ')}')`)
+  // The addon first: without it the banner below would announce a run that cannot start.
+  native()
   const fakes = join(ROOT, 'examples', 'fake-upstream.mjs')
   const agentPath = join(ROOT, 'examples', 'demo-agent.mjs')
   if (!existsSync(fakes) || !existsSync(agentPath)) {
@@ -392,12 +396,13 @@ async function demo(argv: string[]): Promise<number> {
     [
       'iron-cage demo (offline)',
       `  fake provider:   ${provider.url}   fake key server: ${keys.url}`,
-      `  running: IRON_CAGE_SERVER_TOKEN=${IC} iron-cage run --server ${keys.url} --budget 0.05 -- node examples/demo-agent.mjs`,
+      `  running: IRON_CAGE_SERVER_TOKEN=${IC} iron-cage run --server ${keys.url} --budget 0.05 -- node ${agentPath}`,
       '',
     ].join('\n') + '\n',
   )
+  let code: number
   try {
-    return await runAgent({
+    code = await runAgent({
       router: { serverUrl: keys.url, apiKey: IC },
       budget: 0.05,
       command: [process.execPath, agentPath],
@@ -408,8 +413,9 @@ async function demo(argv: string[]): Promise<number> {
     })
   } finally {
     await Promise.all([provider.close(), keys.close()])
-    process.stderr.write('\nYour own agent: IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 -- python3 agent.py\n')
   }
+  process.stderr.write('\nYour own agent: IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 -- python3 agent.py\n')
+  return code
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -417,6 +423,10 @@ async function main(argv: string[]): Promise<number> {
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(HELP.main + '\n')
     return cmd ? 0 : 2
+  }
+  if (cmd === '--version' || cmd === '-v') {
+    process.stdout.write(version() + '\n')
+    return 0
   }
   if (!isCommand(cmd)) throw new UsageError(`unknown command '${cmd}'; use run, serve or demo (iron-cage --help)`)
   if (rest.includes('--help') && (rest.indexOf('--') < 0 || rest.indexOf('--help') < rest.indexOf('--'))) {
@@ -426,6 +436,11 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'run') return runAgent(runPlan(rest))
   if (cmd === 'serve') return serve(rest)
   return demo(rest)
+}
+
+/** The version in the package.json next to dist/ (the one npm installed). */
+function version(): string {
+  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
 }
 
 /** A command name (own keys only: `constructor` or `hasOwnProperty` are not commands). */
@@ -442,7 +457,8 @@ main(process.argv.slice(2)).then(
       process.exit(2)
     }
     if (err instanceof IronCageError) {
-      process.stderr.write(`iron-cage: ${err.message} [${err.code}]\n`)
+      // Most messages already start with "iron-cage …".
+      process.stderr.write(`${/^iron-cage\b/.test(err.message) ? '' : 'iron-cage: '}${err.message} [${err.code}]\n`)
       process.exit(err.code === 'SPAWN_FAILED' ? 127 : 2)
     }
     process.stderr.write(`iron-cage: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`)

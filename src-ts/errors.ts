@@ -9,6 +9,8 @@ export type IronCageErrorCode =
   | 'PROVIDER_MISMATCH'
   | 'BODY_TOO_LARGE'
   | 'BODY_TIMEOUT'
+  | 'METHOD_NOT_ALLOWED'
+  | 'BAD_REQUEST_TARGET'
   | 'BAD_REQUEST_BODY'
   | 'KEY_SERVER_ERROR'
   | 'KEY_REFUSED'

@@ -1,6 +1,7 @@
 //! The client's end of a relayed body: pieces go to the client's connection through a bounded
 //! channel, and a client that takes none within the idle timeout (or the total deadline) is cut off.
 
+use crate::key_guard::KeyGuard;
 use crate::relay::Ending;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,8 @@ pub(crate) struct ClientSink {
     pub(crate) cut: Arc<AtomicBool>,
     /// Why delivery stopped, once it has; later pieces are not sent.
     pub(crate) stopped: Option<Ending>,
+    /// Keeps the provider key out of every piece (see `key_guard`).
+    pub(crate) guard: Option<KeyGuard>,
 }
 
 impl ClientSink {
@@ -32,6 +35,16 @@ impl ClientSink {
         if let Some(e) = &self.stopped {
             return Err(e.clone());
         }
+        let piece = match (piece, self.guard.as_mut()) {
+            (Ok(bytes), Some(g)) => {
+                let bytes = g.pass(bytes);
+                if bytes.is_empty() {
+                    return Ok(());
+                }
+                Ok(bytes)
+            }
+            (piece, _) => piece,
+        };
         let piece = match self.tx.try_send(piece) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Closed(_)) => return Err(self.stop(Ending::ClientAborted)),
@@ -50,6 +63,20 @@ impl ClientSink {
                 };
                 Err(self.stop(Ending::ClientTimeout(what)))
             }
+        }
+    }
+
+    /// The end of the answer: what the key guard still held goes out (it was not the key).
+    pub(crate) async fn finish(&mut self, request_id: u64) {
+        let Some(mut g) = self.guard.take() else {
+            return;
+        };
+        let rest = g.finish();
+        if !rest.is_empty() {
+            let _ = self.send(Ok(rest)).await;
+        }
+        if g.redacted {
+            tracing::warn!(target: "iron_cage", request_id, "the provider's answer held the provider key; Iron Cage replaced it with [REDACTED]");
         }
     }
 

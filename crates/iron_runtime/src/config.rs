@@ -87,6 +87,31 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// The error with the option values that are secrets (`providerKey`, `apiKey`, found in
+    /// `options` even when they did not parse) and key-shaped strings replaced: a key pasted into
+    /// the wrong option would otherwise be quoted back, and the error reaches JS, logs and stderr.
+    pub fn scrubbed(self, options: &str) -> ConfigError {
+        let doc: serde_json::Value = serde_json::from_str(options).unwrap_or_default();
+        let secrets: Vec<&str> = ["providerKey", "apiKey"]
+            .iter()
+            .filter_map(|k| doc.get(*k)?.as_str())
+            .filter(|s| s.len() >= 8)
+            .collect();
+        let scrub = |text: String| {
+            let mut text = text;
+            for s in &secrets {
+                text = text.replace(s, iron_telemetry::REDACTED);
+            }
+            iron_telemetry::Redactor::new().redact(&text).into_owned()
+        };
+        ConfigError {
+            field: scrub(self.field),
+            message: scrub(self.message),
+        }
+    }
+}
+
 fn err(field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.to_string(),

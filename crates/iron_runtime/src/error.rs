@@ -5,6 +5,10 @@ use crate::provider::Provider;
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode};
 
+/// The methods forwarded to providers (the `allow` header of a 405): their APIs use no other, and
+/// another (TRACE, say) could make something in front of the provider echo the request, key and all.
+pub const FORWARDED_METHODS: &str = "GET, POST, DELETE";
+
 /// An error the router answers with itself (never an upstream error passed through).
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -23,6 +27,10 @@ pub enum RouterError {
     BadRequestBody(String),
     #[error("The request body stopped arriving ({0}); send the whole body without pauses")]
     BodyTimeout(String),
+    #[error("Iron Cage forwards only GET, POST and DELETE to providers (their APIs use no other method); a {method} request was refused")]
+    MethodNotAllowed { method: String },
+    #[error("Iron Cage accepts only a path (origin-form, starting with '/') as the request target; this request named {0}")]
+    BadRequestTarget(&'static str),
     #[error("Iron Cage key server error: {0}")]
     KeyServer(String),
     /// The key server refused this token's key (revoked token, disabled or missing key).
@@ -73,6 +81,8 @@ impl RouterError {
             RouterError::BodyTooLarge { .. } => "BODY_TOO_LARGE",
             RouterError::BadRequestBody(_) => "BAD_REQUEST_BODY",
             RouterError::BodyTimeout(_) => "BODY_TIMEOUT",
+            RouterError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            RouterError::BadRequestTarget(_) => "BAD_REQUEST_TARGET",
             RouterError::KeyServer(_) => "KEY_SERVER_ERROR",
             RouterError::KeyRefused(_) => "KEY_REFUSED",
             RouterError::UpstreamUnreachable { .. } => "UPSTREAM_UNREACHABLE",
@@ -94,11 +104,13 @@ impl RouterError {
             RouterError::InvalidApiKey => StatusCode::UNAUTHORIZED,
             RouterError::ProviderMismatch { .. }
             | RouterError::BadRequestBody(_)
+            | RouterError::BadRequestTarget(_)
             | RouterError::PiiBlocked { .. } => StatusCode::BAD_REQUEST,
             RouterError::UnknownModelPrice { .. } | RouterError::UnmeteredCall { .. } => {
                 StatusCode::BAD_REQUEST
             }
             RouterError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RouterError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RouterError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RouterError::KeyServer(_) | RouterError::UpstreamUnreachable { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -174,6 +186,8 @@ impl RouterError {
             | RouterError::UnknownModelPrice { .. }
             | RouterError::UnmeteredCall { .. }
             | RouterError::BodyTooLarge { .. }
+            | RouterError::MethodNotAllowed { .. }
+            | RouterError::BadRequestTarget(_)
             | RouterError::Forbidden { .. }
             | RouterError::KeyRefused(_)
             // An open breaker is there to fail fast: an SDK waiting out its retry-after (30 s
@@ -215,6 +229,9 @@ impl RouterError {
                 "x-should-retry",
                 HeaderValue::from_static(if retry { "true" } else { "false" }),
             );
+        }
+        if let RouterError::MethodNotAllowed { .. } = &self {
+            h.insert("allow", HeaderValue::from_static(FORWARDED_METHODS));
         }
         if let RouterError::CircuitOpen {
             retry_after_secs, ..

@@ -103,4 +103,6 @@ pub struct Exchange {
     /// `RequestInfo::may_reason`): a stream cut short before its usage is charged its hold, not
     /// the text seen.
     pub may_reason: bool,
+    /// Keeps the key(s) the call was sent with out of the answer (see `key_guard`).
+    pub(crate) guard: Option<crate::key_guard::KeyGuard>,
 }

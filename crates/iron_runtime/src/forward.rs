@@ -72,14 +72,16 @@ pub fn upstream_headers(client: &HeaderMap, key: &ProviderKey) -> Result<HeaderM
 /// `base_url` joined with the client's path and query; a base ending in `/v1` does not double it.
 pub fn upstream_url(base_url: &str, path: &str, query: Option<&str>) -> String {
     let base = base_url.trim_end_matches('/');
+    // Always a path after the base: glued to a port or host (`host:4000*`) it would name another.
+    let slash = if path.starts_with('/') { "" } else { "/" };
     let path = if base.ends_with("/v1") && (path == "/v1" || path.starts_with("/v1/")) {
         &path[3..]
     } else {
         path
     };
     match query {
-        Some(q) if !q.is_empty() => format!("{base}{path}?{q}"),
-        _ => format!("{base}{path}"),
+        Some(q) if !q.is_empty() => format!("{base}{slash}{path}?{q}"),
+        _ => format!("{base}{slash}{path}"),
     }
 }
 
@@ -202,6 +204,7 @@ mod tests {
             upstream_url("https://h/base", "/v1/messages", Some("")),
             "https://h/base/v1/messages"
         );
+        assert_eq!(upstream_url("http://h:4000", "*", None), "http://h:4000/*");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct ProviderKey {
     /// The upstream auth header's value (`Bearer <key>` or the bare key), built once and marked
     /// sensitive; `None` when the key holds bytes a header cannot carry.
     auth: Option<axum::http::HeaderValue>,
+    /// The key's forms to keep out of answers, searched for in every relayed byte.
+    forms: Option<Arc<crate::key_guard::KeyForms>>,
 }
 
 impl ProviderKey {
@@ -50,11 +52,17 @@ impl ProviderKey {
         });
         ProviderKey {
             provider,
+            forms: crate::key_guard::KeyForms::new(secret),
             secret: Arc::from(secret),
             base_url: Arc::from(base_url),
             host: Arc::from(host),
             auth,
         }
+    }
+
+    /// What the relay searches answers for (see `key_guard`).
+    pub(crate) fn guard_forms(&self) -> &Option<Arc<crate::key_guard::KeyForms>> {
+        &self.forms
     }
 
     /// The key itself.

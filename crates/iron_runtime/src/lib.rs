@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod forward;
 pub mod inspect;
 mod internal;
+mod key_guard;
 mod key_wire;
 pub mod keys;
 pub mod ledger;

@@ -278,6 +278,7 @@ async fn proxy(
         return Err(Denial::new(RouterError::InvalidApiKey, shape, "auth"));
     }
     shared.stats.on_request();
+    check_method_and_target(&parts).map_err(|e| Denial::new(e, shape, "limit"))?;
 
     // Body.
     let body = read_body(
@@ -466,10 +467,32 @@ async fn proxy(
         permit: answer.permit,
         client_status: None,
         may_reason: info.may_reason,
+        guard: crate::key_guard::KeyGuard::new(
+            std::iter::once(key.guard_forms())
+                .chain(answer.rekeyed_to.as_ref().map(|k| k.guard_forms())),
+        ),
     };
 
     // Relay.
     Ok(relay::relay(shared.clone(), ex, answer.response).await)
+}
+
+/// Only the methods provider APIs use go out with the key, and only to a path: TRACE could make
+/// something in front of the provider echo the request, key and all, and an asterisk-form (`*`)
+/// target appended to a base URL with a port (`http://host:4000*`) would name another port.
+fn check_method_and_target(parts: &axum::http::request::Parts) -> Result<(), RouterError> {
+    use axum::http::Method;
+    if !matches!(parts.method, Method::GET | Method::POST | Method::DELETE) {
+        return Err(RouterError::MethodNotAllowed {
+            method: parts.method.as_str().chars().take(32).collect(),
+        });
+    }
+    if !parts.uri.path().starts_with('/') {
+        return Err(RouterError::BadRequestTarget(
+            "no path (an asterisk-form '*' target)",
+        ));
+    }
+    Ok(())
 }
 
 /// Phase: scan the prompt text; redact it in place (and re-serialise only then) or refuse with 400.

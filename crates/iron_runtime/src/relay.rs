@@ -138,6 +138,7 @@ pub async fn relay(
         idle: timeouts.idle,
         cut: cut.clone(),
         stopped: None,
+        guard: ex.guard.take(),
     };
     tokio::spawn(run(shared, ex, upstream, client, is_sse, status.as_u16()));
     let stream = futures_util::stream::unfold(Some((rx, cut)), |state| async move {
@@ -343,6 +344,7 @@ async fn run(
         }
         _ => {}
     }
+    client.finish(ex.id).await;
     // A client that stopped reading the end of a complete answer did not get it.
     let ending = match (ending, &client.stopped) {
         (Ending::Complete, Some(e @ Ending::ClientTimeout(_))) => e.clone(),

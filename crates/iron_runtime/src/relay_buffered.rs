@@ -295,6 +295,7 @@ pub(crate) async fn relay_whole_json(
     shared.policies.ledger.commit_if_strict().await;
     match outcome {
         Ok(bytes) => {
+            let bytes = keep_key_out(&mut ex, bytes);
             headers.insert(
                 axum::http::header::CONTENT_LENGTH,
                 axum::http::HeaderValue::from(bytes.len()),
@@ -322,6 +323,18 @@ pub(crate) async fn relay_whole_json(
             resp
         }
     }
+}
+
+/// A whole answer with the key(s) its call was sent with replaced (see `key_guard`).
+fn keep_key_out(ex: &mut Exchange, bytes: Vec<u8>) -> Vec<u8> {
+    let Some(g) = ex.guard.as_mut() else {
+        return bytes;
+    };
+    let bytes = g.whole(bytes);
+    if g.redacted {
+        tracing::warn!(target: "iron_cage", request_id = ex.id, "the provider's answer held the provider key; Iron Cage replaced it with [REDACTED]");
+    }
+    bytes
 }
 
 /// The response PII policy on a parsed tree: redact in place (and re-encode only then) or block.

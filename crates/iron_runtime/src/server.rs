@@ -214,8 +214,13 @@ impl Router {
     }
 
     /// Parse options JSON and start.
+    /// Option errors never quote a key (see [`ConfigError::scrubbed`]).
     pub fn start_json(options: &str) -> Result<Router, StartError> {
-        Router::start(RouterConfig::from_json(options)?)
+        let config = RouterConfig::from_json(options).map_err(|e| e.scrubbed(options))?;
+        Router::start(config).map_err(|e| match e {
+            StartError::Config(c) => StartError::Config(c.scrubbed(options)),
+            other => other,
+        })
     }
 
     /// The port on 127.0.0.1.

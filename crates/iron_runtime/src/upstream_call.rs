@@ -35,6 +35,9 @@ pub struct Answer {
     pub response: crate::forward::UpstreamResponse,
     pub permit: Option<Permit>,
     pub retries: u32,
+    /// The key the answer was asked with, when a provider 401 made the router fetch a new one
+    /// (the relay keeps both out of what it passes on).
+    pub rekeyed_to: Option<crate::keys::ProviderKey>,
 }
 
 fn circuit_denial(provider: Provider, host: &str, r: Rejected, shape: Provider) -> Denial {
@@ -100,6 +103,7 @@ pub async fn call_upstream(shared: &Shared, mut call: Call<'_>) -> Result<Answer
     let mut rng = jitter_source();
     let mut attempt: u32 = 0;
     let mut rekeyed = false;
+    let mut rekeyed_to: Option<crate::keys::ProviderKey> = None;
     // A model the provider answered 429 with retry-after for is not called again before that
     // time (at most a minute).
     if let Some(left) = rel.throttle.remaining(provider_name, call.host, call.model) {
@@ -167,6 +171,7 @@ pub async fn call_upstream(shared: &Shared, mut call: Call<'_>) -> Result<Answer
                     let left = deadline.saturating_duration_since(Instant::now());
                     if let Ok(Some(new_key)) = tokio::time::timeout(left, refetch).await {
                         if new_key.replace_auth(&mut call.headers) {
+                            rekeyed_to = Some(new_key.clone());
                             // A 401 is an answer, not a provider failure.
                             let _ = permit.record(Outcome::Ignored);
                             drop(response);
@@ -205,6 +210,7 @@ pub async fn call_upstream(shared: &Shared, mut call: Call<'_>) -> Result<Answer
                         response,
                         permit: Some(permit),
                         retries: attempt,
+                        rekeyed_to,
                     });
                 }
                 let _ = permit.record(Outcome::Failure);
@@ -228,6 +234,7 @@ pub async fn call_upstream(shared: &Shared, mut call: Call<'_>) -> Result<Answer
                             response,
                             permit: None,
                             retries: attempt,
+                            rekeyed_to,
                         });
                     }
                 }

@@ -255,10 +255,24 @@ impl H1Client {
         let authority = uri
             .authority()
             .ok_or_else(|| H1Error::Connect("the upstream URL has no host".into()))?;
+        // A port that does not parse is an error, never the scheme's default: the key would go
+        // to another service on the same host.
+        let port = match authority.as_str().rsplit_once(':') {
+            Some((_, p)) if !p.ends_with(']') => authority.port_u16().ok_or_else(|| {
+                H1Error::Connect("the upstream URL's port is not a number".into())
+            })?,
+            _ => {
+                if https {
+                    443
+                } else {
+                    80
+                }
+            }
+        };
         let origin = Origin {
             https,
             host: authority.host().to_string(),
-            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            port,
         };
         let request = encode_request(method, uri, authority.as_str(), headers, body);
         let head_only = *method == Method::HEAD;

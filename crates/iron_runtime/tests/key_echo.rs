@@ -1,0 +1,174 @@
+//! Something in front of the provider that echoes the request (a debug endpoint, a gateway, a web
+//! server answering TRACE) must not hand the real key to the agent: whatever the answer's status,
+//! shape or chunking, and with the PII policy's own secret check off. Only GET, POST and DELETE go
+//! out with the key, and only to a path.
+
+mod common;
+
+use common::raw::*;
+use common::*;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Every check of the PII policy off: only the key guard stands between the echo and the client.
+fn no_pii() -> serde_json::Value {
+    json!({ "safety": {
+        "request": { "default": "off", "secret": "off" },
+        "response": { "default": "off", "secret": "off" } } })
+}
+
+async fn router_over(port: u16) -> (FakeKeyServer, iron_runtime::Router) {
+    let ks = FakeKeyServer::with_key(
+        OPENAI_KEY,
+        Some("openai"),
+        &format!("http://127.0.0.1:{port}"),
+    )
+    .await;
+    let router = start_router(&ks, no_pii());
+    router.ready().await.expect("key fetched");
+    (ks, router)
+}
+
+#[tokio::test]
+async fn a_key_echoed_in_a_whole_answer_is_replaced() {
+    bounded(20, async {
+        let (port, _, _task) = raw_upstream(|_, mut s| async move {
+            if read_request(&mut s).await {
+                let body = format!(
+                    r#"{{"id":"c1","object":"chat.completion","model":"gpt-4o","debug":{{"sent":"Bearer {OPENAI_KEY}"}},"choices":[{{"index":0,"message":{{"role":"assistant","content":"your key is {OPENAI_KEY}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}}}"#
+                );
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+            }
+        })
+        .await;
+        let (_ks, router) = router_over(port).await;
+        let (status, doc, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(!text.contains(OPENAI_KEY), "{text}");
+        assert_eq!(doc["debug"]["sent"], "Bearer [REDACTED]");
+        assert_eq!(doc["choices"][0]["message"]["content"], "your key is [REDACTED]");
+        // Still priced from its usage.
+        assert_eq!(doc["usage"]["prompt_tokens"], 5);
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_echoed_in_a_stream_is_replaced_even_split_across_writes() {
+    bounded(20, async {
+        let (port, _, _task) = raw_upstream(|_, mut s| async move {
+            if !read_request(&mut s).await {
+                return;
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n").await;
+            let (head, tail) = OPENAI_KEY.split_at(7);
+            let parts = [
+                format!(": debug {OPENAI_KEY}\n\n"),
+                format!("data: {{\"id\":\"{head}"),
+                format!("{tail}\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"hi\"}},\"finish_reason\":null}}]}}\n\n"),
+                "data: [DONE]\n\n".to_string(),
+            ];
+            for p in parts {
+                let _ = s.write_all(p.as_bytes()).await;
+                let _ = s.flush().await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+        .await;
+        let (_ks, router) = router_over(port).await;
+        let (status, _, text) = status_json(post(&router, "/v1/chat/completions", &body(true)).await).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(!text.contains(OPENAI_KEY), "{text}");
+        assert!(!text.contains(&OPENAI_KEY[..7]), "not even the half sent first: {text}");
+        assert!(text.contains(": debug [REDACTED]\n\n"), "{text}");
+        assert!(text.contains("data: {\"id\":\"[REDACTED]\",\"object\""), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"), "the stream ends as it came: {text}");
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn trace_and_asterisk_targets_never_reach_the_provider() {
+    bounded(20, async {
+        let (port, count, _task) = raw_upstream(|_, mut s| async move {
+            if read_request(&mut s).await {
+                let _ = s.write_all(ok_response().as_bytes()).await;
+            }
+        })
+        .await;
+        let (_ks, router) = router_over(port).await;
+        let port = router.port();
+        for method in ["TRACE", "PUT", "PATCH", "CONNECT"] {
+            let target = if method == "CONNECT" { "127.0.0.1:80" } else { "/v1/models" };
+            let answer = raw(
+                router.port(),
+                &format!("{method} {target} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {IC}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"),
+            )
+            .await;
+            if method != "CONNECT" {
+                assert!(answer.starts_with("HTTP/1.1 405"), "{method}: {answer}");
+                assert!(answer.to_ascii_lowercase().contains("allow: get, post, delete"), "{answer}");
+                assert!(answer.contains("METHOD_NOT_ALLOWED"), "{answer}");
+            } else {
+                assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+            }
+        }
+        let answer = raw(
+            router.port(),
+            &format!("GET * HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {IC}\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("BAD_REQUEST_TARGET"), "{answer}");
+        assert_eq!(count.load(Ordering::SeqCst), 0, "nothing went to the provider");
+        // GET, POST and DELETE still go.
+        for method in ["GET", "DELETE"] {
+            let answer = raw(
+                router.port(),
+                &format!("{method} /v1/models HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {IC}\r\nconnection: close\r\n\r\n"),
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{method}: {answer}");
+        }
+        router.stop().await;
+    })
+    .await;
+}
+
+/// An option error quotes what was wrong, but never a key: the configured `providerKey` pasted
+/// into another option, or any key-shaped value.
+#[tokio::test]
+async fn option_errors_never_quote_a_key() {
+    const KEY: &str = "CANARY-7d1e-0b5f-44aa-provider-key";
+    let cases = [
+        json!({ "providerKey": KEY, "provider": KEY }),
+        json!({ "providerKey": KEY, "logLevel": KEY }),
+        json!({ "providerKey": KEY, "safety": { "request": { "email": KEY } } }),
+        json!({ "providerKey": KEY, "reliability": { "timeouts": { "connectMs": KEY } } }),
+        json!({ "providerKey": "sk-x", "provider": "sk-proj-0123456789abcdefghij" }),
+        json!({ "providerKey": KEY, "ic_0123456789abcdefghij": 1 }),
+    ];
+    for opts in cases {
+        let e = match iron_runtime::Router::start_json(&opts.to_string()) {
+            Ok(r) => {
+                r.stop().await;
+                panic!("accepted {opts}");
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(e.starts_with("invalid option"), "{e}");
+        for secret in [
+            KEY,
+            "sk-proj-0123456789abcdefghij",
+            "ic_0123456789abcdefghij",
+        ] {
+            assert!(!e.contains(secret), "{e}");
+        }
+        assert!(e.contains("[REDACTED]"), "{e}");
+    }
+}

@@ -30,7 +30,7 @@ export interface ResponseEvent {
   tokens: TokenCounts
   costUsd: number
   costMicros: number
-  /** True when the cost was estimated (a stream cut short before the provider reported usage). */
+  /** True when the cost was estimated: usage the provider never reported or that could not be read (a stream or an answer cut short, an answer without a readable `usage`), charged as the README's "Budget holds" says. */
   estimated: boolean
   latencyMs: number
   ttftMs: number | null

@@ -57,7 +57,10 @@ pub(crate) fn settle(
     // What the client saw: the provider's status, unless the router answered in its place.
     let shown_status = ex.client_status.unwrap_or(status);
     let kind = crate::cost_policy::api_kind(ex.api);
-    // Usage: exact when the provider reported it; estimated for a stream cut short.
+    // A call the provider bills by its usage: a successful POST of a metered API (a model named).
+    let metered_call = success && ex.api.is_billable() && ex.model.is_some();
+    // Usage: exact when the provider reported it; estimated for a stream cut short, and for a
+    // whole answer whose usage is missing or unreadable (the provider billed it all the same).
     let (usage, estimated) = match metered {
         Metered::Stream(su) => {
             if !su.has_final_usage() {
@@ -75,16 +78,11 @@ pub(crate) fn settle(
         }
         Metered::Json(copy) => match iron_cost::usage_from_bytes(kind, &copy) {
             Some(u) => (Some(u), false),
-            // Cut short, or complete but not JSON: either way the provider billed it.
-            None => (
-                None,
-                success
-                    && (*ending != Ending::Complete
-                        || serde_json::from_slice::<serde::de::IgnoredAny>(&copy).is_err()),
-            ),
+            // Cut short, not JSON, or whole with no usage it can read: the provider billed it.
+            None => (None, metered_call),
         },
         Metered::Known(Some(u)) => (Some(u), false),
-        Metered::Known(None) => (None, success && *ending != Ending::Complete),
+        Metered::Known(None) => (None, metered_call),
         Metered::Unreadable => (None, success),
         Metered::Nothing => (None, false),
     };
@@ -136,8 +134,9 @@ pub(crate) fn settle(
                     _ => seen,
                 }
             }
-            // A JSON answer cut short: the provider billed it, we cannot see how much; charge the
-            // hold (without a budget, the hold it would have had).
+            // A whole answer cut short, or whose usage is missing or unreadable: the provider
+            // billed it, we cannot see how much; charge the hold (without a budget, the hold it
+            // would have had).
             (None, Some(p)) if estimated => match &reservation {
                 Some(r) => r.amount(),
                 None => ex

@@ -1,0 +1,174 @@
+//! What a call the provider answered is charged when its usage does not tell: a whole answer whose
+//! usage is missing or unreadable (its hold, estimated, not $0, whichever way the answer was read),
+//! and counts written as whole floats (`1e5`), which are read.
+
+mod common;
+
+use common::*;
+use iron_runtime::{Router, RouterEvent};
+use serde_json::{json, Value};
+
+/// gpt-4o, `max_tokens` 100 and this prompt: held at 78 input tokens (the bytes of the messages'
+/// JSON + 8 + 16) × $2.50/M + 100 × $10/M = 1,195 µ$ (as in budget_concurrency.rs).
+const HOLD: u64 = 1_195;
+
+fn request() -> Value {
+    json!({ "model": "gpt-4o", "max_tokens": 100,
+        "messages": [{ "role": "user", "content": "Count to three, please." }] })
+}
+
+/// An answer saying `text`; one of more than 256 KiB with the response policy off is relayed as it
+/// arrives (its head, without the cost, goes first), and its usage read from a copy of its bytes.
+fn answer_with(usage: Option<Value>, text: &str) -> String {
+    let mut a = json!({ "id": "chatcmpl-u", "object": "chat.completion", "model": "gpt-4o",
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text }, "finish_reason": "stop" }] });
+    if let Some(u) = usage {
+        a["usage"] = u;
+    }
+    a.to_string()
+}
+
+struct Settled {
+    cost_micros: u64,
+    estimated: bool,
+    outcome: String,
+}
+
+async fn settled(sub: &mut iron_runtime::events::Subscription) -> Settled {
+    loop {
+        let ev = sub.recv().await.expect("event bus open");
+        if let RouterEvent::Response {
+            cost_micros,
+            estimated,
+            outcome,
+            ..
+        } = &**ev
+        {
+            return Settled {
+                cost_micros: *cost_micros,
+                estimated: *estimated,
+                outcome: outcome.clone(),
+            };
+        }
+    }
+}
+
+async fn router_to(provider: &FakeProvider, extra: Value) -> (FakeKeyServer, Router) {
+    let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+    let router = start_router(&ks, extra);
+    router.ready().await.expect("key fetched");
+    (ks, router)
+}
+
+/// The newest ledger row, once the writer has it.
+fn last_row(router: &Router) -> iron_runtime_state::RequestRow {
+    let store = &router.shared().policies.ledger.store;
+    store.flush().expect("flush");
+    store.requests(1).expect("rows").remove(0)
+}
+
+/// A review's 15 calls whose answers carried no readable usage were each recorded at $0, "exact",
+/// with $1 of budget to spare: every later call was admitted too. The provider billed them, so
+/// each is charged its hold (without a budget, the hold it would have had) and marked estimated,
+/// whichever way the router read the answer (the response policy's own pass, the default, or the
+/// copy of its bytes with the policy off), and the answer's header says what it was charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_without_readable_usage_is_charged_its_hold() {
+    bounded(60, async {
+        let usages = [
+            None,
+            Some(Value::Null),
+            Some(json!({})),
+            Some(json!({ "prompt_tokens": 100000.5, "completion_tokens": 50000.5 })),
+            Some(json!({ "prompt_tokens": -100000, "completion_tokens": -5 })),
+            Some(json!({ "prompt_tokens": "100000", "completion_tokens": "50000" })),
+            Some(json!({ "total_tokens": 150000 })),
+        ];
+        let policy_off = json!({ "response": { "default": "off", "secret": "off" } });
+        let long = "word ".repeat(60_000);
+        for usage in usages {
+            for (options, text) in [
+                (json!({ "budgetUsd": 1.0 }), "one two three"),
+                (
+                    json!({ "budgetUsd": 1.0, "safety": policy_off }),
+                    "one two three",
+                ),
+                (
+                    json!({ "budgetUsd": 1.0, "safety": policy_off }),
+                    long.as_str(),
+                ),
+                (json!({}), "one two three"),
+                (json!({ "safety": policy_off }), long.as_str()),
+            ] {
+                let provider = FakeProvider::start(Reply::Json {
+                    status: 200,
+                    body: answer_with(usage.clone(), text),
+                })
+                .await;
+                let (_ks, router) = router_to(&provider, options.clone()).await;
+                let mut sub = router.events().subscribe();
+                // One client for the call and after it: a client that closes its connection the
+                // moment it has the last byte can be taken for one that left before the end.
+                let keep = client();
+                let resp = keep
+                    .post(format!("{}/chat/completions", router.base_url()))
+                    .bearer_auth(IC)
+                    .header("content-type", "application/json")
+                    .body(request().to_string())
+                    .send()
+                    .await
+                    .expect("router answers");
+                let case = format!("usage {usage:?}, options {options}, {} bytes", text.len());
+                assert_eq!(resp.status().as_u16(), 200, "{case}");
+                let header = resp
+                    .headers()
+                    .get("x-iron-cage-cost-usd")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let whole = text.len() < 1000;
+                assert_eq!(header.as_deref(), whole.then_some("0.001195"), "{case}");
+                let got = resp.bytes().await.map(|b| b.len());
+                assert!(got.is_ok(), "{case}: {got:?}");
+                let s = settled(&mut sub).await;
+                assert_eq!((s.cost_micros, s.estimated), (HOLD, true), "{case}");
+                // (A long answer relayed as it arrives can end `client_aborted` though the client
+                // read it all: the client's connection lets go of the body at its last byte.)
+                if whole {
+                    assert_eq!(s.outcome, "complete", "{case}");
+                }
+                let b = router.budget_status();
+                assert_eq!((b.spent_micros, b.reserved_micros), (HOLD, 0), "{case}");
+                let row = last_row(&router);
+                assert_eq!(
+                    (row.cost_micros, row.estimated, row.status),
+                    (HOLD, true, 200),
+                    "{case}"
+                );
+                router.stop().await;
+            }
+        }
+    })
+    .await;
+}
+
+/// `1e5` and `12.0` are whole numbers: counts, read exactly (they were read as absent, $0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_numbers_written_as_floats_are_read_as_counts() {
+    bounded(20, async {
+        let body = r#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1e5,"completion_tokens":50.0}}"#;
+        let provider = FakeProvider::start(Reply::Json {
+            status: 200,
+            body: body.into(),
+        })
+        .await;
+        let (_ks, router) = router_to(&provider, json!({})).await;
+        let mut sub = router.events().subscribe();
+        let resp = post(&router, "/v1/chat/completions", &request()).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let s = settled(&mut sub).await;
+        // 100,000 × $2.50/M + 50 × $10/M.
+        assert_eq!((s.cost_micros, s.estimated), (250_500, false));
+        router.stop().await;
+    })
+    .await;
+}

@@ -151,6 +151,14 @@ pub(crate) fn settle(
             _ => 0,
         }
     };
+    // A metered call of a model without a price is recorded at $0: not a real $0, and said so.
+    let unpriced = metered_call && ex.price.is_none() && ex.flat_cost_micros.is_none();
+    if unpriced {
+        let model = ex.model.as_deref().unwrap_or("");
+        if cost.first_unpriced(model) {
+            tracing::warn!(target: "iron_cage", model, "Iron Cage has no price for model '{model}', so its calls are recorded at $0 (unpriced: true in their response events and ledger rows) and count nothing against spent. Give its price with the pricing option, e.g. pricing: {{ '{model}': {{ input: 1.0, output: 2.0 }} }} (USD per 1M tokens). With a budget set such calls are refused, or charged unknownModel's flat cost");
+        }
+    }
     match reservation {
         Some(r) if !success => r.cancel(),
         r => cost.settle(r, cost_micros),
@@ -175,6 +183,7 @@ pub(crate) fn settle(
             reasoning_tokens: u.reasoning_tokens,
             cost_micros,
             estimated,
+            unpriced,
             latency_ms: ex.started.elapsed().as_millis() as u64,
             ttft_ms: ttft,
             blocked_reason: None,
@@ -211,6 +220,7 @@ pub(crate) fn settle(
             cost_usd: cost_micros as f64 / 1e6,
             cost_micros,
             estimated,
+            unpriced,
             latency_ms: ex.started.elapsed().as_millis() as u64,
             ttft_ms: ttft,
             outcome: outcome.to_string(),

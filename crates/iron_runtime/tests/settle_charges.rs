@@ -1,12 +1,13 @@
 //! What a call the provider answered is charged when its usage does not tell: a whole answer whose
-//! usage is missing or unreadable (its hold, estimated, not $0, whichever way the answer was read),
-//! and counts written as whole floats (`1e5`), which are read.
+//! usage is missing or unreadable (its hold, estimated, not $0), and a model without a price
+//! (recorded at $0 but marked `unpriced`, and a warning names it).
 
 mod common;
 
 use common::*;
 use iron_runtime::{Router, RouterEvent};
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 
 /// gpt-4o, `max_tokens` 100 and this prompt: held at 78 input tokens (the bytes of the messages'
 /// JSON + 8 + 16) × $2.50/M + 100 × $10/M = 1,195 µ$ (as in budget_concurrency.rs).
@@ -15,6 +16,10 @@ const HOLD: u64 = 1_195;
 fn request() -> Value {
     json!({ "model": "gpt-4o", "max_tokens": 100,
         "messages": [{ "role": "user", "content": "Count to three, please." }] })
+}
+
+fn answer(usage: Option<Value>) -> String {
+    answer_with(usage, "one two three")
 }
 
 /// An answer saying `text`; one of more than 256 KiB with the response policy off is relayed as it
@@ -31,6 +36,7 @@ fn answer_with(usage: Option<Value>, text: &str) -> String {
 struct Settled {
     cost_micros: u64,
     estimated: bool,
+    unpriced: bool,
     outcome: String,
 }
 
@@ -40,6 +46,7 @@ async fn settled(sub: &mut iron_runtime::events::Subscription) -> Settled {
         if let RouterEvent::Response {
             cost_micros,
             estimated,
+            unpriced,
             outcome,
             ..
         } = &**ev
@@ -47,6 +54,7 @@ async fn settled(sub: &mut iron_runtime::events::Subscription) -> Settled {
             return Settled {
                 cost_micros: *cost_micros,
                 estimated: *estimated,
+                unpriced: *unpriced,
                 outcome: outcome.clone(),
             };
         }
@@ -65,6 +73,30 @@ fn last_row(router: &Router) -> iron_runtime_state::RequestRow {
     let store = &router.shared().policies.ledger.store;
     store.flush().expect("flush");
     store.requests(1).expect("rows").remove(0)
+}
+
+/// The router's log lines from now on (at its default level, INFO).
+fn log_lines(router: &Router) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    router
+        .shared()
+        .policies
+        .logging
+        .attach(Arc::new(move |line: &str| {
+            sink.lock().expect("lines").push(line.to_string());
+        }));
+    lines
+}
+
+fn lines_with(lines: &Arc<Mutex<Vec<String>>>, words: &[&str]) -> Vec<String> {
+    lines
+        .lock()
+        .expect("lines")
+        .iter()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .cloned()
+        .collect()
 }
 
 /// A review's 15 calls whose answers carried no readable usage were each recorded at $0, "exact",
@@ -130,7 +162,11 @@ async fn a_whole_answer_without_readable_usage_is_charged_its_hold() {
                 let got = resp.bytes().await.map(|b| b.len());
                 assert!(got.is_ok(), "{case}: {got:?}");
                 let s = settled(&mut sub).await;
-                assert_eq!((s.cost_micros, s.estimated), (HOLD, true), "{case}");
+                assert_eq!(
+                    (s.cost_micros, s.estimated, s.unpriced),
+                    (HOLD, true, false),
+                    "{case}"
+                );
                 // (A long answer relayed as it arrives can end `client_aborted` though the client
                 // read it all: the client's connection lets go of the body at its last byte.)
                 if whole {
@@ -168,6 +204,50 @@ async fn whole_numbers_written_as_floats_are_read_as_counts() {
         let s = settled(&mut sub).await;
         // 100,000 × $2.50/M + 50 × $10/M.
         assert_eq!((s.cost_micros, s.estimated), (250_500, false));
+        router.stop().await;
+    })
+    .await;
+}
+
+/// An unknown model without a budget was recorded at exactly $0 and looked like a real $0: no
+/// header, no event field, no log above DEBUG. The call says it is unpriced (event and ledger)
+/// and a warning names the model and the fix, once per model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_without_a_price_is_marked_unpriced_and_named_in_one_warning() {
+    bounded(20, async {
+        let model = "ft:gpt-4.1-2025-04-14:org::unpriced-test";
+        let provider = FakeProvider::start(Reply::Json {
+            status: 200,
+            body: answer(Some(
+                json!({ "prompt_tokens": 1_000_000, "completion_tokens": 1_000_000 }),
+            )),
+        })
+        .await;
+        let (_ks, router) = router_to(&provider, json!({})).await;
+        let lines = log_lines(&router);
+        let mut sub = router.events().subscribe();
+        let mut body = request();
+        body["model"] = json!(model);
+        for _ in 0..2 {
+            let resp = post(&router, "/v1/chat/completions", &body).await;
+            assert_eq!(resp.status().as_u16(), 200);
+            assert!(!resp.headers().contains_key("x-iron-cage-cost-usd"));
+            let s = settled(&mut sub).await;
+            assert_eq!((s.cost_micros, s.estimated, s.unpriced), (0, false, true));
+            let row = last_row(&router);
+            assert_eq!(
+                (row.model.as_str(), row.unpriced, row.cost_micros),
+                (model, true, 0)
+            );
+        }
+        let warned = lines_with(&lines, &["WARN", model, "pricing"]);
+        assert_eq!(warned.len(), 1, "{:?}", lines.lock().expect("lines"));
+        // A priced model is not unpriced.
+        let resp = post(&router, "/v1/chat/completions", &request()).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let s = settled(&mut sub).await;
+        assert!(!s.unpriced && s.cost_micros > 0);
+        assert!(!last_row(&router).unpriced);
         router.stop().await;
     })
     .await;

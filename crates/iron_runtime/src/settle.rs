@@ -59,6 +59,8 @@ pub(crate) fn settle(
     let kind = crate::cost_policy::api_kind(ex.api);
     // A call the provider bills by its usage: a successful POST of a metered API (a model named).
     let metered_call = success && ex.api.is_billable() && ex.model.is_some();
+    // Without a budget, the hold the call would have had (read from its body when first needed).
+    let mut body_hold: Option<Option<u64>> = None;
     // Usage: exact when the provider reported it; estimated for a stream cut short, and for a
     // whole answer whose usage is missing or unreadable (the provider billed it all the same).
     let (usage, estimated) = match metered {
@@ -66,11 +68,12 @@ pub(crate) fn settle(
             if !su.has_final_usage() {
                 if let Some(body) = ex.estimate_body.take() {
                     let price = ex.price.as_ref();
-                    if let Some((est, _)) =
-                        crate::budget_phase::estimate_from_body(shared, ex.api, price, &body)
-                    {
+                    let read =
+                        crate::budget_phase::estimate_from_body(shared, ex.api, price, &body);
+                    if let Some((est, _)) = read {
                         ex.estimated_input_tokens = est;
                     }
+                    body_hold = Some(read.and_then(|(_, hold)| hold));
                 }
             }
             let (u, est) = su.finish_with(&ex.estimated_input_tokens);
@@ -114,6 +117,14 @@ pub(crate) fn settle(
     }
     let cost = &shared.policies.cost;
     let reservation = ex.reservation.take();
+    // The call's hold, or without a budget the hold it would have had.
+    let mut hold = || match &reservation {
+        Some(r) => Some(r.amount()),
+        None => *body_hold.get_or_insert_with(|| {
+            let body = ex.estimate_body.take()?;
+            crate::budget_phase::estimate_from_body(shared, ex.api, ex.price.as_ref(), &body)?.1
+        }),
+    };
     let cost_micros = if !success {
         0
     } else if let Some(flat) = ex.flat_cost_micros {
@@ -127,27 +138,17 @@ pub(crate) fn settle(
                 // nothing of the thinking or audio billed, so the hold (the most it could be) is
                 // charged. Otherwise an estimate (characters over 4) can run past what the provider
                 // may bill (its output stops at the `max_tokens` the hold assumed): never more than
-                // the hold.
-                match &reservation {
-                    Some(r) if estimated && ex.may_reason => seen.max(r.amount()),
-                    Some(r) if estimated => seen.min(r.amount()),
-                    _ => seen,
+                // the hold. Without a budget, the hold it would have had.
+                match estimated.then(&mut hold).flatten() {
+                    Some(h) if ex.may_reason => seen.max(h),
+                    Some(h) => seen.min(h),
+                    None => seen,
                 }
             }
             // A whole answer cut short, or whose usage is missing or unreadable: the provider
             // billed it, we cannot see how much; charge the hold (without a budget, the hold it
             // would have had).
-            (None, Some(p)) if estimated => match &reservation {
-                Some(r) => r.amount(),
-                None => ex
-                    .estimate_body
-                    .take()
-                    .and_then(|b| {
-                        crate::budget_phase::estimate_from_body(shared, ex.api, Some(p), &b)
-                    })
-                    .and_then(|(_, hold)| hold)
-                    .unwrap_or(0),
-            },
+            (None, Some(_)) if estimated => hold().unwrap_or(0),
             _ => 0,
         }
     };

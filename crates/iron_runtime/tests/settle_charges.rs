@@ -1,6 +1,7 @@
 //! What a call the provider answered is charged when its usage does not tell: a whole answer whose
-//! usage is missing or unreadable (its hold, estimated, not $0), and a model without a price
-//! (recorded at $0 but marked `unpriced`, and a warning names it).
+//! usage is missing or unreadable (its hold, estimated, not $0), a reasoning stream cut short with
+//! no budget (the hold it would have had, as with one), and a model without a price (recorded at
+//! $0 but marked `unpriced`, and a warning names it).
 
 mod common;
 
@@ -205,6 +206,47 @@ async fn whole_numbers_written_as_floats_are_read_as_counts() {
         // 100,000 × $2.50/M + 50 × $10/M.
         assert_eq!((s.cost_micros, s.estimated), (250_500, false));
         router.stop().await;
+    })
+    .await;
+}
+
+/// A reasoning model's stream cut before its usage: with a budget it is charged its hold (its
+/// thinking is billed and never shown), without one it was charged only the text it showed. It
+/// is charged the hold it would have had, as a whole answer cut short already was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_budget_a_cut_reasoning_stream_is_charged_the_hold_it_would_have_had() {
+    bounded(20, async {
+        let chunk = |text: &str| {
+            format!(
+                "data: {}\n\n",
+                json!({ "id": "c", "object": "chat.completion.chunk", "model": "o3",
+                "choices": [{ "index": 0, "delta": { "content": text }, "finish_reason": null }] })
+            )
+        };
+        let provider = FakeProvider::start(Reply::Sse {
+            events: vec![chunk(&"thinking done, here it is ".repeat(16))],
+            gap: std::time::Duration::from_millis(1),
+        })
+        .await;
+        let body = json!({ "model": "o3", "stream": true, "max_completion_tokens": 2000,
+            "messages": [{ "role": "user", "content": "Prove it." }] });
+        let mut charged = Vec::new();
+        for options in [json!({ "budgetUsd": 10.0 }), json!({})] {
+            let (_ks, router) = router_to(&provider, options).await;
+            let mut sub = router.events().subscribe();
+            let resp = post(&router, "/v1/chat/completions", &body).await;
+            assert_eq!(resp.status().as_u16(), 200);
+            let _ = resp.text().await;
+            let s = settled(&mut sub).await;
+            assert!(s.estimated);
+            assert_eq!(router.budget_status().spent_micros, s.cost_micros);
+            charged.push(s.cost_micros);
+            router.stop().await;
+        }
+        // o3 at $8/M output: the 2,000 tokens allowed alone are 16,000 µ$; the text shown is
+        // about 100 tokens.
+        assert!(charged[0] > 16_000, "{charged:?}");
+        assert_eq!(charged[0], charged[1], "with and without a budget");
     })
     .await;
 }

@@ -152,6 +152,14 @@ pub(crate) fn settle(
             _ => 0,
         }
     };
+    // Usage the provider reported that costs more than the hold: the hold was meant to be a bound
+    // the provider cannot bill past (so the budget cannot be overshot). What was spent is
+    // recorded, but the bound was wrong: say so.
+    if let (false, Some(r)) = (estimated, &reservation) {
+        if success && ex.flat_cost_micros.is_none() && cost_micros > r.amount() {
+            tracing::warn!(target: "iron_cage", request_id = ex.id, model = ex.model.as_deref().unwrap_or(""), hold_usd = r.amount() as f64 / 1e6, cost_usd = cost_micros as f64 / 1e6, "the provider reported usage that costs more than the call's budget hold: the full cost is recorded, so the budget can be overshot. The hold is meant to be the most the call can bill (its input and output limits at the model's prices): the model's prices may be out of date (set them with the pricing option), the answer may have run at a dearer service tier than was held (see openaiProjectServiceTier), or the provider's usage is wrong");
+        }
+    }
     // A metered call of a model without a price is recorded at $0: not a real $0, and said so.
     let unpriced = metered_call && ex.price.is_none() && ex.flat_cost_micros.is_none();
     if unpriced {

@@ -1,7 +1,8 @@
 //! What a call the provider answered is charged when its usage does not tell: a whole answer whose
 //! usage is missing or unreadable (its hold, estimated, not $0), a reasoning stream cut short with
-//! no budget (the hold it would have had, as with one), and a model without a price (recorded at
-//! $0 but marked `unpriced`, and a warning names it).
+//! no budget (the hold it would have had, as with one), a model without a price (recorded at $0
+//! but marked `unpriced`, and a warning names it), and usage that costs more than the call's hold
+//! (recorded in full, with a warning that the bound was wrong).
 
 mod common;
 
@@ -290,6 +291,41 @@ async fn a_model_without_a_price_is_marked_unpriced_and_named_in_one_warning() {
         let s = settled(&mut sub).await;
         assert!(!s.unpriced && s.cost_micros > 0);
         assert!(!last_row(&router).unpriced);
+        router.stop().await;
+    })
+    .await;
+}
+
+/// Usage that costs more than the call's hold (9M output tokens on a call allowed 10): what the
+/// provider reports is what was spent, so it is recorded in full, but the hold was meant to be a
+/// bound the provider cannot bill past: a warning names the model, the hold and the cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_above_the_hold_is_recorded_in_full_with_a_warning() {
+    bounded(20, async {
+        let provider = FakeProvider::start(Reply::Json {
+            status: 200,
+            body: answer(Some(
+                json!({ "prompt_tokens": 5, "completion_tokens": 9_000_000 }),
+            )),
+        })
+        .await;
+        let (_ks, router) = router_to(&provider, json!({ "budgetUsd": 0.05 })).await;
+        let lines = log_lines(&router);
+        let mut sub = router.events().subscribe();
+        let body = json!({ "model": "gpt-4o-mini", "max_completion_tokens": 10,
+            "messages": [{ "role": "user", "content": "over-hold-test" }] });
+        let resp = post(&router, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let s = settled(&mut sub).await;
+        // 9,000,000 × $0.60/M, plus 5 input tokens.
+        assert!(
+            s.cost_micros >= 5_400_000 && !s.estimated,
+            "{}",
+            s.cost_micros
+        );
+        assert_eq!(router.budget_status().spent_micros, s.cost_micros);
+        let warned = lines_with(&lines, &["WARN", "gpt-4o-mini", "hold_usd", "cost_usd=5.4"]);
+        assert_eq!(warned.len(), 1, "{:?}", lines.lock().expect("lines"));
         router.stop().await;
     })
     .await;

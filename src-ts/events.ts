@@ -28,8 +28,10 @@ export interface ResponseEvent {
   tokens: TokenCounts
   costUsd: number
   costMicros: number
-  /** True when the cost was estimated (a stream cut short before the provider reported usage). */
+  /** True when the cost was estimated: usage the provider never reported or that could not be read (a stream or an answer cut short, an answer without a readable `usage`), charged as the README's "Budget holds" says. */
   estimated: boolean
+  /** True when the model has no price (`pricing` gives one): the call is recorded at $0 whatever it cost, and a warning names the model once. */
+  unpriced: boolean
   latencyMs: number
   ttftMs: number | null
   /** `client_timeout`: the client read nothing of the answer for `idleMs`, or was still behind when `totalMs` ran out; the relay stopped as for a client that left. */

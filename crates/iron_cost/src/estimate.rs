@@ -124,11 +124,12 @@ fn text_estimate(body: &Value, kind: ApiKind, skip_media: bool) -> u64 {
 }
 
 /// The output limit the request sets (`max_tokens` / `max_completion_tokens` /
-/// `max_output_tokens`), if any.
+/// `max_output_tokens`), if any: `null` is no limit (the provider's default applies), and a
+/// whole number written as a float (`1e4`, `100.0`) is that number.
 pub fn requested_output_tokens(body: &Value) -> Option<u64> {
     ["max_tokens", "max_completion_tokens", "max_output_tokens"]
         .iter()
-        .find_map(|k| body.get(k).and_then(Value::as_u64))
+        .find_map(|k| body.get(k).and_then(crate::usage::as_count))
 }
 
 /// The output limit for one answer when the request sets none: the model's maximum, else 32768.

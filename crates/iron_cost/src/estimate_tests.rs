@@ -59,6 +59,20 @@ fn output_allowance_prefers_request_then_model_then_default() {
     );
     assert_eq!(max_output_tokens(&json!({}), kind, gpt4o), 16_384);
     assert_eq!(max_output_tokens(&json!({}), kind, None), 32_768);
+    // `null` is no limit: held (and, by the router, capped) as if absent. A whole number written
+    // as a float is that number.
+    assert_eq!(
+        max_output_tokens(&json!({"max_completion_tokens":null}), kind, gpt4o),
+        16_384
+    );
+    assert_eq!(
+        max_output_tokens(
+            &json!({"max_tokens":null,"max_completion_tokens":1e3}),
+            kind,
+            gpt4o
+        ),
+        1_000
+    );
     assert_eq!(
         max_output_tokens(&json!({"max_tokens":100,"n":3}), kind, gpt4o),
         300

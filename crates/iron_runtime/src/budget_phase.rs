@@ -260,9 +260,13 @@ fn unmetered_denial(reason: &str, shape: Provider) -> Denial {
     )
 }
 
+/// The keys of an output limit, on any API.
+const LIMIT_KEYS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+
 /// Phase: with a hold in place, a chat or Responses request that sets no output limit gets the one
 /// the hold assumed (the model's maximum, else 32,768 tokens), so the answer cannot cost more than
 /// was held. Raise it per model with `pricing.<model>.maxOutputTokens`, or set the limit yourself.
+/// A limit of `null` is no limit (the hold assumed none): it is replaced.
 pub(crate) fn cap_output(
     api: Api,
     doc: Option<&serde_json::Value>,
@@ -278,16 +282,33 @@ pub(crate) fn cap_output(
     let Some(obj) = doc.as_object() else {
         return body;
     };
-    if ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+    if LIMIT_KEYS
         .iter()
-        .any(|k| obj.contains_key(*k))
+        .any(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
     {
         return body;
+    }
+    let limit = iron_cost::default_output_tokens(Some(price));
+    let nulls: Vec<&str> = LIMIT_KEYS
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    if !nulls.is_empty() {
+        // The `null` goes: a key written twice is read as its last copy by most parsers. Members
+        // keep their order; a body that cannot be read so (it was read as `doc`) goes as `doc`.
+        let value = serde_json::Value::from(limit);
+        return crate::unique_json::with_first_member(&body, &nulls, field, value.clone())
+            .or_else(|_| {
+                let mut obj = obj.clone();
+                obj.retain(|k, _| !nulls.contains(&k.as_str()));
+                obj.insert(field.to_string(), value);
+                serde_json::to_vec(&obj)
+            })
+            .map_or(body, Bytes::from);
     }
     let Some(pos) = body.iter().position(|b| *b == b'{') else {
         return body;
     };
-    let limit = iron_cost::default_output_tokens(Some(price));
     let rest = &body[pos + 1..];
     let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
     let mut out = Vec::with_capacity(body.len() + 40);

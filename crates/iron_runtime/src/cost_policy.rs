@@ -38,7 +38,13 @@ pub struct CostPolicy {
     /// (`openaiProjectServiceTier`), standard unless its owner changed it.
     pub project_tier: iron_cost::ServiceTier,
     events: EventBus,
+    /// Models already named in the warning that their calls are recorded unpriced (at most
+    /// [`MAX_UNPRICED_WARNED`]; past that, no more are named).
+    unpriced_warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// How many unpriced models the router remembers having warned about.
+const MAX_UNPRICED_WARNED: usize = 1024;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -192,6 +198,7 @@ impl CostPolicy {
             unmetered_calls,
             project_tier: iron_cost::ServiceTier::Standard,
             events,
+            unpriced_warned: Default::default(),
         })
     }
 
@@ -213,6 +220,18 @@ impl CostPolicy {
     /// The price of `model` served by `provider`, if known.
     pub fn price(&self, provider: Provider, model: &str) -> Option<&ModelPrice> {
         self.catalog.price_for(cost_provider(provider), model)
+    }
+
+    /// True the first time `model` is named here: a call of it was recorded at $0 because it has
+    /// no price (a budget refuses such calls, or charges them `unknownModel`'s flat cost).
+    pub(crate) fn first_unpriced(&self, model: &str) -> bool {
+        let Ok(mut warned) = self.unpriced_warned.lock() else {
+            return false;
+        };
+        if warned.len() >= MAX_UNPRICED_WARNED || warned.contains(model) {
+            return false;
+        }
+        warned.insert(model.to_string())
     }
 
     /// True when a limit is set (only then are calls reserved before forwarding).

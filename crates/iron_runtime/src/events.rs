@@ -52,6 +52,8 @@ pub enum RouterEvent {
         cost_usd: f64,
         cost_micros: u64,
         estimated: bool,
+        /// The model has no price, so the call is recorded at $0 whatever it cost.
+        unpriced: bool,
         latency_ms: u64,
         ttft_ms: Option<u64>,
         outcome: String,

@@ -57,17 +57,23 @@ pub(crate) fn settle(
     // What the client saw: the provider's status, unless the router answered in its place.
     let shown_status = ex.client_status.unwrap_or(status);
     let kind = crate::cost_policy::api_kind(ex.api);
-    // Usage: exact when the provider reported it; estimated for a stream cut short.
+    // A call the provider bills by its usage: a successful POST of a metered API (a model named).
+    let metered_call = success && ex.api.is_billable() && ex.model.is_some();
+    // Without a budget, the hold the call would have had (read from its body when first needed).
+    let mut body_hold: Option<Option<u64>> = None;
+    // Usage: exact when the provider reported it; estimated for a stream cut short, and for a
+    // whole answer whose usage is missing or unreadable (the provider billed it all the same).
     let (usage, estimated) = match metered {
         Metered::Stream(su) => {
             if !su.has_final_usage() {
                 if let Some(body) = ex.estimate_body.take() {
                     let price = ex.price.as_ref();
-                    if let Some((est, _)) =
-                        crate::budget_phase::estimate_from_body(shared, ex.api, price, &body)
-                    {
+                    let read =
+                        crate::budget_phase::estimate_from_body(shared, ex.api, price, &body);
+                    if let Some((est, _)) = read {
                         ex.estimated_input_tokens = est;
                     }
+                    body_hold = Some(read.and_then(|(_, hold)| hold));
                 }
             }
             let (u, est) = su.finish_with(&ex.estimated_input_tokens);
@@ -75,16 +81,11 @@ pub(crate) fn settle(
         }
         Metered::Json(copy) => match iron_cost::usage_from_bytes(kind, &copy) {
             Some(u) => (Some(u), false),
-            // Cut short, or complete but not JSON: either way the provider billed it.
-            None => (
-                None,
-                success
-                    && (*ending != Ending::Complete
-                        || serde_json::from_slice::<serde::de::IgnoredAny>(&copy).is_err()),
-            ),
+            // Cut short, not JSON, or whole with no usage it can read: the provider billed it.
+            None => (None, metered_call),
         },
         Metered::Known(Some(u)) => (Some(u), false),
-        Metered::Known(None) => (None, success && *ending != Ending::Complete),
+        Metered::Known(None) => (None, metered_call),
         Metered::Unreadable => (None, success),
         Metered::Nothing => (None, false),
     };
@@ -116,6 +117,14 @@ pub(crate) fn settle(
     }
     let cost = &shared.policies.cost;
     let reservation = ex.reservation.take();
+    // The call's hold, or without a budget the hold it would have had.
+    let mut hold = || match &reservation {
+        Some(r) => Some(r.amount()),
+        None => *body_hold.get_or_insert_with(|| {
+            let body = ex.estimate_body.take()?;
+            crate::budget_phase::estimate_from_body(shared, ex.api, ex.price.as_ref(), &body)?.1
+        }),
+    };
     let cost_micros = if !success {
         0
     } else if let Some(flat) = ex.flat_cost_micros {
@@ -129,29 +138,36 @@ pub(crate) fn settle(
                 // nothing of the thinking or audio billed, so the hold (the most it could be) is
                 // charged. Otherwise an estimate (characters over 4) can run past what the provider
                 // may bill (its output stops at the `max_tokens` the hold assumed): never more than
-                // the hold.
-                match &reservation {
-                    Some(r) if estimated && ex.may_reason => seen.max(r.amount()),
-                    Some(r) if estimated => seen.min(r.amount()),
-                    _ => seen,
+                // the hold. Without a budget, the hold it would have had.
+                match estimated.then(&mut hold).flatten() {
+                    Some(h) if ex.may_reason => seen.max(h),
+                    Some(h) => seen.min(h),
+                    None => seen,
                 }
             }
-            // A JSON answer cut short: the provider billed it, we cannot see how much; charge the
-            // hold (without a budget, the hold it would have had).
-            (None, Some(p)) if estimated => match &reservation {
-                Some(r) => r.amount(),
-                None => ex
-                    .estimate_body
-                    .take()
-                    .and_then(|b| {
-                        crate::budget_phase::estimate_from_body(shared, ex.api, Some(p), &b)
-                    })
-                    .and_then(|(_, hold)| hold)
-                    .unwrap_or(0),
-            },
+            // A whole answer cut short, or whose usage is missing or unreadable: the provider
+            // billed it, we cannot see how much; charge the hold (without a budget, the hold it
+            // would have had).
+            (None, Some(_)) if estimated => hold().unwrap_or(0),
             _ => 0,
         }
     };
+    // Usage the provider reported that costs more than the hold: the hold was meant to be a bound
+    // the provider cannot bill past (so the budget cannot be overshot). What was spent is
+    // recorded, but the bound was wrong: say so.
+    if let (false, Some(r)) = (estimated, &reservation) {
+        if success && ex.flat_cost_micros.is_none() && cost_micros > r.amount() {
+            tracing::warn!(target: "iron_cage", request_id = ex.id, model = ex.model.as_deref().unwrap_or(""), hold_usd = r.amount() as f64 / 1e6, cost_usd = cost_micros as f64 / 1e6, "the provider reported usage that costs more than the call's budget hold: the full cost is recorded, so the budget can be overshot. The hold is meant to be the most the call can bill (its input and output limits at the model's prices): the model's prices may be out of date (set them with the pricing option), the answer may have run at a dearer service tier than was held (see openaiProjectServiceTier), or the provider's usage is wrong");
+        }
+    }
+    // A metered call of a model without a price is recorded at $0: not a real $0, and said so.
+    let unpriced = metered_call && ex.price.is_none() && ex.flat_cost_micros.is_none();
+    if unpriced {
+        let model = ex.model.as_deref().unwrap_or("");
+        if cost.first_unpriced(model) {
+            tracing::warn!(target: "iron_cage", model, "Iron Cage has no price for model '{model}', so its calls are recorded at $0 (unpriced: true in their response events and ledger rows) and count nothing against spent. Give its price with the pricing option, e.g. pricing: {{ '{model}': {{ input: 1.0, output: 2.0 }} }} (USD per 1M tokens). With a budget set such calls are refused, or charged unknownModel's flat cost");
+        }
+    }
     match reservation {
         Some(r) if !success => r.cancel(),
         r => cost.settle(r, cost_micros),
@@ -176,6 +192,7 @@ pub(crate) fn settle(
             reasoning_tokens: u.reasoning_tokens,
             cost_micros,
             estimated,
+            unpriced,
             latency_ms: ex.started.elapsed().as_millis() as u64,
             ttft_ms: ttft,
             blocked_reason: None,
@@ -212,6 +229,7 @@ pub(crate) fn settle(
             cost_usd: cost_micros as f64 / 1e6,
             cost_micros,
             estimated,
+            unpriced,
             latency_ms: ex.started.elapsed().as_millis() as u64,
             ttft_ms: ttft,
             outcome: outcome.to_string(),

@@ -15,6 +15,8 @@ use std::time::Instant;
 pub(crate) struct Charged {
     pub(crate) cost_micros: u64,
     pub(crate) input_tokens: u64,
+    /// The model has no price (and no flat cost): charged nothing whatever it cost.
+    pub(crate) unpriced: bool,
 }
 
 /// Charges a call the provider received but did not answer within the timeout: it may still be
@@ -64,6 +66,7 @@ pub(crate) fn charge_unanswered(
     Some(Charged {
         cost_micros,
         input_tokens: est.tokens,
+        unpriced: hold.price.is_none() && hold.flat_cost_micros.is_none(),
     })
 }
 
@@ -81,6 +84,7 @@ pub(crate) fn answer_unanswered(
     let charged = seen.charged.unwrap_or(Charged {
         cost_micros: 0,
         input_tokens: 0,
+        unpriced: false,
     });
     let status = d.error.status(d.shape).as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
@@ -104,6 +108,7 @@ pub(crate) fn answer_unanswered(
             input_tokens: charged.input_tokens,
             cost_micros: charged.cost_micros,
             estimated: true,
+            unpriced: charged.unpriced,
             error_code: Some("timeout".to_string()),
             ..row
         });
@@ -121,6 +126,7 @@ pub(crate) fn answer_unanswered(
             cost_usd: charged.cost_micros as f64 / 1e6,
             cost_micros: charged.cost_micros,
             estimated: true,
+            unpriced: charged.unpriced,
             latency_ms,
             ttft_ms: None,
             outcome: "timeout".to_string(),

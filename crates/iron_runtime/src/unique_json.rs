@@ -174,6 +174,29 @@ pub fn reencode_in_order(body: &[u8], redacted: &Value) -> Result<Vec<u8>, serde
     Ok(out)
 }
 
+/// `body`, a JSON object, with its top-level members named in `drop` left out and `name: value`
+/// written first; the other members keep their document order, as in [`reencode_in_order`].
+pub fn with_first_member(
+    body: &[u8],
+    drop: &[&str],
+    name: &str,
+    value: Value,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let Ordered::Object(members) = serde_json::from_slice(body)? else {
+        return Err(de::Error::custom("not a JSON object"));
+    };
+    let mut out = Vec::with_capacity(members.len() + 1);
+    out.push((name.to_string(), Ordered::Leaf(value)));
+    out.extend(
+        members
+            .into_iter()
+            .filter(|(k, _)| !drop.contains(&k.as_str())),
+    );
+    let mut bytes = Vec::with_capacity(body.len() + 40);
+    serde_json::to_writer(&mut bytes, &Ordered::Object(out))?;
+    Ok(bytes)
+}
+
 /// A JSON value whose objects keep their members in document order.
 enum Ordered {
     Leaf(Value),

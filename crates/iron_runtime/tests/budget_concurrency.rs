@@ -349,6 +349,43 @@ async fn a_request_without_an_output_limit_gets_the_one_that_was_held() {
     .await;
 }
 
+/// An explicit `null` limit (the SDKs' types allow it) is no limit: the hold assumed the model's
+/// maximum, but the body went on with `null` and the provider answered past it (a review's
+/// gpt-5-pro call held at $3.93 settled at $24 on a $10 budget). It is replaced by the limit the
+/// hold assumed, as a missing one is; the other members keep their order and text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_output_limit_is_sent_as_the_one_that_was_held() {
+    bounded(20, async {
+        let provider = FakeProvider::start(json_reply()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(&ks, json!({ "budgetUsd": 10.0 }));
+        let chat = r#"{"model":"gpt-4o","max_completion_tokens":null,"messages":[{"role":"user","content":"caf\u00e9 \u2713"}],"temperature":0.1}"#;
+        let legacy_name = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":null}"#;
+        let responses = r#"{"model":"gpt-4o","input":"hi","max_output_tokens":null}"#;
+        let auth = format!("Bearer {IC}");
+        for (path, body) in [
+            ("/v1/chat/completions", chat),
+            ("/v1/chat/completions", legacy_name),
+            ("/v1/responses", responses),
+        ] {
+            let resp =
+                post_with(&router, path, body.to_string(), &[("authorization", &auth)]).await;
+            assert_eq!(resp.status().as_u16(), 200, "{body}");
+        }
+        let seen = provider.seen();
+        let sent: Vec<Value> = seen.iter().map(|s| s.json()).collect();
+        assert_eq!(
+            std::str::from_utf8(&seen[0].body).expect("utf-8"),
+            r#"{"max_completion_tokens":16384,"model":"gpt-4o","messages":[{"role":"user","content":"café ✓"}],"temperature":0.1}"#
+        );
+        assert_eq!(sent[1]["max_completion_tokens"], 16_384);
+        assert!(sent[1].get("max_tokens").is_none(), "{}", sent[1]);
+        assert_eq!(sent[2]["max_output_tokens"], 16_384);
+        router.stop().await;
+    })
+    .await;
+}
+
 /// Input the request only refers to (a previous response) is held at the model's context window:
 /// a small budget refuses the call instead of letting its hidden input overshoot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,6 +179,28 @@ async fn without_a_budget_an_unanswered_call_is_charged_its_input() {
         assert!(stats.cost_micros > 0, "charged its input, not $0");
         assert!(stats.input_tokens > 0);
         assert_eq!(router.budget_status().spent_micros, stats.cost_micros);
+        // A model without a price is charged nothing: its event says it is unpriced, not free.
+        let mut sub = router.events().subscribe();
+        let resp = post(
+            &router,
+            "/v1/chat/completions",
+            &chat("gpt-4o-unknown-x", false),
+        )
+        .await;
+        assert_eq!(resp.status(), 504);
+        let event = loop {
+            let ev = sub.recv().await.expect("event bus open");
+            if let iron_runtime::RouterEvent::Response {
+                cost_micros,
+                unpriced,
+                outcome,
+                ..
+            } = &**ev
+            {
+                break (*cost_micros, *unpriced, outcome.clone());
+            }
+        };
+        assert_eq!(event, (0, true, "timeout".to_string()));
     })
     .await;
 }

@@ -64,6 +64,9 @@ pub struct RequestRow {
     pub cost_micros: u64,
     /// True when usage was estimated (e.g. an interrupted stream).
     pub estimated: bool,
+    /// True when the model has no price: the call is recorded at $0 whatever it cost (column
+    /// added by schema v5; older rows read as false).
+    pub unpriced: bool,
     /// Total latency in ms.
     pub latency_ms: u64,
     /// Time to first byte/token in ms, for streams.
@@ -187,15 +190,16 @@ impl AgentRow {
 impl RequestRow {
     pub(crate) const SELECT: &'static str = "SELECT ts_ms, agent_id, request_id, provider, model, \
         api, status, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, \
-        reasoning_tokens, cost_micros, estimated, latency_ms, ttft_ms, blocked_reason, error_code \
-        FROM requests";
+        reasoning_tokens, cost_micros, estimated, latency_ms, ttft_ms, blocked_reason, error_code, \
+        unpriced FROM requests";
 
     pub(crate) fn insert(&self, conn: &Connection) -> rusqlite::Result<()> {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO requests (ts_ms, agent_id, request_id, provider, model, api, status, \
              input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, \
-             cost_micros, estimated, latency_ms, ttft_ms, blocked_reason, error_code) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+             cost_micros, estimated, latency_ms, ttft_ms, blocked_reason, error_code, unpriced) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+             ?19)",
         )?;
         stmt.execute(params![
             to_sql(self.ts_ms),
@@ -216,6 +220,7 @@ impl RequestRow {
             opt_to_sql(self.ttft_ms),
             self.blocked_reason,
             self.error_code,
+            self.unpriced,
         ])?;
         Ok(())
     }
@@ -240,6 +245,7 @@ impl RequestRow {
             ttft_ms: opt_from_sql(row.get(15)?),
             blocked_reason: row.get(16)?,
             error_code: row.get(17)?,
+            unpriced: row.get::<_, i64>(18)? != 0,
         })
     }
 }

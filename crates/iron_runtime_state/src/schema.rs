@@ -75,6 +75,8 @@ const MIGRATIONS: &[&str] = &[
         amount_micros INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (agent_id, request_id)
     ) WITHOUT ROWID;",
+    // v5: a call of a model without a price is recorded at $0; this says it was not a real $0.
+    "ALTER TABLE requests ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build creates and reads.
@@ -112,7 +114,7 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(v, 4);
+        assert_eq!(v, 5);
         // Running again is a no-op, not an error.
         migrate(&mut conn).expect("migrate twice");
     }
@@ -123,7 +125,7 @@ mod tests {
         conn.execute_batch("PRAGMA user_version = 99").expect("set");
         match migrate(&mut conn) {
             Err(StateError::SchemaTooNew { found, supported }) => {
-                assert_eq!((found, supported), (99, 4));
+                assert_eq!((found, supported), (99, 5));
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }

@@ -20,6 +20,7 @@ fn request(agent: &str, n: u64, cost: u64) -> RequestRow {
         reasoning_tokens: 3,
         cost_micros: cost,
         estimated: n % 2 == 1,
+        unpriced: n.is_multiple_of(3),
         latency_ms: 250,
         ttft_ms: Some(40),
         blocked_reason: None,

@@ -39,7 +39,7 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
     }
 
     let store = Store::open(StoreConfig::at_path(&path)).expect("open migrates");
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     // Old rows are intact and the columns added by v2 read as absent.
     let old = store.requests_for_agent("a1").expect("rows");
     assert_eq!(old.len(), 1);
@@ -53,6 +53,8 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
         ("old-1", 11, 7, 2500)
     );
     assert_eq!(old[0].blocked_reason, None);
+    // v5: rows from before it were priced (or not) without saying so: read as priced.
+    assert!(!old[0].unpriced);
     assert_eq!(
         store.agent("a1").expect("agent").map(|a| a.name),
         Some("legacy".into())
@@ -83,7 +85,7 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     // v4 adds the table of budget holds, empty.
     let holds: i64 = conn
         .query_row("SELECT COUNT(*) FROM holds", [], |r| r.get(0))

@@ -1,6 +1,6 @@
 //! Anthropic Messages usage: `input_tokens` EXCLUDES cache reads and writes.
 
-use super::{count, Usage};
+use super::{count, readable, Usage};
 use serde_json::Value;
 
 /// Raw Anthropic counters; stream events overwrite the fields they carry.
@@ -72,9 +72,29 @@ impl AnthropicCounters {
     }
 }
 
-/// The `usage` object of a Messages response.
+/// The counts an Anthropic `usage` is priced from.
+pub(crate) const MESSAGES_COUNTS: &[&[&str]] = &[
+    &["input_tokens"],
+    &["cache_read_input_tokens"],
+    &["cache_creation_input_tokens"],
+    &["cache_creation", "ephemeral_5m_input_tokens"],
+    &["cache_creation", "ephemeral_1h_input_tokens"],
+    &["output_tokens"],
+    &["output_tokens_details", "thinking_tokens"],
+    &["server_tool_use", "web_search_requests"],
+];
+
+/// True when an Anthropic `usage` (a response's, or a stream event's) can be priced: see `readable`.
+pub(crate) fn messages_usage_readable(usage: &Value) -> bool {
+    readable(usage, MESSAGES_COUNTS)
+}
+
+/// The `usage` object of a Messages response (`None` when it cannot be read: not an object, no
+/// count, or a count that is not one).
 pub fn messages_usage(usage: &Value) -> Option<Usage> {
-    usage.as_object()?;
+    if !messages_usage_readable(usage) {
+        return None;
+    }
     let mut c = AnthropicCounters::default();
     c.merge(usage);
     Some(c.to_usage())
@@ -107,6 +127,22 @@ mod tests {
                 ..Usage::default()
             }
         );
+    }
+
+    #[test]
+    fn a_usage_with_no_readable_count_is_unreadable() {
+        for u in [
+            json!({}),
+            json!({"input_tokens":-5,"output_tokens":10}),
+            json!({"input_tokens":10,"output_tokens":"10"}),
+            json!({"input_tokens":10.5,"output_tokens":10}),
+            json!({"input_tokens":10,"output_tokens":3,"cache_creation":{"ephemeral_1h_input_tokens":-1}}),
+            json!("usage"),
+        ] {
+            assert_eq!(messages_usage(&u), None, "{u}");
+        }
+        let u = messages_usage(&json!({"input_tokens":1e3,"output_tokens":20.0})).expect("usage");
+        assert_eq!((u.input_tokens, u.output_tokens), (1000, 20));
     }
 
     #[test]

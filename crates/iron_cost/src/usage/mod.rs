@@ -245,9 +245,40 @@ fn with_tier(kind: ApiKind, usage: Option<Usage>, tier: Option<&Value>) -> Optio
     })
 }
 
-/// A non-negative integer at `path`, or `None`.
+/// A token count: a non-negative integer, also when JSON writes it as a number with no fraction
+/// (`1e5`, `12.0`: the same value to any JSON reader). `None` for anything else: negative,
+/// fractional, out of range, not a number.
+pub fn as_count(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    // 2^64: the first value a u64 cannot hold.
+    (f >= 0.0 && f.fract() == 0.0 && f < 18_446_744_073_709_551_616.0).then_some(f as u64)
+}
+
+/// The count at `path`, or `None` when it is absent, null or unreadable (see [`as_count`]).
 pub(crate) fn count(v: &Value, path: &[&str]) -> Option<u64> {
-    path.iter().try_fold(v, |v, key| v.get(key))?.as_u64()
+    as_count(path.iter().try_fold(v, |v, key| v.get(key))?)
+}
+
+/// True when `usage` can be priced from its counts at `paths`: it is an object, at least one of
+/// them is there, and every one there (not null) is a count. A count the router cannot read
+/// (negative, fractional, a string) would be priced as 0 tokens: such a usage is unreadable, and
+/// the call is charged as one whose usage never arrived, not as a call that cost nothing.
+pub(crate) fn readable(usage: &Value, paths: &[&[&str]]) -> bool {
+    if !usage.is_object() {
+        return false;
+    }
+    let mut any = false;
+    for path in paths {
+        match path.iter().try_fold(usage, |v, key| v.get(key)) {
+            None | Some(Value::Null) => {}
+            Some(v) if as_count(v).is_some() => any = true,
+            Some(_) => return false,
+        }
+    }
+    any
 }
 
 #[cfg(test)]

@@ -1,13 +1,37 @@
 //! OpenAI usage objects: chat/completions, Responses and embeddings.
 
-use super::{count, Usage};
+use super::{count, readable, Usage};
 use serde_json::Value;
+
+/// The counts a chat/completions `usage` is priced from.
+const CHAT_COUNTS: &[&[&str]] = &[
+    &["prompt_tokens"],
+    &["prompt_tokens_details", "cached_tokens"],
+    &["prompt_tokens_details", "cache_write_tokens"],
+    &["prompt_tokens_details", "audio_tokens"],
+    &["completion_tokens"],
+    &["completion_tokens_details", "reasoning_tokens"],
+    &["completion_tokens_details", "audio_tokens"],
+];
+
+/// The counts a Responses `usage` is priced from.
+const RESPONSES_COUNTS: &[&[&str]] = &[
+    &["input_tokens"],
+    &["input_tokens_details", "cached_tokens"],
+    &["input_tokens_details", "cache_write_tokens"],
+    &["output_tokens"],
+    &["output_tokens_details", "reasoning_tokens"],
+];
 
 /// Chat/completions `usage`: `cached_tokens` (and `cache_write_tokens`) are a SUBSET of
 /// `prompt_tokens`; `reasoning_tokens` are INSIDE `completion_tokens`; so are the `audio_tokens`
 /// of `prompt_tokens_details` and `completion_tokens_details` (audio models: the rest is text).
+/// `None` when it cannot be read: not an object, no count, or a count that is not one (see
+/// `readable`).
 pub fn chat_usage(usage: &Value) -> Option<Usage> {
-    usage.as_object()?;
+    if !readable(usage, CHAT_COUNTS) {
+        return None;
+    }
     Some(split(Counts {
         prompt: count(usage, &["prompt_tokens"]).unwrap_or(0),
         cached: count(usage, &["prompt_tokens_details", "cached_tokens"]).unwrap_or(0),
@@ -19,9 +43,12 @@ pub fn chat_usage(usage: &Value) -> Option<Usage> {
     }))
 }
 
-/// Responses API `usage`: same subset rules under the names `input_tokens` / `output_tokens`.
+/// Responses API `usage`: same subset rules under the names `input_tokens` / `output_tokens`;
+/// `None` when it cannot be read, as for chat.
 pub fn responses_usage(usage: &Value) -> Option<Usage> {
-    usage.as_object()?;
+    if !readable(usage, RESPONSES_COUNTS) {
+        return None;
+    }
     Some(split(Counts {
         prompt: count(usage, &["input_tokens"]).unwrap_or(0),
         cached: count(usage, &["input_tokens_details", "cached_tokens"]).unwrap_or(0),
@@ -33,9 +60,11 @@ pub fn responses_usage(usage: &Value) -> Option<Usage> {
     }))
 }
 
-/// Embeddings `usage`: only `prompt_tokens`.
+/// Embeddings `usage`: only `prompt_tokens` (`None` when it cannot be read).
 pub fn embeddings_usage(usage: &Value) -> Option<Usage> {
-    usage.as_object()?;
+    if !readable(usage, &[&["prompt_tokens"]]) {
+        return None;
+    }
     Some(Usage {
         input_tokens: count(usage, &["prompt_tokens"]).unwrap_or(0),
         ..Usage::default()
@@ -199,12 +228,50 @@ mod tests {
     fn inconsistent_counts_are_clamped_not_underflowed() {
         let u = chat_usage(
             &json!({"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":50},
-            "completion_tokens":-3}),
+            "completion_tokens":3}),
         )
         .expect("usage");
         assert_eq!(
             (u.input_tokens, u.cache_read_tokens, u.output_tokens),
-            (0, 10, 0)
+            (0, 10, 3)
         );
+    }
+
+    /// A count the router cannot read was priced as 0 tokens, and an answer whose usage had only
+    /// such counts was recorded at $0 as exact: the usage is unreadable (`None`), and the call is
+    /// charged as one whose usage never arrived. Whole numbers written as floats are read.
+    #[test]
+    fn counts_that_are_not_counts_make_the_usage_unreadable() {
+        let unreadable = [
+            json!({"prompt_tokens":100000.5,"completion_tokens":50000.5}),
+            json!({"prompt_tokens":-100000,"completion_tokens":-5}),
+            json!({"prompt_tokens":10,"completion_tokens":-3}),
+            json!({"prompt_tokens":"100000","completion_tokens":"50000"}),
+            json!({"prompt_tokens":1e30,"completion_tokens":1}),
+            json!({"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":2.5}}),
+            json!({"total_tokens":6}),
+            json!({}),
+            json!([1, 2]),
+            json!(null),
+        ];
+        for u in &unreadable {
+            assert_eq!(chat_usage(u), None, "{u}");
+        }
+        assert_eq!(
+            responses_usage(&json!({"input_tokens":-1,"output_tokens":5})),
+            None
+        );
+        assert_eq!(responses_usage(&json!({})), None);
+        assert_eq!(embeddings_usage(&json!({"prompt_tokens":8.5})), None);
+        assert_eq!(embeddings_usage(&json!({"total_tokens":8})), None);
+        // 1e5 and 12.0 are whole numbers: the same counts as 100000 and 12.
+        let body = br#"{"usage":{"prompt_tokens":1e5,"completion_tokens":5e4,"prompt_tokens_details":{"cached_tokens":12.0,"audio_tokens":null}}}"#;
+        let u = crate::usage::usage_from_bytes(ApiKind::OpenAiChat, body).expect("usage");
+        assert_eq!(
+            (u.input_tokens, u.cache_read_tokens, u.output_tokens),
+            (99_988, 12, 50_000)
+        );
+        let u = embeddings_usage(&json!({"prompt_tokens":8.0})).expect("usage");
+        assert_eq!(u.input_tokens, 8);
     }
 }

@@ -1,7 +1,7 @@
 //! Usage from a server-sent-event stream, one event at a time, with an estimate when the
 //! stream ends before the provider reported usage.
 
-use super::anthropic::AnthropicCounters;
+use super::anthropic::{messages_usage_readable, AnthropicCounters};
 use super::{openai, Usage};
 use crate::estimate::InputEstimate;
 use crate::price::ServiceTier;
@@ -16,6 +16,10 @@ pub struct StreamUsage {
     anthropic: Option<AnthropicCounters>,
     /// Whether an Anthropic `message_delta` (which carries the final output count) arrived.
     anthropic_final: bool,
+    /// An Anthropic stream reported usage the router cannot read (a `message_start` without
+    /// readable usage, a `message_delta` whose usage has no count or a count that is not one):
+    /// its counters are not the call's, so it is estimated like a stream without usage.
+    anthropic_unreadable: bool,
     /// Characters of generated text, tool arguments and thinking seen in deltas.
     output_chars: u64,
     /// Quarter tokens of that text, for the estimate of a stream cut short.
@@ -61,16 +65,21 @@ impl StreamUsage {
                 let counters = self
                     .anthropic
                     .get_or_insert_with(AnthropicCounters::default);
-                if let Some(usage) = v.get("message").and_then(|m| m.get("usage")) {
-                    counters.merge(usage);
+                match v.get("message").and_then(|m| m.get("usage")) {
+                    Some(usage) if messages_usage_readable(usage) => counters.merge(usage),
+                    _ => self.anthropic_unreadable = true,
                 }
             }
             "message_delta" => {
                 if let Some(usage) = v.get("usage").filter(|u| u.is_object()) {
-                    self.anthropic
-                        .get_or_insert_with(AnthropicCounters::default)
-                        .merge(usage);
-                    self.anthropic_final = true;
+                    if messages_usage_readable(usage) {
+                        self.anthropic
+                            .get_or_insert_with(AnthropicCounters::default)
+                            .merge(usage);
+                        self.anthropic_final = true;
+                    } else {
+                        self.anthropic_unreadable = true;
+                    }
                 }
             }
             "content_block_delta" => {
@@ -133,7 +142,7 @@ impl StreamUsage {
 
     /// Whether the provider's own final usage has arrived.
     pub fn has_final_usage(&self) -> bool {
-        self.final_usage.is_some() || self.anthropic_final
+        self.final_usage.is_some() || (self.anthropic_final && !self.anthropic_unreadable)
     }
 
     /// The usage, and whether it is an estimate. Without a final report, missing input comes
@@ -163,7 +172,7 @@ impl StreamUsage {
             return (u, false);
         }
         let from_text = self.output_quarters.div_ceil(4);
-        match self.anthropic {
+        match self.anthropic.filter(|_| !self.anthropic_unreadable) {
             Some(c) if self.anthropic_final => (c.to_usage(), false),
             Some(c) => {
                 let mut u = c.to_usage();

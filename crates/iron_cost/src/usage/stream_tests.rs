@@ -253,3 +253,55 @@ fn a_cut_stream_takes_audio_and_tier_from_the_input_estimate() {
         (276, 0, ServiceTier::Standard)
     );
 }
+
+/// A stream whose final usage cannot be read (an empty or broken `message_delta` usage, a
+/// `message_start` without usage, a usage chunk of strings) was taken as final: $0 or the
+/// `message_start` counts, "exact". It is estimated like a stream without usage.
+#[test]
+fn a_stream_whose_usage_cannot_be_read_is_estimated() {
+    let start =
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":600,"output_tokens":1}}}"#;
+    let text = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"abcdefgh"}}"#;
+    for delta in [
+        r#"{"type":"message_delta","usage":{}}"#,
+        r#"{"type":"message_delta","usage":{"output_tokens":-4}}"#,
+        r#"{"type":"message_delta","usage":{"output_tokens":"90"}}"#,
+    ] {
+        let mut acc = StreamUsage::new();
+        acc.observe(Some("message_start"), start);
+        acc.observe(Some("content_block_delta"), text);
+        acc.observe(Some("message_delta"), delta);
+        assert!(!acc.has_final_usage(), "{delta}");
+        let (u, estimated) = acc.finish(700);
+        assert!(estimated, "{delta}");
+        assert_eq!((u.input_tokens, u.output_tokens), (700, 2), "{delta}");
+    }
+    let mut acc = StreamUsage::new();
+    acc.observe(
+        Some("message_start"),
+        r#"{"type":"message_start","message":{"id":"m"}}"#,
+    );
+    acc.observe(
+        Some("message_delta"),
+        r#"{"type":"message_delta","usage":{"output_tokens":9}}"#,
+    );
+    assert!(!acc.has_final_usage());
+    assert_eq!(acc.finish(700).0.input_tokens, 700);
+    let mut acc = StreamUsage::new();
+    acc.observe(
+        None,
+        r#"{"choices":[],"usage":{"prompt_tokens":"5","completion_tokens":"3"}}"#,
+    );
+    assert!(!acc.has_final_usage());
+    // Whole numbers written as floats are counts.
+    let mut acc = StreamUsage::new();
+    acc.observe(
+        None,
+        r#"{"choices":[],"usage":{"prompt_tokens":5e2,"completion_tokens":3.0}}"#,
+    );
+    let (u, estimated) = acc.finish(1);
+    assert_eq!(
+        (u.input_tokens, u.output_tokens, estimated),
+        (500, 3, false)
+    );
+}

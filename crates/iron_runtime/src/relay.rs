@@ -216,10 +216,12 @@ async fn run(
         idle_timer
             .as_mut()
             .reset(tokio::time::Instant::now() + wait);
+        // The body's end first: a client that read a whole answer lets go of it at its last byte,
+        // so when both are ready the answer is complete, not aborted.
         let next = tokio::select! {
             biased;
-            _ = client.tx.closed() => break Ending::ClientAborted,
             n = body.next() => Ok(n),
+            _ = client.tx.closed() => break Ending::ClientAborted,
             _ = &mut idle_timer => Err(()),
         };
         // Each piece is whatever one socket read brought (a burst arrives dozens of events at a

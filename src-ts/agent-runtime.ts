@@ -30,6 +30,18 @@ export interface AgentInfo {
   baseUrl: string
   /** The agent router's root URL (what `ANTHROPIC_BASE_URL` holds). */
   anthropicBaseUrl: string
+  /**
+   * While calls the ended process left at the provider settle (they are billed, so the agent's
+   * router waits for them, at most `totalMs`): how many are left and when the wait ends at the
+   * latest. `stop()` ends the wait. Null otherwise.
+   */
+  settling: { calls: number; untilMs: number } | null
+  /**
+   * Calls still at the provider when the router stopped waiting for them (`stop()` during the
+   * wait): their budget holds (0 without a budget) are not in spent; with `statePath` they were
+   * charged at their hold in the state file (`chargedInStateFile`). Null when none.
+   */
+  unsettled: { calls: number; heldMicros: number; chargedInStateFile: boolean } | null
 }
 
 /** Live figures from the agent's own router. */
@@ -43,7 +55,12 @@ export interface AgentMetrics {
   /** Last request or response, ms since the epoch. */
   lastActivityMs: number | null
   lastModel: string | null
-  /** True once a call was refused for budget or the budget was reached. */
+  /**
+   * True once the budget is exhausted: spent reached it; or a call was refused for it with
+   * nothing else holding budget and what is left is less than the cheapest call its model can
+   * make; or 3 calls in a row were refused for it with nothing else holding budget. A single
+   * refused call (no `max_tokens`, nearly all the budget left) is not exhaustion.
+   */
   budgetExhausted: boolean
 }
 
@@ -53,7 +70,8 @@ export interface AgentEvent {
   tsMs: number
   agentId: string
   name: string
-  action: 'started' | 'exited' | 'crashed' | 'restarted' | 'stopped'
+  /** `settling`: the process ended with calls still at the provider; `reason` says how many and how long the wait can be. */
+  action: 'started' | 'exited' | 'crashed' | 'restarted' | 'stopped' | 'settling'
   pid: number | null
   exitCode: number | null
   signal: string | null
@@ -87,8 +105,25 @@ export interface StartAgentOptions {
   onBudgetExhausted?: 'keep-running' | 'stop' | undefined
   /** SIGTERM → SIGKILL grace for stops the runtime decides (budget, shutdown). Default 5000. */
   graceMs?: number | undefined
-  /** The child's stdin: `'ignore'` (default) or `'inherit'`. stdout and stderr are inherited. */
-  stdin?: 'inherit' | 'ignore' | undefined
+  /**
+   * The child's stdin: `'ignore'` (default), `'inherit'`, or `'terminal'`: inherited, and when it
+   * is a terminal whose foreground job is this process, the agent's process group becomes the
+   * terminal's foreground group while it runs (as a shell does for a job): it reads the terminal
+   * and gets the terminal's Ctrl-C (SIGINT) directly; Ctrl-Z is ignored in it. A terminal this
+   * process is in the background of gives `'ignore'`. stdout and stderr are inherited.
+   */
+  stdin?: 'inherit' | 'ignore' | 'terminal' | undefined
+}
+
+/** Options of `stop()` / `stopAgent()`. */
+export interface StopAgentOptions {
+  /** How long each signal gets before the next. Default the agent's `graceMs`. */
+  graceMs?: number | undefined
+  /**
+   * The first signal: `'SIGTERM'` (default; SIGKILL after the grace), or `'SIGINT'` / `'SIGHUP'`
+   * (passing on a Ctrl-C or a hangup: SIGTERM after the grace, SIGKILL after another).
+   */
+  signal?: 'SIGINT' | 'SIGTERM' | 'SIGHUP' | undefined
 }
 
 interface NativeAgentRuntime {
@@ -97,7 +132,7 @@ interface NativeAgentRuntime {
   metricsJson(id: string): string | null
   statsJson(id: string): string | null
   listJson(): string
-  stopAgent(id: string, graceMs?: number | null): Promise<string | null>
+  stopAgent(id: string, graceMs?: number | null, signal?: string | null): Promise<string | null>
   onAgentFinished(id: string, callback: (info: string) => void): boolean
   shutdown(graceMs?: number | null): Promise<void>
   subscribe(callback: (batch: string) => void): void
@@ -111,6 +146,14 @@ function checkGrace(graceMs: unknown): number | undefined {
     throw new IronCageError('INVALID_OPTIONS', `invalid option graceMs: expected milliseconds from 0 to 3600000, got ${String(graceMs)}`)
   }
   return graceMs
+}
+
+function checkSignal(signal: unknown): string | undefined {
+  if (signal === undefined) return undefined
+  if (signal !== 'SIGINT' && signal !== 'SIGTERM' && signal !== 'SIGHUP') {
+    throw new IronCageError('INVALID_OPTIONS', `invalid option signal: expected 'SIGINT', 'SIGTERM' or 'SIGHUP', got ${String(signal)}`)
+  }
+  return signal
 }
 
 function parseInfo(json: string): AgentInfo {
@@ -207,8 +250,12 @@ export class Agent {
     return this.#done
   }
 
-  /** SIGTERM to the agent's process group, SIGKILL after `graceMs` (default the agent's `graceMs`). */
-  stop(options: { graceMs?: number | undefined } = {}): Promise<AgentInfo> {
+  /**
+   * SIGTERM (or `signal`) to the agent's process group, SIGKILL after `graceMs` (default the
+   * agent's `graceMs`). Made while the ended agent's calls settle, or while it is being stopped
+   * already, it also ends the wait for those calls.
+   */
+  stop(options: StopAgentOptions = {}): Promise<AgentInfo> {
     return this.#runtime.stopAgent(this.#first.id, options)
   }
 }
@@ -295,10 +342,11 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
     return (JSON.parse(this.#inner.listJson()) as AgentInfo[])
   }
 
-  /** SIGTERM to the agent's process group, SIGKILL after `graceMs`; resolves with the final info. */
-  async stopAgent(id: string, options: { graceMs?: number | undefined } = {}): Promise<AgentInfo> {
+  /** SIGTERM (or `signal`) to the agent's process group, SIGKILL after `graceMs`; resolves with the final info. */
+  async stopAgent(id: string, options: StopAgentOptions = {}): Promise<AgentInfo> {
     const grace = checkGrace(options.graceMs)
-    const json = await this.#inner.stopAgent(id, grace ?? null)
+    const signal = checkSignal(options.signal)
+    const json = await this.#inner.stopAgent(id, grace ?? null, signal ?? null)
     if (json === null) {
       throw new IronCageError('AGENT_NOT_FOUND', `no agent with id '${id}': runtime.list() shows the agents of this runtime`)
     }

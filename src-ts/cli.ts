@@ -14,7 +14,59 @@ import { LlmRouter, type RouterStats } from './router.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 
-class UsageError extends Error {}
+/** A usage error; its message never shows a key or token (see `redact`). */
+class UsageError extends Error {
+  constructor(message: string) {
+    super(redact(message))
+  }
+}
+
+/** The key and token this run was given (flags or environment), to keep out of messages. */
+function givenSecrets(): string[] {
+  const out = [process.env.IRON_CAGE_PROVIDER_KEY, process.env.IRON_CAGE_SERVER_TOKEN]
+  const argv = process.argv
+  for (let i = 0; i < argv.length; i++) {
+    for (const flag of ['--provider-key', '--token']) {
+      if (argv[i] === flag) out.push(argv[i + 1])
+      else if (argv[i]!.startsWith(`${flag}=`)) out.push(argv[i]!.slice(flag.length + 1))
+    }
+  }
+  return out.filter((s): s is string => typeof s === 'string' && s.trim().length >= 4)
+}
+
+/** Key-shaped words: provider keys (sk-…, sk-ant-…, AIza…, xai-…, gsk_…) and Iron Cage tokens (ic_…). */
+const KEY_SHAPED = /\b(?:sk-|sk_|ic_|gsk_|xai-|AIza)[A-Za-z0-9_-]{8,}/g
+
+/** `text` without the given key and token, nor anything shaped like a key. */
+function redact(text: string): string {
+  let out = text
+  for (const secret of givenSecrets()) out = out.split(secret).join('[redacted]')
+  return out.replace(KEY_SHAPED, '[redacted]')
+}
+
+/** API option names in a message from the runtime, as the CLI's flags. */
+function cliTerms(text: string): string {
+  return redact(text)
+    .replace(/\(onBudgetExhausted: 'stop'\)/g, '(--on-budget stop)')
+    .replace(/invalid option (budgetUsd|graceMs|providerBaseUrl|providerKey|apiKey|serverUrl|statePath)\b/g, 'invalid $1')
+    .replace(/\bbudgetUsd\b/g, '--budget')
+    .replace(/\bgraceMs\b/g, '--grace-ms')
+    .replace(/\bproviderBaseUrl\b/g, '--provider-base-url')
+    .replace(/\bproviderKey\b/g, '--provider-key')
+    .replace(/\bapiKey\b/g, '--token')
+    .replace(/\bserverUrl\b/g, '--server')
+    .replace(/\bstatePath\b/g, '--state')
+}
+
+/** Runs a command, its runtime errors worded with the CLI's flags. */
+async function inCliTerms(run: () => Promise<number>): Promise<number> {
+  try {
+    return await run()
+  } catch (err) {
+    if (err instanceof IronCageError) throw new IronCageError(err.code, cliTerms(err.message))
+    throw err
+  }
+}
 
 const HELP: Record<string, string> = {
   main: `iron-cage: governance for AI agents (budgets, PII policy, reliability) through a local proxy
@@ -28,12 +80,19 @@ Usage:
 
 Start here:
   npx iron-cage demo`,
-  run: `Usage: iron-cage run [options] -- <command> [args…]
+  run: `Usage: iron-cage run [options] [--] <command> [args…]
 
 Runs <command> with OPENAI_BASE_URL, OPENAI_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY and
-IRON_CAGE_* pointing at its own router. Its OpenAI / Anthropic SDK calls are metered and governed.
-Exits with the command's exit code (128 + n when a signal ended it). Ctrl-C stops it cleanly
-(SIGTERM, then SIGKILL after --grace-ms; a second Ctrl-C kills at once).
+IRON_CAGE_* pointing at its own router (and 127.0.0.1,localhost added to NO_PROXY / no_proxy).
+Its OpenAI / Anthropic SDK calls are metered and governed. Options end at <command>: everything
+after it is the command's own. Exits with the command's exit code (128 + n when a signal ended it).
+
+At a terminal the command is the foreground job: it reads the terminal (input() works) and Ctrl-C
+reaches it as SIGINT, as without iron-cage (Ctrl-Z is ignored). Otherwise a SIGINT, SIGTERM or
+SIGHUP to iron-cage is passed on to the command's process group; still running after --grace-ms
+it gets SIGTERM, then SIGKILL after another --grace-ms; a second Ctrl-C kills at once. If it ended
+with calls still at the provider, iron-cage says so and waits for them (at most the provider
+timeout) so they are charged; Ctrl-C stops that wait.
 
 Key source (one of):
   --server URL --token IC         Iron Cage server and your ic_ token (env IRON_CAGE_SERVER_TOKEN)
@@ -43,17 +102,21 @@ Key source (one of):
   variable, nor any other holding the key or token, is passed on to <command>.
 Options:
   --budget USD                    budget for this run; calls that could overshoot it get HTTP 402
-  --on-budget keep-running|stop   when the budget is exhausted (default keep-running)
+  --on-budget keep-running|stop   when the budget is exhausted (default keep-running): spent
+                                  reached it, what is left is below the cheapest call of the model
+                                  refused, or 3 calls in a row were refused (one refusal is not)
   --restarts N [--backoff-ms MS]  restart the command up to N times if it crashes
-  --grace-ms MS                   SIGTERM → SIGKILL grace when stopping (default 5000)
+  --grace-ms MS                   time each stop signal gets before the next (default 5000)
   --name NAME                     the agent's name in events and the state store
   --state PATH                    persist the agent and its calls in this SQLite file
   --json                          no live line; print the summary as JSON on the last stdout line
+                                  (always on a line of its own)
 
 Examples:
   IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 0.50 -- python3 agent.py
   IRON_CAGE_SERVER_TOKEN=ic_… iron-cage run --server https://iron-cage.example.com --budget 2 -- node agent.mjs
-  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 --on-budget stop --json -- ./my-agent`,
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 --on-budget stop --json -- ./my-agent
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 python3 chat.py --model gpt-4o   # --model is chat.py's`,
   serve: `Usage: iron-cage serve [options]
 
 Runs a router on 127.0.0.1 until Ctrl-C and prints its base URLs and the export lines to paste into
@@ -97,29 +160,56 @@ const RUN_OPTIONS = {
 
 type Values = Partial<Record<keyof typeof RUN_OPTIONS, string | boolean>>
 
-function parse(cmd: string, argv: string[], options: ParseArgsConfig['options']): { values: Values; rest: string[] } {
-  const dash = argv.indexOf('--')
-  const own = dash >= 0 ? argv.slice(0, dash) : argv
+/**
+ * iron-cage's own arguments and the rest: options end at the first positional (the command) or
+ * at '--'. Everything from the command on is the command's, options with iron-cage's names
+ * included (`run --budget 1 python3 agent.py --budget 100`: the second --budget is the agent's).
+ */
+function splitArgs(argv: string[], options: NonNullable<ParseArgsConfig['options']>): { own: string[]; rest: string[] } {
+  // A negative number after an option that takes a value is that value (`--budget -1`), so that
+  // its check can say what is wrong; parseArgs would take it for an option.
+  const args: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    const name = a.startsWith('--') ? a.slice(2) : undefined
+    const next = argv[i + 1]
+    if (name && options[name]?.type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
+      args.push(`${a}=${next}`)
+      i += 1
+    } else {
+      args.push(a)
+    }
+  }
+  const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true })
+  const end = tokens.find((t) => t.kind === 'positional' || t.kind === 'option-terminator')
+  if (!end) return { own: args, rest: [] }
+  return { own: args.slice(0, end.index), rest: args.slice(end.kind === 'positional' ? end.index : end.index + 1) }
+}
+
+function parse(cmd: string, argv: string[], options: NonNullable<ParseArgsConfig['options']>): { values: Values; rest: string[] } {
+  const { own, rest } = splitArgs(argv, options)
   try {
-    const { values, positionals } = parseArgs({ args: own, options, allowPositionals: true, strict: true })
-    return { values: values as Values, rest: [...positionals, ...(dash >= 0 ? argv.slice(dash + 1) : [])] }
+    const { values } = parseArgs({ args: own, options, allowPositionals: false, strict: true })
+    return { values: values as Values, rest }
   } catch (err) {
     const e = err as Error & { code?: string }
     // Node's own text for an unknown option suggests quoting it after '--', which is not what helps here.
     const unknown = e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec(e.message)?.[1] : undefined
     const msg = unknown ? `unknown option '${unknown}'` : e.message
-    const hint = cmd === 'run' ? ` (put '--' before the agent's command if the option is the agent's: iron-cage run [options] -- <command> [args…])` : ''
+    const hint = cmd === 'run' ? ` (the agent's own options go after its command: iron-cage run [options] [--] <command> [args…])` : ''
     throw new UsageError(`${msg}${hint}`)
   }
 }
 
-function num(values: Values, name: keyof Values, what: string, min = 0): number | undefined {
+function num(values: Values, name: keyof Values, what: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const raw = values[name]
   if (raw === undefined) return undefined
   const n = Number(raw)
-  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n) || n < min) {
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n)) {
     throw new UsageError(`--${name} expects ${what}, got '${String(raw)}'`)
   }
+  if (n < 0) throw new UsageError(`--${name} must be 0 or more, got '${raw}'`)
+  if (n > max) throw new UsageError(`--${name} must be at most ${max}, got '${raw}'`)
   return n
 }
 
@@ -162,8 +252,27 @@ function table(rows: string[][]): string {
 function outcome(info: AgentInfo): string {
   if (info.status === 'exited') return 'exited with code 0'
   const how = info.signal ? `ended by ${info.signal}` : `exited with code ${info.exitCode}`
-  const why = info.reason && !info.reason.startsWith(how) && !info.reason.startsWith('killed by') ? ` (${info.reason})` : ''
+  const why = info.reason && !info.reason.startsWith(how) && !info.reason.startsWith('killed by') ? ` (${cliTerms(info.reason)})` : ''
   return info.status === 'stopped' ? `was stopped: ${how}${why}` : `crashed: ${how}${why}`
+}
+
+/** "1 call" / "2 calls". */
+function calls(n: number): string {
+  return `${n} call${n === 1 ? '' : 's'}`
+}
+
+/** A wait in words: 90s, 15 min. */
+function upTo(ms: number): string {
+  return ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : secs(ms)
+}
+
+/** The summary line for calls iron-cage stopped waiting for. */
+function unsettledText(info: AgentInfo, state: string | undefined): string | undefined {
+  const u = info.unsettled
+  if (!u) return undefined
+  const held = u.heldMicros > 0 ? `up to ${usd(u.heldMicros / 1e6)} held for ${u.calls === 1 ? 'it' : 'them'} is not in spent` : 'their cost is unknown (nothing is held without --budget)'
+  const file = u.chargedInStateFile ? `; charged at ${u.calls === 1 ? 'its hold' : 'their holds'} in ${state}` : ''
+  return `  not waited for: ${calls(u.calls)} still at the provider (the provider bills ${u.calls === 1 ? 'it' : 'them'}); ${held}${file}`
 }
 
 function summaryText(title: string, stats: RouterStats, budget: number | null): string {
@@ -239,7 +348,7 @@ async function warnIfNoKey(options: LlmRouterOptions): Promise<void> {
   const probe = await LlmRouter.create(options)
   try {
     if (probe.providerError) {
-      process.stderr.write(`iron-cage: warning: no provider key yet (${probe.providerError}); the agent starts anyway and its calls fail until the key server answers\n`)
+      process.stderr.write(`iron-cage: warning: no provider key yet (${cliTerms(probe.providerError)}); the agent starts anyway and its calls fail until the key server answers\n`)
     }
   } finally {
     await probe.stop()
@@ -254,18 +363,35 @@ async function runAgent(plan: RunPlan): Promise<number> {
   // Handlers go in before the child exists: a signal in between must not kill us and orphan it.
   let agent: Agent | undefined
   let interrupts = 0
+  let first: NodeJS.Signals = 'SIGINT'
   const stopAgent = () => {
-    const grace = interrupts === 1 ? plan.graceMs : 0
-    void agent?.stop({ graceMs: grace }).catch(() => {})
+    // The signal iron-cage got goes on to the agent first (SIGINT: Python's KeyboardInterrupt, its
+    // cleanup runs); the next one kills at once and ends any wait for calls at the provider.
+    const options = interrupts === 1 ? { graceMs: plan.graceMs, signal: first as 'SIGINT' | 'SIGTERM' | 'SIGHUP' } : { graceMs: 0 }
+    void agent?.stop(options).catch(() => {})
   }
   const onSignal = (sig: NodeJS.Signals) => {
     interrupts += 1
-    if (interrupts === 1 && !plan.json) {
-      process.stderr.write(`\niron-cage: ${sig}: stopping ${agent?.name ?? command} (SIGTERM, SIGKILL in ${secs(plan.graceMs)}; Ctrl-C again to kill now)\n`)
+    if (interrupts === 1) first = sig
+    const settling = agent?.info().settling
+    if (settling) {
+      process.stderr.write(`\niron-cage: ${sig}: not waiting for the ${calls(settling.calls)} still at the provider\n`)
+    } else if (interrupts === 1 && !plan.json) {
+      const then = sig === 'SIGTERM' ? `SIGKILL in ${secs(plan.graceMs)}` : `SIGTERM in ${secs(plan.graceMs)}, SIGKILL in ${secs(2 * plan.graceMs)}`
+      process.stderr.write(`\niron-cage: ${sig}: stopping ${agent?.name ?? command} (${sig}, ${then}; Ctrl-C again to kill now)\n`)
     }
     stopAgent()
   }
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal)
+  // Calls the agent left at the provider are waited for (so they are charged): never silently.
+  runtime.on('agent', (e) => {
+    if (e.action !== 'settling' || e.agentId !== agent?.id) return
+    const s = agent.info().settling
+    const n = s?.calls ?? 0
+    if (n === 0) return
+    const more = interrupts > 0 ? 'Ctrl-C again' : 'Ctrl-C'
+    process.stderr.write(`iron-cage: ${agent.name} ended with ${calls(n)} still at the provider: waiting up to ${upTo((s?.untilMs ?? Date.now()) - Date.now())} for ${n === 1 ? 'it' : 'them'} to settle, so that ${n === 1 ? 'it is' : 'they are'} charged (${more} to stop waiting)\n`)
+  })
   try {
     agent = runtime.startAgent({
       command,
@@ -274,7 +400,8 @@ async function runAgent(plan: RunPlan): Promise<number> {
       budgetUsd: plan.budget,
       onBudgetExhausted: plan.onBudget,
       graceMs: plan.graceMs,
-      stdin: process.stdin.isTTY ? 'ignore' : 'inherit',
+      // At a terminal the agent is its foreground job (it reads it, Ctrl-C reaches it directly).
+      stdin: process.stdin.isTTY ? 'terminal' : 'inherit',
       ...(plan.restarts !== undefined ? { restart: { maxRestarts: plan.restarts, backoffMs: plan.backoffMs ?? 1000 } } : {}),
     })
   } catch (err) {
@@ -289,8 +416,10 @@ async function runAgent(plan: RunPlan): Promise<number> {
   const running = agent
   const draw = () => {
     const m = running.metrics()
+    const now = running.info()
+    const status = now.settling ? `waiting for ${calls(now.settling.calls)} at the provider` : now.status
     live?.draw(
-      `iron-cage ▸ ${running.name} ${running.status} · ${usd(m.spentUsd)}${budgetText} · ${m.requests} requests · ${m.blocked} blocked · last ${m.lastModel ?? '-'} · ${secs(Date.now() - started)}`,
+      `iron-cage ▸ ${running.name} ${status} · ${usd(m.spentUsd)}${budgetText} · ${m.requests} requests · ${m.blocked} blocked · last ${m.lastModel ?? '-'} · ${secs((now.endedAtMs ?? Date.now()) - started)}`,
     )
   }
   live?.start()
@@ -305,12 +434,16 @@ async function runAgent(plan: RunPlan): Promise<number> {
   const stats = agent.stats()
   await runtime.shutdown()
   const code = exitCodeOf(info)
+  // The agent's run time: a wait for its calls at the provider afterwards is not part of it.
+  const durationMs = (info.endedAtMs ?? Date.now()) - started
   if (plan.json) {
     const { spentUsd, budgetUsd, budgetExhausted } = agent.metrics()
-    process.stdout.write(JSON.stringify({ agent: info, exitCode: code, durationMs: Date.now() - started, spentUsd, budgetUsd, budgetExhausted, stats }) + '\n')
+    // On a line of its own even when the agent's output did not end with one.
+    process.stdout.write('\n' + JSON.stringify({ agent: info, exitCode: code, durationMs, spentUsd, budgetUsd, budgetExhausted, stats }) + '\n')
   } else {
-    const title = `iron-cage: ${info.name} ${outcome(info)} after ${secs(Date.now() - started)}${info.restarts ? `, ${info.restarts} restarts` : ''}`
-    process.stderr.write(summaryText(title, stats, plan.budget ?? null) + (plan.state ? `\n  state: ${plan.state}` : '') + '\n')
+    const title = `iron-cage: ${info.name} ${outcome(info)} after ${secs(durationMs)}${info.restarts ? `, ${info.restarts} restarts` : ''}`
+    const unsettled = unsettledText(info, plan.state)
+    process.stderr.write(summaryText(title, stats, plan.budget ?? null) + (unsettled ? `\n${unsettled}` : '') + (plan.state ? `\n  state: ${plan.state}` : '') + '\n')
   }
   return code
 }
@@ -328,7 +461,7 @@ function runPlan(argv: string[]): RunPlan {
   const { values, rest } = parse('run', argv, RUN_OPTIONS)
   const onBudget = (values['on-budget'] as string | undefined) ?? 'keep-running'
   if (onBudget !== 'keep-running' && onBudget !== 'stop') throw new UsageError(`--on-budget expects keep-running or stop, got '${onBudget}'`)
-  const restarts = num(values, 'restarts', 'a whole number of restarts')
+  const restarts = num(values, 'restarts', 'a whole number of restarts', 1_000_000)
   if (restarts !== undefined && !Number.isInteger(restarts)) throw new UsageError(`--restarts expects a whole number, got '${String(values.restarts)}'`)
   return {
     router: routerOptions(values),
@@ -339,8 +472,8 @@ function runPlan(argv: string[]): RunPlan {
     name: values.name as string | undefined,
     onBudget,
     restarts,
-    backoffMs: num(values, 'backoff-ms', 'milliseconds'),
-    graceMs: num(values, 'grace-ms', 'milliseconds') ?? 5000,
+    backoffMs: num(values, 'backoff-ms', 'milliseconds', 3_600_000),
+    graceMs: num(values, 'grace-ms', 'milliseconds', 3_600_000) ?? 5000,
   }
 }
 
@@ -351,26 +484,34 @@ async function serve(argv: string[]): Promise<number> {
   // The printed lines go to agents: they get a token minted for this router, never the Iron Cage
   // token (which could fetch the real key from the key server and skip the router).
   const router = await LlmRouter.create({ ...routerOptions(values), ...(budget !== undefined ? { budgetUsd: budget } : {}), mintClientToken: true })
+  // Listening before anything is printed: a script that reads the lines and sends SIGINT at once
+  // must get the summary, not a process killed by the signal.
+  const stopped = new Promise<void>((resolve) => {
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => resolve())
+  })
   const env = router.env()
   if (values.json) {
     process.stdout.write(JSON.stringify({ baseUrl: router.baseUrl, anthropicBaseUrl: router.anthropicBaseUrl, apiKey: router.apiKey, port: router.port, provider: router.provider, env }) + '\n')
   } else {
     const lines = [
-      `iron-cage router on 127.0.0.1:${router.port} (provider: ${router.provider}${router.providerError ? `; ${router.providerError}` : ''})`,
+      `iron-cage router on 127.0.0.1:${router.port} (provider: ${router.provider}${router.providerError ? `; ${cliTerms(router.providerError)}` : ''})`,
       `  OpenAI base URL:    ${router.baseUrl}`,
       `  Anthropic base URL: ${router.anthropicBaseUrl}`,
       '',
       'Paste into the shell where your agent runs:',
-      ...Object.entries(env).map(([k, v]) => `export ${k}=${v}`),
+      ...Object.entries(env)
+        .filter(([k]) => k !== 'NO_PROXY' && k !== 'no_proxy')
+        .map(([k, v]) => `export ${k}=${v}`),
+      // That shell's own lists, with the router's hosts added: an HTTP proxy must not get the calls.
+      'export NO_PROXY="${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost"',
+      'export no_proxy="${no_proxy:+$no_proxy,}$NO_PROXY"',
       '',
       'Ctrl-C to stop.',
     ]
     process.stdout.write(lines.join('\n') + '\n')
   }
   const started = Date.now()
-  await new Promise<void>((resolve) => {
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => resolve())
-  })
+  await stopped
   const stats = router.stats()
   await router.stop()
   if (values.json) process.stdout.write(JSON.stringify({ stats }) + '\n')
@@ -429,18 +570,24 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (!isCommand(cmd)) throw new UsageError(`unknown command '${cmd}'; use run, serve or demo (iron-cage --help)`)
-  if (rest.includes('--help') && (rest.indexOf('--') < 0 || rest.indexOf('--help') < rest.indexOf('--'))) {
+  if (ownArgs(cmd, rest).some((a) => a === '--help' || a === '-h')) {
     process.stdout.write(HELP[cmd] + '\n')
     return 0
   }
-  if (cmd === 'run') return runAgent(runPlan(rest))
-  if (cmd === 'serve') return serve(rest)
+  if (cmd === 'run') return inCliTerms(() => runAgent(runPlan(rest)))
+  if (cmd === 'serve') return inCliTerms(() => serve(rest))
   return demo(rest)
 }
 
 /** The version in the package.json next to dist/ (the one npm installed). */
 function version(): string {
   return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
+}
+
+/** iron-cage's own arguments to `cmd` (for run, those before the agent's command). */
+function ownArgs(cmd: 'run' | 'serve' | 'demo', rest: string[]): string[] {
+  if (cmd === 'demo') return rest.indexOf('--') < 0 ? rest : rest.slice(0, rest.indexOf('--'))
+  return splitArgs(rest, cmd === 'run' ? RUN_OPTIONS : KEY_OPTIONS).own
 }
 
 /** A command name (own keys only: `constructor` or `hasOwnProperty` are not commands). */

@@ -17,4 +17,4 @@ export type {
 } from './events.js'
 export type { LlmRouterOptions, ModelPriceOption, PiiAction, PiiDirectionPolicy, ReliabilityOptions, SafetyOptions } from './options.js'
 export { Agent, AgentRuntime } from './agent-runtime.js'
-export type { AgentEvent, AgentInfo, AgentMetrics, AgentRuntimeOptions, AgentStatus, StartAgentOptions } from './agent-runtime.js'
+export type { AgentEvent, AgentInfo, AgentMetrics, AgentRuntimeOptions, AgentStatus, StartAgentOptions, StopAgentOptions } from './agent-runtime.js'

@@ -207,8 +207,14 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
     return { baseURL: this.anthropicBaseUrl, apiKey: this.apiKey }
   }
 
-  /** The environment variables the OpenAI and Anthropic SDKs read, pointing at this router. */
+  /**
+   * The environment variables the OpenAI and Anthropic SDKs read, pointing at this router, and
+   * `NO_PROXY` / `no_proxy` (this process's value with `127.0.0.1,localhost` appended): Python's
+   * httpx, requests and curl would otherwise send the calls, token included, to an `HTTP_PROXY`.
+   */
   env(): Record<string, string> {
+    const upper = process.env.NO_PROXY || undefined
+    const lower = process.env.no_proxy || undefined
     return {
       OPENAI_BASE_URL: this.baseUrl,
       OPENAI_API_KEY: this.apiKey,
@@ -216,6 +222,8 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
       ANTHROPIC_API_KEY: this.apiKey,
       IRON_CAGE_ROUTER_URL: this.anthropicBaseUrl,
       IRON_CAGE_TOKEN: this.apiKey,
+      NO_PROXY: withRouterHosts(upper ?? lower),
+      no_proxy: withRouterHosts(lower ?? upper),
     }
   }
 
@@ -264,3 +272,15 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
   }
 }
 
+/** The hosts agents reach a router by (it listens on 127.0.0.1 only). */
+export const ROUTER_HOSTS = ['127.0.0.1', 'localhost'] as const
+
+/** A `NO_PROXY` list with the router's hosts appended where missing (as the agent runtime does). */
+export function withRouterHosts(value: string | undefined): string {
+  let out = (value ?? '').trim().replace(/,+$/, '')
+  for (const host of ROUTER_HOSTS) {
+    const present = out.split(',').some((h) => h.trim() === '*' || h.trim().toLowerCase() === host)
+    if (!present) out = out ? `${out},${host}` : host
+  }
+  return out
+}

@@ -1,7 +1,7 @@
 //! `NativeAgentRuntime`: the JS face of `iron_runtime::agent::AgentRuntime`. Values cross as JSON strings.
 
 use crate::errors::{coded, guard};
-use iron_runtime::agent::{spec::duration_ms, AgentError, AgentRuntime, AgentSpec};
+use iron_runtime::agent::{spec::duration_ms, AgentError, AgentRuntime, AgentSpec, StopSignal};
 use napi::bindgen_prelude::within_runtime_if_available;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
@@ -86,10 +86,25 @@ impl NativeAgentRuntime {
         or_null(serde_json::to_string(&self.inner.list()))
     }
 
-    /// Stop (SIGTERM, SIGKILL after the grace) and resolve with the final info; null for an unknown id.
+    /// Stop (`signal`, default SIGTERM; then SIGTERM and SIGKILL after the grace) and resolve with
+    /// the final info; null for an unknown id. Also ends a wait for calls the ended agent left at
+    /// the provider.
     #[napi]
-    pub async fn stop_agent(&self, id: String, grace_ms: Option<f64>) -> Option<String> {
-        let info = self.inner.stop_agent(&id, grace(grace_ms)).await.ok()?;
+    pub async fn stop_agent(
+        &self,
+        id: String,
+        grace_ms: Option<f64>,
+        signal: Option<String>,
+    ) -> Option<String> {
+        let first = signal
+            .as_deref()
+            .and_then(StopSignal::from_name)
+            .unwrap_or_default();
+        let info = self
+            .inner
+            .stop_agent_with(&id, grace(grace_ms), first)
+            .await
+            .ok()?;
         Some(or_null(serde_json::to_string(&info)))
     }
 

@@ -315,6 +315,37 @@ impl Ledger {
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
 
+    /// After [`Ledger::close`]: charge the holds this agent still has on file (calls the router
+    /// stopped waiting for) as the next router would, at once. The store is closed, so a call that
+    /// settles meanwhile writes nothing and is not charged twice. Only while the agent's lock is
+    /// held (before [`Ledger::release`]). True when some were charged.
+    pub async fn charge_left_holds(&self) -> bool {
+        let (Some(path), true) = (self.path.clone(), self.persists_holds) else {
+            return false;
+        };
+        let id = self.agent_id.clone();
+        let charged = tokio::task::spawn_blocking(move || {
+            let store = Store::open(StoreConfig::at_path(&path))?;
+            let charged = store.charge_unsettled_holds(&id);
+            let _ = store.close();
+            charged
+        })
+        .await;
+        match charged {
+            Ok(Ok(holds)) if !holds.is_empty() => {
+                let micros: u64 = holds.iter().map(|h| h.amount_micros).sum();
+                tracing::warn!(target: "iron_cage", agent = %self.agent_id, calls = holds.len(), held_micros = micros, "calls still at the provider when the router stopped waiting are charged at their hold");
+                true
+            }
+            Ok(Ok(_)) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(target: "iron_cage", agent = %self.agent_id, "could not charge the holds of calls left at the provider: {e}; the next router for the agent charges them");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Give the agent's budget up to the next router and remove its lock file (after the last
     /// write: used by stop).
     pub fn release(&self) {

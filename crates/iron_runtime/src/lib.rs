@@ -43,4 +43,4 @@ pub use config::{ConfigError, RouterConfig};
 pub use error::RouterError;
 pub use events::{EventBus, RouterEvent};
 pub use provider::Provider;
-pub use server::{Router, StartError};
+pub use server::{Router, StartError, Unsettled};

@@ -128,9 +128,18 @@ impl Policies {
     /// Flush and release what the policies hold: the state store is committed and closed (its
     /// writer thread joined, the file closed), then the agent's lock released.
     pub async fn shutdown(&self) {
+        self.shutdown_charging_left_holds(false).await;
+    }
+
+    /// As [`Policies::shutdown`]; with `charge_left`, the holds of calls still in flight are
+    /// charged in the state file once it is closed (before the agent's lock goes). True when some
+    /// were charged.
+    pub async fn shutdown_charging_left_holds(&self, charge_left: bool) -> bool {
         self.ledger.close().await;
+        let charged = charge_left && self.ledger.charge_left_holds().await;
         self.ledger.release();
         tracing::info!(target: "iron_cage", "router stopped");
         self.logging.close();
+        charged
     }
 }

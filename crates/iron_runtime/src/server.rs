@@ -316,16 +316,61 @@ impl Router {
 
     /// Stop accepting, give provider calls in flight up to `calls_grace` to settle (a call whose
     /// client left still runs to its end, to be charged and recorded), then close.
-    pub async fn stop_within(&self, calls_grace: Duration) {
+    pub async fn stop_within(&self, calls_grace: Duration) -> Unsettled {
+        self.stop_settling(calls_grace, std::future::pending())
+            .await
+    }
+
+    /// As [`Router::stop_within`], but the wait for calls in flight also ends when `cut`
+    /// completes (a user who will not wait). Calls still at the provider then are not waited for:
+    /// their budget holds are what is known of their cost. With `statePath` and `agentId` those
+    /// holds are charged in the state file at once (ledger rows `unsettled`, after the store
+    /// closed, so a call settling meanwhile cannot be charged twice); the figures in memory keep
+    /// them as reserved, never as spent.
+    pub async fn stop_settling(
+        &self,
+        calls_grace: Duration,
+        cut: impl std::future::Future<Output = ()>,
+    ) -> Unsettled {
         self.running.store(false, Ordering::SeqCst);
         self.cancel.cancel();
         let handle = self.server.lock().ok().and_then(|mut g| g.take());
         if let Some(h) = handle {
             let _ = h.await;
         }
-        self.shared.calls.settled_within(calls_grace).await;
-        self.shared.policies.shutdown().await;
+        tokio::select! {
+            _ = self.shared.calls.settled_within(calls_grace) => {}
+            _ = cut => {}
+        }
+        let calls = self.shared.calls.now();
+        let held_micros = if calls > 0 {
+            self.shared.policies.cost.ledger.status().reserved
+        } else {
+            0
+        };
+        let charged = self
+            .shared
+            .policies
+            .shutdown_charging_left_holds(calls > 0)
+            .await;
+        Unsettled {
+            calls,
+            held_micros,
+            charged_in_state_file: charged,
+        }
     }
+}
+
+/// Provider calls a stopping router did not wait for (they were still at the provider).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unsettled {
+    /// How many.
+    pub calls: usize,
+    /// Their budget holds (what the router knows of their cost; 0 without a budget).
+    pub held_micros: u64,
+    /// The holds were charged in the state file (`statePath` and `agentId`).
+    pub charged_in_state_file: bool,
 }
 
 impl Drop for Router {

@@ -366,10 +366,10 @@ async fn a_second_stop_with_a_shorter_grace_kills_sooner() {
         .expect("starts");
     wait_for_file(&ready).await;
     let t = Instant::now();
-    assert!(agent.request_stop(iron_runtime::agent::StopRequest {
-        grace: Duration::from_secs(30),
-        reason: "first Ctrl-C".into(),
-    }));
+    assert!(agent.request_stop(iron_runtime::agent::StopRequest::new(
+        Duration::from_secs(30),
+        "first Ctrl-C"
+    )));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(agent.info().status, AgentStatus::Stopping);
     let info = bounded(5, rt.stop_agent(&agent.id, Some(Duration::ZERO)))

@@ -83,24 +83,32 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings `conn` up to [`SCHEMA_VERSION`], one transaction per migration so a crash leaves a valid version.
+///
+/// Each step reads the version and applies the next migration in one `BEGIN IMMEDIATE`
+/// transaction: processes opening a new file at once take turns, and each finds the version the
+/// one before left (read outside the transaction, two would both apply migration 1: "table
+/// agents already exists").
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StateError> {
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > SCHEMA_VERSION {
-        return Err(StateError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    // A negative user_version can only come from a hand-edited file; treat it as empty.
-    let start = usize::try_from(found).unwrap_or(0);
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+    loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // A negative user_version can only come from a hand-edited file; treat it as empty.
+        let index = usize::try_from(found).unwrap_or(0);
+        let Some(sql) = MIGRATIONS.get(index) else {
+            tx.commit()?;
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
         // PRAGMA cannot take a bound parameter; the value is our own integer.
         tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
         tx.commit()?;
     }
-    Ok(())
 }
 
 #[cfg(test)]

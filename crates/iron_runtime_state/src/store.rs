@@ -424,10 +424,22 @@ fn open_file(path: &Path) -> Result<Connection, StateError> {
         });
     }
     conn.busy_timeout(BUSY_TIMEOUT).map_err(on_file)?;
-    // journal_mode answers with the resulting mode, so it must be read as a query.
-    let _mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(on_file)?;
+    // journal_mode answers with the resulting mode, so it must be read as a query. Switching a
+    // new file to WAL while another process opens it can answer SQLITE_BUSY without calling the
+    // busy handler: it is asked again, within the same timeout.
+    let since = std::time::Instant::now();
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_mode) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && since.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(on_file(e)),
+        }
+    }
     conn.execute_batch("PRAGMA synchronous = NORMAL")
         .map_err(on_file)?;
     Ok(conn)

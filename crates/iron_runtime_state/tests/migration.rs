@@ -125,3 +125,36 @@ fn newer_schema_is_refused_with_a_clear_error() {
         "{err}"
     );
 }
+
+/// Several processes opening a new file at once (parallel `iron-cage run --state x.db`) take
+/// turns migrating it: each reads the version inside its own write transaction. Read outside
+/// it, two found version 0 and both created the tables ("table agents already exists").
+#[test]
+fn openers_racing_on_a_new_file_all_succeed() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(format!("race-{round}.db"));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    Store::open(StoreConfig::at_path(&path)).map(|s| s.close())
+                })
+            })
+            .collect();
+        for t in threads {
+            match t.join().expect("thread") {
+                Ok(_) => {}
+                Err(e) => panic!("round {round}: an opener failed: {e}"),
+            }
+        }
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+}

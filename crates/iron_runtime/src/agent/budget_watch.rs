@@ -1,11 +1,38 @@
 //! Watches one agent's router events: records last activity, notices an exhausted budget, and with
 //! `onBudgetExhausted: 'stop'` asks the supervisor to stop the agent, saying why.
+//!
+//! A refused call alone is not exhaustion: a call without `max_tokens` can be refused with nearly
+//! all the budget left, and the agent may go on with a cheaper one. The budget is exhausted when
+//! - spent reaches it, or
+//! - a call is refused for it, nothing else holds budget, and what is left is less than the
+//!   cheapest call the refused call's model can make (one short message, one output token), or
+//! - [`REFUSALS_IN_A_ROW`] calls in a row are refused for it (no call let through in between,
+//!   nothing else holding budget): the agent is not getting anywhere with what is left.
 
 use super::spec::BudgetAction;
 use super::supervised::{StopRequest, SupervisedAgent};
 use crate::events::{RouterEvent, Subscription};
+use crate::provider::Provider;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// Budget refusals in a row, with nothing else holding budget, that count as exhaustion.
+pub const REFUSALS_IN_A_ROW: u32 = 3;
+
+/// Requests remembered for their model until they are answered or refused (bounded: an agent
+/// with more calls in flight than this loses the cheapest-call rule for the excess, nothing else).
+const MAX_TRACKED: usize = 4096;
+
+/// Why the budget counts as exhausted.
+enum Exhausted {
+    /// Spent reached the budget.
+    Spent,
+    /// What is left is less than the cheapest call of `model` (`min` micro-USD).
+    BelowCheapest { model: String, min: u64 },
+    /// Calls in a row were refused for the budget.
+    Refusals(u32),
+}
 
 /// Run until `cancel` fires (the agent finished).
 pub(crate) async fn watch_router(
@@ -13,6 +40,8 @@ pub(crate) async fn watch_router(
     mut events: Subscription,
     cancel: CancellationToken,
 ) {
+    let mut models: HashMap<u64, (Option<String>, Option<String>)> = HashMap::new();
+    let mut refused_in_a_row = 0u32;
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -22,20 +51,109 @@ pub(crate) async fn watch_router(
             },
         };
         match &**event {
-            RouterEvent::Request { ts_ms, .. } | RouterEvent::Response { ts_ms, .. } => {
+            RouterEvent::Request {
+                request_id,
+                ts_ms,
+                provider,
+                model,
+                ..
+            } => {
                 agent.state().last_activity_ms = Some(*ts_ms);
+                if models.len() >= MAX_TRACKED {
+                    models.clear();
+                }
+                models.insert(*request_id, (provider.clone(), model.clone()));
             }
-            RouterEvent::Budget { level, .. } if level == "exceeded" => on_exhausted(&agent),
-            RouterEvent::Blocked { reason, ts_ms, .. } if reason == "budget" => {
+            RouterEvent::Response {
+                request_id, ts_ms, ..
+            } => {
                 agent.state().last_activity_ms = Some(*ts_ms);
-                on_exhausted(&agent);
+                models.remove(request_id);
+                refused_in_a_row = 0;
+            }
+            RouterEvent::Budget { level, .. } if level == "exceeded" => {
+                on_exhausted(&agent, Exhausted::Spent)
+            }
+            RouterEvent::Blocked {
+                request_id,
+                ts_ms,
+                reason,
+                code,
+                ..
+            } => {
+                let seen = models.remove(request_id);
+                if reason != "budget" {
+                    continue;
+                }
+                agent.state().last_activity_ms = Some(*ts_ms);
+                // Only a call that did not fit what is left (not an unpriced model, an unreadable body).
+                if code != "BUDGET_EXCEEDED" {
+                    continue;
+                }
+                if let Some(why) = after_refusal(&agent, seen, &mut refused_in_a_row) {
+                    on_exhausted(&agent, why);
+                }
             }
             _ => {}
         }
     }
 }
 
-fn on_exhausted(agent: &SupervisedAgent) {
+/// Whether a budget refusal leaves the budget exhausted.
+fn after_refusal(
+    agent: &SupervisedAgent,
+    seen: Option<(Option<String>, Option<String>)>,
+    refused_in_a_row: &mut u32,
+) -> Option<Exhausted> {
+    let b = agent.budget_status();
+    let limit = b.limit_micros?;
+    if b.spent_micros >= limit {
+        return Some(Exhausted::Spent);
+    }
+    // Calls in flight hold budget they may give back: a refusal now says little.
+    if b.reserved_micros > 0 {
+        *refused_in_a_row = 0;
+        return None;
+    }
+    *refused_in_a_row += 1;
+    let left = limit - b.spent_micros;
+    if let Some((provider, Some(model))) = seen {
+        if let Some(min) = cheapest_call(agent, provider.as_deref(), &model) {
+            if left < min {
+                return Some(Exhausted::BelowCheapest { model, min });
+            }
+        }
+    }
+    (*refused_in_a_row >= REFUSALS_IN_A_ROW).then_some(Exhausted::Refusals(*refused_in_a_row))
+}
+
+/// The hold of the smallest call `model` can make (one short user message, `max_tokens: 1`), in
+/// micro-USD; `None` for a model the router cannot price.
+fn cheapest_call(agent: &SupervisedAgent, provider: Option<&str>, model: &str) -> Option<u64> {
+    let router = agent.router()?;
+    let cost = &router.shared().policies.cost;
+    let provider = provider
+        .and_then(Provider::parse)
+        .or_else(|| crate::provider::provider_from_model(model))
+        .unwrap_or(Provider::OpenAi);
+    let price = cost.price(provider, model)?;
+    let body = serde_json::json!({
+        "model": model,
+        "max_tokens": 1,
+        "messages": [{ "role": "user", "content": "." }],
+    });
+    let kind = match price.provider {
+        iron_cost::Provider::Anthropic => iron_cost::ApiKind::AnthropicMessages,
+        _ => iron_cost::ApiKind::OpenAiChat,
+    };
+    iron_cost::worst_case_micros(&body, kind, price).ok()
+}
+
+fn usd(micros: u64) -> String {
+    format!("${:.6}", micros as f64 / 1e6)
+}
+
+fn on_exhausted(agent: &SupervisedAgent, why: Exhausted) {
     let first = {
         let mut s = agent.state();
         let first = !s.budget_exhausted;
@@ -46,16 +164,22 @@ fn on_exhausted(agent: &SupervisedAgent) {
         return;
     }
     let b = agent.budget_status();
-    let limit = b
-        .limit_micros
-        .map(|l| format!("${:.6}", l as f64 / 1e6))
-        .unwrap_or_else(|| "none".into());
+    let limit = b.limit_micros.unwrap_or(0);
+    let left = usd(limit.saturating_sub(b.spent_micros));
+    let detail = match why {
+        Exhausted::Spent => String::new(),
+        Exhausted::BelowCheapest { model, min } => format!(
+            "; the {left} left is less than the cheapest call to {model} ({})",
+            usd(min)
+        ),
+        Exhausted::Refusals(n) => {
+            format!("; {n} calls in a row were refused: each could cost more than the {left} left")
+        }
+    };
     let reason = format!(
-        "budget exhausted: ${:.6} spent of {limit} (onBudgetExhausted: 'stop'); raise budgetUsd to let it run longer",
-        b.spent_micros as f64 / 1e6
+        "budget exhausted: {} spent of {}{detail} (onBudgetExhausted: 'stop'); raise budgetUsd to let it run longer",
+        usd(b.spent_micros),
+        usd(limit)
     );
-    agent.request_stop(StopRequest {
-        grace: agent.spec.grace,
-        reason,
-    });
+    agent.request_stop(StopRequest::new(agent.spec.grace, reason));
 }

@@ -16,8 +16,9 @@ pub mod status;
 mod supervised;
 mod supervisor;
 
+pub use process_group::StopSignal;
 pub use runtime::{AgentError, AgentRuntime};
-pub use spawn::RouterEnv;
+pub use spawn::{with_router_hosts, RouterEnv, ROUTER_HOSTS};
 pub use spec::{AgentSpec, BudgetAction, RestartPolicy, RuntimeOptions, SpecError, StdinMode};
-pub use status::{signal_name, signal_number, AgentInfo, AgentMetrics, AgentStatus};
+pub use status::{signal_name, signal_number, AgentInfo, AgentMetrics, AgentStatus, Settling};
 pub use supervised::{StopRequest, SupervisedAgent};

@@ -6,10 +6,48 @@
 use std::time::{Duration, Instant};
 
 /// The signals a stop sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StopSignal {
+    /// SIGINT: what Ctrl-C sends (Python raises `KeyboardInterrupt`, its cleanup runs).
+    Int,
+    /// SIGHUP: the terminal went away.
+    Hup,
+    #[default]
     Term,
     Kill,
+}
+
+impl StopSignal {
+    /// The signal from its name (`SIGINT`, `SIGHUP`, `SIGTERM`, `SIGKILL`).
+    pub fn from_name(name: &str) -> Option<StopSignal> {
+        match name {
+            "SIGINT" => Some(StopSignal::Int),
+            "SIGHUP" => Some(StopSignal::Hup),
+            "SIGTERM" => Some(StopSignal::Term),
+            "SIGKILL" => Some(StopSignal::Kill),
+            _ => None,
+        }
+    }
+
+    /// Its conventional name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Int => "SIGINT",
+            StopSignal::Hup => "SIGHUP",
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Kill => "SIGKILL",
+        }
+    }
+
+    #[cfg(unix)]
+    fn number(self) -> libc::c_int {
+        match self {
+            StopSignal::Int => libc::SIGINT,
+            StopSignal::Hup => libc::SIGHUP,
+            StopSignal::Term => libc::SIGTERM,
+            StopSignal::Kill => libc::SIGKILL,
+        }
+    }
 }
 
 /// Make the spawned child the leader of a new process group (its pgid is its pid), with blocking
@@ -21,15 +59,22 @@ pub enum StopSignal {
 ///   the children Node spawns; so do we.
 /// - Parent death: a host that exits without `shutdown()` (an uncaught exception, `process.exit`, a
 ///   signal, OOM) would leave its agents running against a router that no longer exists.
-pub fn lead_new_group(cmd: &mut tokio::process::Command) {
+///
+/// With `take_terminal` (stdin is the terminal and this process is its foreground group, see
+/// [`terminal_is_ours`]) the new group also becomes the terminal's foreground group, as a shell
+/// does for the job it runs: the agent reads the terminal, and the terminal's Ctrl-C (SIGINT) and
+/// Ctrl-\ (SIGQUIT) reach it as they would without iron-cage. Ctrl-Z is ignored in the agent (a
+/// stopped foreground group that nobody resumes would hang the terminal). [`reclaim_terminal`]
+/// takes the terminal back when it ends.
+pub fn lead_new_group(cmd: &mut tokio::process::Command, take_terminal: bool) {
     #[cfg(unix)]
     {
         cmd.process_group(0);
         #[cfg(target_os = "linux")]
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the child between fork and exec and makes only
-        // async-signal-safe calls (fcntl, prctl, getppid) on the child's own descriptors and process;
-        // it allocates nothing and touches no lock.
+        // async-signal-safe calls (fcntl, sigaction, tcsetpgrp, prctl, getppid, getpid) on the
+        // child's own descriptors and process; it allocates nothing and touches no lock.
         unsafe {
             cmd.pre_exec(move || {
                 for fd in 0..=2 {
@@ -37,6 +82,14 @@ pub fn lead_new_group(cmd: &mut tokio::process::Command) {
                     if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
                         libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
                     }
+                }
+                if take_terminal {
+                    // A background group changing the foreground group gets SIGTTOU unless it
+                    // ignores it: ignored for the call, then back to the default.
+                    let before = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                    libc::tcsetpgrp(0, libc::getpid());
+                    libc::signal(libc::SIGTTOU, before);
+                    libc::signal(libc::SIGTSTP, libc::SIG_IGN);
                 }
                 #[cfg(target_os = "linux")]
                 {
@@ -53,8 +106,55 @@ pub fn lead_new_group(cmd: &mut tokio::process::Command) {
         }
     }
     #[cfg(not(unix))]
-    let _ = cmd;
+    let _ = (cmd, take_terminal);
 }
+
+/// True when this process's stdin is a terminal whose foreground group is ours: only then can an
+/// agent be given the terminal (a background job's agent would be stopped by SIGTTIN on reading it).
+#[cfg(unix)]
+pub fn terminal_is_ours() -> bool {
+    // SAFETY: isatty, tcgetpgrp and getpgrp take integers and touch no memory of ours.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+#[cfg(not(unix))]
+pub fn terminal_is_ours() -> bool {
+    false
+}
+
+/// Make this process's group the terminal's foreground group again if group `pgid` (an agent that
+/// was given the terminal) still is. SIGTTOU is blocked on the calling thread for the call: this
+/// process is a background group until it returns.
+#[cfg(unix)]
+pub fn reclaim_terminal(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: plain integer calls, and signal-set calls on a local, zero-initialised sigset_t.
+    unsafe {
+        if libc::isatty(0) != 1 {
+            return;
+        }
+        // The agent's group, or a group no process is left in (the agent's, once empty).
+        let fg = libc::tcgetpgrp(0);
+        let gone = fg <= 0
+            || (libc::killpg(fg, 0) != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
+        if fg == libc::getpgrp() || (fg != pgid && !gone) {
+            return;
+        }
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, libc::SIGTTOU);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
+        libc::tcsetpgrp(0, libc::getpgrp());
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+}
+
+#[cfg(not(unix))]
+pub fn reclaim_terminal(_pgid: u32) {}
 
 /// Send `sig` to every process of group `pgid`. True if the group existed.
 #[cfg(unix)]
@@ -66,12 +166,8 @@ pub fn signal_group(pgid: u32, sig: StopSignal) -> bool {
     if pgid <= 1 {
         return false;
     }
-    let signo = match sig {
-        StopSignal::Term => libc::SIGTERM,
-        StopSignal::Kill => libc::SIGKILL,
-    };
     // SAFETY: killpg takes two integers and touches no memory of ours; std has no safe equivalent.
-    unsafe { libc::killpg(pgid, signo) == 0 }
+    unsafe { libc::killpg(pgid, sig.number()) == 0 }
 }
 
 /// Send `sig` to every process of group `pgid` (no process groups off Unix: nothing to do).
@@ -218,12 +314,8 @@ pub fn signal_escapees(escapees: &[Escapee], sig: StopSignal) {
         let Ok(pid) = libc::pid_t::try_from(e.pid) else {
             continue;
         };
-        let signo = match sig {
-            StopSignal::Term => libc::SIGTERM,
-            StopSignal::Kill => libc::SIGKILL,
-        };
         // SAFETY: kill takes two integers and touches no memory of ours.
-        unsafe { libc::kill(pid, signo) };
+        unsafe { libc::kill(pid, sig.number()) };
     }
     #[cfg(not(unix))]
     let _ = (escapees, sig);

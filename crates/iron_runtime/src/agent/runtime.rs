@@ -2,6 +2,7 @@
 //! down, publishes `agent` events on its own bus, and persists agent rows when given a state path.
 
 use super::budget_watch::watch_router;
+use super::process_group::StopSignal;
 use super::spawn::{spawn_agent, RouterEnv};
 use super::spec::{AgentSpec, RuntimeOptions, SpecError};
 use super::status::{AgentInfo, AgentStatus};
@@ -115,7 +116,7 @@ impl AgentRuntime {
             .name
             .clone()
             .unwrap_or_else(|| default_name(&spec.command));
-        let child = match spawn_agent(&spec, &env) {
+        let spawned = match spawn_agent(&spec, &env) {
             Ok(c) => c,
             Err(e) => {
                 drop(router);
@@ -130,7 +131,7 @@ impl AgentRuntime {
         let (agent, stops) = SupervisedAgent::new(id, name, spec, router, reporting);
         {
             let mut s = agent.state();
-            s.pid = child.id();
+            s.pid = spawned.child.id();
             s.status = AgentStatus::Running;
         }
         agent.persist();
@@ -140,7 +141,7 @@ impl AgentRuntime {
         let sup = agent.clone();
         let done = watch_cancel.clone();
         tokio::spawn(async move {
-            supervise(sup, child, env, stops).await;
+            supervise(sup, spawned, env, stops).await;
             done.cancel();
         });
         self.lock().push(Entry {
@@ -169,12 +170,26 @@ impl AgentRuntime {
         id: &str,
         grace: Option<Duration>,
     ) -> Result<AgentInfo, AgentError> {
+        self.stop_agent_with(id, grace, StopSignal::Term).await
+    }
+
+    /// Stop one agent starting with `first` (SIGINT for a Ctrl-C passed on: then SIGTERM after
+    /// the grace, SIGKILL after another), and wait for it. Made while the agent's calls settle
+    /// (its process ended), or while it is being stopped, the request also ends that wait.
+    pub async fn stop_agent_with(
+        &self,
+        id: &str,
+        grace: Option<Duration>,
+        first: StopSignal,
+    ) -> Result<AgentInfo, AgentError> {
         let agent = self
             .agent(id)
             .ok_or_else(|| AgentError::NotFound(id.to_string()))?;
         agent.request_stop(StopRequest {
             grace: grace.unwrap_or(agent.spec.grace),
             reason: "stopped by request".to_string(),
+            first,
+            ends_wait: true,
         });
         Ok(agent.wait_finished().await)
     }
@@ -185,10 +200,10 @@ impl AgentRuntime {
         self.closed.store(true, Ordering::SeqCst);
         let agents = self.all();
         for a in &agents {
-            a.request_stop(StopRequest {
-                grace: grace.unwrap_or(a.spec.grace),
-                reason: "runtime shut down".to_string(),
-            });
+            a.request_stop(StopRequest::new(
+                grace.unwrap_or(a.spec.grace),
+                "runtime shut down",
+            ));
         }
         for a in &agents {
             a.wait_finished().await;

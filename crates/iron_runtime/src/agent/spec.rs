@@ -45,6 +45,11 @@ pub enum StdinMode {
     Inherit,
     /// `/dev/null`.
     Null,
+    /// The parent's stdin, and when it is a terminal of which this process is the foreground
+    /// group, that terminal too: the agent's group becomes its foreground group while it runs
+    /// (it reads the terminal, and Ctrl-C reaches it directly). Otherwise as `Inherit` when stdin
+    /// is not a terminal, `Null` when it is one this process does not own (a background job).
+    Terminal,
 }
 
 /// One agent to start.
@@ -218,10 +223,11 @@ impl AgentSpec {
         let stdin = match s.stdin.as_deref() {
             None | Some("null") | Some("ignore") => StdinMode::Null,
             Some("inherit") => StdinMode::Inherit,
+            Some("terminal") => StdinMode::Terminal,
             Some(other) => {
                 return Err(err(
                     "stdin",
-                    format!("must be 'inherit' or 'ignore', got '{other}'"),
+                    format!("must be 'inherit', 'ignore' or 'terminal', got '{other}'"),
                 ))
             }
         };

@@ -57,6 +57,20 @@ pub struct AgentInfo {
     pub base_url: String,
     /// The agent router's root URL (Anthropic SDK base URL).
     pub anthropic_base_url: String,
+    /// While calls the ended process left at the provider settle (before `finished`).
+    pub settling: Option<Settling>,
+    /// Calls still at the provider when the agent's router stopped waiting for them.
+    pub unsettled: Option<crate::server::Unsettled>,
+}
+
+/// Calls an ended agent left at the provider, being waited for.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Settling {
+    /// Still in flight.
+    pub calls: usize,
+    /// The wait ends by then at the latest (ms since the Unix epoch).
+    pub until_ms: u64,
 }
 
 /// Live figures from the agent's own router.

@@ -1,9 +1,10 @@
 //! One supervised agent: its spec, its own router, its mutable state, and the ways to read and stop it.
 
+use super::process_group::StopSignal;
 use super::spec::AgentSpec;
-use super::status::{AgentInfo, AgentMetrics, AgentStatus};
+use super::status::{AgentInfo, AgentMetrics, AgentStatus, Settling};
 use crate::events::{now_ms, EventBus, RouterEvent};
-use crate::server::BudgetStatusView;
+use crate::server::{BudgetStatusView, Unsettled};
 use crate::stats::StatsSnapshot;
 use crate::Router;
 use iron_runtime_state::{AgentRow, Store};
@@ -11,11 +12,30 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// A request to stop: how long SIGTERM gets before SIGKILL, and why (recorded).
+/// A request to stop: the signal to send first, how long each signal gets before the next
+/// (`first`, then SIGTERM if `first` was another, then SIGKILL), and why (recorded).
 #[derive(Debug, Clone)]
 pub struct StopRequest {
     pub grace: Duration,
     pub reason: String,
+    /// SIGTERM unless asked otherwise (SIGINT: the user's Ctrl-C, passed on).
+    pub first: StopSignal,
+    /// A request made while the agent's calls settle (its process is gone) ends that wait; so
+    /// does a later request while it is being stopped (a second Ctrl-C). Stops the runtime
+    /// decides itself (budget, shutdown) leave the calls their time.
+    pub ends_wait: bool,
+}
+
+impl StopRequest {
+    /// SIGTERM, then SIGKILL after `grace`; leaves calls in flight their time to settle.
+    pub fn new(grace: Duration, reason: impl Into<String>) -> StopRequest {
+        StopRequest {
+            grace,
+            reason: reason.into(),
+            first: StopSignal::Term,
+            ends_wait: false,
+        }
+    }
 }
 
 /// What changes over an agent's life.
@@ -30,9 +50,17 @@ pub(crate) struct AgentState {
     pub restarts: u32,
     pub started_at_ms: u64,
     pub ended_at_ms: Option<u64>,
+    /// When the current process ended (before a restart or the final status).
+    pub exited_at_ms: Option<u64>,
     pub last_activity_ms: Option<u64>,
     pub budget_exhausted: bool,
     pub stop_requested: bool,
+    /// The current process was given the terminal (see `StdinMode::Terminal`).
+    pub has_terminal: bool,
+    /// While calls the ended process left at the provider settle: until when, at most.
+    pub settle_until_ms: Option<u64>,
+    /// Calls that were not waited for when the router stopped.
+    pub unsettled: Option<Unsettled>,
 }
 
 /// Where an agent reports: the runtime's event bus and, optionally, the state store.
@@ -97,9 +125,13 @@ impl SupervisedAgent {
                 restarts: 0,
                 started_at_ms: now_ms(),
                 ended_at_ms: None,
+                exited_at_ms: None,
                 last_activity_ms: None,
                 budget_exhausted: false,
                 stop_requested: false,
+                has_terminal: false,
+                settle_until_ms: None,
+                unsettled: None,
             }),
             finished_tx,
             stop_tx,
@@ -136,18 +168,48 @@ impl SupervisedAgent {
 
     /// Stop the router and keep only its final figures: the state store is closed, and the rest
     /// goes once the router's last tasks end. Calls the agent left at the provider settle first
-    /// (at most the total timeout): they are billed, so charged and recorded. Idempotent.
-    pub(crate) async fn stop_router(&self) {
+    /// (at most the total timeout, announced by an `agent` event `settling`): they are billed, so
+    /// charged and recorded. `cut` ends that wait early; calls still at the provider are then
+    /// recorded in `info().unsettled` (and charged at their hold in the state file, if any).
+    /// Idempotent.
+    pub(crate) async fn stop_router(&self, cut: impl std::future::Future<Output = ()>) {
         let Some(router) = self.router() else {
             return;
         };
         let total = router.shared().policies.timeouts.total;
-        router.stop_within(total).await;
+        let calls = router.shared().calls.now();
+        if calls > 0 {
+            self.state().settle_until_ms = Some(now_ms() + total.as_millis() as u64);
+            let s = if calls == 1 { "" } else { "s" };
+            self.emit(
+                "settling",
+                Some(format!(
+                    "waiting up to {} s for {calls} call{s} still at the provider to settle, so that {} charged",
+                    total.as_secs(),
+                    if calls == 1 { "it is" } else { "they are" }
+                )),
+            );
+        }
+        let unsettled = router.stop_settling(total, cut).await;
         let figures = FinalFigures {
             stats: router.shared().stats_snapshot(),
             budget: router.budget_status(),
         };
+        {
+            let mut s = self.state();
+            s.settle_until_ms = None;
+            if unsettled.calls > 0 {
+                s.unsettled = Some(unsettled);
+            }
+        }
         *self.slot() = RouterSlot::Finished(Box::new(figures));
+    }
+
+    /// Calls in flight while the ended process's calls settle.
+    fn settling(&self, until_ms: Option<u64>) -> Option<Settling> {
+        let until_ms = until_ms?;
+        let calls = self.router()?.shared().calls.now();
+        Some(Settling { calls, until_ms })
     }
 
     /// A snapshot for `list()` and the bindings.
@@ -169,6 +231,8 @@ impl SupervisedAgent {
             ended_at_ms: s.ended_at_ms,
             base_url: self.base_url.clone(),
             anthropic_base_url: self.anthropic_base_url.clone(),
+            settling: self.settling(s.settle_until_ms),
+            unsettled: s.unsettled,
         }
     }
 

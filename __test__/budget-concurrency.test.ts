@@ -147,7 +147,7 @@ describe('200 concurrent calls against a budget for about 20', () => {
           expect(err.code).toBe('budget_exceeded')
           expect(err.headers?.get('x-should-retry')).toBe('false')
           expect(err.message).toMatch(/budget \$0\.\d+ would be exceeded: \$0\.\d+ spent, \$0\.\d+ reserved by requests in flight/)
-          expect(err.message).toContain('raise budgetUsd or lower max_tokens')
+          expect(err.message).toContain('raise the budget (budgetUsd; --budget for iron-cage run) or lower max_tokens')
         }
         await expect.poll(() => events.length).toBe(r.admitted)
         expect(events.every((e) => e.costMicros === each && !e.estimated)).toBe(true)

@@ -311,7 +311,7 @@ describe.skipIf(process.platform === 'win32')('iron-cage serve and demo', () => 
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('agent ▸ calling http://127.0.0.1:')
     expect(r.stdout).toContain('agent ▸ gpt-4o streams: Hello from the offline demo provider, relayed by Iron Cage.')
-    expect(r.stdout).toMatch(/refused by Iron Cage \(HTTP 402\): .*raise budgetUsd or lower max_tokens/)
+    expect(r.stdout).toMatch(/refused by Iron Cage \(HTTP 402\): .*raise the budget \(budgetUsd; --budget for iron-cage run\) or lower max_tokens/)
     expect(r.stderr).toMatch(/gpt-4o\s+1\s+16\s+20\s+0\s+\$0\.000240/)
     expect(r.stderr).toContain('blocked: 1 (budget 1)')
   })

@@ -61,7 +61,7 @@ impl fmt::Display for BudgetDenied {
             f,
             "budget {} would be exceeded: {} spent, {} reserved by requests in flight, {} left, \
              this request may cost up to {} (its whole output limit, and its input counted at one \
-             token per byte up to the model's context window); raise budgetUsd or lower max_tokens",
+             token per byte up to the model's context window); raise the budget (budgetUsd; --budget for iron-cage run) or lower max_tokens",
             format_usd(self.limit),
             format_usd(self.spent),
             format_usd(self.reserved),

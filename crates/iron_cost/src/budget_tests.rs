@@ -128,7 +128,7 @@ fn denial_message_names_amounts_and_fix() {
         e.to_string(),
         "budget $5.00 would be exceeded: $4.98 spent, $0.00 reserved by requests in flight, $0.02 left, \
          this request may cost up to $0.40 (its whole output limit, and its input counted at one \
-         token per byte up to the model's context window); raise budgetUsd or lower max_tokens"
+         token per byte up to the model's context window); raise the budget (budgetUsd; --budget for iron-cage run) or lower max_tokens"
     );
 }
 

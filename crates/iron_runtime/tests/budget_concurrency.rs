@@ -220,7 +220,7 @@ async fn refused_calls_reach_nobody_and_raising_the_budget_lets_calls_pass() {
         // $0.001695 limit, $0.001195 spent, $0.00 reserved, $0.0005 left, up to $0.001195.
         assert_eq!(
             v["error"]["message"],
-            "Iron Cage budget $0.001695 would be exceeded: $0.001195 spent, $0.00 reserved by requests in flight, $0.0005 left, this request may cost up to $0.001195 (its whole output limit, and its input counted at one token per byte up to the model's context window); raise budgetUsd or lower max_tokens"
+            "Iron Cage budget $0.001695 would be exceeded: $0.001195 spent, $0.00 reserved by requests in flight, $0.0005 left, this request may cost up to $0.001195 (its whole output limit, and its input counted at one token per byte up to the model's context window); raise the budget (budgetUsd; --budget for iron-cage run) or lower max_tokens"
         );
         assert_eq!(provider.seen().len(), 1);
 

@@ -4,15 +4,26 @@
 //! it may: a debug endpoint, a gateway that echoes requests, a server answering TRACE. The PII
 //! policy's secret check reads only the text fields of known shapes (and can be turned off), so
 //! every byte relayed to the client passes through this guard too: the key sent upstream, and its
-//! JSON-escaped form, become `[REDACTED]`. A stream holds back only a tail that could be the start
-//! of the key (never the end of an SSE event, a newline), so a normal stream is not delayed.
+//! JSON-escaped forms, become `[REDACTED***]`, as long as what they replace, so a body keeps the
+//! length its head declared. A stream holds back only a tail that could be the start of the key
+//! (never the end of an SSE event, a newline), so a normal stream is not delayed.
 
 use bytes::{Bytes, BytesMut};
 use memchr::memmem::Finder;
 use std::sync::Arc;
 
-/// What a key found in an answer is replaced with (the same mark as logs use).
-const MARK: &[u8] = iron_telemetry::REDACTED.as_bytes();
+/// Writes the mark over `span`: `[REDACTED]` padded with `*` to the span's length (`*`s alone
+/// when shorter), plain ASCII that is valid inside a JSON string.
+fn mark(span: &mut [u8]) {
+    const MARK: &[u8] = b"[REDACTED";
+    span.fill(b'*');
+    if span.len() > MARK.len() {
+        span[..MARK.len()].copy_from_slice(MARK);
+        if let Some(last) = span.last_mut() {
+            *last = b']';
+        }
+    }
+}
 
 /// Shorter "keys" would redact ordinary text; real keys are far longer.
 const MIN_KEY_LEN: usize = 8;
@@ -41,10 +52,25 @@ impl KeyForms {
             .strip_prefix('"')
             .and_then(|s| s.strip_suffix('"'))
             .unwrap_or(key);
-        // `/` may be written `\/` in JSON (PHP and others do).
+        // `/` may be written `\/` in JSON (PHP and others do), and every character as `\uXXXX`.
         let slashed = escaped.replace('/', "\\/");
+        let unicode = |upper: bool| -> String {
+            key.encode_utf16()
+                .map(|u| match upper {
+                    true => format!("\\u{u:04X}"),
+                    false => format!("\\u{u:04x}"),
+                })
+                .collect()
+        };
+        let (lower, upper) = (unicode(false), unicode(true));
         let mut forms: Vec<&[u8]> = Vec::new();
-        for form in [key, escaped, slashed.as_str()] {
+        for form in [
+            key,
+            escaped,
+            slashed.as_str(),
+            lower.as_str(),
+            upper.as_str(),
+        ] {
             if !forms.contains(&form.as_bytes()) {
                 forms.push(form.as_bytes());
             }
@@ -124,20 +150,10 @@ impl KeyGuard {
             return None;
         }
         self.redacted = true;
-        hits.sort_unstable();
-        let mut out = Vec::with_capacity(text.len());
-        let mut cursor = 0;
+        let mut out = text.to_vec();
         for (start, end) in hits {
-            if end <= cursor {
-                continue;
-            }
-            if start >= cursor {
-                out.extend_from_slice(&text[cursor..start]);
-                out.extend_from_slice(MARK);
-            }
-            cursor = end;
+            mark(&mut out[start..end]);
         }
-        out.extend_from_slice(&text[cursor..]);
         Some(out)
     }
 
@@ -184,16 +200,47 @@ mod tests {
         (out, sizes)
     }
 
+    /// The mark over `n` bytes.
+    fn masked(n: usize) -> String {
+        format!("[REDACTED{}]", "*".repeat(n - 10))
+    }
+
     #[test]
-    fn a_key_in_a_whole_answer_is_replaced_in_every_form() {
+    fn a_key_in_a_whole_answer_is_replaced_in_every_form_keeping_the_length() {
         let mut g = guard(KEY);
         let body = format!(r#"{{"a":"{KEY}","b":"x{KEY}y"}}"#).into_bytes();
+        let len = body.len();
         let out = String::from_utf8(g.whole(body)).unwrap();
-        assert_eq!(out, r#"{"a":"[REDACTED]","b":"x[REDACTED]y"}"#);
+        let m = masked(KEY.len());
+        assert_eq!(out, format!(r#"{{"a":"{m}","b":"x{m}y"}}"#));
+        assert_eq!(out.len(), len);
         assert!(g.redacted);
         let mut g = guard("sk/ab+cd\"ef");
         let out = g.whole(br#"{"k":"sk\/ab+cd\"ef","j":"sk/ab+cd\"ef"}"#.to_vec());
-        assert_eq!(out, br#"{"k":"[REDACTED]","j":"[REDACTED]"}"#.to_vec());
+        let (m13, m12) = (masked(13), masked(12));
+        assert_eq!(out, format!(r#"{{"k":"{m13}","j":"{m12}"}}"#).into_bytes());
+        // Every character escaped, in either case of hex digit.
+        let escaped: String = KEY
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        let mut g = guard(KEY);
+        let out = g.whole(
+            format!(
+                r#"{{"a":"{escaped}","b":"{}"}}"#,
+                escaped.to_uppercase().replace("\\U", "\\u")
+            )
+            .into_bytes(),
+        );
+        let m = masked(escaped.len());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(r#"{{"a":"{m}","b":"{m}"}}"#)
+        );
+        // Short spans are all stars.
+        let mut span = *b"abcdefgh";
+        mark(&mut span);
+        assert_eq!(&span, b"********");
     }
 
     #[test]
@@ -206,7 +253,8 @@ mod tests {
                 &[&event.as_bytes()[..cut], &event.as_bytes()[cut..]],
             );
             let out = String::from_utf8(out).unwrap();
-            assert_eq!(out, "data: {\"id\":\"[REDACTED]\"}\n\n", "cut at {cut}");
+            let m = masked(KEY.len());
+            assert_eq!(out, format!("data: {{\"id\":\"{m}\"}}\n\n"), "cut at {cut}");
         }
         // Ordinary events go out whole, at once.
         let mut g = guard(KEY);

@@ -119,7 +119,10 @@ pub async fn relay(
         .get("content-length")
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|n| n <= WHOLE_ANSWER_MAX);
-    if !is_sse && (inspect || small) {
+    // A compressed answer (the router asked for `identity`) cannot be searched for the key: it is
+    // read whole and withheld (see `relay_whole_json`).
+    let encoded = crate::relay_buffered::compressed(upstream.headers()).is_some();
+    if encoded || (!is_sse && (inspect || small)) {
         return crate::relay_buffered::relay_whole_json(shared, ex, upstream, headers, inspect)
             .await;
     }

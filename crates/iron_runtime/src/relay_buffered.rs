@@ -59,7 +59,9 @@ pub(crate) async fn relay_error_body(
         }
         None => {
             let text = String::from_utf8_lossy(&buf);
-            let mut clean = crate::logging::redact(&text).into_bytes();
+            let clean = crate::logging::redact(&text).into_bytes();
+            // The forms of the call's key the log redactor does not know (`\/`, `\uXXXX`).
+            let mut clean = keep_key_out(&mut ex, clean);
             // Providers quote the input in validation errors: the response policy checks every
             // string.
             if shared.policies.safety.response_active {
@@ -90,7 +92,7 @@ pub(crate) async fn relay_error_body(
 }
 
 /// The `content-encoding` of an answer that is compressed (anything but `identity`).
-fn compressed(headers: &axum::http::HeaderMap) -> Option<String> {
+pub(crate) fn compressed(headers: &axum::http::HeaderMap) -> Option<String> {
     let v = headers.get(axum::http::header::CONTENT_ENCODING)?;
     let v = String::from_utf8_lossy(v.as_bytes())
         .trim()
@@ -203,7 +205,17 @@ pub(crate) async fn relay_whole_json(
     let mut usage = None;
     let mut unreadable = false;
     let kind = crate::cost_policy::api_kind(ex.api);
+    let encoded = compressed(&headers);
     let outcome: Result<Vec<u8>, RouterError> = match &ending {
+        // Asked for `identity`, the provider compressed it anyway: neither the key nor PII can be
+        // looked for in it, so it is not passed on (as a compressed error is not).
+        Ending::Complete if encoded.is_some() => Err(RouterError::UpstreamUnreachable {
+            host: ex.host.clone(),
+            reason: format!(
+                "it answered with a compressed body ({}) although Iron Cage asked for an uncompressed one; Iron Cage cannot check a compressed answer for the provider key or PII, so it was withheld. Check what sits between Iron Cage and the provider",
+                encoded.as_deref().unwrap_or("").chars().take(40).collect::<String>()
+            ),
+        }),
         Ending::Complete if !inspect => {
             if ex.api.is_billable() {
                 usage = iron_cost::usage_from_bytes(kind, &buf);

@@ -175,26 +175,51 @@ pub fn reencode_in_order(body: &[u8], redacted: &Value) -> Result<Vec<u8>, serde
 }
 
 /// `body`, a JSON object, with its top-level members named in `drop` left out and `name: value`
-/// written first; the other members keep their document order, as in [`reencode_in_order`].
+/// written first; the other members keep their document order and their own bytes (a number
+/// beyond 64 bits stays as written: read into a tree it would become a float).
 pub fn with_first_member(
     body: &[u8],
     drop: &[&str],
     name: &str,
     value: Value,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let Ordered::Object(members) = serde_json::from_slice(body)? else {
-        return Err(de::Error::custom("not a JSON object"));
-    };
-    let mut out = Vec::with_capacity(members.len() + 1);
-    out.push((name.to_string(), Ordered::Leaf(value)));
-    out.extend(
-        members
-            .into_iter()
-            .filter(|(k, _)| !drop.contains(&k.as_str())),
-    );
+    let RawMembers(members) = serde_json::from_slice(body)?;
     let mut bytes = Vec::with_capacity(body.len() + 40);
-    serde_json::to_writer(&mut bytes, &Ordered::Object(out))?;
+    bytes.push(b'{');
+    serde_json::to_writer(&mut bytes, name)?;
+    bytes.push(b':');
+    serde_json::to_writer(&mut bytes, &value)?;
+    for (k, v) in members.iter().filter(|(k, _)| !drop.contains(&k.as_str())) {
+        bytes.push(b',');
+        serde_json::to_writer(&mut bytes, k)?;
+        bytes.push(b':');
+        bytes.extend_from_slice(v.get().as_bytes());
+    }
+    bytes.push(b'}');
     Ok(bytes)
+}
+
+/// A JSON object's top-level members in document order, each value as its own bytes.
+struct RawMembers(Vec<(String, Box<serde_json::value::RawValue>)>);
+
+impl<'de> Deserialize<'de> for RawMembers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawMembers, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry()? {
+                    out.push((k, v));
+                }
+                Ok(RawMembers(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// A JSON value whose objects keep their members in document order.
@@ -331,6 +356,24 @@ impl<'de> Visitor<'de> for OrderedVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_written_first_leaves_the_others_as_they_were() {
+        let body =
+            br#"{ "model":"o3", "max_completion_tokens":null, "seed":123456789012345678901234,
+            "x":[1.50, "\u00e9"] }"#;
+        let out = with_first_member(
+            body,
+            &["max_completion_tokens"],
+            "max_completion_tokens",
+            Value::from(4096),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"max_completion_tokens":4096,"model":"o3","seed":123456789012345678901234,"x":[1.50, "\u00e9"]}"#
+        );
+    }
 
     #[test]
     fn half_a_surrogate_pair_reads_as_the_replacement_character() {

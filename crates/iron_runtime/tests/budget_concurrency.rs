@@ -359,7 +359,7 @@ async fn a_null_output_limit_is_sent_as_the_one_that_was_held() {
         let provider = FakeProvider::start(json_reply()).await;
         let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
         let router = start_router(&ks, json!({ "budgetUsd": 10.0 }));
-        let chat = r#"{"model":"gpt-4o","max_completion_tokens":null,"messages":[{"role":"user","content":"caf\u00e9 \u2713"}],"temperature":0.1}"#;
+        let chat = r#"{"model":"gpt-4o","max_completion_tokens":null,"messages":[{"role":"user","content":"caf\u00e9 \u2713"}],"temperature":0.1,"seed":123456789012345678901234}"#;
         let legacy_name = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":null}"#;
         let responses = r#"{"model":"gpt-4o","input":"hi","max_output_tokens":null}"#;
         let auth = format!("Bearer {IC}");
@@ -376,7 +376,8 @@ async fn a_null_output_limit_is_sent_as_the_one_that_was_held() {
         let sent: Vec<Value> = seen.iter().map(|s| s.json()).collect();
         assert_eq!(
             std::str::from_utf8(&seen[0].body).expect("utf-8"),
-            r#"{"max_completion_tokens":16384,"model":"gpt-4o","messages":[{"role":"user","content":"café ✓"}],"temperature":0.1}"#
+            // The other members as they came (escapes, and a number beyond 64 bits, included).
+            r#"{"max_completion_tokens":16384,"model":"gpt-4o","messages":[{"role":"user","content":"caf\u00e9 \u2713"}],"temperature":0.1,"seed":123456789012345678901234}"#
         );
         assert_eq!(sent[1]["max_completion_tokens"], 16_384);
         assert!(sent[1].get("max_tokens").is_none(), "{}", sent[1]);

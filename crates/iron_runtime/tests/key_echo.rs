@@ -19,6 +19,11 @@ fn no_pii() -> serde_json::Value {
         "response": { "default": "off", "secret": "off" } } })
 }
 
+/// What the key becomes: `[REDACTED]` padded with `*` to the key's length (a body keeps its length).
+fn masked() -> String {
+    format!("[REDACTED{}]", "*".repeat(OPENAI_KEY.len() - 10))
+}
+
 async fn router_over(port: u16) -> (FakeKeyServer, iron_runtime::Router) {
     let ks = FakeKeyServer::with_key(
         OPENAI_KEY,
@@ -48,8 +53,8 @@ async fn a_key_echoed_in_a_whole_answer_is_replaced() {
         let (status, doc, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
         assert_eq!(status, 200, "{text}");
         assert!(!text.contains(OPENAI_KEY), "{text}");
-        assert_eq!(doc["debug"]["sent"], "Bearer [REDACTED]");
-        assert_eq!(doc["choices"][0]["message"]["content"], "your key is [REDACTED]");
+        assert_eq!(doc["debug"]["sent"], format!("Bearer {}", masked()));
+        assert_eq!(doc["choices"][0]["message"]["content"], format!("your key is {}", masked()));
         // Still priced from its usage.
         assert_eq!(doc["usage"]["prompt_tokens"], 5);
         router.stop().await;
@@ -84,8 +89,8 @@ async fn a_key_echoed_in_a_stream_is_replaced_even_split_across_writes() {
         assert_eq!(status, 200, "{text}");
         assert!(!text.contains(OPENAI_KEY), "{text}");
         assert!(!text.contains(&OPENAI_KEY[..7]), "not even the half sent first: {text}");
-        assert!(text.contains(": debug [REDACTED]\n\n"), "{text}");
-        assert!(text.contains("data: {\"id\":\"[REDACTED]\",\"object\""), "{text}");
+        assert!(text.contains(&format!(": debug {}\n\n", masked())), "{text}");
+        assert!(text.contains(&format!("data: {{\"id\":\"{}\",\"object\"", masked())), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "the stream ends as it came: {text}");
         router.stop().await;
     })
@@ -171,4 +176,67 @@ async fn option_errors_never_quote_a_key() {
         }
         assert!(e.contains("[REDACTED]"), "{e}");
     }
+}
+
+/// Answers the router cannot read whole (long downloads) keep the length their head declares, with
+/// the key masked in place; error answers are searched for every form of the key; a compressed
+/// answer (the router asked for none) cannot be searched, so it is withheld.
+#[tokio::test]
+async fn long_error_and_compressed_answers_never_carry_the_key() {
+    bounded(30, async {
+        let (port, _, _task) = raw_upstream(|n, mut s| async move {
+            if !read_request(&mut s).await {
+                return;
+            }
+            // Every character escaped, as some JSON writers do for non-alphanumerics (or all).
+            let slashed: String = OPENAI_KEY.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+            let (head, body): (&str, Vec<u8>) = match n {
+                // 300 KiB of bytes with the key in the middle: relayed as it arrives.
+                1 => {
+                    let mut b = vec![b'x'; 300 * 1024];
+                    b[150_000..150_000 + OPENAI_KEY.len()].copy_from_slice(OPENAI_KEY.as_bytes());
+                    ("200 OK\r\ncontent-type: application/octet-stream", b)
+                }
+                2 => (
+                    "400 Bad Request\r\ncontent-type: application/json",
+                    format!(r#"{{"error":{{"message":"bad key {slashed}","type":"invalid_request_error"}}}}"#).into_bytes(),
+                ),
+                _ => (
+                    "200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip",
+                    format!("not really gzip but holds {OPENAI_KEY}").into_bytes(),
+                ),
+            };
+            let head = format!("HTTP/1.1 {head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&body).await;
+        })
+        .await;
+        let (_ks, router) = router_over(port).await;
+        let get = |path: &'static str| {
+            let url = format!("http://127.0.0.1:{}{path}", router.port());
+            async move {
+                client().get(url).header("authorization", format!("Bearer {IC}")).send().await.expect("answer")
+            }
+        };
+        let resp = get("/v1/files/file-1/content").await;
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.content_length(), Some(300 * 1024), "the declared length stands");
+        let bytes = resp.bytes().await.expect("the whole body arrives");
+        assert_eq!(bytes.len(), 300 * 1024);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(OPENAI_KEY));
+        assert_eq!(&text[150_000..150_000 + OPENAI_KEY.len()], masked());
+
+        let (status, _, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(!text.contains("\\u0073\\u006b"), "the escaped key is masked: {text}");
+        assert!(text.contains("bad key [REDACTED"), "{text}");
+
+        let (status, _, text) = status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        assert_eq!(status, 502, "{text}");
+        assert!(!text.contains(OPENAI_KEY), "{text}");
+        assert!(text.contains("compressed body (gzip)"), "{text}");
+        router.stop().await;
+    })
+    .await;
 }

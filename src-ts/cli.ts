@@ -345,7 +345,7 @@ interface RunPlan {
   restarts?: number
   backoffMs?: number
   graceMs: number
-  interactive: boolean
+  interactive?: boolean
 }
 
 /**

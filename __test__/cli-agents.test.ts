@@ -74,7 +74,7 @@ function signalWhen(steps: Array<[RegExp, NodeJS.Signals]>): (p: ReturnType<type
 }
 
 /** A pseudo-terminal (`script`) running the CLI; `input` is typed into it once its output matches. */
-function atTerminal(args: string[], input: Array<[RegExp, string]>, env: Record<string, string | undefined> = {}): Promise<{ code: number | null; out: string }> {
+function atTerminal(args: string[], input: Array<[RegExp, string]>, env: Record<string, string | undefined> = {}, killAfterMs = 25_000): Promise<{ code: number | null; out: string }> {
   const quoted = [process.execPath, CLI, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ')
   return new Promise((resolve) => {
     const all: Record<string, string | undefined> = { ...process.env, ...env }
@@ -85,7 +85,9 @@ function atTerminal(args: string[], input: Array<[RegExp, string]>, env: Record<
       out += d.toString()
       while (input.length && input[0]![0].test(out)) p.stdin.write(input.shift()![1])
     })
-    p.on('close', (code) => resolve({ code, out }))
+    // A hung terminal (the failure some tests look for) ends the test, not the run.
+    const timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs)
+    p.on('close', (code) => (clearTimeout(timer), resolve({ code, out })))
   })
 }
 
@@ -265,6 +267,14 @@ describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents'
     expect(c.out).toContain('python3 was stopped: ended by SIGINT (interrupted at the terminal (Ctrl-C))')
     expect(c.out).not.toContain('restart')
     expect(c.code).toBe(130)
+  }, 30_000)
+
+  it.skipIf(!existsSync('/usr/bin/script'))('--interactive: Ctrl-Z does not freeze a Node agent (Node resets the ignored SIGTSTP): it is resumed, Ctrl-C still ends it', async () => {
+    const ticker = 'let i = 0; setInterval(() => console.log("tick " + ++i), 100)'
+    const r = await atTerminal(['run', ...keyArgs(), '--interactive', '--', process.execPath, '-e', ticker], [[/tick 3\b/, '\x1a'], [/tick 12\b/, '\x03']], {}, 20_000)
+    expect(r.out).toContain('tick 12')
+    expect(r.out).toMatch(/ was stopped: ended by SIGINT \(interrupted at the terminal/)
+    expect(r.code).toBe(130)
   }, 30_000)
 
   it('Ctrl-C stops a shell loop that runs iron-cage, as it would without it', async () => {

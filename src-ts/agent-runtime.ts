@@ -15,7 +15,11 @@ export interface AgentInfo {
   command: string
   args: string[]
   status: AgentStatus
-  /** True once the status is final (no stop pending, no restart coming). */
+  /**
+   * True once the agent is done: status final (no stop pending, no restart coming) and no wait for
+   * its calls at the provider. During that wait (`settling`) the process is gone and `status` is
+   * already the final one ('exited', 'crashed', 'stopped'), while `finished` is still false.
+   */
   finished: boolean
   pid: number | null
   exitCode: number | null

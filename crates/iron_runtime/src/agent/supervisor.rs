@@ -301,13 +301,18 @@ async fn finish(
     reason: Option<String>,
     wait: Wait<'_>,
 ) {
+    {
+        // The process is gone: its final status shows during a wait for its calls at the provider
+        // (`finished` stays false until that wait ends and the event is out).
+        let mut s = agent.state();
+        s.status = status;
+        s.reason = reason.clone();
+    }
     agent.stop_router(wait.ended()).await;
     {
         let mut s = agent.state();
-        s.status = status;
         s.finished = true;
         s.ended_at_ms = Some(s.exited_at_ms.unwrap_or_else(now_ms));
-        s.reason = reason.clone();
     }
     agent.persist();
     agent.emit(action, reason);

@@ -89,8 +89,9 @@ after it is the command's own. Exits with the command's exit code (128 + n when 
 
 A SIGINT (Ctrl-C), SIGTERM or SIGHUP to iron-cage is passed on to the command's process group;
 still running after --grace-ms it gets SIGTERM, then SIGKILL after another --grace-ms; a second
-Ctrl-C kills at once. A command stopped that way is not restarted. When it ended by Ctrl-C (or by
-SIGINT), iron-cage ends by SIGINT too, so that a shell script or loop running it stops. If it ended
+Ctrl-C kills at once. A command stopped that way is not restarted. After a Ctrl-C, or when the
+command ended by SIGINT or SIGQUIT, iron-cage prints its summary and ends by that signal too, so
+that a shell script or loop running it stops as it would without iron-cage. If it ended
 with calls still at the provider, iron-cage says so and waits for them (at most the provider
 timeout) so they are charged; Ctrl-C stops that wait.
 
@@ -123,6 +124,7 @@ Examples:
   IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 0.50 -- python3 agent.py
   IRON_CAGE_SERVER_TOKEN=ic_… iron-cage run --server https://iron-cage.example.com --budget 2 -- node agent.mjs
   IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 --on-budget stop --json -- ./my-agent
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --interactive --budget 1 -- python3 chat.py   # reads the terminal
   IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 python3 chat.py --model gpt-4o   # --model is chat.py's`,
   serve: `Usage: iron-cage serve [options]
 

@@ -141,6 +141,19 @@ describe.skipIf(process.platform === 'win32')('AgentRuntime', () => {
     expect(up.hits).toBe(2)
   })
 
+  it('while its calls at the provider settle, an agent that exited has its final status (not running), finished only after', async () => {
+    const rt = freshRuntime()
+    up.behaviour.delayBeforeHeadersMs = 60_000
+    const agent = rt.startAgent({
+      command: 'python3',
+      args: ['-c', PY_AGENT.replace('urllib.request.urlopen(req)', 'urllib.request.urlopen(req, timeout=0.3)').replace('except urllib.error.HTTPError as e:', 'except Exception:')],
+    })
+    await until(() => agent.info().settling !== null, 10_000)
+    expect(agent.info()).toMatchObject({ status: 'exited', exitCode: 0, finished: false, settling: { calls: 1 } })
+    await agent.stop()
+    expect(await agent.wait()).toMatchObject({ status: 'exited', exitCode: 0, finished: true, settling: null })
+  }, 20_000)
+
   it('stop: SIGTERM reaches the agent, which exits by itself within the grace', async () => {
     const rt = freshRuntime()
     const marker = join(scratch, 'sigterm')

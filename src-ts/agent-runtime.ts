@@ -15,7 +15,11 @@ export interface AgentInfo {
   command: string
   args: string[]
   status: AgentStatus
-  /** True once the status is final (no stop pending, no restart coming). */
+  /**
+   * True once the agent is done: status final (no stop pending, no restart coming) and no wait for
+   * its calls at the provider. During that wait (`settling`) the process is gone and `status` is
+   * already the final one ('exited', 'crashed', 'stopped'), while `finished` is still false.
+   */
   finished: boolean
   pid: number | null
   exitCode: number | null
@@ -109,8 +113,10 @@ export interface StartAgentOptions {
    * The child's stdin: `'ignore'` (default), `'inherit'`, or `'terminal'`: inherited, and when it
    * is a terminal whose foreground job is this process, the agent's process group becomes the
    * terminal's foreground group while it runs (as a shell does for a job): it reads the terminal
-   * and gets the terminal's Ctrl-C (SIGINT) directly; Ctrl-Z is ignored in it. A terminal this
-   * process is in the background of gives `'ignore'`. stdout and stderr are inherited.
+   * and gets the terminal's Ctrl-C (SIGINT) directly, which this process does not see: an exit
+   * by SIGINT/SIGQUIT or with code 130 counts as a stop, any other non-zero exit as a crash (and is
+   * restarted per `restart`). Ctrl-Z does not suspend it (a stopped process of its group is resumed
+   * at once). A terminal this process is in the background of gives `'ignore'`. stdout and stderr are inherited.
    */
   stdin?: 'inherit' | 'ignore' | 'terminal' | undefined
 }

@@ -87,10 +87,11 @@ IRON_CAGE_* pointing at its own router (and 127.0.0.1,localhost added to NO_PROX
 Its OpenAI / Anthropic SDK calls are metered and governed. Options end at <command>: everything
 after it is the command's own. Exits with the command's exit code (128 + n when a signal ended it).
 
-At a terminal the command is the foreground job: it reads the terminal (input() works) and Ctrl-C
-reaches it as SIGINT, as without iron-cage (Ctrl-Z is ignored). Otherwise a SIGINT, SIGTERM or
-SIGHUP to iron-cage is passed on to the command's process group; still running after --grace-ms
-it gets SIGTERM, then SIGKILL after another --grace-ms; a second Ctrl-C kills at once. If it ended
+A SIGINT (Ctrl-C), SIGTERM or SIGHUP to iron-cage is passed on to the command's process group;
+still running after --grace-ms it gets SIGTERM, then SIGKILL after another --grace-ms; a second
+Ctrl-C kills at once. A command stopped that way is not restarted. After a Ctrl-C, or when the
+command ended by SIGINT or SIGQUIT, iron-cage prints its summary and ends by that signal too, so
+that a shell script or loop running it stops as it would without iron-cage. If it ended
 with calls still at the provider, iron-cage says so and waits for them (at most the provider
 timeout) so they are charged; Ctrl-C stops that wait.
 
@@ -107,6 +108,13 @@ Options:
                                   refused, or 3 calls in a row were refused (one refusal is not)
   --restarts N [--backoff-ms MS]  restart the command up to N times if it crashes
   --grace-ms MS                   time each stop signal gets before the next (default 5000)
+  --interactive                   for a command that reads the terminal (input(), a chat prompt):
+                                  it becomes the terminal's foreground job and gets Ctrl-C itself.
+                                  Caveat: iron-cage then does not see the Ctrl-C; only an exit by
+                                  SIGINT/SIGQUIT or with code 130 counts as stopped by you, any
+                                  other (e.g. exit 1 on KeyboardInterrupt) as a crash, which
+                                  --restarts restarts. Ctrl-Z does not suspend it (it goes on).
+                                  Without --interactive its stdin at a terminal is /dev/null.
   --name NAME                     the agent's name in events and the state store
   --state PATH                    persist the agent and its calls in this SQLite file
   --json                          no live line; print the summary as JSON on the last stdout line
@@ -116,6 +124,7 @@ Examples:
   IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 0.50 -- python3 agent.py
   IRON_CAGE_SERVER_TOKEN=ic_… iron-cage run --server https://iron-cage.example.com --budget 2 -- node agent.mjs
   IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 --on-budget stop --json -- ./my-agent
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --interactive --budget 1 -- python3 chat.py   # reads the terminal
   IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 python3 chat.py --model gpt-4o   # --model is chat.py's`,
   serve: `Usage: iron-cage serve [options]
 
@@ -156,6 +165,7 @@ const RUN_OPTIONS = {
   restarts: { type: 'string' },
   'backoff-ms': { type: 'string' },
   'grace-ms': { type: 'string' },
+  interactive: { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options']
 
 type Values = Partial<Record<keyof typeof RUN_OPTIONS, string | boolean>>
@@ -337,6 +347,7 @@ interface RunPlan {
   restarts?: number
   backoffMs?: number
   graceMs: number
+  interactive?: boolean
 }
 
 /**
@@ -354,6 +365,10 @@ async function warnIfNoKey(options: LlmRouterOptions): Promise<void> {
     await probe.stop()
   }
 }
+
+/** The signal iron-cage ends by, after its summary (as `timeout` and `env` do): a calling shell
+ * stops its script or loop only when its child died by SIGINT. */
+let endBySignal: NodeJS.Signals | undefined
 
 async function runAgent(plan: RunPlan): Promise<number> {
   const [command, ...args] = plan.command
@@ -400,8 +415,9 @@ async function runAgent(plan: RunPlan): Promise<number> {
       budgetUsd: plan.budget,
       onBudgetExhausted: plan.onBudget,
       graceMs: plan.graceMs,
-      // At a terminal the agent is its foreground job (it reads it, Ctrl-C reaches it directly).
-      stdin: process.stdin.isTTY ? 'terminal' : 'inherit',
+      // By default iron-cage stays the terminal's foreground job (it gets Ctrl-C and stops the agent,
+      // never restarting it); --interactive hands the terminal to the agent, which reads it.
+      stdin: process.stdin.isTTY ? (plan.interactive ? 'terminal' : 'ignore') : 'inherit',
       ...(plan.restarts !== undefined ? { restart: { maxRestarts: plan.restarts, backoffMs: plan.backoffMs ?? 1000 } } : {}),
     })
   } catch (err) {
@@ -434,6 +450,8 @@ async function runAgent(plan: RunPlan): Promise<number> {
   const stats = agent.stats()
   await runtime.shutdown()
   const code = exitCodeOf(info)
+  if (interrupts > 0 && first === 'SIGINT') endBySignal = 'SIGINT'
+  else if (info.signal === 'SIGINT' || info.signal === 'SIGQUIT') endBySignal = info.signal
   // The agent's run time: a wait for its calls at the provider afterwards is not part of it.
   const durationMs = (info.endedAtMs ?? Date.now()) - started
   if (plan.json) {
@@ -474,6 +492,7 @@ function runPlan(argv: string[]): RunPlan {
     restarts,
     backoffMs: num(values, 'backoff-ms', 'milliseconds', 3_600_000),
     graceMs: num(values, 'grace-ms', 'milliseconds', 3_600_000) ?? 5000,
+    interactive: values.interactive === true,
   }
 }
 
@@ -596,7 +615,13 @@ function isCommand(cmd: string): cmd is 'run' | 'serve' | 'demo' {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    if (!endBySignal) process.exit(code)
+    process.removeAllListeners(endBySignal)
+    process.kill(process.pid, endBySignal)
+    // Still here: the signal is ignored (a non-interactive shell's `&` ignores SIGINT).
+    setTimeout(() => process.exit(code), 200)
+  },
   (err: unknown) => {
     const cmd = process.argv[2] ?? ''
     if (err instanceof UsageError) {

@@ -64,7 +64,8 @@ impl StopSignal {
 /// [`terminal_is_ours`]) the new group also becomes the terminal's foreground group, as a shell
 /// does for the job it runs: the agent reads the terminal, and the terminal's Ctrl-C (SIGINT) and
 /// Ctrl-\ (SIGQUIT) reach it as they would without iron-cage. Ctrl-Z is ignored in the agent (a
-/// stopped foreground group that nobody resumes would hang the terminal). [`reclaim_terminal`]
+/// stopped foreground group that nobody resumes would hang the terminal); a process that resets
+/// that (Node does) is resumed by the supervisor ([`resume_if_stopped`]). [`reclaim_terminal`]
 /// takes the terminal back when it ends.
 pub fn lead_new_group(cmd: &mut tokio::process::Command, take_terminal: bool) {
     #[cfg(unix)]
@@ -174,6 +175,60 @@ pub fn signal_group(pgid: u32, sig: StopSignal) -> bool {
 #[cfg(not(unix))]
 pub fn signal_group(_pgid: u32, _sig: StopSignal) -> bool {
     false
+}
+
+/// Resume group `pgid` (SIGCONT) if a process in it is stopped by job control: the terminal's Ctrl-Z
+/// (SIGTSTP), or SIGTTIN / SIGTTOU. An agent given the terminal is its foreground group, which only
+/// iron-cage could resume: a stop there would hang the terminal. Ignoring SIGTSTP at spawn is not
+/// enough, since Node resets signal dispositions at startup. True if it sent SIGCONT.
+#[cfg(target_os = "linux")]
+pub fn resume_if_stopped(pgid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let stopped = dir.flatten().any(|entry| {
+        let name = entry.file_name();
+        name.to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+            .and_then(proc_state_and_pgrp)
+            // 'T': stopped by a signal ('t' is a debugger's stop: left alone).
+            .is_some_and(|(state, pgrp)| pgrp == pgid && state == 'T')
+    });
+    stopped && continue_group(pgid)
+}
+
+/// Resume group `pgid` if its leader (our child) is stopped by job control (no `/proc` to look
+/// at the rest of the group).
+#[cfg(all(unix, not(target_os = "linux")))]
+pub fn resume_if_stopped(pgid: u32) -> bool {
+    let Ok(pid) = libc::id_t::try_from(pgid) else {
+        return false;
+    };
+    // SAFETY: waitid writes only into the local, zero-initialised siginfo_t. WSTOPPED without
+    // WEXITED never reaps: the exit status stays for the supervisor's wait.
+    let stopped = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(libc::P_PID, pid, &mut info, libc::WSTOPPED | libc::WNOHANG) == 0
+            && info.si_pid() != 0
+    };
+    stopped && continue_group(pgid)
+}
+
+#[cfg(not(unix))]
+pub fn resume_if_stopped(_pgid: u32) -> bool {
+    false
+}
+
+#[cfg(unix)]
+fn continue_group(pgid: u32) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: killpg takes two integers and touches no memory of ours.
+    unsafe { libc::killpg(pgid, libc::SIGCONT) == 0 }
 }
 
 /// True while a live (not zombie) process remains in group `pgid`.

@@ -3,8 +3,8 @@
 //! and record every transition.
 
 use super::process_group::{
-    escaped_descendants, reap_leftovers, reclaim_terminal, signal_escapees, signal_group,
-    wait_escapees_gone, wait_group_gone, StopSignal,
+    escaped_descendants, reap_leftovers, reclaim_terminal, resume_if_stopped, signal_escapees,
+    signal_group, wait_escapees_gone, wait_group_gone, StopSignal,
 };
 use super::spawn::{spawn_agent, RouterEnv, Spawned};
 use super::status::{signal_name, AgentStatus};
@@ -26,6 +26,9 @@ enum RunEnd {
 
 type Stops = mpsc::UnboundedReceiver<StopRequest>;
 
+/// How often an agent that has the terminal is checked for a job-control stop (Ctrl-Z).
+const STOPPED_POLL: std::time::Duration = std::time::Duration::from_millis(150);
+
 /// Drive the agent until it reaches a final status, then stop its router.
 pub(crate) async fn supervise(
     agent: Arc<SupervisedAgent>,
@@ -37,11 +40,22 @@ pub(crate) async fn supervise(
     agent.state().has_terminal = spawned.has_terminal;
     loop {
         let pgid = child.id();
-        let end = tokio::select! {
-            status = child.wait() => RunEnd::OnItsOwn(status),
-            Some(req) = stops.recv() => {
-                let (status, ends_wait) = terminate(&agent, &mut child, pgid, &req, &mut stops).await;
-                RunEnd::Stopped(status, req.reason, ends_wait)
+        // With the terminal, a Ctrl-Z (SIGTSTP) that stopped a process of the group is undone at
+        // once: the agent's group is the terminal's foreground job and nobody else would resume it.
+        let watch_stops = agent.state().has_terminal;
+        let mut tick = tokio::time::interval(STOPPED_POLL);
+        let end = loop {
+            tokio::select! {
+                status = child.wait() => break RunEnd::OnItsOwn(status),
+                Some(req) = stops.recv() => {
+                    let (status, ends_wait) = terminate(&agent, &mut child, pgid, &req, &mut stops).await;
+                    break RunEnd::Stopped(status, req.reason, ends_wait);
+                }
+                _ = tick.tick(), if watch_stops => {
+                    if let Some(pgid) = pgid {
+                        resume_if_stopped(pgid);
+                    }
+                }
             }
         };
         let (status, stopped) = match end {
@@ -287,13 +301,18 @@ async fn finish(
     reason: Option<String>,
     wait: Wait<'_>,
 ) {
+    {
+        // The process is gone: its final status shows during a wait for its calls at the provider
+        // (`finished` stays false until that wait ends and the event is out).
+        let mut s = agent.state();
+        s.status = status;
+        s.reason = reason.clone();
+    }
     agent.stop_router(wait.ended()).await;
     {
         let mut s = agent.state();
-        s.status = status;
         s.finished = true;
         s.ended_at_ms = Some(s.exited_at_ms.unwrap_or_else(now_ms));
-        s.reason = reason.clone();
     }
     agent.persist();
     agent.emit(action, reason);

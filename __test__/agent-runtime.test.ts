@@ -278,4 +278,15 @@ rt.unref()
     writeFileSync(notSqlite, 'not a database, just text '.repeat(100))
     expect(() => new AgentRuntime({ providerKey: KEY, statePath: notSqlite })).toThrow(expect.objectContaining({ code: 'INVALID_OPTIONS' }))
   })
+
+  it('shutdown() resolves once every agent has ended in JS too: wait() settled, exited event sent', async () => {
+    for (let round = 0; round < 5; round++) {
+      const rt = new AgentRuntime({ providerKey: KEY, providerBaseUrl: up.url })
+      const agents = [0, 1, 2].map(() => rt.startAgent({ command: 'sleep', args: ['30'], graceMs: 200 }))
+      let settled = false
+      void Promise.all(agents.map((a) => a.wait())).then(() => (settled = true))
+      await rt.shutdown()
+      expect(settled, `round ${round}`).toBe(true)
+    }
+  })
 })

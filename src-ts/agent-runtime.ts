@@ -363,7 +363,13 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
   shutdown(options: { graceMs?: number | undefined } = {}): Promise<void> {
     if (!this.#shutdown) {
       const grace = checkGrace(options.graceMs)
-      this.#shutdown = this.#inner.shutdown(grace ?? null).finally(() => this.#release())
+      // The process is held open until every agent's end has reached JS too (its `wait()` and
+      // `exited` event), not only until the native shutdown returns (at most 2 s more).
+      const ends = Promise.all([...this.#agents.values()].map((a) => a.wait()))
+      this.#shutdown = this.#inner
+        .shutdown(grace ?? null)
+        .then(() => within(ends, 2000))
+        .finally(() => this.#release())
     }
     return this.#shutdown
   }
@@ -409,4 +415,11 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
       for (const e of events) if (e.type === 'agent') emitIsolated(this, 'agent', e)
     })
   }
+}
+
+/** Waits for `p` (its outcome ignored), at most `ms`. */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))])
+  clearTimeout(timer)
 }

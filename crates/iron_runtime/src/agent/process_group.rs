@@ -160,13 +160,9 @@ pub fn reclaim_terminal(_pgid: u32) {}
 /// Send `sig` to every process of group `pgid`. True if the group existed.
 #[cfg(unix)]
 pub fn signal_group(pgid: u32, sig: StopSignal) -> bool {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+    let Some(pgid) = agent_group(pgid) else {
         return false;
     };
-    // pgid 0 or 1 would address our own group or init's: never what an agent stop means.
-    if pgid <= 1 {
-        return false;
-    }
     // SAFETY: killpg takes two integers and touches no memory of ours; std has no safe equivalent.
     unsafe { libc::killpg(pgid, sig.number()) == 0 }
 }
@@ -219,14 +215,18 @@ pub fn resume_if_stopped(_pgid: u32) -> bool {
     false
 }
 
+/// `pgid` as a group id signals may address: 0 or 1 would reach our own group or init's, never
+/// what an agent's group means.
+#[cfg(unix)]
+fn agent_group(pgid: u32) -> Option<libc::pid_t> {
+    libc::pid_t::try_from(pgid).ok().filter(|&g| g > 1)
+}
+
 #[cfg(unix)]
 fn continue_group(pgid: u32) -> bool {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+    let Some(pgid) = agent_group(pgid) else {
         return false;
     };
-    if pgid <= 1 {
-        return false;
-    }
     // SAFETY: killpg takes two integers and touches no memory of ours.
     unsafe { libc::killpg(pgid, libc::SIGCONT) == 0 }
 }
@@ -266,12 +266,9 @@ pub fn group_alive(_pgid: u32) -> bool {
 
 #[cfg(unix)]
 fn fallback_group_alive(pgid: u32) -> bool {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+    let Some(pgid) = agent_group(pgid) else {
         return false;
     };
-    if pgid <= 1 {
-        return false;
-    }
     // SAFETY: signal 0 only checks for existence; two integers, no memory.
     unsafe { libc::killpg(pgid, 0) == 0 }
 }

@@ -4,7 +4,7 @@
 //! data source may already agree; the entries stay so a regression in the source cannot
 //! silently come back.
 
-use crate::price::{ModelPrice, PicoUsd};
+use crate::price::{LongContextTier, ModelPrice, PicoUsd, TokenRates};
 
 /// Which rate a correction sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +87,46 @@ pub const CORRECTIONS: &[Correction] = &[
     },
 ];
 
-/// Applies `CORRECTIONS` to the base rates of matching models.
+/// A long-context tier some public maps leave out, pinned like [`Correction`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierCorrection {
+    /// Catalog id the tier belongs to.
+    pub model: &'static str,
+    /// The tier (it replaces whatever tier the data file gives the model).
+    pub tier: LongContextTier,
+    /// Why, with the source of the figures.
+    pub reason: &'static str,
+}
+
+/// The long-context tiers, applied after [`CORRECTIONS`].
+pub const TIER_CORRECTIONS: &[TierCorrection] = &[TierCorrection {
+    model: "claude-sonnet-4-0",
+    tier: LongContextTier {
+        above_input_tokens: 200_000,
+        rates: TokenRates {
+            input: 6_000_000,
+            cached_input: 600_000,
+            cache_write_5m: 7_500_000,
+            cache_write_1h: 12_000_000,
+            output: 22_500_000,
+            // No audio rates of its own: audio at the text rates, as the catalog fills them.
+            input_audio: 6_000_000,
+            cached_input_audio: 600_000,
+            output_audio: 22_500_000,
+        },
+    },
+    reason: "Anthropic pricing page: Claude Sonnet 4 and 4.5 with more than 200K input tokens \
+             (1M-context beta) cost $6 in / $22.50 out, cache writes $7.50 (5m) / $12 (1h), cache \
+             reads $0.60, for the whole request; the data source lists the tier for Sonnet 4.5 only",
+}];
+
+/// Applies `CORRECTIONS` to the base rates of matching models, then `TIER_CORRECTIONS`.
 pub(crate) fn apply_corrections(models: &mut [ModelPrice]) {
+    for t in TIER_CORRECTIONS {
+        for m in models.iter_mut().filter(|m| m.id == t.model) {
+            m.long_context = Some(t.tier);
+        }
+    }
     for c in CORRECTIONS {
         for m in models.iter_mut().filter(|m| m.id == c.model) {
             let slot = match c.field {
@@ -151,6 +189,16 @@ mod tests {
                 .map(|m| m.rates.cache_write_1h),
             Some(30_000_000)
         );
+        // Sonnet 4 above 200k input tokens: the whole request at the long-context rates, like 4.5.
+        let sonnet4 = c.price("claude-sonnet-4-20250514").expect("sonnet 4 priced");
+        let sonnet45 = c.price("claude-sonnet-4-5").expect("sonnet 4.5 priced");
+        assert_eq!(sonnet4.rates_for(200_000).input, 3_000_000);
+        assert_eq!(sonnet4.rates_for(200_001).input, 6_000_000);
+        assert_eq!(sonnet4.rates_for(200_001).output, 22_500_000);
+        assert_eq!(sonnet4.long_context, sonnet45.long_context);
+        for t in TIER_CORRECTIONS {
+            assert!(c.models().iter().any(|m| m.id == t.model), "{}", t.model);
+        }
         // Every correction names a model the catalog really has, so none is a silent no-op.
         for corr in CORRECTIONS {
             assert!(

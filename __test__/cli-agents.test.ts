@@ -152,11 +152,14 @@ describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents'
     expect(r.stderr).toMatch(/not waited for: 1 call still at the provider \(the provider bills it\); up to \$0\.\d+ held for it is not in spent; charged at its hold in .*unsettled\.db/)
     expect(r.signal).toBe('SIGINT')
     expect(r.ms).toBeLessThan(20_000)
-    const [rows, holds] = queryDb(state, ["SELECT cost_micros, estimated, error_code FROM requests", 'SELECT * FROM holds'])
+    const [rows, holds, agents] = queryDb(state, ["SELECT cost_micros, estimated, error_code FROM requests", 'SELECT * FROM holds', 'SELECT spent_micros FROM agents'])
     expect(rows).toHaveLength(1)
     expect(rows![0]).toMatchObject({ estimated: 1, error_code: 'unsettled' })
     expect(Number(rows![0]!.cost_micros)).toBeGreaterThan(0)
     expect(holds).toHaveLength(0)
+    // The agent's row agrees with its ledger.
+    expect(agents).toHaveLength(1)
+    expect(Number(agents![0]!.spent_micros)).toBe(Number(rows![0]!.cost_micros))
   }, 30_000)
 
   it('an agent that gave up on a call and exited: the CLI says what it waits for, Ctrl-C ends the wait, the duration is the agent\'s', async () => {

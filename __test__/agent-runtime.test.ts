@@ -220,6 +220,20 @@ describe.skipIf(process.platform === 'win32')('AgentRuntime', () => {
     expect(existsSync(join(scratch, 'state.db'))).toBe(true)
   })
 
+  it('a fixed id: one running agent has it; once it ended the next start takes it over with its spent', async () => {
+    const rt = freshRuntime({ statePath: join(scratch, 'fixed-id.db') })
+    const first = rt.startAgent({ id: 'writer', command: 'python3', args: ['-c', PY_AGENT], env: { CALLS: '2' } })
+    expect(first.id).toBe('writer')
+    expect(() => rt.startAgent({ id: 'writer', command: 'sleep', args: ['5'] })).toThrow(expect.objectContaining({ code: 'AGENT_ID_IN_USE' }))
+    await first.wait()
+    expect(first.metrics().spentUsd).toBeCloseTo(2 * COST_PER_CALL, 9)
+    const second = rt.startAgent({ id: 'writer', command: 'python3', args: ['-c', PY_AGENT], env: { CALLS: '1' } })
+    await second.wait()
+    expect(second.metrics().spentUsd).toBeCloseTo(3 * COST_PER_CALL, 9)
+    expect(rt.list().map((a) => a.id)).toEqual(['writer'])
+    expect(() => rt.startAgent({ id: '../x', command: 'sleep', args: ['1'] })).toThrow(/invalid option id: must be 1 to 64/)
+  })
+
   it.skipIf(process.platform !== 'linux')('unref() lets the host exit while an agent runs, and the agent does not outlive it', async () => {
     const pidFile = join(scratch, 'unref-agent.pid')
     const host = `

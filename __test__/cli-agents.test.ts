@@ -217,6 +217,33 @@ describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents'
     expect(await shell('no_proxy=.lan')).toBe('127.0.0.1,localhost|.lan,127.0.0.1,localhost')
   })
 
+  it('--id with --state: the agent is the same across runs, its spent carries over and --budget covers them all', async () => {
+    const state = join(scratch, 'fixed-id.db')
+    const agent = `${PY_CALL}\nprint("status", call(max_tokens=20)[0], flush=True)`
+    const run = (budget: string, id = 'researcher-1') => cli(['run', ...keyArgs(), '--id', id, '--state', state, '--budget', budget, '--json', '--', 'python3', '-c', agent])
+    const first = lastJson((await run('1')).stdout)
+    expect(first.agent.id).toBe('researcher-1')
+    expect(first.spentUsd).toBeGreaterThan(0)
+    const second = await run('1')
+    expect(second.stdout).toContain('status 200')
+    expect(lastJson(second.stdout).spentUsd).toBeCloseTo(first.spentUsd * 2, 9)
+    // A budget that the earlier runs used up refuses the call; another id starts from zero.
+    const third = await run((first.spentUsd * 2.5).toFixed(6))
+    expect(third.stdout).toContain('status 402')
+    const other = await run((first.spentUsd * 2.5).toFixed(6), 'researcher-2')
+    expect(other.stdout).toContain('status 200')
+    const [agents] = queryDb(state, ['SELECT id, spent_micros FROM agents ORDER BY id'])
+    expect(agents!.map((a) => a.id)).toEqual(['researcher-1', 'researcher-2'])
+    expect(Number(agents![0]!.spent_micros)).toBe(Math.round(first.spentUsd * 2e6))
+    // Bad ids and --id without --state are refused in CLI terms.
+    const bad = await cli(['run', ...keyArgs(), '--id', 'a b', '--state', state, '--', 'python3', '-c', 'pass'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('invalid --id: must be 1 to 64 ASCII letters')
+    const noState = await cli(['run', ...keyArgs(), '--id', 'x', '--', 'python3', '-c', 'pass'])
+    expect(noState.code).toBe(2)
+    expect(noState.stderr).toContain('--id needs --state PATH')
+  }, 30_000)
+
   it('--on-budget stop: one refused call is not exhaustion (the agent falls back to a cheaper call)', async () => {
     const agent = `${PY_CALL}\nprint("first", call(model="gpt-4o")[0], flush=True)\nprint("fallback", call(max_tokens=50)[0], flush=True)`
     const r = await cli(['run', ...keyArgs(), '--budget', '0.10', '--on-budget', 'stop', '--json', '--', 'python3', '-c', agent])

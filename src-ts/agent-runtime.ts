@@ -94,6 +94,13 @@ export type AgentRuntimeOptions = Omit<LlmRouterOptions, 'budgetUsd'> & {
 
 /** What `startAgent` runs. */
 export interface StartAgentOptions {
+  /**
+   * A fixed agent id (1–64 ASCII letters, digits, `.`, `_`, `-`, `:`). Default: a new `agt_…` id per
+   * start. With the runtime's `statePath` the same id is the same agent across starts and processes:
+   * its spent is restored, so `budgetUsd` covers all its runs (and one process at a time may run it).
+   * Throws `AGENT_ID_IN_USE` while an agent with that id runs in this runtime.
+   */
+  id?: string | undefined
   name?: string | undefined
   /** The program: `'python3'`, `'node'`, a path… (no shell: pass arguments in `args`). */
   command: string

@@ -49,6 +49,9 @@ Options:
                                   Without --interactive its stdin at a terminal is /dev/null.
   --name NAME                     the agent's name in events and the state store
   --state PATH                    persist the agent and its calls in this SQLite file
+  --id ID                         with --state: the agent's id in it, the same across runs, so its
+                                  spent carries over and --budget covers every run (default: a
+                                  new id per run)
   --json                          no live line; print the summary as JSON on the last stdout line
                                   (always on a line of its own)
 

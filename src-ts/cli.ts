@@ -57,6 +57,8 @@ function cliTerms(text: string): string {
     .replace(/\bapiKey\b/g, '--token')
     .replace(/\bserverUrl\b/g, '--server')
     .replace(/\bstatePath\b/g, '--state')
+    .replace(/invalid option id:/g, 'invalid --id:')
+    .replace(/\bagentId\b/g, '--id')
 }
 
 /** Runs a command, its runtime errors worded with the CLI's flags. */
@@ -83,6 +85,7 @@ const KEY_OPTIONS = {
 const RUN_OPTIONS = {
   ...KEY_OPTIONS,
   state: { type: 'string' },
+  id: { type: 'string' },
   name: { type: 'string' },
   'on-budget': { type: 'string' },
   restarts: { type: 'string' },
@@ -265,6 +268,7 @@ interface RunPlan {
   command: string[]
   json: boolean
   state?: string
+  id?: string
   name?: string
   onBudget: 'keep-running' | 'stop'
   restarts?: number
@@ -334,6 +338,7 @@ async function runAgent(plan: RunPlan): Promise<number> {
     agent = runtime.startAgent({
       command,
       args,
+      id: plan.id,
       name: plan.name,
       budgetUsd: plan.budget,
       onBudgetExhausted: plan.onBudget,
@@ -404,12 +409,14 @@ function runPlan(argv: string[]): RunPlan {
   if (onBudget !== 'keep-running' && onBudget !== 'stop') throw new UsageError(`--on-budget expects keep-running or stop, got '${onBudget}'`)
   const restarts = num(values, 'restarts', 'a whole number of restarts', 1_000_000)
   if (restarts !== undefined && !Number.isInteger(restarts)) throw new UsageError(`--restarts expects a whole number, got '${String(values.restarts)}'`)
+  if (values.id !== undefined && values.state === undefined) throw new UsageError('--id needs --state PATH: the state file is what keeps the agent\'s spent from one run to the next')
   return {
     router: routerOptions(values),
     budget: num(values, 'budget', 'an amount in USD such as 0.50'),
     command: rest,
     json: values.json === true,
     state: values.state as string | undefined,
+    id: values.id as string | undefined,
     name: values.name as string | undefined,
     onBudget,
     restarts,

@@ -24,6 +24,7 @@ export type IronCageErrorCode =
   | 'INTERNAL'
   | 'SPAWN_FAILED'
   | 'AGENT_NOT_FOUND'
+  | 'AGENT_ID_IN_USE'
   | 'RUNTIME_SHUT_DOWN'
   | (string & {})
 

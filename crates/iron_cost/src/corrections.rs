@@ -115,7 +115,8 @@ pub const TIER_CORRECTIONS: &[TierCorrection] = &[TierCorrection {
             output_audio: 22_500_000,
         },
     },
-    reason: "Anthropic pricing page: Claude Sonnet 4 and 4.5 with more than 200K input tokens \
+    reason:
+        "Anthropic pricing page: Claude Sonnet 4 and 4.5 with more than 200K input tokens \
              (1M-context beta) cost $6 in / $22.50 out, cache writes $7.50 (5m) / $12 (1h), cache \
              reads $0.60, for the whole request; the data source lists the tier for Sonnet 4.5 only",
 }];
@@ -190,7 +191,9 @@ mod tests {
             Some(30_000_000)
         );
         // Sonnet 4 above 200k input tokens: the whole request at the long-context rates, like 4.5.
-        let sonnet4 = c.price("claude-sonnet-4-20250514").expect("sonnet 4 priced");
+        let sonnet4 = c
+            .price("claude-sonnet-4-20250514")
+            .expect("sonnet 4 priced");
         let sonnet45 = c.price("claude-sonnet-4-5").expect("sonnet 4.5 priced");
         assert_eq!(sonnet4.rates_for(200_000).input, 3_000_000);
         assert_eq!(sonnet4.rates_for(200_001).input, 6_000_000);

@@ -31,6 +31,8 @@ pub enum AgentError {
     State(String),
     #[error("the agent runtime was shut down: create a new AgentRuntime to start agents")]
     ShutDown,
+    #[error("an agent with id '{0}' is running in this runtime: stop it first, or give this one another id")]
+    IdInUse(String),
 }
 
 impl AgentError {
@@ -43,6 +45,7 @@ impl AgentError {
             AgentError::NotFound(_) => "AGENT_NOT_FOUND",
             AgentError::State(_) => "INVALID_OPTIONS",
             AgentError::ShutDown => "RUNTIME_SHUT_DOWN",
+            AgentError::IdInUse(_) => "AGENT_ID_IN_USE",
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct AgentRuntime {
     events: EventBus,
     store: Option<Arc<Store>>,
     agents: Mutex<Vec<Entry>>,
+    /// Fixed ids whose agents are being started (between the check and the push).
+    starting: Mutex<Vec<String>>,
     next: AtomicU64,
     closed: AtomicBool,
 }
@@ -77,6 +82,7 @@ impl AgentRuntime {
             events: EventBus::new(1024),
             store,
             agents: Mutex::new(Vec::new()),
+            starting: Mutex::new(Vec::new()),
             next: AtomicU64::new(1),
             closed: AtomicBool::new(false),
         })
@@ -103,7 +109,36 @@ impl AgentRuntime {
         if self.closed.load(Ordering::SeqCst) {
             return Err(AgentError::ShutDown);
         }
-        let id = self.new_id();
+        let Some(id) = spec.id.clone() else {
+            let id = self.new_id();
+            return self.start_agent_as(id, spec);
+        };
+        // A fixed id: one agent at a time has it here (with a state file, the file's lock also
+        // keeps other processes from running it); a finished agent of that id gives way.
+        {
+            let mut starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+            let running = self
+                .lock()
+                .iter()
+                .any(|e| e.agent.id == id && !e.agent.state().finished);
+            if running || starting.contains(&id) {
+                return Err(AgentError::IdInUse(id));
+            }
+            starting.push(id.clone());
+        }
+        let started = self.start_agent_as(id.clone(), spec);
+        self.starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s != &id);
+        started
+    }
+
+    fn start_agent_as(
+        &self,
+        id: String,
+        spec: AgentSpec,
+    ) -> Result<Arc<SupervisedAgent>, AgentError> {
         let router = Router::start_json(&self.router_options(&id, &spec))?;
         let env = RouterEnv {
             openai_base_url: router.base_url(),
@@ -144,10 +179,15 @@ impl AgentRuntime {
             supervise(sup, spawned, env, stops).await;
             done.cancel();
         });
-        self.lock().push(Entry {
-            agent: agent.clone(),
-            watch_cancel,
-        });
+        {
+            let mut agents = self.lock();
+            // A finished agent with the same (fixed) id is replaced: ids stay unique in `list()`.
+            agents.retain(|e| e.agent.id != agent.id);
+            agents.push(Entry {
+                agent: agent.clone(),
+                watch_cancel,
+            });
+        }
         Ok(agent)
     }
 

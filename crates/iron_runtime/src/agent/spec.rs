@@ -55,6 +55,9 @@ pub enum StdinMode {
 /// One agent to start.
 #[derive(Debug, Clone)]
 pub struct AgentSpec {
+    /// A fixed agent id (`None`: a new one per start). With a state file, the same id is the same
+    /// agent across runs: its spent is restored and its budget covers all of them.
+    pub id: Option<String>,
     pub name: Option<String>,
     pub command: String,
     pub args: Vec<String>,
@@ -102,6 +105,7 @@ struct RestartJson {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SpecJson {
+    id: Option<String>,
     name: Option<String>,
     command: String,
     #[serde(default)]
@@ -147,10 +151,36 @@ pub fn duration_ms(field: &str, v: f64, max: f64) -> Result<Duration, SpecError>
 /// Default grace between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
+/// The longest agent id accepted.
+pub const MAX_AGENT_ID: usize = 64;
+
+/// An agent id names the agent in the state file, events and logs: 1 to 64 ASCII letters, digits,
+/// `.`, `_`, `-` or `:`, starting with a letter or digit.
+fn check_agent_id(id: &str) -> Result<(), SpecError> {
+    let ok = (1..=MAX_AGENT_ID).contains(&id.len())
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            "id",
+            format!(
+                "must be 1 to {MAX_AGENT_ID} ASCII letters, digits, '.', '_', '-' or ':', starting with a letter or digit (e.g. 'researcher-1'), got {id:?}"
+            ),
+        ))
+    }
+}
+
 impl AgentSpec {
     /// Parse and validate `{ command, args?, cwd?, env?, budgetUsd?, restart?, onBudgetExhausted?, ... }`.
     pub fn from_json(json: &str) -> Result<AgentSpec, SpecError> {
         let s: SpecJson = parse_json(json, "agent options")?;
+        if let Some(id) = &s.id {
+            check_agent_id(id)?;
+        }
         if s.command.trim().is_empty() {
             return Err(err(
                 "command",
@@ -232,6 +262,7 @@ impl AgentSpec {
             }
         };
         Ok(AgentSpec {
+            id: s.id,
             name: s.name.filter(|n| !n.trim().is_empty()),
             command: s.command,
             args: s.args,
@@ -295,6 +326,14 @@ mod tests {
         assert_eq!(s.on_budget_exhausted, BudgetAction::Stop);
         assert_eq!(s.grace, Duration::from_millis(250));
         assert_eq!(s.stdin, StdinMode::Inherit);
+        assert_eq!(s.id, None);
+        let long = "a".repeat(MAX_AGENT_ID);
+        for id in ["researcher-1", "team.a:bot_2", long.as_str()] {
+            let s = AgentSpec::from_json(&format!(r#"{{"command":"x","id":"{id}"}}"#)).unwrap();
+            assert_eq!(s.id.as_deref(), Some(id));
+        }
+        let too_long = format!(r#"{{"command":"x","id":"{long}a"}}"#);
+        assert_eq!(AgentSpec::from_json(&too_long).unwrap_err().field, "id");
     }
 
     #[test]
@@ -313,6 +352,11 @@ mod tests {
             (r#"{"command":"x","graceMs":-5}"#, "graceMs"),
             (r#"{"command":"x","bogus":1}"#, "bogus"),
             (r#"{"command":"x","env":{"A=B":"c"}}"#, "env.A=B"),
+            (r#"{"command":"x","id":""}"#, "id"),
+            (r#"{"command":"x","id":"-x"}"#, "id"),
+            (r#"{"command":"x","id":"a b"}"#, "id"),
+            (r#"{"command":"x","id":"a/../b"}"#, "id"),
+            (r#"{"command":"x","id":"é"}"#, "id"),
             (r#"{"args":[]}"#, "agent options"),
             ("not json", "agent options"),
         ];

@@ -121,8 +121,25 @@ pub const TIER_CORRECTIONS: &[TierCorrection] = &[TierCorrection {
              reads $0.60, for the whole request; the data source lists the tier for Sonnet 4.5 only",
 }];
 
-/// Applies `CORRECTIONS` to the base rates of matching models, then `TIER_CORRECTIONS`.
+/// Context windows some public maps round (the budget hold caps a request's input at its model's
+/// window, so a window listed too small holds too little): `(catalog id, tokens, reason)`.
+pub const CONTEXT_CORRECTIONS: &[(&str, u64, &str)] = &[
+    ("gpt-4.1", 1_047_576, GPT41_WINDOW),
+    ("gpt-4.1-mini", 1_047_576, GPT41_WINDOW),
+    ("gpt-4.1-nano", 1_047_576, GPT41_WINDOW),
+];
+
+const GPT41_WINDOW: &str =
+    "OpenAI model pages: the GPT-4.1 family has a 1,047,576-token context window; some maps list 1,000,000";
+
+/// Applies `CORRECTIONS` to the base rates of matching models, then `TIER_CORRECTIONS` and
+/// `CONTEXT_CORRECTIONS`.
 pub(crate) fn apply_corrections(models: &mut [ModelPrice]) {
+    for (model, tokens, _) in CONTEXT_CORRECTIONS {
+        for m in models.iter_mut().filter(|m| m.id == *model) {
+            m.context_window = Some(*tokens);
+        }
+    }
     for t in TIER_CORRECTIONS {
         for m in models.iter_mut().filter(|m| m.id == t.model) {
             m.long_context = Some(t.tier);
@@ -202,6 +219,17 @@ mod tests {
         for t in TIER_CORRECTIONS {
             assert!(c.models().iter().any(|m| m.id == t.model), "{}", t.model);
         }
+        for (model, tokens, _) in CONTEXT_CORRECTIONS {
+            assert_eq!(
+                c.price(model).and_then(|m| m.context_window),
+                Some(*tokens),
+                "{model}"
+            );
+        }
+        assert_eq!(
+            c.price("gpt-4.1-2025-04-14").and_then(|m| m.context_window),
+            Some(1_047_576)
+        );
         // Every correction names a model the catalog really has, so none is a silent no-op.
         for corr in CORRECTIONS {
             assert!(

@@ -171,7 +171,8 @@ pub fn max_output_tokens(body: &Value, kind: ApiKind, price: Option<&ModelPrice>
     let choices = match kind {
         ApiKind::OpenAiChat | ApiKind::OpenAiCompletions => ["n", "best_of"]
             .iter()
-            .filter_map(|k| body.get(k).and_then(Value::as_u64))
+            // `2.0` is 2 answers, as the output limits read it.
+            .filter_map(|k| body.get(k).and_then(crate::usage::as_count))
             .max()
             .unwrap_or(1)
             .clamp(1, 128),

@@ -77,6 +77,15 @@ fn output_allowance_prefers_request_then_model_then_default() {
         max_output_tokens(&json!({"max_tokens":100,"n":3}), kind, gpt4o),
         300
     );
+    // A whole number written as a float is that many answers.
+    assert_eq!(
+        max_output_tokens(&json!({"max_tokens":100,"n":2.0}), kind, gpt4o),
+        200
+    );
+    assert_eq!(
+        max_output_tokens(&json!({"max_tokens":100,"best_of":4e0}), kind, gpt4o),
+        400
+    );
     assert_eq!(
         max_output_tokens(
             &json!({"max_output_tokens":77}),

@@ -37,7 +37,9 @@ pub use budget::{
     DEFAULT_WARNING_PERCENT,
 };
 pub use catalog::{Catalog, PriceOverride, PRICES_JSON};
-pub use corrections::{Correction, RateField, TierCorrection, CORRECTIONS, TIER_CORRECTIONS};
+pub use corrections::{
+    Correction, RateField, TierCorrection, CONTEXT_CORRECTIONS, CORRECTIONS, TIER_CORRECTIONS,
+};
 pub use cost::{
     cost_micros, cost_pico, max_cost_micros, max_cost_micros_for, pico_to_micros_ceil, HoldTokens,
 };

@@ -29,7 +29,7 @@ pub enum RouterError {
     BodyTimeout(String),
     #[error("Iron Cage forwards only GET, POST and DELETE to providers (their APIs use no other method); a {method} request was refused")]
     MethodNotAllowed { method: String },
-    #[error("Iron Cage accepts only a path (origin-form, starting with '/') as the request target; this request named {0}")]
+    #[error("{0}")]
     BadRequestTarget(&'static str),
     #[error("Iron Cage key server error: {0}")]
     KeyServer(String),

@@ -487,12 +487,59 @@ fn check_method_and_target(parts: &axum::http::request::Parts) -> Result<(), Rou
             method: parts.method.as_str().chars().take(32).collect(),
         });
     }
-    if !parts.uri.path().starts_with('/') {
+    let path = parts.uri.path();
+    if !path.starts_with('/') {
         return Err(RouterError::BadRequestTarget(
-            "no path (an asterisk-form '*' target)",
+            "Iron Cage accepts only a path (origin-form, starting with '/') as the request target; this request named no path (an asterisk-form '*' target)",
+        ));
+    }
+    if !plain_path(path) {
+        return Err(RouterError::BadRequestTarget(
+            "Iron Cage does not forward a path with '.' or '..' segments or an encoded '/' or '\\' (%2F, %5C): the provider could resolve it to another endpoint than the one the budget and PII policy checked; send the path as the SDK builds it (e.g. /v1/chat/completions)",
         ));
     }
     Ok(())
+}
+
+/// A path a server resolves to itself: no `.` or `..` segment (also percent-encoded, `%2e`), no
+/// encoded separator (`%2F`, `%5C`) that a server might decode before resolving, no backslash.
+fn plain_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    if !b.iter().any(|&c| matches!(c, b'.' | b'%' | b'\\')) {
+        return true;
+    }
+    if b.contains(&b'\\') {
+        return false;
+    }
+    let encoded_separator = b.windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'f') | (b'5', b'c')
+            )
+    });
+    !encoded_separator && path.split('/').all(|seg| !is_dot_segment(seg))
+}
+
+/// `.` or `..`, each dot possibly written `%2e` / `%2E`.
+fn is_dot_segment(seg: &str) -> bool {
+    let mut rest = seg.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3
+            && rest[0] == b'%'
+            && rest[1] == b'2'
+            && rest[2].eq_ignore_ascii_case(&b'e')
+        {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 /// Phase: scan the prompt text; redact it in place (and re-serialise only then) or refuse with 400.
@@ -578,6 +625,32 @@ fn maybe_inject_usage(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_plain_paths_are_forwarded() {
+        for ok in [
+            "/v1/chat/completions",
+            "/v1/files/file-abc.jsonl",
+            "/v1/models/gpt-4.1",
+            "/v1/a..b",
+            "/v1/x%20y",
+            "/",
+        ] {
+            assert!(super::plain_path(ok), "{ok}");
+        }
+        for bad in [
+            "/v1/uploads/../chat/completions",
+            "/v1/uploads/%2e%2e/chat/completions",
+            "/v1/uploads/.%2E/messages",
+            "/v1/./chat/completions",
+            "/v1/uploads/..",
+            "/v1/uploads%2F..%2Fchat/completions",
+            "/v1/uploads%2f..%5cchat/completions",
+            "/v1/uploads\\..\\chat/completions",
+        ] {
+            assert!(!super::plain_path(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

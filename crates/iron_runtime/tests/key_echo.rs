@@ -130,6 +130,18 @@ async fn trace_and_asterisk_targets_never_reach_the_provider() {
         .await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains("BAD_REQUEST_TARGET"), "{answer}");
+        // A path the provider would resolve elsewhere: an upload path (no budget hold) that is
+        // really a chat call.
+        for target in ["/v1/uploads/../chat/completions", "/v1/uploads/%2e%2E/messages", "/v1/uploads%2F..%2Fchat/completions"] {
+            let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+            let answer = raw(
+                router.port(),
+                &format!("POST {target} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {IC}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()),
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+            assert!(answer.contains("BAD_REQUEST_TARGET") && answer.contains("'..' segments"), "{answer}");
+        }
         assert_eq!(count.load(Ordering::SeqCst), 0, "nothing went to the provider");
         // GET, POST and DELETE still go.
         for method in ["GET", "DELETE"] {

@@ -132,6 +132,15 @@ describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents'
     expect(r.signal).toBe('SIGINT')
   })
 
+  it('SIGQUIT (Ctrl-\\) is passed on like Ctrl-C: the agent gets it, the summary is printed, iron-cage ends by it', async () => {
+    const agent = `import signal, sys, time\nsignal.signal(signal.SIGQUIT, lambda *a: (print("got SIGQUIT", flush=True), sys.exit(3)))\nsys.stderr.write("ready\\n"); sys.stderr.flush()\ntime.sleep(100)`
+    const r = await cli(['run', ...keyArgs(), '--', 'python3', '-c', agent], { onStart: signalWhen([[/ready/, 'SIGQUIT']]) })
+    expect(r.stdout).toBe('got SIGQUIT\n')
+    expect(r.stderr).toContain('SIGQUIT: stopping python3 (SIGQUIT, SIGTERM in 5.0s, SIGKILL in 10s')
+    expect(r.stderr).toMatch(/python3 was stopped: exited with code 3 \(stopped by request\)/)
+    expect(r.signal).toBe('SIGQUIT')
+  })
+
   it('calls left at the provider: the wait is announced, a second Ctrl-C ends it, their holds are charged in the state file', async () => {
     up.behaviour.delayBeforeHeadersMs = 60_000
     const state = join(scratch, 'unsettled.db')

@@ -133,10 +133,10 @@ export interface StopAgentOptions {
   /** How long each signal gets before the next. Default the agent's `graceMs`. */
   graceMs?: number | undefined
   /**
-   * The first signal: `'SIGTERM'` (default; SIGKILL after the grace), or `'SIGINT'` / `'SIGHUP'`
-   * (passing on a Ctrl-C or a hangup: SIGTERM after the grace, SIGKILL after another).
+   * The first signal: `'SIGTERM'` (default; SIGKILL after the grace), or `'SIGINT'` / `'SIGHUP'` /
+   * `'SIGQUIT'` (passing on a Ctrl-C, a hangup or a Ctrl-\\: SIGTERM after the grace, SIGKILL after another).
    */
-  signal?: 'SIGINT' | 'SIGTERM' | 'SIGHUP' | undefined
+  signal?: 'SIGINT' | 'SIGTERM' | 'SIGHUP' | 'SIGQUIT' | undefined
 }
 
 interface NativeAgentRuntime {
@@ -163,8 +163,8 @@ function checkGrace(graceMs: unknown): number | undefined {
 
 function checkSignal(signal: unknown): string | undefined {
   if (signal === undefined) return undefined
-  if (signal !== 'SIGINT' && signal !== 'SIGTERM' && signal !== 'SIGHUP') {
-    throw new IronCageError('INVALID_OPTIONS', `invalid option signal: expected 'SIGINT', 'SIGTERM' or 'SIGHUP', got ${String(signal)}`)
+  if (signal !== 'SIGINT' && signal !== 'SIGTERM' && signal !== 'SIGHUP' && signal !== 'SIGQUIT') {
+    throw new IronCageError('INVALID_OPTIONS', `invalid option signal: expected 'SIGINT', 'SIGTERM', 'SIGHUP' or 'SIGQUIT', got ${String(signal)}`)
   }
   return signal
 }

@@ -297,6 +297,9 @@ async function warnIfNoKey(options: LlmRouterOptions): Promise<void> {
  * stops its script or loop only when its child died by SIGINT. */
 let endBySignal: NodeJS.Signals | undefined
 
+/** The signals `run` passes on to the agent (Ctrl-C, kill, hangup, Ctrl-\\), then ends by the same. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const
+
 async function runAgent(plan: RunPlan): Promise<number> {
   const [command, ...args] = plan.command
   if (!command) throw new UsageError("no command to run: iron-cage run [options] -- <command> [args…], e.g. -- python3 agent.py")
@@ -309,7 +312,7 @@ async function runAgent(plan: RunPlan): Promise<number> {
   const stopAgent = () => {
     // The signal iron-cage got goes on to the agent first (SIGINT: Python's KeyboardInterrupt, its
     // cleanup runs); the next one kills at once and ends any wait for calls at the provider.
-    const options = interrupts === 1 ? { graceMs: plan.graceMs, signal: first as 'SIGINT' | 'SIGTERM' | 'SIGHUP' } : { graceMs: 0 }
+    const options = interrupts === 1 ? { graceMs: plan.graceMs, signal: first as 'SIGINT' | 'SIGTERM' | 'SIGHUP' | 'SIGQUIT' } : { graceMs: 0 }
     void agent?.stop(options).catch(() => {})
   }
   const onSignal = (sig: NodeJS.Signals) => {
@@ -324,7 +327,7 @@ async function runAgent(plan: RunPlan): Promise<number> {
     }
     stopAgent()
   }
-  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onSignal)
+  for (const s of STOP_SIGNALS) process.on(s, onSignal)
   // Calls the agent left at the provider are waited for (so they are charged): never silently.
   runtime.on('agent', (e) => {
     if (e.action !== 'settling' || e.agentId !== agent?.id) return
@@ -349,7 +352,7 @@ async function runAgent(plan: RunPlan): Promise<number> {
       ...(plan.restarts !== undefined ? { restart: { maxRestarts: plan.restarts, backoffMs: plan.backoffMs ?? 1000 } } : {}),
     })
   } catch (err) {
-    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal)
+    for (const s of STOP_SIGNALS) process.off(s, onSignal)
     await runtime.shutdown()
     throw err
   }
@@ -374,11 +377,11 @@ async function runAgent(plan: RunPlan): Promise<number> {
   if (ticker) clearInterval(ticker)
   draw()
   live?.stop()
-  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onSignal)
+  for (const s of STOP_SIGNALS) process.off(s, onSignal)
   const stats = agent.stats()
   await runtime.shutdown()
   const code = exitCodeOf(info)
-  if (interrupts > 0 && first === 'SIGINT') endBySignal = 'SIGINT'
+  if (interrupts > 0 && (first === 'SIGINT' || first === 'SIGQUIT')) endBySignal = first
   else if (info.signal === 'SIGINT' || info.signal === 'SIGQUIT') endBySignal = info.signal
   // The agent's run time: a wait for its calls at the provider afterwards is not part of it.
   const durationMs = (info.endedAtMs ?? Date.now()) - started

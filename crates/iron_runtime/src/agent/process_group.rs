@@ -12,17 +12,20 @@ pub enum StopSignal {
     Int,
     /// SIGHUP: the terminal went away.
     Hup,
+    /// SIGQUIT: what Ctrl-\\ sends (Python and Node end at once, a core dump where enabled).
+    Quit,
     #[default]
     Term,
     Kill,
 }
 
 impl StopSignal {
-    /// The signal from its name (`SIGINT`, `SIGHUP`, `SIGTERM`, `SIGKILL`).
+    /// The signal from its name (`SIGINT`, `SIGHUP`, `SIGQUIT`, `SIGTERM`, `SIGKILL`).
     pub fn from_name(name: &str) -> Option<StopSignal> {
         match name {
             "SIGINT" => Some(StopSignal::Int),
             "SIGHUP" => Some(StopSignal::Hup),
+            "SIGQUIT" => Some(StopSignal::Quit),
             "SIGTERM" => Some(StopSignal::Term),
             "SIGKILL" => Some(StopSignal::Kill),
             _ => None,
@@ -34,6 +37,7 @@ impl StopSignal {
         match self {
             StopSignal::Int => "SIGINT",
             StopSignal::Hup => "SIGHUP",
+            StopSignal::Quit => "SIGQUIT",
             StopSignal::Term => "SIGTERM",
             StopSignal::Kill => "SIGKILL",
         }
@@ -44,6 +48,7 @@ impl StopSignal {
         match self {
             StopSignal::Int => libc::SIGINT,
             StopSignal::Hup => libc::SIGHUP,
+            StopSignal::Quit => libc::SIGQUIT,
             StopSignal::Term => libc::SIGTERM,
             StopSignal::Kill => libc::SIGKILL,
         }

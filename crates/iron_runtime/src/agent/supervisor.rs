@@ -205,7 +205,9 @@ async fn terminate(
     let (mut term_at, mut kill_at) = match req.first {
         StopSignal::Term => (None, now + req.grace),
         StopSignal::Kill => (None, now),
-        StopSignal::Int | StopSignal::Hup => (Some(now + req.grace), now + req.grace * 2),
+        StopSignal::Int | StopSignal::Hup | StopSignal::Quit => {
+            (Some(now + req.grace), now + req.grace * 2)
+        }
     };
     // Descendants that left the group (`setsid`) are found while their parents still live.
     let mut escaped = escaped_descendants(pgid, pgid);

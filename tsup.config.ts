@@ -21,8 +21,7 @@ export default defineConfig([
     dts: { entry: { index: 'src-ts/index.ts' } },
     // Everything in dist/ but the CLI's files (tsup adds "**/*" to these patterns).
     clean: ['!cli.*'],
-    // CJS has no import.meta: `import.meta.url` becomes the path-safe URL of src-ts/cjs-shims.ts.
-    // native.ts does not rely on it (it takes `__filename` when there is one).
+    // CJS has no import.meta: `import.meta.url` becomes the bundle's path-safe URL (src-ts/cjs-shims.ts).
     esbuildOptions(options, { format }) {
       if (format !== 'cjs') return
       options.inject = [...(options.inject ?? []), 'src-ts/cjs-shims.ts']

@@ -220,6 +220,17 @@ describe.skipIf(process.platform === 'win32')('AgentRuntime', () => {
     expect(existsSync(join(scratch, 'state.db'))).toBe(true)
   })
 
+  it("a logger gets the agents' routers' log lines (they went nowhere), redacted", async () => {
+    const lines: string[] = []
+    runtime = new AgentRuntime({ providerKey: KEY, providerBaseUrl: up.url, logLevel: 'debug', logger: (l) => lines.push(l) })
+    up.reset()
+    const agent = runtime.startAgent({ command: 'python3', args: ['-c', PY_AGENT], env: { CALLS: '1' } })
+    await agent.wait()
+    // The agent's router stops with it and says so.
+    await until(() => lines.some((l) => l.includes('router stopped')))
+    expect(lines.join('\n')).not.toContain(KEY)
+  })
+
   it('a fixed id: one running agent has it; once it ended the next start takes it over with its spent', async () => {
     const rt = freshRuntime({ statePath: join(scratch, 'fixed-id.db') })
     const first = rt.startAgent({ id: 'writer', command: 'python3', args: ['-c', PY_AGENT], env: { CALLS: '2' } })

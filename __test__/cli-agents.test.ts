@@ -226,6 +226,16 @@ describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents'
     expect(await shell('no_proxy=.lan')).toBe('127.0.0.1,localhost|.lan,127.0.0.1,localhost')
   })
 
+  it('the run time of an agent that ends at once is never negative', async () => {
+    for (let i = 0; i < 4; i++) {
+      const r = await cli(['run', ...keyArgs(), '--json', '--', 'true'])
+      expect(r.code).toBe(0)
+      const s = lastJson(r.stdout)
+      expect(s.durationMs).toBeGreaterThanOrEqual(0)
+      expect(s.durationMs).toBe(s.agent.endedAtMs - s.agent.startedAtMs)
+    }
+  })
+
   it('--id with --state: the agent is the same across runs, its spent carries over and --budget covers them all', async () => {
     const state = join(scratch, 'fixed-id.db')
     const agent = `${PY_CALL}\nprint("status", call(max_tokens=20)[0], flush=True)`

@@ -101,6 +101,16 @@ describe('installed under a path with URL characters in it', () => {
     expect(await probe('probe.mjs')).toEqual({ loaded: true })
   })
 
+  it('ESM import from `node -e` and from a host that set a global __filename loads the addon', async () => {
+    // `node -e` sets a global __filename of '[eval]'; an ES module must not take it for its own path.
+    const evalProbe = PROBE_ESM.replace("import { LlmRouter } from 'iron-cage'", "const { LlmRouter } = await import('iron-cage')")
+    const { NAPI_RS_NATIVE_LIBRARY_PATH: _drop, ...base } = process.env
+    const { stdout } = await execFile(process.execPath, ['--input-type=module', '-e', evalProbe], { cwd: app, env: base, timeout: 30_000 })
+    expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({ loaded: true })
+    writeFileSync(join(app, 'global-filename.mjs'), `globalThis.__filename = '/some/other/app/main.js'\n${evalProbe}`)
+    expect(await probe('global-filename.mjs')).toEqual({ loaded: true })
+  })
+
   it("the CJS build has no import.meta.url shim built from `file:${__filename}`", () => {
     const cjs = readFileSync(join(ROOT, 'dist', 'index.cjs'), 'utf8')
     expect(cjs).not.toContain('file:${__filename}')

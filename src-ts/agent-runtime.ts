@@ -86,8 +86,8 @@ export interface AgentRuntimeEventMap {
   agent: [AgentEvent]
 }
 
-/** Options of `AgentRuntime`: the router options every agent's router starts from, plus `statePath`. */
-export type AgentRuntimeOptions = Omit<LlmRouterOptions, 'budgetUsd'> & {
+/** Options of `AgentRuntime`: the router options every agent's router starts from (budget and id are per agent: `startAgent`), plus `statePath`. */
+export type AgentRuntimeOptions = Omit<LlmRouterOptions, 'budgetUsd' | 'agentId'> & {
   /** SQLite file where agents (and their routers' ledgers) are persisted. */
   statePath?: string | undefined
 }
@@ -149,6 +149,7 @@ interface NativeAgentRuntime {
   onAgentFinished(id: string, callback: (info: string) => void): boolean
   shutdown(graceMs?: number | null): Promise<void>
   subscribe(callback: (batch: string) => void): void
+  attachLogger(callback: (line: string) => void): void
 }
 
 type AgentBinding = { NativeAgentRuntime: new (optionsJson: string) => NativeAgentRuntime }
@@ -304,6 +305,17 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
       this.#inner = new (native() as unknown as AgentBinding).NativeAgentRuntime(json)
     } catch (err) {
       throw fromNative(err)
+    }
+    if (options.logger) {
+      // Every agent router's lines (its logSink is 'callback': without this they go nowhere).
+      const logger = options.logger
+      this.#inner.attachLogger((line: string) => {
+        try {
+          logger(line)
+        } catch {
+          // A throwing logger must not take the runtime down.
+        }
+      })
     }
     ;(this as EventEmitter).on('newListener', (name: string | symbol) => {
       if (!this.#subscribed && name === 'agent') this.#subscribe()

@@ -357,7 +357,8 @@ async function runAgent(plan: RunPlan): Promise<number> {
     throw err
   }
   if (interrupts > 0) stopAgent()
-  const started = Date.now()
+  // From the spawn (the runtime's clock): a quick agent may have ended before startAgent returned.
+  const started = agent.info().startedAtMs
   const live = !plan.json && process.stderr.isTTY ? new LiveLine(process.stderr) : undefined
   const budgetText = plan.budget !== undefined ? ` of ${usd(plan.budget)}` : ''
   const running = agent
@@ -366,7 +367,7 @@ async function runAgent(plan: RunPlan): Promise<number> {
     const now = running.info()
     const status = now.settling ? `waiting for ${calls(now.settling.calls)} at the provider` : now.status
     live?.draw(
-      `iron-cage ▸ ${running.name} ${status} · ${usd(m.spentUsd)}${budgetText} · ${m.requests} requests · ${m.blocked} blocked · last ${m.lastModel ?? '-'} · ${secs((now.endedAtMs ?? Date.now()) - started)}`,
+      `iron-cage ▸ ${running.name} ${status} · ${usd(m.spentUsd)}${budgetText} · ${m.requests} requests · ${m.blocked} blocked · last ${m.lastModel ?? '-'} · ${secs(Math.max(0, (now.endedAtMs ?? Date.now()) - started))}`,
     )
   }
   live?.start()
@@ -384,7 +385,7 @@ async function runAgent(plan: RunPlan): Promise<number> {
   if (interrupts > 0 && (first === 'SIGINT' || first === 'SIGQUIT')) endBySignal = first
   else if (info.signal === 'SIGINT' || info.signal === 'SIGQUIT') endBySignal = info.signal
   // The agent's run time: a wait for its calls at the provider afterwards is not part of it.
-  const durationMs = (info.endedAtMs ?? Date.now()) - started
+  const durationMs = Math.max(0, (info.endedAtMs ?? Date.now()) - started)
   if (plan.json) {
     const { spentUsd, budgetUsd, budgetExhausted } = agent.metrics()
     // On a line of its own even when the agent's output did not end with one.

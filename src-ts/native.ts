@@ -56,11 +56,13 @@ export function platformTag(): string {
 }
 
 /**
- * This module's file. Never from `import.meta.url` in the CJS build: tsup's shim makes that URL from
- * `file:${__filename}`, which a `#`, `?` or `%` in the path turns into another path.
+ * This module's file. In the CJS build `import.meta.url` is our own shim's path-safe URL of the
+ * bundle (src-ts/cjs-shims.ts; tsup's would turn a `#`, `?` or `%` in the path into another path).
+ * Never a global `__filename`: in an ES module that is whatever the host set (`node -e` sets
+ * `'[eval]'`), not this file.
  */
 function thisFile(): string {
-  return typeof __filename === 'string' ? __filename : fileURLToPath(import.meta.url)
+  return fileURLToPath(import.meta.url)
 }
 
 /** The package.json one level above this module, if there is one (best effort: only error messages use it). */

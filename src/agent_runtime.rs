@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// Batches of events as a JSON array string; unref'd (never keeps Node alive), bounded queue.
 type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 256>;
+/// Log lines, one string per call; unref'd, bounded queue (lines are dropped when JS is busy).
+type LogSink = ThreadsafeFunction<String, (), String, Status, false, true, 1024>;
 
 fn to_js(e: AgentError) -> napi::Error<String> {
     coded(e.code(), e.to_string())
@@ -42,6 +44,15 @@ impl NativeAgentRuntime {
                 inner: Arc::new(rt),
             })
         })
+    }
+
+    /// Send the log lines (redacted) of the agents' routers started from now on to `callback`.
+    #[napi(ts_args_type = "callback: (line: string) => void")]
+    pub fn attach_logger(&self, callback: LogSink) {
+        let cb: iron_telemetry::LineCallback = Arc::new(move |line: &str| {
+            let _ = callback.call(line.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        self.inner.attach_logger(cb);
     }
 
     /// Start an agent; returns its info as JSON. Spawn errors throw (`SPAWN_FAILED`).

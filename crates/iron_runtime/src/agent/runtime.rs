@@ -63,6 +63,8 @@ pub struct AgentRuntime {
     agents: Mutex<Vec<Entry>>,
     /// Fixed ids whose agents are being started (between the check and the push).
     starting: Mutex<Vec<String>>,
+    /// Where every agent router's log lines go (`logger` in JS), when set.
+    logger: Mutex<Option<iron_telemetry::LineCallback>>,
     next: AtomicU64,
     closed: AtomicBool,
 }
@@ -83,6 +85,7 @@ impl AgentRuntime {
             store,
             agents: Mutex::new(Vec::new()),
             starting: Mutex::new(Vec::new()),
+            logger: Mutex::new(None),
             next: AtomicU64::new(1),
             closed: AtomicBool::new(false),
         })
@@ -96,6 +99,12 @@ impl AgentRuntime {
     /// The bus carrying `agent` events.
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    /// Send the log lines of every agent router started from now on to `callback` (the routers
+    /// were configured with `logSink: 'callback'`, so without it their lines would go nowhere).
+    pub fn attach_logger(&self, callback: iron_telemetry::LineCallback) {
+        *self.logger.lock().unwrap_or_else(|p| p.into_inner()) = Some(callback);
     }
 
     /// The state store, when the runtime has one.
@@ -140,6 +149,14 @@ impl AgentRuntime {
         spec: AgentSpec,
     ) -> Result<Arc<SupervisedAgent>, AgentError> {
         let router = Router::start_json(&self.router_options(&id, &spec))?;
+        if let Some(cb) = self
+            .logger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            router.shared().policies.logging.attach(cb);
+        }
         let env = RouterEnv {
             openai_base_url: router.base_url(),
             anthropic_base_url: router.anthropic_base_url(),

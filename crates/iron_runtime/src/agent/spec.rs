@@ -282,11 +282,14 @@ impl RuntimeOptions {
     pub fn from_json(json: &str) -> Result<RuntimeOptions, SpecError> {
         let r: RuntimeJson = parse_json(json, "runtime options")?;
         let router = r.router.unwrap_or_default();
-        for owned in ["budgetUsd", "agentId"] {
+        for (owned, instead) in [
+            ("budgetUsd", "startAgent({ budgetUsd })"),
+            ("agentId", "startAgent({ id })"),
+        ] {
             if router.contains_key(owned) {
                 return Err(err(
                     &format!("router.{owned}"),
-                    "is set per agent: pass it to startAgent instead",
+                    format!("is set per agent: pass it as {instead} instead"),
                 ));
             }
         }

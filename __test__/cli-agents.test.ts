@@ -223,7 +223,9 @@ describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents'
       })
     expect(await shell('')).toBe('127.0.0.1,localhost|127.0.0.1,localhost')
     expect(await shell('NO_PROXY=corp.example')).toBe('corp.example,127.0.0.1,localhost|corp.example,127.0.0.1,localhost')
-    expect(await shell('no_proxy=.lan')).toBe('127.0.0.1,localhost|.lan,127.0.0.1,localhost')
+    // As run sets them: each list is its own, else the other case's, plus the router's hosts.
+    expect(await shell('no_proxy=.lan')).toBe('.lan,127.0.0.1,localhost|.lan,127.0.0.1,localhost')
+    expect(await shell('NO_PROXY=corp.internal no_proxy=.svc.local')).toBe('corp.internal,127.0.0.1,localhost|.svc.local,127.0.0.1,localhost')
   })
 
   it('the run time of an agent that ends at once is never negative', async () => {

@@ -92,7 +92,9 @@ describe('typed events on the router', () => {
       // gpt-4o-mini 10 × 0.15 + 5 × 0.60 = 4.5 → 5 µ$.
       const costs = all.filter((e) => e.type === 'response').map((e) => (e.type === 'response' ? e.costMicros : 0))
       expect(costs).toEqual([450, 1300, 5, 5])
-      expect(all[0]).toMatchObject({ type: 'key', action: 'fetched', provider: 'openai', message: null })
+      expect(all[0]).toMatchObject({ type: 'key', action: 'fetched', provider: 'openai', message: null, tsMs: expect.any(Number) })
+      // Every event carries its time, the key events too.
+      for (const e of all) expect((e as { tsMs?: number }).tsMs).toBeGreaterThan(1.7e12)
       const flow = shape(all.filter((e) => e.type !== 'key') as Array<{ type: string; requestId?: number; reason?: string }>)
       const ids = all.filter((e) => e.type === 'request').map((e) => (e as { requestId: number }).requestId)
       expect(ids.length).toBe(5)

@@ -263,6 +263,41 @@ describe('spent across restarts', () => {
     expect(other.totalSpent()).toBe(0)
     await other.stop()
   })
+
+  it('request ids name one row of an agent across its runs; routers without agentId never share rows', async () => {
+    const db = join(dir, 'ids.db')
+    const idOf = async (r: LlmRouter) => {
+      const res = await fetch(`${r.baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${IC}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 5, messages: user('id') }),
+      })
+      expect(res.status).toBe(200)
+      await res.text()
+      return Number(res.headers.get('x-iron-cage-request-id'))
+    }
+    const opts = { apiKey: IC, serverUrl: openaiKeys.url, statePath: db }
+    const ids: number[] = []
+    for (let run = 0; run < 2; run++) {
+      const r = await LlmRouter.create({ ...opts, agentId: 'agent-ids' })
+      ids.push(await idOf(r), await idOf(r))
+      await r.stop()
+    }
+    expect(ids).toEqual([1, 2, 3, 4])
+    for (let run = 0; run < 2; run++) {
+      const r = await LlmRouter.create(opts)
+      await idOf(r)
+      await r.stop()
+    }
+    const [rows] = query(db, ["SELECT agent_id, request_id, COUNT(*) AS n FROM requests GROUP BY agent_id, request_id"])
+    expect(rows!.every((r) => Number(r.n) === 1)).toBe(true)
+    const anonymous = rows!.filter((r) => String(r.agent_id).startsWith('router-'))
+    expect(new Set(anonymous.map((r) => r.agent_id)).size).toBe(2)
+    // A router that names such an id does not take over their spend: it names a new agent.
+    const named = await LlmRouter.create({ ...opts, agentId: 'router' })
+    expect(named.totalSpent()).toBe(0)
+    await named.stop()
+  })
 })
 
 describe.skipIf(process.platform !== 'linux')('stop() releases the state file', () => {

@@ -69,7 +69,8 @@ the shell where your agent runs. Prints a summary when stopped.
 Key source: --server URL --token IC | --provider-key KEY [--provider-base-url URL] (as for run)
 Options:
   --budget USD      budget for everything sent through this router
-  --json            print {baseUrl, anthropicBaseUrl, apiKey, port, env} as one JSON line
+  --json            print {baseUrl, anthropicBaseUrl, apiKey, port, provider, env} as one JSON line,
+                    and {stats} as a second line when stopped
 
 Examples:
   IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage serve --budget 5

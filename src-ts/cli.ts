@@ -430,6 +430,17 @@ function runPlan(argv: string[]): RunPlan {
   }
 }
 
+/**
+ * `serve`'s lines for the shell's proxy exclusions, as `run` sets them for its agent: each list is
+ * its own value (else the other case's) with the router's hosts added, so an HTTP proxy never gets
+ * the calls. The first line fills an empty list from the other (left to right: `NO_PROXY` sees the
+ * filled `no_proxy` only when it was empty itself).
+ */
+const PROXY_EXPORTS = [
+  'export no_proxy="${no_proxy:-$NO_PROXY}" NO_PROXY="${NO_PROXY:-$no_proxy}"',
+  'export no_proxy="${no_proxy:+$no_proxy,}127.0.0.1,localhost" NO_PROXY="${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost"',
+]
+
 async function serve(argv: string[]): Promise<number> {
   const { values, rest } = parse('serve', argv, KEY_OPTIONS)
   if (rest.length) throw new UsageError(`serve takes no command (got '${rest.join(' ')}'); to run a program use: iron-cage run [options] -- ${rest.join(' ')}`)
@@ -455,9 +466,7 @@ async function serve(argv: string[]): Promise<number> {
       ...Object.entries(env)
         .filter(([k]) => k !== 'NO_PROXY' && k !== 'no_proxy')
         .map(([k, v]) => `export ${k}=${v}`),
-      // That shell's own lists, with the router's hosts added: an HTTP proxy must not get the calls.
-      'export NO_PROXY="${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost"',
-      'export no_proxy="${no_proxy:+$no_proxy,}$NO_PROXY"',
+      ...PROXY_EXPORTS,
       '',
       'Ctrl-C to stop.',
     ]

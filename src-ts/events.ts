@@ -75,6 +75,7 @@ export interface CircuitEvent {
 
 export interface KeyEvent {
   type: 'key'
+  tsMs: number
   action: 'fetched' | 'refreshed' | 'stale' | 'failed'
   provider: string | null
   message: string | null

@@ -91,6 +91,7 @@ pub enum RouterEvent {
     },
     #[serde(rename_all = "camelCase")]
     Key {
+        ts_ms: u64,
         action: String,
         provider: Option<String>,
         message: Option<String>,

@@ -433,6 +433,7 @@ impl Inner {
                     }
                 });
                 self.events.emit(RouterEvent::Key {
+                    ts_ms: crate::events::now_ms(),
                     action: if refreshed { "refreshed" } else { "fetched" }.into(),
                     provider: Some(key.provider.as_str().into()),
                     message,
@@ -447,6 +448,7 @@ impl Inner {
                 drop(st);
                 tracing::warn!(target: "iron_cage", error = %e.0, dropped, "the key server refused the provider key; could not get the provider key");
                 self.events.emit(RouterEvent::Key {
+                    ts_ms: crate::events::now_ms(),
                     action: "failed".into(),
                     provider: None,
                     message: Some(if dropped {
@@ -477,6 +479,7 @@ impl Inner {
                     Some(provider) => {
                         tracing::warn!(target: "iron_cage", error = %e.0, "key refresh failed; serving the cached key");
                         self.events.emit(RouterEvent::Key {
+                            ts_ms: crate::events::now_ms(),
                             action: "stale".into(),
                             provider: Some(provider.as_str().into()),
                             message: Some(format!(
@@ -488,6 +491,7 @@ impl Inner {
                     None => {
                         tracing::warn!(target: "iron_cage", error = %e.0, "could not get the provider key");
                         self.events.emit(RouterEvent::Key {
+                            ts_ms: crate::events::now_ms(),
                             action: "failed".into(),
                             provider: None,
                             message: Some(e.0.clone()),

@@ -47,6 +47,15 @@ impl AgentLock {
     }
 }
 
+/// `router-` and 8 random hex digits: the agent id of a router started without `agentId`.
+fn anonymous_agent_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(crate::events::now_ms());
+    h.write_u32(std::process::id());
+    format!("router-{:08x}", h.finish() as u32)
+}
+
 /// The lock file for `agent_id` next to the state file: a readable prefix of the id, then 128 bits
 /// of the SHA-256 of the exact id, so different ids never share a lock (`team/a` and `team_a`, or
 /// two long ids with the same beginning).
@@ -194,13 +203,27 @@ impl Ledger {
         };
         Ok(Ledger {
             store: Arc::new(store),
-            agent_id: agent_id.unwrap_or("router").to_string(),
+            // Without `agentId` the router's rows are its own: one id per router, never shared
+            // with another router on the file (nor restored by one that names that id).
+            agent_id: agent_id.map_or_else(anonymous_agent_id, str::to_string),
             restores: agent_id.is_some(),
             strict,
             persists_holds: path.is_some() && agent_id.is_some(),
             path: path.map(PathBuf::from),
             owner: Mutex::new(owner),
         })
+    }
+
+    /// The first request id this router gives: after the last one the agent has on file (with
+    /// `agentId`), so that a request id names one ledger row of the agent; else 1.
+    pub fn first_request_id(&self) -> Result<u64, ConfigError> {
+        if !self.restores {
+            return Ok(1);
+        }
+        self.store
+            .last_request_id(&self.agent_id)
+            .map(|last| last.saturating_add(1).max(1))
+            .map_err(|e| state_error(self.path.as_deref(), e))
     }
 
     /// Spent recorded for this agent by earlier runs (0 without `agentId`), after charging the

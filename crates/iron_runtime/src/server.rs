@@ -158,6 +158,7 @@ impl Router {
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(StartError::Bind)?;
         let events = EventBus::new(4096);
         let policies = crate::policies::Policies::from_config(&cfg, &events)?;
+        let first_request_id = policies.ledger.first_request_id()?;
         let http = crate::forward::build_client(&policies);
         let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
@@ -166,7 +167,7 @@ impl Router {
             http,
             events,
             port,
-            next_request_id: AtomicU64::new(1),
+            next_request_id: AtomicU64::new(first_request_id),
             stats: Stats::default(),
             policies,
             auth_limit: Default::default(),

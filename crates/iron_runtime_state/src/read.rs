@@ -23,6 +23,19 @@ impl Store {
         })
     }
 
+    /// The largest numeric request id the agent has on file (ledger rows and holds), 0 if none.
+    pub fn last_request_id(&self, agent_id: &str) -> Result<u64, StateError> {
+        self.with_reader(|conn| {
+            let last: i64 = conn.query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(CAST(request_id AS INTEGER)) FROM requests WHERE agent_id = ?1), 0), \
+                            COALESCE((SELECT MAX(CAST(request_id AS INTEGER)) FROM holds WHERE agent_id = ?1), 0))",
+                params![agent_id],
+                |r| r.get(0),
+            )?;
+            Ok(from_sql(last))
+        })
+    }
+
     /// True when the agent has a ledger row or a hold on file (an index lookup, not a scan).
     pub fn agent_has_rows(&self, agent_id: &str) -> Result<bool, StateError> {
         self.with_reader(|conn| {

@@ -34,6 +34,7 @@ async fn key_event(
             action,
             provider,
             message,
+            ..
         } = &**ev
         {
             if action == want {

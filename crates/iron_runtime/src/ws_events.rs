@@ -1,5 +1,6 @@
 //! `GET /_iron/events`: the router's events as JSON over a WebSocket, for dashboards and tools.
-//! The IC token is required, in a header or as the first message; heartbeats keep idle links alive.
+//! The router's token (`router.apiKey`: the IC token, or the minted one) is required, in a header or
+//! as the first message; heartbeats keep idle links alive.
 
 use crate::events::now_ms;
 use crate::server::Shared;
@@ -62,7 +63,7 @@ async fn serve(
             _ => false,
         };
         if !ok {
-            let frame = axum::extract::ws::CloseFrame { code: 4001, reason: "Invalid API key: send the Iron Cage token in the Authorization header or as the first message".into() };
+            let frame = axum::extract::ws::CloseFrame { code: 4001, reason: "Invalid API key: send the router's token (router.apiKey) in the Authorization header or as the first message".into() };
             let _ = socket.send(Message::Close(Some(frame))).await;
             shared.stats.on_blocked("auth");
             // Counted with the HTTP failures from this source (the socket is closed either way).

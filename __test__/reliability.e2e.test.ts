@@ -434,17 +434,18 @@ describe('circuit breaker', () => {
     })
   })
 
-  it('Anthropic shape: 529 overloaded_error with retry-after while open; a retry loop stops at the open breaker', async () => {
-    // The call's own retries are the attempts that trip the breaker; the retry after that is refused by it.
-    await withRouter(fakes.anthropicKeys, rel({ breaker: { ...BREAKER, consecutiveFailures: 2, openMs: 5000, maxOpenMs: 5000 }, retry: { maxRetries: 4 } }), async (router) => {
+  it('Anthropic shape: 529 overloaded_error with retry-after while open; a call, not each of its retries, counts once', async () => {
+    await withRouter(fakes.anthropicKeys, rel({ breaker: { ...BREAKER, consecutiveFailures: 2, openMs: 5000, maxOpenMs: 5000 }, retry: { maxRetries: 2 } }), async (router) => {
       const events = circuitEvents(router)
       fakes.anthropicUp.behaviour.fault = { status: 500 }
       const client = anthropic(router)
-      const first = (await failure(client.messages.create(MSG))) as InstanceType<typeof Anthropic.APIError>
-      expect(first).toBeInstanceOf(Anthropic.APIError)
-      // Two attempts trip the breaker; the third attempt is refused by it instead of reaching the provider.
-      expect(fakes.anthropicUp.hits).toBe(2)
-      expect(first.status).toBe(529)
+      // Each call makes three attempts and gets the provider's 500; the second call's failure opens the breaker.
+      for (const hits of [3, 6]) {
+        const e = (await failure(client.messages.create(MSG))) as InstanceType<typeof Anthropic.APIError>
+        expect(e).toBeInstanceOf(Anthropic.APIError)
+        expect(e.status).toBe(500)
+        expect(fakes.anthropicUp.hits).toBe(hits)
+      }
       await expect.poll(() => events.length).toBe(1)
       fakes.anthropicUp.behaviour.delayBeforeHeadersMs = 1000
       const took: number[] = []
@@ -461,7 +462,7 @@ describe('circuit breaker', () => {
       const retryAfter = Number(err.headers?.get('retry-after'))
       expect(retryAfter).toBeGreaterThanOrEqual(1)
       expect(retryAfter).toBeLessThanOrEqual(60)
-      expect(fakes.anthropicUp.hits).toBe(2)
+      expect(fakes.anthropicUp.hits).toBe(6)
     })
   })
 

@@ -30,7 +30,21 @@ impl ReliabilityConfig {
     /// Reads and validates an already parsed JSON value (e.g. the `reliability` key of a larger config).
     pub fn from_value(value: serde_json::Value) -> Result<Self, ConfigError> {
         require_objects(&value)?;
-        let config: Self = serde_path_to_error::deserialize(value).map_err(path_error)?;
+        let given = |field: &str| value.get("timeouts").and_then(|t| t.get(field)).is_some();
+        let defaulted = [!given("connectMs"), !given("firstByteMs"), !given("idleMs")];
+        let mut config: Self = serde_path_to_error::deserialize(value).map_err(path_error)?;
+        // A `totalMs` below a phase's default lowers that default (`{ totalMs: 60000 }` alone is
+        // valid); a phase limit the user gave above `totalMs` is still refused.
+        let t = &mut config.timeouts;
+        let total = t.total_ms;
+        for (slot, unset) in [&mut t.connect_ms, &mut t.first_byte_ms, &mut t.idle_ms]
+            .into_iter()
+            .zip(defaulted)
+        {
+            if unset {
+                *slot = (*slot).min(total);
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -137,6 +151,19 @@ mod tests {
         assert_eq!(c.breaker.window_size, 20);
         assert_eq!((c.retry.max_retries, c.retry.base_ms), (0, 250));
         assert_eq!(c.timeouts.total_ms, 900_000);
+    }
+
+    #[test]
+    fn a_total_below_the_defaults_lowers_them_but_not_given_limits() {
+        let c = ReliabilityConfig::from_json(r#"{"timeouts":{"totalMs":60000}}"#).unwrap();
+        let t = &c.timeouts;
+        assert_eq!(
+            (t.connect_ms, t.first_byte_ms, t.idle_ms, t.total_ms),
+            (10_000, 60_000, 60_000, 60_000)
+        );
+        let e = ReliabilityConfig::from_json(r#"{"timeouts":{"totalMs":60000,"idleMs":90000}}"#)
+            .unwrap_err();
+        assert_eq!(e.field, "reliability.timeouts.idleMs");
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub fn upstream_url(base_url: &str, path: &str, query: Option<&str>) -> String {
 pub enum SendError {
     Connect(String),
     Timeout(&'static str),
+    /// The connection failed after the whole request was written and before the answer's head
+    /// was read: the provider may have the call (and bill it), so it is not sent again.
+    AfterWrite(String),
     Other(String),
 }
 
@@ -119,6 +122,9 @@ pub async fn send(
         // Nothing was sent: as safe to retry as a refused connection.
         Ok(Err(H1Error::ConnectTimeout)) => Err(SendError::Connect("connect timeout".into())),
         Ok(Err(H1Error::Connect(e))) => Err(SendError::Connect(e)),
+        Ok(Err(H1Error::Io(e))) if wrote.load(std::sync::atomic::Ordering::Acquire) => {
+            Err(SendError::AfterWrite(e))
+        }
         Ok(Err(H1Error::Io(e))) => Err(SendError::Other(e)),
         Ok(Ok(r)) => Ok(r),
     }

@@ -329,6 +329,12 @@ pub(crate) async fn relay_whole_json(
                 crate::relay::REQUEST_ID_HEADER,
                 axum::http::HeaderValue::from(ex.id),
             );
+            // The provider produced (and bills) this answer: an SDK's retry would be a second
+            // billed call, and the answer would be refused again (broken off, compressed, too large).
+            resp.headers_mut().insert(
+                "x-should-retry",
+                axum::http::HeaderValue::from_static("false"),
+            );
             if let Some(micros) = cost {
                 crate::relay::set_cost_header(resp.headers_mut(), micros);
             }

@@ -1,5 +1,6 @@
-//! A call the provider received but did not answer within the first-byte timeout: it may still
-//! be generating (and billing) it, so it is charged, and reported as a failed call with its cost.
+//! A call the provider received but did not answer (within the first-byte timeout, or its
+//! connection failed after the request was written): it may still be generating (and billing) it,
+//! so it is charged, and reported as a failed call with its cost.
 
 use crate::events::{now_ms, RouterEvent};
 use crate::exchange::Api;
@@ -88,7 +89,13 @@ pub(crate) fn answer_unanswered(
     });
     let status = d.error.status(d.shape).as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(target: "iron_cage", request_id = id, cost_micros = charged.cost_micros, message = %d.error, "no answer in time; the provider has the call, so it is charged");
+    // No answer within the first-byte timeout, or the connection failed after the request was
+    // written: either way the provider may have the call.
+    let outcome = match d.error {
+        crate::error::RouterError::UpstreamTimeout { .. } => "timeout",
+        _ => "upstream_error",
+    };
+    tracing::info!(target: "iron_cage", request_id = id, cost_micros = charged.cost_micros, message = %d.error, "no answer; the provider may have the call, so it is charged");
     shared.stats.on_settled(
         seen.model.as_deref(),
         false,
@@ -109,7 +116,7 @@ pub(crate) fn answer_unanswered(
             cost_micros: charged.cost_micros,
             estimated: true,
             unpriced: charged.unpriced,
-            error_code: Some("timeout".to_string()),
+            error_code: Some(outcome.to_string()),
             ..row
         });
     if shared.events.has_subscribers() {
@@ -129,7 +136,7 @@ pub(crate) fn answer_unanswered(
             unpriced: charged.unpriced,
             latency_ms,
             ttft_ms: None,
-            outcome: "timeout".to_string(),
+            outcome: outcome.to_string(),
         });
     }
     let mut resp = d.error.into_response(d.shape);
@@ -139,5 +146,10 @@ pub(crate) fn answer_unanswered(
         axum::http::HeaderValue::from(id),
     );
     crate::relay::set_cost_header(h, charged.cost_micros);
+    // Another attempt would be a second call the provider bills.
+    h.insert(
+        "x-should-retry",
+        axum::http::HeaderValue::from_static("false"),
+    );
     resp
 }

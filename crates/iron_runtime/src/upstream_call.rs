@@ -68,6 +68,10 @@ fn send_denial(e: SendError, host: &str, shape: Provider, retried: bool) -> Deni
         SendError::Connect(reason) | SendError::Other(reason) => {
             RouterError::UpstreamUnreachable { host, reason }
         }
+        SendError::AfterWrite(reason) => RouterError::UpstreamUnreachable {
+            host,
+            reason: format!("{reason} (after the request was sent: the provider may have it, so it was not sent again)"),
+        },
     };
     Denial {
         error,
@@ -213,8 +217,16 @@ pub async fn call_upstream(shared: &Shared, mut call: Call<'_>) -> Result<Answer
                         rekeyed_to,
                     });
                 }
-                let _ = permit.record(Outcome::Failure);
-                match next_delay_within(rel, attempt, retry_after, started, deadline, &mut rng) {
+                // The breaker counts calls, not attempts: a failure that is retried is recorded
+                // by the attempt that ends the call.
+                let next =
+                    next_delay_within(rel, attempt, retry_after, started, deadline, &mut rng);
+                let _ = permit.record(if next.is_some() {
+                    Outcome::Ignored
+                } else {
+                    Outcome::Failure
+                });
+                match next {
                     Some(delay) => {
                         drop(response);
                         attempt += 1;
@@ -240,15 +252,22 @@ pub async fn call_upstream(shared: &Shared, mut call: Call<'_>) -> Result<Answer
                 }
             }
             Err(e) => {
-                let _ = permit.record(Outcome::Failure);
-                // A timeout waiting for the answer's head: the provider has the request and may
-                // still be generating (and billing) it; another attempt would be a second call.
-                if matches!(e, SendError::Timeout(_)) {
+                // A timeout waiting for the answer's head, or a connection that failed after the
+                // request was written: the provider has the request and may still be generating
+                // (and billing) it; another attempt would be a second call.
+                if matches!(e, SendError::Timeout(_) | SendError::AfterWrite(_)) {
+                    let _ = permit.record(Outcome::Failure);
                     let mut d = send_denial(e, call.host, call.shape, attempt > 0);
                     d.unanswered = true;
                     return Err(d);
                 }
-                match next_delay_within(rel, attempt, None, started, deadline, &mut rng) {
+                let next = next_delay_within(rel, attempt, None, started, deadline, &mut rng);
+                let _ = permit.record(if next.is_some() {
+                    Outcome::Ignored
+                } else {
+                    Outcome::Failure
+                });
+                match next {
                     Some(delay) => {
                         attempt += 1;
                         shared.stats.on_retry();

@@ -279,8 +279,12 @@ impl H1Client {
         if let Some(conn) = self.pool.checkout(&origin) {
             match exchange(conn, &request, head_only, wrote).await {
                 Ok(parts) => return Ok(self.response(origin, parts)),
-                Err(Exchange::Stale(_)) => wrote.store(false, Ordering::Release),
-                Err(Exchange::Failed(e)) => return Err(H1Error::Io(e)),
+                // The pooled connection was closed while idle and the request could not be
+                // written: the provider has nothing, so a new connection gets it.
+                Err(Exchange::Stale(_)) if !wrote.load(Ordering::Acquire) => {}
+                // Written, then nothing came back: the provider may have it (and bill it), so it
+                // is never sent again from here (the caller decides; see `forward::send`).
+                Err(Exchange::Stale(e) | Exchange::Failed(e)) => return Err(H1Error::Io(e)),
             }
         }
         let conn = self.pool.connect(&origin).await?;
@@ -324,7 +328,8 @@ impl H1Client {
 
 /// How one request/response exchange failed.
 enum Exchange {
-    /// Nothing came back on a connection that may have been closed while idle: safe to retry.
+    /// Nothing came back on a connection that may have been closed while idle: safe to retry on
+    /// another connection only if the request was not written (`wrote` is false).
     Stale(String),
     Failed(String),
 }

@@ -101,15 +101,16 @@ pub(crate) fn settle(
         u
     });
     // Breaker: 5xx, broken streams, timeouts and in-stream errors are the provider's failures;
-    // client aborts, clients that stopped reading and 4xx are not. (A half-open probe that was
+    // client aborts, clients that stopped reading, answers over the router's limits and 4xx are not. (A half-open probe that was
     // streamed counted its success at its head; only a failure still counts, see
     // `Permit::record_stream_head`.)
     if let Some(permit) = ex.permit.take() {
         let outcome = match ending {
-            Ending::ClientAborted | Ending::ClientTimeout(_) => Outcome::Ignored,
-            Ending::UpstreamBroken(_) | Ending::Timeout(_) | Ending::StreamTooLarge => {
-                Outcome::Failure
+            // An answer over the router's own size limits is not the provider failing.
+            Ending::ClientAborted | Ending::ClientTimeout(_) | Ending::StreamTooLarge => {
+                Outcome::Ignored
             }
+            Ending::UpstreamBroken(_) | Ending::Timeout(_) => Outcome::Failure,
             _ if saw_error_event => Outcome::Failure,
             _ => iron_reliability::classify_status(status),
         };

@@ -1,7 +1,8 @@
 //! A call the provider may have is never sent twice: a connection that fails after the request was
 //! written (fresh, pooled, or half-way through the answer's head) ends the call with 502 and
 //! `x-should-retry: false`, charged as the provider may bill it; an answer the router withholds
-//! tells the SDK not to retry; and the breaker counts calls, not the attempts of a retried call.
+//! tells the SDK not to retry; and the breaker counts calls, not the attempts of a retried call,
+//! nor an answer over the router's own limits.
 
 mod common;
 
@@ -224,6 +225,36 @@ async fn the_breaker_counts_a_retried_call_once() {
         assert_eq!(status, 503);
         assert_eq!(code(&text), "circuit_open", "{text}");
         assert_eq!(attempts.load(Ordering::SeqCst), 6);
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_event_over_the_limit_is_not_a_provider_failure() {
+    bounded(30, async {
+        // One SSE event of 9 MiB (over the 8 MiB limit), then a normal end.
+        let (port, attempts, _task) = raw_upstream(|_, mut s| async move {
+            if !read_request(&mut s).await {
+                return;
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
+                .await;
+            let big = format!("data: {{\"x\":\"{}\"}}\n\n", "a".repeat(9 << 20));
+            let _ = s.write_all(big.as_bytes()).await;
+            let _ = s.write_all(b"data: [DONE]\n\n").await;
+        })
+        .await;
+        let over = json!({ "breaker": { "consecutiveFailures": 1, "openMs": 30000, "maxOpenMs": 60000 } });
+        let (_ks, router) = router_for(&format!("http://127.0.0.1:{port}"), over, None).await;
+        let (status, _, text) =
+            status_json(post(&router, "/v1/chat/completions", &body(true)).await).await;
+        assert_eq!(status, 200);
+        assert!(text.contains("error"), "the stream ends with an error event");
+        // A breaker that opens on one failure is still closed: the next call reaches the provider.
+        let _ = status_json(post(&router, "/v1/chat/completions", &body(true)).await).await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
         router.stop().await;
     })
     .await;

@@ -107,14 +107,19 @@ pub async fn send(
     let uri: axum::http::Uri = url
         .parse()
         .map_err(|e| SendError::Other(format!("the upstream URL is not valid: {e}")))?;
-    use crate::upstream_h1::H1Error;
-    let wrote = std::sync::atomic::AtomicBool::new(false);
-    let sent = client.send(&method, &uri, &headers, &body, &wrote);
+    use crate::upstream_h1::{H1Error, CONNECTING, SENT};
+    use std::sync::atomic::Ordering::Acquire;
+    let progress = std::sync::atomic::AtomicU8::new(CONNECTING);
+    let sent = client.send(&method, &uri, &headers, &body, &progress);
     match tokio::time::timeout(first_byte, sent).await {
         // Still connecting when the wait ran out (a first-byte timeout shorter than the connect
         // timeout): nothing was sent, as safe to retry as a refused connection, and not billed.
-        Err(_) if !wrote.load(std::sync::atomic::Ordering::Acquire) => Err(SendError::Connect(
+        Err(_) if progress.load(Acquire) == CONNECTING => Err(SendError::Connect(
             "no connection within the first-byte timeout".into(),
+        )),
+        // Connected, but the provider had not read the whole request: it has no call to bill.
+        Err(_) if progress.load(Acquire) != SENT => Err(SendError::Connect(
+            "the request was still being sent when the first-byte timeout ran out (the provider read it too slowly)".into(),
         )),
         Err(_) => Err(SendError::Timeout(
             "no response headers within the first-byte timeout",
@@ -122,7 +127,7 @@ pub async fn send(
         // Nothing was sent: as safe to retry as a refused connection.
         Ok(Err(H1Error::ConnectTimeout)) => Err(SendError::Connect("connect timeout".into())),
         Ok(Err(H1Error::Connect(e))) => Err(SendError::Connect(e)),
-        Ok(Err(H1Error::Io(e))) if wrote.load(std::sync::atomic::Ordering::Acquire) => {
+        Ok(Err(H1Error::Io(e))) if progress.load(Acquire) == SENT => {
             Err(SendError::AfterWrite(e))
         }
         Ok(Err(H1Error::Io(e))) => Err(SendError::Other(e)),

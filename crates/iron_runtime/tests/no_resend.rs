@@ -259,3 +259,26 @@ async fn a_stream_event_over_the_limit_is_not_a_provider_failure() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_still_being_sent_at_the_first_byte_timeout_is_named_as_such() {
+    bounded(30, async {
+        // The provider accepts and never reads: a large body cannot be written whole.
+        let (port, _conns, _task) = raw_upstream(|_, s| async move {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            drop(s);
+        })
+        .await;
+        let over = json!({ "retry": { "maxRetries": 0 }, "timeouts": { "firstByteMs": 300 } });
+        let (_ks, router) = router_for(&format!("http://127.0.0.1:{port}"), over, None).await;
+        let big = json!({ "model": "gpt-4o", "max_tokens": 5,
+            "messages": [{ "role": "user", "content": "x".repeat(24 << 20) }] });
+        let (status, _, text) =
+            status_json(post(&router, "/v1/chat/completions", &big).await).await;
+        assert_eq!(status, 502, "{text}");
+        assert!(text.contains("still being sent"), "{text}");
+        assert!(!text.contains("no connection"), "{text}");
+        router.stop().await;
+    })
+    .await;
+}

@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -23,6 +23,13 @@ use wire::{decode, encode_request, parse_head, Decoded, Framing, Parsed};
 mod wire;
 
 /// Largest response head accepted.
+/// `progress` of a send: connecting (nothing written yet).
+pub const CONNECTING: u8 = 0;
+/// Connected, the request being written.
+pub const SENDING: u8 = 1;
+/// The whole request written: the provider may have it.
+pub const SENT: u8 = 2;
+
 const MAX_HEAD: usize = 64 * 1024;
 /// Room made for a read of the response head, and of the body (a burst arrives in pieces this big).
 const HEAD_READ: usize = 8 * 1024;
@@ -231,16 +238,17 @@ impl H1Client {
     /// connection that turns out to be closed is replaced by a new one once (the request never
     /// reached a server that answered).
     ///
-    /// `wrote` is set once the request has been written on the connection whose answer is awaited
-    /// (and cleared if that connection turns out stale): a caller that gives up waiting can tell
-    /// "never connected" (nothing sent, safe to retry) from "sent, no answer yet".
+    /// `progress` says how far the request got on the connection whose answer is awaited
+    /// ([`CONNECTING`], [`SENDING`], [`SENT`]; back to connecting if a pooled connection turns out
+    /// stale): a caller that gives up waiting can tell "nothing sent" (safe to retry) from "sent,
+    /// no answer yet".
     pub async fn send(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: &Bytes,
-        wrote: &AtomicBool,
+        progress: &AtomicU8,
     ) -> Result<Response<UpstreamBody>, H1Error> {
         let https = match uri.scheme_str() {
             Some("https") => true,
@@ -277,18 +285,20 @@ impl H1Client {
         let request = encode_request(method, uri, authority.as_str(), headers, body);
         let head_only = *method == Method::HEAD;
         if let Some(conn) = self.pool.checkout(&origin) {
-            match exchange(conn, &request, head_only, wrote).await {
+            match exchange(conn, &request, head_only, progress).await {
                 Ok(parts) => return Ok(self.response(origin, parts)),
                 // The pooled connection was closed while idle and the request could not be
                 // written: the provider has nothing, so a new connection gets it.
-                Err(Exchange::Stale(_)) if !wrote.load(Ordering::Acquire) => {}
+                Err(Exchange::Stale(_)) if progress.load(Ordering::Acquire) != SENT => {
+                    progress.store(CONNECTING, Ordering::Release);
+                }
                 // Written, then nothing came back: the provider may have it (and bill it), so it
                 // is never sent again from here (the caller decides; see `forward::send`).
                 Err(Exchange::Stale(e) | Exchange::Failed(e)) => return Err(H1Error::Io(e)),
             }
         }
         let conn = self.pool.connect(&origin).await?;
-        match exchange(conn, &request, head_only, wrote).await {
+        match exchange(conn, &request, head_only, progress).await {
             Ok(parts) => Ok(self.response(origin, parts)),
             Err(Exchange::Stale(e) | Exchange::Failed(e)) => Err(H1Error::Io(e)),
         }
@@ -329,7 +339,7 @@ impl H1Client {
 /// How one request/response exchange failed.
 enum Exchange {
     /// Nothing came back on a connection that may have been closed while idle: safe to retry on
-    /// another connection only if the request was not written (`wrote` is false).
+    /// another connection only if the request was not all written (`progress` is not [`SENT`]).
     Stale(String),
     Failed(String),
 }
@@ -348,8 +358,9 @@ async fn exchange(
     mut conn: Conn,
     request: &[u8],
     head_only: bool,
-    wrote: &AtomicBool,
+    progress: &AtomicU8,
 ) -> Result<Head, Exchange> {
+    progress.store(SENDING, Ordering::Release);
     let sent = async {
         conn.write_all(request).await?;
         conn.flush().await
@@ -357,7 +368,7 @@ async fn exchange(
     if let Err(e) = sent.await {
         return Err(Exchange::Stale(format!("sending the request failed: {e}")));
     }
-    wrote.store(true, Ordering::Release);
+    progress.store(SENT, Ordering::Release);
     let mut buf = BytesMut::with_capacity(HEAD_READ);
     loop {
         match read_more(&mut conn, &mut buf).await {

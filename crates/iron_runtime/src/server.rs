@@ -130,7 +130,7 @@ pub struct Router {
     shared: Arc<Shared>,
     cancel: CancellationToken,
     running: Arc<AtomicBool>,
-    provider: watch::Receiver<Option<Result<Provider, String>>>,
+    provider: watch::Receiver<crate::keys::KnownProvider>,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -144,6 +144,8 @@ pub struct BudgetStatusView {
 }
 
 const STOP_GRACE: Duration = Duration::from_millis(1500);
+
+pub use crate::keys::STOPPED_BEFORE_KEY;
 
 impl Router {
     /// Bind and start serving. Must be called inside a tokio runtime. Does no network I/O itself: the
@@ -193,22 +195,20 @@ impl Router {
         if let Some(url) = shared.cfg.raw.dashboard_url.clone() {
             tokio::spawn(crate::dashboard::run(shared.clone(), url, cancel.clone()));
         }
-        let (tx, rx) = watch::channel(None);
-        let warm = shared.clone();
-        tokio::spawn(async move {
-            let outcome = match &warm.cfg.key_source {
-                KeySource::Static { provider, .. } => Ok(*provider),
-                KeySource::Server { .. } => {
-                    warm.keys.get().await.map(|k| k.provider).map_err(|e| e.0)
+        let provider = shared.keys.provider_watch();
+        if let KeySource::Server { .. } = &shared.cfg.key_source {
+            let warm = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = warm.keys.get().await {
+                    warm.keys.note_failure(&e.0);
                 }
-            };
-            let _ = tx.send(Some(outcome));
-        });
+            });
+        }
         Ok(Router {
             shared,
             cancel,
             running,
-            provider: rx,
+            provider,
             server: Mutex::new(Some(server)),
         })
     }
@@ -249,20 +249,24 @@ impl Router {
         self.running.load(Ordering::SeqCst)
     }
 
-    /// The provider once known: `None` while the first key fetch runs.
+    /// The provider as known now: `None` while the first key fetch runs; then the provider of
+    /// the last key fetched (it follows a rotation to another provider), or why it is unknown
+    /// while no key could be fetched yet.
     pub fn provider_now(&self) -> Option<Result<Provider, String>> {
         self.provider.borrow().clone()
     }
 
-    /// Wait for the first key fetch: the provider, or why it is unknown.
+    /// Wait for the first key fetch: the provider, or why it is unknown. Returns at once (with
+    /// [`STOPPED_BEFORE_KEY`]) when the router stops first.
     pub async fn ready(&self) -> Result<Provider, String> {
         let mut rx = self.provider.clone();
-        loop {
-            if let Some(v) = rx.borrow().clone() {
-                return v;
-            }
-            if rx.changed().await.is_err() {
-                return Err("router stopped before the key was fetched".into());
+        tokio::select! {
+            known = rx.wait_for(Option::is_some) => match known {
+                Ok(v) => v.clone().unwrap_or_else(|| Err(STOPPED_BEFORE_KEY.into())),
+                Err(_) => Err(STOPPED_BEFORE_KEY.into()),
+            },
+            _ = self.shared.stopping.cancelled() => {
+                self.provider.borrow().clone().unwrap_or_else(|| Err(STOPPED_BEFORE_KEY.into()))
             }
         }
     }
@@ -334,6 +338,10 @@ impl Router {
     ) -> Unsettled {
         self.running.store(false, Ordering::SeqCst);
         self.cancel.cancel();
+        // A key fetch under way is not waited for: nothing will use the key.
+        self.shared.keys.stop();
+        // Pooled provider connections close now, those of calls still settling when they end.
+        self.shared.http.close();
         let handle = self.server.lock().ok().and_then(|mut g| g.take());
         if let Some(h) = handle {
             let _ = h.await;
@@ -377,6 +385,8 @@ impl Drop for Router {
     fn drop(&mut self) {
         self.running.store(false, Ordering::SeqCst);
         self.cancel.cancel();
+        self.shared.keys.stop();
+        self.shared.http.close();
     }
 }
 

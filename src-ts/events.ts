@@ -47,6 +47,13 @@ export interface BlockedEvent {
   message: string
 }
 
+/**
+ * A budget threshold crossed, once per crossing. `warning`: spent reached `budgetWarningPercent` of the limit. `exceeded`:
+ * the budget is exhausted, it refuses calls for good: spent reached the limit, or a call was refused for the budget with no
+ * other call holding budget and either less left than the cheapest call its model can make (one short message, one output
+ * token) or 3 refusals in a row with no call let through in between. `percent` can then be below 100. Raising the limit
+ * (`setBudget`) re-arms both.
+ */
 export interface BudgetEvent {
   type: 'budget'
   tsMs: number

@@ -69,3 +69,25 @@ describe('provider after a failed first key fetch', () => {
     }
   })
 })
+
+describe('the error event', () => {
+  it('reaches router.on("error") when the dashboard link is down, without the URL', async () => {
+    const { LlmRouter } = await import('../dist/index.js')
+    const net = await import('node:net')
+    const hold = net.createServer()
+    await new Promise<void>((r) => hold.listen(0, '127.0.0.1', () => r()))
+    const port = (hold.address() as { port: number }).port
+    await new Promise<void>((r) => hold.close(() => r())) // nothing listens there now
+    const router = new LlmRouter({ providerKey: 'sk-test-real-key', dashboardUrl: `ws://127.0.0.1:${port}/x?k=dash-secret` })
+    try {
+      const seen: Array<{ code: string; message: string }> = []
+      router.on('error', (e) => seen.push(e))
+      for (let i = 0; i < 60 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 50))
+      expect(seen).toHaveLength(1)
+      expect(seen[0]!.code).toBe('DASHBOARD_UNREACHABLE')
+      expect(seen[0]!.message).not.toContain('dash-secret')
+    } finally {
+      await router.stop()
+    }
+  })
+})

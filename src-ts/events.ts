@@ -87,6 +87,13 @@ export interface KeyEvent {
   message: string | null
 }
 
+/**
+ * A failure no call's answer shows, rate-limited to one per `code` a minute; the message never holds a key, a token or the
+ * dashboard URL. `STATE_WRITE_FAILED`: rows of the ledger or audit trail could not be written to `statePath` (rejected by
+ * SQLite, or dropped because the writer could not keep up; `stats().ledger` counts them). `DASHBOARD_UNREACHABLE`: the
+ * `dashboardUrl` link failed twice in a row (connect failed or the link dropped); once per outage. Key-server failures are
+ * `key` events (`action: 'failed'`), not `error` events. Emitted only while an `error` listener is attached.
+ */
 export interface RouterErrorEvent {
   type: 'error'
   tsMs: number

@@ -38,6 +38,8 @@ pub struct Shared {
     /// Provider calls still being made or settled (each in its own task, which outlives its
     /// client's connection): `stop` lets them settle before the state store closes.
     pub calls: CallsInFlight,
+    /// `error` events, rate-limited per code.
+    pub errors: crate::error_events::ErrorEvents,
 }
 
 /// A count of calls in flight that can be waited on until it reaches zero.
@@ -175,6 +177,7 @@ impl Router {
             ws_sessions: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             stopping: cancel.clone(),
             calls: CallsInFlight::default(),
+            errors: Default::default(),
             cfg,
         });
         let running = Arc::new(AtomicBool::new(true));
@@ -192,6 +195,12 @@ impl Router {
                 }
             }
         });
+        if shared.cfg.raw.state_path.is_some() {
+            tokio::spawn(crate::error_events::watch_state_file(
+                shared.clone(),
+                cancel.clone(),
+            ));
+        }
         if let Some(url) = shared.cfg.raw.dashboard_url.clone() {
             tokio::spawn(crate::dashboard::run(shared.clone(), url, cancel.clone()));
         }

@@ -34,8 +34,13 @@ export interface ResponseEvent {
   unpriced: boolean
   latencyMs: number
   ttftMs: number | null
-  /** `client_timeout`: the client read nothing of the answer for `idleMs`, or was still behind when `totalMs` ran out; the relay stopped as for a client that left. */
-  outcome: 'complete' | 'client_aborted' | 'client_timeout' | 'upstream_error' | 'timeout' | 'blocked'
+  /**
+   * `client_timeout`: the client read nothing of the answer for `idleMs`, or was still behind when `totalMs` ran out; the
+   * relay stopped as for a client that left. `router_stopped`: `stop()` ended the call before its answer was complete (a
+   * client still waiting got a 503 `ROUTER_STOPPED`, or an SSE error event if the stream had begun); a call still waiting for
+   * its answer is charged its hold.
+   */
+  outcome: 'complete' | 'client_aborted' | 'client_timeout' | 'upstream_error' | 'timeout' | 'blocked' | 'router_stopped'
 }
 
 export interface BlockedEvent {

@@ -100,6 +100,9 @@ struct LedgerState {
     exhausted: bool,
     /// Refusals since a call was last let through, counted while nothing else held budget.
     refused_in_a_row: u32,
+    /// The holds were charged at close (see [`BudgetLedger::close_charging_holds`]): the
+    /// reservations still out change nothing any more.
+    closed: bool,
 }
 
 /// Refusals in a row, with nothing else holding budget and no call let through in between, that
@@ -150,6 +153,7 @@ impl BudgetLedger {
             warned: false,
             exhausted: false,
             refused_in_a_row: 0,
+            closed: false,
         };
         BudgetLedger {
             state: Arc::new(Mutex::new(state)),
@@ -247,6 +251,17 @@ impl BudgetLedger {
         }]
     }
 
+    /// The owner stops waiting for the calls that hold budget: their holds become spent now, and
+    /// those reservations settling or dropped later change nothing. Returns the micro-USD charged.
+    pub fn close_charging_holds(&self) -> u64 {
+        let mut s = self.lock();
+        let held = s.reserved;
+        s.spent = s.spent.saturating_add(held);
+        s.reserved = 0;
+        s.closed = true;
+        held
+    }
+
     /// Whether the budget counts as exhausted now (see [`BudgetThreshold::Exceeded`]).
     pub fn is_exhausted(&self) -> bool {
         self.lock().exhausted
@@ -285,6 +300,9 @@ impl Reservation {
     pub fn commit(mut self, actual: u64) -> Vec<BudgetThreshold> {
         self.settled = true;
         let mut s = lock(&self.state);
+        if s.closed {
+            return Vec::new();
+        }
         s.reserved = s.reserved.saturating_sub(self.amount);
         s.spent = s.spent.saturating_add(actual);
         s.crossings()
@@ -299,6 +317,9 @@ impl Reservation {
         if !self.settled {
             self.settled = true;
             let mut s = lock(&self.state);
+            if s.closed {
+                return;
+            }
             s.reserved = s.reserved.saturating_sub(self.amount);
         }
     }

@@ -226,3 +226,23 @@ fn refusals_exhaust_the_budget_once() {
     assert!(ledger.refused(None).is_empty());
     assert_eq!(ledger.refused(None), exceeded);
 }
+
+#[test]
+fn closing_charges_the_holds_once() {
+    let ledger = BudgetLedger::new(Some(1_000));
+    let a = ledger.reserve(300).expect("fits");
+    let b = ledger.reserve(200).expect("fits");
+    ledger.reserve(100).expect("fits").commit(50);
+    assert_eq!(ledger.close_charging_holds(), 500);
+    // What settles later changes nothing: the holds were charged.
+    assert!(a.commit(10).is_empty());
+    drop(b);
+    assert_eq!(
+        ledger.status(),
+        BudgetStatus {
+            spent: 550,
+            reserved: 0,
+            limit: Some(1_000)
+        }
+    );
+}

@@ -106,7 +106,9 @@ pub(crate) fn settle(
     // `Permit::record_stream_head`.)
     if let Some(permit) = ex.permit.take() {
         let outcome = match ending {
-            Ending::ClientAborted | Ending::ClientTimeout(_) => Outcome::Ignored,
+            Ending::ClientAborted | Ending::ClientTimeout(_) | Ending::RouterStopped => {
+                Outcome::Ignored
+            }
             Ending::UpstreamBroken(_) | Ending::Timeout(_) | Ending::StreamTooLarge => {
                 Outcome::Failure
             }

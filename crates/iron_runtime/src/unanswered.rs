@@ -88,7 +88,12 @@ pub(crate) fn answer_unanswered(
     });
     let status = d.error.status(d.shape).as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(target: "iron_cage", request_id = id, cost_micros = charged.cost_micros, message = %d.error, "no answer in time; the provider has the call, so it is charged");
+    // A stop that did not wait for the answer, or the first-byte / total timeout.
+    let outcome = match d.error {
+        crate::error::RouterError::RouterStopped => "router_stopped",
+        _ => "timeout",
+    };
+    tracing::info!(target: "iron_cage", request_id = id, cost_micros = charged.cost_micros, outcome, message = %d.error, "no answer; the provider may have the call, so it is charged");
     shared.stats.on_settled(
         seen.model.as_deref(),
         false,
@@ -109,7 +114,7 @@ pub(crate) fn answer_unanswered(
             cost_micros: charged.cost_micros,
             estimated: true,
             unpriced: charged.unpriced,
-            error_code: Some("timeout".to_string()),
+            error_code: Some(outcome.to_string()),
             ..row
         });
     if shared.events.has_subscribers() {
@@ -129,7 +134,7 @@ pub(crate) fn answer_unanswered(
             unpriced: charged.unpriced,
             latency_ms,
             ttft_ms: None,
-            outcome: "timeout".to_string(),
+            outcome: outcome.to_string(),
         });
     }
     let mut resp = d.error.into_response(d.shape);

@@ -158,7 +158,7 @@ describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents'
     expect(r.stdout).toContain('cleanup ran')
     expect(r.stderr).toContain('iron-cage: python3 ended with 1 call still at the provider: waiting up to 15 min for it to settle, so that it is charged (Ctrl-C again to stop waiting)')
     expect(r.stderr).toContain('SIGINT: not waiting for the 1 call still at the provider')
-    expect(r.stderr).toMatch(/not waited for: 1 call still at the provider \(the provider bills it\); up to \$0\.\d+ held for it is not in spent; charged at its hold in .*unsettled\.db/)
+    expect(r.stderr).toMatch(/not waited for: 1 call still at the provider \(the provider bills it\); up to \$0\.\d+ held for it is charged in spent; charged at its hold in .*unsettled\.db/)
     expect(r.signal).toBe('SIGINT')
     expect(r.ms).toBeLessThan(20_000)
     const [rows, holds, agents] = queryDb(state, ["SELECT cost_micros, estimated, error_code FROM requests", 'SELECT * FROM holds', 'SELECT spent_micros FROM agents'])

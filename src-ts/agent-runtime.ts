@@ -42,8 +42,8 @@ export interface AgentInfo {
   settling: { calls: number; untilMs: number } | null
   /**
    * Calls still at the provider when the router stopped waiting for them (`stop()` during the
-   * wait): their budget holds (0 without a budget) are not in spent; with `statePath` they were
-   * charged at their hold in the state file (`chargedInStateFile`). Null when none.
+   * wait): their budget holds (0 without a budget) are charged in spent; with `statePath` they were
+   * charged at their hold in the state file too (`chargedInStateFile`). Null when none.
    */
   unsettled: { calls: number; heldMicros: number; chargedInStateFile: boolean } | null
 }

@@ -206,7 +206,7 @@ function upTo(ms: number): string {
 function unsettledText(info: AgentInfo, state: string | undefined): string | undefined {
   const u = info.unsettled
   if (!u) return undefined
-  const held = u.heldMicros > 0 ? `up to ${usd(u.heldMicros / 1e6)} held for ${u.calls === 1 ? 'it' : 'them'} is not in spent` : 'their cost is unknown (nothing is held without --budget)'
+  const held = u.heldMicros > 0 ? `up to ${usd(u.heldMicros / 1e6)} held for ${u.calls === 1 ? 'it' : 'them'} is charged in spent` : 'their cost is unknown (nothing is held without --budget)'
   const file = u.chargedInStateFile ? `; charged at ${u.calls === 1 ? 'its hold' : 'their holds'} in ${state}` : ''
   return `  not waited for: ${calls(u.calls)} still at the provider (the provider bills ${u.calls === 1 ? 'it' : 'them'}); ${held}${file}`
 }

@@ -34,8 +34,13 @@ export interface ResponseEvent {
   unpriced: boolean
   latencyMs: number
   ttftMs: number | null
-  /** `client_timeout`: the client read nothing of the answer for `idleMs`, or was still behind when `totalMs` ran out; the relay stopped as for a client that left. */
-  outcome: 'complete' | 'client_aborted' | 'client_timeout' | 'upstream_error' | 'timeout' | 'blocked'
+  /**
+   * `client_timeout`: the client read nothing of the answer for `idleMs`, or was still behind when `totalMs` ran out; the
+   * relay stopped as for a client that left. `router_stopped`: `stop()` ended the call before its answer was complete (a
+   * client still waiting got a 503 `ROUTER_STOPPED`, or an SSE error event if the stream had begun); a call still waiting for
+   * its answer is charged its hold.
+   */
+  outcome: 'complete' | 'client_aborted' | 'client_timeout' | 'upstream_error' | 'timeout' | 'blocked' | 'router_stopped'
 }
 
 export interface BlockedEvent {
@@ -47,6 +52,13 @@ export interface BlockedEvent {
   message: string
 }
 
+/**
+ * A budget threshold crossed, once per crossing. `warning`: spent reached `budgetWarningPercent` of the limit. `exceeded`:
+ * the budget is exhausted, it refuses calls for good: spent reached the limit, or a call was refused for the budget with no
+ * other call holding budget and either less left than the cheapest call its model can make (one short message, one output
+ * token) or 3 refusals in a row with no call let through in between. `percent` can then be below 100. Raising the limit
+ * (`setBudget`) re-arms both.
+ */
 export interface BudgetEvent {
   type: 'budget'
   tsMs: number
@@ -81,6 +93,13 @@ export interface KeyEvent {
   message: string | null
 }
 
+/**
+ * A failure no call's answer shows, rate-limited to one per `code` a minute; the message never holds a key, a token or the
+ * dashboard URL. `STATE_WRITE_FAILED`: rows of the ledger or audit trail could not be written to `statePath` (rejected by
+ * SQLite, or dropped because the writer could not keep up; `stats().ledger` counts them). `DASHBOARD_UNREACHABLE`: the
+ * `dashboardUrl` link failed twice in a row (connect failed or the link dropped); once per outage. Key-server failures are
+ * `key` events (`action: 'failed'`), not `error` events. Emitted only while an `error` listener is attached.
+ */
 export interface RouterErrorEvent {
   type: 'error'
   tsMs: number

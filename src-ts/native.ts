@@ -13,7 +13,8 @@ export interface NativeRouter {
   readonly apiKey: string
   readonly isRunning: boolean
   readonly provider: string | null
-  ready(): Promise<string[]>
+  readonly providerError: string | null
+  onReady(callback: (outcome: string) => void): void
   stop(): Promise<void>
   totalSpentMicros(): number
   statsJson(): string

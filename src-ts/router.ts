@@ -71,9 +71,13 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
   #keepAlive: NodeJS.Timeout | undefined
   #subscribed = false
   #stopping: Promise<void> | undefined
-  #provider: Provider = 'unknown'
-  #providerError: string | undefined
-  /** Resolves once the provider key was fetched (or could not be: then `provider` is `'unknown'`). */
+  #settleReady: (() => void) | undefined
+  /**
+   * Resolves once the first provider key fetch ended: the key was fetched (`provider` is known), or
+   * could not be (`provider` is `'unknown'`, `providerError` says why), or `stop()` was called first
+   * (then it resolves at once, `providerError` saying the router stopped). It never rejects. It does
+   * not keep the process alive by itself: after `unref()` the process may exit while it is pending.
+   */
   readonly ready: Promise<void>
 
   /** Binds synchronously (no network on the event loop); `await router.ready` for the provider. */
@@ -100,15 +104,12 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
     ;(this as EventEmitter).on('newListener', (name: string | symbol) => {
       if (!this.#subscribed && typeof name === 'string' && EVENT_NAMES.has(name)) this.#subscribe()
     })
-    this.ready = this.#inner.ready().then(
-      ([provider, reason]) => {
-        this.#provider = provider === 'openai' || provider === 'anthropic' ? provider : 'unknown'
-        this.#providerError = reason || undefined
-      },
-      () => {
-        this.#provider = 'unknown'
-      },
-    )
+    this.ready = new Promise<void>((resolve) => {
+      this.#settleReady = resolve
+    })
+    // Unref'd on the native side: a key server that hangs cannot hold the process open after
+    // stop() or unref().
+    this.#inner.onReady(() => this.#settleReady?.())
   }
 
   /** Create a router and wait until it knows its provider. */
@@ -137,16 +138,22 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
     return this.#inner.apiKey
   }
 
-  /** The provider of the key, `'unknown'` until known or if the key server could not be reached. */
+  /**
+   * The provider of the last key fetched (it follows a rotation to another provider's key);
+   * `'unknown'` until a key was fetched, and while none could be (`providerError` says why).
+   */
   get provider(): Provider {
     const p = this.#inner.provider
     if (p === 'openai' || p === 'anthropic') return p
-    return this.#provider
+    return 'unknown'
   }
 
-  /** Why the provider is `'unknown'`, when the first key fetch failed. */
+  /**
+   * Why `provider` is `'unknown'`: no key could be fetched yet (the last fetch's error), or the router
+   * stopped before the first fetch ended. Undefined once a key was fetched.
+   */
   get providerError(): string | undefined {
-    return this.#providerError
+    return this.#inner.providerError ?? undefined
   }
 
   get isRunning(): boolean {
@@ -244,6 +251,9 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
     if (!this.#stopping) {
       if (this.#keepAlive) clearInterval(this.#keepAlive)
       this.#keepAlive = undefined
+      // Settled here, not only from the native side: after the keep-alive handle is gone nothing
+      // would hold the process open until the native callback arrives.
+      this.#settleReady?.()
       this.#stopping = this.#inner.stop().catch((err: unknown) => {
         throw fromNative(err)
       })

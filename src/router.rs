@@ -15,6 +15,8 @@ const EVENT_BATCH_WINDOW: Duration = Duration::from_millis(2);
 
 /// Batches of events as a JSON array string; unref'd (never keeps Node alive), bounded queue.
 type EventSink = ThreadsafeFunction<String, (), String, Status, false, true, 64>;
+/// The first key fetch's outcome, once; unref'd.
+type ReadySink = ThreadsafeFunction<String, (), String, Status, false, true, 1>;
 /// Log lines, one per call; unref'd and bounded like events.
 type LogSink = ThreadsafeFunction<String, (), String, Status, false, true, 1024>;
 
@@ -65,7 +67,8 @@ impl NativeRouter {
         self.inner.is_running()
     }
 
-    /// `openai`, `anthropic`, `unknown` (first fetch failed) or null (still fetching).
+    /// `openai`, `anthropic` (the provider of the last key fetched), `unknown` (no key could be
+    /// fetched yet) or null (the first fetch is still running).
     #[napi(getter)]
     pub fn provider(&self) -> Option<String> {
         self.inner.provider_now().map(|r| match r {
@@ -74,13 +77,27 @@ impl NativeRouter {
         })
     }
 
-    /// Resolves once the provider is known: `[provider, reasonIfUnknown]`.
-    #[napi]
-    pub async fn ready(&self) -> Vec<String> {
-        match self.inner.ready().await {
-            Ok(p) => vec![p.as_str().to_string(), String::new()],
-            Err(e) => vec!["unknown".to_string(), e],
-        }
+    /// Why the provider is unknown (no key could be fetched yet), else null.
+    #[napi(getter)]
+    pub fn provider_error(&self) -> Option<String> {
+        self.inner.provider_now().and_then(Result::err)
+    }
+
+    /// Calls `callback` once the first key fetch ended, or the router stopped before it did,
+    /// with `provider + "\n" + reasonIfUnknown`. The callback is unref'd: a pending fetch never
+    /// keeps Node alive (the router's own keep-alive handle does, until `stop()` or `unref()`).
+    #[napi(ts_args_type = "callback: (outcome: string) => void")]
+    pub fn on_ready(&self, callback: ReadySink) {
+        let inner = self.inner.clone();
+        within_runtime_if_available(|| {
+            tokio::spawn(async move {
+                let outcome = match inner.ready().await {
+                    Ok(p) => format!("{}\n", p.as_str()),
+                    Err(e) => format!("unknown\n{e}"),
+                };
+                let _ = callback.call(outcome, ThreadsafeFunctionCallMode::NonBlocking);
+            });
+        });
     }
 
     /// Stop serving (idempotent).

@@ -30,7 +30,8 @@ pub enum BudgetThreshold {
         /// The limit, micro-USD.
         limit: u64,
     },
-    /// Spend reached the limit (the budget is exhausted).
+    /// The budget is exhausted: spend reached the limit, or it refuses calls with nothing else
+    /// holding it (see [`BudgetLedger::refused`]).
     Exceeded {
         /// Spend after the crossing, micro-USD.
         spent: u64,
@@ -97,7 +98,16 @@ struct LedgerState {
     warning_percent: u8,
     warned: bool,
     exhausted: bool,
+    /// Refusals since a call was last let through, counted while nothing else held budget.
+    refused_in_a_row: u32,
+    /// The holds were charged at close (see [`BudgetLedger::close_charging_holds`]): the
+    /// reservations still out change nothing any more.
+    closed: bool,
 }
+
+/// Refusals in a row, with nothing else holding budget and no call let through in between, that
+/// make the budget exhausted.
+pub const REFUSALS_IN_A_ROW: u32 = 3;
 
 impl LedgerState {
     fn warn_reached(&self, limit: u64) -> bool {
@@ -142,6 +152,8 @@ impl BudgetLedger {
             warning_percent: DEFAULT_WARNING_PERCENT,
             warned: false,
             exhausted: false,
+            refused_in_a_row: 0,
+            closed: false,
         };
         BudgetLedger {
             state: Arc::new(Mutex::new(state)),
@@ -169,6 +181,7 @@ impl BudgetLedger {
             }
         }
         s.reserved = s.reserved.saturating_add(amount);
+        s.refused_in_a_row = 0;
         drop(s);
         Ok(Reservation {
             state: Arc::clone(&self.state),
@@ -187,19 +200,71 @@ impl BudgetLedger {
         }
     }
 
-    /// Changes the limit. Thresholds no longer reached are re-armed; those the current spend
-    /// already reaches under the new limit are returned (once).
+    /// Changes the limit. Thresholds no longer reached are re-armed (an exhaustion by refusals
+    /// when the limit is raised or removed); those the current spend already reaches under the
+    /// new limit are returned (once).
     pub fn set_limit(&self, limit: Option<u64>) -> Vec<BudgetThreshold> {
         let mut s = self.lock();
+        let raised = match (s.limit, limit) {
+            (Some(old), Some(new)) => new > old,
+            _ => true,
+        };
         s.limit = limit;
+        s.refused_in_a_row = 0;
         if let Some(l) = limit {
             s.warned = s.warned && s.warn_reached(l);
-            s.exhausted = s.exhausted && s.spent >= l;
+            // Exhausted by refusals, it stays so until the limit is raised.
+            s.exhausted = s.exhausted && (s.spent >= l || !raised);
         } else {
             s.warned = false;
             s.exhausted = false;
         }
         s.crossings()
+    }
+
+    /// Records that a call was refused for the budget; returns `Exceeded` (once per crossing) when
+    /// that makes the budget exhausted: nothing else holds budget (holds of calls in flight may
+    /// come back), and what is left is less than `cheapest` (the smallest call the refused call's
+    /// model can make; `None` when unknown), or this is the [`REFUSALS_IN_A_ROW`]th refusal with
+    /// no call let through in between.
+    pub fn refused(&self, cheapest: Option<u64>) -> Vec<BudgetThreshold> {
+        let mut s = self.lock();
+        let Some(limit) = s.limit else {
+            return Vec::new();
+        };
+        if s.reserved > 0 {
+            s.refused_in_a_row = 0;
+            return Vec::new();
+        }
+        s.refused_in_a_row = s.refused_in_a_row.saturating_add(1);
+        let left = limit.saturating_sub(s.spent);
+        let exhausted = s.spent >= limit
+            || cheapest.is_some_and(|min| left < min)
+            || s.refused_in_a_row >= REFUSALS_IN_A_ROW;
+        if !exhausted || s.exhausted {
+            return Vec::new();
+        }
+        s.exhausted = true;
+        vec![BudgetThreshold::Exceeded {
+            spent: s.spent,
+            limit,
+        }]
+    }
+
+    /// The owner stops waiting for the calls that hold budget: their holds become spent now, and
+    /// those reservations settling or dropped later change nothing. Returns the micro-USD charged.
+    pub fn close_charging_holds(&self) -> u64 {
+        let mut s = self.lock();
+        let held = s.reserved;
+        s.spent = s.spent.saturating_add(held);
+        s.reserved = 0;
+        s.closed = true;
+        held
+    }
+
+    /// Whether the budget counts as exhausted now (see [`BudgetThreshold::Exceeded`]).
+    pub fn is_exhausted(&self) -> bool {
+        self.lock().exhausted
     }
 
     /// Adds spend settled outside a reservation (e.g. restored after a restart).
@@ -235,6 +300,9 @@ impl Reservation {
     pub fn commit(mut self, actual: u64) -> Vec<BudgetThreshold> {
         self.settled = true;
         let mut s = lock(&self.state);
+        if s.closed {
+            return Vec::new();
+        }
         s.reserved = s.reserved.saturating_sub(self.amount);
         s.spent = s.spent.saturating_add(actual);
         s.crossings()
@@ -249,6 +317,9 @@ impl Reservation {
         if !self.settled {
             self.settled = true;
             let mut s = lock(&self.state);
+            if s.closed {
+                return;
+            }
             s.reserved = s.reserved.saturating_sub(self.amount);
         }
     }

@@ -186,3 +186,63 @@ fn concurrent_reservations_never_overshoot_and_all_settle() {
         .count();
     assert_eq!(warnings, 1, "the 80% warning is reported exactly once");
 }
+
+#[test]
+fn refusals_exhaust_the_budget_once() {
+    let ledger = BudgetLedger::new(Some(1_000));
+    assert!(ledger.reserve(900).expect("fits").commit(900).len() == 1);
+    // 100 left: a refused call whose model's cheapest call costs 50 is not exhaustion.
+    assert!(ledger.reserve(200).is_err());
+    assert!(ledger.refused(Some(50)).is_empty());
+    // A call let through in between starts the count over.
+    ledger.reserve(10).expect("fits").cancel();
+    assert!(ledger.refused(Some(50)).is_empty());
+    // With a call in flight the refusal says little.
+    let held = ledger.reserve(60).expect("fits");
+    assert!(ledger.refused(Some(50)).is_empty());
+    drop(held);
+    // Less left than the cheapest call: exhausted, once.
+    let exceeded = vec![BudgetThreshold::Exceeded {
+        spent: 900,
+        limit: 1_000,
+    }];
+    assert_eq!(ledger.refused(Some(150)), exceeded);
+    assert!(ledger.is_exhausted());
+    assert!(ledger.refused(Some(150)).is_empty());
+    // Lowering the limit keeps it exhausted; raising it re-arms.
+    assert!(ledger.set_limit(Some(950)).is_empty());
+    assert!(ledger.refused(Some(150)).is_empty());
+    assert!(ledger.set_limit(Some(2_000)).is_empty());
+    assert!(!ledger.is_exhausted());
+    // Refusals in a row (the cheapest call unknown) exhaust it too.
+    assert_eq!(
+        ledger.set_limit(Some(1_000)),
+        vec![BudgetThreshold::Warning {
+            spent: 900,
+            limit: 1_000
+        }]
+    );
+    assert!(ledger.refused(None).is_empty());
+    assert!(ledger.refused(None).is_empty());
+    assert_eq!(ledger.refused(None), exceeded);
+}
+
+#[test]
+fn closing_charges_the_holds_once() {
+    let ledger = BudgetLedger::new(Some(1_000));
+    let a = ledger.reserve(300).expect("fits");
+    let b = ledger.reserve(200).expect("fits");
+    ledger.reserve(100).expect("fits").commit(50);
+    assert_eq!(ledger.close_charging_holds(), 500);
+    // What settles later changes nothing: the holds were charged.
+    assert!(a.commit(10).is_empty());
+    drop(b);
+    assert_eq!(
+        ledger.status(),
+        BudgetStatus {
+            spent: 550,
+            reserved: 0,
+            limit: Some(1_000)
+        }
+    );
+}

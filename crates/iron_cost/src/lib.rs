@@ -34,7 +34,7 @@ pub use bound::{
 };
 pub use budget::{
     format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,
-    DEFAULT_WARNING_PERCENT,
+    DEFAULT_WARNING_PERCENT, REFUSALS_IN_A_ROW,
 };
 pub use catalog::{Catalog, PriceOverride, PRICES_JSON};
 pub use corrections::{

@@ -155,6 +155,7 @@ pub(crate) fn reserve_budget(
             );
         }
         Err(denied) => {
+            cost.note_refusal(provider, info.model.as_deref());
             return Err(Denial::new(
                 RouterError::BudgetExceeded {
                     message: format!("Iron Cage {denied}"),

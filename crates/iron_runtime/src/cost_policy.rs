@@ -234,6 +234,32 @@ impl CostPolicy {
         warned.insert(model.to_string())
     }
 
+    /// The hold of the smallest call `model` can make (one short user message, `max_tokens: 1`),
+    /// in micro-USD; `None` for a model without a price.
+    pub fn cheapest_call_micros(&self, provider: Provider, model: &str) -> Option<u64> {
+        let price = self.price(provider, model)?;
+        let body = serde_json::json!({
+            "model": model,
+            "max_tokens": 1,
+            "messages": [{ "role": "user", "content": "." }],
+        });
+        let kind = match price.provider {
+            iron_cost::Provider::Anthropic => iron_cost::ApiKind::AnthropicMessages,
+            _ => iron_cost::ApiKind::OpenAiChat,
+        };
+        iron_cost::worst_case_micros(&body, kind, price).ok()
+    }
+
+    /// A call was refused for the budget: publish `exceeded` when that makes it exhausted (see
+    /// [`iron_cost::BudgetLedger::refused`]).
+    pub fn note_refusal(&self, provider: Provider, model: Option<&str>) {
+        let cheapest = model.and_then(|m| self.cheapest_call_micros(provider, m));
+        let t = self.ledger.refused(cheapest);
+        if !t.is_empty() {
+            self.report(t);
+        }
+    }
+
     /// True when a limit is set (only then are calls reserved before forwarding).
     pub fn has_limit(&self) -> bool {
         self.ledger.status().limit.is_some()

@@ -62,10 +62,20 @@ pub async fn run(shared: Arc<Shared>, url: String, stop: CancellationToken) {
     let mut buffer: VecDeque<String> = VecDeque::new();
     let mut backoff = MIN_BACKOFF;
     let heartbeat_every = Duration::from_millis(shared.cfg.ws_heartbeat_ms);
+    // An outage is reported once (an `error` event), at its second failed attempt (a moment's
+    // failure is not one; and the first attempt runs before JS subscribed), until a link stays
+    // up again.
+    let mut down_reported = false;
+    let mut failed_attempts = 0u32;
     loop {
         let connected = tokio::select! {
             _ = stop.cancelled() => return,
             c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url.as_str(), Some(link_limits()), false)) => c,
+        };
+        let failure = match &connected {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(connect_failure(e)),
+            Err(_) => Some("it did not complete the WebSocket handshake within 10 s".to_string()),
         };
         if let Ok(Ok((ws, _))) = connected {
             shared
@@ -82,7 +92,25 @@ pub async fn run(shared: Arc<Shared>, url: String, stop: CancellationToken) {
             // not in a tight loop.
             if up_since.elapsed() >= STABLE_LINK {
                 backoff = MIN_BACKOFF;
+                down_reported = false;
+                failed_attempts = 0;
+                shared
+                    .errors
+                    .clear(crate::error_events::DASHBOARD_UNREACHABLE);
             }
+        }
+        failed_attempts += 1;
+        if !down_reported && failed_attempts >= 2 {
+            let why = failure.unwrap_or_else(|| {
+                "the link was closed by the dashboard or broke (a dashboard that refuses the token closes it at once)".to_string()
+            });
+            down_reported = shared.errors.report(
+                &shared.events,
+                crate::error_events::DASHBOARD_UNREACHABLE,
+                format!(
+                    "the dashboard link (dashboardUrl) is down: {why}. Events are kept for it (the newest 1,000) and the router reconnects with backoff up to 30 s"
+                ),
+            );
         }
         // Offline: keep collecting (bounded) until the next attempt.
         let wait = tokio::time::sleep(backoff);
@@ -98,6 +126,21 @@ pub async fn run(shared: Arc<Shared>, url: String, stop: CancellationToken) {
             }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Why a connect attempt failed, in words that never quote the URL (it may carry credentials).
+fn connect_failure(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error as E;
+    match e {
+        E::Io(io) => format!("could not connect ({})", io.kind()),
+        E::Http(resp) => format!(
+            "the dashboard answered the WebSocket handshake with HTTP {}",
+            resp.status().as_u16()
+        ),
+        E::Tls(_) => "the TLS handshake failed".to_string(),
+        E::Url(_) => "the URL cannot be used for a WebSocket link".to_string(),
+        _ => "the WebSocket handshake failed".to_string(),
     }
 }
 

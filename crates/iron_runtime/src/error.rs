@@ -60,6 +60,9 @@ pub enum RouterError {
         message: String,
         retry_after_secs: u64,
     },
+    /// The router stopped (`stop()`) while this call was still running and did not wait for it.
+    #[error("Iron Cage router stopped while this call was in flight (the app called router.stop() or is quitting); the call was not completed. Do not retry against this router: it no longer listens")]
+    RouterStopped,
     #[error("Iron Cage router internal error: {0}")]
     Internal(String),
 }
@@ -94,6 +97,7 @@ impl RouterError {
             RouterError::CircuitOpen { .. } => "CIRCUIT_OPEN",
             RouterError::Forbidden { .. } => "FORBIDDEN",
             RouterError::TooManyRequests { .. } => "RATE_LIMITED",
+            RouterError::RouterStopped => "ROUTER_STOPPED",
             RouterError::Internal(_) => "INTERNAL",
         }
     }
@@ -125,6 +129,7 @@ impl RouterError {
             },
             RouterError::Forbidden { .. } | RouterError::KeyRefused(_) => StatusCode::FORBIDDEN,
             RouterError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RouterError::RouterStopped => StatusCode::SERVICE_UNAVAILABLE,
             RouterError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,12 +152,14 @@ impl RouterError {
             (
                 RouterError::KeyServer(_)
                 | RouterError::UpstreamUnreachable { .. }
+                | RouterError::RouterStopped
                 | RouterError::Internal(_),
                 Provider::Anthropic,
             ) => "api_error",
             (
                 RouterError::KeyServer(_)
                 | RouterError::UpstreamUnreachable { .. }
+                | RouterError::RouterStopped
                 | RouterError::Internal(_)
                 | RouterError::UpstreamTimeout { .. },
                 Provider::OpenAi,
@@ -173,6 +180,7 @@ impl RouterError {
             RouterError::UnknownModelPrice { .. } => "unknown_model_price",
             RouterError::UnmeteredCall { .. } => "unmetered_call",
             RouterError::KeyRefused(_) => "key_refused",
+            RouterError::RouterStopped => "router_stopped",
             _ => "iron_cage_error",
         }
     }
@@ -196,6 +204,9 @@ impl RouterError {
             // No answer in time: the provider has the request and may still be generating (and
             // billing) it; another attempt would be a second call.
             | RouterError::UpstreamTimeout { .. }
+            // The port is closed next: an SDK's retry would fail to connect, and could run the
+            // call twice elsewhere.
+            | RouterError::RouterStopped
             | RouterError::InvalidApiKey => Some(false),
             _ => None,
         }

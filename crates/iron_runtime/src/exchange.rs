@@ -105,4 +105,6 @@ pub struct Exchange {
     pub may_reason: bool,
     /// Keeps the key(s) the call was sent with out of the answer (see `key_guard`).
     pub(crate) guard: Option<crate::key_guard::KeyGuard>,
+    /// Cancelled when the router stops this call (see [`crate::server::CallStop`]).
+    pub stop: tokio_util::sync::CancellationToken,
 }

@@ -177,7 +177,19 @@ struct Inner {
     state: Mutex<State>,
     events: EventBus,
     fetch_count: Arc<AtomicU64>,
+    /// The provider as last known (see [`KnownProvider`]).
+    provider: tokio::sync::watch::Sender<KnownProvider>,
+    /// Cancelled when the router stops: a fetch under way ends at once.
+    stopped: tokio_util::sync::CancellationToken,
 }
+
+/// What is known of the provider: `None` until the first fetch ends, then the provider of the
+/// last key fetched, or (while no key was ever fetched) why the last fetch failed. A failure after
+/// a key was fetched keeps that key's provider: it is still the provider of the token.
+pub type KnownProvider = Option<Result<Provider, String>>;
+
+/// Why the provider is unknown when the router stopped before the first key fetch ended.
+pub const STOPPED_BEFORE_KEY: &str = "the router stopped before the key was fetched";
 
 /// Cache of the one key behind this router's IC token.
 pub struct KeyCache {
@@ -226,6 +238,7 @@ impl KeyCache {
             KeySource::Server { .. } => None,
         };
         let fetch_count = Arc::new(AtomicU64::new(0));
+        let known = static_key.as_ref().map(|k| Ok(k.provider));
         KeyCache {
             static_key,
             fetch_count: fetch_count.clone(),
@@ -236,8 +249,34 @@ impl KeyCache {
                 state: Mutex::new(State::default()),
                 events,
                 fetch_count,
+                provider: tokio::sync::watch::channel(known).0,
+                stopped: tokio_util::sync::CancellationToken::new(),
             }),
         }
+    }
+
+    /// Follow the provider as it becomes known and changes (a rotation to another provider).
+    pub fn provider_watch(&self) -> tokio::sync::watch::Receiver<KnownProvider> {
+        self.inner.provider.subscribe()
+    }
+
+    /// Record why the provider is unknown when a caller's fetch failed without reaching the
+    /// cache (it was refused again without asking, or ended without an answer).
+    pub fn note_failure(&self, why: &str) {
+        self.inner.note_failure(why);
+    }
+
+    /// The router stopped: a fetch under way ends now (its waiters get an error), and no event
+    /// is emitted for it.
+    pub fn stop(&self) {
+        self.inner.stopped.cancel();
+        self.inner.provider.send_if_modified(|known| {
+            let first = known.is_none();
+            if first {
+                *known = Some(Err(STOPPED_BEFORE_KEY.to_string()));
+            }
+            first
+        });
     }
 
     /// The key. Fresh from cache; past the TTL but within the stale grace, the cached key at once
@@ -383,11 +422,25 @@ impl Inner {
         st.inflight = Some(rx.clone());
         let inner = self.clone();
         tokio::spawn(async move {
-            let result = inner.fetch().await;
-            let result = inner.settle(result, cause);
+            let result = tokio::select! {
+                r = inner.fetch() => inner.settle(r, cause),
+                _ = inner.stopped.cancelled() => Err(KeyError::unavailable(STOPPED_BEFORE_KEY)),
+            };
             let _ = tx.send(Some(result));
         });
         rx
+    }
+
+    /// A fetch failed: the provider stays as known, or becomes unknown for `why`.
+    fn note_failure(&self, why: &str) {
+        self.provider.send_if_modified(|known| match known {
+            Some(Ok(_)) => false,
+            Some(Err(old)) if old == why => false,
+            _ => {
+                *known = Some(Err(why.to_string()));
+                true
+            }
+        });
     }
 
     /// Wait for a fetch's outcome.
@@ -422,6 +475,12 @@ impl Inner {
                 st.last_failure = None;
                 st.refusal = None;
                 drop(st);
+                let provider = key.provider;
+                self.provider.send_if_modified(|known| {
+                    let changed = *known != Some(Ok(provider));
+                    *known = Some(Ok(provider));
+                    changed
+                });
                 let refreshed = previous.is_some();
                 let changed = previous.is_some_and(|p| p.expose() != key.expose());
                 tracing::info!(target: "iron_cage", provider = key.provider.as_str(), refreshed, changed, "provider key fetched from the key server");
@@ -446,6 +505,7 @@ impl Inner {
                 st.refusal = Some((Instant::now(), e.clone()));
                 st.last_failure = None;
                 drop(st);
+                self.note_failure(&e.0);
                 tracing::warn!(target: "iron_cage", error = %e.0, dropped, "the key server refused the provider key; could not get the provider key");
                 self.events.emit(RouterEvent::Key {
                     ts_ms: crate::events::now_ms(),
@@ -489,6 +549,7 @@ impl Inner {
                         });
                     }
                     None => {
+                        self.note_failure(&e.0);
                         tracing::warn!(target: "iron_cage", error = %e.0, "could not get the provider key");
                         self.events.emit(RouterEvent::Key {
                             ts_ms: crate::events::now_ms(),

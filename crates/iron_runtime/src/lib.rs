@@ -11,6 +11,7 @@ pub mod config;
 pub mod cost_policy;
 pub mod dashboard;
 pub mod error;
+pub mod error_events;
 pub mod events;
 pub mod exchange;
 pub mod forward;

@@ -263,6 +263,7 @@ async fn proxy(
     seen: &mut Seen,
 ) -> Result<Response<Body>, Denial> {
     let started = Instant::now();
+    let stop = crate::server::CallStop::of(shared, &req);
     let (parts, body) = req.into_parts();
 
     // Route.
@@ -409,8 +410,9 @@ async fn proxy(
     // rare call charged without its usage.
     let estimate_body =
         (hold.cheap_estimate && hold.billable && info.is_json).then(|| body.clone());
-    // Breaker and forward, with retries where safe.
-    let called = crate::upstream_call::call_upstream(
+    // Breaker and forward, with retries where safe; a stop that does not wait for the answer
+    // ends the wait (the provider may have the call: it is charged as unanswered).
+    let call = crate::upstream_call::call_upstream(
         shared,
         crate::upstream_call::Call {
             method: parts.method.clone(),
@@ -424,8 +426,17 @@ async fn proxy(
             started,
             key: &key,
         },
-    )
-    .await;
+    );
+    let called = tokio::select! {
+        called = call => called,
+        _ = stop.cancelled() => Err(Denial {
+            error: RouterError::RouterStopped,
+            shape,
+            reason: "upstream",
+            retried: false,
+            unanswered: true,
+        }),
+    };
     let answer = match called {
         Ok(answer) => answer,
         Err(d) => {
@@ -471,6 +482,7 @@ async fn proxy(
             std::iter::once(key.guard_forms())
                 .chain(answer.rekeyed_to.as_ref().map(|k| k.guard_forms())),
         ),
+        stop,
     };
 
     // Relay.

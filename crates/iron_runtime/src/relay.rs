@@ -34,6 +34,8 @@ pub(crate) const MAX_JSON_COPY: usize = 64 * 1024 * 1024;
 pub enum Ending {
     Complete,
     ClientAborted,
+    /// The router stopped (`stop()`) and did not wait for the rest of the answer.
+    RouterStopped,
     /// The client read nothing for the idle timeout, or was still behind when the total timeout
     /// ran out ("idle" or "total"): handled as a client that left.
     ClientTimeout(&'static str),
@@ -58,6 +60,7 @@ impl Ending {
         match self {
             Ending::Complete => "complete",
             Ending::ClientAborted => "client_aborted",
+            Ending::RouterStopped => "router_stopped",
             Ending::ClientTimeout(_) => "client_timeout",
             Ending::UpstreamBroken(_) => "upstream_error",
             Ending::Timeout(_) => "timeout",
@@ -225,6 +228,7 @@ async fn run(
             biased;
             n = body.next() => Ok(n),
             _ = client.tx.closed() => break Ending::ClientAborted,
+            _ = ex.stop.cancelled() => break Ending::RouterStopped,
             _ = &mut idle_timer => Err(()),
         };
         // Each piece is whatever one socket read brought (a burst arrives dozens of events at a
@@ -320,6 +324,10 @@ async fn run(
                 host: ex.host.clone(),
                 what,
             };
+            let _ = client.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
+        }
+        (Ending::RouterStopped, Some(_)) => {
+            let e = RouterError::RouterStopped;
             let _ = client.send(Ok(Bytes::from(e.sse_event(ex.shape)))).await;
         }
         (Ending::UpstreamBroken(reason), Some(_)) => {

@@ -38,6 +38,28 @@ pub struct Shared {
     /// Provider calls still being made or settled (each in its own task, which outlives its
     /// client's connection): `stop` lets them settle before the state store closes.
     pub calls: CallsInFlight,
+    /// `error` events, rate-limited per code.
+    pub errors: crate::error_events::ErrorEvents,
+    /// Cancelled when a stopping router stops waiting for calls in flight: they end at once,
+    /// with the outcome `router_stopped` (see [`CallStop`]).
+    pub abandon_calls: CancellationToken,
+}
+
+/// What stops one call: its connection's token, cancelled when the router stops and the client
+/// is still waiting after the stop grace (the client then gets a 503 `ROUTER_STOPPED`, or an SSE
+/// error event if the stream had begun), a child of [`Shared::abandon_calls`], cancelled when the
+/// stop stops waiting for calls whose clients had left.
+#[derive(Clone)]
+pub struct CallStop(pub CancellationToken);
+
+impl CallStop {
+    /// The token for `req` (put there by the connection that received it).
+    pub fn of<B>(shared: &Shared, req: &hyper::Request<B>) -> CancellationToken {
+        req.extensions()
+            .get::<CallStop>()
+            .map(|c| c.0.clone())
+            .unwrap_or_else(|| shared.abandon_calls.child_token())
+    }
 }
 
 /// A count of calls in flight that can be waited on until it reaches zero.
@@ -130,7 +152,7 @@ pub struct Router {
     shared: Arc<Shared>,
     cancel: CancellationToken,
     running: Arc<AtomicBool>,
-    provider: watch::Receiver<Option<Result<Provider, String>>>,
+    provider: watch::Receiver<crate::keys::KnownProvider>,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -144,6 +166,10 @@ pub struct BudgetStatusView {
 }
 
 const STOP_GRACE: Duration = Duration::from_millis(1500);
+/// After the stop grace, how long a connection whose calls were stopped has to write their answers.
+const CUT_GRACE: Duration = Duration::from_millis(500);
+
+pub use crate::keys::STOPPED_BEFORE_KEY;
 
 impl Router {
     /// Bind and start serving. Must be called inside a tokio runtime. Does no network I/O itself: the
@@ -174,6 +200,8 @@ impl Router {
             ws_sessions: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             stopping: cancel.clone(),
             calls: CallsInFlight::default(),
+            errors: Default::default(),
+            abandon_calls: CancellationToken::new(),
             cfg,
         });
         let running = Arc::new(AtomicBool::new(true));
@@ -191,25 +219,29 @@ impl Router {
                 }
             }
         });
+        if shared.cfg.raw.state_path.is_some() {
+            tokio::spawn(crate::error_events::watch_state_file(
+                shared.clone(),
+                cancel.clone(),
+            ));
+        }
         if let Some(url) = shared.cfg.raw.dashboard_url.clone() {
             tokio::spawn(crate::dashboard::run(shared.clone(), url, cancel.clone()));
         }
-        let (tx, rx) = watch::channel(None);
-        let warm = shared.clone();
-        tokio::spawn(async move {
-            let outcome = match &warm.cfg.key_source {
-                KeySource::Static { provider, .. } => Ok(*provider),
-                KeySource::Server { .. } => {
-                    warm.keys.get().await.map(|k| k.provider).map_err(|e| e.0)
+        let provider = shared.keys.provider_watch();
+        if let KeySource::Server { .. } = &shared.cfg.key_source {
+            let warm = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = warm.keys.get().await {
+                    warm.keys.note_failure(&e.0);
                 }
-            };
-            let _ = tx.send(Some(outcome));
-        });
+            });
+        }
         Ok(Router {
             shared,
             cancel,
             running,
-            provider: rx,
+            provider,
             server: Mutex::new(Some(server)),
         })
     }
@@ -250,20 +282,24 @@ impl Router {
         self.running.load(Ordering::SeqCst)
     }
 
-    /// The provider once known: `None` while the first key fetch runs.
+    /// The provider as known now: `None` while the first key fetch runs; then the provider of
+    /// the last key fetched (it follows a rotation to another provider), or why it is unknown
+    /// while no key could be fetched yet.
     pub fn provider_now(&self) -> Option<Result<Provider, String>> {
         self.provider.borrow().clone()
     }
 
-    /// Wait for the first key fetch: the provider, or why it is unknown.
+    /// Wait for the first key fetch: the provider, or why it is unknown. Returns at once (with
+    /// [`STOPPED_BEFORE_KEY`]) when the router stops first.
     pub async fn ready(&self) -> Result<Provider, String> {
         let mut rx = self.provider.clone();
-        loop {
-            if let Some(v) = rx.borrow().clone() {
-                return v;
-            }
-            if rx.changed().await.is_err() {
-                return Err("router stopped before the key was fetched".into());
+        tokio::select! {
+            known = rx.wait_for(Option::is_some) => match known {
+                Ok(v) => v.clone().unwrap_or_else(|| Err(STOPPED_BEFORE_KEY.into())),
+                Err(_) => Err(STOPPED_BEFORE_KEY.into()),
+            },
+            _ = self.shared.stopping.cancelled() => {
+                self.provider.borrow().clone().unwrap_or_else(|| Err(STOPPED_BEFORE_KEY.into()))
             }
         }
     }
@@ -326,8 +362,9 @@ impl Router {
     /// completes (a user who will not wait). Calls still at the provider then are not waited for:
     /// their budget holds are what is known of their cost. With `statePath` and `agentId` those
     /// holds are charged in the state file at once (ledger rows `unsettled`, after the store
-    /// closed, so a call settling meanwhile cannot be charged twice); the figures in memory keep
-    /// them as reserved, never as spent.
+    /// closed, so a call settling meanwhile cannot be charged twice), and always in memory
+    /// (`budget_status()`: spent, nothing reserved). Then those calls end at once, each with a
+    /// `response` event whose outcome is `router_stopped`.
     pub async fn stop_settling(
         &self,
         calls_grace: Duration,
@@ -335,6 +372,10 @@ impl Router {
     ) -> Unsettled {
         self.running.store(false, Ordering::SeqCst);
         self.cancel.cancel();
+        // A key fetch under way is not waited for: nothing will use the key.
+        self.shared.keys.stop();
+        // Pooled provider connections close now, those of calls still settling when they end.
+        self.shared.http.close();
         let handle = self.server.lock().ok().and_then(|mut g| g.take());
         if let Some(h) = handle {
             let _ = h.await;
@@ -344,16 +385,16 @@ impl Router {
             _ = cut => {}
         }
         let calls = self.shared.calls.now();
-        let held_micros = if calls > 0 {
-            self.shared.policies.cost.ledger.status().reserved
-        } else {
-            0
-        };
+        // The holds of calls not waited for are charged in memory as in the state file: the
+        // provider may have them and bill them. Their settling later changes nothing.
+        let held_micros = self.shared.policies.cost.ledger.close_charging_holds();
         let charged = self
             .shared
             .policies
             .shutdown_charging_left_holds(calls > 0)
             .await;
+        // They end now, each with a `response` event (outcome `router_stopped`).
+        self.shared.abandon_calls.cancel();
         Unsettled {
             calls,
             held_micros,
@@ -378,12 +419,17 @@ impl Drop for Router {
     fn drop(&mut self) {
         self.running.store(false, Ordering::SeqCst);
         self.cancel.cancel();
+        self.shared.keys.stop();
+        self.shared.http.close();
+        self.shared.abandon_calls.cancel();
     }
 }
 
 async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
     let limit = Arc::new(Semaphore::new(shared.cfg.max_connections));
     let conn_cancel = CancellationToken::new();
+    // Cancelled when connections still open after the stop grace have their calls stopped.
+    let cut_open = CancellationToken::new();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -407,9 +453,13 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
         let shared = shared.clone();
         let header_timeout = Duration::from_millis(shared.cfg.header_read_timeout_ms);
         let stop = conn_cancel.clone();
+        let cut = cut_open.clone();
+        let call_stop = shared.abandon_calls.child_token();
+        let conn_calls = call_stop.clone();
         conns.spawn(async move {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
+                req.extensions_mut().insert(CallStop(conn_calls.clone()));
                 async move {
                     Ok::<_, std::convert::Infallible>(pipeline::handle(shared, req, peer).await)
                 }
@@ -429,7 +479,15 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
                 _ = conn.as_mut() => {}
                 _ = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.as_mut().await;
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = cut.cancelled() => {
+                            // Its client still waits: its calls answer now (a 503, or an SSE
+                            // error event), so that it gets an answer rather than a reset.
+                            call_stop.cancel();
+                            let _ = tokio::time::timeout(CUT_GRACE, conn.as_mut()).await;
+                        }
+                    }
                 }
             }
             drop(permit);
@@ -437,11 +495,21 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
     }
     drop(listener);
     conn_cancel.cancel();
-    let drain = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
-        conns.abort_all();
-        while conns.join_next().await.is_some() {}
+    if tokio::time::timeout(STOP_GRACE, drain(&mut conns))
+        .await
+        .is_err()
+    {
+        cut_open.cancel();
+        let more = CUT_GRACE + Duration::from_millis(100);
+        if tokio::time::timeout(more, drain(&mut conns)).await.is_err() {
+            conns.abort_all();
+            while conns.join_next().await.is_some() {}
+        }
     }
+}
+
+async fn drain(conns: &mut tokio::task::JoinSet<()>) {
+    while conns.join_next().await.is_some() {}
 }
 
 async fn reject_over_limit(stream: tokio::net::TcpStream) {

@@ -106,10 +106,12 @@ pub(crate) fn settle(
     // `Permit::record_stream_head`.)
     if let Some(permit) = ex.permit.take() {
         let outcome = match ending {
-            // An answer over the router's own size limits is not the provider failing.
-            Ending::ClientAborted | Ending::ClientTimeout(_) | Ending::StreamTooLarge => {
-                Outcome::Ignored
-            }
+            // An answer over the router's own size limits, or cut by its stop, is not the
+            // provider failing.
+            Ending::ClientAborted
+            | Ending::ClientTimeout(_)
+            | Ending::StreamTooLarge
+            | Ending::RouterStopped => Outcome::Ignored,
             Ending::UpstreamBroken(_) | Ending::Timeout(_) => Outcome::Failure,
             _ if saw_error_event => Outcome::Failure,
             _ => iron_reliability::classify_status(status),

@@ -89,13 +89,14 @@ pub(crate) fn answer_unanswered(
     });
     let status = d.error.status(d.shape).as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
-    // No answer within the first-byte timeout, or the connection failed after the request was
-    // written: either way the provider may have the call.
+    // No answer within the first-byte timeout, a connection that failed after the request was
+    // written, or a stop that did not wait for the answer: the provider may have the call.
     let outcome = match d.error {
+        crate::error::RouterError::RouterStopped => "router_stopped",
         crate::error::RouterError::UpstreamTimeout { .. } => "timeout",
         _ => "upstream_error",
     };
-    tracing::info!(target: "iron_cage", request_id = id, cost_micros = charged.cost_micros, message = %d.error, "no answer; the provider may have the call, so it is charged");
+    tracing::info!(target: "iron_cage", request_id = id, cost_micros = charged.cost_micros, outcome, message = %d.error, "no answer; the provider may have the call, so it is charged");
     shared.stats.on_settled(
         seen.model.as_deref(),
         false,

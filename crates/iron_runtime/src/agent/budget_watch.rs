@@ -17,8 +17,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Budget refusals in a row, with nothing else holding budget, that count as exhaustion.
-pub const REFUSALS_IN_A_ROW: u32 = 3;
+/// Budget refusals in a row, with nothing else holding budget, that count as exhaustion (the
+/// router's `exceeded` event uses the same count).
+pub const REFUSALS_IN_A_ROW: u32 = iron_cost::REFUSALS_IN_A_ROW;
 
 /// Requests remembered for their model until they are answered or refused (bounded: an agent
 /// with more calls in flight than this loses the cheapest-call rule for the excess, nothing else).
@@ -71,7 +72,14 @@ pub(crate) async fn watch_router(
                 models.remove(request_id);
                 refused_in_a_row = 0;
             }
-            RouterEvent::Budget { level, .. } if level == "exceeded" => {
+            // The router's `exceeded` follows the same rules as below; only the spent case is taken
+            // from it, the refusal that follows it says which other rule applied.
+            RouterEvent::Budget {
+                level,
+                spent_usd,
+                limit_usd,
+                ..
+            } if level == "exceeded" && spent_usd >= limit_usd => {
                 on_exhausted(&agent, Exhausted::Spent)
             }
             RouterEvent::Blocked {
@@ -131,22 +139,15 @@ fn after_refusal(
 /// micro-USD; `None` for a model the router cannot price.
 fn cheapest_call(agent: &SupervisedAgent, provider: Option<&str>, model: &str) -> Option<u64> {
     let router = agent.router()?;
-    let cost = &router.shared().policies.cost;
     let provider = provider
         .and_then(Provider::parse)
         .or_else(|| crate::provider::provider_from_model(model))
         .unwrap_or(Provider::OpenAi);
-    let price = cost.price(provider, model)?;
-    let body = serde_json::json!({
-        "model": model,
-        "max_tokens": 1,
-        "messages": [{ "role": "user", "content": "." }],
-    });
-    let kind = match price.provider {
-        iron_cost::Provider::Anthropic => iron_cost::ApiKind::AnthropicMessages,
-        _ => iron_cost::ApiKind::OpenAiChat,
-    };
-    iron_cost::worst_case_micros(&body, kind, price).ok()
+    router
+        .shared()
+        .policies
+        .cost
+        .cheapest_call_micros(provider, model)
 }
 
 fn usd(micros: u64) -> String {

@@ -304,13 +304,9 @@ impl SupervisedAgent {
             return;
         };
         let s = self.state().clone();
+        // Holds of calls the stop did not wait for are charged in memory as in this file's
+        // ledger (see `Router::stop_settling`): spent already agrees with it.
         let budget = self.budget_status();
-        // Holds of calls the stop did not wait for, charged in this file's ledger: the row's spent
-        // agrees with the ledger (in memory they stay reserved).
-        let charged = s
-            .unsettled
-            .filter(|u| u.charged_in_state_file)
-            .map_or(0, |u| u.held_micros);
         let row = AgentRow {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -318,7 +314,7 @@ impl SupervisedAgent {
             started_at_ms: s.started_at_ms,
             ended_at_ms: s.ended_at_ms,
             budget_micros: budget.limit_micros,
-            spent_micros: budget.spent_micros.saturating_add(charged),
+            spent_micros: budget.spent_micros,
             exit_code: s.exit_code.map(i64::from),
             exit_signal: s.signal,
             restarts: s.restarts,

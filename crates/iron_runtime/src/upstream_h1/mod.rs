@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -120,6 +120,8 @@ struct Origin {
 
 struct Pool {
     idle: Mutex<HashMap<Origin, Vec<(Conn, Instant)>>>,
+    /// Set when the router stops: connections are closed after their call instead of pooled.
+    closed: AtomicBool,
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
 }
@@ -144,6 +146,10 @@ impl Pool {
 
     fn put(&self, origin: Origin, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock `close` empties the pool with: none slips in after it.
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         let conns = idle.entry(origin).or_default();
         let now = Instant::now();
         // The oldest come first: drop those that have been idle too long.
@@ -228,6 +234,7 @@ impl H1Client {
         H1Client {
             pool: Arc::new(Pool {
                 idle: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
                 tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
                 connect_timeout,
             }),
@@ -312,6 +319,16 @@ impl H1Client {
             conns.retain(|(conn, since)| still_usable(conn, *since, now));
         }
         idle.retain(|_, conns| !conns.is_empty());
+    }
+
+    /// Closes every pooled connection and pools none from now on (the router stopped): a
+    /// connection still serving a call is closed when that call ends.
+    pub fn close(&self) {
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        self.pool.closed.store(true, Ordering::Release);
+        let conns = std::mem::take(&mut *idle);
+        drop(idle);
+        drop(conns);
     }
 
     /// Connections waiting in the pool (for tests and stats).

@@ -214,22 +214,39 @@ impl SseOutputFilter {
                 out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
                 Ok(out)
             }
-            _ => Ok(vec![pass(event, data)]),
+            // Encoded audio and image data.
+            Some("response.audio.delta" | "response.image_generation_call.partial_image") => {
+                Ok(vec![pass(event, data)])
+            }
+            // Any other event (tool-call progress, event types newer than this filter): every
+            // string but ids and types is checked whole, as an unknown answer's would be.
+            _ => {
+                let changed = self.check_embedded(ApiShape::Other, &mut v);
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
         }
     }
 
     /// A finished output item (its values were counted in the deltas: only a block-action
-    /// value adds to the tally here), walked like a whole answer's item.
+    /// value adds to the tally here), walked like a whole answer's item. Its `arguments` (a
+    /// function or MCP call's, streamed as JSON text) are redacted as text, the way their deltas
+    /// were (the same bytes, members in order).
     fn redact_output_item(&mut self, item: Option<&mut Value>) {
         let Some(item) = item else { return };
-        if item.get("type").and_then(Value::as_str) == Some("function_call") {
-            // As text, the way its deltas were redacted (the same bytes, members in order).
-            return self.redact_whole_json(item.get_mut("arguments"));
+        let mut arguments = match item.get_mut("arguments") {
+            Some(a) if a.is_string() => Some(a.take()),
+            _ => None,
+        };
+        if arguments.is_some() {
+            self.redact_whole_json(arguments.as_mut());
         }
         let mut wrapper = json!({ "output": [item.take()] });
         let (tally, _) =
             crate::inspect::walk_response(&self.guard, ApiShape::OpenAiResponses, &mut wrapper);
         *item = wrapper["output"][0].take();
+        if let Some(a) = arguments {
+            item["arguments"] = a;
+        }
         if tally.is_blocked() {
             self.tally.merge(&tally);
         }

@@ -132,22 +132,37 @@ impl Walker<'_> {
         }
     }
 
-    /// Tool-call arguments: a JSON document in a string; walked as JSON when it parses.
+    /// Tool-call arguments: a JSON document in a string; walked as JSON when it parses. When an
+    /// object in it repeats a key, a tree would hold only the last copy while the provider (or
+    /// the client) gets the text with both: the text is checked as JSON text instead, every copy,
+    /// the way streamed arguments are (escapes read as what they stand for; still JSON after).
     fn json_string(&mut self, v: Option<&mut Value>) {
         let Some(Value::String(s)) = v else {
             return;
         };
-        if let Ok(mut parsed) = serde_json::from_str::<Value>(s) {
-            let before = self.modified;
-            self.modified = false;
-            self.all_strings(&mut parsed);
-            if self.modified {
-                *s = parsed.to_string();
+        match crate::unique::from_str(s) {
+            Ok(mut parsed) => {
+                let before = self.modified;
+                self.modified = false;
+                self.all_strings(&mut parsed);
+                if self.modified {
+                    *s = parsed.to_string();
+                }
+                self.modified |= before;
             }
-            self.modified |= before;
-        } else if let Some(new) = self.guard.process(s, &mut self.tally) {
-            *s = new;
-            self.modified = true;
+            Err(e) if e.is_data() => {
+                let encoded = crate::json_text::encode_whole(s);
+                if let Some(new) = self.guard.process_json(&encoded, &mut self.tally) {
+                    *s = crate::json_text::decode(&new);
+                    self.modified = true;
+                }
+            }
+            Err(_) => {
+                if let Some(new) = self.guard.process(s, &mut self.tally) {
+                    *s = new;
+                    self.modified = true;
+                }
+            }
         }
     }
 

@@ -210,3 +210,40 @@ fn streamed_items_in_done_and_completed_events_are_redacted() {
         FilterOutcome::Block { .. }
     ));
 }
+
+/// Tool-call arguments whose JSON repeats a key: every copy is checked (a tree would hold only
+/// the last, while the provider or the client gets the text with both).
+#[test]
+fn arguments_repeating_a_key_are_checked_in_every_copy() {
+    let args = format!(r#"{{"note":"{EMAIL} {AWS}","note":"x"}}"#);
+    let chat = json!({"messages": [{"role": "assistant", "content": null,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": args}}]}]});
+    assert_request_checked(ApiShape::OpenAiChat, chat, "chat tool_calls");
+    let responses = json!({"input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": args}]});
+    assert_request_checked(
+        ApiShape::OpenAiResponses,
+        responses,
+        "responses function_call",
+    );
+    // Answers: redacted in place, still JSON, both copies kept.
+    let engine = engine(json!({"response": {"default": "redact"}}));
+    let mut answer = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": args}}]}}]});
+    let v = engine.inspect_response(ApiShape::OpenAiChat, &mut answer);
+    assert!(v.modified);
+    let out = answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(out, r#"{"note":"[EMAIL] [SECRET]","note":"x"}"#);
+    // Escaped forms are read as what they stand for.
+    let escaped = r#"{"a":"jane.doe\u0040example.com","a":1}"#;
+    let mut answer = json!({"output": [{"type": "function_call", "arguments": escaped}]});
+    engine.inspect_response(ApiShape::OpenAiResponses, &mut answer);
+    let out = answer["output"][0]["arguments"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        out.contains("[EMAIL]") && !out.contains("example.com"),
+        "{out}"
+    );
+}

@@ -253,3 +253,31 @@ async fn unreadable_json_bodies_of_other_endpoints_are_refused() {
     assert_eq!(provider.seen().len(), 1);
     router.stop().await;
 }
+
+/// An e-mail an error answer quotes gets the policy's placeholder, as in any answer (the log
+/// redactor's `[REDACTED]` took it first); keys and tokens are still replaced whatever the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_answers_get_the_policys_placeholders() {
+    let message =
+        format!("Invalid value for 'user': {EMAIL}, card {CARD}, Bearer abcdefghijklmnop");
+    let body = json!({ "error": { "message": message, "type": "invalid_request_error" } });
+    let provider = FakeProvider::start(Reply::Json {
+        status: 400,
+        body: body.to_string(),
+    })
+    .await;
+    let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+    let router = start_router(
+        &ks,
+        json!({ "safety": { "response": { "default": "redact" } } }),
+    );
+    let req = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] });
+    let (code, v, text) = status_json(post(&router, "/v1/chat/completions", &req).await).await;
+    assert_eq!(code, 400, "{text}");
+    assert_eq!(
+        v["error"]["message"],
+        "Invalid value for 'user': [EMAIL], card [CREDIT_CARD], Bearer [REDACTED]",
+        "{text}"
+    );
+    router.stop().await;
+}

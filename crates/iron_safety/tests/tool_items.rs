@@ -247,3 +247,25 @@ fn arguments_repeating_a_key_are_checked_in_every_copy() {
         "{out}"
     );
 }
+
+#[test]
+fn anthropic_stream_blocks_and_events_of_any_type_are_checked() {
+    let engine = engine(json!({"response": {"default": "redact"}}));
+    let l = leak();
+    let events = [
+        json!({"type": "content_block_start", "index": 0, "content_block":
+            {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup", "server_name": "crm", "input": {"q": l}}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "some_future_delta", "body": l}}),
+        json!({"type": "some_future_event", "body": l}),
+    ];
+    let mut f = engine.sse_filter(ApiShape::AnthropicMessages);
+    for e in events {
+        for (_, data) in emitted(f.on_event(None, &e.to_string())) {
+            assert!(!data.contains(EMAIL) && !data.contains(AWS), "{data}");
+        }
+    }
+    // Thinking deltas are the provider's signed text: they pass as they are.
+    let thinking = json!({"type": "content_block_delta", "index": 2, "delta": {"type": "thinking_delta", "thinking": l}});
+    let out = emitted(f.on_event(None, &thinking.to_string()));
+    assert_eq!(out[0].1, thinking.to_string());
+}

@@ -269,3 +269,33 @@ fn anthropic_stream_blocks_and_events_of_any_type_are_checked() {
     let out = emitted(f.on_event(None, &thinking.to_string()));
     assert_eq!(out[0].1, thinking.to_string());
 }
+
+/// With `log`, a value that arrives only in a finished item (a tool's output) is reported once;
+/// one in text the deltas carried is not counted again when the item repeats it.
+#[test]
+fn streamed_items_are_counted_once_under_log() {
+    let engine = engine(json!({"response": {"email": "log"}}));
+    let mcp = json!({"type": "mcp_call", "id": "m1", "name": "lookup", "arguments": "{}", "output": format!("mail {EMAIL}")});
+    let text = format!("write to {EMAIL} today");
+    let message = json!({"type": "message", "id": "msg1", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    let events = [
+        json!({"type": "response.output_item.done", "output_index": 0, "item": mcp}),
+        json!({"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "item_id": "msg1", "delta": text}),
+        json!({"type": "response.output_text.done", "output_index": 1, "content_index": 0, "item_id": "msg1", "text": text}),
+        json!({"type": "response.output_item.done", "output_index": 1, "item": message}),
+        json!({"type": "response.completed", "response": {"id": "r1", "output": [mcp, message]}}),
+    ];
+    let mut f = engine.sse_filter(ApiShape::OpenAiResponses);
+    for e in events {
+        for (_, data) in emitted(f.on_event(None, &e.to_string())) {
+            assert!(
+                data.contains(EMAIL) || !data.contains("jane"),
+                "log mode changed {data}"
+            );
+        }
+    }
+    let found = f.detections();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].count, 2, "{found:?}");
+}

@@ -103,6 +103,14 @@ pub fn redact(text: &str) -> String {
     iron_telemetry::Redactor::global().redact(text).into_owned()
 }
 
+/// [`redact`] without the personal data shapes (emails): for text the PII policy checks next,
+/// with its own placeholders and actions.
+pub fn redact_credentials(text: &str) -> String {
+    iron_telemetry::Redactor::global()
+        .redact_credentials(text)
+        .into_owned()
+}
+
 /// The line printed for a panic: its message and place with registered secrets and key-shaped
 /// strings redacted, like every log line.
 pub fn panic_line(thread: Option<&str>, message: &str, location: Option<String>) -> String {

@@ -356,9 +356,13 @@ async fn proxy(
 
     // Parse the body once, only when a policy needs the tree. A body with a repeated key is read
     // as unreadable: the policies would see the last copy, a provider might use the first.
-    let needs_tree = info.is_json
-        && (shared.policies.safety.request_active
-            || (api.is_billable() && shared.policies.cost.has_limit()));
+    // A body of an endpoint without a reader is read as JSON whenever a provider could: sent as
+    // JSON, or opening an object or an array (the light read above takes objects only).
+    let json_like = info.is_json
+        || (crate::safety_policy::request_shape(api) == iron_safety::ApiShape::Other
+            && looks_like_json(&parts.headers, &body));
+    let needs_tree = (json_like && shared.policies.safety.request_active)
+        || (info.is_json && api.is_billable() && shared.policies.cost.has_limit());
     let (mut doc, masked) = if needs_tree {
         match crate::unique_json::parse_unique_masked(&body) {
             Ok((doc, masked)) => (Some(doc), masked),
@@ -375,7 +379,7 @@ async fn proxy(
     };
 
     // Input safety: scan the prompt; redact before forwarding or refuse.
-    let body = input_safety(shared, id, api, doc.as_mut(), body, shape)?;
+    let body = input_safety(shared, id, api, doc.as_mut(), json_like, body, shape)?;
 
     // Budget: refuse what cannot be held, hold the worst-case cost before anything leaves the
     // machine, and cap the answer at what was held.
@@ -560,6 +564,7 @@ fn input_safety(
     id: u64,
     api: Api,
     doc: Option<&mut serde_json::Value>,
+    json_like: bool,
     body: Bytes,
     shape: Provider,
 ) -> Result<Bytes, Denial> {
@@ -568,8 +573,10 @@ fn input_safety(
         return Ok(body);
     }
     let Some(doc) = doc else {
-        // A body the policy cannot read must not leave the machine unchecked (fail closed).
-        if crate::safety_policy::request_shape(api) != iron_safety::ApiShape::Other
+        // A body the policy cannot read must not leave the machine unchecked (fail closed): any
+        // body of an API with a reader, and a JSON body (or one that looks like JSON) of any other
+        // endpoint. Bodies that are not JSON at all (multipart file uploads, audio) pass.
+        if (json_like || crate::safety_policy::request_shape(api) != iron_safety::ApiShape::Other)
             && !body.is_empty()
         {
             let message = "Iron Cage could not read this request body as JSON with no repeated keys, so its PII policy could not check it; the request was not forwarded. Send valid JSON in which no object repeats a key (a provider might read the copy the policy did not).".to_string();
@@ -615,6 +622,24 @@ fn input_safety(
         });
     }
     Ok(body)
+}
+
+/// A body sent as JSON (`application/json`, `…+json`) or whose first byte after whitespace opens
+/// a JSON object or array.
+fn looks_like_json(headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
+    let sent_as_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            let t = t.trim().to_ascii_lowercase();
+            t == "application/json" || t.ends_with("+json")
+        });
+    sent_as_json
+        || matches!(
+            body.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'{' | b'[')
+        )
 }
 
 fn maybe_inject_usage(

@@ -427,7 +427,7 @@ fn process_sse(
         }
         if p.filter.is_some() && ev.unreadable {
             flush_or_stop(p, &mut out, &mut run)?;
-            return Err((out.freeze(), SseStop::Blocked("The provider's stream held a line Iron Cage could not read (not UTF-8, or a bare carriage return), so its PII policy could not check it; the stream was stopped.".into())));
+            return Err((out.freeze(), SseStop::Blocked("The provider's stream held a line Iron Cage could not read (not UTF-8, a bare carriage return, or a byte order mark opening a line), so its PII policy could not check it; the stream was stopped.".into())));
         }
         if !ev.has_data {
             // A comment, `retry:` or an event name alone: clients dispatch nothing for it.

@@ -59,12 +59,20 @@ pub(crate) async fn relay_error_body(
         }
         None => {
             let text = String::from_utf8_lossy(&buf);
-            let clean = crate::logging::redact(&text).into_bytes();
+            // Keys and tokens always go; personal data is the response policy's, when it is on
+            // (an e-mail becomes `[EMAIL]` as in any answer, not the log redactor's mark).
+            let response_policy = shared.policies.safety.response_active;
+            let clean = if response_policy {
+                crate::logging::redact_credentials(&text)
+            } else {
+                crate::logging::redact(&text)
+            }
+            .into_bytes();
             // The forms of the call's key the log redactor does not know (`\/`, `\uXXXX`).
             let mut clean = keep_key_out(&mut ex, clean);
             // Providers quote the input in validation errors: the response policy checks every
             // string.
-            if shared.policies.safety.response_active {
+            if response_policy {
                 clean = check_error_body(&shared, &ex, clean);
             }
             clean

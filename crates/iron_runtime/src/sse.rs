@@ -8,7 +8,12 @@ pub struct SseSplitter {
     buf: BytesMut,
     scanned: usize,
     max_event: usize,
+    /// No byte has been looked at yet: a byte order mark there is dropped.
+    at_start: bool,
 }
+
+/// U+FEFF in UTF-8.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// An upstream event larger than the limit: the stream is treated as broken.
 #[derive(Debug)]
@@ -21,12 +26,20 @@ impl SseSplitter {
             buf: BytesMut::new(),
             scanned: 0,
             max_event,
+            at_start: true,
         }
     }
 
-    /// Add bytes from upstream.
+    /// Add bytes from upstream. A byte order mark opening the stream is dropped, as SSE clients
+    /// drop it (elsewhere it makes its line unreadable: see [`parse_event`]).
     pub fn push(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
+        if self.at_start && (self.buf.len() >= BOM.len() || !BOM.starts_with(&self.buf)) {
+            if self.buf.starts_with(BOM) {
+                let _ = self.buf.split_to(BOM.len());
+            }
+            self.at_start = false;
+        }
     }
 
     /// The next complete event (raw bytes including its terminating blank line).
@@ -77,9 +90,12 @@ pub struct ParsedEvent<'a> {
     pub data: std::borrow::Cow<'a, str>,
     /// The event has at least one `data:` line (comments and `retry:` alone dispatch nothing).
     pub has_data: bool,
-    /// A line is not valid UTF-8 or holds a bare carriage return: SSE clients decode the first
-    /// with replacement characters and end a line at the second, so what they read may differ
-    /// from what the router read. A policy that must check the stream stops it.
+    /// A line is not valid UTF-8, holds a bare carriage return or starts with a byte order mark:
+    /// SSE clients decode the first with replacement characters and end a line at the second,
+    /// and disagree on the third (the JavaScript SDKs drop a BOM at the start of every line and
+    /// read the field after it; the SSE spec drops one only at the start of the stream and
+    /// ignores a field named `\u{FEFF}data`), so what they read may differ from what the router
+    /// read. A policy that must check the stream stops it.
     pub unreadable: bool,
 }
 
@@ -106,6 +122,10 @@ pub fn parse_event(raw: &[u8]) -> ParsedEvent<'_> {
             unreadable = true;
             continue;
         };
+        if line.starts_with('\u{FEFF}') {
+            unreadable = true;
+            continue;
+        }
         if let Some(v) = line.strip_prefix("event:") {
             event = Some(v.trim_start());
         } else if let Some(v) = line.strip_prefix("data:") {
@@ -158,6 +178,24 @@ mod tests {
         // Clients decode invalid UTF-8 with replacement characters; the router cannot check it.
         let e = parse_event(b"data: {\"t\":\"a\xff\"}\n\n");
         assert!(e.unreadable);
+        // The SDKs drop a BOM opening a line and read the data after it; the spec ignores it.
+        let e = parse_event("\u{FEFF}data: {\"t\":\"secret\"}\n\n".as_bytes());
+        assert!(e.unreadable);
+        let e = parse_event("event: x\n\u{FEFF}event: y\ndata: {}\n\n".as_bytes());
+        assert!(e.unreadable);
+    }
+
+    #[test]
+    fn a_bom_opening_the_stream_is_dropped_even_split() {
+        let mut s = SseSplitter::new(1024);
+        s.push(b"\xEF");
+        s.push(b"\xBB");
+        s.push(b"\xBFdata: 1\n\n\xEF\xBB\xBFdata: 2\n\n");
+        let e = s.next_event().unwrap().unwrap();
+        assert_eq!(&e[..], b"data: 1\n\n");
+        assert!(!parse_event(&e).unreadable);
+        let e = s.next_event().unwrap().unwrap();
+        assert!(parse_event(&e).unreadable);
     }
 
     #[test]

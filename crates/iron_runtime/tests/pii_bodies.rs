@@ -198,3 +198,86 @@ async fn a_prompt_with_half_an_emoji_is_checked_and_forwarded_as_checked() {
     );
     router.stop().await;
 }
+
+/// An endpoint without a reader gets the fail-closed rule too: a body that is (or looks like) JSON
+/// but cannot be read whole (a repeated key, invalid JSON) is refused, not forwarded unchecked; a
+/// JSON array is checked string by string. Bodies that are not JSON (multipart uploads) pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_json_bodies_of_other_endpoints_are_refused() {
+    const AWS: &str = "AKIAZ7Q3M5R2T8W4X6Y9";
+    let provider = FakeProvider::json(json!({ "id": "x" })).await;
+    let ks = FakeKeyServer::with_key(ANTHROPIC_KEY, Some("anthropic"), &provider.url()).await;
+    let router = start_router(&ks, json!({}));
+    let auth = format!("Bearer {IC}");
+    let prompt = format!(r#""messages":[{{"role":"user","content":"key {AWS}"}}]"#);
+    for (path, body) in [
+        (
+            "/v1/messages/batches",
+            format!(
+                r#"{{"requests":[{{"custom_id":"a","params":{{"model":"claude-sonnet-4-5","max_tokens":10,"temperature":1,"temperature":1,{prompt}}}}}]}}"#
+            ),
+        ),
+        (
+            "/v1/messages/batches",
+            format!(
+                r#"{{"requests":[{{"custom_id":"a","params":{{"model":"claude-sonnet-4-5","max_tokens":10,{prompt},}}}}]}}"#
+            ),
+        ),
+        (
+            "/v1/conversations",
+            format!(
+                r#"{{"metadata":{{}},"metadata":{{}},"items":[{{"type":"message","role":"user","content":"key {AWS}"}}]}}"#
+            ),
+        ),
+        (
+            "/v1/conversations/c1/items",
+            format!(r#"[{{"content":"key {AWS}"}}]"#),
+        ),
+    ] {
+        let resp = post_with(&router, path, body.clone(), &[("authorization", &auth)]).await;
+        let (code, _, text) = status_json(resp).await;
+        assert_eq!(code, 400, "{path} {body}: {text}");
+        assert!(text.contains("pii_detected"), "{text}");
+    }
+    assert_eq!(provider.seen().len(), 0, "a body reached the provider");
+    // Not JSON: a multipart upload passes as it is (file uploads are not read).
+    let resp = client()
+        .post(format!("http://127.0.0.1:{}/v1/files", router.port()))
+        .header("authorization", &auth)
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body("--b\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--b--\r\n")
+        .send()
+        .await
+        .expect("router answers");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(provider.seen().len(), 1);
+    router.stop().await;
+}
+
+/// An e-mail an error answer quotes gets the policy's placeholder, as in any answer (the log
+/// redactor's `[REDACTED]` took it first); keys and tokens are still replaced whatever the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_answers_get_the_policys_placeholders() {
+    let message =
+        format!("Invalid value for 'user': {EMAIL}, card {CARD}, Bearer abcdefghijklmnop");
+    let body = json!({ "error": { "message": message, "type": "invalid_request_error" } });
+    let provider = FakeProvider::start(Reply::Json {
+        status: 400,
+        body: body.to_string(),
+    })
+    .await;
+    let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+    let router = start_router(
+        &ks,
+        json!({ "safety": { "response": { "default": "redact" } } }),
+    );
+    let req = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "hi" }] });
+    let (code, v, text) = status_json(post(&router, "/v1/chat/completions", &req).await).await;
+    assert_eq!(code, 400, "{text}");
+    assert_eq!(
+        v["error"]["message"],
+        "Invalid value for 'user': [EMAIL], card [CREDIT_CARD], Bearer [REDACTED]",
+        "{text}"
+    );
+    router.stop().await;
+}

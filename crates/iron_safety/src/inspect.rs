@@ -132,22 +132,37 @@ impl Walker<'_> {
         }
     }
 
-    /// Tool-call arguments: a JSON document in a string; walked as JSON when it parses.
+    /// Tool-call arguments: a JSON document in a string; walked as JSON when it parses. When an
+    /// object in it repeats a key, a tree would hold only the last copy while the provider (or
+    /// the client) gets the text with both: the text is checked as JSON text instead, every copy,
+    /// the way streamed arguments are (escapes read as what they stand for; still JSON after).
     fn json_string(&mut self, v: Option<&mut Value>) {
         let Some(Value::String(s)) = v else {
             return;
         };
-        if let Ok(mut parsed) = serde_json::from_str::<Value>(s) {
-            let before = self.modified;
-            self.modified = false;
-            self.all_strings(&mut parsed);
-            if self.modified {
-                *s = parsed.to_string();
+        match crate::unique::from_str(s) {
+            Ok(mut parsed) => {
+                let before = self.modified;
+                self.modified = false;
+                self.all_strings(&mut parsed);
+                if self.modified {
+                    *s = parsed.to_string();
+                }
+                self.modified |= before;
             }
-            self.modified |= before;
-        } else if let Some(new) = self.guard.process(s, &mut self.tally) {
-            *s = new;
-            self.modified = true;
+            Err(e) if e.is_data() => {
+                let encoded = crate::json_text::encode_whole(s);
+                if let Some(new) = self.guard.process_json(&encoded, &mut self.tally) {
+                    *s = crate::json_text::decode(&new);
+                    self.modified = true;
+                }
+            }
+            Err(_) => {
+                if let Some(new) = self.guard.process(s, &mut self.tally) {
+                    *s = new;
+                    self.modified = true;
+                }
+            }
         }
     }
 
@@ -179,46 +194,50 @@ impl Walker<'_> {
                         self.any(c, 1);
                     }
                 }
-                Some("server_tool_use") => {
+                // Tool inputs (`tool_use`, `server_tool_use`, `mcp_tool_use`, …) are arbitrary
+                // JSON: numbers and member names are read too. The block's other members (a
+                // name, an MCP server's name) are read like any string.
+                Some(t) if t.ends_with("tool_use") => {
                     if let Some(input) = block.get_mut("input") {
                         self.all_strings(input);
                     }
-                }
-                Some(t) if t.ends_with("_tool_result") && t != "tool_result" => self.any(block, 0),
-                Some("tool_use") => {
-                    if let Some(input) = block.get_mut("input") {
-                        self.all_strings(input);
+                    if let Value::Object(map) = block {
+                        for (k, x) in map.iter_mut() {
+                            if k != "input" && !is_identifier_key(k) {
+                                self.any(x, 1);
+                            }
+                        }
                     }
                 }
                 Some("tool_result") => self.anthropic_blocks(block.get_mut("content")),
-                // Documents (text sources, titles, context) and search results carry text too:
-                // every string but ids, types and encoded data. Thinking blocks are left as they
-                // are: the provider signs them and refuses a changed one when it comes back.
-                Some("document" | "search_result") => self.any(block, 0),
-                _ => {}
+                // Left as they are: the provider signs them and refuses a changed one when it
+                // comes back.
+                Some("thinking" | "redacted_thinking") => {}
+                // Every other block (documents' text sources, titles and context, search results,
+                // the results of provider-run and MCP tools, image URLs, block types newer than
+                // this reader): every string but ids, types and encoded data.
+                _ => self.any(block, 0),
             }
         }
     }
 
+    /// Responses input and output items: every string of every item (messages, tool calls and
+    /// their outputs, shell commands and output, MCP calls and results, code interpreter code and
+    /// outputs, patches, search results, item types newer than this reader) but ids, types,
+    /// statuses and encoded data; `arguments` is JSON text, walked as JSON.
     fn responses_items(&mut self, v: Option<&mut Value>) {
         let Some(Value::Array(items)) = v else {
             return self.text(v);
         };
         for item in items {
-            match item.get("type").and_then(Value::as_str) {
-                Some("function_call") => self.json_string(item.get_mut("arguments")),
-                Some("function_call_output" | "custom_tool_call_output") => {
-                    self.content(item.get_mut("output"))
-                }
-                Some("custom_tool_call") => self.text(item.get_mut("input")),
-                // Reasoning summaries in answers; in a request they are the provider's own items
-                // coming back, which must come back unchanged.
-                Some("reasoning") if self.guard.direction() == crate::kind::Direction::Response => {
-                    self.any(item, 0)
-                }
-                Some("reasoning") => {}
-                _ => self.content(item.get_mut("content")),
+            // Reasoning summaries in answers; in a request they are the provider's own items
+            // coming back, which must come back unchanged.
+            if item.get("type").and_then(Value::as_str) == Some("reasoning")
+                && self.guard.direction() == crate::kind::Direction::Request
+            {
+                continue;
             }
+            self.any(item, 0);
         }
     }
 
@@ -249,21 +268,29 @@ impl Walker<'_> {
         }
     }
 
-    /// A body of no known shape (an endpoint the router has no reader for, an error answer): every
-    /// string is text, except values that only name or identify things and encoded blobs.
+    /// A body of no known shape (an endpoint the router has no reader for, an error answer), and
+    /// the parts and items of known ones: every string is text, except values that only name or
+    /// identify things and encoded data in the members that carry it. A member named `arguments`
+    /// holding a string is tool-call arguments: JSON text, walked as JSON.
     fn any(&mut self, v: &mut Value, depth: usize) {
         if depth > 256 {
             return;
         }
         match v {
             Value::String(s) if is_data_url(s) => self.data_url(v),
-            Value::String(s) if is_blob(s) => {}
             Value::String(_) => self.text(Some(v)),
             Value::Array(items) => items.iter_mut().for_each(|x| self.any(x, depth + 1)),
             Value::Object(map) => {
+                // Anthropic `{type:"text", data}` sources hold text; `{type:"base64", data}` data.
+                let text_source = map.get("type").and_then(Value::as_str) == Some("text");
                 for (k, x) in map.iter_mut() {
-                    if !is_identifier_key(k) {
-                        self.any(x, depth + 1);
+                    if is_identifier_key(k) {
+                        continue;
+                    }
+                    match x {
+                        Value::String(s) if !text_source && is_encoded_member(k, s) => {}
+                        Value::String(_) if k == "arguments" => self.json_string(Some(x)),
+                        _ => self.any(x, depth + 1),
                     }
                 }
             }
@@ -351,6 +378,7 @@ fn is_identifier_key(k: &str) -> bool {
             | "system_fingerprint"
             | "service_tier"
             | "b64_json"
+            | "partial_image_b64"
             | "embedding"
             | "encrypted_content"
             // Opaque end-user ids and cache keys, by contract (hash them if they hold PII).
@@ -407,9 +435,17 @@ fn percent_encode(s: &str) -> String {
 /// Inline text files larger than this (encoded) are passed as other media are.
 const MAX_DATA_URL_BYTES: usize = 32 << 20;
 
-/// Encoded data, not text: a data URL, or a long string without whitespace (base64 and the like).
-fn is_blob(s: &str) -> bool {
-    is_data_url(s) || (s.len() >= 64 * 1024 && !s.bytes().any(|b| b.is_ascii_whitespace()))
+/// Encoded data, not text: a string of 1 KiB or more made only of base64 characters, in a member
+/// that carries encoded media (Anthropic `source.data`, an audio part's `data`, a file's
+/// `file_data`, a generated image's `result`). Text a person wrote (prose in any script, JSON, a
+/// log line) is never skipped: it holds characters base64 does not have.
+fn is_encoded_member(k: &str, s: &str) -> bool {
+    matches!(k, "data" | "file_data" | "result")
+        && s.len() >= 1024
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'\r' | b'\n')
+        })
 }
 
 fn each_in(v: Option<&mut Value>, mut f: impl FnMut(&mut Value)) {

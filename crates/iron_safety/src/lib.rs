@@ -19,6 +19,7 @@ mod scanner;
 mod sse;
 mod stream;
 mod text_delta;
+pub mod unique;
 mod whole_fast;
 
 pub use audit::{sha256_hex, value_digest, Detection, DigestKey, Tally};

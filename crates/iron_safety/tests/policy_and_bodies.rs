@@ -543,3 +543,15 @@ fn answer_fields_beside_the_text_are_checked() {
     let v = engine.inspect_request(ApiShape::OpenAiChat, &mut req);
     assert!(v.modified, "{req}");
 }
+
+#[test]
+fn phone_numbers_in_tel_links_are_redacted() {
+    let policy = SafetyPolicy::from_value(&json!({"response": {"phone": "redact"}})).expect("p");
+    let engine = SafetyEngine::new(&policy).expect("engine");
+    let mut body = json!({"choices": [{"message": {"content": "[Call us](tel:+14155552671) or <a href=\"tel:+44 20 7946 0958\">"}}]});
+    engine.inspect_response(ApiShape::OpenAiChat, &mut body);
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "[Call us](tel:[PHONE]) or <a href=\"tel:[PHONE]\">"
+    );
+}

@@ -44,12 +44,15 @@ const SOURCES: &[(&str, &str)] = &[
         r"(?i)([?&](?:key|token|sig|signature)=)[^&\s\x22'\\]+",
         "${1}[REDACTED]",
     ),
-    // Email addresses.
+    // Personal data shapes, last (see `PII_FROM`). Email addresses.
     (
         r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
         REDACTED,
     ),
 ];
+
+/// The index in `SOURCES` where personal data shapes (not credentials) begin.
+const PII_FROM: usize = SOURCES.len() - 1;
 
 struct Compiled {
     set: RegexSet,
@@ -67,15 +70,16 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
     Compiled { set, each }
 });
 
-/// Replaces every known credential or email shape in `text`.
-pub(crate) fn redact_patterns(text: &str) -> Cow<'_, str> {
+/// Replaces every known credential or email shape in `text` (credential shapes alone unless
+/// `with_pii`).
+pub(crate) fn redact_patterns(text: &str, with_pii: bool) -> Cow<'_, str> {
     let compiled = &*COMPILED;
     let hits = compiled.set.matches(text);
     if !hits.matched_any() {
         return Cow::Borrowed(text);
     }
     let mut out = Cow::Borrowed(text);
-    for index in hits.iter() {
+    for index in hits.iter().filter(|&i| with_pii || i < PII_FROM) {
         if let Some((re, replacement)) = compiled.each.get(index) {
             if let Cow::Owned(replaced) = re.replace_all(&out, *replacement) {
                 out = Cow::Owned(replaced);
@@ -88,6 +92,15 @@ pub(crate) fn redact_patterns(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_alone_leave_personal_data() {
+        assert!(SOURCES[PII_FROM].0.contains('@'));
+        assert_eq!(
+            redact_patterns("mail jane@example.com key AKIAIOSFODNN7EXAMPLE", false),
+            "mail jane@example.com key [REDACTED]"
+        );
+    }
 
     #[test]
     fn every_pattern_compiles() {
@@ -138,7 +151,7 @@ mod tests {
             ),
         ];
         for (input, expected) in cases {
-            assert_eq!(redact_patterns(input), expected, "input: {input}");
+            assert_eq!(redact_patterns(input, true), expected, "input: {input}");
         }
     }
 
@@ -150,7 +163,10 @@ mod tests {
             "model gpt-4o, 12 tokens",
             "sk-short",
         ] {
-            assert!(matches!(redact_patterns(text), Cow::Borrowed(_)), "{text}");
+            assert!(
+                matches!(redact_patterns(text, true), Cow::Borrowed(_)),
+                "{text}"
+            );
         }
     }
 }

@@ -53,8 +53,18 @@ impl Redactor {
 
     /// `text` with secrets and known credential/PII shapes replaced by `[REDACTED]`.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.redact_with(text, true)
+    }
+
+    /// `text` with secrets and known credential shapes replaced, personal data (emails) left for
+    /// a policy of its own to handle.
+    pub fn redact_credentials<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.redact_with(text, false)
+    }
+
+    fn redact_with<'a>(&self, text: &'a str, with_pii: bool) -> Cow<'a, str> {
         let without_secrets = self.redact_secrets(text);
-        match redact_patterns(&without_secrets) {
+        match redact_patterns(&without_secrets, with_pii) {
             Cow::Borrowed(_) => without_secrets,
             Cow::Owned(s) => Cow::Owned(s),
         }

@@ -53,10 +53,15 @@ impl Recognizer for PhoneRecognizer {
             span.end -= 1;
         }
         let candidate = text.get(span.clone())?;
-        // `+` glued to a word, digit, `:` or `)` is arithmetic or a UTC offset, not a phone number.
+        // `+` glued to a word, digit, `:` or `)` is arithmetic or a UTC offset, not a phone number;
+        // except after a phone link's scheme (`tel:+14155552671`, `sms:`, `callto:`).
         if candidate.starts_with('+') {
             if let Some(c) = char_before(text, span.start) {
-                if c.is_ascii_alphanumeric() || c == ':' || c == ')' || c == '_' {
+                if c.is_ascii_alphanumeric()
+                    || (c == ':' && !after_phone_scheme(&text[..span.start - 1]))
+                    || c == ')'
+                    || c == '_'
+                {
                     return None;
                 }
             }
@@ -70,6 +75,24 @@ impl Recognizer for PhoneRecognizer {
         self.validate(candidate)
             .then_some(Confirmed { span, label: "" })
     }
+}
+
+/// `before` (the text before a `:`) ends with a URI scheme that names a phone number, as a whole
+/// word: `tel`, `sms`, `callto`, `facetime`, `facetime-audio` (`hotel:` is not one).
+fn after_phone_scheme(before: &str) -> bool {
+    ["tel", "sms", "callto", "facetime", "facetime-audio"]
+        .iter()
+        .any(|scheme| {
+            let Some(at) = before.len().checked_sub(scheme.len()) else {
+                return false;
+            };
+            before
+                .get(at..)
+                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+                && !before[..at].chars().next_back().is_some_and(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '+' | '_')
+                })
+        })
 }
 
 fn validate_international(candidate: &str, digits: usize) -> bool {
@@ -147,5 +170,31 @@ mod tests {
         assert!(!r.validate("+1 555 1234"));
         assert!(!r.validate("01.02.2024 1234"));
         assert!(!r.validate("+1000000"));
+    }
+
+    #[test]
+    fn numbers_in_phone_links_are_found_and_offsets_still_are_not() {
+        use crate::recognizer::Recognizer as _;
+        let r = PhoneRecognizer;
+        let re = regex::Regex::new(r.pattern()).expect("pattern");
+        let found = |text: &str| {
+            re.find_iter(text)
+                .filter_map(|m| r.confirm(text, m.range()))
+                .map(|c| text[c.span].to_string())
+                .collect::<Vec<_>>()
+        };
+        for text in [
+            "[Call us](tel:+14155552671)",
+            "<a href=\"tel:+14155552671\">call</a>",
+            "TEL:+14155552671",
+            "sms:+14155552671?body=hi",
+            "callto:+14155552671",
+        ] {
+            assert_eq!(found(text), ["+14155552671"], "{text}");
+        }
+        assert_eq!(found("tel:+44 20 7946 0958"), ["+44 20 7946 0958"]);
+        for text in ["at 12:+14155552671", "hotel:+14155552671", "x:+14155552671"] {
+            assert!(found(text).is_empty(), "{text}");
+        }
     }
 }

@@ -46,7 +46,17 @@ impl SseOutputFilter {
                             .is_some_and(|d| self.check_embedded(ApiShape::Other, d));
                         return Ok(vec![self.rewritten_if(changed, event, data, &v)]);
                     }
-                    _ => return Ok(vec![pass(event, data)]),
+                    // Signed by the provider, which refuses a changed one when it comes back.
+                    Some("thinking_delta" | "signature_delta") => {
+                        return Ok(vec![pass(event, data)])
+                    }
+                    // A delta type newer than this filter: every string in it, checked whole.
+                    _ => {
+                        let changed = v
+                            .get_mut("delta")
+                            .is_some_and(|d| self.check_embedded(ApiShape::Other, d));
+                        return Ok(vec![self.rewritten_if(changed, event, data, &v)]);
+                    }
                 };
                 let Some(Value::String(s)) = v.get("delta").and_then(|d| d.get(field)) else {
                     return Ok(vec![pass(event, data)]);
@@ -91,7 +101,12 @@ impl SseOutputFilter {
                 out.push(pass(event, data));
                 Ok(out)
             }
-            _ => Ok(vec![pass(event, data)]),
+            // Any other event (`message_delta`, `ping`, types newer than this filter): every
+            // string but ids and types, checked whole.
+            _ => {
+                let changed = self.check_embedded(ApiShape::Other, &mut v);
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
         }
     }
 }

@@ -186,7 +186,7 @@ impl SseOutputFilter {
                 )])
             }
             Some("response.output_item.done") => {
-                self.redact_output_item(v.get_mut("item"));
+                self.redact_output_item(v.get_mut("item"), true);
                 Ok(vec![(
                     event.map(str::to_string),
                     reserialize_if_changed(data, &v),
@@ -204,7 +204,7 @@ impl SseOutputFilter {
                     v.get_mut("response").and_then(|r| r.get_mut("output"))
                 {
                     for item in items.iter_mut() {
-                        self.redact_output_item(Some(item));
+                        self.redact_output_item(Some(item), false);
                     }
                 }
                 // A failed response's error message, which the SDK raises.
@@ -214,25 +214,79 @@ impl SseOutputFilter {
                 out.push((event.map(str::to_string), reserialize_if_changed(data, &v)));
                 Ok(out)
             }
-            _ => Ok(vec![pass(event, data)]),
+            // Encoded audio and image data.
+            Some("response.audio.delta" | "response.image_generation_call.partial_image") => {
+                Ok(vec![pass(event, data)])
+            }
+            // Any other event (tool-call progress, event types newer than this filter): every
+            // string but ids and types is checked whole, as an unknown answer's would be.
+            _ => {
+                let changed = self.check_embedded(ApiShape::Other, &mut v);
+                Ok(vec![self.rewritten_if(changed, event, data, &v)])
+            }
         }
     }
 
-    /// A finished output item (its values were counted in the deltas: only a block-action
-    /// value adds to the tally here), walked like a whole answer's item.
-    fn redact_output_item(&mut self, item: Option<&mut Value>) {
-        let Some(item) = item else { return };
-        if item.get("type").and_then(Value::as_str) == Some("function_call") {
-            // As text, the way its deltas were redacted (the same bytes, members in order).
-            return self.redact_whole_json(item.get_mut("arguments"));
+    /// A finished output item, walked like a whole answer's item. The members its deltas carried
+    /// (a message's content, reasoning text, custom tool input, code interpreter code, call
+    /// arguments) were counted there: only a block-action value in them adds to the tally. The
+    /// others (a tool's output, search results, a shell command) arrive only whole: counted here
+    /// when `count_whole` (`output_item.done`; `response.completed` repeats the items). Arguments
+    /// are redacted as text, the way their deltas were (the same bytes, members in order).
+    fn redact_output_item(&mut self, item: Option<&mut Value>, count_whole: bool) {
+        let Some(Value::Object(map)) = item else {
+            return;
+        };
+        let mut arguments = match map.get_mut("arguments") {
+            Some(a) if a.is_string() => Some(a.take()),
+            _ => None,
+        };
+        if arguments.is_some() {
+            self.redact_whole_json(arguments.as_mut());
         }
-        let mut wrapper = json!({ "output": [item.take()] });
-        let (tally, _) =
-            crate::inspect::walk_response(&self.guard, ApiShape::OpenAiResponses, &mut wrapper);
-        *item = wrapper["output"][0].take();
-        if tally.is_blocked() {
-            self.tally.merge(&tally);
+        let kind = map.get("type").cloned().unwrap_or(Value::Null);
+        let streamed: &[&str] = match kind.as_str() {
+            Some("message") => &["content"],
+            Some("reasoning") => &["summary", "content"],
+            Some("custom_tool_call") => &["input"],
+            Some("code_interpreter_call") => &["code"],
+            _ => &[],
+        };
+        let mut streamed_part = serde_json::Map::new();
+        for k in streamed {
+            if let Some(v) = map.remove(*k) {
+                streamed_part.insert((*k).to_string(), v);
+            }
         }
+        let walk = |f: &mut Self, part: serde_json::Map<String, Value>| {
+            let mut wrapper = json!({ "output": [Value::Object(part)] });
+            let (tally, _) =
+                crate::inspect::walk_response(&f.guard, ApiShape::OpenAiResponses, &mut wrapper);
+            let Value::Object(out) = wrapper["output"][0].take() else {
+                unreachable!("an object goes in")
+            };
+            (out, tally)
+        };
+        let (mut rest, whole_tally) = walk(self, std::mem::take(map));
+        if !streamed_part.is_empty() {
+            streamed_part.insert("type".to_string(), kind);
+            let (part, tally) = walk(self, streamed_part);
+            for (k, v) in part {
+                if k != "type" {
+                    rest.insert(k, v);
+                }
+            }
+            if tally.is_blocked() {
+                self.tally.merge(&tally);
+            }
+        }
+        if count_whole || whole_tally.is_blocked() {
+            self.tally.merge(&whole_tally);
+        }
+        if let Some(a) = arguments {
+            rest.insert("arguments".to_string(), a);
+        }
+        *map = rest;
     }
 
     pub(super) fn synth_responses_delta(

@@ -86,7 +86,7 @@ pub(crate) fn reserve_budget(
             return Err(Denial::new(
                 RouterError::BadRequestBody("it is not one JSON object with no repeated keys, so Iron Cage cannot hold budget for it and did not forward it. Send valid JSON in which no object repeats a key.".into()),
                 shape,
-                "budget",
+                "invalid_body",
             ));
         }
         _ => return Ok(hold),

@@ -579,11 +579,11 @@ fn input_safety(
         if (json_like || crate::safety_policy::request_shape(api) != iron_safety::ApiShape::Other)
             && !body.is_empty()
         {
-            let message = "Iron Cage could not read this request body as JSON with no repeated keys, so its PII policy could not check it; the request was not forwarded. Send valid JSON in which no object repeats a key (a provider might read the copy the policy did not).".to_string();
+            // A client bug, not a PII finding: its own code and reason, so PII alerts stay PII.
             return Err(Denial::new(
-                RouterError::PiiBlocked { message },
+                RouterError::BadRequestBody("it is not JSON with no repeated keys, so Iron Cage's PII policy could not check it and did not forward it. Send valid JSON in which no object repeats a key (a provider might read the copy the policy did not).".into()),
                 shape,
-                "pii",
+                "invalid_body",
             ));
         }
         return Ok(body);

@@ -511,35 +511,51 @@ fn check_method_and_target(parts: &axum::http::request::Parts) -> Result<(), Rou
     }
     if !plain_path(path) {
         return Err(RouterError::BadRequestTarget(
-            "Iron Cage does not forward a path with '.' or '..' segments or an encoded '/' or '\\' (%2F, %5C): the provider could resolve it to another endpoint than the one the budget and PII policy checked; send the path as the SDK builds it (e.g. /v1/chat/completions)",
+            "Iron Cage does not forward a path with '.' or '..' segments (also written %2e, or between encoded separators %2F, %5C): the provider could resolve it to another endpoint than the one the budget and PII policy checked; send the path as the SDK builds it (e.g. /v1/chat/completions)",
         ));
     }
     Ok(())
 }
 
-/// A path a server resolves to itself: no `.` or `..` segment (also percent-encoded, `%2e`), no
-/// encoded separator (`%2F`, `%5C`) that a server might decode before resolving, no backslash.
+/// A path a server resolves to itself: no `.` or `..` segment, also with its dots percent-encoded
+/// (`%2e`) or between separators a server might decode before resolving (`%2F`, `%5C`, `\\`).
+/// An encoded slash inside a segment is fine (`/v1/models/meta-llama%2FLlama-3.1-8B`).
 fn plain_path(path: &str) -> bool {
     let b = path.as_bytes();
-    if !b.iter().any(|&c| matches!(c, b'.' | b'%' | b'\\')) {
+    if !b.iter().any(|&c| c == b'.' || c == b'%') {
         return true;
     }
-    if b.contains(&b'\\') {
-        return false;
-    }
-    let encoded_separator = b.windows(3).any(|w| {
-        w[0] == b'%'
+    b.split(|&c| c == b'/' || c == b'\\')
+        .flat_map(split_encoded_separators)
+        .all(|seg| !is_dot_segment(seg))
+}
+
+/// A segment split at `%2F` / `%5C` (any case).
+fn split_encoded_separators(seg: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + 3 <= seg.len() {
+        let sep = seg[i] == b'%'
             && matches!(
-                (w[1], w[2].to_ascii_lowercase()),
+                (seg[i + 1], seg[i + 2].to_ascii_lowercase()),
                 (b'2', b'f') | (b'5', b'c')
-            )
-    });
-    !encoded_separator && path.split('/').all(|seg| !is_dot_segment(seg))
+            );
+        if sep {
+            out.push(&seg[start..i]);
+            i += 3;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&seg[start..]);
+    out
 }
 
 /// `.` or `..`, each dot possibly written `%2e` / `%2E`.
-fn is_dot_segment(seg: &str) -> bool {
-    let mut rest = seg.as_bytes();
+fn is_dot_segment(seg: &[u8]) -> bool {
+    let mut rest = seg;
     let mut dots = 0;
     while !rest.is_empty() {
         if rest[0] == b'.' {

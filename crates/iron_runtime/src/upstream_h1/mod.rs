@@ -294,14 +294,15 @@ impl H1Client {
         if let Some(conn) = self.pool.checkout(&origin) {
             match exchange(conn, &request, head_only, progress).await {
                 Ok(parts) => return Ok(self.response(origin, parts)),
-                // The pooled connection was closed while idle and the request could not be
-                // written: the provider has nothing, so a new connection gets it.
-                Err(Exchange::Stale(_)) if progress.load(Ordering::Acquire) != SENT => {
-                    progress.store(CONNECTING, Ordering::Release);
-                }
-                // Written, then nothing came back: the provider may have it (and bill it), so it
-                // is never sent again from here (the caller decides; see `forward::send`).
-                Err(Exchange::Stale(e) | Exchange::Failed(e)) => return Err(H1Error::Io(e)),
+                // A reused connection that failed before a byte of answer came back: the
+                // provider closed it while idle and its close crossed our request (a keep-alive
+                // timeout; the check at checkout misses a close still in flight). The provider
+                // did not read the request, so a new connection gets it, once. (A provider that
+                // read a whole request and hung up without a byte looks the same, and gets it
+                // twice: far rarer than the race. A fresh connection, or one that broke off in
+                // the answer's head, is never sent again: see `forward::send`.)
+                Err(Exchange::Stale(_)) => progress.store(CONNECTING, Ordering::Release),
+                Err(Exchange::Failed(e)) => return Err(H1Error::Io(e)),
             }
         }
         let conn = self.pool.connect(&origin).await?;
@@ -355,8 +356,8 @@ impl H1Client {
 
 /// How one request/response exchange failed.
 enum Exchange {
-    /// Nothing came back on a connection that may have been closed while idle: safe to retry on
-    /// another connection only if the request was not all written (`progress` is not [`SENT`]).
+    /// Nothing came back on a connection that may have been closed while idle: a reused
+    /// connection's request goes once more on a new one (see `H1Client::send`).
     Stale(String),
     Failed(String),
 }

@@ -29,6 +29,7 @@ pub mod relay;
 mod relay_buffered;
 mod relay_runs;
 mod request_body;
+mod request_target;
 pub mod safety_policy;
 pub mod server;
 mod settle;

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { IronCageError, fromNative } from './errors.js'
 import { emitIsolated } from './emit.js'
 import { native } from './native.js'
-import { serializeOptions, toOptionsJson, type LlmRouterOptions } from './options.js'
+import { guardedLogger, serializeOptions, toOptionsJson, type LlmRouterOptions } from './options.js'
 import type { ModelStats, RouterStats } from './router.js'
 
 /** Where an agent is in its life; `stopped`, `exited` and a final `crashed` do not change any more. */
@@ -306,17 +306,8 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
     } catch (err) {
       throw fromNative(err)
     }
-    if (options.logger) {
-      // Every agent router's lines (its logSink is 'callback': without this they go nowhere).
-      const logger = options.logger
-      this.#inner.attachLogger((line: string) => {
-        try {
-          logger(line)
-        } catch {
-          // A throwing logger must not take the runtime down.
-        }
-      })
-    }
+    // Every agent router's lines (its logSink is 'callback': without this they go nowhere).
+    if (options.logger) this.#inner.attachLogger(guardedLogger(options.logger))
     ;(this as EventEmitter).on('newListener', (name: string | symbol) => {
       if (!this.#subscribed && name === 'agent') this.#subscribe()
     })

@@ -171,6 +171,17 @@ const OPTION_TYPES: Partial<Record<keyof LlmRouterOptions, 'string' | 'number' |
 }
 
 /** Cheap shape checks with errors that name the field; the native side validates values. */
+/** The `logger` option as the native side calls it: a logger that throws must not take the router down. */
+export function guardedLogger(logger: (line: string) => void): (line: string) => void {
+  return (line: string) => {
+    try {
+      logger(line)
+    } catch {
+      // Dropped: the line, not the router.
+    }
+  }
+}
+
 export function serializeOptions(options: LlmRouterOptions): string {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new IronCageError('INVALID_OPTIONS', 'LlmRouter options must be an object, e.g. { apiKey, serverUrl }')

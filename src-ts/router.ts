@@ -3,7 +3,7 @@ import { IronCageError, fromNative } from './errors.js'
 import { emitIsolated } from './emit.js'
 import type { RouterEvent, RouterEventMap } from './events.js'
 import { native, type NativeRouter } from './native.js'
-import { serializeOptions, type LlmRouterOptions } from './options.js'
+import { guardedLogger, serializeOptions, type LlmRouterOptions } from './options.js'
 
 /** Spent, reserved and limit of the budget, in USD (`limitUsd` is null without a budget). */
 export interface BudgetStatus {
@@ -89,16 +89,7 @@ export class LlmRouter extends EventEmitter<RouterEventMap> {
     } catch (err) {
       throw fromNative(err)
     }
-    if (options.logger) {
-      const logger = options.logger
-      this.#inner.attachLogger((line: string) => {
-        try {
-          logger(line)
-        } catch {
-          // A throwing logger must not take the router down.
-        }
-      })
-    }
+    if (options.logger) this.#inner.attachLogger(guardedLogger(options.logger))
     // Like a net.Server: a running router keeps the process alive until stop() or unref().
     this.#keepAlive = setInterval(() => {}, 1 << 30)
     ;(this as EventEmitter).on('newListener', (name: string | symbol) => {

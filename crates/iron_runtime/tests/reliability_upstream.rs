@@ -339,8 +339,15 @@ async fn a_small_answer_cut_short_is_a_502_naming_the_cause_even_with_response_c
                     "safety": { "response": { "default": "off", "secret": "off" } } }),
         );
         router.ready().await.expect("key fetched");
-        let (status, json, _) =
-            status_json(post(&router, "/v1/chat/completions", &body(false)).await).await;
+        let resp = post(&router, "/v1/chat/completions", &body(false)).await;
+        // The provider produced (and bills) the answer: an SDK's retry would be a second call.
+        assert_eq!(
+            resp.headers()
+                .get("x-should-retry")
+                .and_then(|v| v.to_str().ok()),
+            Some("false")
+        );
+        let (status, json, _) = status_json(resp).await;
         // A clean provider-shaped error the SDK can act on, not a body that ends mid-JSON.
         assert_eq!(status, 502, "{json}");
         let message = json["error"]["message"].as_str().unwrap_or_default();

@@ -299,3 +299,25 @@ fn streamed_items_are_counted_once_under_log() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].count, 2, "{found:?}");
 }
+
+#[test]
+fn a_presigned_image_url_is_not_a_secret_but_a_key_id_beside_it_is() {
+    let url = format!(
+        "https://b.s3.amazonaws.com/cat.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={AWS}%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=0f1e2d"
+    );
+    let image = |text: &str| {
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": url}},
+            {"type": "text", "text": text}
+        ]}]})
+    };
+    // Under the default policy (secrets blocked) the presigned URL goes as it is.
+    let mut body = image("What is in this picture?");
+    let v = engine(json!({})).inspect_request(ApiShape::AnthropicMessages, &mut body);
+    assert!(!v.blocked && !v.modified, "{body}");
+    assert_eq!(body["messages"][0]["content"][0]["source"]["url"], json!(url));
+    // The same key id pasted as text is still one.
+    let mut body = image(&format!("my key is {AWS}"));
+    let v = engine(json!({})).inspect_request(ApiShape::AnthropicMessages, &mut body);
+    assert!(v.blocked, "{body}");
+}

@@ -2,7 +2,8 @@
 //! private keys. Placeholder-looking keys (`sk-your-key-here`) lack the randomness of real ones.
 
 use crate::kind::PiiKind;
-use crate::recognizer::Recognizer;
+use crate::recognizer::{Confirmed, Recognizer};
+use std::ops::Range;
 
 /// Finds API keys, tokens and private keys.
 pub struct SecretRecognizer;
@@ -64,6 +65,35 @@ impl Recognizer for SecretRecognizer {
     fn short_candidates(&self) -> bool {
         false
     }
+
+    /// An AWS access key id that is a presigned URL's credential (`X-Amz-Credential=AKIA…`, or the
+    /// older `AWSAccessKeyId=AKIA…`) is not a secret: the id is public by design and the URL grants
+    /// access to one object for a while, which is why it is handed to a provider to fetch an image.
+    fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
+        let candidate = text.get(span.clone())?;
+        if !self.validate(candidate) {
+            return None;
+        }
+        let label = self.label(candidate);
+        if label == "AWS access key id" && presigned_credential(&text.as_bytes()[..span.start]) {
+            return None;
+        }
+        Some(Confirmed { label, span })
+    }
+}
+
+/// The text before a key id ends a presigned URL's credential parameter name.
+fn presigned_credential(before: &[u8]) -> bool {
+    [
+        "x-amz-credential=",
+        "x-amz-credential%3d",
+        "awsaccesskeyid=",
+    ]
+    .iter()
+    .any(|name| {
+        before.len() >= name.len()
+            && before[before.len() - name.len()..].eq_ignore_ascii_case(name.as_bytes())
+    })
 }
 
 /// Real keys are long random base62/base64url strings: at least 20 characters with upper case,
@@ -112,6 +142,17 @@ mod tests {
         assert!(!r.validate("sk-your-openai-api-key-here"));
         assert!(r.validate("AKIAIOSFODNN7EXAMPLE"));
         assert!(!r.validate("AKIAAAAAAAAAAAAAAAAA"));
+        // In a presigned URL the key id is the credential's public half: not a secret there.
+        let url = "https://b.s3.amazonaws.com/cat.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=abc";
+        let at = url.find("AKIA").unwrap();
+        assert!(r.confirm(url, at..at + 20).is_none());
+        let old =
+            "https://b.s3.amazonaws.com/cat.png?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1";
+        let at = old.find("AKIA").unwrap();
+        assert!(r.confirm(old, at..at + 20).is_none());
+        let bare = "my key is AKIAIOSFODNN7EXAMPLE";
+        let at = bare.find("AKIA").unwrap();
+        assert!(r.confirm(bare, at..at + 20).is_some());
         assert!(r.validate("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWJ5dGVz"));
         assert!(!r.validate("eyJub3RhIjoiand0In0.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWJ5dGVz"));
         assert_eq!(

@@ -315,7 +315,10 @@ fn a_presigned_image_url_is_not_a_secret_but_a_key_id_beside_it_is() {
     let mut body = image("What is in this picture?");
     let v = engine(json!({})).inspect_request(ApiShape::AnthropicMessages, &mut body);
     assert!(!v.blocked && !v.modified, "{body}");
-    assert_eq!(body["messages"][0]["content"][0]["source"]["url"], json!(url));
+    assert_eq!(
+        body["messages"][0]["content"][0]["source"]["url"],
+        json!(url)
+    );
     // The same key id pasted as text is still one.
     let mut body = image(&format!("my key is {AWS}"));
     let v = engine(json!({})).inspect_request(ApiShape::AnthropicMessages, &mut body);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Profile the router under the 64-connection load (or PROFILE_CONNECTIONS) with perf (software cpu-clock event, DWARF stacks).
+// Profile the router under the 64-connection load (or PROFILE_CONNECTIONS) with perf (software cpu-clock event, DWARF stacks;
+// PERF_CALLGRAPH=none records self time only, which needs no debug info beyond symbols).
 //   BENCH_NATIVE=<addon built with debug info> node bench/profile.mjs [seconds]
 // Build such an addon with:
 //   CARGO_PROFILE_RELEASE_DEBUG=1 CARGO_PROFILE_RELEASE_STRIP=false npx napi build --platform --release \
@@ -37,7 +38,7 @@ const s = await host.call('start', {
 });
 const load = { url: s.anthropicBaseUrl + endpoint('openai'), bodyFile, headers: authHeaders('openai', s.apiKey), threads: Math.min(2, connections), connections, luaScript: path.join(BENCH, 'lib/post.lua') };
 await runWrk({ ...load, seconds: 2 });
-const perf = spawn('perf', ['record', '-e', 'cpu-clock', '-F', '499', '--call-graph', 'dwarf,16384', '-p', String(host.pid), '-o', out, '--', 'sleep', String(seconds - 2)], { stdio: 'inherit' });
+const perf = spawn('perf', ['record', '-e', 'cpu-clock', '-F', '499', ...(process.env.PERF_CALLGRAPH === 'none' ? [] : ['--call-graph', process.env.PERF_CALLGRAPH ?? 'dwarf,16384']), '-p', String(host.pid), '-o', out, '--', 'sleep', String(seconds - 2)], { stdio: 'inherit' });
 const w = await runWrk({ ...load, seconds });
 await new Promise((r) => (perf.exitCode !== null ? r() : perf.once('exit', r)));
 console.log(`router ${w.rps.toFixed(0)} req/s, p99 ${(w.lat_p99_us / 1000).toFixed(2)} ms, errors ${w.errors}; profile in ${out}`);

@@ -21,6 +21,7 @@ export type IronCageErrorCode =
   | 'UNMETERED_CALL'
   | 'PII_BLOCKED'
   | 'CIRCUIT_OPEN'
+  | 'ROUTER_STOPPED'
   | 'INTERNAL'
   | 'SPAWN_FAILED'
   | 'AGENT_NOT_FOUND'

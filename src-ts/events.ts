@@ -57,7 +57,9 @@ export interface BlockedEvent {
  * the budget is exhausted, it refuses calls for good: spent reached the limit, or a call was refused for the budget with no
  * other call holding budget and either less left than the cheapest call its model can make (one short message, one output
  * token) or 3 refusals in a row with no call let through in between. `percent` can then be below 100. Raising the limit
- * (`setBudget`) re-arms both.
+ * (`setBudget`) re-arms them, so each new exhaustion fires once: `warning` when spent is under its share of the new limit,
+ * `exceeded` when the new limit is above both spent and the limit it fired at; a limit then lowered to or below spent fires
+ * them at once.
  */
 export interface BudgetEvent {
   type: 'budget'

@@ -97,7 +97,9 @@ struct LedgerState {
     limit: Option<u64>,
     warning_percent: u8,
     warned: bool,
-    exhausted: bool,
+    /// The limit the budget became exhausted at (`None`: not exhausted). A new limit re-arms
+    /// `Exceeded` only above both it and spent: below it, calls are refused as before.
+    exhausted_at: Option<u64>,
     /// Refusals since a call was last let through, counted while nothing else held budget.
     refused_in_a_row: u32,
     /// The holds were charged at close (see [`BudgetLedger::close_charging_holds`]): the
@@ -125,8 +127,8 @@ impl LedgerState {
                 limit,
             });
         }
-        if !self.exhausted && self.spent >= limit {
-            self.exhausted = true;
+        if self.exhausted_at.is_none() && self.spent >= limit {
+            self.exhausted_at = Some(limit);
             out.push(BudgetThreshold::Exceeded {
                 spent: self.spent,
                 limit,
@@ -151,7 +153,7 @@ impl BudgetLedger {
             limit,
             warning_percent: DEFAULT_WARNING_PERCENT,
             warned: false,
-            exhausted: false,
+            exhausted_at: None,
             refused_in_a_row: 0,
             closed: false,
         };
@@ -200,24 +202,24 @@ impl BudgetLedger {
         }
     }
 
-    /// Changes the limit. Thresholds no longer reached are re-armed (an exhaustion by refusals
-    /// when the limit is raised or removed); those the current spend already reaches under the
-    /// new limit are returned (once).
+    /// Changes the limit. Thresholds no longer reached are re-armed: the warning when spent is
+    /// under its share of the new limit, an exhaustion when the new limit is above both spent and
+    /// the limit it was exhausted at (or removed). Those the current spend reaches under the new
+    /// limit and not yet reported are returned (once per crossing).
     pub fn set_limit(&self, limit: Option<u64>) -> Vec<BudgetThreshold> {
         let mut s = self.lock();
-        let raised = match (s.limit, limit) {
-            (Some(old), Some(new)) => new > old,
-            _ => true,
-        };
         s.limit = limit;
         s.refused_in_a_row = 0;
         if let Some(l) = limit {
             s.warned = s.warned && s.warn_reached(l);
-            // Exhausted by refusals, it stays so until the limit is raised.
-            s.exhausted = s.exhausted && (s.spent >= l || !raised);
+            // Exhausted by refusals with spent under the limit, it stays so until the limit goes
+            // past the one it was exhausted at: a smaller raise (after lowering it) lets no more
+            // calls through than before, so the next refusal is the same crossing.
+            let spent = s.spent;
+            s.exhausted_at = s.exhausted_at.filter(|&at| spent >= l || l <= at);
         } else {
             s.warned = false;
-            s.exhausted = false;
+            s.exhausted_at = None;
         }
         s.crossings()
     }
@@ -241,10 +243,10 @@ impl BudgetLedger {
         let exhausted = s.spent >= limit
             || cheapest.is_some_and(|min| left < min)
             || s.refused_in_a_row >= REFUSALS_IN_A_ROW;
-        if !exhausted || s.exhausted {
+        if !exhausted || s.exhausted_at.is_some() {
             return Vec::new();
         }
-        s.exhausted = true;
+        s.exhausted_at = Some(limit);
         vec![BudgetThreshold::Exceeded {
             spent: s.spent,
             limit,
@@ -264,7 +266,7 @@ impl BudgetLedger {
 
     /// Whether the budget counts as exhausted now (see [`BudgetThreshold::Exceeded`]).
     pub fn is_exhausted(&self) -> bool {
-        self.lock().exhausted
+        self.lock().exhausted_at.is_some()
     }
 
     /// Adds spend settled outside a reservation (e.g. restored after a restart).

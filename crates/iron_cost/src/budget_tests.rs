@@ -246,3 +246,50 @@ fn closing_charges_the_holds_once() {
         }
     );
 }
+
+#[test]
+fn a_raise_that_leaves_the_limit_below_where_it_was_exhausted_does_not_re_arm() {
+    let ledger = BudgetLedger::new(Some(1_000));
+    assert_eq!(ledger.reserve(900).expect("fits").commit(900).len(), 1);
+    let at_1000 = vec![BudgetThreshold::Exceeded {
+        spent: 900,
+        limit: 1_000,
+    }];
+    assert_eq!(ledger.refused(Some(150)), at_1000);
+    // Lowered, then raised back short of the limit it was exhausted at: it never stopped
+    // refusing, so this is the same crossing.
+    assert!(ledger.set_limit(Some(950)).is_empty());
+    assert!(ledger.set_limit(Some(990)).is_empty());
+    assert!(ledger.is_exhausted());
+    assert!(ledger.refused(Some(150)).is_empty());
+    // Raised past it: re-armed; a later exhaustion is a new crossing, reported once.
+    assert!(ledger.set_limit(Some(1_010)).is_empty());
+    assert!(!ledger.is_exhausted());
+    let at_1010 = vec![BudgetThreshold::Exceeded {
+        spent: 900,
+        limit: 1_010,
+    }];
+    assert_eq!(ledger.refused(Some(150)), at_1010);
+    assert!(ledger.refused(Some(150)).is_empty());
+    // Raised so calls flow, spent grows, then lowered below spent: a new crossing at once.
+    assert!(ledger.set_limit(Some(5_000)).is_empty());
+    assert!(ledger
+        .reserve(1_000)
+        .expect("fits")
+        .commit(1_000)
+        .is_empty());
+    assert_eq!(
+        ledger.set_limit(Some(1_500)),
+        vec![
+            BudgetThreshold::Warning {
+                spent: 1_900,
+                limit: 1_500
+            },
+            BudgetThreshold::Exceeded {
+                spent: 1_900,
+                limit: 1_500
+            }
+        ]
+    );
+    assert!(ledger.set_limit(Some(1_000)).is_empty());
+}

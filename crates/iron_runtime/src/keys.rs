@@ -119,6 +119,9 @@ pub enum KeyErrorKind {
     /// 403 key disabled, 404 no key assigned, 400 token not in a project): the cached key is
     /// dropped at once.
     Refused,
+    /// The router stopped before the fetch ended: nothing went wrong at the key server, and the
+    /// caller gets the router's `ROUTER_STOPPED`, as calls the stop ended elsewhere do.
+    Stopped,
 }
 
 impl KeyError {
@@ -137,6 +140,7 @@ impl KeyError {
         match self.1 {
             KeyErrorKind::Refused => crate::error::RouterError::KeyRefused(self.0),
             KeyErrorKind::Unavailable => crate::error::RouterError::KeyServer(self.0),
+            KeyErrorKind::Stopped => crate::error::RouterError::RouterStopped,
         }
     }
 }
@@ -424,7 +428,7 @@ impl Inner {
         tokio::spawn(async move {
             let result = tokio::select! {
                 r = inner.fetch() => inner.settle(r, cause),
-                _ = inner.stopped.cancelled() => Err(KeyError::unavailable(STOPPED_BEFORE_KEY)),
+                _ = inner.stopped.cancelled() => Err(KeyError(STOPPED_BEFORE_KEY.into(), KeyErrorKind::Stopped)),
             };
             let _ = tx.send(Some(result));
         });

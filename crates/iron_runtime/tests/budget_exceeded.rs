@@ -118,3 +118,86 @@ async fn a_large_call_refused_with_budget_left_is_not_exhaustion() {
     })
     .await;
 }
+
+/// Calls until four in a row are refused for the budget; the statuses seen.
+async fn spend_until_refused(router: &iron_runtime::Router, body: &serde_json::Value) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        let resp = post(router, "/v1/chat/completions", body).await;
+        statuses.push(resp.status().as_u16());
+        let _ = resp.text().await;
+        if statuses.ends_with(&[402, 402, 402, 402]) {
+            break;
+        }
+    }
+    statuses
+}
+
+fn count(seen: &[(String, String)], level: &str) -> usize {
+    seen.iter()
+        .filter(|e| e.0 == "budget" && e.1 == level)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_new_exhaustion_after_a_raise_fires_exceeded_once() {
+    bounded(30, async {
+        let mut answer = chat_completion();
+        answer["usage"] =
+            json!({ "prompt_tokens": 5, "completion_tokens": 30, "total_tokens": 35 });
+        let up = FakeProvider::json(answer).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &up.url()).await;
+        let router = start_router(&ks, json!({ "budgetUsd": 0.0001 }));
+        router.ready().await.expect("key");
+        let mut sub = router.events().subscribe();
+        let body = json!({ "model": "gpt-4o-mini", "max_tokens": 100,
+                           "messages": [{ "role": "user", "content": "hi" }] });
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(50));
+
+        let statuses = spend_until_refused(&router, &body).await;
+        assert!(statuses.ends_with(&[402; 4]), "{statuses:?}");
+        settle().await;
+        let seen = levels(&mut sub);
+        assert_eq!(count(&seen, "exceeded"), 1, "{seen:?}");
+
+        // Raised: calls flow until the new limit refuses them; exceeded again, once.
+        router.set_budget_usd(Some(0.0003)).expect("budget");
+        let statuses = spend_until_refused(&router, &body).await;
+        assert_eq!(statuses[0], 200, "{statuses:?}");
+        assert!(statuses.ends_with(&[402; 4]), "{statuses:?}");
+        settle().await;
+        let seen = levels(&mut sub);
+        assert_eq!(count(&seen, "exceeded"), 1, "{seen:?}");
+
+        // Raised, a call, then lowered below what was spent: a new crossing, reported at once.
+        router.set_budget_usd(Some(1.0)).expect("budget");
+        let resp = post(&router, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let _ = resp.text().await;
+        settle().await;
+        assert!(levels(&mut sub).is_empty());
+        let spent = router.budget_status().spent_micros;
+        router
+            .set_budget_usd(Some(spent as f64 / 2e6))
+            .expect("budget");
+        let seen = levels(&mut sub);
+        assert_eq!(
+            (count(&seen, "warning"), count(&seen, "exceeded")),
+            (1, 1),
+            "{seen:?}"
+        );
+
+        // Lowered further, or refused again: the same crossing, no second event.
+        router
+            .set_budget_usd(Some(spent as f64 / 4e6))
+            .expect("budget");
+        let resp = post(&router, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status().as_u16(), 402);
+        let _ = resp.text().await;
+        settle().await;
+        let seen = levels(&mut sub);
+        assert_eq!(count(&seen, "exceeded"), 0, "{seen:?}");
+        router.stop().await;
+    })
+    .await;
+}

@@ -1,7 +1,7 @@
 //! `stop()` with calls in flight: a client still waiting gets a provider-shaped answer (a 503
 //! `ROUTER_STOPPED` that says not to retry, or an SSE error event once the stream began), every
 //! `request` event gets its `response` event (outcome `router_stopped`), and no budget stays
-//! reserved.
+//! reserved. A call still waiting for the first key fetch gets the same 503.
 
 mod common;
 
@@ -200,6 +200,53 @@ async fn a_call_whose_client_left_ends_when_the_stop_stops_waiting() {
         assert_eq!(router.shared().calls.now(), 0);
         let b = router.budget_status();
         assert_eq!((b.spent_micros, b.reserved_micros), (held, 0));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_for_the_key_gets_the_same_503_not_a_key_server_error() {
+    bounded(20, async {
+        // The key server answers after 8 s: the call is still waiting for the key at stop.
+        let up = FakeProvider::json(chat_completion()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &up.url()).await;
+        ks.set_delay_ms(8_000);
+        let router = start_router(&ks, json!({ "keyServerTimeoutMs": 9000, "budgetUsd": 1.0 }));
+        let mut sub = router.events().subscribe();
+        let url = format!("http://127.0.0.1:{}/v1/chat/completions", router.port());
+        let call = tokio::spawn(
+            client()
+                .post(url)
+                .bearer_auth(IC)
+                .header("content-type", "application/json")
+                .body(body(false).to_string())
+                .send(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            router.provider_now(),
+            None,
+            "the key fetch is still running"
+        );
+
+        router.stop().await;
+        let resp = call
+            .await
+            .expect("task")
+            .expect("an answer, not a socket error");
+        assert_eq!(resp.status().as_u16(), 503);
+        assert_eq!(resp.headers()["x-should-retry"], "false");
+        assert_eq!(resp.headers()["x-iron-cage-error"], "ROUTER_STOPPED");
+        let (_, json, text) = status_json(resp).await;
+        assert_eq!(json["error"]["code"], "router_stopped", "{text}");
+
+        // Its closing event names the stop, not the key server; the provider never got it.
+        let (requests, ends) = outcomes(&mut sub);
+        assert_eq!(requests.len(), 1);
+        assert_eq!(ends, vec![(requests[0], "ROUTER_STOPPED".to_string())]);
+        assert!(up.seen().is_empty());
+        let b = router.budget_status();
+        assert_eq!((b.spent_micros, b.reserved_micros), (0, 0));
     })
     .await;
 }

@@ -253,6 +253,9 @@ impl StreamRedactor {
             }
             cut = cut.min(start);
         }
+        if let Some(start) = open_iban_start(joined) {
+            cut = cut.min(start);
+        }
         cut = cut.max(ctx_len);
         if let Some(start) = self.open_private_key(joined, ctx_len) {
             cut = cut.min(start);
@@ -376,6 +379,41 @@ fn is_digit_group(token: &str) -> bool {
         || (token.len() <= 16
             && token.bytes().any(|b| b.is_ascii_digit())
             && token.bytes().all(is_group_byte))
+}
+
+/// Start of a spaced IBAN that may still be arriving at the end of `text`: a country code and
+/// check digits in any case (`gb82`, maybe glued to a label: `iban=gb82`) followed by groups of
+/// four letters or digits one space apart, the last maybe unfinished, all within the window.
+/// Lower-case letters-only groups (`west`, `aibk`) are not digit groups, since every short word
+/// of prose would be held; the IBAN's first group before them is what holds them.
+fn open_iban_start(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let floor = b.len().saturating_sub(WINDOW_BYTES);
+    let mut end = b.len();
+    let mut head = None;
+    loop {
+        let start = b[..end]
+            .iter()
+            .rposition(|c| !c.is_ascii_alphanumeric())
+            .map_or(0, |i| i + 1);
+        let group = &b[start..end];
+        // Only the last group may be unfinished; one before it holds whole groups of four.
+        let whole = !group.is_empty() && group.len().is_multiple_of(4);
+        if start < floor || (end < b.len() && !whole) {
+            break;
+        }
+        if group.len() >= 4
+            && group[..2].iter().all(u8::is_ascii_alphabetic)
+            && group[2..4].iter().all(u8::is_ascii_digit)
+        {
+            head = Some(start);
+        }
+        if start == 0 || b[start - 1] != b' ' {
+            break;
+        }
+        end = start - 1;
+    }
+    head
 }
 
 /// An unfinished trailing run that may still grow into a group (`(`, `+`, `WE`, `41`).

@@ -1,10 +1,12 @@
-//! IBANs: country code, per-country length, mod-97 check digits; with or without group spaces.
+//! IBANs: country code, per-country length, mod-97 check digits; with or without group spaces,
+//! in any letter case (people type `de89 3704 …`; the check digits do not depend on case).
 
 use crate::kind::PiiKind;
 use crate::recognizer::{Confirmed, Recognizer};
 use std::ops::Range;
 
-/// Finds IBANs such as `DE89 3704 0044 0532 0130 00` or `GB82WEST12345698765432`.
+/// Finds IBANs such as `DE89 3704 0044 0532 0130 00`, `GB82WEST12345698765432` or
+/// `de89 3704 0044 0532 0130 00`.
 pub struct IbanRecognizer;
 
 // ISO 13616 registry: country code and total IBAN length.
@@ -106,18 +108,24 @@ impl Recognizer for IbanRecognizer {
     }
 
     fn pattern(&self) -> &str {
-        r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)"
+        // Any case: lower-case look-alikes (hashes, identifiers) are left to the country's
+        // length and the check digits, which pass about one random candidate in 97.
+        r"(?-u:\b)[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?(?-u:\b)"
     }
 
     fn validate(&self, candidate: &str) -> bool {
-        let compact: String = candidate.chars().filter(|c| *c != ' ').collect();
+        let compact: String = candidate
+            .chars()
+            .filter(|c| *c != ' ')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
         expected_len(&compact) == Some(compact.len()) && mod97_ok(&compact)
     }
 
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
         let candidate = text.get(span.clone())?;
-        // The regex may have swallowed a following upper-case word ("… 0130 00 BANK"); cut at the
-        // country's length when that falls on a group boundary.
+        // The regex may have swallowed a following word ("… 0130 00 BANK", "… 0130 00 thanks");
+        // cut at the country's length when that falls on a group boundary.
         let want = expected_len(candidate)?;
         let mut seen = 0;
         for (i, c) in candidate.char_indices() {
@@ -141,13 +149,17 @@ impl Recognizer for IbanRecognizer {
     }
 }
 
+/// The IBAN length of the country `s` starts with (in any case), if it issues IBANs.
 fn expected_len(s: &str) -> Option<usize> {
     let cc = s.get(..2)?;
-    LENGTHS.iter().find(|(c, _)| *c == cc).map(|(_, n)| *n)
+    LENGTHS
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(cc))
+        .map(|(_, n)| *n)
 }
 
-/// ISO 7064 mod 97-10: move the first four characters to the end, letters become 10..35,
-/// and the whole number must leave remainder 1.
+/// ISO 7064 mod 97-10 on an upper-case IBAN: move the first four characters to the end, letters
+/// become 10..35, and the whole number must leave remainder 1.
 pub(crate) fn mod97_ok(iban: &str) -> bool {
     if iban.len() < 5
         || !iban
@@ -182,6 +194,19 @@ mod tests {
         assert!(!r.validate("DE89 3704 0044 0532 0130"));
         let text = "pay DE89 3704 0044 0532 0130 00 BANK now";
         let c = r.confirm(text, 4..36).map(|c| c.span);
+        assert_eq!(c, Some(4..31));
+    }
+
+    #[test]
+    fn any_case_passes_the_same_checks() {
+        let r = IbanRecognizer;
+        assert!(r.validate("de89 3704 0044 0532 0130 00"));
+        assert!(r.validate("gb82West12345698765432"));
+        assert!(!r.validate("de88 3704 0044 0532 0130 00"));
+        // A valid German IBAN's characters under Austria (20 long) fail on length.
+        assert!(!r.validate("at89 3704 0044 0532 0130 00"));
+        let text = "pay de89 3704 0044 0532 0130 00 thanks";
+        let c = r.confirm(text, 4..38).map(|c| c.span);
         assert_eq!(c, Some(4..31));
     }
 }

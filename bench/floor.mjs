@@ -3,7 +3,8 @@
 // runtime (`bench_floor`, no policy, no parsing, no accounting) and the router with policies off
 // and on, measured in alternated rounds of wrk at 64 connections (or FLOOR_CONNECTIONS) in one run.
 //   node bench/floor.mjs [rounds] [seconds]      (after bench/run.mjs has built bench/.build once)
-// BENCH_NATIVE overrides the addon (default bench/.build's).
+// BENCH_NATIVE overrides the addon (default bench/.build's); FLOOR_TARGETS, FLOOR_NATIVE_B and FLOOR_KNOBS
+// are described where they are read.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -31,8 +32,8 @@ const floor = await new Promise((resolve, reject) => {
   child.stdout.once('data', (line) => resolve({ port: Number(/listening (\d+)/.exec(line)[1]), pid: child.pid, stop: () => child.kill() }));
 });
 
-async function router(on, extraEnv = {}) {
-  const host = await startHost(path.join(BENCH, 'lib/router-host.mjs'), { BENCH_DIST_INDEX: path.join(BENCH, '.build/dist/index.js'), NAPI_RS_NATIVE_LIBRARY_PATH: native, ...extraEnv });
+async function router(on, extraEnv = {}, addon = native) {
+  const host = await startHost(path.join(BENCH, 'lib/router-host.mjs'), { BENCH_DIST_INDEX: path.join(BENCH, '.build/dist/index.js'), NAPI_RS_NATIVE_LIBRARY_PATH: addon, ...extraEnv });
   const s = await host.call('start', {
     options: { providerKey: 'sk-test-real-key', providerBaseUrl: `http://127.0.0.1:${upstream.port}`, provider: 'openai', ...(on ? { budgetUsd: 1e6 } : {}), reliability: { breaker: { enabled: on } } },
     listen: on,
@@ -50,6 +51,11 @@ const targets = {
   routerOn: on,
 };
 // FLOOR_KNOBS=a,b adds routerOffKnobs: the router, policies off, with IC_KNOBS=a,b (experiments).
+// FLOOR_NATIVE_B=<addon> adds routerOffB and routerOnB: the same with another build (A/B).
+if (process.env.FLOOR_NATIVE_B) {
+  targets.routerOffB = await router(false, {}, path.resolve(process.env.FLOOR_NATIVE_B));
+  targets.routerOnB = await router(true, {}, path.resolve(process.env.FLOOR_NATIVE_B));
+}
 if (process.env.FLOOR_KNOBS) targets.routerOffKnobs = await router(false, { IC_KNOBS: process.env.FLOOR_KNOBS });
 const totals = Object.fromEntries(Object.keys(targets).map((k) => [k, { requests: 0, secs: 0, cpu: 0, upCpu: 0, p50: [] }]));
 // FLOOR_TARGETS=nginx,routerOff measures only those.
@@ -91,7 +97,7 @@ for (const [name, t] of Object.entries(totals)) {
 }
 await on.host.kill();
 await off.host.kill();
-await targets.routerOffKnobs?.host.kill();
+for (const k of ['routerOffKnobs', 'routerOffB', 'routerOnB']) await targets[k]?.host.kill();
 floor.stop();
 await nginx.stop();
 upstream.stop();

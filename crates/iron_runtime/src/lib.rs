@@ -30,6 +30,7 @@ mod relay_buffered;
 mod relay_runs;
 mod request_body;
 mod request_target;
+mod run_to_end;
 pub mod safety_policy;
 pub mod server;
 mod settle;

@@ -80,13 +80,12 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
         return crate::internal::handle(shared, req, peer).await;
     }
     let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
-    // Its own task: a client that leaves before the answer must not cancel the call half-way (the
-    // provider bills it, and the ledger, stats and budget must see how it ended).
-    let task = tokio::spawn(async move {
+    // A client that leaves before the answer must not cancel the call half-way: see `run_to_end`.
+    let call = crate::run_to_end::RunToEnd::new(async move {
         let _in_flight = shared.calls.enter();
         proxy_and_account(shared.clone(), req, peer, id).await
     });
-    task.await.unwrap_or_else(|_| {
+    call.await.unwrap_or_else(|_| {
         RouterError::Internal("the request task failed".into()).into_response(Provider::OpenAi)
     })
 }

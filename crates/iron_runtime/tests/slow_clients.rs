@@ -1,6 +1,7 @@
 //! Clients that stop reading or read slowly: cut off at the idle or total timeout (upstream
 //! closed, charged, hold released, outcome `client_timeout`), while a normal reader of a large burst
-//! and a fast reader of an endless stream are bounded only by the total timeout.
+//! and a fast reader of an endless stream are bounded only by the total timeout. A client that
+//! leaves while the provider works does not cut the call short: it settles as the provider ended it.
 
 mod common;
 
@@ -290,6 +291,46 @@ async fn total_timeout_ends_a_stream_that_always_has_more_ready_for_a_fast_reade
         // stream timed out) or the reader taking the pieces.
         assert!(outcome == "timeout" || outcome == "client_timeout", "{outcome}");
         assert_eq!(router.budget_status().reserved_micros, 0);
+        router.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_before_the_answer_does_not_cut_the_call_short() {
+    bounded(20, async {
+        // The provider answers 300 ms after it read the request; the client is gone by then.
+        let (port, _, _task) = raw_upstream(|_, mut s| async move {
+            if read_request(&mut s).await {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = s.write_all(ok_response().as_bytes()).await;
+            }
+        })
+        .await;
+        let (_ks, router) = router_for(&format!("http://127.0.0.1:{port}"), json!({}), Some(1.0)).await;
+        let mut sub = router.events().subscribe();
+        let body = body(false).to_string();
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {IC}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            router.port(),
+            body.len()
+        );
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", router.port())).await.expect("connect");
+        client.write_all(request.as_bytes()).await.expect("request sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(client);
+        let (outcome, cost) = loop {
+            let ev = sub.recv().await.expect("event bus open");
+            if let RouterEvent::Response { outcome, cost_micros, .. } = &**ev {
+                break (outcome.clone(), *cost_micros);
+            }
+        };
+        // The whole answer was read from the provider and priced from its usage (5 + 1 tokens of
+        // gpt-4o), and nothing stays held.
+        assert_eq!(outcome, "complete");
+        assert!(cost > 0);
+        let b = router.budget_status();
+        assert_eq!((b.reserved_micros, b.spent_micros), (0, cost));
         router.stop().await;
     })
     .await;

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { authHeaders, body, endpoint } from './lib/bodies.mjs';
-import { cpuMicros, runWrk, startHost, startNginx, startUpstream, which, withChildren } from './lib/procs.mjs';
+import { cpuMicros, runWrk, startFloor, startHost, startNginx, startUpstream, which, withChildren } from './lib/procs.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const TARGET_DIR = process.env.CARGO_TARGET_DIR ?? path.join(BENCH, '..', 'target');
@@ -25,12 +25,7 @@ const bodyFile = path.join(tmp, 'openai.json');
 writeFileSync(bodyFile, body('openai', false));
 const upstream = await startUpstream(path.join(TARGET_DIR, 'release/bench_upstream'), 1);
 const nginx = await startNginx(which('nginx'), upstream.port);
-const floor = await new Promise((resolve, reject) => {
-  const child = spawn(path.join(TARGET_DIR, 'release/bench_floor'), ['0', String(upstream.port), '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  child.once('error', reject);
-  child.stdout.setEncoding('utf8');
-  child.stdout.once('data', (line) => resolve({ port: Number(/listening (\d+)/.exec(line)[1]), pid: child.pid, stop: () => child.kill() }));
-});
+const floor = await startFloor(path.join(TARGET_DIR, 'release/bench_floor'), upstream.port);
 
 async function router(on, extraEnv = {}, addon = native) {
   const host = await startHost(path.join(BENCH, 'lib/router-host.mjs'), { BENCH_DIST_INDEX: path.join(BENCH, '.build/dist/index.js'), NAPI_RS_NATIVE_LIBRARY_PATH: addon, ...extraEnv });

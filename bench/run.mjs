@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { body, endpoint, authHeaders } from './lib/bodies.mjs';
-import { cpuMicros, runOrThrow, runWrk, startHost, startNginx, startUpstream, which, withChildren } from './lib/procs.mjs';
+import { cpuMicros, runOrThrow, runWrk, startFloor, startHost, startNginx, startUpstream, which, withChildren } from './lib/procs.mjs';
 import { timeStreamsInterleaved } from './lib/stream-client.mjs';
 import { checks, markdown } from './lib/report.mjs';
 import { runPiiBench } from './lib/pii.mjs';
@@ -148,20 +148,22 @@ function combineRounds(rounds) {
  * is compared with it, not minutes apart. `targets[name]` = { openai, anthropic, pids, during }.
  */
 async function measureAll(targets, files) {
-  const names = Object.keys(targets);
-  const out = Object.fromEntries(names.map((n) => [n, {}]));
+  // Targets marked `loadOnly` (the stack's floor) take part in the 1- and 64-connection rounds only.
+  const all = Object.keys(targets);
+  const names = all.filter((n) => !targets[n].loadOnly);
+  const out = Object.fromEntries(all.map((n) => [n, {}]));
   const seconds = Math.max(1, Math.round(P.seconds / P.rounds));
   log(`1 connection: ${P.rounds} rounds of ${seconds} s per target`);
-  const c1 = await inRounds(names, (n) => wrkRun(targets[n].openai.base, 'openai', targets[n].openai.token, 1, seconds, files, targets[n].pids));
+  const c1 = await inRounds(all, (n) => wrkRun(targets[n].openai.base, 'openai', targets[n].openai.token, 1, seconds, files, targets[n].pids));
   log(`64 connections: ${P.rounds} rounds of ${seconds} s per target`);
-  const c64 = await inRounds(names, async (n) => {
+  const c64 = await inRounds(all, async (n) => {
     const t = targets[n];
     await t.during?.before64?.();
     const r = await wrkRun(t.openai.base, 'openai', t.openai.token, 64, seconds, files, t.pids);
     await t.during?.after64?.();
     return r;
   });
-  for (const n of names) Object.assign(out[n], { c1: c1[n], c64: c64[n] });
+  for (const n of all) Object.assign(out[n], { c1: c1[n], c64: c64[n] });
   log(`streams (${P.chunks} chunks, burst and paced ${P.pacedDelayUs} us), targets interleaved`);
   const openai = names.map((n) => targets[n].openai);
   const anthropic = names.map((n) => targets[n].anthropic);
@@ -275,6 +277,7 @@ async function main() {
     const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
     const nginx = await startNginx(which('nginx'), upstream.port);
     result.nginxConf = nginx.conf;
+    const floor = await startFloor(path.join(TARGET_DIR, 'release/bench_floor'), upstream.port);
     try {
       const direct = { base: upstreamUrl, token: 'unused' };
       const up = { upstream: [upstream.pid] };
@@ -299,6 +302,8 @@ async function main() {
             },
           },
           routerOff: router(off),
+          // The router's stack with nothing on it: hyper on tokio, forwarding (see bench_floor).
+          floor: { loadOnly: true, openai: { base: `http://127.0.0.1:${floor.port}`, token: 'unused' }, pids: { ...up, proxy: () => [floor.pid] } },
         };
         result.targets = await measureAll(targets, files);
         for (const [name, r] of [['routerOn', on], ['routerOff', off]]) {
@@ -309,6 +314,7 @@ async function main() {
       if (!flag('--no-memory')) result.memory = await memoryRun(env, upstreamUrl, files);
     } finally {
       await nginx.stop();
+      floor.stop();
       upstream.stop();
       rmSync(tmp, { recursive: true, force: true });
     }

@@ -116,6 +116,20 @@ http {
   };
 }
 
+/** Start `bench_floor` (a bare hyper proxy) in front of the upstream; resolves with its port, pid and a stop. */
+export function startFloor(binary, upstreamPort) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, ['0', String(upstreamPort), '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child.once('error', reject);
+    child.stdout.setEncoding('utf8');
+    child.stdout.once('data', (line) => {
+      const m = /listening (\d+)/.exec(line);
+      if (!m) return reject(new Error(`bench_floor said: ${line}`));
+      resolve({ port: Number(m[1]), pid: child.pid, stop: () => child.kill('SIGTERM') });
+    });
+  });
+}
+
 /** Fork the router host; returns `call(cmd, fields)` for IPC requests, its pid and a kill. */
 export function startHost(script, env) {
   return new Promise((resolve, reject) => {

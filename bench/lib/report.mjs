@@ -19,6 +19,15 @@ export function checks(r) {
     const ratio = addedNginx > 0 ? addedRouter / addedNginx : null;
     add('1 conn: added p50 router(on)/nginx', ratio, '<= 1.5', ratio !== null && ratio <= 1.5,
       `added p50 ${addedRouter} vs ${addedNginx} us; added p99 ${t.routerOn.c1.lat_p99_us - t.direct.c1.lat_p99_us} vs ${t.nginx.c1.lat_p99_us - t.direct.c1.lat_p99_us} us`);
+    if (t.floor?.c64 && t.floor?.c1) {
+      // What the stack alone reaches: the ceiling any router built on it could approach.
+      const floorRps = t.floor.c64.rps / t.nginx.c64.rps;
+      add('64 conns: throughput floor (bare hyper proxy)/nginx', floorRps, '(report)', true,
+        `${f(t.floor.c64.rps, 0)} req/s, ${f(t.floor.c64.proxyCpuUsPerReq, 1)} us CPU/request; router off ${f(t.routerOff?.c64.rps, 0)} req/s`);
+      const addedFloor = t.floor.c1.lat_p50_us - t.direct.c1.lat_p50_us;
+      add('1 conn: added p50 floor (bare hyper proxy)/nginx', addedNginx > 0 ? addedFloor / addedNginx : null, '(report)', true,
+        `added p50 ${addedFloor} us; router off ${t.routerOff ? t.routerOff.c1.lat_p50_us - t.direct.c1.lat_p50_us : 'n/a'} us`);
+    }
     for (const kind of ['streamPaced', 'streamBurst']) {
       const total = t.routerOn[kind].totalP50Ms / t.direct[kind].totalP50Ms;
       add(`${kind}: total time router(on)/direct`, total, '<= 1.1', total <= 1.1,
@@ -56,7 +65,7 @@ export function markdown(r) {
   for (const [name, t] of Object.entries(r.targets)) {
     if (!t) continue;
     const errs = ['c1', 'c64', 'c64Anthropic'].reduce((n, k) => n + (t[k]?.errors ?? 0), 0);
-    lines.push(`| ${name} | ${t.c1.lat_p50_us} / ${t.c1.lat_p99_us} | ${f(t.c64.rps, 0)} | ${f(t.c64.lat_p99_us / 1000)} | ${f(t.c64Anthropic?.rps, 0)} | ${f(t.streamPaced.ttfbP50Ms, 3)} / ${f(t.streamPaced.totalP50Ms, 1)} | ${f(t.streamBurst.ttfbP50Ms, 3)} / ${f(t.streamBurst.totalP50Ms, 2)} | ${f(t.c64.proxyCpuUsPerReq, 1)} | ${errs} |`);
+    lines.push(`| ${name} | ${t.c1.lat_p50_us} / ${t.c1.lat_p99_us} | ${f(t.c64.rps, 0)} | ${f(t.c64.lat_p99_us / 1000)} | ${f(t.c64Anthropic?.rps, 0)} | ${f(t.streamPaced?.ttfbP50Ms, 3)} / ${f(t.streamPaced?.totalP50Ms, 1)} | ${f(t.streamBurst?.ttfbP50Ms, 3)} / ${f(t.streamBurst?.totalP50Ms, 2)} | ${f(t.c64.proxyCpuUsPerReq, 1)} | ${errs} |`);
   }
   return lines.join('\n');
 }

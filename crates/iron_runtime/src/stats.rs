@@ -102,7 +102,14 @@ impl Stats {
             s.reasoning_tokens = s.reasoning_tokens.saturating_add(m.reasoning_tokens);
             s.cost_micros = s.cost_micros.saturating_add(m.cost_micros);
             if let Some(model) = model {
-                let e = s.by_model.entry(model.to_string()).or_default();
+                // The model's name is copied only the first time it is seen (once per call cost
+                // two allocations under the lock).
+                if !s.by_model.contains_key(model) {
+                    s.by_model.insert(model.to_string(), ModelStats::default());
+                }
+                let Some(e) = s.by_model.get_mut(model) else {
+                    return;
+                };
                 e.requests = e.requests.saturating_add(1);
                 e.input_tokens = e.input_tokens.saturating_add(m.input_tokens);
                 e.output_tokens = e.output_tokens.saturating_add(m.output_tokens);
@@ -110,7 +117,9 @@ impl Stats {
                 e.cache_write_tokens = e.cache_write_tokens.saturating_add(m.cache_write_tokens);
                 e.reasoning_tokens = e.reasoning_tokens.saturating_add(m.reasoning_tokens);
                 e.cost_micros = e.cost_micros.saturating_add(m.cost_micros);
-                s.last_model = Some(model.to_string());
+                if s.last_model.as_deref() != Some(model) {
+                    s.last_model = Some(model.to_string());
+                }
             }
         }
     }
@@ -118,5 +127,35 @@ impl Stats {
     /// A copy of the counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         self.inner.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settled_calls_add_up_per_model_and_the_last_model_follows() {
+        let stats = Stats::default();
+        let call = |cost| ModelStats {
+            input_tokens: 10,
+            output_tokens: 2,
+            cost_micros: cost,
+            ..Default::default()
+        };
+        stats.on_settled(Some("gpt-4o-mini"), true, &call(5));
+        stats.on_settled(Some("gpt-4o"), false, &call(50));
+        stats.on_settled(Some("gpt-4o-mini"), true, &call(7));
+        let s = stats.snapshot();
+        assert_eq!((s.completed, s.failed, s.cost_micros), (2, 1, 62));
+        let mini = &s.by_model["gpt-4o-mini"];
+        assert_eq!(
+            (mini.requests, mini.input_tokens, mini.cost_micros),
+            (2, 20, 12)
+        );
+        assert_eq!(s.by_model["gpt-4o"].requests, 1);
+        assert_eq!(s.last_model.as_deref(), Some("gpt-4o-mini"));
+        stats.on_settled(Some("gpt-4o"), true, &call(1));
+        assert_eq!(stats.snapshot().last_model.as_deref(), Some("gpt-4o"));
     }
 }

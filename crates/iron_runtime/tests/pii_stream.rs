@@ -417,6 +417,53 @@ async fn a_blocked_value_ends_the_stream_with_a_provider_shaped_error_event() {
     .await;
 }
 
+/// Words arriving one event at a time: after the fourth `1111` the held digits look like a card
+/// for a moment, but the whole 28-digit reference is none, so with `creditCard: 'block'` the
+/// answer goes through whole, as it would unstreamed; a real card in its place still blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_number_that_begins_like_a_card_is_not_blocked_word_by_word() {
+    bounded(30, async {
+        let reference = "Account 4111 1111 1111 1111 1234 5678 9012 is a long reference.";
+        let card = format!("Account {CARD} is a card, more words follow.");
+        for api in [Api::Chat, Api::Responses, Api::Anthropic] {
+            for (text, is_card) in [(reference, false), (card.as_str(), true)] {
+                let pieces: Vec<String> = text.split_inclusive(' ').map(String::from).collect();
+                // A gap between events, so that the router checks them one by one.
+                let (_provider, _ks, router) = start(
+                    api,
+                    upstream_events(api, &pieces),
+                    5,
+                    json!({"response": {"creditCard": "block"}}),
+                )
+                .await;
+                let (path, body) = path_and_body(api);
+                let raw = post(&router, path, &body)
+                    .await
+                    .text()
+                    .await
+                    .expect("stream");
+                let got = parse_sse(&raw);
+                let last = got.last().expect("events");
+                if is_card {
+                    assert_eq!(last.event.as_deref(), Some("error"), "{api:?}: {raw}");
+                    assert_eq!(joined_text(api, &got), "Account ", "{api:?}: {raw}");
+                } else {
+                    assert_eq!(joined_text(api, &got), text, "{api:?}: {raw}");
+                    assert!(!raw.contains("pii_detected"), "{api:?}: {raw}");
+                    let ended = match api {
+                        Api::Chat => last.data == "[DONE]",
+                        Api::Responses => json_of(last)["type"] == "response.completed",
+                        Api::Anthropic => last.event.as_deref() == Some("message_stop"),
+                    };
+                    assert!(ended, "{api:?}: {raw}");
+                }
+                router.stop().await;
+            }
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn earlier_words_reach_the_client_before_a_slow_stream_ends() {
     bounded(20, async {

@@ -3,8 +3,9 @@
 //! URLs or secrets.
 
 use crate::config::validate_upstream_url;
-use crate::keys::{KeyError, ProviderKey};
+use crate::key_error::KeyError;
 use crate::provider::{provider_from_key, Provider};
+use crate::provider_key::ProviderKey;
 
 /// Parse `{provider?, api_key, base_url?}`; missing provider is detected from the key.
 pub fn parse_key_response(body: &[u8]) -> Result<ProviderKey, KeyError> {

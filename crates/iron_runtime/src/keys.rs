@@ -6,143 +6,18 @@
 
 use crate::config::KeySource;
 use crate::events::{EventBus, RouterEvent};
+pub use crate::key_error::{KeyError, KeyErrorKind};
 pub use crate::key_wire::{describe_reqwest, parse_key_response, sanitize};
-use crate::key_wire::{read_limited, server_message};
 use crate::provider::Provider;
+pub use crate::provider_key::ProviderKey;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A real provider key. Its Debug output never shows the key.
-#[derive(Clone)]
-pub struct ProviderKey {
-    pub provider: Provider,
-    secret: Arc<str>,
-    pub base_url: Arc<str>,
-    /// `host` or `host:port` of `base_url`: the breaker's key for this upstream.
-    pub host: Arc<str>,
-    /// The upstream auth header's value (`Bearer <key>` or the bare key), built once and marked
-    /// sensitive; `None` when the key holds bytes a header cannot carry.
-    auth: Option<axum::http::HeaderValue>,
-    /// The key's forms to keep out of answers, searched for in every relayed byte.
-    forms: Option<Arc<crate::key_guard::KeyForms>>,
-}
-
-impl ProviderKey {
-    /// A key for `base_url`, computing the upstream's host once.
-    pub fn new(provider: Provider, secret: &str, base_url: String) -> ProviderKey {
-        let host = reqwest::Url::parse(&base_url)
-            .ok()
-            .and_then(|u| {
-                let h = u.host_str()?.to_string();
-                Some(match u.port() {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h,
-                })
-            })
-            .unwrap_or_default();
-        let auth = match provider {
-            Provider::OpenAi => axum::http::HeaderValue::from_str(&format!("Bearer {secret}")),
-            Provider::Anthropic => axum::http::HeaderValue::from_str(secret),
-        }
-        .ok()
-        .map(|mut v| {
-            v.set_sensitive(true);
-            v
-        });
-        ProviderKey {
-            provider,
-            forms: crate::key_guard::KeyForms::new(secret),
-            secret: Arc::from(secret),
-            base_url: Arc::from(base_url),
-            host: Arc::from(host),
-            auth,
-        }
-    }
-
-    /// What the relay searches answers for (see `key_guard`).
-    pub(crate) fn guard_forms(&self) -> &Option<Arc<crate::key_guard::KeyForms>> {
-        &self.forms
-    }
-
-    /// The key itself.
-    pub fn expose(&self) -> &str {
-        &self.secret
-    }
-
-    /// The upstream auth header's value, or `None` when the key is not a valid header value.
-    pub fn auth_header(&self) -> Option<&axum::http::HeaderValue> {
-        self.auth.as_ref()
-    }
-
-    /// Put this key in upstream headers built for another key of the same provider (the retry
-    /// after a rotation); false when the key is not a valid header value.
-    pub fn replace_auth(&self, headers: &mut axum::http::HeaderMap) -> bool {
-        let Some(v) = self.auth.clone() else {
-            return false;
-        };
-        let name = match self.provider {
-            Provider::OpenAi => "authorization",
-            Provider::Anthropic => "x-api-key",
-        };
-        headers.insert(name, v);
-        true
-    }
-}
-
-impl std::fmt::Debug for ProviderKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderKey")
-            .field("provider", &self.provider)
-            .field("base_url", &self.base_url)
-            .field("secret", &"[REDACTED]")
-            .finish()
-    }
-}
-
+/// The key last fetched and when: its age says whether it is fresh, stale or gone.
 struct Cached {
     key: ProviderKey,
     fetched_at: Instant,
-}
-
-/// Why a key could not be had; the message is safe to show (never contains a key).
-#[derive(Debug, Clone)]
-pub struct KeyError(pub String, pub KeyErrorKind);
-
-/// What kind of failure a [`KeyError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyErrorKind {
-    /// The key server could not be asked or gave no usable answer (unreachable, slow, 5xx, 429,
-    /// malformed): a cached key is still served for the stale grace.
-    Unavailable,
-    /// The key server answered that this token may not have a key (401 token revoked or invalid,
-    /// 403 key disabled, 404 no key assigned, 400 token not in a project): the cached key is
-    /// dropped at once.
-    Refused,
-    /// The router stopped before the fetch ended: nothing went wrong at the key server, and the
-    /// caller gets the router's `ROUTER_STOPPED`, as calls the stop ended elsewhere do.
-    Stopped,
-}
-
-impl KeyError {
-    /// A failure to get an answer (not a refusal).
-    pub fn unavailable(message: impl Into<String>) -> KeyError {
-        KeyError(message.into(), KeyErrorKind::Unavailable)
-    }
-
-    /// Whether the key server refused the key (rather than failing to answer).
-    pub fn is_refusal(&self) -> bool {
-        self.1 == KeyErrorKind::Refused
-    }
-
-    /// The router's answer to a request that could not get a key.
-    pub fn into_router_error(self) -> crate::error::RouterError {
-        match self.1 {
-            KeyErrorKind::Refused => crate::error::RouterError::KeyRefused(self.0),
-            KeyErrorKind::Unavailable => crate::error::RouterError::KeyServer(self.0),
-            KeyErrorKind::Stopped => crate::error::RouterError::RouterStopped,
-        }
-    }
 }
 
 /// The outcome of one key fetch, shared by every caller waiting for it (`None` until it is known).
@@ -212,7 +87,6 @@ const REPEAT_REFUSAL_FOR: Duration = Duration::from_secs(5);
 /// A provider 401 fetches the key again at most this often (a key the provider refuses for good
 /// must not hammer the key server).
 const REFETCH_ON_401_EVERY: Duration = Duration::from_secs(5);
-const MAX_KEY_RESPONSE_BYTES: usize = 64 * 1024;
 
 impl KeyCache {
     /// A cache for `source`; nothing is fetched until asked.
@@ -568,6 +442,7 @@ impl Inner {
         }
     }
 
+    /// One `GET /api/keys`, counted in `fetch_count`.
     async fn fetch(&self) -> Result<ProviderKey, KeyError> {
         let KeySource::Server {
             server_url,
@@ -579,65 +454,6 @@ impl Inner {
         };
         self.fetch_count
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let url = format!("{server_url}/api/keys");
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.ic_token)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                let why = if e.is_timeout() {
-                    format!("no answer within {timeout_ms} ms (keyServerTimeoutMs)")
-                } else {
-                    describe_reqwest(&e)
-                };
-                KeyError::unavailable(format!(
-                    "could not reach the key server at {server_url}: {why}"
-                ))
-            })?;
-        let status = resp.status();
-        let body = read_limited(resp, MAX_KEY_RESPONSE_BYTES)
-            .await
-            .map_err(|e| KeyError::unavailable(format!("key server at {server_url}: {e}")))?;
-        if !status.is_success() {
-            let server_msg = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| {
-                    v.get("error").and_then(|e| {
-                        e.as_str().map(str::to_string).or_else(|| {
-                            e.get("message")
-                                .and_then(|m| m.as_str())
-                                .map(str::to_string)
-                        })
-                    })
-                })
-                .map(|m| server_message(&m))
-                .unwrap_or_else(|| "no error message".into());
-            let code = status.as_u16();
-            // An answer about this token's key (not an outage): the key must not be used any more.
-            let refusal = match code {
-                401 => Some("the Iron Cage token was revoked or is not valid. Fix: create a new token in the Iron Cage dashboard and start the router with it (apiKey)"),
-                403 => Some("the provider key is disabled in the Iron Cage dashboard. Fix: enable it, or assign another provider key to the token's project"),
-                404 => Some("no provider key is assigned to this token's project. Fix: assign one in the Iron Cage dashboard"),
-                400 => Some("the Iron Cage token is not assigned to a project. Fix: assign it to a project in the Iron Cage dashboard"),
-                _ => None,
-            };
-            if let Some(why) = refusal {
-                return Err(KeyError(
-                    format!("Iron Cage key server answered {code}: {server_msg}: {why}. Calls are refused until the key server hands out a key again."),
-                    KeyErrorKind::Refused,
-                ));
-            }
-            let hint = match code {
-                429 => " (the key server is rate limiting; retry later)",
-                _ => "",
-            };
-            return Err(KeyError::unavailable(format!(
-                "key server answered {code}: {server_msg}{hint}"
-            )));
-        }
-        parse_key_response(&body)
+        crate::key_fetch::fetch_key(&self.http, server_url, *timeout_ms, &self.ic_token).await
     }
 }

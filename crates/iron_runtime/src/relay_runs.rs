@@ -2,7 +2,7 @@
 //! `SseOutputFilter::on_text_run`): one scan and one redactor step for a burst instead of one per
 //! event, with what is released handed back event by event.
 
-use crate::relay::{emit, SideParser, SseStop};
+use crate::relay_sse::{emit, SideParser, SseStop};
 use crate::sse::write_event;
 use bytes::{Bytes, BytesMut};
 use iron_safety::RunOutcome;

@@ -1,13 +1,15 @@
 //! The response PII policy on streamed answers, at the SSE level, through the real router: values split
 //! across 2, 3 and one-character chunks (and SSE bytes cut mid-event) are redacted for OpenAI chat,
-//! Responses and Anthropic streams; a block ends the stream with a provider-shaped error event; earlier
-//! text reaches the client before the stream ends; `pii` events carry SHA-256 digests, never values.
+//! Responses and Anthropic streams; a block ends the stream with a provider-shaped error event, and
+//! only for a real value (a longer number that begins like a card flows); earlier text reaches the
+//! client before the stream ends; `pii` events carry SHA-256 digests, never values.
 
 mod common;
 
+use common::sse_answers::*;
 use common::*;
 use futures_util::StreamExt;
-use iron_runtime::{Router, RouterEvent};
+use iron_runtime::RouterEvent;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
@@ -35,13 +37,6 @@ fn sha256(s: &str) -> String {
         .collect()
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Api {
-    Chat,
-    Responses,
-    Anthropic,
-}
-
 /// The ways the answer is cut into text deltas: 2 and 3 pieces (cuts inside the values) and one
 /// character per piece.
 fn splits() -> Vec<(&'static str, Vec<String>)> {
@@ -65,199 +60,6 @@ fn splits() -> Vec<(&'static str, Vec<String>)> {
         ),
         ("one char each", a.chars().map(String::from).collect()),
     ]
-}
-
-fn sse(event: Option<&str>, data: &Value) -> String {
-    match event {
-        Some(name) => format!("event: {name}\ndata: {data}\n\n"),
-        None => format!("data: {data}\n\n"),
-    }
-}
-
-/// A provider stream of `api` whose text deltas are `pieces`.
-fn upstream_events(api: Api, pieces: &[String]) -> Vec<String> {
-    let full: String = pieces.concat();
-    let mut out = Vec::new();
-    match api {
-        Api::Chat => {
-            let chunk = |delta: Value, finish: Value| {
-                json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-            };
-            out.push(sse(
-                None,
-                &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
-            ));
-            for p in pieces {
-                out.push(sse(None, &chunk(json!({ "content": p }), Value::Null)));
-            }
-            out.push(sse(None, &chunk(json!({}), json!("stop"))));
-            out.push("data: [DONE]\n\n".to_string());
-        }
-        Api::Responses => {
-            let at = json!({"item_id": "msg_1", "output_index": 0, "content_index": 0});
-            let ev = |kind: &str, extra: Value| {
-                let mut v = json!({ "type": kind });
-                for src in [&at, &extra] {
-                    if let (Some(o), Some(e)) = (v.as_object_mut(), src.as_object()) {
-                        o.extend(e.clone());
-                    }
-                }
-                sse(Some(kind), &v)
-            };
-            let item = |text: &str| json!({"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": text}]});
-            out.push(sse(
-                Some("response.created"),
-                &json!({"type": "response.created", "response": {"id": "resp_1", "output": []}}),
-            ));
-            for p in pieces {
-                out.push(ev("response.output_text.delta", json!({ "delta": p })));
-            }
-            out.push(ev("response.output_text.done", json!({ "text": full })));
-            out.push(ev(
-                "response.content_part.done",
-                json!({"part": {"type": "output_text", "text": full}}),
-            ));
-            out.push(sse(
-                Some("response.output_item.done"),
-                &json!({"type": "response.output_item.done", "output_index": 0, "item": item(&full)}),
-            ));
-            out.push(sse(
-                Some("response.completed"),
-                &json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [item(&full)],
-                        "usage": {"input_tokens": 3, "output_tokens": 9, "total_tokens": 12}}}),
-            ));
-        }
-        Api::Anthropic => {
-            out.push(sse(
-                Some("message_start"),
-                &json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-latest",
-                        "content": [], "usage": {"input_tokens": 3, "output_tokens": 1}}}),
-            ));
-            out.push(sse(
-                Some("content_block_start"),
-                &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ));
-            for p in pieces {
-                out.push(sse(
-                    Some("content_block_delta"),
-                    &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
-                ));
-            }
-            out.push(sse(
-                Some("content_block_stop"),
-                &json!({"type": "content_block_stop", "index": 0}),
-            ));
-            out.push(sse(
-                Some("message_delta"),
-                &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}}),
-            ));
-            out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
-        }
-    }
-    out
-}
-
-/// The same bytes re-cut every `n` bytes, so that events and JSON strings are split mid-way.
-fn recut(events: &[String], n: usize) -> Vec<String> {
-    let all = events.concat();
-    let chars: Vec<char> = all.chars().collect();
-    chars
-        .chunks(n)
-        .map(|c| c.iter().collect::<String>())
-        .collect()
-}
-
-/// One parsed SSE event the client received.
-struct Got {
-    event: Option<String>,
-    data: String,
-}
-
-fn parse_sse(body: &str) -> Vec<Got> {
-    body.split("\n\n")
-        .filter(|raw| !raw.trim().is_empty())
-        .map(|raw| {
-            let mut event = None;
-            let mut data: Vec<&str> = Vec::new();
-            for line in raw.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    event = Some(v.trim().to_string());
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push(v.strip_prefix(' ').unwrap_or(v));
-                }
-            }
-            Got {
-                event,
-                data: data.join("\n"),
-            }
-        })
-        .collect()
-}
-
-fn json_of(g: &Got) -> Value {
-    serde_json::from_str(&g.data).unwrap_or(Value::Null)
-}
-
-/// The answer text the client assembles from the deltas it received.
-fn joined_text(api: Api, events: &[Got]) -> String {
-    let mut text = String::new();
-    for g in events {
-        let v = json_of(g);
-        let piece = match api {
-            Api::Chat => v["choices"][0]["delta"]["content"].as_str(),
-            Api::Responses if v["type"] == "response.output_text.delta" => v["delta"].as_str(),
-            Api::Anthropic
-                if v["type"] == "content_block_delta" && v["delta"]["type"] == "text_delta" =>
-            {
-                v["delta"]["text"].as_str()
-            }
-            _ => None,
-        };
-        text.push_str(piece.unwrap_or(""));
-    }
-    text
-}
-
-fn path_and_body(api: Api) -> (&'static str, Value) {
-    match api {
-        Api::Chat => {
-            let mut b = chat_body("gpt-4o-mini");
-            b["stream"] = json!(true);
-            ("/v1/chat/completions", b)
-        }
-        Api::Responses => (
-            "/v1/responses",
-            json!({"model": "gpt-4o-mini", "input": "hi", "stream": true}),
-        ),
-        Api::Anthropic => {
-            let mut b = messages_body("claude-3-5-haiku-latest");
-            b["stream"] = json!(true);
-            ("/v1/messages", b)
-        }
-    }
-}
-
-async fn start(
-    api: Api,
-    events: Vec<String>,
-    gap_ms: u64,
-    safety: Value,
-) -> (FakeProvider, FakeKeyServer, Router) {
-    let provider = FakeProvider::start(Reply::Sse {
-        events,
-        gap: Duration::from_millis(gap_ms),
-    })
-    .await;
-    let ks = match api {
-        Api::Anthropic => {
-            FakeKeyServer::with_key(ANTHROPIC_KEY, Some("anthropic"), &provider.url()).await
-        }
-        _ => FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await,
-    };
-    let router = start_router(&ks, json!({ "safety": safety }));
-    router.ready().await.expect("key");
-    (provider, ks, router)
 }
 
 /// Streams one answer through a router that redacts everything, returning the client's events.
@@ -412,6 +214,53 @@ async fn a_blocked_value_ends_the_stream_with_a_provider_shaped_error_event() {
             assert_no_values("blocked stream", &raw.replace(EMAIL, "").replace(IBAN, ""));
             assert_eq!(provider.seen().len(), 1);
             router.stop().await;
+        }
+    })
+    .await;
+}
+
+/// Words arriving one event at a time: after the fourth `1111` the held digits look like a card
+/// for a moment, but the whole 28-digit reference is none, so with `creditCard: 'block'` the
+/// answer goes through whole, as it would unstreamed; a real card in its place still blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_number_that_begins_like_a_card_is_not_blocked_word_by_word() {
+    bounded(30, async {
+        let reference = "Account 4111 1111 1111 1111 1234 5678 9012 is a long reference.";
+        let card = format!("Account {CARD} is a card, more words follow.");
+        for api in [Api::Chat, Api::Responses, Api::Anthropic] {
+            for (text, is_card) in [(reference, false), (card.as_str(), true)] {
+                let pieces: Vec<String> = text.split_inclusive(' ').map(String::from).collect();
+                // A gap between events, so that the router checks them one by one.
+                let (_provider, _ks, router) = start(
+                    api,
+                    upstream_events(api, &pieces),
+                    5,
+                    json!({"response": {"creditCard": "block"}}),
+                )
+                .await;
+                let (path, body) = path_and_body(api);
+                let raw = post(&router, path, &body)
+                    .await
+                    .text()
+                    .await
+                    .expect("stream");
+                let got = parse_sse(&raw);
+                let last = got.last().expect("events");
+                if is_card {
+                    assert_eq!(last.event.as_deref(), Some("error"), "{api:?}: {raw}");
+                    assert_eq!(joined_text(api, &got), "Account ", "{api:?}: {raw}");
+                } else {
+                    assert_eq!(joined_text(api, &got), text, "{api:?}: {raw}");
+                    assert!(!raw.contains("pii_detected"), "{api:?}: {raw}");
+                    let ended = match api {
+                        Api::Chat => last.data == "[DONE]",
+                        Api::Responses => json_of(last)["type"] == "response.completed",
+                        Api::Anthropic => last.event.as_deref() == Some("message_stop"),
+                    };
+                    assert!(ended, "{api:?}: {raw}");
+                }
+                router.stop().await;
+            }
         }
     })
     .await;

@@ -30,8 +30,6 @@ pub struct StreamRedactor {
     pending: String,
     context: String,
     tally: Tally,
-    /// Block-action values seen in the held tail: the stream must stop before they are released.
-    held_blocks: Tally,
     /// After an oversized private key: drop text until its END line.
     swallowing: bool,
     /// Byte offset in `context` where the last released value ended: scanning resumes there, as
@@ -57,7 +55,6 @@ impl StreamRedactor {
             pending: String::new(),
             context: String::new(),
             tally: Tally::default(),
-            held_blocks: Tally::default(),
             swallowing: false,
             resume: 0,
         }
@@ -102,11 +99,9 @@ impl StreamRedactor {
         self.release(true)
     }
 
-    /// Detections so far, including block-action values still held back.
+    /// Detections in the text released so far (a value still held back is not counted yet).
     pub fn tally(&self) -> Tally {
-        let mut all = self.tally.clone();
-        all.merge(&self.held_blocks);
-        all
+        self.tally.clone()
     }
 
     /// The text held back so far (released by a later push together with what it adds).
@@ -119,9 +114,15 @@ impl StreamRedactor {
         self.swallowing
     }
 
-    /// True once a block-action value has been seen, released or not.
+    /// True once a block-action value has been released (as its placeholder, by the push that
+    /// found it, whose output the caller then drops instead of sending).
+    ///
+    /// A value still held back decides nothing: the held tail is exactly the text that more text
+    /// may still change (`4111 1111 1111 1111` may be the start of a 28-digit reference that is no
+    /// card), so blocking on it would stop answers the whole-text check lets through. Held text is
+    /// never sent, so waiting until it is released leaks none of the value.
     pub fn is_blocked(&self) -> bool {
-        self.tally.is_blocked() || self.held_blocks.is_blocked()
+        self.tally.is_blocked()
     }
 
     fn release(&mut self, all: bool) -> String {
@@ -149,15 +150,6 @@ impl StreamRedactor {
             }
             if let Some(out) = self.pem_overflow(&joined, ctx_len, cut) {
                 return out;
-            }
-        }
-        self.held_blocks = Tally::default();
-        for f in findings.iter().filter(|f| f.span.start >= cut) {
-            if self.guard.action(&f.kind) == Action::Block {
-                let value = joined.get(f.span.clone()).unwrap_or("");
-                let digest = self.guard.digest(value);
-                self.held_blocks
-                    .record(&f.kind, Action::Block, digest, f.label);
             }
         }
         // Values straddling the released context are redacted from where the new text starts.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod sse_answers;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};

@@ -1,5 +1,6 @@
 //! Iron Cage runtime: the LlmRouter (a local governance proxy for LLM calls) and, later, AgentRuntime.
 
+pub mod accept;
 pub mod agent;
 pub mod auth;
 pub mod auth_limit;

@@ -1,6 +1,7 @@
 //! The request pipeline as named phases, top to bottom:
 //! accept → auth → route → read body → key → mismatch → (input safety → budget → breaker) → forward → relay.
-//! The budget phases live in `budget_phase.rs`, relay and settle in `relay.rs`.
+//! The accept phase lives in `accept.rs`, the budget phases in `budget_phase.rs`, relay and settle in
+//! `relay.rs`.
 
 use crate::budget_phase::{cap_output, refuse_unmetered, reserve_budget};
 use crate::error::RouterError;
@@ -23,6 +24,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use crate::accept::host_is_local;
 
 /// A request the router refuses itself, with the reason category used in events and stats.
 pub struct Denial {
@@ -53,7 +56,7 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
-    if let Err(d) = accept_filter(&shared, &req) {
+    if let Err(d) = crate::accept::accept_filter(&shared, &req) {
         shared.stats.on_blocked(d.reason);
         return d.error.into_response(d.shape);
     }
@@ -204,55 +207,6 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
         axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-/// Phase 1: only loopback `Host` names for this port (DNS rebinding) and no browser requests unless
-/// their origin is allowed.
-fn accept_filter(shared: &Shared, req: &Request<Incoming>) -> Result<(), Denial> {
-    let shape = Provider::OpenAi;
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    if !host_is_local(host, shared.port) {
-        return Err(Denial::new(
-            RouterError::Forbidden { message: format!("Host '{}' is not this router (expected 127.0.0.1:{}, localhost:{} or [::1]:{}); requests through other host names are refused to stop DNS rebinding", crate::keys::sanitize(host), shared.port, shared.port, shared.port) },
-            shape,
-            "host",
-        ));
-    }
-    let origin = req.headers().get("origin").and_then(|h| h.to_str().ok());
-    // `anthropic-dangerous-direct-browser-access` alone is not a browser: server-side SDKs such as
-    // LangChain's set it too. Browsers always send `Origin` (or `Sec-Fetch-Site`) on such requests.
-    let cross_site = req
-        .headers()
-        .get("sec-fetch-site")
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|v| v != "same-origin" && v != "none");
-    let allowed = origin.is_some_and(|o| shared.cfg.allowed_origins.iter().any(|a| a == o));
-    if (origin.is_some() || cross_site || req.method() == axum::http::Method::OPTIONS) && !allowed {
-        return Err(Denial::new(
-            RouterError::Forbidden { message: "Browser requests are refused by the Iron Cage router; list the page's origin in the allowedOrigins option to allow it".into() },
-            shape,
-            "origin",
-        ));
-    }
-    Ok(())
-}
-
-/// `127.0.0.1:<port>`, `localhost:<port>` or `[::1]:<port>`.
-pub fn host_is_local(host: &str, port: u16) -> bool {
-    let Some((name, p)) = host.rsplit_once(':') else {
-        return false;
-    };
-    if p.parse::<u16>().ok() != Some(port) {
-        return false;
-    }
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "127.0.0.1" | "localhost" | "[::1]"
-    )
 }
 
 async fn proxy(
@@ -592,21 +546,5 @@ fn maybe_inject_usage(
     match inject_include_usage(&body, info) {
         Some(b) => (b, true),
         None => (body, false),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_hosts() {
-        assert!(host_is_local("127.0.0.1:8080", 8080));
-        assert!(host_is_local("localhost:8080", 8080));
-        assert!(host_is_local("[::1]:8080", 8080));
-        assert!(!host_is_local("127.0.0.1:8081", 8080));
-        assert!(!host_is_local("evil.com:8080", 8080));
-        assert!(!host_is_local("127.0.0.1", 8080));
-        assert!(!host_is_local("", 8080));
     }
 }

@@ -30,6 +30,11 @@ impl KeyError {
         self.1 == KeyErrorKind::Refused
     }
 
+    /// Whether the fetch ended because the router stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.1 == KeyErrorKind::Stopped
+    }
+
     /// The router's answer to a request that could not get a key.
     pub fn into_router_error(self) -> crate::error::RouterError {
         match self.1 {

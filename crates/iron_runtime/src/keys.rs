@@ -222,8 +222,9 @@ impl KeyCache {
         };
         match Inner::wait(flight).await {
             Ok(key) => Ok(key),
-            // With a TTL of 0 the cached key is served when the key server cannot be asked.
-            Err(e) if !e.is_refusal() => {
+            // With a TTL of 0 the cached key is served when the key server cannot be asked (not
+            // when the router stopped: the call is answered as stopped, never sent on).
+            Err(e) if !e.is_refusal() && !e.is_stopped() => {
                 let st = self.inner.lock();
                 match &st.cached {
                     Some(c) if c.fetched_at.elapsed() < ttl + grace => Ok(c.key.clone()),

@@ -102,8 +102,8 @@ pub async fn relay(
     // The id events, the audit trail and the ledger know this call by.
     headers.insert(REQUEST_ID_HEADER, axum::http::HeaderValue::from(ex.id));
     let shape = api_shape(ex.answer_api);
-    // These run inside the request's own task (see `pipeline::route`), so a client that leaves
-    // cannot cut them short before they settle.
+    // These run as part of the call, which runs on when its client leaves (see `run_to_end`), so
+    // a client that leaves cannot cut them short before they settle.
     if !status.is_success() {
         // A provider's error may quote the key it was sent: read it (bounded) and redact it.
         return crate::relay_buffered::relay_error_body(shared, ex, upstream, headers).await;

@@ -1,7 +1,7 @@
 //! Answers read whole before the client sees them: provider errors (which may quote the key they
 //! were sent), JSON answers the response PII policy must inspect, and small answers that are not
-//! streams (sent in one write). All run inside the request's own task (`pipeline::route`), so a
-//! client that leaves cannot skip settling.
+//! streams (sent in one write). All run as part of the call, which runs on when its client leaves
+//! (`run_to_end`), so a client that leaves cannot skip settling.
 
 use crate::error::RouterError;
 use crate::exchange::Exchange;

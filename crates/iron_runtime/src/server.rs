@@ -35,8 +35,8 @@ pub struct Shared {
     /// Cancelled when the router stops: what outlives the connection set (upgraded event sockets)
     /// ends with it.
     pub stopping: CancellationToken,
-    /// Provider calls still being made or settled (each in its own task, which outlives its
-    /// client's connection): `stop` lets them settle before the state store closes.
+    /// Provider calls still being made or settled (each runs on when its client's connection
+    /// goes, see `run_to_end`): `stop` lets them settle before the state store closes.
     pub calls: CallsInFlight,
     /// `error` events, rate-limited per code.
     pub errors: crate::error_events::ErrorEvents,

@@ -250,3 +250,35 @@ async fn a_call_waiting_for_the_key_gets_the_same_503_not_a_key_server_error() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_ttl_of_0_a_call_waiting_for_the_key_at_stop_is_not_sent_with_the_cached_one() {
+    bounded(20, async {
+        // Every call waits for a fetch (TTL 0); the first fetch answered at once, the next one
+        // takes 8 s: a key is cached, within its grace, when the router stops.
+        let up = FakeProvider::json(chat_completion()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &up.url()).await;
+        let router = start_router(
+            &ks,
+            json!({ "keyServerTimeoutMs": 9000, "cacheTtlSeconds": 0 }),
+        );
+        router.ready().await.expect("first key");
+        ks.set_delay_ms(8_000);
+        let url = format!("http://127.0.0.1:{}/v1/chat/completions", router.port());
+        let call = tokio::spawn(
+            client()
+                .post(url)
+                .bearer_auth(IC)
+                .header("content-type", "application/json")
+                .body(body(false).to_string())
+                .send(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        router.stop().await;
+        let resp = call.await.expect("task").expect("an answer");
+        assert_eq!(resp.status().as_u16(), 503);
+        assert_eq!(resp.headers()["x-iron-cage-error"], "ROUTER_STOPPED");
+        assert!(up.seen().is_empty(), "the provider got a call after stop");
+    })
+    .await;
+}

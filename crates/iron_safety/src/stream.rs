@@ -30,6 +30,10 @@ pub struct StreamRedactor {
     pending: String,
     context: String,
     tally: Tally,
+    /// Block-action values in the held tail: reported with the detections (a stream that ends
+    /// abnormally before they are released still shows what the provider sent) but not blocking
+    /// (see `is_blocked`).
+    held_blocks: Tally,
     /// After an oversized private key: drop text until its END line.
     swallowing: bool,
     /// Byte offset in `context` where the last released value ended: scanning resumes there, as
@@ -55,6 +59,7 @@ impl StreamRedactor {
             pending: String::new(),
             context: String::new(),
             tally: Tally::default(),
+            held_blocks: Tally::default(),
             swallowing: false,
             resume: 0,
         }
@@ -99,9 +104,12 @@ impl StreamRedactor {
         self.release(true)
     }
 
-    /// Detections in the text released so far (a value still held back is not counted yet).
+    /// Detections in the text released so far, and the block-action values still held back (a
+    /// stream that breaks off before releasing them reports them all the same).
     pub fn tally(&self) -> Tally {
-        self.tally.clone()
+        let mut all = self.tally.clone();
+        all.merge(&self.held_blocks);
+        all
     }
 
     /// The text held back so far (released by a later push together with what it adds).
@@ -150,6 +158,15 @@ impl StreamRedactor {
             }
             if let Some(out) = self.pem_overflow(&joined, ctx_len, cut) {
                 return out;
+            }
+        }
+        self.held_blocks = Tally::default();
+        for f in findings.iter().filter(|f| f.span.start >= cut) {
+            if self.guard.action(&f.kind) == Action::Block {
+                let value = joined.get(f.span.clone()).unwrap_or("");
+                let digest = self.guard.digest(value);
+                self.held_blocks
+                    .record(&f.kind, Action::Block, digest, f.label);
             }
         }
         // Values straddling the released context are redacted from where the new text starts.
@@ -245,8 +262,15 @@ impl StreamRedactor {
             }
             cut = cut.min(start);
         }
-        if let Some(start) = open_iban_start(joined) {
-            cut = cut.min(start);
+        // Held only when an IBAN would be replaced or stop the stream (`log` and `off` let it
+        // through anyway, so holding would only delay the words after it).
+        if matches!(
+            self.guard.action(&PiiKind::Iban),
+            Action::Redact | Action::Block
+        ) {
+            if let Some(start) = open_iban_start(joined) {
+                cut = cut.min(start);
+            }
         }
         cut = cut.max(ctx_len);
         if let Some(start) = self.open_private_key(joined, ctx_len) {

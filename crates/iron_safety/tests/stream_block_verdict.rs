@@ -179,3 +179,27 @@ fn a_real_value_followed_by_more_words_is_blocked_before_any_of_it_is_sent() {
         }
     }
 }
+
+#[test]
+fn a_value_still_held_when_the_stream_breaks_off_is_reported_but_does_not_block() {
+    let guard = blocking("creditCard");
+    let mut r = StreamRedactor::new(guard.clone());
+    let mut sent = String::new();
+    for word in "Your card is 4111 1111 1111 1111".split_inclusive(' ') {
+        sent.push_str(&r.push(word));
+    }
+    // The provider's stream ends here without its end (broken, timed out, stopped): the digits
+    // were never sent and nothing was decided, but the audit shows what the provider produced.
+    assert!(!sent.contains("4111"), "{sent}");
+    assert!(!r.is_blocked());
+    let held = r.tally().detections(iron_safety::Direction::Response);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].kind, iron_safety::PiiKind::CreditCard);
+    assert_eq!(held[0].action, iron_safety::Action::Block);
+    // More digits turn it into a reference that is no card: the held finding goes away.
+    r.push(" 1234 5678 9012");
+    assert!(r
+        .tally()
+        .detections(iron_safety::Direction::Response)
+        .is_empty());
+}

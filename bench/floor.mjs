@@ -3,7 +3,7 @@
 // runtime (`bench_floor`, no policy, no parsing, no accounting) and the router with policies off
 // and on, measured in alternated rounds of wrk at 64 connections (or FLOOR_CONNECTIONS) in one run.
 //   node bench/floor.mjs [rounds] [seconds]      (after bench/run.mjs has built bench/.build once)
-// BENCH_NATIVE overrides the addon (default bench/.build's); FLOOR_TARGETS, FLOOR_NATIVE_B and FLOOR_KNOBS
+// BENCH_NATIVE overrides the addon (default bench/.build's); FLOOR_TARGETS, FLOOR_NATIVE_B and FLOOR_ENV_B
 // are described where they are read.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -45,13 +45,18 @@ const targets = {
   routerOff: off,
   routerOn: on,
 };
-// FLOOR_KNOBS=a,b adds routerOffKnobs: the router, policies off, with IC_KNOBS=a,b (experiments).
 // FLOOR_NATIVE_B=<addon> adds routerOffB and routerOnB: the same with another build (A/B).
 if (process.env.FLOOR_NATIVE_B) {
   targets.routerOffB = await router(false, {}, path.resolve(process.env.FLOOR_NATIVE_B));
   targets.routerOnB = await router(true, {}, path.resolve(process.env.FLOOR_NATIVE_B));
 }
-if (process.env.FLOOR_KNOBS) targets.routerOffKnobs = await router(false, { IC_KNOBS: process.env.FLOOR_KNOBS });
+// FLOOR_ENV_B=NAME=value,NAME=value adds routerOffEnv and routerOnEnv: the router with that
+// environment (allocator settings, IRON_CAGE_WORKER_THREADS, ...).
+if (process.env.FLOOR_ENV_B) {
+  const env = Object.fromEntries(process.env.FLOOR_ENV_B.split(',').map((kv) => kv.split('=')));
+  targets.routerOffEnv = await router(false, env);
+  targets.routerOnEnv = await router(true, env);
+}
 const totals = Object.fromEntries(Object.keys(targets).map((k) => [k, { requests: 0, secs: 0, cpu: 0, upCpu: 0, p50: [] }]));
 // FLOOR_TARGETS=nginx,routerOff measures only those.
 const names = process.env.FLOOR_TARGETS ? process.env.FLOOR_TARGETS.split(',') : Object.keys(targets);
@@ -92,7 +97,7 @@ for (const [name, t] of Object.entries(totals)) {
 }
 await on.host.kill();
 await off.host.kill();
-for (const k of ['routerOffKnobs', 'routerOffB', 'routerOnB']) await targets[k]?.host.kill();
+for (const k of ['routerOffEnv', 'routerOnEnv', 'routerOffB', 'routerOnB']) await targets[k]?.host.kill();
 floor.stop();
 await nginx.stop();
 upstream.stop();

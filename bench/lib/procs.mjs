@@ -50,18 +50,23 @@ export async function waitForPort(port, ms = 10000) {
   }
 }
 
-/** Start the Rust fake upstream; resolves with its port and a stop function. */
-export function startUpstream(binary, threads = 1) {
+/** Start one of the bench's Rust servers, which prints `listening PORT`; resolves with its port, pid and a stop. */
+function startListening(binary, args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, ['0', String(threads)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     child.once('error', reject);
     child.stdout.setEncoding('utf8');
     child.stdout.once('data', (line) => {
       const m = /listening (\d+)/.exec(line);
-      if (!m) return reject(new Error(`upstream said: ${line}`));
+      if (!m) return reject(new Error(`${path.basename(binary)} said: ${line}`));
       resolve({ port: Number(m[1]), pid: child.pid, stop: () => child.kill('SIGTERM') });
     });
   });
+}
+
+/** Start the Rust fake upstream. */
+export function startUpstream(binary, threads = 1) {
+  return startListening(binary, ['0', String(threads)]);
 }
 
 /** nginx as a production-style reverse proxy in front of the upstream, from a generated config. */
@@ -116,18 +121,9 @@ http {
   };
 }
 
-/** Start `bench_floor` (a bare hyper proxy) in front of the upstream; resolves with its port, pid and a stop. */
+/** Start `bench_floor` (a bare hyper proxy on two tokio workers) in front of the upstream. */
 export function startFloor(binary, upstreamPort) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, ['0', String(upstreamPort), '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    child.once('error', reject);
-    child.stdout.setEncoding('utf8');
-    child.stdout.once('data', (line) => {
-      const m = /listening (\d+)/.exec(line);
-      if (!m) return reject(new Error(`bench_floor said: ${line}`));
-      resolve({ port: Number(m[1]), pid: child.pid, stop: () => child.kill('SIGTERM') });
-    });
-  });
+  return startListening(binary, ['0', String(upstreamPort), '2']);
 }
 
 /** Fork the router host; returns `call(cmd, fields)` for IPC requests, its pid and a kill. */

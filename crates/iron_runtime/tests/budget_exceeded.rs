@@ -19,17 +19,23 @@ fn levels(sub: &mut iron_runtime::events::Subscription) -> Vec<(String, String)>
     out
 }
 
+/// A router with a $0.0001 budget over a provider whose every call costs $0.000018 and more (30
+/// output tokens of gpt-4o-mini), held at up to $0.000075.
+async fn router_with_a_hundredth_of_a_cent() -> (FakeProvider, FakeKeyServer, iron_runtime::Router)
+{
+    let mut answer = chat_completion();
+    answer["usage"] = json!({ "prompt_tokens": 5, "completion_tokens": 30, "total_tokens": 35 });
+    let up = FakeProvider::json(answer).await;
+    let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &up.url()).await;
+    let router = start_router(&ks, json!({ "budgetUsd": 0.0001 }));
+    router.ready().await.expect("key");
+    (up, ks, router)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exceeded_fires_once_when_calls_are_refused_with_less_left_than_the_cheapest_call() {
     bounded(20, async {
-        // $0.000018 and more a call (30 output tokens of gpt-4o-mini), held at up to $0.000075.
-        let mut answer = chat_completion();
-        answer["usage"] =
-            json!({ "prompt_tokens": 5, "completion_tokens": 30, "total_tokens": 35 });
-        let up = FakeProvider::json(answer).await;
-        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &up.url()).await;
-        let router = start_router(&ks, json!({ "budgetUsd": 0.0001 }));
-        router.ready().await.expect("key");
+        let (_up, _ks, router) = router_with_a_hundredth_of_a_cent().await;
         let mut sub = router.events().subscribe();
         let body = json!({ "model": "gpt-4o-mini", "max_tokens": 100,
                            "messages": [{ "role": "user", "content": "hi" }] });
@@ -142,13 +148,7 @@ fn count(seen: &[(String, String)], level: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_new_exhaustion_after_a_raise_fires_exceeded_once() {
     bounded(30, async {
-        let mut answer = chat_completion();
-        answer["usage"] =
-            json!({ "prompt_tokens": 5, "completion_tokens": 30, "total_tokens": 35 });
-        let up = FakeProvider::json(answer).await;
-        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &up.url()).await;
-        let router = start_router(&ks, json!({ "budgetUsd": 0.0001 }));
-        router.ready().await.expect("key");
+        let (_up, _ks, router) = router_with_a_hundredth_of_a_cent().await;
         let mut sub = router.events().subscribe();
         let body = json!({ "model": "gpt-4o-mini", "max_tokens": 100,
                            "messages": [{ "role": "user", "content": "hi" }] });

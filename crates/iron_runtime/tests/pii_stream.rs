@@ -165,25 +165,42 @@ async fn pii_event_for_a_stream_carries_counts_and_sha256_only() {
     .await;
 }
 
+/// `pieces` streamed as `api`'s events (`gap_ms` apart) through a router whose response policy
+/// blocks cards: the provider, key server and router, what the client read and its events.
+async fn through_card_blocking(
+    api: Api,
+    pieces: &[String],
+    gap_ms: u64,
+) -> (
+    FakeProvider,
+    FakeKeyServer,
+    iron_runtime::Router,
+    String,
+    Vec<Got>,
+) {
+    let (provider, ks, router) = start(
+        api,
+        upstream_events(api, pieces),
+        gap_ms,
+        json!({"response": {"creditCard": "block"}}),
+    )
+    .await;
+    let (path, body) = path_and_body(api);
+    let raw = post(&router, path, &body)
+        .await
+        .text()
+        .await
+        .expect("stream");
+    let got = parse_sse(&raw);
+    (provider, ks, router, raw, got)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_value_ends_the_stream_with_a_provider_shaped_error_event() {
     bounded(20, async {
         for api in [Api::Chat, Api::Responses, Api::Anthropic] {
             let pieces: Vec<String> = answer().chars().map(String::from).collect();
-            let (provider, _ks, router) = start(
-                api,
-                upstream_events(api, &pieces),
-                0,
-                json!({"response": {"creditCard": "block"}}),
-            )
-            .await;
-            let (path, body) = path_and_body(api);
-            let raw = post(&router, path, &body)
-                .await
-                .text()
-                .await
-                .expect("stream");
-            let got = parse_sse(&raw);
+            let (provider, _ks, router, raw, got) = through_card_blocking(api, &pieces, 0).await;
             let text = joined_text(api, &got);
             assert!(
                 text.starts_with("Sure. Card"),
@@ -231,20 +248,8 @@ async fn a_long_number_that_begins_like_a_card_is_not_blocked_word_by_word() {
             for (text, is_card) in [(reference, false), (card.as_str(), true)] {
                 let pieces: Vec<String> = text.split_inclusive(' ').map(String::from).collect();
                 // A gap between events, so that the router checks them one by one.
-                let (_provider, _ks, router) = start(
-                    api,
-                    upstream_events(api, &pieces),
-                    5,
-                    json!({"response": {"creditCard": "block"}}),
-                )
-                .await;
-                let (path, body) = path_and_body(api);
-                let raw = post(&router, path, &body)
-                    .await
-                    .text()
-                    .await
-                    .expect("stream");
-                let got = parse_sse(&raw);
+                let (_provider, _ks, router, raw, got) =
+                    through_card_blocking(api, &pieces, 5).await;
                 let last = got.last().expect("events");
                 if is_card {
                     assert_eq!(last.event.as_deref(), Some("error"), "{api:?}: {raw}");

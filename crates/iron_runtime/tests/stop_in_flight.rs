@@ -16,6 +16,21 @@ fn slow_timeouts() -> serde_json::Value {
     json!({ "timeouts": { "firstByteMs": 20000, "idleMs": 20000, "totalMs": 60000 } })
 }
 
+/// A non-streamed chat call sent from its own task, to be answered while the test goes on.
+fn call_in_background(
+    router: &iron_runtime::Router,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let url = format!("http://127.0.0.1:{}/v1/chat/completions", router.port());
+    tokio::spawn(
+        client()
+            .post(url)
+            .bearer_auth(IC)
+            .header("content-type", "application/json")
+            .body(body(false).to_string())
+            .send(),
+    )
+}
+
 fn outcomes(sub: &mut iron_runtime::events::Subscription) -> (Vec<u64>, Vec<(u64, String)>) {
     let (mut requests, mut ends) = (Vec::new(), Vec::new());
     while let Some(e) = sub.try_recv() {
@@ -51,15 +66,7 @@ async fn a_call_waiting_for_its_answer_gets_a_503_that_says_do_not_retry() {
         )
         .await;
         let mut sub = router.events().subscribe();
-        let url = format!("http://127.0.0.1:{}/v1/chat/completions", router.port());
-        let call = tokio::spawn(
-            client()
-                .post(url)
-                .bearer_auth(IC)
-                .header("content-type", "application/json")
-                .body(body(false).to_string())
-                .send(),
-        );
+        let call = call_in_background(&router);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let held = router.budget_status().reserved_micros;
         assert!(held > 0, "the call holds budget");
@@ -213,15 +220,7 @@ async fn a_call_waiting_for_the_key_gets_the_same_503_not_a_key_server_error() {
         ks.set_delay_ms(8_000);
         let router = start_router(&ks, json!({ "keyServerTimeoutMs": 9000, "budgetUsd": 1.0 }));
         let mut sub = router.events().subscribe();
-        let url = format!("http://127.0.0.1:{}/v1/chat/completions", router.port());
-        let call = tokio::spawn(
-            client()
-                .post(url)
-                .bearer_auth(IC)
-                .header("content-type", "application/json")
-                .body(body(false).to_string())
-                .send(),
-        );
+        let call = call_in_background(&router);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
             router.provider_now(),
@@ -264,15 +263,7 @@ async fn with_a_ttl_of_0_a_call_waiting_for_the_key_at_stop_is_not_sent_with_the
         );
         router.ready().await.expect("first key");
         ks.set_delay_ms(8_000);
-        let url = format!("http://127.0.0.1:{}/v1/chat/completions", router.port());
-        let call = tokio::spawn(
-            client()
-                .post(url)
-                .bearer_auth(IC)
-                .header("content-type", "application/json")
-                .body(body(false).to_string())
-                .send(),
-        );
+        let call = call_in_background(&router);
         tokio::time::sleep(Duration::from_millis(300)).await;
         router.stop().await;
         let resp = call.await.expect("task").expect("an answer");

@@ -2,33 +2,13 @@
 //! streamed in pieces; lower-case look-alikes (hashes, UUIDs, identifiers, numbers failing the
 //! check digits or the country's length) are not.
 
+mod common;
+
+use common::{guard, streamed, whole};
 use iron_safety::{
-    PiiKind, SafetyEngine, SafetyPolicy, Scanner, StreamRedactor, Tally, TextGuard, SCAN_ORDER,
+    PiiKind, SafetyEngine, SafetyPolicy, Scanner, StreamRedactor, TextGuard, SCAN_ORDER,
 };
 use std::sync::Arc;
-
-fn guard() -> Arc<TextGuard> {
-    let policy =
-        SafetyPolicy::from_json_str(r#"{"response":{"default":"redact"}}"#).expect("policy");
-    SafetyEngine::new(&policy).expect("engine").response_guard()
-}
-
-fn whole(guard: &TextGuard, text: &str) -> String {
-    guard
-        .process(text, &mut Tally::default())
-        .unwrap_or_else(|| text.to_string())
-}
-
-fn streamed(guard: &Arc<TextGuard>, text: &str, size: usize) -> String {
-    let mut r = StreamRedactor::new(guard.clone());
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::new();
-    for piece in chars.chunks(size) {
-        out.push_str(&r.push(&piece.iter().collect::<String>()));
-    }
-    out.push_str(&r.finish());
-    out
-}
 
 const IBANS: [&str; 9] = [
     "de89 3704 0044 0532 0130 00",

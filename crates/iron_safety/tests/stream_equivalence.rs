@@ -4,31 +4,10 @@
 
 mod corpus_lines;
 
-use iron_safety::{SafetyEngine, SafetyPolicy, StreamRedactor, Tally, TextGuard};
-use std::sync::Arc;
+mod common;
 
-fn guard() -> Arc<TextGuard> {
-    let policy =
-        SafetyPolicy::from_json_str(r#"{"response":{"default":"redact"}}"#).expect("policy");
-    SafetyEngine::new(&policy).expect("engine").response_guard()
-}
-
-fn streamed(guard: &Arc<TextGuard>, text: &str, size: usize) -> String {
-    let mut r = StreamRedactor::new(guard.clone());
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::new();
-    for piece in chars.chunks(size) {
-        out.push_str(&r.push(&piece.iter().collect::<String>()));
-    }
-    out.push_str(&r.finish());
-    out
-}
-
-fn whole(guard: &TextGuard, text: &str) -> String {
-    guard
-        .process(text, &mut Tally::default())
-        .unwrap_or_else(|| text.to_string())
-}
+use common::{guard, streamed, whole};
+use iron_safety::{SafetyEngine, SafetyPolicy};
 
 #[test]
 fn every_corpus_line_streams_to_the_same_redaction_as_the_whole_text() {

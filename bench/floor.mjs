@@ -26,6 +26,7 @@ writeFileSync(bodyFile, body('openai', false));
 const upstream = await startUpstream(path.join(TARGET_DIR, 'release/bench_upstream'), 1);
 const nginx = await startNginx(which('nginx'), upstream.port);
 const floor = await startFloor(path.join(TARGET_DIR, 'release/bench_floor'), upstream.port);
+const floorPerCore = await startFloor(path.join(TARGET_DIR, 'release/bench_floor'), upstream.port, true);
 
 async function router(on, extraEnv = {}, addon = native) {
   const host = await startHost(path.join(BENCH, 'lib/router-host.mjs'), { BENCH_DIST_INDEX: path.join(BENCH, '.build/dist/index.js'), NAPI_RS_NATIVE_LIBRARY_PATH: addon, ...extraEnv });
@@ -42,6 +43,8 @@ const targets = {
   direct: { base: `http://127.0.0.1:${upstream.port}`, token: 'unused', pids: () => [] },
   nginx: { base: `http://127.0.0.1:${nginx.port}`, token: 'unused', pids: () => withChildren(nginx.pid) },
   floor: { base: `http://127.0.0.1:${floor.port}`, token: 'unused', pids: () => [floor.pid] },
+  // The same with one single-threaded runtime per core (nginx's design) instead of tokio's work-stealing pool.
+  floorPerCore: { base: `http://127.0.0.1:${floorPerCore.port}`, token: 'unused', pids: () => [floorPerCore.pid] },
   routerOff: off,
   routerOn: on,
 };
@@ -99,5 +102,6 @@ await on.host.kill();
 await off.host.kill();
 for (const k of ['routerOffEnv', 'routerOnEnv', 'routerOffB', 'routerOnB']) await targets[k]?.host.kill();
 floor.stop();
+floorPerCore.stop();
 await nginx.stop();
 upstream.stop();

@@ -121,9 +121,9 @@ http {
   };
 }
 
-/** Start `bench_floor` (a bare hyper proxy on two tokio workers) in front of the upstream. */
-export function startFloor(binary, upstreamPort) {
-  return startListening(binary, ['0', String(upstreamPort), '2']);
+/** Start `bench_floor` (a bare hyper proxy on two tokio workers, or with `perCore` one single-threaded runtime per thread) in front of the upstream. */
+export function startFloor(binary, upstreamPort, perCore = false) {
+  return startListening(binary, ['0', String(upstreamPort), '2', ...(perCore ? ['per-core'] : [])]);
 }
 
 /** Fork the router host; returns `call(cmd, fields)` for IPC requests, its pid and a kill. */

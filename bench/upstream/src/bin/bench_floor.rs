@@ -4,7 +4,9 @@
 //! no parsing and no accounting. `bench/floor.mjs` measures it beside nginx and the router to tell
 //! how much of the router's cost per request is the stack and how much is the router.
 //!
-//! `bench_floor PORT UPSTREAM_PORT [THREADS]` prints `listening PORT` and serves until killed.
+//! `bench_floor PORT UPSTREAM_PORT [THREADS] [per-core]` prints `listening PORT` and serves until
+//! killed; `per-core` runs one single-threaded runtime per thread on a shared port instead of one
+//! multi-threaded runtime (the design nginx's workers have).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -34,7 +36,11 @@ async fn forward(
     port: u16,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
     let mut out = Request::builder().method(parts.method).uri(parts.uri);
     for (k, v) in parts.headers.iter() {
         out = out.header(k, v);
@@ -46,17 +52,90 @@ async fn forward(
     }
     let send = slot.as_mut().expect("connected");
     send.ready().await.map_err(std::io::Error::other)?;
-    let resp = send.send_request(out).await.map_err(std::io::Error::other)?;
+    let resp = send
+        .send_request(out)
+        .await
+        .map_err(std::io::Error::other)?;
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// Serves the client connections `listener` accepts, each with its own upstream connection.
+async fn serve(listener: tokio::net::TcpListener, up: u16) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let upstream: Upstream = Arc::new(Mutex::new(None));
+            let svc = service_fn(move |req| forward(req, upstream.clone(), up));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+/// A listener on `port` that shares the port with the other threads' (`SO_REUSEPORT`: the kernel
+/// spreads new connections over them).
+fn shared_port_listener(port: u16) -> tokio::net::TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseport(true).expect("SO_REUSEPORT");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .expect("bind");
+    socket.listen(1024).expect("listen")
+}
+
+/// One single-threaded runtime per thread, each accepting on its own listener of the same port
+/// and serving its connections to the end on that thread (as nginx's workers do).
+fn per_core(port: u16, up: u16, threads: usize) {
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<u16>();
+    let start = |bind: u16| {
+        let bound = bound_tx.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = shared_port_listener(bind);
+                let _ = bound.send(listener.local_addr().expect("addr").port());
+                serve(listener, up).await;
+            });
+        })
+    };
+    let mut handles = vec![start(port)];
+    let chosen = bound_rx.recv().expect("first listener");
+    handles.extend((1..threads).map(|_| start(chosen)));
+    // Every listener is bound before the port is announced: connections made earlier would all
+    // go to the first.
+    for _ in 1..threads {
+        bound_rx.recv().expect("listener");
+    }
+    println!("listening {chosen}");
+    for h in handles {
+        let _ = h.join();
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let port: u16 = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let up: u16 = args.get(2).and_then(|p| p.parse().ok()).expect("UPSTREAM_PORT");
+    let up: u16 = args
+        .get(2)
+        .and_then(|p| p.parse().ok())
+        .expect("UPSTREAM_PORT");
     let threads: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(2);
+    if args.get(4).map(String::as_str) == Some("per-core") {
+        return per_core(port, up, threads);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -67,18 +146,6 @@ fn main() {
             .await
             .expect("bind");
         println!("listening {}", listener.local_addr().expect("addr").port());
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            tokio::spawn(async move {
-                let upstream: Upstream = Arc::new(Mutex::new(None));
-                let svc = service_fn(move |req| forward(req, upstream.clone(), up));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
+        serve(listener, up).await;
     });
 }

@@ -31,6 +31,23 @@ fn call_in_background(
     )
 }
 
+/// The answer a call got at stop, checked to be the 503 `ROUTER_STOPPED` that says not to retry;
+/// its body.
+async fn stopped_answer(
+    call: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) -> String {
+    let resp = call
+        .await
+        .expect("task")
+        .expect("an answer, not a socket error");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(resp.headers()["x-should-retry"], "false");
+    assert_eq!(resp.headers()["x-iron-cage-error"], "ROUTER_STOPPED");
+    let (_, json, text) = status_json(resp).await;
+    assert_eq!(json["error"]["code"], "router_stopped", "{text}");
+    text
+}
+
 fn outcomes(sub: &mut iron_runtime::events::Subscription) -> (Vec<u64>, Vec<(u64, String)>) {
     let (mut requests, mut ends) = (Vec::new(), Vec::new());
     while let Some(e) = sub.try_recv() {
@@ -78,15 +95,7 @@ async fn a_call_waiting_for_its_answer_gets_a_503_that_says_do_not_retry() {
             "{:?}",
             started.elapsed()
         );
-        let resp = call
-            .await
-            .expect("task")
-            .expect("an answer, not a socket error");
-        assert_eq!(resp.status().as_u16(), 503);
-        assert_eq!(resp.headers()["x-should-retry"], "false");
-        assert_eq!(resp.headers()["x-iron-cage-error"], "ROUTER_STOPPED");
-        let (_, json, text) = status_json(resp).await;
-        assert_eq!(json["error"]["code"], "router_stopped", "{text}");
+        let text = stopped_answer(call).await;
         assert!(text.contains("router.stop()"), "{text}");
 
         let (requests, ends) = outcomes(&mut sub);
@@ -229,15 +238,7 @@ async fn a_call_waiting_for_the_key_gets_the_same_503_not_a_key_server_error() {
         );
 
         router.stop().await;
-        let resp = call
-            .await
-            .expect("task")
-            .expect("an answer, not a socket error");
-        assert_eq!(resp.status().as_u16(), 503);
-        assert_eq!(resp.headers()["x-should-retry"], "false");
-        assert_eq!(resp.headers()["x-iron-cage-error"], "ROUTER_STOPPED");
-        let (_, json, text) = status_json(resp).await;
-        assert_eq!(json["error"]["code"], "router_stopped", "{text}");
+        stopped_answer(call).await;
 
         // Its closing event names the stop, not the key server; the provider never got it.
         let (requests, ends) = outcomes(&mut sub);

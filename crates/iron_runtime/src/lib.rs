@@ -9,6 +9,7 @@ pub mod browser;
 mod budget_phase;
 mod client_sink;
 pub mod config;
+pub mod conn_workers;
 pub mod cost_policy;
 pub mod dashboard;
 pub mod error;

@@ -431,6 +431,7 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
     // Cancelled when connections still open after the stop grace have their calls stopped.
     let cut_open = CancellationToken::new();
     let mut conns = tokio::task::JoinSet::new();
+    let workers = crate::conn_workers::get();
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -450,13 +451,25 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // The connection is served to its end on one connection thread (see `conn_workers`); its
+        // socket moves to that thread's reactor.
+        let (stream, home) = match workers {
+            Some(w) => match stream.into_std() {
+                Ok(s) => (Accepted::Moving(s), Some(w.next())),
+                Err(_) => continue,
+            },
+            None => (Accepted::Here(stream), None),
+        };
         let shared = shared.clone();
         let header_timeout = Duration::from_millis(shared.cfg.header_read_timeout_ms);
         let stop = conn_cancel.clone();
         let cut = cut_open.clone();
         let call_stop = shared.abandon_calls.child_token();
         let conn_calls = call_stop.clone();
-        conns.spawn(async move {
+        let serve_conn = async move {
+            let Some(stream) = stream.register() else {
+                return;
+            };
             let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
                 req.extensions_mut().insert(CallStop(conn_calls.clone()));
@@ -491,7 +504,11 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
                 }
             }
             drop(permit);
-        });
+        };
+        match home {
+            Some(handle) => conns.spawn_on(serve_conn, handle),
+            None => conns.spawn(serve_conn),
+        };
     }
     drop(listener);
     conn_cancel.cancel();
@@ -504,6 +521,23 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: C
         if tokio::time::timeout(more, drain(&mut conns)).await.is_err() {
             conns.abort_all();
             while conns.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// An accepted connection: registered with this runtime, or on its way to a connection thread's.
+enum Accepted {
+    Here(tokio::net::TcpStream),
+    Moving(std::net::TcpStream),
+}
+
+impl Accepted {
+    /// The stream, registered with the runtime this runs on; `None` if that fails (out of
+    /// resources: the connection is closed, and its client sees a reset it can retry).
+    fn register(self) -> Option<tokio::net::TcpStream> {
+        match self {
+            Accepted::Here(s) => Some(s),
+            Accepted::Moving(s) => tokio::net::TcpStream::from_std(s).ok(),
         }
     }
 }

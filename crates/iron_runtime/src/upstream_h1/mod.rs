@@ -110,12 +110,15 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// Where a connection goes: it is reused only for the same origin.
+/// Where a connection goes: it is reused only for the same origin, and only on the connection
+/// thread whose runtime its socket is registered with (see `conn_workers`): used from another,
+/// each of its reads and writes would wake that thread to wake this one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Origin {
     https: bool,
     host: String,
     port: u16,
+    slot: usize,
 }
 
 struct Pool {
@@ -288,6 +291,7 @@ impl H1Client {
             https,
             host: authority.host().to_string(),
             port,
+            slot: crate::conn_workers::slot(),
         };
         let request = encode_request(method, uri, authority.as_str(), headers, body);
         let head_only = *method == Method::HEAD;

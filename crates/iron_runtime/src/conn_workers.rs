@@ -1,0 +1,130 @@
+//! Threads that serve the router's connections, one single-threaded tokio runtime each (the
+//! thread-per-core model of nginx's workers). A connection, its calls and the upstream connections
+//! those calls use all stay on one thread: no task moves between cores, and a socket's readiness
+//! wakes the thread that polls it rather than another worker. On the two-core bench this cut the
+//! bare stack's CPU per request by a fifth against a work-stealing runtime (`bench/README.md`).
+//!
+//! The threads are shared by every router in the process and started with the first one.
+//! `IRON_CAGE_WORKER_THREADS` (1–64, default 2) sets their number; `IRON_CAGE_CONN_THREADS=0` turns
+//! them off, and connections are then served on the runtime that started the router (as they are
+//! when a thread cannot be started).
+//!
+//! What it costs: a connection doing heavy work (a large prompt's scan) delays the other
+//! connections of its thread, where a work-stealing runtime would have moved them to an idle
+//! worker. Inputs are bounded (`maxBodyBytes`), so the delay is too.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use tokio::runtime::Handle;
+
+/// The connection threads.
+pub struct ConnWorkers {
+    handles: Vec<Handle>,
+    next: AtomicUsize,
+}
+
+static WORKERS: OnceLock<Option<ConnWorkers>> = OnceLock::new();
+
+thread_local! {
+    /// This thread's index among the connection threads; `OTHER` on any other thread.
+    static SLOT: Cell<usize> = const { Cell::new(OTHER) };
+}
+
+/// The slot of a thread that is not a connection thread.
+pub const OTHER: usize = usize::MAX;
+
+/// The index of the connection thread this runs on, or [`OTHER`]. The upstream pool keeps a
+/// connection for the thread whose runtime it was registered with.
+pub fn slot() -> usize {
+    SLOT.with(Cell::get)
+}
+
+fn count_from_env() -> usize {
+    if std::env::var("IRON_CAGE_CONN_THREADS").is_ok_and(|v| v.trim() == "0") {
+        return 0;
+    }
+    std::env::var("IRON_CAGE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(2)
+}
+
+fn start(count: usize) -> Option<ConnWorkers> {
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let handle = rt.handle().clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("iron-cage-conn-{i}"))
+            .spawn(move || {
+                SLOT.with(|s| s.set(i));
+                rt.block_on(std::future::pending::<()>());
+            });
+        if spawned.is_err() {
+            // Threads already started park forever on an empty runtime: harmless, and rare.
+            return None;
+        }
+        handles.push(handle);
+    }
+    (!handles.is_empty()).then(|| ConnWorkers {
+        handles,
+        next: AtomicUsize::new(0),
+    })
+}
+
+/// The process's connection threads, started on first use; `None` when turned off or when they
+/// could not be started.
+pub fn get() -> Option<&'static ConnWorkers> {
+    WORKERS.get_or_init(|| start(count_from_env())).as_ref()
+}
+
+impl ConnWorkers {
+    /// The runtime of the next connection (round robin).
+    pub fn next(&self) -> &Handle {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        &self.handles[i]
+    }
+
+    /// How many threads serve connections.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Never true: a set of workers has at least one thread.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_go_round_the_threads_and_each_knows_its_slot() {
+        let workers = start(2).expect("two threads start");
+        assert_eq!(workers.len(), 2);
+        assert_eq!(
+            slot(),
+            OTHER,
+            "the test's own thread is no connection thread"
+        );
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            workers.next().spawn(async move {
+                let name = std::thread::current().name().map(str::to_string);
+                let _ = tx.send((slot(), name));
+            });
+            seen.push(rx.recv().expect("the task ran"));
+        }
+        let slots: Vec<usize> = seen.iter().map(|(s, _)| *s).collect();
+        assert_eq!(slots, vec![0, 1, 0, 1]);
+        assert_eq!(seen[1].1.as_deref(), Some("iron-cage-conn-1"));
+    }
+}

@@ -95,9 +95,7 @@ pub(crate) fn reserve_budget(
     // The walk for images and audio clips only when the body's bytes name either (every key and
     // type that carries one does: `image_url`, `input_image`, `image`, `input_audio`, `audio`) or
     // hold a `\u` escape (a name could be spelled with one).
-    let media = [b"image".as_slice(), b"audio".as_slice(), b"\\u".as_slice()]
-        .iter()
-        .any(|w| memchr::memmem::find(body, w).is_some());
+    let media = media_words().iter().any(|w| w.find(body).is_some());
     hold.estimated_input_tokens = if media {
         iron_cost::estimate_input(value, kind, hold.price.as_ref())
     } else {
@@ -320,4 +318,15 @@ pub(crate) fn cap_output(
     }
     out.extend_from_slice(rest);
     Bytes::from(out)
+}
+
+/// The searchers for the words that send a body through the media walk, built once (a searcher
+/// per call was a measurable share of the hold).
+fn media_words() -> &'static [memchr::memmem::Finder<'static>; 3] {
+    static WORDS: std::sync::OnceLock<[memchr::memmem::Finder<'static>; 3]> =
+        std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        [b"image".as_slice(), b"audio".as_slice(), b"\\u".as_slice()]
+            .map(|w| memchr::memmem::Finder::new(w).into_owned())
+    })
 }

@@ -26,6 +26,7 @@ mod key_wire;
 pub mod keys;
 pub mod ledger;
 pub mod logging;
+mod meanwhile;
 pub mod pipeline;
 pub mod policies;
 pub mod provider;

@@ -333,7 +333,13 @@ async fn proxy(
     };
 
     // Input safety: scan the prompt; redact before forwarding or refuse.
-    let body = input_safety(shared, id, api, doc.as_mut(), json_like, body, shape)?;
+    // Its `pii` event (and audit rows) wait until the request is on its way: see `while_waiting`.
+    let (body, prompt_findings) =
+        input_safety(shared, id, api, doc.as_mut(), json_like, body, shape)?;
+    // Published at the latest when this returns, also when a later phase refuses the call.
+    let mut prompt_report = crate::meanwhile::Deferred(Some(|| {
+        crate::safety_policy::report(&shared.events, id, "request", &prompt_findings);
+    }));
 
     // Budget: refuse what cannot be held, hold the worst-case cost before anything leaves the
     // machine, and cap the answer at what was held.
@@ -385,6 +391,7 @@ async fn proxy(
             key: &key,
         },
     );
+    let call = crate::meanwhile::while_waiting(call, &mut prompt_report);
     let called = tokio::select! {
         called = call => called,
         _ = stop.cancelled() => Err(Denial {
@@ -448,6 +455,8 @@ async fn proxy(
 }
 
 /// Phase: scan the prompt text; redact it in place (and re-serialise only then) or refuse with 400.
+/// Returns the body to forward and what was found in it, for the `pii` event that the caller
+/// publishes (a refusal's is published here).
 fn input_safety(
     shared: &Shared,
     id: u64,
@@ -456,10 +465,10 @@ fn input_safety(
     json_like: bool,
     body: Bytes,
     shape: Provider,
-) -> Result<Bytes, Denial> {
+) -> Result<(Bytes, Vec<iron_safety::Detection>), Denial> {
     let safety = &shared.policies.safety;
     if !safety.request_active {
-        return Ok(body);
+        return Ok((body, Vec::new()));
     }
     let Some(doc) = doc else {
         // A body the policy cannot read must not leave the machine unchecked (fail closed): any
@@ -475,13 +484,13 @@ fn input_safety(
                 "invalid_body",
             ));
         }
-        return Ok(body);
+        return Ok((body, Vec::new()));
     };
     let verdict = safety
         .engine
         .inspect_request(crate::safety_policy::request_shape(api), doc);
-    crate::safety_policy::report(&shared.events, id, "request", &verdict.detections);
     if verdict.blocked {
+        crate::safety_policy::report(&shared.events, id, "request", &verdict.detections);
         let message = verdict
             .message
             .unwrap_or_else(|| "Request blocked by Iron Cage PII policy".into());
@@ -505,12 +514,16 @@ fn input_safety(
             let mut out = Vec::with_capacity(body.len() + 256);
             serde_json::to_writer(&mut out, &*doc).map(|()| out)
         };
-        return encoded.map(Bytes::from).map_err(|e| {
-            let msg = format!("could not re-encode the redacted body: {e}");
-            Denial::new(RouterError::Internal(msg), shape, "pii")
-        });
+        return match encoded {
+            Ok(b) => Ok((Bytes::from(b), verdict.detections)),
+            Err(e) => {
+                crate::safety_policy::report(&shared.events, id, "request", &verdict.detections);
+                let msg = format!("could not re-encode the redacted body: {e}");
+                Err(Denial::new(RouterError::Internal(msg), shape, "pii"))
+            }
+        };
     }
-    Ok(body)
+    Ok((body, verdict.detections))
 }
 
 /// A body sent as JSON (`application/json`, `…+json`) or whose first byte after whitespace opens

@@ -297,3 +297,70 @@ async fn error_answers_get_the_policys_placeholders() {
     );
     router.stop().await;
 }
+
+/// A prompt's `pii` event is published once whether the call goes on or a later phase refuses
+/// it: published while the provider works on a forwarded call, and before the `blocked` event of
+/// a call the budget refuses after the scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompts_pii_event_comes_once_for_a_forwarded_call_and_for_one_the_budget_refuses() {
+    bounded(20, async {
+        let provider = FakeProvider::json(chat_completion()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(
+            &ks,
+            json!({ "budgetUsd": 0.05, "safety": { "request": { "default": "redact" } } }),
+        );
+        router.ready().await.expect("key");
+        let mut sub = router.events().subscribe();
+        let prompt = json!({ "role": "user", "content": format!("write to {EMAIL}") });
+        let cheap = json!({ "model": "gpt-4o-mini", "max_tokens": 10, "messages": [prompt] });
+        // Held at more than the whole budget: refused after the scan.
+        let dear = json!({ "model": "gpt-4o", "max_tokens": 100000, "messages": [prompt] });
+        let (code, _, text) =
+            status_json(post(&router, "/v1/chat/completions", &cheap).await).await;
+        assert_eq!(code, 200, "{text}");
+        let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &dear).await).await;
+        assert_eq!(code, 402, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut seen = Vec::new();
+        while let Some(e) = sub.try_recv() {
+            match &**e {
+                iron_runtime::RouterEvent::Pii {
+                    request_id,
+                    direction,
+                    detections,
+                    ..
+                } => seen.push(format!(
+                    "pii {request_id} {direction} {}",
+                    detections[0].kind
+                )),
+                iron_runtime::RouterEvent::Blocked { request_id, .. } => {
+                    seen.push(format!("blocked {request_id}"))
+                }
+                iron_runtime::RouterEvent::Response { request_id, .. } => {
+                    seen.push(format!("response {request_id}"))
+                }
+                _ => {}
+            }
+        }
+        let ids: Vec<&str> = seen
+            .iter()
+            .filter_map(|s| s.split(' ').nth(1))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(ids.len(), 2, "{seen:?}");
+        let (a, b) = (ids[0], ids[1]);
+        assert_eq!(
+            seen,
+            vec![
+                format!("pii {a} request email"),
+                format!("response {a}"),
+                format!("pii {b} request email"),
+                format!("blocked {b}"),
+            ]
+        );
+        assert_eq!(provider.seen().len(), 1);
+    })
+    .await;
+}

@@ -20,12 +20,12 @@ pub(crate) struct BudgetHold {
     pub(crate) persisted: bool,
     /// The provider bills this kind of call (not a GET, a moderation, a token count, …).
     pub(crate) billable: bool,
-    /// `estimated_input_tokens` is the body's length over 4 (no budget made the hold read the
-    /// body): good enough for nothing that bills; see [`estimate_from_body`].
+    /// `estimated_input_tokens` is the body's length over 4 (the hold does not estimate the
+    /// input): good enough for nothing that bills; see [`estimate_from_body`].
     pub(crate) cheap_estimate: bool,
 }
 
-/// The input of a call the hold phase did not read (no budget), estimated from its body as a
+/// The input of a call, estimated from its body as a
 /// hold would (images and audio as the hold counts them, at most the context window), and the
 /// hold it would have had: for the rare call charged without its usage (a stream cut short, no
 /// answer before the timeout).
@@ -92,16 +92,8 @@ pub(crate) fn reserve_budget(
         _ => return Ok(hold),
     };
     let kind = crate::cost_policy::api_kind(api);
-    // The walk for images and audio clips only when the body's bytes name either (every key and
-    // type that carries one does: `image_url`, `input_image`, `image`, `input_audio`, `audio`) or
-    // hold a `\u` escape (a name could be spelled with one).
-    let media = media_words().iter().any(|w| w.find(body).is_some());
-    hold.estimated_input_tokens = if media {
-        iron_cost::estimate_input(value, kind, hold.price.as_ref())
-    } else {
-        iron_cost::estimate_input_text(value, kind)
-    };
-    hold.cheap_estimate = false;
+    // The input's token estimate is left for the rare call charged without its usage (see
+    // `estimate_from_body`): the hold below is a bound, and a call's answer reports its usage.
     let amount = match &hold.price {
         // The hold is a bound the provider cannot exceed (bytes, images, audio, context window),
         // not the estimate: concurrent calls held at a guess could overshoot together.
@@ -318,15 +310,4 @@ pub(crate) fn cap_output(
     }
     out.extend_from_slice(rest);
     Bytes::from(out)
-}
-
-/// The searchers for the words that send a body through the media walk, built once (a searcher
-/// per call was a measurable share of the hold).
-fn media_words() -> &'static [memchr::memmem::Finder<'static>; 3] {
-    static WORDS: std::sync::OnceLock<[memchr::memmem::Finder<'static>; 3]> =
-        std::sync::OnceLock::new();
-    WORDS.get_or_init(|| {
-        [b"image".as_slice(), b"audio".as_slice(), b"\\u".as_slice()]
-            .map(|w| memchr::memmem::Finder::new(w).into_owned())
-    })
 }

@@ -370,7 +370,7 @@ async fn proxy(
     let host = key.host.to_string();
     let headers = forward::upstream_headers(&parts.headers, &key)
         .map_err(|m| Denial::new(RouterError::KeyServer(m), shape, "key"))?;
-    // Without a budget the hold phase did not read the body: kept (shared, not copied) for the
+    // The hold phase does not estimate the input: the body is kept (shared, not copied) for the
     // rare call charged without its usage.
     let estimate_body =
         (hold.cheap_estimate && hold.billable && info.is_json).then(|| body.clone());

@@ -22,12 +22,10 @@ pub(crate) fn release_freed_memory() {
 /// process from gaining a thread per core.
 #[napi_derive::module_init]
 fn init() {
-    // IRON_CAGE_WORKER_THREADS overrides the default of two workers.
-    let workers = std::env::var("IRON_CAGE_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| (1..=64).contains(n))
-        .unwrap_or(2);
+    // IRON_CAGE_WORKER_THREADS overrides the default of two workers, and of two connection
+    // threads (IRON_CAGE_CONN_THREADS=0: none); read here once, on the JS thread.
+    let (workers, conn_threads) = iron_runtime::conn_workers::counts_from_env();
+    iron_runtime::conn_workers::configure(conn_threads);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("iron-cage")

@@ -35,7 +35,10 @@ pub(crate) fn estimate_from_body(
     price: Option<&iron_cost::ModelPrice>,
     body: &[u8],
 ) -> Option<(iron_cost::InputEstimate, Option<u64>)> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    // Read as the policies read it (half surrogate pairs as U+FFFD), else as any JSON reader would.
+    let value = crate::unique_json::parse_unique(body)
+        .or_else(|_| serde_json::from_slice::<serde_json::Value>(body))
+        .ok()?;
     let kind = crate::cost_policy::api_kind(api);
     let mut est = iron_cost::estimate_input(&value, kind, price);
     let bound = iron_cost::input_bound(&value, kind, price);

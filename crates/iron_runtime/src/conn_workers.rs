@@ -7,7 +7,8 @@
 //! The threads are shared by every router in the process and started with the first one.
 //! `IRON_CAGE_WORKER_THREADS` (1–64, default 2) sets their number; `IRON_CAGE_CONN_THREADS=0` turns
 //! them off, and connections are then served on the runtime that started the router (as they are
-//! when a thread cannot be started).
+//! when a thread cannot be started). The Node binding reads both once, when the addon loads
+//! ([`counts_from_env`], [`configure`]).
 //!
 //! What it costs: a connection doing heavy work (a large prompt's scan) delays the other
 //! connections of its thread, where a work-stealing runtime would have moved them to an idle
@@ -25,6 +26,8 @@ pub struct ConnWorkers {
 }
 
 static WORKERS: OnceLock<Option<ConnWorkers>> = OnceLock::new();
+/// The number of threads, when set before the first router starts (see [`configure`]).
+static CONFIGURED: OnceLock<usize> = OnceLock::new();
 
 thread_local! {
     /// This thread's index among the connection threads; `OTHER` on any other thread.
@@ -40,37 +43,53 @@ pub fn slot() -> usize {
     SLOT.with(Cell::get)
 }
 
-fn count_from_env() -> usize {
-    if std::env::var("IRON_CAGE_CONN_THREADS").is_ok_and(|v| v.trim() == "0") {
-        return 0;
-    }
-    std::env::var("IRON_CAGE_WORKER_THREADS")
+/// The thread counts the environment asks for: `(runtime workers, connection threads)`, from
+/// `IRON_CAGE_WORKER_THREADS` (1–64, default 2; both) and `IRON_CAGE_CONN_THREADS=0` (no
+/// connection threads). The Node binding reads them once, when the addon loads.
+pub fn counts_from_env() -> (usize, usize) {
+    let workers = std::env::var("IRON_CAGE_WORKER_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|n| (1..=64).contains(n))
-        .unwrap_or(2)
+        .unwrap_or(2);
+    let off = std::env::var("IRON_CAGE_CONN_THREADS").is_ok_and(|v| v.trim() == "0");
+    (workers, if off { 0 } else { workers })
+}
+
+/// Sets the number of connection threads (0: none) before the first router starts; later calls,
+/// and calls after the threads started, change nothing.
+pub fn configure(count: usize) {
+    let _ = CONFIGURED.set(count.min(64));
 }
 
 fn start(count: usize) -> Option<ConnWorkers> {
     let mut handles = Vec::with_capacity(count);
     for i in 0..count {
-        // Sockets and timers only: a connection spawns no process and waits for no signal.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .ok()?;
-        let handle = rt.handle().clone();
+        // The runtime is built on its own thread, so that nothing here (a tokio worker, when a
+        // router starts serving) ever owns and drops one: a thread that fails to start leaves
+        // none behind, and the router serves its connections on its own runtime.
+        let (tx, rx) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name(format!("iron-cage-conn-{i}"))
             .spawn(move || {
+                // Sockets and timers only: a connection spawns no process and waits for no signal.
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build();
+                let rt = match rt {
+                    Ok(rt) => rt,
+                    Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                };
                 SLOT.with(|s| s.set(i));
+                let _ = tx.send(Some(rt.handle().clone()));
                 rt.block_on(std::future::pending::<()>());
             });
-        if spawned.is_err() {
-            // Threads already started park forever on an empty runtime: harmless, and rare.
-            return None;
-        }
+        // Threads already started park forever on an empty runtime: harmless, and rare.
+        let handle = spawned.ok().and_then(|_| rx.recv().ok().flatten())?;
         handles.push(handle);
     }
     (!handles.is_empty()).then(|| ConnWorkers {
@@ -82,7 +101,12 @@ fn start(count: usize) -> Option<ConnWorkers> {
 /// The process's connection threads, started on first use; `None` when turned off or when they
 /// could not be started.
 pub fn get() -> Option<&'static ConnWorkers> {
-    WORKERS.get_or_init(|| start(count_from_env())).as_ref()
+    WORKERS
+        .get_or_init(|| {
+            let count = *CONFIGURED.get_or_init(|| counts_from_env().1);
+            start(count)
+        })
+        .as_ref()
 }
 
 impl ConnWorkers {

@@ -37,9 +37,11 @@ pub(crate) fn charge_unanswered(
     if !hold.billable {
         return None;
     }
+    // A body no JSON reader takes is estimated from its length (its hold, if any, still settles).
     let (est, would_hold) = match body {
         Some(b) if hold.cheap_estimate => {
-            crate::budget_phase::estimate_from_body(shared, api, hold.price.as_ref(), b)?
+            crate::budget_phase::estimate_from_body(shared, api, hold.price.as_ref(), b)
+                .unwrap_or((hold.estimated_input_tokens, None))
         }
         _ => (hold.estimated_input_tokens, None),
     };

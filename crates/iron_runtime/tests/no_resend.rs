@@ -28,8 +28,27 @@ fn keep_alive_response() -> String {
 async fn call_once(
     router: &iron_runtime::Router,
 ) -> (u16, Option<String>, String, (u16, String, u64, bool)) {
+    call_on(&client(), router).await
+}
+
+/// [`call_once`] on the given client: calls on one keep-alive client connection are served on
+/// one connection thread, and so share its pool of upstream connections.
+async fn call_on(
+    agent: &reqwest::Client,
+    router: &iron_runtime::Router,
+) -> (u16, Option<String>, String, (u16, String, u64, bool)) {
     let mut sub = router.events().subscribe();
-    let resp = post(router, "/v1/chat/completions", &body(false)).await;
+    let resp = agent
+        .post(format!(
+            "http://127.0.0.1:{}/v1/chat/completions",
+            router.port()
+        ))
+        .header("authorization", format!("Bearer {IC}"))
+        .header("content-type", "application/json")
+        .body(body(false).to_string())
+        .send()
+        .await
+        .expect("router answers");
     let retry = resp
         .headers()
         .get("x-should-retry")
@@ -114,8 +133,10 @@ async fn a_reused_connection_closed_before_any_answer_goes_once_more_on_a_new_on
         })
         .await;
         let (_ks, router) = router_for(&format!("http://127.0.0.1:{port}"), json!({}), None).await;
-        assert_eq!(call_once(&router).await.0, 200);
-        let (status, _, text, event) = call_once(&router).await;
+        let agent = client();
+        assert_eq!(call_on(&agent, &router).await.0, 200);
+        assert_eq!(router.shared().http.idle_connections(), 1);
+        let (status, _, text, event) = call_on(&agent, &router).await;
         assert_eq!(status, 200, "{text}");
         assert_eq!(event.1, "complete");
         assert_eq!(

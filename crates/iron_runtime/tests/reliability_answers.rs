@@ -320,3 +320,42 @@ async fn without_a_budget_an_image_is_estimated_as_a_hold_counts_it_not_by_its_b
     })
     .await;
 }
+
+/// With a budget and no request policy, a prompt cut inside an emoji (`"\ud83d"`, as
+/// `JSON.stringify` writes it) that gets no answer is charged its hold, not $0: the estimate
+/// reads the body as the policies would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_call_with_half_an_emoji_is_charged_its_hold() {
+    bounded(30, async {
+        let (port, _count) = silent_upstream().await;
+        let ks = FakeKeyServer::with_key(
+            OPENAI_KEY,
+            Some("openai"),
+            &format!("http://127.0.0.1:{port}"),
+        )
+        .await;
+        let off = json!({ "default": "off", "secret": "off" });
+        let router = start_router(
+            &ks,
+            json!({
+                "budgetUsd": 1.0,
+                "safety": { "request": off, "response": off },
+                "reliability": reliability(json!({ "timeouts": { "firstByteMs": 300, "totalMs": 5000 } })),
+            }),
+        );
+        router.ready().await.expect("key");
+        let body = r#"{"model":"gpt-4o","max_tokens":50,"messages":[{"role":"user","content":"cut here \ud83d"}]}"#;
+        let resp = post_with(
+            &router,
+            "/v1/chat/completions",
+            body.to_string(),
+            &[("authorization", &format!("Bearer {IC}"))],
+        )
+        .await;
+        assert_eq!(resp.status(), 504);
+        let b = router.budget_status();
+        assert!(b.spent_micros > 0, "charged its hold, not $0: {b:?}");
+        assert_eq!(b.reserved_micros, 0);
+    })
+    .await;
+}

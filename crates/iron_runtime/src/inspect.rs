@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 /// Fields the pipeline reads from a request body.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct RequestInfo {
     pub is_json: bool,
     pub model: Option<String>,
@@ -48,13 +48,47 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
 
 /// Inspect a body; non-JSON bodies give a default `RequestInfo` with `is_json == false`.
 pub fn inspect(body: &[u8]) -> RequestInfo {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
+    if !opens_object(body) {
         return RequestInfo::default();
     }
     let Ok(l) = serde_json::from_slice::<Light>(body) else {
         return RequestInfo::default();
     };
+    from_light(l)
+}
+
+/// The first byte after whitespace opens a JSON object.
+pub fn opens_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// [`inspect`] of a body already parsed (with no repeated key and no half surrogate pair, so
+/// that the light read would have read it too): the same fields, without a second pass.
+pub fn inspect_tree(doc: &serde_json::Value) -> RequestInfo {
+    let Some(map) = doc.as_object() else {
+        return RequestInfo::default();
+    };
+    // `Option<Value>` reads a null as absent, except where `present` keeps it.
+    let get = |k: &str| map.get(k).filter(|v| !v.is_null()).cloned();
+    from_light(Light {
+        model: get("model"),
+        stream: get("stream"),
+        max_tokens: get("max_tokens"),
+        max_completion_tokens: get("max_completion_tokens"),
+        max_output_tokens: get("max_output_tokens"),
+        stream_options: map.get("stream_options").cloned(),
+        logprobs: get("logprobs"),
+        top_logprobs: get("top_logprobs"),
+        include: get("include"),
+        reasoning: get("reasoning"),
+        reasoning_effort: get("reasoning_effort"),
+        thinking: get("thinking"),
+        modalities: get("modalities"),
+        audio: get("audio"),
+    })
+}
+
+fn from_light(l: Light) -> RequestInfo {
     let num = |v: &Option<serde_json::Value>| v.as_ref().and_then(|x| x.as_u64());
     RequestInfo {
         is_json: true,
@@ -192,6 +226,35 @@ mod tests {
         ] {
             assert!(!inspect(b).may_reason, "{}", String::from_utf8_lossy(b));
         }
+    }
+
+    #[test]
+    fn a_parsed_tree_reads_as_the_light_read_does() {
+        for b in [
+            &br#"{"model":"gpt-4o","stream":true,"max_completion_tokens":50,"messages":[]}"#[..],
+            br#"{"model":null,"stream":null,"max_tokens":null,"stream_options":null}"#,
+            br#"{"model":"o3-mini","stream_options":{"include_usage":false},"max_tokens":7.0}"#,
+            br#"{"model":5,"stream":"yes","max_output_tokens":-1,"stream_options":{}}"#,
+            br#"{"logprobs":true,"top_logprobs":0,"include":["x.logprobs"]}"#,
+            br#"{"logprobs":null,"include":null,"reasoning":null,"reasoning_effort":"low"}"#,
+            br#"{"thinking":{"type":"disabled"},"audio":null,"modalities":["audio"]}"#,
+            br#"{"thinking":{"type":"enabled","budget_tokens":1024},"model":"claude-sonnet-4-5"}"#,
+            br#"{"model":"openrouter/openai/gpt-5-mini","max_tokens":18446744073709551615}"#,
+            br#"{}"#,
+        ] {
+            let (tree, masked) = crate::unique_json::parse_unique_masked(b).unwrap();
+            assert!(masked.is_none());
+            assert_eq!(
+                inspect_tree(&tree),
+                inspect(b),
+                "{}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        assert_eq!(
+            inspect_tree(&serde_json::json!([1])),
+            RequestInfo::default()
+        );
     }
 
     #[test]

@@ -244,7 +244,22 @@ async fn proxy(
     )
     .await
     .map_err(|e| Denial::new(e, shape, "limit"))?;
-    let info = inspect(&body);
+    // A policy that reads the body whole parses it here, once: the light read's fields come from
+    // the tree (unless half surrogate pairs were masked: then from the bytes, as before).
+    let policy_reads_tree =
+        shared.policies.safety.request_active || shared.policies.cost.has_limit();
+    let mut early_tree = None;
+    let info = if policy_reads_tree && crate::inspect::opens_object(&body) {
+        let parsed = crate::unique_json::parse_unique_masked(&body);
+        let info = match &parsed {
+            Ok((doc, None)) => crate::inspect::inspect_tree(doc),
+            _ => inspect(&body),
+        };
+        early_tree = Some(parsed);
+        info
+    } else {
+        inspect(&body)
+    };
     seen.model.clone_from(&info.model);
     let model_provider = info.model.as_deref().and_then(provider_from_model);
     // The explicit prefix wins, then the model; the path alone (e.g. /v1/messages) comes last.
@@ -318,7 +333,7 @@ async fn proxy(
     let needs_tree = (json_like && shared.policies.safety.request_active)
         || (info.is_json && api.is_billable() && shared.policies.cost.has_limit());
     let (mut doc, masked) = if needs_tree {
-        match crate::unique_json::parse_unique_masked(&body) {
+        match early_tree.unwrap_or_else(|| crate::unique_json::parse_unique_masked(&body)) {
             Ok((doc, masked)) => (Some(doc), masked),
             Err(_) => (None, None),
         }

@@ -27,6 +27,7 @@ pub mod keys;
 pub mod ledger;
 pub mod logging;
 mod meanwhile;
+mod offload;
 pub mod pipeline;
 pub mod policies;
 pub mod provider;

@@ -250,7 +250,7 @@ async fn proxy(
         shared.policies.safety.request_active || shared.policies.cost.has_limit();
     let mut early_tree = None;
     let info = if policy_reads_tree && crate::inspect::opens_object(&body) {
-        let parsed = crate::unique_json::parse_unique_masked(&body);
+        let parsed = crate::offload::parse_masked(&body).await;
         let info = match &parsed {
             Ok((doc, None)) => crate::inspect::inspect_tree(doc),
             _ => inspect(&body),
@@ -333,7 +333,10 @@ async fn proxy(
     let needs_tree = (json_like && shared.policies.safety.request_active)
         || (info.is_json && api.is_billable() && shared.policies.cost.has_limit());
     let (mut doc, masked) = if needs_tree {
-        match early_tree.unwrap_or_else(|| crate::unique_json::parse_unique_masked(&body)) {
+        let parsed = early_tree.unwrap_or_else(|| {
+            crate::unique_json::parse_unique_masked(&body).map_err(|e| e.to_string())
+        });
+        match parsed {
             Ok((doc, masked)) => (Some(doc), masked),
             Err(_) => (None, None),
         }
@@ -349,8 +352,25 @@ async fn proxy(
 
     // Input safety: scan the prompt; redact before forwarding or refuse.
     // Its `pii` event (and audit rows) wait until the request is on its way: see `while_waiting`.
-    let (body, prompt_findings) =
-        input_safety(shared, id, api, doc.as_mut(), json_like, body, shape)?;
+    let (body, prompt_findings) = if body.len() >= crate::offload::LARGE_BODY
+        && shared.policies.safety.request_active
+        && doc.is_some()
+    {
+        let (sh, mut tree) = (shared.clone(), doc.take());
+        let (tree, checked) = crate::offload::blocking(move || {
+            let checked = input_safety(&sh, id, api, tree.as_mut(), json_like, body, shape);
+            (tree, checked)
+        })
+        .await
+        .ok_or_else(|| {
+            let msg = "the prompt's PII check failed".to_string();
+            Denial::new(RouterError::Internal(msg), shape, "pii")
+        })?;
+        doc = tree;
+        checked?
+    } else {
+        input_safety(shared, id, api, doc.as_mut(), json_like, body, shape)?
+    };
     // Published at the latest when this returns, also when a later phase refuses the call.
     let mut prompt_report = crate::meanwhile::Deferred(Some(|| {
         crate::safety_policy::report(&shared.events, id, "request", &prompt_findings);

@@ -364,3 +364,50 @@ async fn a_prompts_pii_event_comes_once_for_a_forwarded_call_and_for_one_the_bud
     })
     .await;
 }
+
+/// A prompt large enough to be read off its connection thread (over 256 KiB) gets the same
+/// policy as a small one: redacted where it says redact, refused where it says block, its `pii`
+/// event published, and its budget held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_prompt_is_redacted_or_refused_like_a_small_one() {
+    bounded(30, async {
+        const AWS: &str = "AKIAIOSFODNN7EXAMPLE";
+        let provider = FakeProvider::json(chat_completion()).await;
+        let ks = FakeKeyServer::with_key(OPENAI_KEY, Some("openai"), &provider.url()).await;
+        let router = start_router(
+            &ks,
+            json!({ "budgetUsd": 10.0, "safety": { "request": { "default": "redact", "secret": "block" } } }),
+        );
+        router.ready().await.expect("key");
+        let mut sub = router.events().subscribe();
+        let filler = "lorem ipsum dolor sit amet ".repeat(12_000);
+        let large = |tail: &str| {
+            json!({ "model": "gpt-4o-mini", "max_tokens": 10,
+                    "messages": [{ "role": "user", "content": format!("{filler} write to {tail}") }] })
+        };
+        let body = large(EMAIL);
+        assert!(body.to_string().len() > 300 * 1024);
+        let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &body).await).await;
+        assert_eq!(code, 200, "{text}");
+        let forwarded = provider.seen().pop().expect("forwarded").body;
+        let forwarded = String::from_utf8_lossy(&forwarded).into_owned();
+        assert!(!forwarded.contains(EMAIL));
+        assert!(forwarded.contains("write to [EMAIL]"));
+        assert!(forwarded.len() > 300 * 1024);
+        let (code, _, text) =
+            status_json(post(&router, "/v1/chat/completions", &large(AWS)).await).await;
+        assert_eq!(code, 400, "{text}");
+        assert_eq!(provider.seen().len(), 1, "the secret did not leave");
+        let b = router.budget_status();
+        assert!(b.spent_micros > 0 && b.reserved_micros == 0, "{b:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut kinds = Vec::new();
+        while let Some(e) = sub.try_recv() {
+            if let iron_runtime::RouterEvent::Pii { detections, .. } = &**e {
+                kinds.push(detections[0].kind.clone());
+            }
+        }
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+    })
+    .await;
+}

@@ -47,7 +47,7 @@ export interface BlockedEvent {
   type: 'blocked'
   requestId: number
   tsMs: number
-  reason: 'auth' | 'budget' | 'pii' | 'invalid_body' | 'circuit' | 'mismatch' | 'limit' | 'key' | 'upstream' | 'host' | 'origin' | 'rate_limited'
+  reason: 'auth' | 'budget' | 'pii' | 'invalid_body' | 'circuit' | 'mismatch' | 'limit' | 'key' | 'upstream' | 'host' | 'origin' | 'rate_limited' | 'internal'
   code: string
   message: string
 }

@@ -10,20 +10,32 @@ use serde_json::Value;
 /// Bodies from this size on are read on the blocking pool (about a millisecond of parse and scan).
 pub(crate) const LARGE_BODY: usize = 256 * 1024;
 
+/// At most this many large bodies are worked on at once (the rest wait their turn): the blocking
+/// pool would otherwise start a thread for each.
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Runs `work` on the blocking pool; `None` if it panicked.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
+    let _turn = RUNNING.acquire().await.ok()?;
     tokio::task::spawn_blocking(work).await.ok()
 }
 
-/// [`crate::unique_json::parse_unique_masked`], on the blocking pool for a large body.
-pub(crate) async fn parse_masked(body: &Bytes) -> Result<(Value, Option<Vec<u8>>), String> {
+/// [`crate::unique_json::parse_unique_masked`] (its error as text), on the blocking pool for a
+/// large body; `None` if the parse itself failed to run (a panic: the router's fault, not the
+/// body's).
+pub(crate) async fn parse_masked(body: &Bytes) -> Option<Result<(Value, Option<Vec<u8>>), String>> {
+    let parse = |b: &[u8]| crate::unique_json::parse_unique_masked(b).map_err(|e| e.to_string());
     if body.len() < LARGE_BODY {
-        return crate::unique_json::parse_unique_masked(body).map_err(|e| e.to_string());
+        return Some(parse(body));
     }
     let bytes = body.clone();
-    blocking(move || crate::unique_json::parse_unique_masked(&bytes).map_err(|e| e.to_string()))
-        .await
-        .unwrap_or_else(|| Err("reading the body failed".into()))
+    blocking(move || parse(&bytes)).await
+}
+
+/// The router's own failure (work moved off the connection thread panicked): a 500 whose reason
+/// is `internal`, never the request's.
+pub(crate) fn failed(what: &str, shape: crate::Provider) -> crate::pipeline::Denial {
+    crate::pipeline::Denial::new(crate::RouterError::Internal(what.into()), shape, "internal")
 }

@@ -246,11 +246,13 @@ async fn proxy(
     .map_err(|e| Denial::new(e, shape, "limit"))?;
     // A policy that reads the body whole parses it here, once: the light read's fields come from
     // the tree (unless half surrogate pairs were masked: then from the bytes, as before).
-    let policy_reads_tree =
-        shared.policies.safety.request_active || shared.policies.cost.has_limit();
+    let policy_reads_tree = shared.policies.safety.request_active
+        || (shared.policies.cost.has_limit() && api.is_billable());
     let mut early_tree = None;
     let info = if policy_reads_tree && crate::inspect::opens_object(&body) {
-        let parsed = crate::offload::parse_masked(&body).await;
+        let parsed = crate::offload::parse_masked(&body)
+            .await
+            .ok_or_else(|| crate::offload::failed("reading the request body failed", shape))?;
         let info = match &parsed {
             Ok((doc, None)) => crate::inspect::inspect_tree(doc),
             _ => inspect(&body),
@@ -333,9 +335,12 @@ async fn proxy(
     let needs_tree = (json_like && shared.policies.safety.request_active)
         || (info.is_json && api.is_billable() && shared.policies.cost.has_limit());
     let (mut doc, masked) = if needs_tree {
-        let parsed = early_tree.unwrap_or_else(|| {
-            crate::unique_json::parse_unique_masked(&body).map_err(|e| e.to_string())
-        });
+        let parsed = match early_tree {
+            Some(parsed) => parsed,
+            None => crate::offload::parse_masked(&body)
+                .await
+                .ok_or_else(|| crate::offload::failed("reading the request body failed", shape))?,
+        };
         match parsed {
             Ok((doc, masked)) => (Some(doc), masked),
             Err(_) => (None, None),
@@ -362,10 +367,7 @@ async fn proxy(
             (tree, checked)
         })
         .await
-        .ok_or_else(|| {
-            let msg = "the prompt's PII check failed".to_string();
-            Denial::new(RouterError::Internal(msg), shape, "pii")
-        })?;
+        .ok_or_else(|| crate::offload::failed("the prompt's PII check failed", shape))?;
         doc = tree;
         checked?
     } else {

@@ -38,17 +38,7 @@ async fn call_on(
     router: &iron_runtime::Router,
 ) -> (u16, Option<String>, String, (u16, String, u64, bool)) {
     let mut sub = router.events().subscribe();
-    let resp = agent
-        .post(format!(
-            "http://127.0.0.1:{}/v1/chat/completions",
-            router.port()
-        ))
-        .header("authorization", format!("Bearer {IC}"))
-        .header("content-type", "application/json")
-        .body(body(false).to_string())
-        .send()
-        .await
-        .expect("router answers");
+    let resp = post_on(agent, router, "/v1/chat/completions", &body(false)).await;
     let retry = resp
         .headers()
         .get("x-should-retry")

@@ -401,16 +401,8 @@ async fn upstream_connections_are_reused_and_one_closed_while_idle_is_replaced()
         // One keep-alive client connection: its calls are served on one connection thread, whose
         // pool the upstream connection goes back to.
         let agent = client();
-        let url = format!("http://127.0.0.1:{}/v1/chat/completions", router.port());
         let call = || async {
-            let resp = agent
-                .post(&url)
-                .header("authorization", format!("Bearer {IC}"))
-                .header("content-type", "application/json")
-                .body(body(false).to_string())
-                .send()
-                .await
-                .expect("router answers");
+            let resp = post_on(&agent, &router, "/v1/chat/completions", &body(false)).await;
             let (status, json, _) = status_json(resp).await;
             assert_eq!(status, 200, "{json}");
         };

@@ -389,6 +389,24 @@ pub async fn post(router: &Router, path: &str, body: &serde_json::Value) -> reqw
     .await
 }
 
+/// POST a JSON body with the IC token on the given client: calls on one keep-alive client
+/// connection are served on one connection thread (and share its pool of provider connections).
+pub async fn post_on(
+    agent: &reqwest::Client,
+    router: &Router,
+    path: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    agent
+        .post(format!("http://127.0.0.1:{}{path}", router.port()))
+        .header("authorization", format!("Bearer {IC}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("router answers")
+}
+
 /// POST raw bytes with the given headers.
 pub async fn post_with(
     router: &Router,

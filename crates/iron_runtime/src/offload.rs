@@ -23,15 +23,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// [`crate::unique_json::parse_unique_masked`] (its error as text), on the blocking pool for a
-/// large body; `None` if the parse itself failed to run (a panic: the router's fault, not the
-/// body's).
-pub(crate) async fn parse_masked(body: &Bytes) -> Option<Result<(Value, Option<Vec<u8>>), String>> {
+/// large body. The outer error is the parse failing to run (a panic: the router's fault, a 500,
+/// not the body's).
+pub(crate) async fn parse_masked(
+    body: &Bytes,
+    shape: crate::Provider,
+) -> Result<Result<(Value, Option<Vec<u8>>), String>, crate::pipeline::Denial> {
     let parse = |b: &[u8]| crate::unique_json::parse_unique_masked(b).map_err(|e| e.to_string());
     if body.len() < LARGE_BODY {
-        return Some(parse(body));
+        return Ok(parse(body));
     }
     let bytes = body.clone();
-    blocking(move || parse(&bytes)).await
+    blocking(move || parse(&bytes))
+        .await
+        .ok_or_else(|| failed("reading the request body failed", shape))
 }
 
 /// The router's own failure (work moved off the connection thread panicked): a 500 whose reason

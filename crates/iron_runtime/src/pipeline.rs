@@ -250,9 +250,7 @@ async fn proxy(
         || (shared.policies.cost.has_limit() && api.is_billable());
     let mut early_tree = None;
     let info = if policy_reads_tree && crate::inspect::opens_object(&body) {
-        let parsed = crate::offload::parse_masked(&body)
-            .await
-            .ok_or_else(|| crate::offload::failed("reading the request body failed", shape))?;
+        let parsed = crate::offload::parse_masked(&body, shape).await?;
         let info = match &parsed {
             Ok((doc, None)) => crate::inspect::inspect_tree(doc),
             _ => inspect(&body),
@@ -337,9 +335,7 @@ async fn proxy(
     let (mut doc, masked) = if needs_tree {
         let parsed = match early_tree {
             Some(parsed) => parsed,
-            None => crate::offload::parse_masked(&body)
-                .await
-                .ok_or_else(|| crate::offload::failed("reading the request body failed", shape))?,
+            None => crate::offload::parse_masked(&body, shape).await?,
         };
         match parsed {
             Ok((doc, masked)) => (Some(doc), masked),

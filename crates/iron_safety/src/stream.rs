@@ -210,8 +210,9 @@ impl StreamRedactor {
     }
 
     /// The furthest point that can be released. Held back: the trailing run since the last
-    /// whitespace or non-ASCII character (it may still grow into an e-mail, key or JWT, which are
-    /// all ASCII: text in scripts written without spaces flows as it comes), and, when that run
+    /// whitespace or non-ASCII character other than a Latin, Greek or Cyrillic letter (it may
+    /// still grow into an e-mail, key or JWT, which are ASCII but for an address's letters: text
+    /// in scripts written without spaces flows as it comes), and, when that run
     /// is empty or a
     /// digit group, the digit groups just before it (a card, phone or IBAN written with spaces),
     /// within the tail window; also the start of an unfinished private key. Everything else flows
@@ -348,11 +349,16 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 /// Start of the token at the end of `text[..end]` made of the characters keys, tokens and
 /// e-mail addresses are written with.
 fn value_token_start(text: &str, end: usize) -> usize {
-    let keep = text.as_bytes()[..end]
-        .iter()
+    let keep: usize = text[..end]
+        .chars()
         .rev()
-        .take_while(|&&b| b.is_ascii_alphanumeric() || b"._~+/=@%-".contains(&b))
-        .count();
+        .take_while(|&c| {
+            c.is_ascii_alphanumeric()
+                || "._~+/=@%-".contains(c)
+                || crate::recognizers::is_address_letter(c)
+        })
+        .map(char::len_utf8)
+        .sum();
     end - keep
 }
 
@@ -376,15 +382,39 @@ fn after_last_whitespace(text: &str, end: usize) -> usize {
         .map_or(0, |(i, c)| i + c.len_utf8())
 }
 
-/// Byte index just after the last whitespace or non-ASCII character before `end` (0 when there
-/// is none): where a run of ASCII text that could hold a value begins. Every built-in value is
-/// ASCII (a card's no-break-space separators are whitespace), so none crosses such a character;
-/// custom patterns, which may match any text, are held by their own prefix check.
+/// Byte index just after the last whitespace or other non-word character before `end` (0 when
+/// there is none): where a run of text that could hold a value begins. Every built-in value is
+/// ASCII but for the Latin, Greek and Cyrillic letters of an internationalised e-mail address
+/// (a card's no-break-space separators are whitespace), so none crosses any other non-ASCII
+/// character; custom patterns, which may match any text, are held by their own prefix check.
 fn run_start(text: &str, end: usize) -> usize {
-    text.as_bytes()[..end]
-        .iter()
-        .rposition(|&b| !b.is_ascii() || matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
-        .map_or(0, |i| i + 1)
+    let bytes = &text.as_bytes()[..end];
+    let mut i = end;
+    while i > 0 {
+        let b = bytes[i - 1];
+        if b.is_ascii() {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                return i;
+            }
+            i -= 1;
+            continue;
+        }
+        // A non-ASCII character: its first byte is the last one before `i` that is not a
+        // continuation byte.
+        let mut start = i - 1;
+        while start > 0 && (bytes[start] & 0xC0) == 0x80 {
+            start -= 1;
+        }
+        let letter = text[start..i]
+            .chars()
+            .next()
+            .is_some_and(crate::recognizers::is_address_letter);
+        if !letter {
+            return i;
+        }
+        i = start;
+    }
+    0
 }
 
 /// A short token that can be one group of a spaced card, phone, IBAN or SSN (`4111`, `(415)`,

@@ -242,3 +242,21 @@ fn text_without_spaces_flows_and_values_glued_to_it_are_still_held() {
     out.push_str(&r.finish());
     assert_eq!(out, "你好，我是一个助手。今天天气很好。请写信给[EMAIL]谢谢");
 }
+
+#[test]
+fn an_internationalised_address_split_across_pieces_is_held_whole() {
+    // Before, a Latin or Cyrillic letter ended the held run like any non-ASCII character: the
+    // stream released `jörg.mü` before `ller@bücher.de` arrived, and the address itself, with a
+    // non-ASCII domain, was not found at all.
+    let (outs, all) = run(&[LEAD, "Mail an jörg.mü", "ller@bü", "cher.de, danke"]);
+    assert_eq!(all, format!("{LEAD}Mail an [EMAIL], danke"));
+    assert!(outs
+        .iter()
+        .all(|o| !o.contains("jörg") && !o.contains("mü")));
+    let (outs, all) = run(&["пишите: иван.пе", "тров@пример.р", "ф — спасибо"]);
+    assert_eq!(all, "пишите: [EMAIL] — спасибо");
+    assert!(outs.iter().all(|o| !o.contains("иван")));
+    // Words in those scripts still flow one by one.
+    let mut r = redactor();
+    assert_eq!(r.push("Grüße aus München und "), "Grüße aus München und ");
+}

@@ -11,6 +11,7 @@ mod us_ssn;
 
 pub use credit_card::CreditCardRecognizer;
 pub use custom::CustomRecognizer;
+pub(crate) use email::is_address_letter;
 pub use email::EmailRecognizer;
 pub use iban::IbanRecognizer;
 pub use ip_address::IpAddressRecognizer;

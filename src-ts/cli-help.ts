@@ -19,9 +19,9 @@ IRON_CAGE_* pointing at its own router (and 127.0.0.1,localhost added to NO_PROX
 Its OpenAI / Anthropic SDK calls are metered and governed. Options end at <command>: everything
 after it is the command's own. Exits with the command's exit code (128 + n when a signal ended it).
 
-A SIGINT (Ctrl-C), SIGTERM or SIGHUP to iron-cage is passed on to the command's process group;
-still running after --grace-ms it gets SIGTERM, then SIGKILL after another --grace-ms; a second
-Ctrl-C kills at once. A command stopped that way is not restarted. After a Ctrl-C, or when the
+A SIGINT (Ctrl-C), SIGTERM, SIGHUP or SIGQUIT to iron-cage is passed on to the command's process
+group; still running after --grace-ms it gets SIGTERM, then SIGKILL after another --grace-ms (after
+a SIGTERM: SIGKILL after --grace-ms); a second Ctrl-C kills at once. A command stopped that way is not restarted. After a Ctrl-C, or when the
 command ended by SIGINT or SIGQUIT, iron-cage prints its summary and ends by that signal too, so
 that a shell script or loop running it stops as it would without iron-cage. If it ended
 with calls still at the provider, iron-cage says so and waits for them (at most the provider

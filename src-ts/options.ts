@@ -109,7 +109,7 @@ export interface LlmRouterOptions {
   flushIntervalMs?: number | undefined
   /** Commit each ledger row before its response completes (and, with `agentId`, each call's budget hold before it is forwarded). Default false. */
   strictPersistence?: boolean | undefined
-  /** Log level; lines go to stderr unless `logger` is given. Default: no logging. */
+  /** Log level; lines go to stderr unless `logger` is given. Default: no logging, or 'info' when `logger` is given. */
   logLevel?: 'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | undefined
   /** Log line format. Default 'text'. */
   logFormat?: 'text' | 'json' | undefined

@@ -262,6 +262,9 @@ impl RouterConfig {
                 if o.provider_base_url.is_some() {
                     return Err(err("providerBaseUrl", "only used with providerKey; with serverUrl the key server gives base_url"));
                 }
+                if o.provider.is_some() {
+                    return Err(err("provider", "only used with providerKey; with serverUrl the key server says which provider its key is for"));
+                }
                 KeySource::Server {
                     server_url: validate_upstream_url("serverUrl", url)?,
                     ttl_secs: whole_seconds("cacheTtlSeconds", positive("cacheTtlSeconds", o.cache_ttl_seconds, 300.0, 0.0, 86_400.0)?)?,
@@ -442,6 +445,14 @@ mod tests {
         .unwrap();
         assert_eq!(e.field, "keyStaleGraceSeconds");
         assert!(e.message.contains("serverUrl"), "{}", e.message);
+        // And static mode's without one: the key server names the provider.
+        let e = RouterConfig::from_json(
+            r#"{"apiKey":"ic_0123456789abcdef","serverUrl":"https://x","provider":"anthropic"}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "provider");
+        assert!(e.message.contains("providerKey"), "{}", e.message);
         let e = RouterConfig::from_json(r#"{"apiKey":"ic_x","serverUrl":"https://x","bogus":1}"#)
             .err()
             .unwrap();

@@ -57,8 +57,10 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Response<Body> {
     if let Err(d) = crate::accept::accept_filter(&shared, &req) {
-        shared.stats.on_blocked(d.reason);
-        return d.error.into_response(d.shape);
+        // A DNS-rebinding host or a browser page: refused before auth, so no ledger row (anyone
+        // on the machine can send these), but a `blocked` event and a request id as any refusal.
+        let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+        return deny(&shared, id, d);
     }
     let origin = crate::browser::allowed_origin(req.headers(), &shared.cfg.allowed_origins)
         .map(str::to_string);
@@ -552,7 +554,7 @@ fn input_safety(
             Err(e) => {
                 crate::safety_policy::report(&shared.events, id, "request", &verdict.detections);
                 let msg = format!("could not re-encode the redacted body: {e}");
-                Err(Denial::new(RouterError::Internal(msg), shape, "pii"))
+                Err(Denial::new(RouterError::Internal(msg), shape, "internal"))
             }
         };
     }

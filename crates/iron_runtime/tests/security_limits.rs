@@ -23,6 +23,15 @@ fn get_root(port: u16, extra_headers: &str) -> String {
     format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra_headers}Connection: close\r\n\r\n")
 }
 
+/// The value of header `name` in a raw HTTP answer.
+fn header_of(answer: &str, name: &str) -> Option<String> {
+    let head = answer.split("\r\n\r\n").next()?;
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
 /// The router still answers its health check at once.
 async fn still_serving(port: u16) {
     let t = Instant::now();
@@ -55,6 +64,7 @@ async fn rebinding_hosts_are_refused_with_403_and_a_reason() {
     bounded(10, async {
         let (_up, _ks, router) = setup(json!({})).await;
         let port = router.port();
+        let mut sub = router.events().subscribe();
         for host in [
             format!("attacker.example:{port}"),
             format!("localhost.attacker.example:{port}"),
@@ -66,6 +76,15 @@ async fn rebinding_hosts_are_refused_with_403_and_a_reason() {
             let answer = raw(port, &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
             assert!(answer.starts_with("HTTP/1.1 403"), "{host}: {answer}");
             assert!(answer.contains("DNS rebinding"), "{host}: {answer}");
+            // Listeners hear of it (an attack in progress), with the id the answer carries.
+            let id = header_of(&answer, "x-iron-cage-request-id").expect("request id");
+            let ev = tokio::time::timeout(Duration::from_secs(2), sub.recv()).await.expect("event").expect("bus");
+            match &**ev {
+                iron_runtime::RouterEvent::Blocked { request_id, reason, code, .. } => {
+                    assert_eq!((request_id.to_string(), reason.as_str(), code.as_str()), (id, "host", "FORBIDDEN"));
+                }
+                other => panic!("{host}: {other:?}"),
+            }
         }
         // An authorised API call through a rebinding host is refused before auth and never forwarded.
         let body = chat_body("gpt-4o-mini").to_string();
@@ -90,6 +109,7 @@ async fn browser_requests_are_refused_unless_their_origin_is_listed() {
     bounded(10, async {
         let (up, _ks, router) = setup(json!({"allowedOrigins": ["http://localhost:3000"]})).await;
         let port = router.port();
+        let mut sub = router.events().subscribe();
         let call = |headers: &str| {
             let body = chat_body("gpt-4o-mini").to_string();
             format!("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {IC}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
@@ -105,7 +125,15 @@ async fn browser_requests_are_refused_unless_their_origin_is_listed() {
             assert!(answer.starts_with("HTTP/1.1 403"), "{h}: {answer}");
             assert!(answer.contains("allowedOrigins"), "{h}: {answer}");
             assert!(!answer.to_ascii_lowercase().contains("access-control-allow"), "{h}: {answer}");
+            assert!(header_of(&answer, "x-iron-cage-request-id").is_some(), "{answer}");
         }
+        let mut reasons = Vec::new();
+        while let Some(ev) = sub.try_recv() {
+            if let iron_runtime::RouterEvent::Blocked { reason, .. } = &**ev {
+                reasons.push(reason.clone());
+            }
+        }
+        assert_eq!(reasons, ["origin"; 5]);
         assert!(up.seen().is_empty(), "a refused browser request reached the provider");
         // The Anthropic browser flag alone is not a browser (server-side SDKs set it too); browsers
         // always add Origin or Sec-Fetch-Site, refused above.

@@ -236,6 +236,8 @@ describe('spent across restarts', () => {
 
     const second = await LlmRouter.create(opts)
     try {
+      // One router at a time runs an agent's budget: a second one is refused with its own code.
+      await expect(LlmRouter.create(opts)).rejects.toMatchObject({ code: 'AGENT_ID_IN_USE', message: expect.stringMatching(/agent 'agent-r' \(agentId\) in .* is in use by another router \(process \d+\)/) })
       expect(Math.round(second.totalSpent() * 1e6)).toBe(3200)
       expect(second.budgetStatus).toEqual({ ...before, reservedUsd: 0 })
       expect(second.budgetStatus.spentUsd).toBe(first.budgetStatus.spentUsd)

@@ -98,7 +98,7 @@ export interface StartAgentOptions {
    * A fixed agent id (1–64 ASCII letters, digits, `.`, `_`, `-`, `:`). Default: a new `agt_…` id per
    * start. With the runtime's `statePath` the same id is the same agent across starts and processes:
    * its spent is restored, so `budgetUsd` covers all its runs (and one process at a time may run it).
-   * Throws `AGENT_ID_IN_USE` while an agent with that id runs in this runtime.
+   * Throws `AGENT_ID_IN_USE` while an agent with that id runs in this runtime, or in another process on the same state file.
    */
   id?: string | undefined
   name?: string | undefined

@@ -103,7 +103,7 @@ export interface LlmRouterOptions {
   reliability?: ReliabilityOptions | undefined
   /** SQLite file for the request ledger, audit trail and agents (WAL); a file keeps everything. Default: in memory, keeping the newest 5,000 requests and audit events. */
   statePath?: string | undefined
-  /** This router's agent id in the state store; with `statePath`, spent is restored on start (a call a killed router left in flight is charged at its budget hold), and one router at a time may run the agent. */
+  /** This router's agent id in the state store; with `statePath`, spent is restored on start (a call a killed router left in flight is charged at its budget hold), and one router at a time may run the agent (another gets `AGENT_ID_IN_USE`). */
   agentId?: string | undefined
   /** How often queued ledger rows are committed, in ms (and every 128 rows, whichever comes first). Default 100 (at most that is lost on a crash). */
   flushIntervalMs?: number | undefined

@@ -8,6 +8,7 @@
 
 use crate::config::ConfigError;
 use crate::events::{now_ms, Published, RouterEvent};
+use crate::server::StartError;
 use iron_runtime_state::{AuditRow, HoldRow, RequestRow, StateError, Store, StoreConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -94,7 +95,7 @@ fn still_at_path(_file: &std::fs::File, _path: &Path) -> bool {
 
 /// Take the exclusive lock for `agent_id`'s budget in the state file at `path`: a lock file next to
 /// it, holding the owner's pid (for the message another router gets), removed when it stops.
-fn lock_agent(path: &str, agent_id: &str) -> Result<AgentLock, ConfigError> {
+fn lock_agent(path: &str, agent_id: &str) -> Result<AgentLock, StartError> {
     use std::io::{Read, Seek, Write};
     let lock_path = lock_path(path, agent_id);
     let shown = lock_path.display();
@@ -107,10 +108,10 @@ fn lock_agent(path: &str, agent_id: &str) -> Result<AgentLock, ConfigError> {
             .create(true)
             .truncate(false)
             .open(&lock_path)
-            .map_err(|e| ConfigError {
+            .map_err(|e| StartError::Config(ConfigError {
                 field: "statePath".into(),
                 message: format!("could not create the lock file {shown}: {e}; statePath must be in a directory this process can write"),
-            })?;
+            }))?;
         match file.try_lock() {
             Ok(()) => {
                 if !still_at_path(&file, &lock_path) {
@@ -133,23 +134,22 @@ fn lock_agent(path: &str, agent_id: &str) -> Result<AgentLock, ConfigError> {
                 } else {
                     format!(" (process {owner})")
                 };
-                return Err(ConfigError {
-                    field: "agentId".into(),
-                    message: format!("agent '{agent_id}' in {path} is in use by another router{by}: two routers would each enforce its whole budget. Stop the other one first, or give this router another agentId"),
-                });
+                return Err(StartError::AgentInUse(format!("agent '{agent_id}' (agentId) in {path} is in use by another router{by}: two routers would each enforce its whole budget. Stop the other one first, or give this router another agentId")));
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(ConfigError {
                     field: "statePath".into(),
                     message: format!("could not lock {shown}: {e}"),
-                })
+                }
+                .into())
             }
         }
     }
     Err(ConfigError {
         field: "statePath".into(),
         message: format!("could not lock {shown}: it was removed and created again by other routers 16 times in a row; try again"),
-    })
+    }
+    .into())
 }
 
 /// A state store error as a `statePath` option error (its message names the file and the fix).
@@ -171,7 +171,7 @@ impl Ledger {
         agent_id: Option<&str>,
         flush_ms: Option<f64>,
         strict: bool,
-    ) -> Result<Ledger, ConfigError> {
+    ) -> Result<Ledger, StartError> {
         let flush_interval_ms = match flush_ms {
             None => 100,
             Some(v) if v.is_finite() && (1.0..=60_000.0).contains(&v) => v as u64,
@@ -179,14 +179,16 @@ impl Ledger {
                 return Err(ConfigError {
                     field: "flushIntervalMs".into(),
                     message: format!("must be between 1 and 60000, got {v}"),
-                })
+                }
+                .into())
             }
         };
         if path.is_some_and(|p| p.trim().is_empty()) {
             return Err(ConfigError {
                 field: "statePath".into(),
                 message: "is empty: give the path of a SQLite file (a missing directory is created), or leave statePath out to keep the state in memory".into(),
-            });
+            }
+            .into());
         }
         let mut cfg = match path {
             Some(p) => StoreConfig::at_path(p),

@@ -135,6 +135,9 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("could not listen on 127.0.0.1: {0}")]
     Bind(std::io::Error),
+    /// Another router (in this process or another) runs the agent id in the state file.
+    #[error("{0}")]
+    AgentInUse(String),
 }
 
 impl StartError {
@@ -143,6 +146,7 @@ impl StartError {
         match self {
             StartError::Config(_) => "INVALID_OPTIONS",
             StartError::Bind(_) => "BIND_FAILED",
+            StartError::AgentInUse(_) => "AGENT_ID_IN_USE",
         }
     }
 }

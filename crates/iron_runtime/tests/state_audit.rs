@@ -176,6 +176,7 @@ async fn one_agent_budget_has_one_router_at_a_time() {
             .err()
             .expect("a second router for the same agent is refused");
         let text = err.to_string();
+        assert_eq!(err.code(), "AGENT_ID_IN_USE", "{text}");
         assert!(text.contains("agentId"), "{text}");
         assert!(text.contains("in use by another router"), "{text}");
         assert!(

@@ -86,3 +86,34 @@ fn groups_glued_to_labels_or_made_of_letters_are_held_whole() {
         }
     }
 }
+
+#[test]
+fn internationalised_and_glued_addresses_stream_like_the_whole_text() {
+    // Addresses in Latin, Greek and Cyrillic letters, and words glued to them in front or behind,
+    // which the whole-text scan cuts off: a stream split anywhere must give the same text.
+    let guard = guard();
+    let texts = [
+        "Mail an jörg.müller@bücher.de, danke und Grüße aus München",
+        "пишите: иван.петров@пример.рф — спасибо",
+        "Γράψτε στο νίκος@παράδειγμα.ελ τώρα",
+        "liên hệ nguyễn@ví-dụ.vn nhé",
+        "Хм..ivan@mail.ru и всё",
+        "Write to...jane@example.com today",
+        "почтыjane@example.com ok",
+        "ivan@mail.ru.Спасибо за помощь",
+        "jane@example.comПривет.Как дела",
+        "请联系jane@example.com。谢谢",
+        "Straße.Nummer.Zwölf.Hausnummer.Einhundertdreiundzwanzig.Erdgeschoss.jane@example.com fertig",
+    ];
+    for text in texts {
+        let expected = whole(&guard, text);
+        assert!(expected.contains("[EMAIL]"), "{text}: {expected}");
+        for size in 1..=9 {
+            assert_eq!(
+                streamed(&guard, text, size),
+                expected,
+                "{text} in pieces of {size}"
+            );
+        }
+    }
+}

@@ -37,6 +37,101 @@ pub(crate) fn is_address_letter(c: char) -> bool {
         | '\u{1E00}'..='\u{1EFF}')
 }
 
+/// Greek or Cyrillic: scripts whose letters glued to an ASCII name (`почтыjane`) are a word in
+/// front of the address, not part of it. (Latin letters mix with ASCII within one name: `jörg`.)
+fn greek_or_cyrillic(c: char) -> bool {
+    script(c) != 0
+}
+
+/// 1 for a Greek letter, 2 for a Cyrillic one (their blocks' signs, marks and symbols aside), else 0.
+fn script(c: char) -> u8 {
+    if !c.is_alphabetic() {
+        return 0;
+    }
+    match c {
+        '\u{386}' | '\u{388}'..='\u{3F5}' | '\u{3F7}'..='\u{3FF}' => 1,
+        '\u{400}'..='\u{481}' | '\u{48A}'..='\u{52F}' => 2,
+        _ => 0,
+    }
+}
+
+/// A character a local part may begin with.
+fn local_first(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || (is_address_letter(c) && c.is_alphabetic())
+}
+
+/// Where the address's local part begins in `local` (the text the pattern matched before `@`),
+/// or `None` when no part of it is one: after the last `..` (`to...jane`), after a Greek or
+/// Cyrillic word glued to an ASCII name (`почтыjane`), at a character a local part can begin
+/// with, and no longer than 64 characters (cut after a dot: `a.long.dotted.run.jane`).
+fn local_start(local: &str) -> Option<usize> {
+    let mut start = local.rfind("..").map_or(0, |i| i + 2);
+    let mut glued = None;
+    let mut prev = None;
+    for (i, c) in local[start..].char_indices() {
+        if prev.is_some_and(greek_or_cyrillic) && c.is_ascii_alphanumeric() {
+            glued = Some(start + i);
+        }
+        prev = Some(c);
+    }
+    if let Some(g) = glued {
+        start = g;
+    }
+    start += local[start..].find(local_first)?;
+    while local[start..].chars().count() > 64 {
+        start += local[start..].find('.')? + 1;
+        start += local[start..].find(local_first)?;
+    }
+    let rest = &local[start..];
+    (!rest.is_empty() && !rest.ends_with('.')).then_some(start)
+}
+
+/// How much of `domain` (the text the pattern matched after `@`) is the address's domain, or
+/// `None` when none is: labels of 1 to 63 characters not starting or ending with `-`, at least
+/// two, ending in a top-level domain of ASCII letters that is not a file extension
+/// (`logo@2x.png`), its ASCII form (`xn--p1ai`), or Greek or Cyrillic letters when the name
+/// before it is written in that script too (`пример.рф`). A last label that is none of these is
+/// cut off (`mail.ru.Спасибо`), or cut to its ASCII letters when a non-ASCII word is glued to
+/// them (`example.comПривет`).
+fn domain_len(domain: &str) -> Option<usize> {
+    let mut labels: Vec<&str> = domain.split('.').collect();
+    if let Some(bad) = labels.iter().position(|l| {
+        l.is_empty() || l.chars().count() > 63 || l.starts_with('-') || l.ends_with('-')
+    }) {
+        labels.truncate(bad);
+    }
+    let name = labels.first().copied().unwrap_or("");
+    while labels.len() >= 2 {
+        let tld = labels[labels.len() - 1];
+        let before: usize = labels[..labels.len() - 1].iter().map(|l| l.len() + 1).sum();
+        if tld_ok(tld, name) {
+            return Some(before + tld.len());
+        }
+        let ascii = tld.bytes().take_while(u8::is_ascii_alphabetic).count();
+        if ascii < tld.len() && !tld.as_bytes()[ascii].is_ascii() && tld_ok(&tld[..ascii], "") {
+            return Some(before + ascii);
+        }
+        labels.pop();
+    }
+    None
+}
+
+/// A top-level domain (see [`domain_len`]); `name` is the domain's first label.
+fn tld_ok(tld: &str, name: &str) -> bool {
+    let lower = tld.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("xn--") {
+        return rest.len() >= 2 && rest.bytes().all(|b| b.is_ascii_alphanumeric());
+    }
+    if tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return !FILE_EXTENSIONS.contains(&lower.as_str());
+    }
+    let first = tld.chars().next().map_or(0, script);
+    first != 0
+        && tld.chars().count() >= 2
+        && tld.chars().all(|c| script(c) == first)
+        && name.chars().any(|c| script(c) == first)
+}
+
 // Suffixes that look like TLDs but are file names such as `logo@2x.png` or `pkg@1.0.js`.
 const FILE_EXTENSIONS: &[&str] = &[
     "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "js", "mjs", "cjs", "ts", "tsx",
@@ -73,50 +168,28 @@ impl Recognizer for EmailRecognizer {
     }
 
     fn validate(&self, candidate: &str) -> bool {
-        let Some((local, domain)) = candidate.rsplit_once('@') else {
-            return false;
-        };
-        // Limits in characters: an internationalised address is measured in its letters (its
-        // domain's ASCII form is longer, but close enough for telling addresses from noise).
-        if local.is_empty() || local.chars().count() > 64 || domain.chars().count() > 253 {
-            return false;
-        }
-        if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-            return false;
-        }
-        let labels: Vec<&str> = domain.split('.').collect();
-        if labels.len() < 2 {
-            return false;
-        }
-        for label in &labels {
-            if label.is_empty()
-                || label.chars().count() > 63
-                || label.starts_with('-')
-                || label.ends_with('-')
-            {
-                return false;
-            }
-        }
-        let tld = labels[labels.len() - 1];
-        let tld_lower = tld.to_ascii_lowercase();
-        let punycode = tld_lower
-            .strip_prefix("xn--")
-            .is_some_and(|rest| rest.len() >= 2 && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
-        let letters = tld.chars().count() >= 2
-            && (tld.bytes().all(|b| b.is_ascii_alphabetic())
-                || tld.chars().all(|c| !c.is_ascii() && is_address_letter(c)));
-        punycode || (letters && !FILE_EXTENSIONS.contains(&tld_lower.as_str()))
+        // The whole candidate is an address: nothing to trim off either end.
+        candidate.rsplit_once('@').is_some_and(|(local, domain)| {
+            local_start(local) == Some(0) && domain_len(domain) == Some(domain.len())
+        })
     }
 
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
         let candidate = text.get(span.clone())?;
+        // The pattern's match may begin with a word glued in front (`Хм..ivan@`, `see...jane@`,
+        // a dotted run longer than a local part) or end with one glued behind
+        // (`ivan@mail.ru.Спасибо`): the address is what is left once they are cut off.
+        let at = candidate.rfind('@')?;
+        let start = span.start + local_start(&candidate[..at])?;
+        let end = span.start + at + 1 + domain_len(&candidate[at + 1..])?;
         // `git@github.com:org/repo.git`, `user@host:8080`, `deploy@host.example.com:~/app`: an
         // scp-style path or a port, not a mailbox. `jane@example.com:Winter2024!` (a leaked
         // login line) is an address followed by something else.
-        if let Some(after) = text.get(span.end..).and_then(|r| r.strip_prefix(':')) {
-            // The word ends at whitespace or at non-ASCII text, where a stream may release it.
+        if let Some(after) = text.get(end..).and_then(|r| r.strip_prefix(':')) {
+            // The word ends at whitespace or at a character no value holds (where a stream may
+            // release it).
             let word = after
-                .split(|c: char| c.is_whitespace() || !c.is_ascii())
+                .split(|c: char| c.is_whitespace() || (!c.is_ascii() && !is_address_letter(c)))
                 .next()
                 .unwrap_or("");
             // A port is at most 65535; `jane@x.io:123456` is an address and a password.
@@ -132,8 +205,10 @@ impl Recognizer for EmailRecognizer {
                 return None;
             }
         }
-        self.validate(candidate)
-            .then_some(Confirmed { span, label: "" })
+        Some(Confirmed {
+            span: start..end,
+            label: "",
+        })
     }
 
     fn short_candidates(&self) -> bool {
@@ -185,6 +260,53 @@ mod tests {
         // Still not addresses.
         assert!(found("logo@2x.png und grüße").is_empty());
         assert!(found("x@ä").is_empty());
+        assert!(found("git@gitlab.example.de:jörg/dotfiles.git").is_empty());
+    }
+
+    #[test]
+    fn a_word_glued_to_an_address_is_cut_off_not_taken_for_it() {
+        // In front: the match began at the glued word and the whole was rejected, so the
+        // address went out as it was.
+        for (text, address) in [
+            ("Хм..ivan@mail.ru", "ivan@mail.ru"),
+            ("Привет..ivan@mail.ru спасибо", "ivan@mail.ru"),
+            ("Write to...jane@example.com", "jane@example.com"),
+            ("Γράψτε..nikos@example.gr", "nikos@example.gr"),
+            ("почтыjane@example.com", "jane@example.com"),
+            // Behind: a sentence after a full stop with no space is not the domain's end.
+            ("ivan@mail.ru.Спасибо за помощь", "ivan@mail.ru"),
+            ("στο nikos@example.gr.Ευχαριστώ πολύ", "nikos@example.gr"),
+            ("jane@example.comПривет.Как дела", "jane@example.com"),
+        ] {
+            assert_eq!(found(text), [address], "{text}");
+        }
+        // A dotted run longer than a local part: the address's end of it, at a dot.
+        let long =
+            "Straße.Nummer.Zwölf.Hausnummer.Einhundertdreiundzwanzig.Erdgeschoss.jane@example.com";
+        let got = found(long);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let local = got[0].split('@').next().unwrap_or("");
+        assert!(got[0].ends_with(".Erdgeschoss.jane@example.com"), "{got:?}");
+        assert!(
+            local.chars().count() <= 64 && !local.starts_with('.'),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_non_ascii_top_level_domain_is_letters_of_the_name_s_script() {
+        for junk in [
+            "user@host.рé",
+            "user@host.\u{301}\u{301}",
+            "user@host.΄΄",
+            "user@host.҂҂",
+            "user@host.ǃǃ",
+            "x@y.϶϶",
+            "Preis@3Stück.зз",
+            "ivan@mail.рф",
+        ] {
+            assert!(found(junk).is_empty(), "{junk}: {:?}", found(junk));
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::audit::Tally;
 use crate::guard::TextGuard;
 use crate::kind::{Action, PiiKind};
 use crate::recognizers::PEM_MAX_BYTES;
+use crate::scanner::Finding;
 use std::sync::Arc;
 
 /// Tail held back so a value split across chunks is seen whole: longer than any spaced value
@@ -34,6 +35,9 @@ pub struct StreamRedactor {
     /// abnormally before they are released still shows what the provider sent) but not blocking
     /// (see `is_blocked`).
     held_blocks: Tally,
+    /// `held_blocks` is out of date: the last pushes could release nothing (the held run is still
+    /// growing), so they did not scan it; [`StreamRedactor::tally`] scans the held text then.
+    held_stale: bool,
     /// After an oversized private key: drop text until its END line.
     swallowing: bool,
     /// Byte offset in `context` where the last released value ended: scanning resumes there, as
@@ -60,6 +64,7 @@ impl StreamRedactor {
             context: String::new(),
             tally: Tally::default(),
             held_blocks: Tally::default(),
+            held_stale: false,
             swallowing: false,
             resume: 0,
         }
@@ -108,8 +113,29 @@ impl StreamRedactor {
     /// stream that breaks off before releasing them reports them all the same).
     pub fn tally(&self) -> Tally {
         let mut all = self.tally.clone();
-        all.merge(&self.held_blocks);
+        if self.held_stale {
+            // Nothing could be released: every value found from the context's end on is held.
+            let ctx_len = self.context.len();
+            let joined = format!("{}{}", self.context, self.pending);
+            let findings = self.guard.scan_from(&joined, self.resume.min(ctx_len));
+            all.merge(&self.blocks_in(&joined, &findings, ctx_len));
+        } else {
+            all.merge(&self.held_blocks);
+        }
         all
+    }
+
+    /// The block-action values among `findings` that start at or after `cut` (held back).
+    fn blocks_in(&self, joined: &str, findings: &[Finding], cut: usize) -> Tally {
+        let mut held = Tally::default();
+        for f in findings.iter().filter(|f| f.span.start >= cut) {
+            if self.guard.action(&f.kind) == Action::Block {
+                let value = joined.get(f.span.clone()).unwrap_or("");
+                let digest = self.guard.digest(value);
+                held.record(&f.kind, Action::Block, digest, f.label);
+            }
+        }
+        held
     }
 
     /// The text held back so far (released by a later push together with what it adds).
@@ -138,13 +164,28 @@ impl StreamRedactor {
         let mut joined = String::with_capacity(ctx_len + self.pending.len());
         joined.push_str(&self.context);
         joined.push_str(&self.pending);
-        let findings: Vec<_> = self.guard.scan_from(&joined, self.resume.min(ctx_len));
         let len = joined.len();
         let mut cut = if all {
             len
         } else {
             self.safe_cut(&joined, ctx_len)
         };
+        // A run still growing (a long word, minified JSON, a key arriving in pieces): nothing can
+        // be released, so the held text is not scanned again on every piece (it is scanned once
+        // it can go, or for `tally`). Every later step of this function would change nothing: the
+        // findings only ever move the cut back, and it is at the context's end already. An
+        // oversized private key is the exception: it is dropped while held.
+        if !all
+            && cut == ctx_len
+            && self
+                .open_private_key(&joined, ctx_len)
+                .is_none_or(|start| len - start <= PEM_MAX_BYTES)
+        {
+            self.held_stale = true;
+            return String::new();
+        }
+        self.held_stale = false;
+        let findings: Vec<_> = self.guard.scan_from(&joined, self.resume.min(ctx_len));
         if !all {
             if let Some(cache) = self.prefix_cache.as_mut() {
                 if let Some(p) = self.guard.open_custom_prefix(&joined, ctx_len, cache) {
@@ -160,15 +201,7 @@ impl StreamRedactor {
                 return out;
             }
         }
-        self.held_blocks = Tally::default();
-        for f in findings.iter().filter(|f| f.span.start >= cut) {
-            if self.guard.action(&f.kind) == Action::Block {
-                let value = joined.get(f.span.clone()).unwrap_or("");
-                let digest = self.guard.digest(value);
-                self.held_blocks
-                    .record(&f.kind, Action::Block, digest, f.label);
-            }
-        }
+        self.held_blocks = self.blocks_in(&joined, &findings, cut);
         // Values straddling the released context are redacted from where the new text starts.
         let mut own: Vec<_> = findings
             .into_iter()

@@ -203,3 +203,26 @@ fn a_value_still_held_when_the_stream_breaks_off_is_reported_but_does_not_block(
         .detections(iron_safety::Direction::Response)
         .is_empty());
 }
+
+#[test]
+fn a_key_held_in_a_run_that_is_still_growing_is_reported_while_held() {
+    // Pieces that release nothing are not scanned as they come (the run is scanned once it can
+    // go): what is held must be reported all the same if the stream breaks off here.
+    let guard = blocking("secret");
+    let mut r = StreamRedactor::new(guard.clone());
+    let mut sent = r.push("The token is ");
+    let key = "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3";
+    for piece in key.as_bytes().chunks(4) {
+        sent.push_str(&r.push(std::str::from_utf8(piece).expect("ASCII")));
+        assert!(!sent.contains("sk-"), "{sent}");
+    }
+    assert_eq!(r.held(), key);
+    let held = r.tally().detections(iron_safety::Direction::Response);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].kind, iron_safety::PiiKind::Secret);
+    assert!(!r.is_blocked());
+    // The run ends: now it is scanned, released as its placeholder, and blocks.
+    sent.push_str(&r.push(" and more"));
+    assert!(r.is_blocked());
+    assert!(!sent.contains("Ab3dE5"), "{sent}");
+}

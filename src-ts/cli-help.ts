@@ -56,11 +56,11 @@ Options:
                                   (always on a line of its own)
 
 Examples:
-  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 0.50 -- python3 agent.py
-  IRON_CAGE_SERVER_TOKEN=ic_… iron-cage run --server https://iron-cage.example.com --budget 2 -- node agent.mjs
-  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 --on-budget stop --json -- ./my-agent
-  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --interactive --budget 1 -- python3 chat.py   # reads the terminal
-  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 python3 chat.py --model gpt-4o   # --model is chat.py's`,
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" npx iron-cage run --budget 0.50 -- python3 agent.py
+  IRON_CAGE_SERVER_TOKEN=ic_… npx iron-cage run --server https://iron-cage.example.com --budget 2 -- node agent.mjs
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" npx iron-cage run --budget 1 --on-budget stop --json -- ./my-agent
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" npx iron-cage run --interactive --budget 1 -- python3 chat.py   # reads the terminal
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" npx iron-cage run --budget 1 python3 chat.py --model gpt-4o   # --model is chat.py's`,
   serve: `Usage: iron-cage serve [options]
 
 Runs a router on 127.0.0.1 until Ctrl-C and prints its base URLs and the export lines to paste into
@@ -73,8 +73,8 @@ Options:
                     and {stats} as a second line when stopped
 
 Examples:
-  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage serve --budget 5
-  IRON_CAGE_PROVIDER_KEY="$KEY" iron-cage serve --json   # one JSON line for a script that reads the URLs and token`,
+  IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" npx iron-cage serve --budget 5
+  IRON_CAGE_PROVIDER_KEY="$KEY" npx iron-cage serve --json   # one JSON line for a script that reads the URLs and token`,
   demo: `Usage: iron-cage demo
 
 Offline: starts a fake OpenAI-compatible provider and a fake Iron Cage key server on 127.0.0.1,

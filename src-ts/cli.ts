@@ -517,7 +517,7 @@ async function demo(argv: string[]): Promise<number> {
   } finally {
     await Promise.all([provider.close(), keys.close()])
   }
-  process.stderr.write('\nYour own agent: IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" iron-cage run --budget 1 -- python3 agent.py\n')
+  process.stderr.write('\nYour own agent: IRON_CAGE_PROVIDER_KEY="$OPENAI_API_KEY" npx iron-cage run --budget 1 -- python3 agent.py\n')
   return code
 }
 

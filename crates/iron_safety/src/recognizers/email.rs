@@ -105,7 +105,8 @@ fn domain_len(domain: &str) -> Option<usize> {
         let names = &labels[..labels.len() - 1];
         let before: usize = names.iter().map(|l| l.len() + 1).sum();
         if tld_ok(tld, names) {
-            return Some(before + tld.len());
+            let len = before + tld.len();
+            return (domain[..len].chars().count() <= 253).then_some(len);
         }
         if tld.is_ascii() {
             // Not a top-level domain (a file extension, digits, one letter): no address.

@@ -4,8 +4,11 @@ use crate::error::RouterError;
 use crate::pipeline::Denial;
 use crate::provider::Provider;
 use crate::server::Shared;
-use axum::http::Request;
+use axum::body::Body;
+use axum::http::{Request, Response};
 use hyper::body::Incoming;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Phase 1: only loopback `Host` names for this port (DNS rebinding) and no browser requests unless
 /// their origin is allowed.
@@ -56,6 +59,25 @@ pub fn host_is_local(host: &str, port: u16) -> bool {
     )
 }
 
+/// Answers a refusal of [`accept_filter`]. These come before the token check (a DNS-rebinding
+/// host, a browser page not in `allowedOrigins`), so any page in a browser on this machine can
+/// send them in a loop: no ledger row, and their `blocked` event and log line at most once a
+/// second per reason, so they cannot crowd real events out of slow listeners or the dashboard's
+/// queue. `stats()` counts every one; each carries a request id as any refusal.
+pub fn refuse(shared: &Shared, d: Denial) -> Response<Body> {
+    let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+    if shared.refusals.pass(d.reason, Duration::from_secs(1)) {
+        return crate::pipeline::deny(shared, id, d);
+    }
+    shared.stats.on_blocked(d.reason);
+    let mut resp = d.error.into_response(d.shape);
+    resp.headers_mut().insert(
+        crate::relay::REQUEST_ID_HEADER,
+        axum::http::HeaderValue::from(id),
+    );
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,32 +91,5 @@ mod tests {
         assert!(!host_is_local("evil.com:8080", 8080));
         assert!(!host_is_local("127.0.0.1", 8080));
         assert!(!host_is_local("", 8080));
-    }
-}
-
-/// Refusals before the token check (a DNS-rebinding host, a browser page not in `allowedOrigins`)
-/// can come from any page in a browser on this machine, in a loop: their `blocked` event and log
-/// line come at most once a second per reason, so they cannot crowd real events out of slow
-/// listeners or the dashboard's queue. `stats()` counts every one.
-#[derive(Default)]
-pub struct RefusalGate {
-    host: std::sync::atomic::AtomicU64,
-    origin: std::sync::atomic::AtomicU64,
-}
-
-impl RefusalGate {
-    /// Whether a refusal for `reason` at `now_ms` is published.
-    pub fn pass(&self, reason: &str, now_ms: u64) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let slot = if reason == "host" {
-            &self.host
-        } else {
-            &self.origin
-        };
-        let last = slot.load(Relaxed);
-        (last == 0 || now_ms.saturating_sub(last) >= 1_000)
-            && slot
-                .compare_exchange(last, now_ms.max(1), Relaxed, Relaxed)
-                .is_ok()
     }
 }

@@ -17,22 +17,44 @@ pub const STATE_WRITE_FAILED: &str = "STATE_WRITE_FAILED";
 /// The dashboard link (`dashboardUrl`) could not connect, or dropped.
 pub const DASHBOARD_UNREACHABLE: &str = "DASHBOARD_UNREACHABLE";
 
+/// At most once per interval for each key (an event's code or reason).
+#[derive(Default)]
+pub struct Throttle {
+    last: Mutex<HashMap<&'static str, Instant>>,
+}
+
+impl Throttle {
+    /// True, and counted as the last time, unless `key` passed within `every`.
+    pub fn pass(&self, key: &'static str, every: Duration) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.get(key).is_some_and(|at| at.elapsed() < every) {
+            return false;
+        }
+        last.insert(key, Instant::now());
+        true
+    }
+
+    /// The next `pass` of `key` is true.
+    pub fn forget(&self, key: &'static str) {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
 /// Rate-limited `error` events of one router.
 #[derive(Default)]
 pub struct ErrorEvents {
-    last: Mutex<HashMap<&'static str, Instant>>,
+    last: Throttle,
 }
 
 impl ErrorEvents {
     /// Emits `code` with `message` (and logs it) unless the same code was emitted within
     /// [`REPEAT_AFTER`]; whether it was emitted.
     pub fn report(&self, events: &EventBus, code: &'static str, message: String) -> bool {
-        {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if last.get(code).is_some_and(|at| at.elapsed() < REPEAT_AFTER) {
-                return false;
-            }
-            last.insert(code, Instant::now());
+        if !self.last.pass(code, REPEAT_AFTER) {
+            return false;
         }
         tracing::warn!(target: "iron_cage", code, "{message}");
         events.emit(RouterEvent::Error {
@@ -46,10 +68,7 @@ impl ErrorEvents {
     /// Forget when `code` was last emitted: the next failure is reported at once (the thing it
     /// reports recovered).
     pub fn clear(&self, code: &'static str) {
-        self.last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(code);
+        self.last.forget(code);
     }
 }
 

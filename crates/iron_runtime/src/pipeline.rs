@@ -57,20 +57,7 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Response<Body> {
     if let Err(d) = crate::accept::accept_filter(&shared, &req) {
-        // A DNS-rebinding host or a browser page: refused before auth, so no ledger row (any page
-        // in a browser on the machine can send these), and its `blocked` event and log line at
-        // most once a second per reason; a request id as any refusal.
-        let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
-        if shared.refusals.pass(d.reason, now_ms()) {
-            return deny(&shared, id, d);
-        }
-        shared.stats.on_blocked(d.reason);
-        let mut resp = d.error.into_response(d.shape);
-        resp.headers_mut().insert(
-            crate::relay::REQUEST_ID_HEADER,
-            axum::http::HeaderValue::from(id),
-        );
-        return resp;
+        return crate::accept::refuse(&shared, d);
     }
     let origin = crate::browser::allowed_origin(req.headers(), &shared.cfg.allowed_origins)
         .map(str::to_string);

@@ -30,7 +30,7 @@ pub struct Shared {
     pub policies: crate::policies::Policies,
     pub auth_limit: crate::auth_limit::AuthLimiter,
     /// Events of refusals before the token check, at most once a second per reason.
-    pub refusals: crate::accept::RefusalGate,
+    pub refusals: crate::error_events::Throttle,
     /// Open `/_iron/events` sockets, bounded like connections (`maxConnections`): an upgraded
     /// socket leaves the connection count when hyper hands it over.
     pub ws_sessions: Arc<tokio::sync::Semaphore>,

@@ -14,8 +14,9 @@ const PICO_PER_MICRO: u128 = 1_000_000;
 /// the audio tokens among input, cache reads and output take the audio rates and the rest the
 /// text rates. The rates are those of the service tier the answer reports (standard when the data
 /// has none for it: see [`ModelPrice::billed_rates`]); when total input of all kinds exceeds the
-/// long-context threshold, the long-context rates price everything. Each web search the provider
-/// ran adds the model's search fee. `provider` names the wire shape `usage` came from; it does not
+/// long-context threshold, the long-context rates price everything. A call Anthropic ran US-only
+/// pays 1.1× on every token of the models that bill it (see [`crate::us_only_uplift_applies`]).
+/// Each web search the provider ran adds the model's search fee. `provider` names the wire shape `usage` came from; it does not
 /// change the sum.
 pub fn cost_pico(price: &ModelPrice, _provider: Provider, usage: &Usage) -> u128 {
     let r = price.billed_rates(usage.service_tier, usage.total_input_tokens());
@@ -26,18 +27,24 @@ pub fn cost_pico(price: &ModelPrice, _provider: Provider, usage: &Usage) -> u128
     let read_audio = usage.cache_read_audio_tokens.min(usage.cache_read_tokens);
     let output_audio = usage.output_audio_tokens.min(usage.output_tokens);
     // Saturating: rates are public fields, so a caller-built price may be absurdly large.
-    term(usage.input_tokens - input_audio, r.input)
+    let tokens = term(usage.input_tokens - input_audio, r.input)
         .saturating_add(term(input_audio, r.input_audio))
         .saturating_add(term(usage.cache_read_tokens - read_audio, r.cached_input))
         .saturating_add(term(read_audio, r.cached_input_audio))
         .saturating_add(term(usage.cache_write_5m_tokens, r.cache_write_5m))
         .saturating_add(term(usage.cache_write_1h_tokens, r.cache_write_1h))
         .saturating_add(term(usage.output_tokens - output_audio, r.output))
-        .saturating_add(term(output_audio, r.output_audio))
-        .saturating_add(term(
-            usage.web_search_requests,
-            price.web_search.unwrap_or(0),
-        ))
+        .saturating_add(term(output_audio, r.output_audio));
+    // US-only inference raises every token rate, not the search fee.
+    let tokens = if usage.us_only && crate::geo::us_only_uplift_applies(price) {
+        crate::geo::uplift(tokens)
+    } else {
+        tokens
+    };
+    tokens.saturating_add(term(
+        usage.web_search_requests,
+        price.web_search.unwrap_or(0),
+    ))
 }
 
 /// Cost of `usage` in micro-USD, rounded UP once per call (a call is never free by rounding).
@@ -58,6 +65,9 @@ pub struct HoldTokens {
     pub audio_output: bool,
     /// The service tier whose rates apply.
     pub tier: ServiceTier,
+    /// The call may run US-only (see [`crate::may_run_us_only`]): held at that rate on the
+    /// models that bill it.
+    pub us_only: bool,
 }
 
 /// Upper bound for a call at standard rates with at most `input_tokens` input and
@@ -81,8 +91,8 @@ pub fn max_cost_micros(
 /// provider could bill (Anthropic: up to the 1-hour cache-write rate; OpenAI: input or cache
 /// write), the tokens that may be audio at the higher of that and the audio input rates, output
 /// at the output rate (the higher of the text and audio output rates when the answer may be
-/// audio), at the rates of `tokens.tier`, using the long-context rates when the input bound is
-/// above their threshold. `None` when the data has no rates for that service tier and input size.
+/// audio), at the rates of `tokens.tier` (raised to the US-only rate when `tokens.us_only` and
+/// the model bills it), using the long-context rates when the input bound is above their threshold. `None` when the data has no rates for that service tier and input size.
 pub fn max_cost_micros_for(
     price: &ModelPrice,
     provider: Provider,
@@ -105,6 +115,11 @@ pub fn max_cost_micros_for(
     let pico = (u128::from(tokens.input - audio) * u128::from(input_rate))
         .saturating_add(u128::from(audio) * u128::from(audio_rate))
         .saturating_add(u128::from(tokens.output) * u128::from(output_rate));
+    let pico = if tokens.us_only && crate::geo::us_only_uplift_applies(price) {
+        crate::geo::uplift(pico)
+    } else {
+        pico
+    };
     Some(pico_to_micros_ceil(pico))
 }
 

@@ -169,3 +169,41 @@ fn rounding_happens_once_per_call_not_per_term() {
     };
     assert_eq!(cost_micros(&p, Provider::OpenAi, &u), 2);
 }
+
+/// Anthropic bills a call it ran US-only (`usage.inference_geo: "us"`) at 1.1× on every token
+/// category of Opus 4.6, Sonnet 4.6 and later; earlier models and a global call at the standard
+/// rates. The search fee is not raised.
+#[test]
+fn us_only_inference_is_billed_a_tenth_more_on_the_models_that_charge_it() {
+    let answer = |model: &str, geo: &str| {
+        serde_json::json!({"type":"message","model":model,"content":[],"usage":{
+            "input_tokens":1000,"cache_read_input_tokens":2000,"cache_creation_input_tokens":400,
+            "output_tokens":500,"inference_geo":geo,"server_tool_use":{"web_search_requests":1}}})
+    };
+    let cost = |model: &str, geo: &str| {
+        let u = crate::usage_from_response(crate::ApiKind::AnthropicMessages, &answer(model, geo))
+            .expect("usage");
+        cost_micros(price(model), Provider::Anthropic, &u)
+    };
+    // Opus 4.6 at $5 in, $0.50 cache read, $6.25 5m write, $25 out per M, $10 per 1,000
+    // searches: 5000 + 1000 + 2500 + 12500 = 21,000 µ$ of tokens, and 10,000 µ$ of search.
+    assert_eq!(cost("claude-opus-4-6", "global"), 31_000);
+    assert_eq!(cost("claude-opus-4-6", "us"), 21_000 * 11 / 10 + 10_000);
+    // Sonnet 4.6 is uplifted too; Sonnet 4.5 predates the surcharge.
+    assert_eq!(
+        cost("claude-sonnet-4-6", "us") - 10_000,
+        (cost("claude-sonnet-4-6", "global") - 10_000) * 11 / 10
+    );
+    assert_eq!(
+        cost("claude-sonnet-4-5", "us"),
+        cost("claude-sonnet-4-5", "global")
+    );
+    // The same usage read without a tree (the relay's path) is priced the same.
+    let bytes = serde_json::to_vec(&answer("claude-opus-4-6", "us")).unwrap();
+    let u = crate::usage_from_bytes(crate::ApiKind::AnthropicMessages, &bytes).expect("usage");
+    assert!(u.us_only);
+    assert_eq!(
+        cost_micros(price("claude-opus-4-6"), Provider::Anthropic, &u),
+        33_100
+    );
+}

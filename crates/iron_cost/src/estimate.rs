@@ -272,6 +272,7 @@ pub fn worst_case_micros_at(
                 .saturating_add(crate::bound::extra_output_bound(body, kind)),
             audio_output: crate::bound::audio_output(body),
             tier,
+            us_only: crate::geo::may_run_us_only(body, kind),
         },
     )?;
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");

@@ -338,3 +338,32 @@ fn the_text_estimate_equals_the_full_one_for_bodies_without_media() {
         );
     }
 }
+
+/// A request that does not ask for `inference_geo: "global"` may run US-only (its workspace's
+/// default can say so, unseen by the router): on the models that bill it, it is held at 1.1×.
+#[test]
+fn a_request_that_may_run_us_only_is_held_at_the_us_only_rate() {
+    let c = Catalog::builtin();
+    let held = |model: &str, geo: Option<&str>| {
+        let mut b = json!({"model":model,"max_tokens":1000,
+            "messages":[{"role":"user","content":"hi"}]});
+        if let Some(g) = geo {
+            b["inference_geo"] = json!(g);
+        }
+        worst_case_micros(&b, ApiKind::AnthropicMessages, c.price(model).expect(model))
+            .expect("held")
+    };
+    let global = held("claude-opus-4-6", Some("global"));
+    for geo in [None, Some("us")] {
+        let h = held("claude-opus-4-6", geo);
+        assert!(
+            h >= global * 11 / 10 && h <= global * 11 / 10 + 1,
+            "{geo:?}: {h} vs {global}"
+        );
+    }
+    // Sonnet 4.5 predates the surcharge: held at the standard rates whatever the request says.
+    assert_eq!(
+        held("claude-sonnet-4-5", None),
+        held("claude-sonnet-4-5", Some("global"))
+    );
+}

@@ -8,7 +8,8 @@
 //! A price ([`ModelPrice`]) has text and audio rates ([`TokenRates`]), an optional long-context
 //! tier, optional OpenAI priority and flex rates ([`TierPrice`]) and an optional web search fee.
 //! [`Usage`] says which tokens were audio, which service tier served the call and how many web
-//! searches ran; [`cost_micros`] prices each at its own rate. The hold prices the bound of
+//! searches ran, and whether Anthropic ran the call US-only ([`us_only_uplift_applies`]: 1.1× on
+//! Opus 4.6 and later); [`cost_micros`] prices each at its own rate. The hold prices the bound of
 //! [`input_bound`] (audio clips by their bytes, PCM WAV clips by their duration) at the tier the
 //! request asks for, and refuses ([`Unmetered`]) what it cannot bound: a priority request the data
 //! has no priority rates for, provider-run tools (chat web search included), Anthropic fast mode.
@@ -21,6 +22,7 @@ mod catalog;
 mod corrections;
 mod cost;
 mod estimate;
+mod geo;
 mod model_name;
 mod price;
 mod provider;
@@ -49,6 +51,7 @@ pub use estimate::{
     worst_case_micros, worst_case_micros_at, worst_case_micros_for, InputEstimate,
     DEFAULT_MAX_OUTPUT_TOKENS, MEDIA_BLOB_TOKENS,
 };
+pub use geo::{may_run_us_only, us_only_uplift_applies};
 pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
 pub use price::{
     usd_per_mtok_to_pico, InvalidPrice, LongContextTier, ModelPrice, PartialRates, PicoUsd,

@@ -14,6 +14,8 @@ pub(crate) struct AnthropicCounters {
     output: u64,
     thinking: u64,
     web_searches: u64,
+    /// `inference_geo` as last reported: `Some(true)` for `"us"`.
+    us_only: Option<bool>,
 }
 
 impl AnthropicCounters {
@@ -37,6 +39,9 @@ impl AnthropicCounters {
             &mut self.web_searches,
             &["server_tool_use", "web_search_requests"],
         );
+        if let Some(geo) = usage.get("inference_geo").and_then(Value::as_str) {
+            self.us_only = Some(geo == "us");
+        }
         if let Some(v) = count(usage, &["cache_creation", "ephemeral_5m_input_tokens"]) {
             self.ephemeral_5m = Some(v);
         }
@@ -67,6 +72,7 @@ impl AnthropicCounters {
             output_tokens: self.output,
             reasoning_tokens: self.thinking.min(self.output),
             web_search_requests: self.web_searches,
+            us_only: self.us_only.unwrap_or(false),
             ..Usage::default()
         }
     }

@@ -36,6 +36,9 @@ pub struct Usage {
     /// The tier OpenAI says it served the call at (the answer's `service_tier`, beside `usage`);
     /// standard for Anthropic and when the answer does not say.
     pub service_tier: ServiceTier,
+    /// Anthropic ran the call on US-only infrastructure (`usage.inference_geo: "us"`), billed at
+    /// 1.1× on the models [`crate::us_only_uplift_applies`] names.
+    pub us_only: bool,
 }
 
 impl Usage {

@@ -305,3 +305,18 @@ fn a_stream_whose_usage_cannot_be_read_is_estimated() {
         (500, 3, false)
     );
 }
+
+#[test]
+fn an_anthropic_stream_says_where_it_ran_in_message_start() {
+    let mut acc = StreamUsage::new();
+    feed(
+        &mut acc,
+        &ANTHROPIC_STREAM.replace(r#""service_tier":"standard""#, r#""inference_geo":"us""#),
+    );
+    let (u, estimated) = acc.finish(999);
+    assert!(!estimated);
+    assert!(u.us_only, "the geography of message_start is kept");
+    let mut global = StreamUsage::new();
+    feed(&mut global, ANTHROPIC_STREAM);
+    assert!(!global.finish(999).0.us_only);
+}

@@ -119,3 +119,33 @@ fn internationalised_and_glued_addresses_stream_like_the_whole_text() {
         }
     }
 }
+
+#[test]
+fn keys_after_a_url_escape_or_glued_to_a_word_stream_like_the_whole_text() {
+    // A token after `%3D` or `%20` (no word boundary there), and a prefixed key glued to the word
+    // before it: found by the whole-text scan, and so by a stream split anywhere.
+    let guard = guard();
+    let key = "sk-proj-Xa9dK2LmQ7vB3nR8tY1wZ5cF6gH0jP4sU";
+    let texts = [
+        format!("GET /v1/models?api_key%3D{key}&limit=2 done"),
+        format!("header Authorization%3A%20Bearer%20{key} sent"),
+        format!("see example.com{key} now"),
+        "token%3DeyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWJ5dGVz&x=1 ok".to_string(),
+    ];
+    for text in &texts {
+        let expected = whole(&guard, text);
+        assert!(
+            expected.contains("[SECRET]")
+                && !expected.contains("Xa9dK2")
+                && !expected.contains("eyJzdWIi"),
+            "{text}: {expected}"
+        );
+        for size in 1..=9 {
+            assert_eq!(
+                streamed(&guard, text, size),
+                expected,
+                "{text} in pieces of {size}"
+            );
+        }
+    }
+}

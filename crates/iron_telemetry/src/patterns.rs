@@ -12,7 +12,14 @@ use crate::REDACTED;
 const SOURCES: &[(&str, &str)] = &[
     // Anthropic and OpenAI keys (sk-ant-…, sk-proj-…, sk-…).
     (r"sk-ant-[A-Za-z0-9_\-]{8,}", REDACTED),
-    (r"\bsk-[A-Za-z0-9_\-]{16,}", REDACTED),
+    // A token may follow a URL escape (`api_key%3Dsk-…`), whose last hex digit leaves no word
+    // boundary: the escape is kept, the token replaced.
+    (
+        r"(?:\b|(%[0-9A-Fa-f]{2}))sk-[A-Za-z0-9_\-]{16,}",
+        "${1}[REDACTED]",
+    ),
+    // Prefixed keys glued to the word before them (`example.comsk-proj-…`).
+    (r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{16,}", REDACTED),
     // Iron Cage tokens.
     (r"\bic_[A-Za-z0-9_\-]{12,}", REDACTED),
     // HTTP auth schemes.
@@ -20,20 +27,26 @@ const SOURCES: &[(&str, &str)] = &[
     (r"(?i)\b(basic\s+)[A-Za-z0-9+/]{8,}=*", "${1}[REDACTED]"),
     // AWS access key ids, and secret keys when labelled as such.
     (
-        r"\b(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[0-9A-Z]{16}\b",
-        REDACTED,
+        r"(?:\b|(%[0-9A-Fa-f]{2}))(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[0-9A-Z]{16}\b",
+        "${1}[REDACTED]",
     ),
     (
         r#"(?i)(aws_secret_access_key(?:\\?["'])?\s*[=:]\s*(?:\\?["'])?)[A-Za-z0-9/+=]{40}"#,
         "${1}[REDACTED]",
     ),
     // GitHub tokens.
-    (r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}", REDACTED),
-    (r"\bgithub_pat_[A-Za-z0-9_]{22,}", REDACTED),
+    (
+        r"(?:\b|(%[0-9A-Fa-f]{2}))(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}",
+        "${1}[REDACTED]",
+    ),
+    (
+        r"(?:\b|(%[0-9A-Fa-f]{2}))github_pat_[A-Za-z0-9_]{22,}",
+        "${1}[REDACTED]",
+    ),
     // JWTs (header and payload are base64url JSON, so both start with eyJ).
     (
-        r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
-        REDACTED,
+        r"(?:\b|(%[0-9A-Fa-f]{2}))eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+        "${1}[REDACTED]",
     ),
     // Labelled credentials in headers, JSON, query strings or Debug output.
     (
@@ -148,6 +161,29 @@ mod tests {
             (
                 "GET /v1/m?key=AIzaSy123&alt=sse",
                 "GET /v1/m?key=[REDACTED]&alt=sse",
+            ),
+            // After a URL escape there is no word boundary; the escape stays.
+            (
+                "url /cb?next%3Dsk-proj-ABCDEFGHIJKLMNOP1234 end",
+                "url /cb?next%3D[REDACTED] end",
+            ),
+            (
+                "h Bearer%20sk-ABCDEFGHIJKLMNOP1234",
+                "h Bearer%20[REDACTED]",
+            ),
+            ("id%3DAKIAIOSFODNN7EXAMPLE x", "id%3D[REDACTED] x"),
+            (
+                "t%3DeyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_part-1",
+                "t%3D[REDACTED]",
+            ),
+            (
+                "u%2Fghp_0123456789abcdefghijABCDEFGHIJ012345",
+                "u%2F[REDACTED]",
+            ),
+            // A prefixed key glued to the word before it.
+            (
+                "see example.comsk-proj-ABCDEFGHIJKLMNOP1234 end",
+                "see example.com[REDACTED] end",
             ),
         ];
         for (input, expected) in cases {

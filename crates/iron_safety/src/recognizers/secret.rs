@@ -19,10 +19,15 @@ impl Recognizer for SecretRecognizer {
     fn pattern(&self) -> &str {
         concat!(
             r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:(?s:.)*?-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|[A-Za-z0-9+/=\r\n]*)",
-            r"|(?-u:\b)sk-[A-Za-z0-9_\-]{20,}",
-            r"|(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
-            r"|(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
-            r"|(?-u:\b)eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
+            // A token starts a word, or follows a URL escape (`api_key%3Dsk-…`, `%20eyJ…`), whose
+            // last hex digit leaves no word boundary; `confirm` cuts the escape off.
+            r"|(?:(?-u:\b)|%[0-9A-Fa-f]{2})sk-[A-Za-z0-9_\-]{20,}",
+            // OpenAI's and Anthropic's prefixed keys are distinctive enough to be found glued to
+            // the word before them (`example.comsk-proj-…`).
+            r"|sk-(?:proj|svcacct|admin|ant)-[A-Za-z0-9_\-]{20,}",
+            r"|(?:(?-u:\b)|%[0-9A-Fa-f]{2})(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
+            r"|(?:(?-u:\b)|%[0-9A-Fa-f]{2})(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+            r"|(?:(?-u:\b)|%[0-9A-Fa-f]{2})eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
         )
     }
 
@@ -70,6 +75,12 @@ impl Recognizer for SecretRecognizer {
     /// older `AWSAccessKeyId=AKIA…`) is not a secret: the id is public by design and the URL grants
     /// access to one object for a while, which is why it is handed to a provider to fetch an image.
     fn confirm(&self, text: &str, span: Range<usize>) -> Option<Confirmed> {
+        // The URL escape a token may follow is not part of it.
+        let span = if text.as_bytes().get(span.start) == Some(&b'%') {
+            span.start + 3..span.end
+        } else {
+            span
+        };
         let candidate = text.get(span.clone())?;
         if !self.validate(candidate) {
             return None;
@@ -134,6 +145,39 @@ fn jwt_header_ok(candidate: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values `text` holds, as the scanner finds them.
+    fn found(text: &str) -> Vec<&str> {
+        let scanner = crate::scanner::Scanner::new(&PiiKind::BUILT_IN, &[]).expect("scanner");
+        scanner
+            .scan(text)
+            .into_iter()
+            .map(|f| &text[f.span])
+            .collect()
+    }
+
+    #[test]
+    fn tokens_after_a_url_escape_or_glued_prefixed_keys_are_found_without_the_glue() {
+        let key = "sk-proj-Xa9dK2LmQ7vB3nR8tY1wZ5cF6gH0jP4sU";
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLWJ5dGVz";
+        for text in [
+            format!("GET /v1?api_key%3D{key}&x=1"),
+            format!("Authorization%3A%20Bearer%20{key}"),
+            format!("see example.com{key} now"),
+            format!("token%3D{jwt}"),
+        ] {
+            let want = if text.contains(jwt) { jwt } else { key };
+            assert_eq!(found(&text), vec![want], "{text}");
+        }
+        assert_eq!(
+            found("id%3DAKIAIOSFODNN7EXAMPLE"),
+            vec!["AKIAIOSFODNN7EXAMPLE"]
+        );
+        // A presigned URL's credential is still its public half, escaped or not.
+        assert!(found("X-Amz-Credential%3DAKIAIOSFODNN7EXAMPLE%2F2026").is_empty());
+        // Only the prefixed keys are found glued to a word: a plain `sk-` inside one is a word.
+        assert!(found("the task-Xa9dK2LmQ7vB3nR8tY1wZ5cF6gH0jP4sU list").is_empty());
+    }
 
     #[test]
     fn real_looking_keys_pass_and_placeholders_fail() {

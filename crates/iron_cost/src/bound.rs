@@ -6,7 +6,8 @@
 //! - byte-level BPE tokenizers (OpenAI, Anthropic) never give a token less than one byte, so the
 //!   UTF-8 bytes of every text a request sends bound its text tokens;
 //! - an image costs at most [`IMAGE_TOKENS`] tokens at any size or detail
-//!   ([`GPT_4O_MINI_IMAGE_TOKENS`] on gpt-4o-mini, which counts image tokens ~33× higher);
+//!   ([`GPT_4O_MINI_IMAGE_TOKENS`] on gpt-4o-mini, which counts image tokens ~33× higher;
+//!   [`HIGH_RES_IMAGE_TOKENS`] on Claude Opus 4.7 and later, which read larger images);
 //! - an audio clip costs at most one token per [`AUDIO_BYTES_PER_TOKEN`] bytes of it, or for a PCM
 //!   WAV clip [`WAV_AUDIO_TOKENS_PER_SECOND`] per second of the duration its header gives, and
 //!   those tokens are held at the audio input rate;
@@ -19,8 +20,13 @@ use crate::price::ModelPrice;
 use serde_json::Value;
 
 /// Upper bound on one image's input tokens: OpenAI's patch models reach ~3,800 at the largest
-/// detail, tiled models 1,445, Anthropic ~1,600.
+/// detail, tiled models 1,445, Anthropic ~1,600 before Claude Opus 4.7.
 pub const IMAGE_TOKENS: u64 = 4_096;
+/// One image's input tokens at most on Claude Opus 4.7 and later, which read images up to 2,576
+/// pixels on the long edge and ~3.75 megapixels, a visual token per 28 × 28 patch after padding
+/// each side to a multiple of 28: at most 3.75M / 784 + (2,576 + 1,456) / 28 + 1 ≈ 4,928 tokens
+/// (the older rule of width × height / 750 gives 5,000 for the same pixels).
+pub const HIGH_RES_IMAGE_TOKENS: u64 = 5_000;
 /// One image's input tokens at most for `gpt-4o-mini`, which OpenAI bills at 2,833 tokens per
 /// image plus 5,667 per 512-pixel tile (its image prices equal gpt-4o's at a ~33× lower token
 /// rate); a high-detail image is at most 8 tiles (2048 × 768 after scaling).
@@ -31,6 +37,12 @@ pub const GPT_4O_MINI_IMAGE_TOKENS: u64 = 2_833 + 8 * 5_667;
 fn image_tokens(price: Option<&ModelPrice>) -> u64 {
     match price {
         Some(p) if base_model(&p.id).starts_with("gpt-4o-mini") => GPT_4O_MINI_IMAGE_TOKENS,
+        Some(p)
+            if p.provider == crate::Provider::Anthropic
+                && crate::geo::model_version(&p.id).is_some_and(|v| v >= (4, 7)) =>
+        {
+            HIGH_RES_IMAGE_TOKENS
+        }
         _ => IMAGE_TOKENS,
     }
 }

@@ -508,3 +508,35 @@ fn anthropic_tools_add_the_tool_use_system_prompt_anthropic_bills() {
         without + 2
     );
 }
+
+/// Claude Opus 4.7 and later read images up to ~3.75 megapixels (up to ~4,900 visual tokens);
+/// earlier Claude models downscale to ~1,600 tokens, within the general bound.
+#[test]
+fn claude_opus_4_7_and_later_get_the_high_resolution_image_bound() {
+    let two = json!({"messages":[{"role":"user","content":[
+        {"type":"image","source":{"type":"url","url":"https://x/a.png"}},
+        {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBO"}}]}]});
+    let bound = |model: &str| {
+        let p = Catalog::builtin().price(model).expect(model);
+        input_token_bound(&two, ApiKind::AnthropicMessages, Some(p))
+    };
+    for model in [
+        "claude-opus-4-7",
+        "claude-opus-4-8",
+        "claude-opus-5",
+        "claude-fable-5-1",
+    ] {
+        let b = bound(model);
+        assert!(
+            (2 * HIGH_RES_IMAGE_TOKENS..2 * HIGH_RES_IMAGE_TOKENS + 100).contains(&b),
+            "{model}: {b}"
+        );
+    }
+    for model in ["claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5"] {
+        let b = bound(model);
+        assert!(
+            (2 * IMAGE_TOKENS..2 * IMAGE_TOKENS + 100).contains(&b),
+            "{model}: {b}"
+        );
+    }
+}

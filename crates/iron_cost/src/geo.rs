@@ -30,7 +30,7 @@ pub fn us_only_uplift_applies(price: &ModelPrice) -> bool {
 /// `(major, minor)` of an Anthropic model id of the current naming: `claude-opus-4-6` is (4, 6),
 /// `claude-opus-5` and `claude-opus-4-20250514` are (5, 0) and (4, 0); a snapshot date (eight
 /// digits) is not a minor version.
-fn model_version(id: &str) -> Option<(u32, u32)> {
+pub(crate) fn model_version(id: &str) -> Option<(u32, u32)> {
     let mut parts = id.strip_prefix("claude-")?.split(['-', '.']);
     let family = parts.next()?;
     if family.is_empty() || !family.bytes().all(|b| b.is_ascii_lowercase()) {

@@ -160,6 +160,8 @@ const LITELLM_AUDIO_KEYS = {
   output_cost_per_audio_token: 'output_audio',
 };
 const SERVICE_TIERS = ['priority', 'flex'];
+// Multipliers of a model's rates on OpenAI's regional (data-residency) endpoints.
+const REGIONAL_KEYS = ['regional_processing_uplift_multiplier_us', 'regional_processing_uplift_multiplier_eu'];
 const SNAPSHOT_SUFFIX = /-(\d{4}-\d{2}-\d{2}|\d{8})$/;
 
 /** USD per token -> integer pico-USD per token. */
@@ -183,7 +185,7 @@ function addLitellm(models, map, warnings) {
     if (e.provider !== 'openai') continue;
     for (const n of [id, ...(e.aliases ?? [])]) names.set(n, id);
   }
-  const interesting = (v) => Object.keys(v).some((k) => SERVICE_TIERS.some((t) => k.endsWith(`_${t}`)) || k in LITELLM_AUDIO_KEYS);
+  const interesting = (v) => Object.keys(v).some((k) => SERVICE_TIERS.some((t) => k.endsWith(`_${t}`)) || k in LITELLM_AUDIO_KEYS || REGIONAL_KEYS.includes(k));
   const byModel = new Map();
   for (const [key, v] of Object.entries(map)) {
     if (!v || typeof v !== 'object' || v.litellm_provider !== 'openai' || !interesting(v)) continue;
@@ -227,6 +229,14 @@ function addLitellm(models, map, warnings) {
         else t.long_context = { above_input_tokens: e.long_context.above_input_tokens, ...long };
       }
       e[tier] = t;
+    }
+    // OpenAI's data-residency endpoints (`us.api.openai.com`, `eu.api.openai.com`, …) charge a
+    // surcharge on the models that list one; kept as whole percent (the highest region's).
+    const uplifts = entries.flatMap(([, v]) => REGIONAL_KEYS.map((k) => v[k])).filter((m) => typeof m === 'number' && m > 1);
+    if (uplifts.length) {
+      const percent = Math.round((Math.max(...uplifts) - 1) * 100);
+      if (uplifts.some((m) => Math.round((m - 1) * 100) !== percent)) warnings.push(`${id}: litellm regional uplifts differ (${uplifts.join(', ')}); the highest is kept`);
+      e.regional_uplift_percent = percent;
     }
   }
 }
@@ -372,7 +382,7 @@ async function main() {
   addLitellm(models, litellm.map, warnings);
   const doc = {
     source: version,
-    second_source: `litellm@${litellm.version} (${LITELLM_MAP}): OpenAI priority and flex rates, audio rates the first source lacks`,
+    second_source: `litellm@${litellm.version} (${LITELLM_MAP}): OpenAI priority and flex rates, audio rates the first source lacks, data-residency surcharges`,
     prices_as_of: date,
     unit: 'pico-USD per token (USD per 1M tokens x 1e6); web_search: pico-USD per search (USD per 1k searches x 1e9)',
     models,

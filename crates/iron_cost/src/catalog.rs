@@ -127,6 +127,7 @@ impl Catalog {
                 web_search: None,
                 max_output_tokens: o.max_output_tokens,
                 context_window: None,
+                regional_uplift_percent: None,
             });
             out.overrides.insert(name, out.models.len() - 1);
         }
@@ -238,6 +239,17 @@ fn parse_model(id: &str, e: &Map<String, Value>) -> Result<ParsedModel, String> 
         },
         max_output_tokens: e.get("max_output_tokens").and_then(Value::as_u64),
         context_window: e.get("context_window").and_then(Value::as_u64),
+        regional_uplift_percent: match e.get("regional_uplift_percent") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|&p| p <= 100)
+                    .map(|p| p as u32)
+                    .ok_or_else(|| {
+                        format!("model {id}: regional_uplift_percent must be a whole percent from 0 to 100, got {v}")
+                    })?,
+            ),
+        },
     };
     Ok((price, strings(e.get("aliases")), strings(e.get("prefixes"))))
 }

@@ -150,6 +150,8 @@ fn malformed_data_files_are_errors_not_panics() {
         "{\"models\":{\"a\":{\"provider\":\"x\",\"input\":1}}}",
         "{\"models\":{\"a\":{\"provider\":\"openai\",\"input\":-1}}}",
         "{\"models\":{\"a\":{\"provider\":\"openai\"}}}",
+        "{\"models\":{\"a\":{\"provider\":\"openai\",\"input\":1,\"regional_uplift_percent\":150}}}",
+        "{\"models\":{\"a\":{\"provider\":\"openai\",\"input\":1,\"regional_uplift_percent\":1.1}}}",
     ] {
         assert!(Catalog::from_json(text).is_err(), "{text}");
     }

@@ -159,6 +159,7 @@ fn rounding_happens_once_per_call_not_per_term() {
         web_search: None,
         max_output_tokens: None,
         context_window: None,
+        regional_uplift_percent: None,
     };
     // 1 + 1 + 1 tokens × 0.4 µ$ = 1.2 µ$ -> 2 µ$ (per-term rounding would give 3)
     let u = Usage {
@@ -206,4 +207,36 @@ fn us_only_inference_is_billed_a_tenth_more_on_the_models_that_charge_it() {
         cost_micros(price("claude-opus-4-6"), Provider::Anthropic, &u),
         33_100
     );
+}
+
+/// On OpenAI's data-residency endpoints the models the data lists a surcharge for cost 10% more
+/// at every tier and input size; the search fee does not change.
+#[test]
+fn a_regional_price_raises_every_tier_by_the_listed_surcharge() {
+    let p = price("gpt-5.4");
+    assert_eq!(p.regional_uplift_percent, Some(10));
+    let r = p.on_regional_endpoint();
+    let up = |x: u64| x * 11 / 10;
+    assert_eq!(r.rates.input, up(p.rates.input));
+    assert_eq!(r.rates.cached_input, up(p.rates.cached_input));
+    assert_eq!(r.rates.output, up(p.rates.output));
+    let (lc, rlc) = (p.long_context.unwrap(), r.long_context.unwrap());
+    assert_eq!(rlc.above_input_tokens, lc.above_input_tokens);
+    assert_eq!(rlc.rates.input, up(lc.rates.input));
+    assert_eq!(
+        r.priority.unwrap().rates.output,
+        up(p.priority.unwrap().rates.output)
+    );
+    assert_eq!(r.flex.unwrap().rates.input, up(p.flex.unwrap().rates.input));
+    assert_eq!(r.web_search, p.web_search);
+    let u = Usage {
+        input_tokens: 1000,
+        output_tokens: 1000,
+        ..Usage::default()
+    };
+    // 1000 × $2.50 + 1000 × $15 (per 1M) = 17,500 µ$; 19,250 on a regional endpoint.
+    assert_eq!(cost_micros(p, Provider::OpenAi, &u), 17_500);
+    assert_eq!(cost_micros(&r, Provider::OpenAi, &u), 19_250);
+    // Models without a surcharge are unchanged.
+    assert_eq!(price("gpt-4o").on_regional_endpoint(), *price("gpt-4o"));
 }

@@ -54,6 +54,23 @@ pub fn may_run_us_only(body: &Value, kind: ApiKind) -> bool {
         && body.get("inference_geo").and_then(Value::as_str) != Some("global")
 }
 
+/// Whether `host` (`host` or `host:port`) is one of OpenAI's data-residency endpoints
+/// (`us.api.openai.com`, `eu.api.openai.com`, `jp.api.openai.com`, …), which charge the models
+/// that list a surcharge ([`crate::ModelPrice::regional_uplift_percent`]) that much more.
+pub fn is_openai_data_residency_host(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    });
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.strip_suffix(".api.openai.com").is_some_and(|region| {
+        (2..=3).contains(&region.len()) && region.bytes().all(|b| b.is_ascii_lowercase())
+    })
+}
+
 /// `pico` at the US-only rate, rounded up.
 pub(crate) fn uplift(pico: u128) -> u128 {
     pico.saturating_mul(UPLIFT_NUM).div_ceil(UPLIFT_DEN)
@@ -115,6 +132,27 @@ mod tests {
         assert!(!may_run_us_only(&json!({"inference_geo": "global"}), k));
         // OpenAI requests have no such parameter.
         assert!(!may_run_us_only(&json!({}), ApiKind::OpenAiChat));
+    }
+
+    #[test]
+    fn openai_data_residency_hosts_are_told_from_the_global_one() {
+        for host in [
+            "eu.api.openai.com",
+            "US.api.openai.com",
+            "jp.api.openai.com:443",
+        ] {
+            assert!(is_openai_data_residency_host(host), "{host}");
+        }
+        for host in [
+            "api.openai.com",
+            "api.openai.com:443",
+            "eu.api.openai.com.evil.test",
+            "my-proxy.api.openai.com",
+            "127.0.0.1:8080",
+            "api.anthropic.com",
+        ] {
+            assert!(!is_openai_data_residency_host(host), "{host}");
+        }
     }
 
     #[test]

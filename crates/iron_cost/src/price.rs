@@ -190,9 +190,60 @@ pub struct ModelPrice {
     pub max_output_tokens: Option<u64>,
     /// Context window in tokens, if known.
     pub context_window: Option<u64>,
+    /// Surcharge in percent on every token rate when the call goes to one of OpenAI's
+    /// data-residency endpoints (`eu.api.openai.com`, …), if the data lists one.
+    pub regional_uplift_percent: Option<u32>,
+}
+
+impl TokenRates {
+    /// Every rate raised by `percent`, rounded up to a whole pico-USD.
+    fn raised(&self, percent: u32) -> TokenRates {
+        let up = |r: PicoUsd| {
+            let scaled = u128::from(r) * u128::from(100 + percent);
+            PicoUsd::try_from(scaled.div_ceil(100)).unwrap_or(PicoUsd::MAX)
+        };
+        TokenRates {
+            input: up(self.input),
+            cached_input: up(self.cached_input),
+            cache_write_5m: up(self.cache_write_5m),
+            cache_write_1h: up(self.cache_write_1h),
+            output: up(self.output),
+            input_audio: up(self.input_audio),
+            cached_input_audio: up(self.cached_input_audio),
+            output_audio: up(self.output_audio),
+        }
+    }
 }
 
 impl ModelPrice {
+    /// The price of a call sent to one of OpenAI's data-residency endpoints: every token rate (of
+    /// every tier) raised by the model's [`ModelPrice::regional_uplift_percent`]; the same price
+    /// when it lists none. Search fees are unchanged.
+    pub fn on_regional_endpoint(&self) -> ModelPrice {
+        let Some(percent) = self.regional_uplift_percent.filter(|&p| p > 0) else {
+            return self.clone();
+        };
+        let long = |t: &Option<LongContextTier>| {
+            t.map(|t| LongContextTier {
+                above_input_tokens: t.above_input_tokens,
+                rates: t.rates.raised(percent),
+            })
+        };
+        let tier = |t: &Option<TierPrice>| {
+            t.map(|t| TierPrice {
+                rates: t.rates.raised(percent),
+                long_context: long(&t.long_context),
+            })
+        };
+        ModelPrice {
+            rates: self.rates.raised(percent),
+            long_context: long(&self.long_context),
+            priority: tier(&self.priority),
+            flex: tier(&self.flex),
+            ..self.clone()
+        }
+    }
+
     /// The rates that apply to a request with `total_input_tokens` input tokens of all kinds.
     pub fn rates_for(&self, total_input_tokens: u64) -> &TokenRates {
         match &self.long_context {
@@ -383,6 +434,7 @@ mod tests {
             web_search: None,
             max_output_tokens: None,
             context_window: None,
+            regional_uplift_percent: None,
         };
         assert_eq!(p.rates_for(200_000).input, 1);
         assert_eq!(p.rates_for(200_001).input, 2);

@@ -62,13 +62,13 @@ pub(crate) fn reserve_budget(
     doc: Option<&serde_json::Value>,
     body: &Bytes,
     shape: Provider,
+    upstream_host: &str,
 ) -> Result<BudgetHold, Denial> {
     let cost = &shared.policies.cost;
     let price = info
         .model
         .as_deref()
-        .and_then(|m| cost.price(provider, m))
-        .cloned();
+        .and_then(|m| cost.call_price(provider, m, upstream_host));
     let mut hold = BudgetHold {
         price,
         reservation: None,

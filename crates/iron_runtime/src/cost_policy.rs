@@ -222,6 +222,23 @@ impl CostPolicy {
         self.catalog.price_for(cost_provider(provider), model)
     }
 
+    /// The price a call of `model` is held and charged at when sent to `upstream_host`: on one of
+    /// OpenAI's data-residency endpoints (`eu.api.openai.com`, …) with the surcharge the data lists
+    /// for the model (see [`ModelPrice::on_regional_endpoint`]).
+    pub fn call_price(
+        &self,
+        provider: Provider,
+        model: &str,
+        upstream_host: &str,
+    ) -> Option<ModelPrice> {
+        let price = self.price(provider, model)?;
+        if provider == Provider::OpenAi && iron_cost::is_openai_data_residency_host(upstream_host) {
+            Some(price.on_regional_endpoint())
+        } else {
+            Some(price.clone())
+        }
+    }
+
     /// True the first time `model` is named here: a call of it was recorded at $0 because it has
     /// no price (a budget refuses such calls, or charges them `unknownModel`'s flat cost).
     pub(crate) fn first_unpriced(&self, model: &str) -> bool {
@@ -296,5 +313,33 @@ impl CostPolicy {
         if !t.is_empty() {
             self.report(t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_residency_endpoint_raises_the_price_of_the_models_that_list_a_surcharge() {
+        let cost = CostPolicy::from_options(None, None, None, None, None, EventBus::new(16))
+            .expect("policy");
+        let at = |model: &str, host: &str| {
+            cost.call_price(Provider::OpenAi, model, host)
+                .expect(model)
+                .rates
+        };
+        let global = at("gpt-5.4", "api.openai.com");
+        let eu = at("gpt-5.4", "eu.api.openai.com");
+        // gpt-5.4: $2.50 in, $15 out per 1M tokens; 10% more on a data-residency endpoint.
+        assert_eq!((global.input, global.output), (2_500_000, 15_000_000));
+        assert_eq!((eu.input, eu.output), (2_750_000, 16_500_000));
+        assert_eq!(at("gpt-5.4", "us.api.openai.com:443"), eu);
+        // A model without a surcharge, and any other host, keep the standard price.
+        assert_eq!(
+            at("gpt-4o", "eu.api.openai.com"),
+            at("gpt-4o", "api.openai.com")
+        );
+        assert_eq!(at("gpt-5.4", "127.0.0.1:8080"), global);
     }
 }

@@ -385,6 +385,7 @@ async fn proxy(
         doc.as_ref(),
         &body,
         shape,
+        &key.host,
     )?;
     if hold.persisted {
         // Strict persistence: the hold is on disk before the provider gets the call, as durably as

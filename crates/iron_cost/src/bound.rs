@@ -7,7 +7,8 @@
 //!   UTF-8 bytes of every text a request sends bound its text tokens;
 //! - an image costs at most [`IMAGE_TOKENS`] tokens at any size or detail
 //!   ([`GPT_4O_MINI_IMAGE_TOKENS`] on gpt-4o-mini, which counts image tokens ~33× higher;
-//!   [`HIGH_RES_IMAGE_TOKENS`] on Claude Opus 4.7 and later, which read larger images);
+//!   [`HIGH_RES_IMAGE_TOKENS`] on Claude Opus 4.7 and later, which read larger images;
+//!   [`ORIGINAL_DETAIL_IMAGE_TOKENS`] for an OpenAI image sent with `detail: "original"`);
 //! - an audio clip costs at most one token per [`AUDIO_BYTES_PER_TOKEN`] bytes of it, or for a PCM
 //!   WAV clip [`WAV_AUDIO_TOKENS_PER_SECOND`] per second of the duration its header gives, and
 //!   those tokens are held at the audio input rate;
@@ -27,6 +28,10 @@ pub const IMAGE_TOKENS: u64 = 4_096;
 /// each side to a multiple of 28: at most 3.75M / 784 + (2,576 + 1,456) / 28 + 1 ≈ 4,928 tokens
 /// (the older rule of width × height / 750 gives 5,000 for the same pixels).
 pub const HIGH_RES_IMAGE_TOKENS: u64 = 5_000;
+/// One image's input tokens at most with OpenAI's `detail: "original"`: up to 10,000 patches of
+/// 32 × 32 pixels, times the model's patch multiplier, of which the largest OpenAI lists is
+/// 2.46 (gpt-4.1-nano): 25,000.
+pub const ORIGINAL_DETAIL_IMAGE_TOKENS: u64 = 25_000;
 /// One image's input tokens at most for `gpt-4o-mini`, which OpenAI bills at 2,833 tokens per
 /// image plus 5,667 per 512-pixel tile (its image prices equal gpt-4o's at a ~33× lower token
 /// rate); a high-detail image is at most 8 tiles (2048 × 768 after scaling).
@@ -492,8 +497,18 @@ impl Walk {
         }
         // Images: OpenAI chat `image_url`, Responses `input_image`, Anthropic `image`.
         if matches!(ty, "image_url" | "input_image" | "image") {
-            self.tokens = self.tokens.saturating_add(self.image_tokens);
-            self.images = self.images.saturating_add(self.image_tokens);
+            // OpenAI's `detail: "original"` (chat: inside `image_url`) reads far larger images.
+            let detail = map
+                .get("detail")
+                .or_else(|| map.get("image_url").and_then(|u| u.get("detail")))
+                .and_then(Value::as_str);
+            let tokens = if detail == Some("original") {
+                self.image_tokens.max(ORIGINAL_DETAIL_IMAGE_TOKENS)
+            } else {
+                self.image_tokens
+            };
+            self.tokens = self.tokens.saturating_add(tokens);
+            self.images = self.images.saturating_add(tokens);
             return true;
         }
         // Files and documents (PDF pages are text plus an image each): by reference or inline,

@@ -540,3 +540,28 @@ fn claude_opus_4_7_and_later_get_the_high_resolution_image_bound() {
         );
     }
 }
+
+/// An OpenAI image sent with `detail: "original"` can bill up to 10,000 patches times the model's
+/// multiplier: held at [`ORIGINAL_DETAIL_IMAGE_TOKENS`], in chat and in Responses.
+#[test]
+fn an_original_detail_image_is_held_at_the_original_detail_bound() {
+    let gpt54 = Catalog::builtin().price("gpt-5.4");
+    let chat_image = chat(
+        json!([{"type":"image_url","image_url":{"url":"https://x/i.png","detail":"original"}}]),
+    );
+    let b = input_token_bound(&chat_image, ApiKind::OpenAiChat, gpt54);
+    assert!(
+        (ORIGINAL_DETAIL_IMAGE_TOKENS..ORIGINAL_DETAIL_IMAGE_TOKENS + 100).contains(&b),
+        "{b}"
+    );
+    let responses = json!({"model":"gpt-5.4","input":[{"role":"user","content":[
+        {"type":"input_image","image_url":"https://x/i.png","detail":"original"}]}]});
+    let b = input_token_bound(&responses, ApiKind::OpenAiResponses, gpt54);
+    assert!(b >= ORIGINAL_DETAIL_IMAGE_TOKENS, "{b}");
+    // `high` keeps the general bound; gpt-4o-mini's own is larger than the original one.
+    let high =
+        chat(json!([{"type":"image_url","image_url":{"url":"https://x/i.png","detail":"high"}}]));
+    assert!(input_token_bound(&high, ApiKind::OpenAiChat, gpt54) < ORIGINAL_DETAIL_IMAGE_TOKENS);
+    let mini = Catalog::builtin().price("gpt-4o-mini");
+    assert!(input_token_bound(&chat_image, ApiKind::OpenAiChat, mini) >= GPT_4O_MINI_IMAGE_TOKENS);
+}

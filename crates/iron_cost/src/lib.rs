@@ -33,7 +33,7 @@ pub use bound::{
     audio_output, extra_output_bound, input_bound, input_token_bound, is_chat_search_model,
     searches_per_call, unmetered, InputBound, Unmetered, AUDIO_BYTES_PER_TOKEN,
     FALLBACK_CONTEXT_TOKENS, GPT_4O_MINI_IMAGE_TOKENS, HIGH_RES_IMAGE_TOKENS, IMAGE_TOKENS,
-    WAV_AUDIO_TOKENS_PER_SECOND,
+    ORIGINAL_DETAIL_IMAGE_TOKENS, WAV_AUDIO_TOKENS_PER_SECOND,
 };
 pub use budget::{
     format_usd, BudgetDenied, BudgetLedger, BudgetStatus, BudgetThreshold, Reservation,

@@ -66,7 +66,14 @@ pub fn host_is_local(host: &str, port: u16) -> bool {
 /// queue. `stats()` counts every one; each carries a request id as any refusal.
 pub fn refuse(shared: &Shared, d: Denial) -> Response<Body> {
     let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+    refuse_untrusted(shared, id, d, || {})
+}
+
+/// [`refuse`] for request `id`, running `log` with the event: also for a request with a wrong or
+/// missing token, which anyone on the machine can send as fast.
+pub fn refuse_untrusted(shared: &Shared, id: u64, d: Denial, log: impl FnOnce()) -> Response<Body> {
     if shared.refusals.pass(d.reason, Duration::from_secs(1)) {
+        log();
         return crate::pipeline::deny(shared, id, d);
     }
     shared.stats.on_blocked(d.reason);

@@ -103,17 +103,19 @@ async fn proxy_and_account(
     match proxy(&shared, req, id, &mut seen).await {
         Ok(resp) => resp,
         Err(d) if seen.charged.is_some() => answer_unanswered(&shared, id, &seen, d, started),
-        Err(mut d) => {
-            if d.reason == "auth" {
-                tracing::warn!(target: "iron_cage", peer = %peer.ip(), "request with a wrong or missing Iron Cage token");
-                if let Some(wait) = shared.auth_limit.on_failure(peer.ip()) {
-                    d = Denial::new(RouterError::too_many_auth_failures(wait), d.shape, "auth");
-                }
-            } else {
-                // A request without the token costs no disk (anyone on the machine can send
-                // them); `stats().blockedByReason.auth` and the metrics count them.
-                record_denial(&shared, id, &seen, &d, started);
+        // A request without the token costs no disk (anyone on the machine can send them);
+        // `stats().blockedByReason.auth` and the metrics count them. Their log line and `blocked`
+        // event come at most once a second, so a loop of them cannot crowd real events out.
+        Err(mut d) if d.reason == "auth" => {
+            if let Some(wait) = shared.auth_limit.on_failure(peer.ip()) {
+                d = Denial::new(RouterError::too_many_auth_failures(wait), d.shape, "auth");
             }
+            crate::accept::refuse_untrusted(&shared, id, d, || {
+                tracing::warn!(target: "iron_cage", peer = %peer.ip(), "request with a wrong or missing Iron Cage token");
+            })
+        }
+        Err(d) => {
+            record_denial(&shared, id, &seen, &d, started);
             deny(&shared, id, d)
         }
     }

@@ -418,6 +418,7 @@ async fn requests_without_the_token_leave_no_ledger_row() {
             iron_runtime::Router::start_json(&static_opts(&up, &db, json!({ "agentId": "a" })))
                 .expect("starts");
         let url = format!("{}/chat/completions", router.base_url());
+        let mut events = router.events().subscribe();
         let mut statuses = Vec::new();
         // More than the 20 failures a source may make: the last ones are 429s.
         for _ in 0..30 {
@@ -449,6 +450,15 @@ async fn requests_without_the_token_leave_no_ledger_row() {
         .await;
         let snap = router.shared().stats_snapshot();
         assert_eq!(snap.blocked_by_reason.get("auth"), Some(&30));
+        // Anyone on the machine can send them in a loop: their `blocked` events come at most once
+        // a second (the 30 took well under 30 s), so they cannot crowd real events out.
+        let mut auth_events = 0;
+        while let Some(ev) = events.try_recv() {
+            if let iron_runtime::RouterEvent::Blocked { reason, .. } = &**ev {
+                auth_events += usize::from(reason == "auth");
+            }
+        }
+        assert!((1..=3).contains(&auth_events), "{auth_events} auth events");
         router.stop().await;
 
         let store = Store::open(StoreConfig::at_path(&db)).expect("reopen");

@@ -36,6 +36,8 @@ export interface RouterStats {
   cacheWriteTokens: number
   reasoningTokens: number
   costUsd: number
+  /** Per model, by the name requests gave: the first 1,023 names; further ones, and names over
+   * 256 bytes, add up under `'(other)'`. */
   byModel: Record<string, ModelStats>
   lastModel: string | null
   eventsDropped: number

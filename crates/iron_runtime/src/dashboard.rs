@@ -37,7 +37,7 @@ fn to_message(shared: &Shared, ev: &RouterEvent) -> Vec<serde_json::Value> {
                               "input_tokens": tokens.input, "output_tokens": tokens.output, "cost_usd": cost_usd, "status": status } }),
             json!({ "type": "STATE_UPDATE", "timestamp": ts, "agent_id": agent, "state": "running",
                     "data": { "budget_spent": spent, "budget_limit": limit,
-                              "requests": shared.stats.snapshot().requests } }),
+                              "requests": shared.stats.requests() } }),
         ],
         RouterEvent::Budget {
             level,

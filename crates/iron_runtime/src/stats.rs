@@ -54,6 +54,14 @@ pub struct LedgerStats {
     pub failed: u64,
 }
 
+/// Most models `by_model` lists; calls of further models add up under [`OTHER_MODELS`].
+pub const MAX_MODELS: usize = 1_024;
+/// Longest model name `by_model` keeps (real ones are under 100 bytes).
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+/// The `by_model` entry of the models past [`MAX_MODELS`] and of names over
+/// [`MAX_MODEL_NAME_BYTES`].
+pub const OTHER_MODELS: &str = "(other)";
+
 /// Thread-safe counters; the lock is held only for a few additions.
 #[derive(Default)]
 pub struct Stats {
@@ -101,7 +109,14 @@ impl Stats {
             s.cache_write_tokens = s.cache_write_tokens.saturating_add(m.cache_write_tokens);
             s.reasoning_tokens = s.reasoning_tokens.saturating_add(m.reasoning_tokens);
             s.cost_micros = s.cost_micros.saturating_add(m.cost_micros);
-            if let Some(model) = model {
+            if let Some(mut model) = model {
+                // The name is the request's: past a bound, and for names no model has, calls
+                // add up under one entry, so an agent naming models at random cannot grow this.
+                if model.len() > MAX_MODEL_NAME_BYTES
+                    || (!s.by_model.contains_key(model) && s.by_model.len() >= MAX_MODELS - 1)
+                {
+                    model = OTHER_MODELS;
+                }
                 // The model's name is copied only the first time it is seen (once per call cost
                 // two allocations under the lock).
                 if !s.by_model.contains_key(model) {
@@ -122,6 +137,11 @@ impl Stats {
                 }
             }
         }
+    }
+
+    /// Requests so far, without copying the rest.
+    pub fn requests(&self) -> u64 {
+        self.inner.lock().map(|s| s.requests).unwrap_or_default()
     }
 
     /// A copy of the counters.
@@ -157,5 +177,32 @@ mod tests {
         assert_eq!(s.last_model.as_deref(), Some("gpt-4o-mini"));
         stats.on_settled(Some("gpt-4o"), true, &call(1));
         assert_eq!(stats.snapshot().last_model.as_deref(), Some("gpt-4o"));
+    }
+
+    #[test]
+    fn model_names_past_the_bound_add_up_under_one_entry() {
+        let stats = Stats::default();
+        let call = ModelStats {
+            cost_micros: 1,
+            ..Default::default()
+        };
+        for i in 0..3 * MAX_MODELS {
+            stats.on_settled(Some(&format!("random-model-{i}")), false, &call);
+        }
+        stats.on_settled(Some(&"x".repeat(MAX_MODEL_NAME_BYTES + 1)), false, &call);
+        // A model seen before the bound keeps its own entry.
+        stats.on_settled(Some("random-model-0"), false, &call);
+        let s = stats.snapshot();
+        assert_eq!(s.by_model.len(), MAX_MODELS);
+        assert_eq!(s.by_model["random-model-0"].requests, 2);
+        assert_eq!(
+            s.by_model[OTHER_MODELS].requests,
+            (3 * MAX_MODELS - (MAX_MODELS - 1) + 1) as u64
+        );
+        assert_eq!(
+            s.by_model.values().map(|m| m.cost_micros).sum::<u64>(),
+            s.cost_micros
+        );
+        assert_eq!(stats.requests(), 0);
     }
 }

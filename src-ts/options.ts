@@ -93,9 +93,9 @@ export interface LlmRouterOptions {
    *  charged at standard rates). */
   unmeteredCalls?: 'block' | 'allow' | undefined
   /** The service tier your OpenAI project runs requests at that ask for none or for 'auto'
-   *  ('default' unless the project's owner changed it in OpenAI's settings). With 'priority',
-   *  such requests are held at priority rates. Default 'default'. */
-  openaiProjectServiceTier?: 'default' | 'priority' | undefined
+   *  ('default' unless the project's owner changed it in OpenAI's settings). With 'priority' (or
+   *  'fast', its name since July 2026), such requests are held at priority rates. Default 'default'. */
+  openaiProjectServiceTier?: 'default' | 'priority' | 'fast' | undefined
   /** PII and secret policy per type and direction. Default: prompts block secrets and log the rest;
    *  answers redact secrets and log the rest. */
   safety?: SafetyOptions | undefined

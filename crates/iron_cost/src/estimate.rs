@@ -245,7 +245,7 @@ pub fn worst_case_micros_for(
         ServiceTier::Flex => Ok(at(ServiceTier::Standard)
             .unwrap_or(u64::MAX)
             .max(at(ServiceTier::Flex).unwrap_or(0))),
-        ServiceTier::Priority => at(ServiceTier::Priority).ok_or(Unmetered::ServiceTier {
+        ServiceTier::Priority | ServiceTier::Ultrafast => at(asked).ok_or(Unmetered::ServiceTier {
             tier: asked.as_str(),
             model: price.id.clone(),
         }),

@@ -367,3 +367,46 @@ fn a_request_that_may_run_us_only_is_held_at_the_us_only_rate() {
         held("claude-sonnet-4-5", Some("global"))
     );
 }
+
+/// OpenAI renamed priority processing Fast mode and accepts `service_tier: "fast"` for it: held
+/// at priority rates. `ultrafast` costs more at rates the data does not carry: not held.
+#[test]
+fn fast_is_priority_and_ultrafast_cannot_be_held() {
+    let c = Catalog::builtin();
+    let gpt5 = c.price("gpt-5").expect("priced");
+    let ask = |tier: &str| {
+        json!({"model":"gpt-5","max_completion_tokens":1000,"service_tier":tier,
+            "messages":[{"role":"user","content":"hi"}]})
+    };
+    let priority = worst_case_micros(&ask("priority"), ApiKind::OpenAiChat, gpt5);
+    assert_eq!(
+        worst_case_micros(&ask("fast"), ApiKind::OpenAiChat, gpt5),
+        priority
+    );
+    assert!(
+        priority.expect("held")
+            > worst_case_micros(&ask("default"), ApiKind::OpenAiChat, gpt5).expect("held")
+    );
+    assert_eq!(
+        worst_case_micros(&ask("ultrafast"), ApiKind::OpenAiChat, gpt5),
+        Err(Unmetered::ServiceTier {
+            tier: "ultrafast",
+            model: "gpt-5".into()
+        })
+    );
+    // An answer served at ultrafast is charged at least the priority rates.
+    let u = crate::Usage {
+        input_tokens: 1000,
+        output_tokens: 1000,
+        service_tier: ServiceTier::Ultrafast,
+        ..crate::Usage::default()
+    };
+    let at_priority = crate::Usage {
+        service_tier: ServiceTier::Priority,
+        ..u
+    };
+    assert_eq!(
+        crate::cost_micros(gpt5, crate::Provider::OpenAi, &u),
+        crate::cost_micros(gpt5, crate::Provider::OpenAi, &at_priority)
+    );
+}

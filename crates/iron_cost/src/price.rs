@@ -123,17 +123,22 @@ pub enum ServiceTier {
     Priority,
     /// Flex processing: about half of standard, slower.
     Flex,
+    /// Ultrafast mode (GPT-6 Astra, GPT-6.1 Sol): above priority, at rates the price data does
+    /// not carry.
+    Ultrafast,
 }
 
 impl ServiceTier {
-    /// The tier a `service_tier` value names (`priority`, `flex`, in any case and with spaces
-    /// around; anything else is standard).
+    /// The tier a `service_tier` value names (`priority` or its newer name `fast`, `flex`,
+    /// `ultrafast`, in any case and with spaces around; anything else is standard).
     pub fn parse(name: &str) -> ServiceTier {
         let name = name.trim();
-        if name.eq_ignore_ascii_case("priority") {
+        if name.eq_ignore_ascii_case("priority") || name.eq_ignore_ascii_case("fast") {
             ServiceTier::Priority
         } else if name.eq_ignore_ascii_case("flex") {
             ServiceTier::Flex
+        } else if name.eq_ignore_ascii_case("ultrafast") {
+            ServiceTier::Ultrafast
         } else {
             ServiceTier::Standard
         }
@@ -145,6 +150,7 @@ impl ServiceTier {
             ServiceTier::Standard => "default",
             ServiceTier::Priority => "priority",
             ServiceTier::Flex => "flex",
+            ServiceTier::Ultrafast => "ultrafast",
         }
     }
 }
@@ -264,6 +270,7 @@ impl ModelPrice {
             ServiceTier::Standard => return Some(self.rates_for(total_input_tokens)),
             ServiceTier::Priority => self.priority.as_ref()?,
             ServiceTier::Flex => self.flex.as_ref()?,
+            ServiceTier::Ultrafast => return None,
         };
         if let Some(lc) = &t.long_context {
             if total_input_tokens > lc.above_input_tokens {
@@ -281,6 +288,12 @@ impl ModelPrice {
     /// less: see the budget hold, which refuses to hold priority calls it has no rates for).
     pub fn billed_rates(&self, tier: ServiceTier, total_input_tokens: u64) -> &TokenRates {
         self.tier_rates_for(tier, total_input_tokens)
+            // Ultrafast costs more than priority: at least the priority rates where known.
+            .or_else(|| {
+                (tier == ServiceTier::Ultrafast)
+                    .then(|| self.tier_rates_for(ServiceTier::Priority, total_input_tokens))
+                    .flatten()
+            })
             .unwrap_or_else(|| self.rates_for(total_input_tokens))
     }
 }
@@ -397,6 +410,10 @@ mod tests {
             ("auto", ServiceTier::Standard),
             ("scale", ServiceTier::Standard),
             ("priority-ish", ServiceTier::Standard),
+            // Priority processing was renamed Fast mode; both names are accepted.
+            ("fast", ServiceTier::Priority),
+            ("Fast", ServiceTier::Priority),
+            ("ultrafast", ServiceTier::Ultrafast),
         ] {
             assert_eq!(ServiceTier::parse(name), tier, "{name:?}");
         }

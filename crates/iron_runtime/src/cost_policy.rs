@@ -206,11 +206,12 @@ impl CostPolicy {
     pub fn set_project_tier(&mut self, tier: Option<&str>) -> Result<(), ConfigError> {
         self.project_tier = match tier {
             None | Some("default") => iron_cost::ServiceTier::Standard,
-            Some("priority") => iron_cost::ServiceTier::Priority,
+            // Priority processing was renamed Fast mode; either name is accepted.
+            Some("priority" | "fast") => iron_cost::ServiceTier::Priority,
             Some(other) => {
                 return Err(cfg_err(
                     "openaiProjectServiceTier",
-                    format!("must be 'default' or 'priority' (the tier your OpenAI project runs requests at that ask for none or for 'auto'), got '{other}'"),
+                    format!("must be 'default', 'priority' or 'fast' (its newer name) (the tier your OpenAI project runs requests at that ask for none or for 'auto'), got '{other}'"),
                 ))
             }
         };

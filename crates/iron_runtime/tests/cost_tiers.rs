@@ -121,8 +121,10 @@ async fn a_priority_request_is_held_at_priority_rates() {
         // = 20,175 µ$ does not.
         // `auto` (the project's default tier, standard unless its owner changed it), `default`
         // and `flex` are held at standard rates.
+        // `fast` is priority's newer name (OpenAI accepts both).
         for (tier, status) in [
             ("priority", 402),
+            ("fast", 402),
             ("auto", 200),
             ("default", 200),
             ("flex", 200),

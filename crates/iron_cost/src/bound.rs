@@ -117,6 +117,10 @@ pub enum Unmetered {
     /// An Anthropic request for fast mode (`speed: "fast"`): billed at a premium over the
     /// standard rates (several times them) that the price data does not carry.
     FastMode,
+    /// An Anthropic request with server-side compaction (`context_management` edit
+    /// `compact_…`): its summary passes read the conversation and write a summary before the
+    /// answer, possibly several times, billing input and output the request does not bound.
+    Compaction,
 }
 
 impl std::fmt::Display for Unmetered {
@@ -127,6 +131,7 @@ impl std::fmt::Display for Unmetered {
             Unmetered::Background => write!(f, "it runs in the background (background: true), so its usage is reported later on another request"),
             Unmetered::ServiceTier { tier, model } => write!(f, "it asks for service_tier '{tier}', and Iron Cage's price data has no {tier} rates for {model} at this input size (the provider bills it above the standard rates)"),
             Unmetered::FastMode => write!(f, "it asks for Anthropic's fast mode (speed: 'fast'), which Anthropic bills at a premium over the standard rates, and Iron Cage's price data has no fast-mode rates; send it without speed: 'fast' to have it held at the standard rates"),
+            Unmetered::Compaction => write!(f, "it asks for Anthropic's server-side compaction (a context_management edit of type compact_…), whose summary passes read the conversation and write a summary before the answer, billing input and output the request does not bound"),
         }
     }
 }
@@ -153,6 +158,21 @@ pub fn unmetered(body: &Value, kind: ApiKind) -> Option<Unmetered> {
                 .is_some_and(|s| !s.is_null() && s.as_str() != Some("standard")) =>
         {
             return Some(Unmetered::FastMode);
+        }
+        ApiKind::AnthropicMessages
+            if body
+                .get("context_management")
+                .and_then(|c| c.get("edits"))
+                .and_then(Value::as_array)
+                .is_some_and(|edits| {
+                    edits.iter().any(|e| {
+                        e.get("type")
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| t.starts_with("compact"))
+                    })
+                }) =>
+        {
+            return Some(Unmetered::Compaction);
         }
         ApiKind::AnthropicMessages
             if body

@@ -565,3 +565,21 @@ fn an_original_detail_image_is_held_at_the_original_detail_bound() {
     let mini = Catalog::builtin().price("gpt-4o-mini");
     assert!(input_token_bound(&chat_image, ApiKind::OpenAiChat, mini) >= GPT_4O_MINI_IMAGE_TOKENS);
 }
+
+/// Server-side compaction bills summary passes the request does not bound: not held.
+#[test]
+fn anthropic_compaction_cannot_be_held() {
+    let a = ApiKind::AnthropicMessages;
+    let body = |ty: &str| {
+        json!({"model":"claude-opus-4-6","max_tokens":100,
+            "context_management":{"edits":[{"type":ty,"trigger":{"type":"input_tokens","value":150000}}]},
+            "messages":[{"role":"user","content":"hi"}]})
+    };
+    assert_eq!(
+        unmetered(&body("compact_20260112"), a),
+        Some(Unmetered::Compaction)
+    );
+    // Clearing old tool results only removes input: held as usual.
+    assert_eq!(unmetered(&body("clear_tool_uses_20250919"), a), None);
+    assert!(Unmetered::Compaction.to_string().contains("compact"));
+}

@@ -22,6 +22,49 @@ impl AnthropicCounters {
     /// Overwrites every field present (and numeric) in `usage`; absent or null fields keep
     /// their value. Values are cumulative, so later reports replace, never add.
     pub(crate) fn merge(&mut self, usage: &Value) {
+        self.merge_counts(usage);
+        if let Some(v) = count(usage, &["server_tool_use", "web_search_requests"]) {
+            self.web_searches = v;
+        }
+        if let Some(geo) = usage.get("inference_geo").and_then(Value::as_str) {
+            self.us_only = Some(geo == "us");
+        }
+        // Server-side compaction runs sampling passes of its own (a summary of the conversation,
+        // then the answer): the top-level counts are the last pass's, and the call bills the sum
+        // of `iterations`.
+        if let Some(passes) = usage
+            .get("iterations")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        {
+            let mut sum = AnthropicCounters::default();
+            for pass in passes {
+                let mut c = AnthropicCounters::default();
+                c.merge_counts(pass);
+                sum.input = sum.input.saturating_add(c.input);
+                sum.cache_read = sum.cache_read.saturating_add(c.cache_read);
+                sum.cache_creation = sum.cache_creation.saturating_add(c.cache_creation);
+                let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+                };
+                sum.ephemeral_5m = add(sum.ephemeral_5m, c.ephemeral_5m);
+                sum.ephemeral_1h = add(sum.ephemeral_1h, c.ephemeral_1h);
+                sum.output = sum.output.saturating_add(c.output);
+                sum.thinking = sum.thinking.saturating_add(c.thinking);
+            }
+            self.input = sum.input;
+            self.cache_read = sum.cache_read;
+            self.cache_creation = sum.cache_creation;
+            self.ephemeral_5m = sum.ephemeral_5m;
+            self.ephemeral_1h = sum.ephemeral_1h;
+            self.output = sum.output;
+            self.thinking = sum.thinking;
+        }
+    }
+
+    /// The token counts of one `usage` (or one pass of `iterations`), without the passes.
+    fn merge_counts(&mut self, usage: &Value) {
         let set = |slot: &mut u64, path: &[&str]| {
             if let Some(v) = count(usage, path) {
                 *slot = v;
@@ -35,13 +78,6 @@ impl AnthropicCounters {
             &mut self.thinking,
             &["output_tokens_details", "thinking_tokens"],
         );
-        set(
-            &mut self.web_searches,
-            &["server_tool_use", "web_search_requests"],
-        );
-        if let Some(geo) = usage.get("inference_geo").and_then(Value::as_str) {
-            self.us_only = Some(geo == "us");
-        }
         if let Some(v) = count(usage, &["cache_creation", "ephemeral_5m_input_tokens"]) {
             self.ephemeral_5m = Some(v);
         }
@@ -92,7 +128,13 @@ pub(crate) const MESSAGES_COUNTS: &[&[&str]] = &[
 
 /// True when an Anthropic `usage` (a response's, or a stream event's) can be priced: see `readable`.
 pub(crate) fn messages_usage_readable(usage: &Value) -> bool {
-    readable(usage, MESSAGES_COUNTS)
+    // Each compaction pass must be readable too: a pass priced as 0 tokens would undercharge.
+    let passes_readable = match usage.get("iterations") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(passes)) => passes.iter().all(|p| readable(p, MESSAGES_COUNTS)),
+        Some(_) => false,
+    };
+    passes_readable && readable(usage, MESSAGES_COUNTS)
 }
 
 /// The `usage` object of a Messages response (`None` when it cannot be read: not an object, no
@@ -188,5 +230,29 @@ mod tests {
     #[test]
     fn non_object_usage_is_none() {
         assert_eq!(messages_usage(&json!("12")), None);
+    }
+
+    /// Server-side compaction: the top-level usage is the answer's pass only; the call bills
+    /// every pass in `iterations` (the summary read the whole conversation).
+    #[test]
+    fn a_compacted_call_is_billed_the_sum_of_its_passes() {
+        let body = json!({"type":"message","content":[],"usage":{
+            "input_tokens":23000,"output_tokens":1000,
+            "iterations":[
+                {"type":"compaction","input_tokens":180000,"output_tokens":3500,"cache_read_input_tokens":1000},
+                {"type":"message","input_tokens":23000,"output_tokens":1000}]}});
+        let u = usage_from_response(ApiKind::AnthropicMessages, &body).expect("usage");
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cache_read_tokens),
+            (203_000, 4_500, 1_000)
+        );
+        // A pass whose count cannot be read makes the usage unreadable, not cheaper.
+        let odd = json!({"usage":{"input_tokens":1,"output_tokens":1,
+            "iterations":[{"type":"compaction","input_tokens":"lots","output_tokens":1}]}});
+        assert!(usage_from_response(ApiKind::AnthropicMessages, &odd).is_none());
+        // No passes: the top-level counts.
+        let plain = json!({"usage":{"input_tokens":5,"output_tokens":2,"iterations":[]}});
+        let u = usage_from_response(ApiKind::AnthropicMessages, &plain).expect("usage");
+        assert_eq!((u.input_tokens, u.output_tokens), (5, 2));
     }
 }

@@ -320,3 +320,19 @@ fn an_anthropic_stream_says_where_it_ran_in_message_start() {
     feed(&mut global, ANTHROPIC_STREAM);
     assert!(!global.finish(999).0.us_only);
 }
+
+#[test]
+fn a_compacted_stream_is_billed_the_passes_its_message_delta_lists() {
+    let mut acc = StreamUsage::new();
+    acc.observe(
+        Some("message_start"),
+        r#"{"type":"message_start","message":{"usage":{"input_tokens":23000,"output_tokens":1}}}"#,
+    );
+    acc.observe(
+        Some("message_delta"),
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1000,"iterations":[{"type":"compaction","input_tokens":180000,"output_tokens":3500},{"type":"message","input_tokens":23000,"output_tokens":1000}]}}"#,
+    );
+    let (u, estimated) = acc.finish(0);
+    assert!(!estimated);
+    assert_eq!((u.input_tokens, u.output_tokens), (203_000, 4_500));
+}

@@ -44,7 +44,7 @@ fn image_tokens(price: Option<&ModelPrice>) -> u64 {
         Some(p) if base_model(&p.id).starts_with("gpt-4o-mini") => GPT_4O_MINI_IMAGE_TOKENS,
         Some(p)
             if p.provider == crate::Provider::Anthropic
-                && crate::geo::model_version(&p.id).is_some_and(|v| v >= (4, 7)) =>
+                && crate::geo::claude_version(&p.id).is_some_and(|v| v >= (4, 7)) =>
         {
             HIGH_RES_IMAGE_TOKENS
         }

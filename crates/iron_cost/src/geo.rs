@@ -24,13 +24,13 @@ const FIRST_UPLIFTED: (u32, u32) = (4, 6);
 /// naming (`claude-3-7-sonnet`) and names of no known pattern are billed at the standard rates.
 pub fn us_only_uplift_applies(price: &ModelPrice) -> bool {
     price.provider == Provider::Anthropic
-        && model_version(&price.id).is_some_and(|v| v >= FIRST_UPLIFTED)
+        && claude_version(&price.id).is_some_and(|v| v >= FIRST_UPLIFTED)
 }
 
 /// `(major, minor)` of an Anthropic model id of the current naming: `claude-opus-4-6` is (4, 6),
 /// `claude-opus-5` and `claude-opus-4-20250514` are (5, 0) and (4, 0); a snapshot date (eight
 /// digits) is not a minor version.
-pub(crate) fn model_version(id: &str) -> Option<(u32, u32)> {
+pub fn claude_version(id: &str) -> Option<(u32, u32)> {
     let mut parts = id.strip_prefix("claude-")?.split(['-', '.']);
     let family = parts.next()?;
     if family.is_empty() || !family.bytes().all(|b| b.is_ascii_lowercase()) {
@@ -83,18 +83,18 @@ mod tests {
 
     #[test]
     fn versions_of_the_current_naming_are_read() {
-        assert_eq!(model_version("claude-opus-4-6"), Some((4, 6)));
-        assert_eq!(model_version("claude-sonnet-4-5"), Some((4, 5)));
-        assert_eq!(model_version("claude-opus-5"), Some((5, 0)));
-        assert_eq!(model_version("claude-haiku-5-5"), Some((5, 5)));
-        assert_eq!(model_version("claude-opus-4-20250514"), Some((4, 0)));
-        assert_eq!(model_version("claude-opus-4-6-20260205"), Some((4, 6)));
-        assert_eq!(model_version("claude-opus-4.6"), Some((4, 6)));
+        assert_eq!(claude_version("claude-opus-4-6"), Some((4, 6)));
+        assert_eq!(claude_version("claude-sonnet-4-5"), Some((4, 5)));
+        assert_eq!(claude_version("claude-opus-5"), Some((5, 0)));
+        assert_eq!(claude_version("claude-haiku-5-5"), Some((5, 5)));
+        assert_eq!(claude_version("claude-opus-4-20250514"), Some((4, 0)));
+        assert_eq!(claude_version("claude-opus-4-6-20260205"), Some((4, 6)));
+        assert_eq!(claude_version("claude-opus-4.6"), Some((4, 6)));
         // The older naming puts the version first; it predates US-only inference.
-        assert_eq!(model_version("claude-3-7-sonnet-latest"), None);
-        assert_eq!(model_version("claude-2"), None);
-        assert_eq!(model_version("claude-v1"), None);
-        assert_eq!(model_version("gpt-5.4"), None);
+        assert_eq!(claude_version("claude-3-7-sonnet-latest"), None);
+        assert_eq!(claude_version("claude-2"), None);
+        assert_eq!(claude_version("claude-v1"), None);
+        assert_eq!(claude_version("gpt-5.4"), None);
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub use estimate::{
     worst_case_micros, worst_case_micros_at, worst_case_micros_for, InputEstimate,
     DEFAULT_MAX_OUTPUT_TOKENS, MEDIA_BLOB_TOKENS,
 };
-pub use geo::{is_openai_data_residency_host, may_run_us_only, us_only_uplift_applies};
+pub use geo::{
+    claude_version, is_openai_data_residency_host, may_run_us_only, us_only_uplift_applies,
+};
 pub use model_name::{normalize as normalize_model_name, strip_snapshot_suffix};
 pub use price::{
     usd_per_mtok_to_pico, InvalidPrice, LongContextTier, ModelPrice, PartialRates, PicoUsd,

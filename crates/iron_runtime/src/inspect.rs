@@ -122,9 +122,20 @@ fn may_reason(l: &Light) -> bool {
         .is_some_and(|t| t != "disabled");
     let model = l.model.as_ref().and_then(|m| m.as_str()).unwrap_or("");
     let model = model.rsplit('/').next().unwrap_or(model);
-    let reasoning_model = model.starts_with("gpt-5")
+    // GPT-5 and later, the o-series and codex models reason by default; so do Claude 5 models
+    // (adaptive thinking on unless turned off) and may newer ones.
+    let gpt_generation = model
+        .strip_prefix("gpt-")
+        .map(|rest| {
+            rest.bytes()
+                .take_while(u8::is_ascii_digit)
+                .collect::<Vec<u8>>()
+        })
+        .and_then(|d| std::str::from_utf8(&d).ok()?.parse::<u32>().ok());
+    let reasoning_model = gpt_generation.is_some_and(|g| g >= 5)
         || model.contains("codex")
-        || (model.starts_with('o') && model[1..].starts_with(|c: char| c.is_ascii_digit()));
+        || (model.starts_with('o') && model[1..].starts_with(|c: char| c.is_ascii_digit()))
+        || iron_cost::claude_version(&model.to_ascii_lowercase()).is_some_and(|v| v >= (5, 0));
     // Audio is billed by the token but streamed as base64 bytes, not as text the estimate counts.
     let audio_answer = set(&l.audio)
         || l.modalities
@@ -225,6 +236,36 @@ mod tests {
             br#"{"model":"gpt-audio","audio":null}"#,
         ] {
             assert!(!inspect(b).may_reason, "{}", String::from_utf8_lossy(b));
+        }
+    }
+
+    /// Models that think or reason by default: a stream of theirs cut short may have billed
+    /// hidden tokens, so it is charged its hold.
+    #[test]
+    fn models_that_reason_by_default_are_known_by_name() {
+        for model in [
+            "gpt-5",
+            "gpt-5.4-mini",
+            "gpt-6-sol",
+            "gpt-6.1-sol",
+            "o3",
+            "o4-mini",
+            "gpt-5.3-codex",
+            "claude-opus-5-5",
+            "claude-fable-5-1",
+            "claude-sonnet-5",
+        ] {
+            let b = format!(r#"{{"model":"{model}"}}"#);
+            assert!(inspect(b.as_bytes()).may_reason, "{model}");
+        }
+        for model in [
+            "gpt-4o",
+            "gpt-4.1-mini",
+            "claude-opus-4-7",
+            "claude-3-7-sonnet-latest",
+        ] {
+            let b = format!(r#"{{"model":"{model}"}}"#);
+            assert!(!inspect(b.as_bytes()).may_reason, "{model}");
         }
     }
 

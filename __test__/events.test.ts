@@ -187,6 +187,32 @@ describe('GET /_iron/events (WebSocket)', () => {
     }
   }, 15_000)
 
+  it('a machine past its failed-auth limit gets 429 for a socket without the token; the token still opens one', async () => {
+    const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url })
+    try {
+      // More than the 20 failures allowed in 10 s, from two loopback addresses (one machine).
+      const statuses: number[] = []
+      for (let i = 0; i < 22; i++) {
+        const res = await fetch(`http://127.0.0.1:${router.port}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer ic_wrong', 'content-type': 'application/json' }, body: '{}' })
+        statuses.push(res.status)
+        await res.arrayBuffer()
+      }
+      expect(statuses.at(-1)).toBe(429)
+      const guessing = new WebSocket(`ws://127.0.0.1:${router.port}/_iron/events`, { localAddress: '127.0.0.2' })
+      guessing.on('error', () => {})
+      const [, res] = (await once(guessing, 'unexpected-response')) as [unknown, import('node:http').IncomingMessage]
+      expect(res.statusCode).toBe(429)
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0)
+      guessing.terminate()
+      const owner = client(router, { authorization: `Bearer ${IC}` })
+      await once(owner.ws, 'open')
+      owner.ws.close()
+      await owner.closed
+    } finally {
+      await router.stop()
+    }
+  })
+
   it('open event sockets are bounded by maxConnections (an upgraded socket no longer counts as a connection)', async () => {
     const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url, maxConnections: 2 })
     try {

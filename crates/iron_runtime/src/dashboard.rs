@@ -166,13 +166,20 @@ async fn session<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    // A dashboard that stops reading (or a half-open link) fills the socket's buffers and a send
+    // waits for it: past this the link is taken for dropped, reconnected, and events buffered.
+    let patience = crate::ws_events::send_patience(heartbeat_every);
     let auth = json!({ "type": "AUTH", "token": shared.cfg.ic_token, "agent_id": shared.policies.ledger.agent_id }).to_string();
-    if ws.send(Message::Text(auth.into())).await.is_err() {
-        return Session::Dropped;
+    match send_within(&mut ws, auth, patience, stop).await {
+        Sent::Done => {}
+        Sent::Failed => return Session::Dropped,
+        Sent::Stopped => return Session::Stopped,
     }
     while let Some(m) = buffer.front() {
-        if ws.send(Message::Text(m.clone().into())).await.is_err() {
-            return Session::Dropped;
+        match send_within(&mut ws, m.clone(), patience, stop).await {
+            Sent::Done => {}
+            Sent::Failed => return Session::Dropped,
+            Sent::Stopped => return Session::Stopped,
         }
         buffer.pop_front();
     }
@@ -182,7 +189,7 @@ where
     while ok {
         tokio::select! {
             _ = stop.cancelled() => {
-                let _ = ws.close(None).await;
+                let _ = tokio::time::timeout(patience, ws.close(None)).await;
                 return Session::Stopped;
             }
             ev = sub.recv() => {
@@ -190,15 +197,27 @@ where
                 for m in to_message(shared, &ev) {
                     let text = m.to_string();
                     // After a failed send, keep the rest of this event's messages for the next link.
-                    if !ok || ws.send(Message::Text(text.clone().into())).await.is_err() {
+                    if !ok {
                         push_one(shared, buffer, text);
-                        ok = false;
+                        continue;
+                    }
+                    match send_within(&mut ws, text.clone(), patience, stop).await {
+                        Sent::Done => {}
+                        Sent::Failed => {
+                            push_one(shared, buffer, text);
+                            ok = false;
+                        }
+                        Sent::Stopped => return Session::Stopped,
                     }
                 }
             }
             _ = heartbeat.tick() => {
                 let hb = json!({ "type": "HEARTBEAT", "timestamp": now_ms() }).to_string();
-                ok = ws.send(Message::Text(hb.into())).await.is_ok();
+                match send_within(&mut ws, hb, patience, stop).await {
+                    Sent::Done => {}
+                    Sent::Failed => ok = false,
+                    Sent::Stopped => return Session::Stopped,
+                }
             }
             incoming = ws.next() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => ok = false,
@@ -207,6 +226,33 @@ where
         }
     }
     Session::Dropped
+}
+
+/// How a send to the dashboard ended.
+enum Sent {
+    Done,
+    /// The link failed, or the dashboard took longer than the patience to take the message.
+    Failed,
+    /// The router is stopping.
+    Stopped,
+}
+
+async fn send_within<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    text: String,
+    patience: Duration,
+    stop: &CancellationToken,
+) -> Sent
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::select! {
+        _ = stop.cancelled() => Sent::Stopped,
+        sent = tokio::time::timeout(patience, ws.send(Message::Text(text.into()))) => match sent {
+            Ok(Ok(())) => Sent::Done,
+            _ => Sent::Failed,
+        },
+    }
 }
 
 fn push_bounded(shared: &Shared, buffer: &mut VecDeque<String>, ev: &RouterEvent) {

@@ -19,6 +19,18 @@ pub async fn upgrade(
     peer: std::net::SocketAddr,
 ) -> axum::response::Response {
     let authed = shared.token.check_headers(req.headers());
+    // A source past its failed-auth limit gets no socket to guess on either.
+    if !authed {
+        if let Some(wait) = shared.auth_limit.limited(peer.ip()) {
+            let mut resp = axum::response::Response::new(axum::body::Body::from(format!(
+                "Iron Cage router: too many failed authentications from this machine; retry in {wait} s with the router's token (router.apiKey)"
+            )));
+            *resp.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+            resp.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(wait));
+            return resp;
+        }
+    }
     let Ok(session) = shared.ws_sessions.clone().try_acquire_owned() else {
         let mut resp = axum::response::Response::new(axum::body::Body::from(
             "Iron Cage router: too many open event sockets (maxConnections); close one or raise maxConnections",
@@ -82,24 +94,29 @@ async fn serve(
             .into(),
         ))
         .await;
-    let mut heartbeat = tokio::time::interval(Duration::from_millis(shared.cfg.ws_heartbeat_ms));
+    let heartbeat_every = Duration::from_millis(shared.cfg.ws_heartbeat_ms);
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
     heartbeat.tick().await;
+    // A client that stops reading fills the socket's buffers and a send waits for it: past this,
+    // the client is taken for gone (its events would be lost to the bus's lag anyway).
+    let patience = send_patience(heartbeat_every);
     loop {
         tokio::select! {
             _ = shared.stopping.cancelled() => {
                 let frame = axum::extract::ws::CloseFrame { code: 1001, reason: "the Iron Cage router stopped".into() };
-                let _ = socket.send(Message::Close(Some(frame))).await;
+                let _ = tokio::time::timeout(patience, socket.send(Message::Close(Some(frame)))).await;
                 break;
             }
             ev = sub.recv() => {
                 let Some(ev) = ev else { break };
-                if socket.send(Message::Text(ev.json().to_owned().into())).await.is_err() {
+                let text = Message::Text(ev.json().to_owned().into());
+                if !send_within(&mut socket, text, patience, &shared.stopping).await {
                     break;
                 }
             }
             _ = heartbeat.tick() => {
                 let hb = format!(r#"{{"type":"heartbeat","tsMs":{}}}"#, now_ms());
-                if socket.send(Message::Text(hb.into())).await.is_err() {
+                if !send_within(&mut socket, Message::Text(hb.into()), patience, &shared.stopping).await {
                     break;
                 }
             }
@@ -108,5 +125,27 @@ async fn serve(
                 _ => {}
             },
         }
+    }
+}
+
+/// How long one send may wait for a client to take it: two heartbeats, and at least 5 s.
+pub(crate) fn send_patience(heartbeat: Duration) -> Duration {
+    (heartbeat * 2).max(Duration::from_secs(5))
+}
+
+/// Sends `m` unless the client has not taken it within `patience` or the router stops first;
+/// false when the link is to be dropped.
+async fn send_within(
+    socket: &mut WebSocket,
+    m: Message,
+    patience: Duration,
+    stop: &tokio_util::sync::CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => {
+            // The loop's stop branch sends the close frame.
+            true
+        }
+        sent = tokio::time::timeout(patience, socket.send(m)) => matches!(sent, Ok(Ok(()))),
     }
 }

@@ -109,9 +109,10 @@ const keyArgs = () => ['--provider-key', KEY, '--provider-base-url', up.url]
 describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents', () => {
   it("options end at the command: the agent's own flags are its own, even with iron-cage's names", async () => {
     const agent = 'import json, sys; print("ARGS " + json.dumps(sys.argv[1:]))'
-    const r = await cli(['run', ...keyArgs(), '--budget', '0.05', '--json', 'python3', '-c', agent, '--budget', '100', '--name', 'researcher', '--json', '--help', '--', 'x'])
+    const r = await cli(['run', ...keyArgs(), '--budget', '0.05', '--json', 'python3', '-c', agent, '--budget', '100', '--name', 'researcher', '--json', '--help', '--budget', '-1', '--', 'x'])
     expect(r.code).toBe(0)
-    expect(JSON.parse(/ARGS (.*)/.exec(r.stdout)![1]!)).toEqual(['--budget', '100', '--name', 'researcher', '--json', '--help', '--', 'x'])
+    // Passed on as given: a negative number after an option with one of iron-cage's names too (`--budget -1`).
+    expect(JSON.parse(/ARGS (.*)/.exec(r.stdout)![1]!)).toEqual(['--budget', '100', '--name', 'researcher', '--json', '--help', '--budget', '-1', '--', 'x'])
     const s = lastJson(r.stdout)
     expect(s.budgetUsd).toBe(0.05)
     expect(s.agent.name).toBe('python3')
@@ -119,6 +120,23 @@ describe.skipIf(process.platform === 'win32')('iron-cage run with Python agents'
     const t = await cli(['run', ...keyArgs(), 'python3', '-c', agent, '--json'])
     expect(t.stderr).toContain('python3 exited with code 0')
     expect(t.stdout.trim()).toBe('ARGS ["--json"]')
+  })
+
+  it("an agent's output reaches a reader slow to take it whole: the agent's pipes stay blocking", async () => {
+    // 2 MB to stderr while the reader takes nothing for 1.5 s: the pipe fills and the agent's
+    // writes must wait, not fail (Node makes a pipe non-blocking when it opens its stream, and the
+    // agent shares the description: Python then raised BlockingIOError).
+    const agent = 'import sys\nfor i in range(2000): sys.stderr.write("y" * 1000 + "\\n")\nsys.stderr.flush()\nprint("done")'
+    const r = await cli(['run', ...keyArgs(), 'python3', '-c', agent], {
+      onStart: (p) => {
+        p.stderr!.pause()
+        setTimeout(() => p.stderr!.resume(), 1500)
+      },
+    })
+    expect(r.stderr).not.toContain('BlockingIOError')
+    expect(r.stderr.split('\n').filter((l) => l === 'y'.repeat(1000)).length).toBe(2000)
+    expect(r.stdout).toContain('done')
+    expect(r.code).toBe(0)
   })
 
   it('SIGINT goes on to the agent as SIGINT: Python runs its finally and flushes buffered output', async () => {

@@ -328,6 +328,11 @@ export class AgentRuntime extends EventEmitter<AgentRuntimeEventMap> {
       throw new IronCageError('RUNTIME_SHUT_DOWN', 'the runtime was shut down (runtime.shutdown()); create a new AgentRuntime to start agents')
     }
     const json = toOptionsJson(options as unknown as Record<string, unknown>)
+    // The agent shares this process's stdout and stderr. Node makes a pipe non-blocking when it
+    // first opens its stream, which would make the agent's writes fail with EAGAIN (Python's
+    // BlockingIOError): opened now, before the spawn leaves them blocking for the agent.
+    void process.stdout.fd
+    void process.stderr.fd
     let info: AgentInfo
     try {
       info = parseInfo(this.#inner.startAgent(json))

@@ -102,24 +102,26 @@ type Values = Partial<Record<keyof typeof RUN_OPTIONS, string | boolean>>
  * included (`run --budget 1 python3 agent.py --budget 100`: the second --budget is the agent's).
  */
 function splitArgs(argv: string[], options: NonNullable<ParseArgsConfig['options']>): { own: string[]; rest: string[] } {
+  // The command's arguments are passed on exactly as given: only iron-cage's own are rewritten.
+  const { tokens } = parseArgs({ args: argv, options, allowPositionals: true, strict: false, tokens: true })
+  const end = tokens.find((t) => t.kind === 'positional' || t.kind === 'option-terminator')
+  const given = end ? argv.slice(0, end.index) : argv
+  const rest = end ? argv.slice(end.kind === 'positional' ? end.index : end.index + 1) : []
   // A negative number after an option that takes a value is that value (`--budget -1`), so that
   // its check can say what is wrong; parseArgs would take it for an option.
-  const args: string[] = []
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
+  const own: string[] = []
+  for (let i = 0; i < given.length; i++) {
+    const a = given[i]!
     const name = a.startsWith('--') ? a.slice(2) : undefined
-    const next = argv[i + 1]
+    const next = given[i + 1]
     if (name && options[name]?.type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
-      args.push(`${a}=${next}`)
+      own.push(`${a}=${next}`)
       i += 1
     } else {
-      args.push(a)
+      own.push(a)
     }
   }
-  const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true })
-  const end = tokens.find((t) => t.kind === 'positional' || t.kind === 'option-terminator')
-  if (!end) return { own: args, rest: [] }
-  return { own: args.slice(0, end.index), rest: args.slice(end.kind === 'positional' ? end.index : end.index + 1) }
+  return { own, rest }
 }
 
 function parse(cmd: string, argv: string[], options: NonNullable<ParseArgsConfig['options']>): { values: Values; rest: string[] } {
@@ -337,6 +339,13 @@ async function runAgent(plan: RunPlan): Promise<number> {
     const more = interrupts > 0 ? 'Ctrl-C again' : 'Ctrl-C'
     process.stderr.write(`iron-cage: ${agent.name} ended with ${calls(n)} still at the provider: waiting up to ${upTo((s?.untilMs ?? Date.now()) - Date.now())} for ${n === 1 ? 'it' : 'them'} to settle, so that ${n === 1 ? 'it is' : 'they are'} charged (${more} to stop waiting)\n`)
   })
+  // A terminal that hung up (EIO, the window closed) or a reader that left (EPIPE, `| head`) must
+  // not end iron-cage while it stops the agent and settles its calls.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE' && err.code !== 'EIO') throw err
+    })
+  }
   try {
     agent = runtime.startAgent({
       command,

@@ -301,3 +301,46 @@ async fn a_call_left_at_the_provider_when_the_agent_ends_is_still_charged() {
     })
     .await;
 }
+
+/// A budget already spent in earlier runs (restored from the state file under the agent's id)
+/// stops an agent with `onBudgetExhausted: 'stop'` at its start, not at its first refused call:
+/// an agent that makes none would otherwise run on.
+#[tokio::test]
+async fn a_budget_spent_in_an_earlier_run_stops_the_agent_at_its_start() {
+    let up = provider().await;
+    let dir = std::env::temp_dir().join(format!(
+        "iron-agent-spent-{}-{}",
+        std::process::id(),
+        iron_runtime::events::now_ms()
+    ));
+    let db = dir.join("state.db");
+    let rt = runtime(&up, Some(db.clone()));
+    let first = rt
+        .start_agent(py(serde_json::json!({
+            "id": "returning", "env": { "CALLS": "2" }, "budgetUsd": 1.0
+        })))
+        .expect("starts");
+    let info = bounded(20, first.wait_finished()).await;
+    assert_eq!(info.exit_code, Some(0));
+    assert_eq!(first.metrics().spent_micros, 2 * COST_PER_CALL);
+    // The same agent again, with less budget than it has spent, doing no LLM work at all.
+    let spec = AgentSpec::from_json(
+        &serde_json::json!({
+            "id": "returning", "command": "python3", "args": ["-c", "import time; time.sleep(60)"],
+            "budgetUsd": 0.001, "onBudgetExhausted": "stop", "graceMs": 2000
+        })
+        .to_string(),
+    )
+    .expect("spec");
+    let again = rt.start_agent(spec).expect("starts");
+    let info = bounded(20, again.wait_finished()).await;
+    assert_eq!(info.status, AgentStatus::Stopped);
+    let reason = info.reason.expect("reason");
+    assert!(
+        reason.starts_with("budget exhausted: $0.001500 spent of $0.001000"),
+        "{reason}"
+    );
+    assert!(again.metrics().budget_exhausted);
+    rt.shutdown(None).await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -97,3 +97,38 @@ async fn a_second_request_during_a_sigint_stop_kills_at_once() {
     assert_eq!(a.expect("first").signal.as_deref(), Some("SIGKILL"));
     assert_eq!(b.expect("second").status, AgentStatus::Stopped);
 }
+
+/// The leader ends at SIGINT, but a member of its group ignores SIGINT (a shell's `&` job): that
+/// member still gets SIGTERM when it is due (and can clean up), not only SIGKILL at the end.
+#[tokio::test]
+async fn group_members_that_ignore_sigint_get_sigterm_after_the_leader_ends() {
+    let rt = runtime();
+    let dir = scratch("worker");
+    let (log, ready) = (dir.join("log"), dir.join("ready"));
+    // The worker ignores SIGINT and logs SIGTERM; the leader (the shell) ends at SIGINT.
+    let worker = format!(
+        "trap '' INT; trap 'echo TERM >> {log}; exit 0' TERM; echo up > {ready}; while :; do sleep 0.05; done",
+        log = log.display(),
+        ready = ready.display()
+    );
+    let script = format!("sh -c \"{worker}\" & trap 'exit 0' INT; while :; do sleep 0.05; done");
+    let spec = serde_json::json!({ "command": "sh", "args": ["-c", script], "graceMs": 300 });
+    let agent = rt
+        .start_agent(AgentSpec::from_json(&spec.to_string()).expect("spec"))
+        .expect("starts");
+    wait_for(&ready).await;
+    bounded(10, rt.stop_agent_with(&agent.id, None, StopSignal::Int))
+        .await
+        .expect("stops");
+    // The worker logs SIGTERM (at the grace, 300 ms) and exits before SIGKILL (at 600 ms).
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = std::fs::read_to_string(&log).unwrap_or_default();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(got, "TERM\n");
+}

@@ -43,6 +43,12 @@ pub(crate) async fn watch_router(
 ) {
     let mut models: HashMap<u64, (Option<String>, Option<String>)> = HashMap::new();
     let mut refused_in_a_row = 0u32;
+    // A budget spent in earlier runs (restored from the state file) is exhausted from the start:
+    // its `exceeded` event came while the router was built, before this watched.
+    let b = agent.budget_status();
+    if b.limit_micros.is_some_and(|limit| b.spent_micros >= limit) {
+        on_exhausted(&agent, Exhausted::Spent);
+    }
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return,

@@ -378,17 +378,9 @@ pub fn signal_escapees(escapees: &[Escapee], sig: StopSignal) {
     let _ = (escapees, sig);
 }
 
-/// Wait until every escapee is gone or `deadline` passes. True if they all went.
-pub async fn wait_escapees_gone(escapees: &[Escapee], deadline: Instant) -> bool {
-    loop {
-        if !escapees.iter().any(escapee_alive) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// True when none of `escapees` is still alive.
+pub fn escapees_gone(escapees: &[Escapee]) -> bool {
+    !escapees.iter().any(escapee_alive)
 }
 
 /// Wait until group `pgid` is empty or `deadline` passes. True if it emptied.

@@ -201,7 +201,12 @@ fn describe_spawn_error(spec: &AgentSpec, e: &std::io::Error) -> String {
                 ),
             },
             None => format!(
-                "command '{command}' not found: check that it is installed and on PATH, or give its full path"
+                "command '{command}' not found: check that it is installed and on PATH, or give its full path{}",
+                if cfg!(windows) && !command.contains('.') {
+                    " (on Windows a .cmd or .bat command, such as npx or npm, is named with its extension: npx.cmd)"
+                } else {
+                    ""
+                }
             ),
         },
         std::io::ErrorKind::PermissionDenied => format!(

@@ -3,8 +3,8 @@
 //! and record every transition.
 
 use super::process_group::{
-    escaped_descendants, reap_leftovers, reclaim_terminal, resume_if_stopped, signal_escapees,
-    signal_group, wait_escapees_gone, wait_group_gone, StopSignal,
+    escaped_descendants, escapees_gone, group_alive, reap_leftovers, reclaim_terminal,
+    resume_if_stopped, signal_escapees, signal_group, StopSignal,
 };
 use super::spawn::{spawn_agent, RouterEnv, Spawned};
 use super::status::{signal_name, AgentStatus};
@@ -213,6 +213,9 @@ async fn terminate(
     let mut escaped = escaped_descendants(pgid, pgid);
     signal_group(pgid, req.first);
     signal_escapees(&escaped, req.first);
+    // A stopped process (SIGTTIN: it read a terminal it does not own) only acts on a signal once
+    // it runs again: resume it, as shells do.
+    resume_if_stopped(pgid);
     let status = loop {
         let next = term_at.map_or(kill_at, |t| t.min(kill_at));
         tokio::select! {
@@ -223,6 +226,7 @@ async fn terminate(
                     term_at = None;
                     signal_group(pgid, StopSignal::Term);
                     signal_escapees(&escaped, StopSignal::Term);
+                    resume_if_stopped(pgid);
                     continue;
                 }
                 signal_group(pgid, StopSignal::Kill);
@@ -235,12 +239,32 @@ async fn terminate(
             }
         }
     };
-    // Members that ignored the signals get the rest of the grace, then SIGKILL.
-    if !wait_group_gone(pgid, kill_at).await {
-        signal_group(pgid, StopSignal::Kill);
-    }
-    if !wait_escapees_gone(&escaped, kill_at).await {
-        signal_escapees(&escaped, StopSignal::Kill);
+    // Members that ignored the first signal (the `&` jobs of a shell ignore SIGINT) follow the
+    // same escalation after the leader's end: SIGTERM when it is due, then SIGKILL; a further stop
+    // request (a second Ctrl-C) still brings the SIGKILL forward.
+    loop {
+        if !group_alive(pgid) && escapees_gone(&escaped) {
+            break;
+        }
+        let now = Instant::now();
+        if term_at.is_some_and(|t| now >= t && t < kill_at) {
+            term_at = None;
+            signal_group(pgid, StopSignal::Term);
+            signal_escapees(&escaped, StopSignal::Term);
+            resume_if_stopped(pgid);
+        }
+        if now >= kill_at {
+            signal_group(pgid, StopSignal::Kill);
+            signal_escapees(&escaped, StopSignal::Kill);
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            Some(again) = stops.recv() => {
+                ends_wait |= again.ends_wait;
+                kill_at = kill_at.min(Instant::now() + again.grace);
+            }
+        }
     }
     (status, ends_wait)
 }

@@ -187,10 +187,11 @@ describe('GET /_iron/events (WebSocket)', () => {
     }
   }, 15_000)
 
-  it('a machine past its failed-auth limit gets 429 for a socket without the token; the token still opens one', async () => {
+  it('a machine past its failed-auth limit gets 429 for a socket with a wrong token; the right one still opens one', async () => {
     const router = await LlmRouter.create({ apiKey: IC, serverUrl: keys.url })
     try {
-      // More than the 20 failures allowed in 10 s, from two loopback addresses (one machine).
+      // More than the 20 failures allowed in 10 s, then a socket from another loopback address
+      // (the same machine; Linux has all of 127.0.0.0/8, macOS only 127.0.0.1).
       const statuses: number[] = []
       for (let i = 0; i < 22; i++) {
         const res = await fetch(`http://127.0.0.1:${router.port}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer ic_wrong', 'content-type': 'application/json' }, body: '{}' })
@@ -198,7 +199,8 @@ describe('GET /_iron/events (WebSocket)', () => {
         await res.arrayBuffer()
       }
       expect(statuses.at(-1)).toBe(429)
-      const guessing = new WebSocket(`ws://127.0.0.1:${router.port}/_iron/events`, { localAddress: '127.0.0.2' })
+      const localAddress = process.platform === 'linux' ? '127.0.0.2' : '127.0.0.1'
+      const guessing = new WebSocket(`ws://127.0.0.1:${router.port}/_iron/events`, { localAddress, headers: { authorization: 'Bearer ic_wrong' } })
       guessing.on('error', () => {})
       const [, res] = (await once(guessing, 'unexpected-response')) as [unknown, import('node:http').IncomingMessage]
       expect(res.statusCode).toBe(429)
@@ -208,6 +210,14 @@ describe('GET /_iron/events (WebSocket)', () => {
       await once(owner.ws, 'open')
       owner.ws.close()
       await owner.closed
+      // The token as the first message is never refused either.
+      const byMessage = client(router)
+      await once(byMessage.ws, 'open')
+      byMessage.ws.send(JSON.stringify({ type: 'auth', token: IC }))
+      for (let i = 0; i < 100 && !byMessage.messages.some((m) => m.type === 'hello'); i++) await new Promise((r) => setTimeout(r, 20))
+      expect(byMessage.messages[0]).toMatchObject({ type: 'hello' })
+      byMessage.ws.close()
+      await byMessage.closed
     } finally {
       await router.stop()
     }

@@ -234,8 +234,10 @@ function addLitellm(models, map, warnings) {
     // surcharge on the models that list one; kept as whole percent (the highest region's).
     const uplifts = entries.flatMap(([, v]) => REGIONAL_KEYS.map((k) => v[k])).filter((m) => typeof m === 'number' && m > 1);
     if (uplifts.length) {
-      const percent = Math.round((Math.max(...uplifts) - 1) * 100);
-      if (uplifts.some((m) => Math.round((m - 1) * 100) !== percent)) warnings.push(`${id}: litellm regional uplifts differ (${uplifts.join(', ')}); the highest is kept`);
+      // Rounded up to a whole percent: a hold must not fall below the bill.
+      const toPercent = (m) => Math.ceil((m - 1) * 100 - 1e-9);
+      const percent = toPercent(Math.max(...uplifts));
+      if (uplifts.some((m) => toPercent(m) !== percent)) warnings.push(`${id}: litellm regional uplifts differ (${uplifts.join(', ')}); the highest is kept`);
       e.regional_uplift_percent = percent;
     }
   }

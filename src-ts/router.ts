@@ -36,7 +36,7 @@ export interface RouterStats {
   cacheWriteTokens: number
   reasoningTokens: number
   costUsd: number
-  /** Per model, by the name requests gave: the first 1,023 names; further ones, and names over
+  /** Per model, by the name requests gave: at most 1,024 entries; further names, and names over
    * 256 bytes, add up under `'(other)'`. */
   byModel: Record<string, ModelStats>
   lastModel: string | null

@@ -104,16 +104,20 @@ pub(crate) fn reserve_budget(
             Ok(amount) => amount,
             // A priority request for a model without priority rates: refused like other calls
             // that cannot be held; allowed, it is held (and, if the answer says priority,
-            // charged) at standard rates.
+            // charged) at standard rates. An ultrafast one is charged at least the priority
+            // rates: held at them where the data has them.
             Err(reason) => match cost.unmetered_calls {
-                crate::cost_policy::UnmeteredCalls::Allow => iron_cost::worst_case_micros_at(
-                    value,
-                    kind,
-                    p,
-                    iron_cost::input_bound(value, kind, Some(p)),
-                    iron_cost::ServiceTier::Standard,
-                )
-                .unwrap_or(u64::MAX),
+                crate::cost_policy::UnmeteredCalls::Allow => {
+                    let input = iron_cost::input_bound(value, kind, Some(p));
+                    let at = |tier| iron_cost::worst_case_micros_at(value, kind, p, input, tier);
+                    let ultrafast = iron_cost::requested_service_tier(value, kind)
+                        == iron_cost::ServiceTier::Ultrafast;
+                    ultrafast
+                        .then(|| at(iron_cost::ServiceTier::Priority))
+                        .flatten()
+                        .or_else(|| at(iron_cost::ServiceTier::Standard))
+                        .unwrap_or(u64::MAX)
+                }
                 crate::cost_policy::UnmeteredCalls::Block => {
                     return Err(unmetered_denial(&reason.to_string(), shape));
                 }

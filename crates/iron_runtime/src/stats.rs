@@ -110,8 +110,9 @@ impl Stats {
             s.reasoning_tokens = s.reasoning_tokens.saturating_add(m.reasoning_tokens);
             s.cost_micros = s.cost_micros.saturating_add(m.cost_micros);
             if let Some(mut model) = model {
-                // The name is the request's: past a bound, and for names no model has, calls
-                // add up under one entry, so an agent naming models at random cannot grow this.
+                // The name is the request's: past the bound on entries, and for names longer than
+                // any model's, calls add up under one entry, so an agent naming models at random
+                // cannot grow this.
                 if model.len() > MAX_MODEL_NAME_BYTES
                     || (!s.by_model.contains_key(model) && s.by_model.len() >= MAX_MODELS - 1)
                 {

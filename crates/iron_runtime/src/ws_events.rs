@@ -19,8 +19,13 @@ pub async fn upgrade(
     peer: std::net::SocketAddr,
 ) -> axum::response::Response {
     let authed = shared.token.check_headers(req.headers());
-    // A source past its failed-auth limit gets no socket to guess on either.
-    if !authed {
+    // A source past its failed-auth limit that presents a wrong token in a header gets no socket
+    // to guess on (as an HTTP call would not). One that sends its token as the first message is
+    // let in: the right token is never refused, and a wrong one counts when it fails.
+    let presented = ["authorization", "x-api-key"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h));
+    if !authed && presented {
         if let Some(wait) = shared.auth_limit.limited(peer.ip()) {
             let mut resp = axum::response::Response::new(axum::body::Body::from(format!(
                 "Iron Cage router: too many failed authentications from this machine; retry in {wait} s with the router's token (router.apiKey)"

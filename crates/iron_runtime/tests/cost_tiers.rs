@@ -175,6 +175,22 @@ async fn a_tier_without_rates_cannot_be_held_unless_allowed() {
         let (code, _, text) = status_json(post(&router, "/v1/chat/completions", &nano).await).await;
         assert_eq!(code, 200, "{text}");
         router.stop().await;
+        // Ultrafast has no rates in the data and costs more than priority: allowed, it is held at
+        // the priority rates (as its answer is charged), so a budget that fits the standard hold
+        // (10,088 µ$) but not the priority one (20,175 µ$) refuses it.
+        let router = start_router(&ks, json!({ "budgetUsd": 0.015, "unmeteredCalls": "allow" }));
+        let (code, v, text) = status_json(
+            post(
+                &router,
+                "/v1/chat/completions",
+                &request(json!({ "service_tier": "ultrafast" })),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(code, 402, "{text}");
+        assert_eq!(v["error"]["code"], "budget_exceeded", "{text}");
+        router.stop().await;
     })
     .await;
 }

@@ -21,7 +21,10 @@ const SOURCES: &[(&str, &str)] = &[
     // Prefixed keys glued to the word before them (`example.comsk-proj-…`).
     (r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{16,}", REDACTED),
     // Iron Cage tokens.
-    (r"\bic_[A-Za-z0-9_\-]{12,}", REDACTED),
+    (
+        r"(?:\b|(%[0-9A-Fa-f]{2}))ic_[A-Za-z0-9_\-]{12,}",
+        "${1}[REDACTED]",
+    ),
     // HTTP auth schemes.
     (r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*", "${1}[REDACTED]"),
     (r"(?i)\b(basic\s+)[A-Za-z0-9+/]{8,}=*", "${1}[REDACTED]"),
@@ -171,6 +174,7 @@ mod tests {
                 "h Bearer%20sk-ABCDEFGHIJKLMNOP1234",
                 "h Bearer%20[REDACTED]",
             ),
+            ("n%3Dic_live0123456789abcd x", "n%3D[REDACTED] x"),
             ("id%3DAKIAIOSFODNN7EXAMPLE x", "id%3D[REDACTED] x"),
             (
                 "t%3DeyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_part-1",

@@ -48,6 +48,9 @@ pub struct InputEstimate {
     pub audio_tokens: u64,
     /// The service tier the request asks for (see [`requested_service_tier`]).
     pub service_tier: ServiceTier,
+    /// The request asks Anthropic for US-only inference (`inference_geo: "us"`): a charge made
+    /// without the answer's usage takes the US-only rate where the model bills it.
+    pub us_only: bool,
 }
 
 impl InputEstimate {
@@ -79,7 +82,14 @@ pub fn estimate_input(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -
         tokens,
         audio_tokens,
         service_tier: requested_service_tier(body, kind),
+        us_only: asks_us_only(body, kind),
     }
+}
+
+/// An Anthropic request asking for `inference_geo: "us"`.
+fn asks_us_only(body: &Value, kind: ApiKind) -> bool {
+    kind == ApiKind::AnthropicMessages
+        && body.get("inference_geo").and_then(Value::as_str) == Some("us")
 }
 
 /// [`estimate_input`] for a body known to carry no image or audio (its bytes name neither): the
@@ -89,6 +99,7 @@ pub fn estimate_input_text(body: &Value, kind: ApiKind) -> InputEstimate {
         tokens: estimate_input_tokens(body, kind),
         audio_tokens: 0,
         service_tier: requested_service_tier(body, kind),
+        us_only: asks_us_only(body, kind),
     }
 }
 

@@ -51,6 +51,7 @@ pub(crate) fn charge_unanswered(
             input_tokens: est.tokens,
             input_audio_tokens: est.audio_tokens.min(est.tokens),
             service_tier: est.service_tier,
+            us_only: est.us_only,
             ..iron_cost::Usage::default()
         };
         iron_cost::cost_micros(p, crate::cost_policy::cost_provider(provider), &usage)

@@ -184,6 +184,7 @@ impl StreamUsage {
                     input_tokens: input.tokens,
                     input_audio_tokens: input.audio_tokens.min(input.tokens),
                     output_tokens: from_text,
+                    us_only: input.us_only,
                     ..Usage::default()
                 };
                 (u, true)

@@ -217,6 +217,7 @@ fn a_cut_stream_takes_audio_and_tier_from_the_input_estimate() {
         tokens: 12_531,
         audio_tokens: 12_501,
         service_tier: ServiceTier::Priority,
+        us_only: false,
     };
     let mut acc = StreamUsage::new();
     acc.observe(
@@ -335,4 +336,19 @@ fn a_compacted_stream_is_billed_the_passes_its_message_delta_lists() {
     let (u, estimated) = acc.finish(0);
     assert!(!estimated);
     assert_eq!((u.input_tokens, u.output_tokens), (203_000, 4_500));
+}
+
+/// An Anthropic stream cut before its `message_start` is charged its estimated input at the
+/// US-only rate when the request asked for US-only inference.
+#[test]
+fn a_stream_cut_before_message_start_keeps_the_requested_geography() {
+    let body = serde_json::json!({"model":"claude-opus-4-6","max_tokens":10,"inference_geo":"us",
+        "messages":[{"role":"user","content":"hi"}]});
+    let input = crate::estimate_input(&body, crate::ApiKind::AnthropicMessages, None);
+    assert!(input.us_only);
+    let (u, estimated) = StreamUsage::new().finish_with(&input);
+    assert!(estimated && u.us_only);
+    let global = serde_json::json!({"model":"claude-opus-4-6","max_tokens":10,
+        "messages":[{"role":"user","content":"hi"}]});
+    assert!(!crate::estimate_input(&global, crate::ApiKind::AnthropicMessages, None).us_only);
 }

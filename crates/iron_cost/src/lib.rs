@@ -26,6 +26,7 @@ mod geo;
 mod model_name;
 mod price;
 mod provider;
+mod unmetered;
 pub mod usage;
 
 pub use api_kind::ApiKind;

@@ -7,7 +7,6 @@ mod common;
 
 use common::sse_answers::sse;
 use common::*;
-use iron_runtime::RouterEvent;
 use serde_json::{json, Value};
 
 /// Claude Opus 4.6: $5 in, $25 out per 1M tokens. 1000 + 1000 tokens: 5,000 + 25,000 µ$.
@@ -18,21 +17,11 @@ fn answer(geo: &str, text: &str) -> Value {
 }
 
 fn request(extra: Value) -> Value {
-    let mut b = json!({ "model": "claude-opus-4-6", "max_tokens": 1000,
-        "messages": [{ "role": "user", "content": "Count to three." }] });
-    if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    b
-}
-
-async fn next_cost(events: &mut iron_runtime::events::Subscription) -> u64 {
-    loop {
-        let ev = events.recv().await.expect("event bus open");
-        if let RouterEvent::Response { cost_micros, .. } = &**ev {
-            return *cost_micros;
-        }
-    }
+    merged(
+        json!({ "model": "claude-opus-4-6", "max_tokens": 1000,
+            "messages": [{ "role": "user", "content": "Count to three." }] }),
+        extra,
+    )
 }
 
 async fn send(router: &iron_runtime::Router, body: &Value) -> reqwest::Response {

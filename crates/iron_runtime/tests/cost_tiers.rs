@@ -18,22 +18,11 @@ fn answer(tier: &str) -> Value {
 }
 
 fn request(extra: Value) -> Value {
-    let mut b = json!({ "model": "gpt-5", "max_completion_tokens": 1000,
-        "messages": [{ "role": "user", "content": "Count to three." }] });
-    if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    b
-}
-
-/// The cost of the next settled call.
-async fn next_cost(events: &mut iron_runtime::events::Subscription) -> u64 {
-    loop {
-        let ev = events.recv().await.expect("event bus open");
-        if let RouterEvent::Response { cost_micros, .. } = &**ev {
-            return *cost_micros;
-        }
-    }
+    merged(
+        json!({ "model": "gpt-5", "max_completion_tokens": 1000,
+            "messages": [{ "role": "user", "content": "Count to three." }] }),
+        extra,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

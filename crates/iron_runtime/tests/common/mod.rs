@@ -461,3 +461,23 @@ pub fn chat_completion() -> serde_json::Value {
         "usage": { "prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6 }
     })
 }
+
+/// `base` with the members of `extra` added or replaced (both JSON objects).
+#[allow(dead_code)]
+pub fn merged(mut base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    base
+}
+
+/// The cost of the next settled call: its `response` event's `costMicros`.
+#[allow(dead_code)]
+pub async fn next_cost(events: &mut iron_runtime::events::Subscription) -> u64 {
+    loop {
+        let ev = events.recv().await.expect("event bus open");
+        if let iron_runtime::RouterEvent::Response { cost_micros, .. } = &**ev {
+            return *cost_micros;
+        }
+    }
+}

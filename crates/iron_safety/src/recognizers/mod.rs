@@ -35,3 +35,14 @@ pub fn built_in(kind: &PiiKind) -> Option<Box<dyn Recognizer>> {
         PiiKind::Custom(_) => return None,
     })
 }
+
+/// The values a scanner of `kinds` finds in `text` (for the recognizers' tests).
+#[cfg(test)]
+pub(crate) fn found<'t>(kinds: &[PiiKind], text: &'t str) -> Vec<&'t str> {
+    let scanner = crate::Scanner::new(kinds, &[]).expect("scanner");
+    scanner
+        .scan(text)
+        .into_iter()
+        .map(|f| &text[f.span])
+        .collect()
+}

@@ -133,3 +133,54 @@ async fn group_members_that_ignore_sigint_get_sigterm_after_the_leader_ends() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(got, "TERM\n");
 }
+
+/// An agent stopped by job control (SIGTTIN when it reads a terminal it was not given) acts on the
+/// stop signal at once: it is resumed after the signal, as shells do, not left for SIGKILL.
+/// (Linux: the process's state is read from /proc.)
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_stopped_agent_is_resumed_so_that_it_handles_the_stop_signal() {
+    let rt = runtime();
+    let dir = scratch("stopped");
+    let (log, ready) = (dir.join("log"), dir.join("ready"));
+    let script = format!(
+        "trap 'echo TERM >> {log}; exit 0' TERM; echo up > {ready}; while :; do sleep 0.05; done",
+        log = log.display(),
+        ready = ready.display()
+    );
+    // A grace far past the test's bound: only the agent's own exit can end it in time.
+    let spec = serde_json::json!({ "command": "sh", "args": ["-c", script], "graceMs": 60000 });
+    let agent = rt
+        .start_agent(AgentSpec::from_json(&spec.to_string()).expect("spec"))
+        .expect("starts");
+    wait_for(&ready).await;
+    let pid = agent.info().pid.expect("pid");
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", "--", &format!("-{pid}")])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    // Stopped indeed: state `T` in /proc.
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next())
+            })
+    };
+    for _ in 0..100 {
+        if state() == Some('T') {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(state(), Some('T'));
+    let info = bounded(10, rt.stop_agent_with(&agent.id, None, StopSignal::Term))
+        .await
+        .expect("stops");
+    let got = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(got, "TERM\n");
+    assert_eq!(info.exit_code, Some(0));
+}

@@ -82,14 +82,8 @@ pub fn estimate_input(body: &Value, kind: ApiKind, price: Option<&ModelPrice>) -
         tokens,
         audio_tokens,
         service_tier: requested_service_tier(body, kind),
-        us_only: asks_us_only(body, kind),
+        us_only: crate::geo::asks_us_only(body, kind),
     }
-}
-
-/// An Anthropic request asking for `inference_geo: "us"`.
-fn asks_us_only(body: &Value, kind: ApiKind) -> bool {
-    kind == ApiKind::AnthropicMessages
-        && body.get("inference_geo").and_then(Value::as_str) == Some("us")
 }
 
 /// [`estimate_input`] for a body known to carry no image or audio (its bytes name neither): the
@@ -99,7 +93,7 @@ pub fn estimate_input_text(body: &Value, kind: ApiKind) -> InputEstimate {
         tokens: estimate_input_tokens(body, kind),
         audio_tokens: 0,
         service_tier: requested_service_tier(body, kind),
-        us_only: asks_us_only(body, kind),
+        us_only: crate::geo::asks_us_only(body, kind),
     }
 }
 

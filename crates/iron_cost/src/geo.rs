@@ -50,8 +50,17 @@ pub fn claude_version(id: &str) -> Option<(u32, u32)> {
 /// that does not ask for `inference_geo: "global"`. One that names no geography runs at its
 /// workspace's default, which may be US-only; a hold must cover that.
 pub fn may_run_us_only(body: &Value, kind: ApiKind) -> bool {
-    kind == ApiKind::AnthropicMessages
-        && body.get("inference_geo").and_then(Value::as_str) != Some("global")
+    kind == ApiKind::AnthropicMessages && requested_geo(body) != Some("global")
+}
+
+/// Whether a request asks for US-only inference outright (`inference_geo: "us"`): what a charge
+/// made without the answer's usage goes by.
+pub(crate) fn asks_us_only(body: &Value, kind: ApiKind) -> bool {
+    kind == ApiKind::AnthropicMessages && requested_geo(body) == Some("us")
+}
+
+fn requested_geo(body: &Value) -> Option<&str> {
+    body.get("inference_geo").and_then(Value::as_str)
 }
 
 /// Whether `host` (`host` or `host:port`) is one of OpenAI's data-residency endpoints

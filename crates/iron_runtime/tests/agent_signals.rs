@@ -19,6 +19,12 @@ fn runtime() -> AgentRuntime {
     .expect("runtime")
 }
 
+/// An agent that runs `script` in `sh`, stopped with a grace of `grace_ms`.
+fn shell(script: &str, grace_ms: u64) -> AgentSpec {
+    let spec = serde_json::json!({ "command": "sh", "args": ["-c", script], "graceMs": grace_ms });
+    AgentSpec::from_json(&spec.to_string()).expect("spec")
+}
+
 /// A shell agent that records each signal it gets in `log` and otherwise ignores it.
 fn stubborn(log: &std::path::Path, ready: &std::path::Path) -> AgentSpec {
     let script = format!(
@@ -26,8 +32,7 @@ fn stubborn(log: &std::path::Path, ready: &std::path::Path) -> AgentSpec {
         log = log.display(),
         ready = ready.display()
     );
-    let spec = serde_json::json!({ "command": "sh", "args": ["-c", script], "graceMs": 300 });
-    AgentSpec::from_json(&spec.to_string()).expect("spec")
+    shell(&script, 300)
 }
 
 fn scratch(tag: &str) -> std::path::PathBuf {
@@ -113,10 +118,7 @@ async fn group_members_that_ignore_sigint_get_sigterm_after_the_leader_ends() {
     );
     let script = format!("sh -c \"{worker}\" & trap 'exit 0' INT; while :; do sleep 0.05; done");
     // SIGTERM after 1 s, SIGKILL after 2 s: room for the worker's trap on a loaded machine.
-    let spec = serde_json::json!({ "command": "sh", "args": ["-c", script], "graceMs": 1000 });
-    let agent = rt
-        .start_agent(AgentSpec::from_json(&spec.to_string()).expect("spec"))
-        .expect("starts");
+    let agent = rt.start_agent(shell(&script, 1000)).expect("starts");
     wait_for(&ready).await;
     bounded(10, rt.stop_agent_with(&agent.id, None, StopSignal::Int))
         .await
@@ -149,10 +151,7 @@ async fn a_stopped_agent_is_resumed_so_that_it_handles_the_stop_signal() {
         ready = ready.display()
     );
     // A grace far past the test's bound: only the agent's own exit can end it in time.
-    let spec = serde_json::json!({ "command": "sh", "args": ["-c", script], "graceMs": 60000 });
-    let agent = rt
-        .start_agent(AgentSpec::from_json(&spec.to_string()).expect("spec"))
-        .expect("starts");
+    let agent = rt.start_agent(shell(&script, 60_000)).expect("starts");
     wait_for(&ready).await;
     let pid = agent.info().pid.expect("pid");
     let stopped = std::process::Command::new("kill")
